@@ -1,0 +1,1 @@
+"""The vpipe command line and demos."""

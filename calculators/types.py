@@ -1,0 +1,254 @@
+"""Payload types shared by the built-in calculators.
+
+All payloads are immutable by convention: a calculator never mutates a payload it received (with
+fan-out, two consumers share one array). The arrays inside are numpy arrays; helpers that derive a
+new payload return a new object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+import numpy as np
+
+PIXEL_FORMATS = ("RGB", "BGR", "GRAY", "RGBA", "BGRA")
+
+
+@dataclass(frozen=True, eq=False)
+class Image:
+    """An image: an HxWxC (or HxW for GRAY) uint8 array and its pixel format."""
+
+    data: np.ndarray
+    format: str = "RGB"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, np.ndarray):
+            raise TypeError(f"Image.data must be a numpy array, got {type(self.data).__name__}")
+        if self.format not in PIXEL_FORMATS:
+            raise ValueError(f"Image.format must be one of {PIXEL_FORMATS}, got {self.format!r}")
+        expected = {"GRAY": (2, 3), "RGB": (3,), "BGR": (3,), "RGBA": (3,), "BGRA": (3,)}[self.format]
+        if self.data.ndim not in expected:
+            raise ValueError(
+                f"Image of format {self.format} must have {' or '.join(map(str, expected))} dims, "
+                f"got shape {self.data.shape}"
+            )
+
+    @property
+    def height(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.data.shape[1])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height)."""
+        return self.width, self.height
+
+    def with_data(self, data: np.ndarray, format: str | None = None) -> "Image":
+        return Image(data, format or self.format)
+
+    def to(self, format: str) -> "Image":
+        """This image in another pixel format (a new array; self is untouched)."""
+        if format == self.format:
+            return self
+        import cv2
+
+        codes = {
+            ("RGB", "BGR"): cv2.COLOR_RGB2BGR, ("BGR", "RGB"): cv2.COLOR_BGR2RGB,
+            ("RGB", "GRAY"): cv2.COLOR_RGB2GRAY, ("BGR", "GRAY"): cv2.COLOR_BGR2GRAY,
+            ("GRAY", "RGB"): cv2.COLOR_GRAY2RGB, ("GRAY", "BGR"): cv2.COLOR_GRAY2BGR,
+            ("RGBA", "RGB"): cv2.COLOR_RGBA2RGB, ("BGRA", "BGR"): cv2.COLOR_BGRA2BGR,
+            ("RGBA", "BGR"): cv2.COLOR_RGBA2BGR, ("BGRA", "RGB"): cv2.COLOR_BGRA2RGB,
+            ("RGB", "RGBA"): cv2.COLOR_RGB2RGBA, ("BGR", "BGRA"): cv2.COLOR_BGR2BGRA,
+        }
+        code = codes.get((self.format, format))
+        if code is None:
+            raise ValueError(f"no conversion from {self.format} to {format}")
+        return Image(cv2.cvtColor(self.data, code), format)
+
+
+@dataclass(frozen=True, eq=False)
+class Tensor:
+    """A numpy tensor with its layout (e.g. NCHW, NHWC, or free text such as 'NC')."""
+
+    data: np.ndarray
+    layout: str = ""
+    name: str | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+
+@dataclass(frozen=True, eq=False)
+class Transform:
+    """The affine map from a tensor's pixel coordinates back to the source frame.
+
+    ``matrix`` is 2x3: frame_xy = matrix @ [tensor_x, tensor_y, 1]. ``frame_size`` and
+    ``tensor_size`` are (width, height).
+    """
+
+    matrix: np.ndarray
+    frame_size: tuple[int, int]
+    tensor_size: tuple[int, int]
+
+    def to_frame(self, points: np.ndarray) -> np.ndarray:
+        """Maps (..., 2) tensor pixel coordinates to frame pixel coordinates."""
+        pts = np.asarray(points, dtype=np.float64)
+        return pts @ self.matrix[:, :2].T + self.matrix[:, 2]
+
+    def to_tensor(self, points: np.ndarray) -> np.ndarray:
+        """Maps (..., 2) frame pixel coordinates to tensor pixel coordinates."""
+        full = np.vstack([self.matrix, [0.0, 0.0, 1.0]])
+        inv = np.linalg.inv(full)[:2]
+        pts = np.asarray(points, dtype=np.float64)
+        return pts @ inv[:, :2].T + inv[:, 2]
+
+    @staticmethod
+    def identity(size: tuple[int, int]) -> "Transform":
+        return Transform(np.array([[1.0, 0, 0], [0, 1.0, 0]]), tuple(size), tuple(size))
+
+
+@dataclass(frozen=True, eq=False)
+class Mask:
+    """A per-pixel float32 mask in [0, 1], HxW, in the pixels of ``frame_size`` when known."""
+
+    data: np.ndarray
+    frame_size: tuple[int, int] | None = None
+
+
+def _as_array(value: Any, dtype, shape_tail: tuple, name: str, n: int | None) -> np.ndarray:
+    arr = np.asarray(value, dtype=dtype)
+    if arr.size == 0 and n == 0:
+        arr = arr.reshape((0, *shape_tail))
+    if arr.ndim != 1 + len(shape_tail) or tuple(arr.shape[1:]) != shape_tail and shape_tail != ():
+        want = "(N" + "".join(f", {d}" for d in shape_tail) + ")"
+        raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"{name} must have {n} rows (one per detection), got {arr.shape[0]}")
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class Detections:
+    """Per-detection numpy arrays, in the manner of supervision's ``Detections``.
+
+    - ``xyxy``: (N, 4) float32 boxes in pixels of the source frame (x0, y0, x1, y1)
+    - ``scores``: (N,) float32
+    - ``class_ids``: (N,) int32
+    - ``labels``: tuple of N strings
+    - ``keypoints``: (N, K, 2) float32 pixel coordinates, or None
+    - ``tracker_ids``: (N,) int64, or None
+    """
+
+    xyxy: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray = field(default=None)  # type: ignore[assignment]
+    labels: tuple[str, ...] = field(default=None)  # type: ignore[assignment]
+    keypoints: np.ndarray | None = None
+    tracker_ids: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        xyxy = np.asarray(self.xyxy, dtype=np.float32)
+        if xyxy.size == 0:
+            xyxy = xyxy.reshape(0, 4)
+        if xyxy.ndim != 2 or xyxy.shape[1] != 4:
+            raise ValueError(f"xyxy must have shape (N, 4), got {xyxy.shape}")
+        n = xyxy.shape[0]
+        object.__setattr__(self, "xyxy", xyxy)
+        scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        if scores.shape != (n,):
+            raise ValueError(f"scores must have shape ({n},), got {scores.shape}")
+        object.__setattr__(self, "scores", scores)
+        cids = np.zeros(n, np.int32) if self.class_ids is None else np.asarray(self.class_ids, np.int32).reshape(-1)
+        if cids.shape != (n,):
+            raise ValueError(f"class_ids must have shape ({n},), got {cids.shape}")
+        object.__setattr__(self, "class_ids", cids)
+        labels = tuple("" for _ in range(n)) if self.labels is None else tuple(str(s) for s in self.labels)
+        if len(labels) != n:
+            raise ValueError(f"labels must have {n} entries, got {len(labels)}")
+        object.__setattr__(self, "labels", labels)
+        if self.keypoints is not None:
+            kp = np.asarray(self.keypoints, dtype=np.float32)
+            if kp.size == 0:
+                kp = kp.reshape(n, 0, 2)
+            if kp.ndim != 3 or kp.shape[0] != n or kp.shape[2] != 2:
+                raise ValueError(f"keypoints must have shape ({n}, K, 2), got {kp.shape}")
+            object.__setattr__(self, "keypoints", kp)
+        if self.tracker_ids is not None:
+            tid = np.asarray(self.tracker_ids, dtype=np.int64).reshape(-1)
+            if tid.shape != (n,):
+                raise ValueError(f"tracker_ids must have shape ({n},), got {tid.shape}")
+            object.__setattr__(self, "tracker_ids", tid)
+
+    def __len__(self) -> int:
+        return int(self.xyxy.shape[0])
+
+    @staticmethod
+    def empty(num_keypoints: int | None = None) -> "Detections":
+        kp = None if num_keypoints is None else np.zeros((0, num_keypoints, 2), np.float32)
+        return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), keypoints=kp)
+
+    def select(self, index: Sequence[int] | np.ndarray) -> "Detections":
+        """The detections at ``index`` (indices or a boolean mask), as a new object."""
+        idx = np.asarray(index)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        idx = idx.astype(np.int64)
+        return Detections(
+            self.xyxy[idx], self.scores[idx], self.class_ids[idx],
+            tuple(self.labels[i] for i in idx),
+            None if self.keypoints is None else self.keypoints[idx],
+            None if self.tracker_ids is None else self.tracker_ids[idx],
+        )
+
+    def replace(self, **changes: Any) -> "Detections":
+        return replace(self, **changes)
+
+    def to_json(self) -> list[dict]:
+        """The JSONL form: [{"box": [...], "score": f, "label": s, "keypoints": [[x, y], ...]}]."""
+        out = []
+        for i in range(len(self)):
+            d: dict[str, Any] = {
+                "box": [round(float(v), 2) for v in self.xyxy[i]],
+                "score": round(float(self.scores[i]), 4),
+                "label": self.labels[i],
+            }
+            if self.keypoints is not None:
+                d["keypoints"] = [[round(float(x), 2), round(float(y), 2)] for x, y in self.keypoints[i]]
+            if self.tracker_ids is not None:
+                d["id"] = int(self.tracker_ids[i])
+            out.append(d)
+        return out
+
+    def to_supervision(self):
+        """A ``supervision.Detections`` (requires the ``supervision`` package)."""
+        import supervision as sv  # imported where used: optional
+
+        data = {"class_name": np.array(self.labels)}
+        if self.keypoints is not None:
+            data["keypoints"] = self.keypoints
+        return sv.Detections(
+            xyxy=self.xyxy.astype(np.float32), confidence=self.scores, class_id=self.class_ids,
+            tracker_id=self.tracker_ids, data=data,
+        )
+
+    @staticmethod
+    def from_supervision(det) -> "Detections":
+        """Reads a ``supervision.Detections`` by attribute, without importing supervision."""
+        n = len(det.xyxy)
+        labels = None
+        data = getattr(det, "data", None) or {}
+        if "class_name" in data:
+            labels = [str(s) for s in data["class_name"]]
+        return Detections(
+            det.xyxy, det.confidence if det.confidence is not None else np.ones(n, np.float32),
+            det.class_id, labels, data.get("keypoints"), det.tracker_id,
+        )
