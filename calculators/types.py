@@ -252,3 +252,45 @@ class Detections:
             det.xyxy, det.confidence if det.confidence is not None else np.ones(n, np.float32),
             det.class_id, labels, data.get("keypoints"), det.tracker_id,
         )
+
+
+class Tensors(tuple):
+    """An ordered, immutable list of named ``Tensor`` s: what ``Inference`` emits on ``TENSORS``.
+
+    It is a tuple (``out[0]``, iteration, ``len``) that also looks tensors up by name
+    (``out["regressors"]``), so decoders may use either the model's output order or its names.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, tensors=()):
+        items = tuple(tensors)
+        for t in items:
+            if not isinstance(t, Tensor):
+                raise TypeError(f"Tensors holds Tensor objects, got {type(t).__name__}")
+        return super().__new__(cls, items)
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            for t in self:
+                if t.name == key:
+                    return t
+            raise KeyError(f"no tensor named {key!r}; names are {self.names}")
+        return tuple.__getitem__(self, key)
+
+    @property
+    def names(self) -> tuple[str | None, ...]:
+        return tuple(t.name for t in self)
+
+    def get(self, name: str, default=None):
+        for t in self:
+            if t.name == name:
+                return t
+        return default
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        """``{name: array}`` (unnamed tensors are keyed by their position as a string)."""
+        return {(t.name if t.name is not None else str(i)): t.data for i, t in enumerate(self)}
+
+    def __repr__(self) -> str:
+        return "Tensors(" + ", ".join(f"{t.name}:{t.shape}:{t.dtype}" for t in self) + ")"
