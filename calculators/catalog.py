@@ -269,20 +269,24 @@ def _tmp_in(dest: Path) -> Path:
 # ---------------------------------------------------------------- fetching
 
 
-def _copy_stream(src, dst, name: str, total: int | None, progress: ProgressFn | None, stage: str) -> None:
+def _copy_stream(src, dst, name: str, total: int | None, progress: ProgressFn | None, stage: str) -> int:
     done = 0
     while chunk := src.read(_CHUNK):
         dst.write(chunk)
         done += len(chunk)
         if progress:
             progress(name, done, total, stage)
+    return done
 
 
 def _fetch_url(e: Entry, src: UrlSource, tmp: Path, progress: ProgressFn | None) -> None:
     req = urllib.request.Request(src.url, headers={"User-Agent": "vpipe"})
     with urllib.request.urlopen(req, timeout=30) as r, open(tmp, "wb") as f:
         length = r.headers.get("Content-Length")
-        _copy_stream(r, f, e.name, int(length) if length else e.size, progress, "download")
+        total = int(length) if length else e.size
+        done = _copy_stream(r, f, e.name, total, progress, "download")
+    if length and done != int(length):
+        raise FetchError(f"interrupted download: the connection closed after {done} of {length} bytes")
 
 
 def _fetch_file(e: Entry, src: FileSource, tmp: Path, progress: ProgressFn | None) -> None:
