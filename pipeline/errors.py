@@ -1,0 +1,70 @@
+"""The exceptions of vpipe: a small, exact set.
+
+- ``GraphConfigError``: the graph is wrong; raised before anything runs, listing every problem.
+- ``GraphRunError``: a calculator failed during a run; names node, calculator, timestamp, cause.
+- ``TimestampError``: a packet at or below its stream's bound (raised inside the producing node,
+  so it surfaces as the ``GraphRunError`` cause).
+- ``QueueFullError``: ``add_packet`` on an input whose overflow policy is ``reject`` and is full.
+- ``GraphCancelled`` is not an error: ``wait()`` returns normally after ``cancel()``.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+
+
+class VpipeError(Exception):
+    """Base of vpipe's errors."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.message}"
+
+
+class GraphConfigError(VpipeError):
+    """A graph that cannot run, with every problem found (each with file and line)."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class TimestampError(VpipeError):
+    """A packet's timestamp is not above its stream's bound."""
+
+
+class QueueFullError(VpipeError):
+    """An input queue with overflow policy ``reject`` is full."""
+
+
+class GraphRunError(VpipeError):
+    """A calculator failed; the run was stopped cleanly.
+
+    Attributes: ``node``, ``calculator``, ``timestamp`` (int or None), ``phase`` (open, process,
+    close, source), ``cause`` (the original exception, also ``__cause__``) and ``cause_traceback``.
+    """
+
+    def __init__(self, node: str, calculator: str, phase: str, timestamp: int | None, cause: BaseException):
+        from .timestamp import Timestamp
+
+        self.node = node
+        self.calculator = calculator
+        self.phase = phase
+        self.timestamp = timestamp
+        self.cause = cause
+        self.cause_traceback = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+        at = "" if timestamp is None else f" at timestamp {Timestamp.name(timestamp)}"
+        super().__init__(
+            f"node '{node}' ({calculator}) failed in {phase}{at}: {type(cause).__name__}: {cause}"
+        )
+
+    def __str__(self) -> str:
+        return f"{self.args[0]}\n\nOriginal traceback:\n{self.cause_traceback}"

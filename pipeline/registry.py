@@ -1,0 +1,101 @@
+"""The calculator registry.
+
+Calculators register by name. The built-in library is found through the ``vpipe.calculators``
+entry point group (so ``pipeline`` never imports ``calculators``); user calculators come only from
+modules named explicitly (``plugins:`` in a graph file, ``--plugin`` on the command line).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import threading
+
+_REGISTRY: dict[str, type] = {}
+_lock = threading.Lock()
+_builtins_loaded = False
+
+
+def register(cls=None, *, name: str | None = None):
+    """Registers a calculator class (usable as ``@register`` or ``register(cls, name=...)``)."""
+
+    def do(c):
+        from .calculator import Calculator
+
+        if not (isinstance(c, type) and issubclass(c, Calculator)):
+            raise TypeError(f"register() expects a Calculator subclass, got {c!r}")
+        n = name or c.__name__
+        existing = _REGISTRY.get(n)
+        if existing is not None and existing is not c and (
+            existing.__module__, existing.__qualname__) != (c.__module__, c.__qualname__):
+            raise ValueError(
+                f"calculator name '{n}' is already registered by {existing.__module__}.{existing.__qualname__}"
+            )
+        c.name = n
+        _REGISTRY[n] = c
+        return c
+
+    if cls is not None:
+        return do(cls)
+    return do
+
+
+def load_builtins() -> None:
+    """Imports the modules of the ``vpipe.calculators`` entry point group, once."""
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    with _lock:
+        if _builtins_loaded:
+            return
+        from importlib.metadata import entry_points
+
+        eps = list(entry_points(group="vpipe.calculators"))
+        if not eps:
+            # Running from a source tree that is not pip-installed: the built-in package is
+            # still importable by name.
+            try:
+                importlib.import_module("calculators")
+            except ModuleNotFoundError:
+                pass
+        for ep in eps:
+            importlib.import_module(ep.value.split(":")[0])
+        _builtins_loaded = True
+
+
+def load_plugin(module: str) -> None:
+    """Imports a user calculator module named explicitly."""
+    importlib.import_module(module)
+
+
+def get(name: str) -> type:
+    load_builtins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(unknown_message(name)) from None
+
+
+def find(name: str):
+    load_builtins()
+    return _REGISTRY.get(name)
+
+
+def names() -> list[str]:
+    load_builtins()
+    return sorted(_REGISTRY)
+
+
+def closest(name: str, n: int = 3) -> list[str]:
+    pool = names()
+    close = difflib.get_close_matches(name, pool, n=n, cutoff=0.5)
+    if not close:
+        lowered = {p.lower(): p for p in pool}
+        close = [lowered[m] for m in difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.5)]
+    return close
+
+
+def unknown_message(name: str) -> str:
+    close = closest(name)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"unknown calculator '{name}'{hint} (user calculators need their module under 'plugins:')"
