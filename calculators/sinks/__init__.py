@@ -1,0 +1,8 @@
+"""Sinks: calculators that take results out of a graph (video and image files, JSON lines, a window, a web preview)."""
+
+from calculators.sinks.display import Display
+from calculators.sinks.files import ImageWriter, JsonlWriter
+from calculators.sinks.video_writer import VideoFileWriter, VideoWriter
+from calculators.sinks.web_preview import WebPreview
+
+__all__ = ["Display", "ImageWriter", "JsonlWriter", "VideoFileWriter", "VideoWriter", "WebPreview"]

@@ -1,0 +1,157 @@
+"""Helpers shared by the media sources and sinks: stream info, pacing, pixel formats, errors.
+
+Nothing here is a calculator; it is kept free of graph code so it can be unit-tested alone.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from calculators.types import Image
+
+OutputFormat = Literal["RGB", "BGR", "GRAY"]
+
+# PyAV's names for the formats an Image can carry.
+AV_FORMATS = {"RGB": "rgb24", "BGR": "bgr24", "GRAY": "gray", "RGBA": "rgba", "BGRA": "bgra"}
+
+NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "rtp", "srt", "tcp", "hls")
+
+
+class MediaError(RuntimeError):
+    """A media file, stream or device that cannot be read or written; the message names it and why."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a source knows about its stream, before the first frame.
+
+    ``frame_count`` and ``duration_s`` are None when unknown (live streams, cameras).
+    """
+
+    uri: str
+    width: int
+    height: int
+    fps: float | None
+    codec: str | None
+    frame_count: int | None
+    duration_s: float | None
+    live: bool
+    pixel_format: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def is_network_uri(uri: str) -> bool:
+    scheme, sep, _ = uri.partition("://")
+    return bool(sep) and scheme.lower() in NETWORK_SCHEMES
+
+
+def bgr_to_image(bgr: np.ndarray, fmt: str) -> Image:
+    """An Image in ``fmt`` from an OpenCV BGR (or single-channel) array."""
+    if bgr.ndim == 2 or (bgr.ndim == 3 and bgr.shape[2] == 1):
+        return Image(bgr.reshape(bgr.shape[:2]), "GRAY").to(fmt) if fmt != "GRAY" else Image(bgr.reshape(bgr.shape[:2]), "GRAY")
+    if bgr.shape[2] == 4:
+        return Image(bgr, "BGRA").to(fmt) if fmt != "BGRA" else Image(bgr, "BGRA")
+    return Image(bgr, "BGR").to(fmt)
+
+
+def image_to_bgr(image: Image) -> np.ndarray:
+    """The BGR (or GRAY) array OpenCV writers expect; a new array unless no conversion is needed."""
+    if image.format in ("BGR", "GRAY"):
+        return image.data
+    if image.format == "RGBA":
+        return image.to("BGR").data
+    return image.to("BGR").data
+
+
+class Pacer:
+    """Holds frames back so they leave at the rate of their timestamps (``pace: realtime``).
+
+    ``wait(t_us)`` returns False when ``stop_event`` fired during the wait.
+    """
+
+    def __init__(self, stop_event: threading.Event | None = None, speed: float = 1.0) -> None:
+        self.stop_event = stop_event or threading.Event()
+        self.speed = speed
+        self._t0_media: int | None = None
+        self._t0_wall = 0.0
+
+    def reset(self) -> None:
+        self._t0_media = None
+
+    def wait(self, t_us: int) -> bool:
+        now = time.monotonic()
+        if self._t0_media is None:
+            self._t0_media, self._t0_wall = t_us, now
+            return not self.stop_event.is_set()
+        due = self._t0_wall + (t_us - self._t0_media) / 1e6 / self.speed
+        delay = due - now
+        if delay > 0:
+            return not self.stop_event.wait(delay)
+        return not self.stop_event.is_set()
+
+
+class MonotonicTimestamps:
+    """Makes a stream's timestamps strictly increase across loops, reconnects and bad pts.
+
+    ``rebase()`` marks a discontinuity (loop restart, reconnect): the next raw timestamp is
+    shifted to follow the last emitted one by one frame interval. Within a segment a timestamp
+    at or below the last one is nudged to last + 1 and counted in ``fixed``.
+    """
+
+    def __init__(self, interval_us: int = 33_333) -> None:
+        self.interval_us = max(1, int(interval_us))
+        self.offset = 0
+        self.last: int | None = None
+        self._rebase = False
+        self.fixed = 0
+
+    def rebase(self) -> None:
+        self._rebase = self.last is not None
+
+    def __call__(self, raw_us: int) -> int:
+        if self._rebase:
+            self.offset = self.last + self.interval_us - raw_us
+            self._rebase = False
+        t = raw_us + self.offset
+        if self.last is not None and t <= self.last:
+            t = self.last + 1
+            self.fixed += 1
+        self.last = t
+        return t
+
+
+def wait_or_stop(ctx: Any, seconds: float) -> bool:
+    """Waits ``seconds`` unless the run stops first; returns False when it is stopping."""
+    ev = getattr(ctx, "stop_event", None)
+    if ev is None:
+        time.sleep(seconds)
+        return not getattr(ctx, "stopping", False)
+    return not ev.wait(seconds)
+
+
+def set_side_output(ctx: Any, tag: str, value: Any) -> None:
+    """Sets an output side packet when the node has it connected (it is optional)."""
+    outs = getattr(ctx, "side_outputs", None)
+    if outs is None:
+        return
+    try:
+        port = outs[tag]
+    except (KeyError, IndexError, TypeError):
+        return
+    if port is not None:
+        port.set(value)
+
+
+def output_connected(ctx: Any, tag: str) -> bool:
+    try:
+        handle = ctx.outputs[tag]
+    except (KeyError, IndexError, TypeError):
+        return False
+    return bool(getattr(handle, "connected", handle is not None))

@@ -1,0 +1,360 @@
+"""VideoSource: decodes a video file or a network stream (anything FFmpeg opens) with PyAV.
+
+Ports: FRAMES (Image) out; INFO (VideoInfo) output side packet, set in ``open``.
+Timestamps: each frame's presentation time in microseconds (pts x time_base), strictly
+increasing. Where the stream restarts (a loop, a reconnect) or its pts go backwards, the
+timestamps are shifted to follow on from the last one emitted, one frame interval later.
+
+Example node:
+    - calculator: VideoSource
+      outputs: {FRAMES: frames}
+      side_outputs: {INFO: video_info}
+      options: {uri: $source, pace: realtime, loop: true}
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Iterator, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from calculators.sources.common import (
+    AV_FORMATS, MediaError, MonotonicTimestamps, OutputFormat, Pacer, VideoInfo, is_network_uri,
+    set_side_output,
+)
+from calculators.types import Image
+from pipeline import STOP, Calculator, Output, SideOutput, register
+
+log = logging.getLogger("vpipe.sources.video")
+
+
+class VideoSourceOptions(BaseModel):
+    uri: str = Field(description="a file path or a URL (rtsp://, http(s)://, udp://, tcp://, srt://, ...)")
+    start_s: float | None = Field(None, ge=0, description="skip frames before this presentation time")
+    stop_s: float | None = Field(None, gt=0, description="stop at this presentation time (exclusive)")
+    loop: bool | int = Field(False, description="true: repeat forever; an int n >= 1: play n times in all")
+    pace: Literal["fast", "realtime"] = Field(
+        "fast", description="fast: as fast as the graph takes frames; realtime: at the rate of the timestamps")
+    threads: int = Field(0, ge=0, description="decoder threads (0: FFmpeg picks)")
+    format: OutputFormat = Field("RGB", description="pixel format of the output images")
+    size: tuple[int, int] | None = Field(None, description="scale frames to (width, height) while converting")
+    stream_index: int = Field(0, ge=0, description="which video stream of the container")
+    open_timeout_s: float = Field(10.0, gt=0, description="give up opening after this long")
+    read_timeout_s: float = Field(5.0, gt=0, description="a read that waits longer than this fails (network: reconnect)")
+    reconnect: Literal["auto", "never", "on_error", "always"] = Field(
+        "auto", description="auto: files never; http(s) on read errors; other network streams on errors and end of stream")
+    max_reconnects: int | None = Field(None, ge=0, description="consecutive failed reconnects before giving up; null: never give up")
+    backoff_s: float = Field(0.5, gt=0, description="first wait before reconnecting; doubled on each failure")
+    max_backoff_s: float = Field(5.0, gt=0)
+    strict: bool = Field(False, description="a truncated or corrupt file is an error instead of a warning")
+    av_options: dict[str, str] = Field(default_factory=dict, description="FFmpeg format options, e.g. {rtsp_transport: tcp}")
+
+
+def _to_us(pts: int, time_base) -> int:
+    num, den = time_base.numerator, time_base.denominator
+    return (pts * num * 1_000_000 + den // 2) // den
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text
+
+
+class VideoReader:
+    """Decodes one video stream into (timestamp_us, ndarray) pairs; no graph involved.
+
+    Handles start/stop times, loops, strictly increasing timestamps and reconnects with
+    backoff for network streams. ``stop_event`` ends ``frames()`` between frames and cuts
+    reconnect waits short.
+    """
+
+    def __init__(self, options: VideoSourceOptions, *, name: str = "VideoSource",
+                 stop_event: threading.Event | None = None) -> None:
+        self.o = options
+        self.name = name
+        self.stop_event = stop_event or threading.Event()
+        self.uri = options.uri
+        self.network = is_network_uri(self.uri)
+        mode = options.reconnect
+        if mode == "auto":
+            mode = "never" if not self.network else (
+                "on_error" if self.uri.lower().startswith(("http://", "https://")) else "always")
+        self.reconnect_mode = mode
+        self.container = None
+        self.stream = None
+        self.info: VideoInfo | None = None
+        self.frames_out = 0
+        self.reconnects = 0
+        self.stopped_early: str | None = None  # why a file ended before its last frame
+
+    # -- opening -------------------------------------------------------------------------
+    def _where(self) -> str:
+        return f"{self.name}: {self.uri!r}"
+
+    def _open_container(self):
+        import av
+
+        if not self.network and "://" not in self.uri:
+            if not os.path.exists(self.uri):
+                raise MediaError(f"{self._where()}: no such file")
+            if os.path.isdir(self.uri):
+                raise MediaError(f"{self._where()}: is a directory, not a video file")
+            if not os.access(self.uri, os.R_OK):
+                raise MediaError(f"{self._where()}: permission denied")
+        try:
+            container = av.open(self.uri, mode="r", options=dict(self.o.av_options),
+                                timeout=(self.o.open_timeout_s, self.o.read_timeout_s))
+        except av.error.ProtocolNotFoundError as e:
+            scheme = self.uri.partition("://")[0]
+            raise MediaError(
+                f"{self._where()}: unsupported URL scheme {scheme!r}: FFmpeg has no such protocol "
+                f"(use a file path or rtsp://, http(s)://, udp://, tcp://, srt://, rtmp://)") from e
+        except av.error.ExitError as e:
+            raise MediaError(f"{self._where()}: no answer within open_timeout_s={self.o.open_timeout_s}") from e
+        except (av.error.FFmpegError, OSError) as e:
+            raise MediaError(f"{self._where()}: cannot open: {_describe(e)}") from e
+        videos = container.streams.video
+        if len(videos) <= self.o.stream_index:
+            container.close()
+            have = "no video stream" if not videos else f"only {len(videos)} video stream(s)"
+            raise MediaError(f"{self._where()}: {have} (stream_index={self.o.stream_index})")
+        stream = videos[self.o.stream_index]
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = self.o.threads
+        return container, stream
+
+    def open(self) -> VideoInfo:
+        self.container, self.stream = self._open_container()
+        s = self.stream
+        rate = s.average_rate or s.guessed_rate or s.base_rate
+        fps = float(rate) if rate else None
+        duration = None
+        if s.duration is not None and s.time_base is not None:
+            duration = float(s.duration * s.time_base)
+        elif self.container.duration is not None:
+            duration = self.container.duration / 1e6
+        width, height = (self.o.size if self.o.size else (s.codec_context.width, s.codec_context.height))
+        self.info = VideoInfo(
+            uri=self.uri, width=int(width), height=int(height), fps=fps,
+            codec=s.codec_context.name, frame_count=int(s.frames) or None, duration_s=duration,
+            live=self.network and duration is None, pixel_format=self.o.format,
+        )
+        self.timestamps = MonotonicTimestamps(int(1e6 / fps) if fps else 33_333)
+        return self.info
+
+    def close(self) -> None:
+        if self.container is not None:
+            try:
+                self.container.close()
+            finally:
+                self.container = None
+
+    # -- decoding ------------------------------------------------------------------------
+    def _seek_start(self) -> None:
+        if self.o.start_s:
+            self.container.seek(int(self.o.start_s * 1_000_000))
+
+    def _segment(self) -> Iterator[tuple[int, object]]:
+        """Raw (pts_us, frame) of one pass over the open container; raises on read errors."""
+        import av
+
+        last = None
+        for packet in self.container.demux(self.stream):
+            try:
+                decoded = packet.decode()
+            except av.error.InvalidDataError as e:
+                log.warning("%s: skipping a corrupt packet at %s: %s", self._where(),
+                            "?" if packet.pts is None else f"{_to_us(packet.pts, packet.time_base) / 1e6:.3f} s", e)
+                continue
+            for frame in decoded:
+                if frame.pts is not None:
+                    t = _to_us(frame.pts, frame.time_base)
+                elif last is not None:
+                    t = last + self.timestamps.interval_us
+                else:
+                    t = 0
+                last = t
+                yield t, frame
+            if self.stop_event.is_set():
+                return
+
+    def frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Decoded frames as (timestamp_us, array in the output format), until the end or a stop."""
+        import av
+
+        if self.container is None:
+            self.open()
+        fmt = AV_FORMATS[self.o.format]
+        size = dict(width=self.o.size[0], height=self.o.size[1]) if self.o.size else {}
+        start_us = None if self.o.start_s is None else int(self.o.start_s * 1_000_000)
+        stop_us = None if self.o.stop_s is None else int(self.o.stop_s * 1_000_000)
+        plays = 0
+        loop = self.o.loop
+        max_plays = None if loop is True else (1 if loop is False or loop == 0 else int(loop))
+        failures = 0
+        self._seek_start()
+        while not self.stop_event.is_set():
+            plays += 1
+            segment_frames = 0
+            error: BaseException | None = None
+            ended_by_stop = False
+            try:
+                for raw, frame in self._segment():
+                    if start_us is not None and raw < start_us:
+                        continue
+                    if stop_us is not None and raw >= stop_us:
+                        ended_by_stop = True
+                        break
+                    t = self.timestamps(raw)
+                    data = frame.to_ndarray(format=fmt, **size)
+                    segment_frames += 1
+                    self.frames_out += 1
+                    failures = 0
+                    yield t, data
+                    if self.stop_event.is_set():
+                        return
+            except (av.error.FFmpegError, OSError) as e:
+                error = e
+            if self.stop_event.is_set():
+                return
+            # Where did this pass end, and what comes next?
+            if self.network and self.reconnect_mode != "never" and (
+                    error is not None or (self.reconnect_mode == "always" and not ended_by_stop)):
+                why = f"read failed: {_describe(error)}" if error is not None else "end of stream"
+                if not self._reconnect(why, failures):
+                    if error is not None and self.reconnect_mode != "always":
+                        raise MediaError(f"{self._where()}: {why}") from error
+                    return
+                failures = 0
+                continue
+            if error is not None:
+                where = self._position()
+                msg = f"{self._where()}: stopped at {where}: {_describe(error)}"
+                if self.o.strict or (self.frames_out == 0 and not self.network):
+                    raise MediaError(msg) from error
+                if self.network:
+                    raise MediaError(msg) from error
+                self.stopped_early = msg
+                log.warning("%s (yielded %d frames)", msg, self.frames_out)
+                return
+            self._check_truncated(segment_frames, start_us, stop_us)
+            if max_plays is not None and plays >= max_plays:
+                return
+            if segment_frames == 0:
+                return  # nothing in range: looping would spin
+            try:
+                self.container.seek(start_us or 0)
+            except (av.error.FFmpegError, OSError):
+                # Not seekable (a pipe, a live file): reopen instead.
+                self.close()
+                self.container, self.stream = self._open_container()
+                self._seek_start()
+            self.timestamps.rebase()
+
+    def _position(self) -> str:
+        last = self.timestamps.last
+        return (f"{last / 1e6:.3f} s (after frame {self.frames_out})" if last is not None
+                else "the start (no frame decoded)")
+
+    def _check_truncated(self, n: int, start_us, stop_us) -> None:
+        expected = self.info.frame_count if self.info else None
+        if expected and start_us is None and stop_us is None and n < expected and not self.network:
+            msg = (f"{self._where()}: file ends early at {self._position()}: decoded {n} of the "
+                   f"{expected} frames its header announces (truncated?)")
+            if self.o.strict:
+                raise MediaError(msg)
+            self.stopped_early = msg
+            log.warning(msg)
+
+    def _reconnect(self, why: str, _failures: int) -> bool:
+        """Closes and reopens the stream with backoff; False when stopping or out of attempts."""
+        self.close()
+        attempt = 0
+        delay = self.o.backoff_s
+        while not self.stop_event.is_set():
+            attempt += 1
+            if self.o.max_reconnects is not None and attempt > self.o.max_reconnects:
+                log.error("%s: %s; giving up after %d reconnect attempts", self._where(), why, attempt - 1)
+                return False
+            log.warning("%s: %s; reconnecting in %.1f s (attempt %d)", self._where(), why, delay, attempt)
+            if self.stop_event.wait(delay):
+                return False
+            try:
+                self.container, self.stream = self._open_container()
+            except MediaError as e:
+                why = f"reconnect failed: {e.__cause__ or e}"
+                delay = min(delay * 2, self.o.max_backoff_s)
+                continue
+            self.reconnects += 1
+            self.timestamps.rebase()
+            log.warning("%s: reconnected (attempt %d)", self._where(), attempt)
+            return True
+        return False
+
+
+@register
+class VideoSource(Calculator):
+    """Decodes a video file or network stream with PyAV (FFmpeg).
+
+    Ports:
+        FRAMES (Image): decoded frames in ``format`` (RGB by default).
+    Side outputs:
+        INFO (VideoInfo): width, height, fps, codec, frame count (None when unknown), duration,
+        live or not; set in ``open`` before any frame.
+    Options:
+        uri: file path or URL (rtsp, http(s), udp, tcp, srt, rtmp: whatever FFmpeg opens).
+        start_s / stop_s: presentation-time window (stop exclusive).
+        loop: true repeats forever, n plays n times (timestamps keep increasing).
+        pace: fast (default) or realtime (a file used as live input).
+        threads: decoder threads (0: auto). format: RGB | BGR | GRAY. size: [w, h] to scale.
+        open_timeout_s / read_timeout_s: no read blocks longer (PyAV ``timeout=``).
+        reconnect: auto | never | on_error | always, with backoff_s doubling up to max_backoff_s
+        and max_reconnects consecutive attempts (null: forever); each drop and reconnect is logged.
+        strict: a truncated/corrupt file raises instead of warning. av_options: FFmpeg options.
+    Timestamps: presentation times in µs, strictly increasing (shifted after loops/reconnects).
+    Errors: a missing file, an unsupported URL scheme, a file with no video stream or that FFmpeg
+    cannot read fail in ``open`` naming the path and the cause; a truncated file yields the
+    frames it has and logs where it stopped.
+    Example:
+        - calculator: VideoSource
+          outputs: {FRAMES: frames}
+          options: {uri: "rtsp://127.0.0.1:8554/cam", av_options: {rtsp_transport: tcp}}
+    """
+
+    inputs: dict = {}
+    outputs = {"FRAMES": Output(Image, doc="decoded frames")}
+    side_outputs = {"INFO": SideOutput(VideoInfo, doc="stream info, set in open")}
+    Options = VideoSourceOptions
+    timestamp_offset = None
+
+    def open(self, ctx):
+        self.reader = VideoReader(ctx.options, name=f"{ctx.calculator} {ctx.node!r}",
+                                  stop_event=getattr(ctx, "stop_event", None))
+        info = self.reader.open()
+        set_side_output(ctx, "INFO", info)
+        self.pacer = Pacer(self.reader.stop_event) if ctx.options.pace == "realtime" else None
+        self.iter = self.reader.frames()
+        self.format = ctx.options.format
+
+    def process(self, ctx):
+        if ctx.stopping:
+            return STOP
+        item = next(self.iter, None)
+        if item is None:
+            return STOP
+        t, data = item
+        if self.pacer is not None and not self.pacer.wait(t):
+            return STOP
+        ctx.outputs["FRAMES"].add(Image(data, self.format), t)
+        return None
+
+    def close(self, ctx):
+        it = getattr(self, "iter", None)
+        if it is not None:
+            it.close()
+        if getattr(self, "reader", None) is not None:
+            self.reader.close()
