@@ -1,0 +1,213 @@
+"""``Inference``: runs a model on any engine (ONNX Runtime, OpenVINO, TensorRT, ncnn).
+
+Ports: ``TENSORS`` in (a ``Tensor``, a numpy array, a list/tuple of them in the model's input
+order, or a dict keyed by input name) → ``TENSORS`` out (``Tensors``: the model's outputs, named,
+in the model's output order). Side input ``MODEL`` (optional) overrides the ``model`` option.
+
+Timestamps: one output per input, at the input's timestamp (``timestamp_offset = 0``). With
+``max_in_flight: N`` on the node, N requests run at once (the engine is told to prepare N parallel
+requests: OpenVINO's ``AsyncInferQueue``, N TensorRT contexts) and the core re-orders outputs by
+timestamp. With ``batch_size: B`` the requests in flight (and those of every node sharing the
+model) are stacked into batches of up to B, waiting at most ``batch_timeout_ms`` for company.
+
+Example node:
+    - calculator: Inference
+      inputs: {TENSORS: tensor}
+      outputs: {TENSORS: raw}
+      options: {model: zoo:centerface, engine: openvino, device: CPU, precision: fp32}
+      max_in_flight: 2
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline import Any as AnyPayload
+from pipeline import Calculator, Input, Output, SideInput, register
+
+from calculators.types import Tensor, Tensors
+
+from . import base
+from .base import EngineOptions, InferenceError, TensorMismatchError, log
+
+
+class InferenceOptions(BaseModel):
+    """Options of ``Inference`` (see docs/engines.md for what each engine does with them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description="path, or catalog name (zoo:NAME); or side input MODEL")
+    engine: Literal["auto", "onnxruntime", "openvino", "tensorrt", "ncnn", "mediapipe"] = "auto"
+    device: str = Field("auto", description="cpu, cuda[:N], tensorrt[:N] (onnxruntime); CPU/GPU/AUTO (openvino); "
+                                            "vulkan[:N] (ncnn); auto: the engine's default")
+    precision: base.Precision = "fp32"
+    threads: int | None = Field(None, ge=1, description="runtime threads (intra-op); default: the runtime's")
+    requests: int | None = Field(None, ge=1, description="parallel requests to prepare; default: max_in_flight")
+    inputs: dict[str, str] | None = Field(
+        None, description="payload name -> model input name, for dict/named payloads whose names differ")
+    outputs: dict[str, str] | None = Field(
+        None, description="model output name -> emitted name; when given, only these outputs, in this order")
+    layouts: dict[str, str] = Field(default_factory=dict, description="layout of emitted tensors, by emitted name")
+    batch_size: int = Field(1, ge=1, description="stack up to N requests in flight into one batch")
+    batch_timeout_ms: float = Field(5.0, ge=0, description="longest wait for a batch to fill")
+    light_mode: bool = Field(True, description="ncnn: free intermediate blobs early")
+    cache_dir: str | None = Field(None, description="tensorrt: built engine cache folder")
+    engine_options: dict[str, Any] = Field(default_factory=dict, description="engine-specific settings")
+
+
+def _where(node: str, model: str) -> str:
+    return f"node {node!r} (Inference, model {model})"
+
+
+@register
+class Inference(Calculator):
+    """Runs a model on ONNX Runtime, OpenVINO, TensorRT or ncnn.
+
+    Ports: TENSORS (Tensor | ndarray | list | dict) -> TENSORS (Tensors, named model outputs).
+    Side inputs: MODEL (str, optional: overrides ``model``).
+    Options: model, engine (auto|onnxruntime|openvino|tensorrt|ncnn), device, precision
+    (fp32|fp16|bf16|int8), threads, requests, inputs/outputs (name mapping), layouts, batch_size,
+    batch_timeout_ms, light_mode (ncnn), cache_dir (tensorrt), engine_options.
+    Timestamps: one output per input, same timestamp. Nodes naming the same model, engine and
+    options share one loaded model.
+    Example:
+        - calculator: Inference
+          inputs: {TENSORS: tensor}
+          outputs: {TENSORS: raw}
+          options: {model: zoo:blazeface-short, engine: openvino}
+    """
+
+    inputs = {"TENSORS": Input(AnyPayload, doc="Tensor, ndarray, list in input order, or dict by input name")}
+    outputs = {"TENSORS": Output(Tensors, doc="the model's outputs, named")}
+    side_inputs = {"MODEL": SideInput(str, optional=True, doc="model path or catalog name")}
+    Options = InferenceOptions
+
+    def open(self, ctx) -> None:
+        o: InferenceOptions = ctx.options
+        ref = ctx.side.get("MODEL") if ctx.side else None
+        ref = ref if ref is not None else o.model
+        node = ctx.node
+        if ref is None:
+            raise InferenceError(f"node {node!r} (Inference): no model: set the 'model' option or the MODEL side input")
+        self._where = _where(node, str(ref))
+        try:
+            from calculators.catalog import resolve
+
+            path = Path(resolve(str(ref)))
+        except FileNotFoundError as e:
+            raise base.ModelLoadError(f"{self._where}: model file not found: {e}") from e
+        except Exception as e:
+            raise base.ModelLoadError(f"{self._where}: cannot resolve the model: {e}") from e
+        self._where = _where(node, str(path))
+        if not path.is_file():
+            raise base.ModelLoadError(f"{self._where}: model file not found: {path}")
+        engine = o.engine
+        try:
+            if engine == "auto":
+                engine = base.pick_engine(path, o.device)
+                log.info("%s: engine auto picked %s", self._where, engine)
+            requests = o.requests or max(self._max_in_flight(ctx), 1)
+            opts = EngineOptions.with_extra(
+                o.engine_options, device=o.device, precision=o.precision, threads=o.threads,
+                requests=requests, light_mode=o.light_mode, cache_dir=o.cache_dir,
+            )
+            self._shared = base.acquire(path, engine, opts, o.batch_size, o.batch_timeout_ms)
+        except InferenceError as e:
+            raise type(e)(f"{self._where}, engine {engine}: {e}") from e
+        self.engine_name = engine
+        eng = self._shared.engine
+        self._infer = self._shared.batcher.infer if self._shared.batcher is not None else eng.infer
+        self._specs = list(eng.inputs)
+        self._n_in = len(self._specs)
+        self._names = [s.name for s in self._specs]
+        self._rename_in = o.inputs or {}
+        # Output selection and naming, fixed once: (index into engine outputs, name, layout).
+        out_names = [s.name for s in eng.outputs]
+        if o.outputs:
+            unknown = [n for n in o.outputs if n not in out_names]
+            if unknown:
+                self._release()
+                raise InferenceError(f"{self._where}: no output named {unknown}; the model's outputs are {out_names}")
+            picks = [(out_names.index(n), new) for n, new in o.outputs.items()]
+        else:
+            picks = list(enumerate(out_names))
+        self._picks = [(i, name, o.layouts.get(name, "")) for i, name in picks]
+        # Payload names that the model does not have are an error at open, not per packet.
+        bad = [m for m in self._rename_in.values() if m not in self._names]
+        if bad:
+            self._release()
+            raise InferenceError(f"{self._where}: 'inputs' maps to unknown model inputs {bad}; the model's inputs are {self._names}")
+
+    @staticmethod
+    def _max_in_flight(ctx) -> int:
+        n = getattr(ctx, "max_in_flight", None)
+        if n is None:  # the core keeps it on the node runtime
+            n = getattr(getattr(ctx, "_node", None), "max_in_flight", 1)
+        return int(n or 1)
+
+    # ------------------------------------------------------------------------------ payloads
+    def _arrays(self, value) -> list[np.ndarray]:
+        if isinstance(value, Tensor):
+            return [value.data]
+        if isinstance(value, np.ndarray):
+            return [value]
+        if isinstance(value, dict):
+            by_name = {self._rename_in.get(k, k): (v.data if isinstance(v, Tensor) else v) for k, v in value.items()}
+            missing = [n for n in self._names if n not in by_name]
+            if missing:
+                raise TensorMismatchError(
+                    f"{self._where}: missing input(s) {missing}; got {sorted(by_name)}; the model's inputs are {self._names}"
+                )
+            return [np.asarray(by_name[n]) for n in self._names]
+        if isinstance(value, (list, tuple)):
+            if isinstance(value, Tensors) and all(t.name is not None for t in value):
+                names = [self._rename_in.get(t.name, t.name) for t in value]
+                if set(self._names) <= set(names):
+                    return [value[names.index(n)].data for n in self._names]
+            return [v.data if isinstance(v, Tensor) else np.asarray(v) for v in value]
+        raise TensorMismatchError(
+            f"{self._where}: TENSORS takes a Tensor, a numpy array, a list or a dict of them; got {type(value).__name__}"
+        )
+
+    def _mismatch(self, arrays: list[np.ndarray]) -> TensorMismatchError:
+        if len(arrays) != self._n_in:
+            return TensorMismatchError(
+                f"{self._where}: the model takes {self._n_in} input(s) {self._names}, got {len(arrays)} tensor(s)"
+            )
+        lines = []
+        for spec, a in zip(self._specs, arrays):
+            if not spec.fits(a):
+                lines.append(f"input {spec.name!r}: expected {spec.describe()}, got {tuple(a.shape)} {a.dtype}")
+        return TensorMismatchError(f"{self._where}: " + "; ".join(lines))
+
+    # ------------------------------------------------------------------------------- running
+    def process(self, ctx) -> None:
+        packet = ctx.inputs["TENSORS"]
+        if packet is None:
+            return
+        arrays = self._arrays(packet.value)
+        if len(arrays) != self._n_in:
+            raise self._mismatch(arrays)
+        for spec, a in zip(self._specs, arrays):
+            if not spec.fits(a):
+                raise self._mismatch(arrays)
+        try:
+            outs = self._infer(arrays)
+        except InferenceError:
+            raise
+        except Exception as e:
+            raise InferenceError(f"{self._where}, engine {self.engine_name}: inference failed: {type(e).__name__}: {e}") from e
+        ctx.outputs["TENSORS"].add(Tensors([Tensor(outs[i], layout, name) for i, name, layout in self._picks]))
+
+    def _release(self) -> None:
+        shared = getattr(self, "_shared", None)
+        if shared is not None:
+            self._shared = None
+            base.release(shared)
+
+    def close(self, ctx) -> None:
+        self._release()

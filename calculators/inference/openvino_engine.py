@@ -1,0 +1,153 @@
+"""OpenVINO engine: ONNX (``.onnx``), OpenVINO IR (``.xml`` + ``.bin``) and TFLite (``.tflite``) models.
+
+``device``: ``CPU`` (``auto`` means CPU: deterministic and f32-faithful), ``GPU``, ``GPU.1``, ``NPU``,
+or the virtual devices ``AUTO``, ``MULTI:...``, ``HETERO:...``. ``precision`` sets
+``INFERENCE_PRECISION_HINT``: fp32 → f32 (the default, numerically faithful; OpenVINO's CPU plugin
+would otherwise run bf16 on CPUs that have it), fp16 → f16, bf16 → bf16 (CPUs with BF16 only).
+int8 is not a hint: it is a property of a quantized model (NNCF), so it is refused here.
+``threads`` sets ``INFERENCE_NUM_THREADS``. ``requests`` > 1 compiles for throughput and runs
+requests through OpenVINO's ``AsyncInferQueue``; ``requests`` = 1 uses one infer request
+synchronously (the lowest latency). Used through the ``Inference`` calculator (``engine: openvino``).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .base import DeviceError, Engine, EngineOptions, TensorSpec, require
+
+_PRECISION_HINT = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+_VIRTUAL = ("AUTO", "MULTI", "HETERO", "BATCH")
+_core = None
+_core_lock = threading.Lock()
+
+
+def core():
+    """The process-wide ``openvino.Core`` (one per process: it owns the plugins and their caches)."""
+    global _core
+    with _core_lock:
+        if _core is None:
+            ov = require("openvino", "openvino")
+            _core = ov.Core()
+        return _core
+
+
+def _name(port, i: int, kind: str) -> str:
+    try:
+        return port.get_any_name()
+    except RuntimeError:  # a port without a tensor name
+        return f"{kind}{i}"
+
+
+def _spec(port, i: int, kind: str) -> TensorSpec:
+    pshape = port.get_partial_shape()
+    shape = None
+    if pshape.rank.is_static:
+        shape = tuple(d.get_length() if d.is_static else None for d in pshape)
+    try:
+        dtype = np.dtype(port.get_element_type().to_dtype())
+    except Exception:  # element types without a numpy equivalent
+        dtype = None
+    return TensorSpec(_name(port, i, kind), shape, dtype)
+
+
+def resolve_device(device: str, available: list[str]) -> str:
+    dev = "CPU" if device.lower() == "auto" else device.upper()
+    base = dev.split(":")[0].split(".")[0]
+    if base in _VIRTUAL:
+        return dev
+    have = {d.split(".")[0] for d in available}
+    if base not in have or (("." in dev) and dev not in available):
+        raise DeviceError(
+            f"openvino: device {device!r} is not available here (available: {', '.join(available)}; "
+            f"virtual: {', '.join(_VIRTUAL)})"
+        )
+    return dev
+
+
+class OpenVinoEngine(Engine):
+    """An OpenVINO ``CompiledModel`` behind the engine interface."""
+
+    name = "openvino"
+    extra_name = "openvino"
+    package = "openvino"
+    suffixes = (".onnx", ".xml", ".tflite")
+
+    def __init__(self, path: Path, options: EngineOptions) -> None:
+        super().__init__(path, options)
+        ov = require("openvino", "openvino")
+        c = core()
+        self.device = resolve_device(options.device, list(c.available_devices))
+        extra = options.extra_dict()
+        config: dict = {}
+        if options.precision == "int8":
+            raise DeviceError(
+                "openvino: precision 'int8' is not a runtime hint: quantize the model (NNCF) and load "
+                "it with precision fp32; OpenVINO then runs its int8 layers as int8"
+            )
+        base = self.device.split(":")[0].split(".")[0]
+        if base not in _VIRTUAL:
+            if options.precision == "bf16" and base == "CPU":
+                caps = c.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+                if "BF16" not in caps:
+                    raise DeviceError(f"openvino: this CPU has no bf16 support (capabilities: {', '.join(caps)})")
+            config["INFERENCE_PRECISION_HINT"] = _PRECISION_HINT[options.precision]
+        config["PERFORMANCE_HINT"] = "LATENCY" if options.requests == 1 else "THROUGHPUT"
+        if options.requests > 1:
+            config["PERFORMANCE_HINT_NUM_REQUESTS"] = options.requests
+        if options.threads:
+            config["INFERENCE_NUM_THREADS"] = options.threads
+        config.update(extra.get("config", {}))
+        model = c.read_model(str(path))
+        self.compiled = c.compile_model(model, self.device, config)
+        self.inputs = [_spec(p, i, "input") for i, p in enumerate(self.compiled.inputs)]
+        self.outputs = [_spec(p, i, "output") for i, p in enumerate(self.compiled.outputs)]
+        self.precision_used = str(self.compiled.get_property("INFERENCE_PRECISION_HINT")) \
+            if base not in _VIRTUAL else "device default"
+        self._single = len(self.inputs) == 1
+        self._queue = None
+        if options.requests == 1:
+            self._request = self.compiled.create_infer_request()
+            self._lock = threading.Lock()
+        else:
+            self._queue = ov.AsyncInferQueue(self.compiled, options.requests)
+            self._queue.set_callback(self._on_done)
+
+    # One request, used synchronously: the least overhead per call. The lock only matters when
+    # several nodes share this model with requests=1.
+    def infer(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if self._queue is not None:
+            return self._infer_async(arrays)
+        with self._lock:
+            res = self._request.infer(arrays[0] if self._single else list(arrays), share_inputs=True)
+            return list(res.to_tuple())
+
+    # AsyncInferQueue: start_async blocks while every request is busy, the callback copies the
+    # outputs out of the request (which is reused) and wakes the caller.
+    @staticmethod
+    def _on_done(request, job) -> None:
+        try:
+            job[1] = [request.get_output_tensor(i).data.copy() for i in range(job[3])]
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting caller
+            job[2] = e
+        job[0].set()
+
+    def _infer_async(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+        job = [threading.Event(), None, None, len(self.outputs)]
+        self._queue.start_async(arrays[0] if self._single else list(arrays), job, share_inputs=True)
+        job[0].wait()
+        if job[2] is not None:
+            raise job[2]
+        return job[1]
+
+    def close(self) -> None:
+        if self._queue is not None:
+            self._queue.wait_all()
+        self._queue = None
+        self._request = None
+        self.compiled = None
