@@ -1,0 +1,105 @@
+"""Annotate: draws detections (boxes, labels, scores, keypoints, ids), masks and fps/latency text.
+
+Ports: IMAGE (Image), DETECTIONS (Detections, optional), MASK (Mask, optional) -> IMAGE (Image).
+Draws on a copy: the received frame is never modified (with fan-out, other nodes share it).
+Timestamps: one output per IMAGE, same timestamp; missing DETECTIONS/MASK at a timestamp draw nothing.
+Example node:
+    - calculator: Annotate
+      inputs: {IMAGE: frames, DETECTIONS: faces}
+      outputs: {IMAGE: annotated}
+      options: {show_fps: true}
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from calculators.annotate.draw import draw_detections, draw_lines, draw_mask
+from calculators.types import Detections, Image, Mask
+from pipeline import Calculator, Input, Output, register
+
+
+class AnnotateOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    thickness: int = Field(2, ge=1)
+    text_scale: float = Field(0.4, gt=0)
+    show_labels: bool = True
+    show_scores: bool = True
+    show_keypoints: bool = True
+    show_ids: bool = True
+    show_fps: bool = Field(False, description="frames per second through this node (wall clock)")
+    show_latency: bool = Field(False, description="how far behind real time the frame is drawn "
+                                                  "(wall clock since the first frame minus stream time)")
+    color: Optional[tuple[int, int, int]] = Field(None, description="one RGB colour for all boxes (default: per class/id)")
+    mask_color: tuple[int, int, int] = (0, 114, 178)
+    mask_alpha: float = Field(0.5, ge=0.0, le=1.0)
+
+
+@register
+class Annotate(Calculator):
+    """Draws detections, an optional mask and fps/latency text on a copy of the frame.
+
+    Ports: IMAGE (Image), DETECTIONS (Detections, optional), MASK (Mask, optional) -> IMAGE (Image).
+    Options: thickness; text_scale; show_labels/show_scores/show_keypoints/show_ids (default on);
+    show_fps, show_latency (default off); color (RGB, default per class or track id); mask_color (RGB),
+    mask_alpha.
+    Example node:
+        - calculator: Annotate
+          inputs: {IMAGE: frames, DETECTIONS: faces}
+          outputs: {IMAGE: annotated}
+    """
+
+    inputs = {
+        "IMAGE": Input(Image),
+        "DETECTIONS": Input(Detections, optional=True),
+        "MASK": Input(Mask, optional=True),
+    }
+    outputs = {"IMAGE": Output(Image)}
+    Options = AnnotateOptions
+
+    def open(self, ctx) -> None:
+        self.o = ctx.options
+        self._fps = None
+        self._last = None
+        self._origin = None  # (wall seconds, stream timestamp) of the first frame
+
+    def _status(self, timestamp: int) -> list[str]:
+        now = time.perf_counter()
+        lines = []
+        if self._last is not None and now > self._last:
+            inst = 1.0 / (now - self._last)
+            self._fps = inst if self._fps is None else 0.9 * self._fps + 0.1 * inst
+        self._last = now
+        if self.o.show_fps and self._fps is not None:
+            lines.append(f"{self._fps:.1f} fps")
+        if self.o.show_latency:
+            if self._origin is None:
+                self._origin = (now, timestamp)
+            lag = (now - self._origin[0]) - (timestamp - self._origin[1]) / 1e6
+            lines.append(f"lag {max(0.0, lag) * 1e3:.0f} ms")
+        return lines
+
+    def process(self, ctx) -> None:
+        image = ctx.inputs["IMAGE"].value
+        fmt = image.format
+        canvas = image.data.copy()
+        mask = ctx.get("MASK")
+        if mask is not None:
+            c = self.o.mask_color
+            draw_mask(canvas, mask.data, c[::-1] if fmt.startswith("BGR") else c, self.o.mask_alpha)
+        det = ctx.get("DETECTIONS")
+        if det is not None and len(det):
+            color = self.o.color
+            if color is not None and fmt.startswith("BGR"):
+                color = color[::-1]
+            draw_detections(canvas, det, fmt, self.o.thickness, self.o.show_labels, self.o.show_scores,
+                            self.o.show_keypoints, self.o.show_ids, self.o.text_scale, color)
+        if self.o.show_fps or self.o.show_latency:
+            lines = self._status(ctx.timestamp)
+            if lines:
+                draw_lines(canvas, lines, self.o.text_scale + 0.05)
+        ctx.outputs["IMAGE"].add(image.with_data(canvas))

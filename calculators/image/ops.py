@@ -1,0 +1,184 @@
+"""Pure image operations behind the image calculators (no graph needed).
+
+The geometry follows MediaPipe's ImageToTensorCalculator (OpenCV converter): a region of interest
+(by default the whole frame) is mapped corner to corner onto the tensor, so a point at the ROI's
+top-left edge lands on tensor coordinate 0 and its bottom-right edge on the tensor's width/height.
+``fit`` decides how the ROI is shaped before that:
+
+- ``stretch``: the ROI is the frame; x and y are scaled independently.
+- ``letterbox``: the ROI grows along one axis to the tensor's aspect ratio; the padding is filled
+  with ``border`` (MediaPipe's ``keep_aspect_ratio`` with ``BORDER_ZERO``).
+- ``crop``: the ROI shrinks along one axis to the tensor's aspect ratio (a centre crop).
+
+Every function returns a :class:`~calculators.types.Transform` mapping tensor pixels back to frame
+pixels, so detections can be projected onto the source frame.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from calculators.types import Image, Tensor, Transform
+
+FITS = ("stretch", "letterbox", "crop")
+LAYOUTS = ("NHWC", "NCHW", "HWC", "CHW")
+INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST,
+                  "cubic": cv2.INTER_CUBIC}
+
+
+def roi_for_fit(frame_size: tuple[int, int], tensor_size: tuple[int, int], fit: str,
+                roi: Sequence[float] | None = None) -> tuple[float, float, float, float]:
+    """The (x0, y0, width, height) region of the frame mapped onto the tensor.
+
+    ``roi`` is an optional (x0, y0, x1, y1) pixel box to start from (default: the whole frame).
+    """
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
+    fw, fh = frame_size
+    tw, th = tensor_size
+    if roi is None:
+        x0, y0, rw, rh = 0.0, 0.0, float(fw), float(fh)
+    else:
+        x0, y0, x1, y1 = (float(v) for v in roi)
+        rw, rh = x1 - x0, y1 - y0
+        if rw <= 0 or rh <= 0:
+            raise ValueError(f"roi must have x1 > x0 and y1 > y0, got {tuple(roi)}")
+    if fit == "stretch":
+        return x0, y0, rw, rh
+    cx, cy = x0 + rw / 2.0, y0 + rh / 2.0
+    tensor_aspect = th / tw
+    grow = fit == "letterbox"
+    if (rh / rw > tensor_aspect) == grow:
+        rw = rh / tensor_aspect
+    else:
+        rh = rw * tensor_aspect
+    return cx - rw / 2.0, cy - rh / 2.0, rw, rh
+
+
+def fit_transform(frame_size: tuple[int, int], tensor_size: tuple[int, int], fit: str = "letterbox",
+                  roi: Sequence[float] | None = None) -> Transform:
+    """The Transform (tensor pixels -> frame pixels) for ``fit`` of ``frame_size`` into ``tensor_size``."""
+    x0, y0, rw, rh = roi_for_fit(frame_size, tensor_size, fit, roi)
+    tw, th = tensor_size
+    matrix = np.array([[rw / tw, 0.0, x0], [0.0, rh / th, y0]], dtype=np.float64)
+    return Transform(matrix, (int(frame_size[0]), int(frame_size[1])), (int(tw), int(th)))
+
+
+def forward_matrix(transform: Transform) -> np.ndarray:
+    """The 2x3 frame -> tensor matrix (what ``cv2.warpAffine`` wants)."""
+    return cv2.invertAffineTransform(transform.matrix)
+
+
+def warp(data: np.ndarray, transform: Transform, border: float | Sequence[float] = 0,
+         interpolation: str = "linear") -> np.ndarray:
+    """Resamples ``data`` (frame pixels) into the tensor grid of ``transform``."""
+    try:
+        flags = INTERPOLATIONS[interpolation]
+    except KeyError:
+        raise ValueError(f"interpolation must be one of {tuple(INTERPOLATIONS)}, got {interpolation!r}") from None
+    m = transform.matrix
+    tw, th = transform.tensor_size
+    fw, fh = transform.frame_size
+    # A pure scale of the whole frame is a plain resize, which OpenCV does faster than a warp
+    # (and INTER_AREA only exists for resize).
+    if (m[0, 1] == 0 and m[1, 0] == 0 and m[0, 2] == 0 and m[1, 2] == 0
+            and abs(m[0, 0] * tw - fw) < 1e-9 and abs(m[1, 1] * th - fh) < 1e-9):
+        return cv2.resize(data, (tw, th), interpolation=flags)
+    if flags == cv2.INTER_AREA:
+        flags = cv2.INTER_LINEAR
+    if not isinstance(border, (int, float)):
+        border = tuple(float(b) for b in border)
+    else:
+        border = (float(border),) * 4
+    return cv2.warpAffine(data, forward_matrix(transform), (tw, th), flags=flags,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+
+
+def normalize(data: np.ndarray, value_range: Sequence[float] | None = None,
+              mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+              dtype: str = "float32") -> np.ndarray:
+    """Maps uint8 pixels to the model's values.
+
+    ``value_range=(lo, hi)`` maps 0..255 linearly onto lo..hi; ``mean``/``std`` compute
+    ``(pixel - mean) / std`` per channel on 0..255 pixels; neither keeps the pixel values. ``dtype``
+    ``uint8`` keeps the bytes as they are (and refuses a normalisation).
+    """
+    if value_range is not None and (mean is not None or std is not None):
+        raise ValueError("give either range or mean/std, not both")
+    if dtype == "uint8":
+        if value_range is not None or mean is not None or std is not None:
+            raise ValueError("dtype uint8 keeps pixel values: range/mean/std need a float dtype")
+        return np.ascontiguousarray(data, dtype=np.uint8)
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"dtype must be float32, float16 or uint8, got {dtype!r}")
+    out = data.astype(np.float32)
+    if value_range is not None:
+        lo, hi = (float(v) for v in value_range)
+        out *= (hi - lo) / 255.0
+        out += lo
+    elif mean is not None or std is not None:
+        m = np.asarray(mean if mean is not None else 0.0, np.float32)
+        s = np.asarray(std if std is not None else 1.0, np.float32)
+        if np.any(s == 0):
+            raise ValueError(f"std must not contain 0, got {std}")
+        out -= m
+        out /= s
+    return out.astype(np.float16) if dtype == "float16" else out
+
+
+def to_layout(data: np.ndarray, layout: str) -> np.ndarray:
+    """HWC (or HW) pixels in ``layout`` (NHWC, NCHW, HWC, CHW)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if data.ndim == 2:
+        data = data[:, :, None]
+    if "C" in layout and layout.index("C") < layout.index("H"):
+        data = data.transpose(2, 0, 1)
+    if layout.startswith("N"):
+        data = data[None]
+    return np.ascontiguousarray(data)
+
+
+def image_to_tensor(image: Image, size: tuple[int, int], fit: str = "letterbox", *,
+                    value_range: Sequence[float] | None = None, mean: Sequence[float] | None = None,
+                    std: Sequence[float] | None = None, layout: str = "NHWC", dtype: str = "float32",
+                    format: str = "RGB", border: float = 0, interpolation: str = "linear",
+                    roi: Sequence[float] | None = None) -> tuple[Tensor, Transform]:
+    """Converts an image into a model input tensor and the transform back to the frame.
+
+    ``size`` is (width, height). ``format`` is the channel order the model expects; the image is
+    converted when it differs. ``border`` fills letterbox padding (a pixel value, before
+    normalisation, as MediaPipe does).
+    """
+    if len(size) != 2 or min(size) <= 0:
+        raise ValueError(f"size must be (width, height) with positive values, got {size}")
+    if image.format != format:
+        image = image.to(format)
+    transform = fit_transform(image.size, (int(size[0]), int(size[1])), fit, roi)
+    pixels = warp(image.data, transform, border, interpolation)
+    data = to_layout(normalize(pixels, value_range, mean, std, dtype), layout)
+    return Tensor(data, layout), transform
+
+
+def crop(image: Image, box: Sequence[float], size: tuple[int, int] | None = None,
+         fit: str = "stretch", border: float = 0, interpolation: str = "linear") -> tuple[Image, Transform]:
+    """Cuts the (x0, y0, x1, y1) pixel ``box`` out of ``image``, optionally resampled to ``size``.
+
+    Without ``size`` the crop keeps its pixels (clipped to the frame; a view-free copy).
+    """
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"crop box must have x1 > x0 and y1 > y0, got {tuple(box)}")
+    if size is None:
+        ix0, iy0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
+        ix1, iy1 = min(image.width, int(np.ceil(x1))), min(image.height, int(np.ceil(y1)))
+        if ix1 <= ix0 or iy1 <= iy0:
+            raise ValueError(f"crop box {tuple(box)} lies outside the {image.width}x{image.height} frame")
+        data = image.data[iy0:iy1, ix0:ix1].copy()
+        matrix = np.array([[1.0, 0, ix0], [0, 1.0, iy0]])
+        return image.with_data(data), Transform(matrix, image.size, (ix1 - ix0, iy1 - iy0))
+    transform = fit_transform(image.size, (int(size[0]), int(size[1])), fit, (x0, y0, x1, y1))
+    return image.with_data(warp(image.data, transform, border, interpolation)), transform

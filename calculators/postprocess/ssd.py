@@ -1,0 +1,169 @@
+"""SSD anchors and box decoding as MediaPipe does them (pure numpy, no graph needed).
+
+``ssd_anchors`` follows MediaPipe's SsdAnchorsCalculator and ``decode_ssd`` its
+TensorsToDetectionsCalculator (sigmoid scores with clipping, boxes and keypoints relative to the
+anchors). ``BLAZEFACE_SHORT`` holds the options that MediaPipe's face detector uses for the
+short-range BlazeFace model (face_detector_graph.cc / face_detection_short_range.pbtxt).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Optional
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SsdAnchorOptions(BaseModel):
+    """MediaPipe's SsdAnchorsCalculatorOptions (the fields used by its detectors)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_size_width: int
+    input_size_height: int
+    num_layers: int
+    strides: tuple[int, ...]
+    min_scale: float
+    max_scale: float
+    anchor_offset_x: float = 0.5
+    anchor_offset_y: float = 0.5
+    aspect_ratios: tuple[float, ...] = (1.0,)
+    reduce_boxes_in_lowest_layer: bool = False
+    interpolated_scale_aspect_ratio: float = 1.0
+    fixed_anchor_size: bool = False
+
+
+class SsdDecodeOptions(BaseModel):
+    """MediaPipe's TensorsToDetectionsCalculatorOptions (the fields used by its SSD detectors)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_boxes: int
+    num_coords: int = 16
+    box_coord_offset: int = 0
+    keypoint_coord_offset: int = 4
+    num_keypoints: int = 6
+    num_values_per_keypoint: int = 2
+    x_scale: float = 128.0
+    y_scale: float = 128.0
+    w_scale: float = 128.0
+    h_scale: float = 128.0
+    sigmoid_score: bool = True
+    score_clipping_thresh: Optional[float] = 100.0
+    reverse_output_order: bool = True
+    min_score_thresh: float = Field(0.5, ge=0.0, le=1.0)
+
+
+BLAZEFACE_SHORT_ANCHORS = SsdAnchorOptions(
+    input_size_width=128, input_size_height=128, num_layers=4, strides=(8, 16, 16, 16),
+    min_scale=0.1484375, max_scale=0.75, fixed_anchor_size=True, interpolated_scale_aspect_ratio=1.0,
+)
+BLAZEFACE_SHORT_DECODE = SsdDecodeOptions(num_boxes=896)
+BLAZEFACE_FULL_ANCHORS = SsdAnchorOptions(
+    input_size_width=192, input_size_height=192, num_layers=1, strides=(4,),
+    min_scale=0.1484375, max_scale=0.75, fixed_anchor_size=True, interpolated_scale_aspect_ratio=0.0,
+)
+BLAZEFACE_FULL_DECODE = SsdDecodeOptions(num_boxes=2304, x_scale=192.0, y_scale=192.0, w_scale=192.0,
+                                         h_scale=192.0, min_score_thresh=0.5)
+
+PRESETS = {
+    "blazeface_short": (BLAZEFACE_SHORT_ANCHORS, BLAZEFACE_SHORT_DECODE),
+    "blazeface_full": (BLAZEFACE_FULL_ANCHORS, BLAZEFACE_FULL_DECODE),
+}
+
+
+def _scale(min_scale: float, max_scale: float, index: int, count: int) -> float:
+    if count == 1:
+        return (min_scale + max_scale) * 0.5
+    return min_scale + (max_scale - min_scale) * index / (count - 1.0)
+
+
+@lru_cache(maxsize=16)
+def ssd_anchors(options: SsdAnchorOptions) -> np.ndarray:
+    """(N, 4) float32 anchors (x_center, y_center, width, height), normalised to [0, 1]."""
+    o = options
+    if len(o.strides) != o.num_layers:
+        raise ValueError(f"strides must have num_layers={o.num_layers} entries, got {list(o.strides)}")
+    anchors: list[tuple[float, float, float, float]] = []
+    layer = 0
+    while layer < o.num_layers:
+        heights, widths, ratios, scales = [], [], [], []
+        last = layer
+        while last < o.num_layers and o.strides[last] == o.strides[layer]:
+            scale = _scale(o.min_scale, o.max_scale, last, len(o.strides))
+            if last == 0 and o.reduce_boxes_in_lowest_layer:
+                ratios += [1.0, 2.0, 0.5]
+                scales += [0.1, scale, scale]
+            else:
+                for ratio in o.aspect_ratios:
+                    ratios.append(ratio)
+                    scales.append(scale)
+                if o.interpolated_scale_aspect_ratio > 0.0:
+                    nxt = 1.0 if last == len(o.strides) - 1 else _scale(o.min_scale, o.max_scale, last + 1,
+                                                                        len(o.strides))
+                    scales.append(math.sqrt(scale * nxt))
+                    ratios.append(o.interpolated_scale_aspect_ratio)
+            last += 1
+        for ratio, scale in zip(ratios, scales):
+            root = math.sqrt(ratio)
+            heights.append(scale / root)
+            widths.append(scale * root)
+        stride = o.strides[layer]
+        fm_h = int(math.ceil(o.input_size_height / stride))
+        fm_w = int(math.ceil(o.input_size_width / stride))
+        for y in range(fm_h):
+            for x in range(fm_w):
+                for k in range(len(heights)):
+                    cx = (x + o.anchor_offset_x) / fm_w
+                    cy = (y + o.anchor_offset_y) / fm_h
+                    w, h = (1.0, 1.0) if o.fixed_anchor_size else (widths[k], heights[k])
+                    anchors.append((cx, cy, w, h))
+        layer = last
+    out = np.asarray(anchors, dtype=np.float32)
+    out.setflags(write=False)
+    return out
+
+
+def decode_ssd(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray,
+               options: SsdDecodeOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Decodes SSD regressors and scores, keeping those at or above ``min_score_thresh``.
+
+    ``raw_boxes``: (num_boxes, num_coords) (a leading batch of 1 is accepted); ``raw_scores``:
+    (num_boxes, num_classes). Returns (xyxy (M, 4), scores (M,), class_ids (M,), keypoints
+    (M, K, 2)), all normalised to the tensor ([0, 1] inside it).
+    """
+    o = options
+    boxes = np.asarray(raw_boxes, dtype=np.float32).reshape(-1, o.num_coords)
+    n = boxes.shape[0]
+    if n != o.num_boxes or anchors.shape[0] != n:
+        raise ValueError(f"expected {o.num_boxes} boxes and as many anchors, got {n} boxes and "
+                         f"{anchors.shape[0]} anchors")
+    scores = np.asarray(raw_scores, dtype=np.float32).reshape(n, -1)
+    if o.score_clipping_thresh is not None:
+        scores = np.clip(scores, -o.score_clipping_thresh, o.score_clipping_thresh)
+    if o.sigmoid_score:
+        scores = (1.0 / (1.0 + np.exp(-scores.astype(np.float64)))).astype(np.float32)
+    class_ids = scores.argmax(axis=1)
+    best = scores[np.arange(n), class_ids]
+    keep = np.flatnonzero(best >= o.min_score_thresh)
+    b = boxes[keep]
+    a = anchors[keep]
+    off = o.box_coord_offset
+    if o.reverse_output_order:
+        x, y, w, h = b[:, off], b[:, off + 1], b[:, off + 2], b[:, off + 3]
+    else:
+        y, x, h, w = b[:, off], b[:, off + 1], b[:, off + 2], b[:, off + 3]
+    cx = x / o.x_scale * a[:, 2] + a[:, 0]
+    cy = y / o.y_scale * a[:, 3] + a[:, 1]
+    w = w / o.w_scale * a[:, 2]
+    h = h / o.h_scale * a[:, 3]
+    xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    kp = np.zeros((len(keep), o.num_keypoints, 2), np.float32)
+    for k in range(o.num_keypoints):
+        base = o.keypoint_coord_offset + k * o.num_values_per_keypoint
+        kx, ky = (b[:, base], b[:, base + 1]) if o.reverse_output_order else (b[:, base + 1], b[:, base])
+        kp[:, k, 0] = kx / o.x_scale * a[:, 2] + a[:, 0]
+        kp[:, k, 1] = ky / o.y_scale * a[:, 3] + a[:, 1]
+    return xyxy.astype(np.float32), best[keep].astype(np.float32), class_ids[keep].astype(np.int32), kp

@@ -1,0 +1,114 @@
+"""ImageToTensor geometry and normalisation (pure functions and the calculator)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calculators.image.ops import crop, fit_transform, image_to_tensor, normalize, roi_for_fit, to_layout
+from calculators.types import Image
+
+
+@pytest.mark.parametrize("frame, tensor, fit, roi", [
+    # MediaPipe's letterbox of QCIF into 128x128: the ROI grows vertically to 176x176, centred.
+    ((176, 144), (128, 128), "letterbox", (0.0, -16.0, 176.0, 176.0)),
+    ((1280, 720), (128, 128), "letterbox", (0.0, -280.0, 1280.0, 1280.0)),
+    ((720, 1280), (256, 128), "letterbox", (-920.0, 0.0, 2560.0, 1280.0)),
+    ((1280, 720), (128, 128), "crop", (280.0, 0.0, 720.0, 720.0)),
+    ((1280, 720), (128, 128), "stretch", (0.0, 0.0, 1280.0, 720.0)),
+    ((640, 480), (320, 240), "letterbox", (0.0, 0.0, 640.0, 480.0)),
+])
+def test_roi_for_fit(frame, tensor, fit, roi):
+    assert roi_for_fit(frame, tensor, fit) == pytest.approx(roi)
+
+
+def test_bad_fit_names_the_choices():
+    with pytest.raises(ValueError, match=r"fit must be one of \('stretch', 'letterbox', 'crop'\), got 'pad'"):
+        roi_for_fit((10, 10), (5, 5), "pad")
+
+
+def test_transform_maps_tensor_corners_to_roi_corners():
+    t = fit_transform((176, 144), (128, 128), "letterbox")
+    corners = t.to_frame(np.array([[0, 0], [128, 128], [64, 64]]))
+    assert corners == pytest.approx(np.array([[0, -16], [176, 160], [88, 72]]))
+    assert t.to_tensor(corners) == pytest.approx(np.array([[0, 0], [128, 128], [64, 64]]))
+
+
+def test_letterbox_pads_with_border_and_keeps_content():
+    # A frame that is white on the left half and black on the right, 200x100 into 64x64.
+    data = np.zeros((100, 200, 3), np.uint8)
+    data[:, :100] = 255
+    tensor, transform = image_to_tensor(Image(data), (64, 64), "letterbox", value_range=(-1, 1))
+    t = tensor.data
+    assert t.shape == (1, 64, 64, 3) and t.dtype == np.float32
+    assert tensor.layout == "NHWC"
+    # rows 0..15 and 48..63 are padding (pixel 0 -> -1), the band in between holds the frame
+    assert np.all(t[0, :15] == -1.0) and np.all(t[0, 49:] == -1.0)
+    assert np.all(t[0, 20:44, 2:30] == 1.0) and np.all(t[0, 20:44, 34:62] == -1.0)
+    assert transform.frame_size == (200, 100) and transform.tensor_size == (64, 64)
+
+
+def test_stretch_of_whole_frame_is_a_resize():
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)
+    import cv2
+
+    tensor, _ = image_to_tensor(Image(data), (80, 45), "stretch", dtype="uint8", interpolation="area")
+    assert np.array_equal(tensor.data[0], cv2.resize(data, (80, 45), interpolation=cv2.INTER_AREA))
+
+
+@pytest.mark.parametrize("kwargs, pixel, expected", [
+    ({"value_range": (-1, 1)}, 0, -1.0),
+    ({"value_range": (-1, 1)}, 255, 1.0),
+    ({"value_range": (0, 1)}, 51, 0.2),
+    ({"mean": [127.5] * 3, "std": [127.5] * 3}, 255, 1.0),
+    ({"mean": [100, 100, 100], "std": [2, 2, 2]}, 110, 5.0),
+    ({}, 77, 77.0),
+])
+def test_normalize(kwargs, pixel, expected):
+    out = normalize(np.full((2, 2, 3), pixel, np.uint8), **kwargs)
+    assert out.dtype == np.float32 and out == pytest.approx(np.full((2, 2, 3), expected), abs=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"value_range": (0, 1), "mean": [0]}, "either range or mean/std"),
+    ({"dtype": "uint8", "value_range": (0, 1)}, "dtype uint8 keeps pixel values"),
+    ({"dtype": "int8"}, "dtype must be float32, float16 or uint8, got 'int8'"),
+    ({"std": [1, 0, 1]}, "std must not contain 0"),
+])
+def test_normalize_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        normalize(np.zeros((2, 2, 3), np.uint8), **kwargs)
+
+
+@pytest.mark.parametrize("layout, shape", [("NHWC", (1, 4, 6, 3)), ("NCHW", (1, 3, 4, 6)), ("HWC", (4, 6, 3)),
+                                           ("CHW", (3, 4, 6))])
+def test_layouts(layout, shape):
+    data = np.arange(4 * 6 * 3, dtype=np.float32).reshape(4, 6, 3)
+    out = to_layout(data, layout)
+    assert out.shape == shape and out.flags.c_contiguous
+    if layout in ("NCHW", "CHW"):
+        assert out.reshape(3, 4, 6)[2, 1, 5] == data[1, 5, 2]
+
+
+def test_color_order_is_converted_for_the_model():
+    bgr = np.zeros((8, 8, 3), np.uint8)
+    bgr[..., 0] = 200  # blue in BGR
+    tensor, _ = image_to_tensor(Image(bgr, "BGR"), (8, 8), "stretch", dtype="uint8", format="RGB")
+    assert tensor.data[0, 0, 0].tolist() == [0, 0, 200]
+
+
+def test_image_to_tensor_never_touches_its_input():
+    data = np.full((30, 40, 3), 7, np.uint8)
+    before = data.copy()
+    image_to_tensor(Image(data), (16, 16), "letterbox", value_range=(0, 1))
+    assert np.array_equal(data, before)
+
+
+def test_crop_without_size_keeps_pixels_and_offsets_transform():
+    data = np.arange(20 * 30 * 3, dtype=np.uint8).reshape(20, 30, 3)
+    out, t = crop(Image(data), (5, 4, 15, 10))
+    assert np.array_equal(out.data, data[4:10, 5:15])
+    assert t.to_frame(np.array([[0, 0]])) == pytest.approx(np.array([[5, 4]]))
+    with pytest.raises(ValueError, match="lies outside the 30x20 frame"):
+        crop(Image(data), (40, 40, 50, 50))
