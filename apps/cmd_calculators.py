@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from apps.cmd_run import CliError, fail, load_plugins
+from apps.cmd_run import CliError, fail, load_plugins, stdout_console
 from apps.gen_reference import all_calculators, calculator_markdown, describe, write
 
 
@@ -25,7 +25,6 @@ def calculators_command(
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
 ) -> None:
     """Lists the built-in calculators, or describes one: ports, types, options, example node."""
-    from rich.console import Console
     from rich.markdown import Markdown
     from rich.table import Table
 
@@ -35,7 +34,7 @@ def calculators_command(
         load_plugins(plugin)
     except CliError as e:
         raise fail(str(e), e.code)
-    console = Console()
+    console = stdout_console()
     if markdown is not None:
         for path in write(markdown):
             console.print(str(path))

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Optional
 import typer
 
 from apps.cmd_run import (EXIT_FAILED, CliError, RunResult, check_side_packets, fail, graph_name,
-                          load_graph, parse_sets, run_with_progress)
+                          load_graph, parse_sets, run_with_progress, stdout_console)
 
 TraceEvent = tuple  # (node, thread, timestamp_us | None, start_ns, end_ns)
 
@@ -226,9 +226,7 @@ def profile_command(
     tmp.write_text(json.dumps(_finite(trace), allow_nan=False, default=str))
     tmp.replace(output)
     plot_latency(events, plot, name, order)
-    from rich.console import Console
-
-    console = Console()
+    console = stdout_console()
     for table in profile_tables(rows, latency, result, name):
         console.print(table)
     console.print(f"wrote {output} (open it in Perfetto) and {plot}")

@@ -239,6 +239,28 @@ def expected_frames(graph, side_packets: dict[str, Any]) -> int | None:
     return total
 
 
+def _windowed(options: dict[str, Any]) -> bool:
+    """Options that make a source emit other than the file's frames once (loops, time windows)."""
+    return bool(options.get("loop")) or any(options.get(k) is not None for k in ("start_s", "stop_s"))
+
+
+def _info_frames(graph) -> int | None:
+    """Frame count from the sources' stream-info side packets (``VideoSource``'s INFO), once open."""
+    spec = getattr(graph, "spec", None)
+    if spec is None:
+        return None
+    total = 0
+    for node in spec.nodes:
+        if node.cls is None or not node.cls.is_source():
+            continue
+        counts = [getattr(graph.side_packet(name), "frame_count", None) for name in node.side_outputs.values()]
+        counts = [c for c in counts if isinstance(c, int) and c > 0]
+        if not counts or _windowed(node.options):
+            return None
+        total += counts[0]
+    return total or None
+
+
 def _video_file_frames(options: dict[str, Any]) -> int | None:
     """Frame count of a source reading a local video file (option ``uri``/``path``/``source``).
 
@@ -246,7 +268,7 @@ def _video_file_frames(options: dict[str, Any]) -> int | None:
     and caps it by a ``max_frames``/``limit`` option when the node has one.
     """
     uri = next((options[k] for k in ("uri", "path", "source", "file") if isinstance(options.get(k), str)), None)
-    if uri is None:
+    if uri is None or _windowed(options):
         return None
     path: Path | None = Path(uri)
     if uri.startswith("sample:"):
@@ -319,13 +341,10 @@ def run_with_progress(graph, side_packets: dict[str, Any], *, trace: bool = Fals
     lock = threading.Lock()
 
     console = Console(stderr=True)
-    columns = [TextColumn("[bold]{task.description}")]
-    if total:
-        columns += [BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fps]:>7.1f} fps"),
-                    TextColumn("ETA"), TimeRemainingColumn()]
-    else:
-        columns += [TextColumn("{task.completed} frames"), TextColumn("{task.fields[fps]:>7.1f} fps"),
-                    TimeElapsedColumn()]
+    # Without a known total (a live stream), the bar pulses and the counters still move.
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+               TextColumn("{task.fields[fps]:>7.1f} fps"), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn()]
     # Only a terminal gets the live bar: in a log it would be noise before the error line.
     progress = Progress(*columns, console=console, transient=False, disable=quiet or not console.is_terminal,
                         auto_refresh=True, refresh_per_second=5)
@@ -333,9 +352,15 @@ def run_with_progress(graph, side_packets: dict[str, Any], *, trace: bool = Fals
     t0 = [0.0]
 
     def on_frame(_packet) -> None:
+        nonlocal total
         with lock:
             count[0] += 1
             n = count[0]
+        if n == 1 and not total:
+            # The sources are open now: a VideoSource has published its stream info.
+            total = _info_frames(graph)
+            if total:
+                progress.update(task, total=total)
         if n % 8 == 0 or n == total:
             elapsed = time.perf_counter() - t0[0]
             progress.update(task, completed=n, fps=n / elapsed if elapsed > 0 else 0.0)
@@ -356,6 +381,13 @@ def run_with_progress(graph, side_packets: dict[str, Any], *, trace: bool = Fals
             progress.update(task, completed=n, total=total if total and n <= total else n or None,
                             fps=n / wall if wall > 0 else 0.0)
     return RunResult(wall, count[0], node_stats(graph))
+
+
+def stdout_console():
+    """The console for tables: the terminal's width, or 120 columns in a pipe or a log."""
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 120)
 
 
 def graph_name(graph) -> str:
@@ -412,9 +444,7 @@ def run_command(
         raise fail(str(e), EXIT_FAILED)
     except KeyboardInterrupt:
         raise fail("interrupted (Ctrl-C): the run was stopped", 130)
-    from rich.console import Console
-
-    Console().print(summary_table(result))
+    stdout_console().print(summary_table(result))
 
 
 def validate_command(

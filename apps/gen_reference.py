@@ -18,6 +18,7 @@ import argparse
 import inspect
 import re
 import sys
+import textwrap
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,7 +133,7 @@ def split_docstring(doc: str | None) -> tuple[str, str, str | None]:
         while block and not block[-1].strip():
             block.pop()
         if example is None and block:
-            example = inspect.cleandoc("\n".join(block))
+            example = textwrap.dedent("\n".join(block)).strip("\n")
     paragraphs = [p.strip() for p in "\n".join(kept).split("\n\n") if p.strip()]
     summary = " ".join(paragraphs[0].split()) if paragraphs else ""
     description = "\n\n".join(paragraphs[1:])
@@ -206,8 +207,12 @@ def calculator_markdown(d: CalculatorDoc, level: int = 2) -> str:
     out = [f"{h} {d.name}", ""]
     if d.summary:
         out += [d.summary, ""]
-    if d.description:
-        out += [d.description, ""]
+    for para in d.description.split("\n\n") if d.description else []:
+        # A paragraph with indented lines (a "Ports:" list) keeps its layout in a text block.
+        if any(line.startswith(" ") for line in para.splitlines()):
+            out += ["```text", para, "```", ""]
+        else:
+            out += [para, ""]
     kind = "source (no inputs; runs on its own thread)" if d.source else f"policy `{d.policy}`"
     offset = "none (emits at its own timestamps)" if d.timestamp_offset is None else str(d.timestamp_offset)
     out += [f"Module `{d.module}` · {kind} · timestamp offset {offset} · max in flight {d.max_in_flight}", ""]
