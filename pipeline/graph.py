@@ -263,6 +263,7 @@ class NodeRuntime:
         self.offset = self.cls.timestamp_offset
         self.propagated = Timestamp.MIN
         self.is_source = self.cls.is_source()
+        self.simple = False  # one forward input, sync or immediate: set when queues are wired
         self.executor: Executor | None = None
         self.ctx: Context | None = None
         # max_in_flight > 1: calls in start order, flushed in order
@@ -299,7 +300,7 @@ class NodeRuntime:
             if n >= q.capacity and q.overflow == "block" and not q.full:
                 q.full = True
                 graph._adjust_full(1)
-            if self.active < self.max_in_flight and not self.finished and self._has_task():
+            if self.active < self.max_in_flight and not self.finished and (self.simple or self._has_task()):
                 self.active += 1
                 ready.append(self)
 
@@ -353,7 +354,15 @@ class NodeRuntime:
     def _take(self):
         """Pops the next task: ("process", t, inputs) | ("bound", b) | ("close",) | None."""
         queues = self.queues
-        if self.policy == "immediate":
+        if self.simple:
+            q = queues[0]
+            dq = q.dq
+            if dq:
+                p = dq.popleft()
+                if q.full:
+                    self._after_pop(q)
+                return ("process", p.timestamp, {q.tag: p})
+        elif self.policy == "immediate":
             best = None
             for q in queues:
                 if q.dq and (best is None or q.dq[0].timestamp < best.dq[0].timestamp):
@@ -461,16 +470,18 @@ class NodeRuntime:
                 if trace is not None:
                     trace.append((self.name, threading.current_thread().name, t, start, end))
                 if self.offset is not None:
+                    # Outputs may advance to the earliest timestamp still to come on the inputs
+                    # (reads without the lock see older, smaller values: safe, never too far).
                     nb = t + 1
-                    with self.lock:
-                        ib = self._input_bound()
-                        if ib > nb:
-                            nb = ib
-                        if nb > self.propagated:
-                            self.propagated = nb
-                        else:
-                            nb = 0
-                    if nb:
+                    for q in self.forward_queues:
+                        dq = q.dq
+                        v = dq[0].timestamp if dq else q.bound
+                        if v < nb:
+                            nb = v
+                    if nb < t + 1:
+                        nb = t + 1
+                    if nb > self.propagated:
+                        self.propagated = nb
                         for s in self.outputs.values():
                             if s.bound < nb:
                                 s.set_bound(nb, ready)
@@ -490,7 +501,9 @@ class NodeRuntime:
         if graph._unthrottle_pending:
             graph._notify_throttle()
         with self.lock:
-            if self._has_task() and not graph._stopping:
+            if (self.queues[0].dq if self.simple else self._has_task()) and not graph._stopping:
+                return True
+            if self.simple and self._bound_or_close_pending() and not graph._stopping:
                 return True
             self.active -= 1
             return False
@@ -811,6 +824,8 @@ class Graph:
                 node.queues.append(q)
                 if not i.back_edge:
                     node.forward_queues.append(q)
+            node.simple = (len(node.queues) == 1 and len(node.forward_queues) == 1
+                           and node.policy in ("sync", "immediate") and node.max_in_flight == 1)
         for stream, observers in self._observers.items():
             for ob in observers:
                 if isinstance(ob, _Poller):

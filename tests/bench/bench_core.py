@@ -1,0 +1,128 @@
+"""Per-packet cost of the core: Python feed to observed output.
+
+Topologies: 1 PassThrough, a chain of 10 PassThrough nodes, and a diamond (input to two
+PassThrough nodes whose outputs meet in one PassThrough with two synchronised inputs). Each is
+run ``--repeats`` times with ``--packets`` packets; the median per-packet time is reported, with a
+hand-written loop calling the same PassThrough ``process`` 1 and 10 times per packet as the
+baseline measured in the same run.
+
+    python tests/bench/bench_core.py [--packets 20000] [--repeats 3] [--json out/bench/core.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from pipeline import Graph  # noqa: E402
+
+
+def chain(n: int) -> dict:
+    nodes = []
+    prev = "in"
+    for i in range(n):
+        nodes.append({"calculator": "PassThrough", "inputs": [prev], "outputs": [f"s{i}"]})
+        prev = f"s{i}"
+    return {"inputs": ["in"], "outputs": [prev], "nodes": nodes}, prev
+
+
+def diamond() -> dict:
+    return {
+        "inputs": ["in"],
+        "nodes": [
+            {"calculator": "PassThrough", "inputs": ["in"], "outputs": ["a"]},
+            {"calculator": "PassThrough", "inputs": ["in"], "outputs": ["b"]},
+            {"calculator": "PassThrough", "inputs": ["a", "b"], "outputs": ["c", "d"]},
+        ],
+    }, "c"
+
+
+def run_graph(spec: dict, out: str, packets: int, threads: int | None) -> float:
+    g = Graph.from_dict(spec, threads=threads)
+    done = threading.Event()
+    count = [0]
+
+    def cb(p):
+        count[0] += 1
+        if count[0] == packets:
+            done.set()
+
+    g.observe(out, cb)
+    g.start()
+    t0 = time.perf_counter()
+    for i in range(packets):
+        g.add_packet("in", i, i)
+    g.close_input("in")
+    g.wait()
+    dt = time.perf_counter() - t0
+    assert count[0] == packets, f"expected {packets} packets, got {count[0]}"
+    return dt / packets * 1e6
+
+
+def run_loop(n: int, packets: int) -> float:
+    """The baseline: the same work by hand, one thread, no framework."""
+    from calculators.flow.basic import PassThrough
+    from pipeline.timestamp import Packet
+
+    class Out:
+        def __init__(self):
+            self.got = []
+
+        def add(self, v, t=None):
+            self.got.append(v)
+
+    class Ctx:
+        pass
+
+    calcs = []
+    for _ in range(n):
+        c = PassThrough()
+        c.pairs = [("IN:0", Out())]
+        calcs.append(c)
+    ctx = Ctx()
+    t0 = time.perf_counter()
+    for i in range(packets):
+        v = i
+        for c in calcs:
+            ctx.inputs = {"IN:0": Packet(v, i)}
+            c.process(ctx)
+            v = c.pairs[0][1].got.pop()
+    return (time.perf_counter() - t0) / packets * 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--packets", type=int, default=20000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", default="out/bench/core.json")
+    a = ap.parse_args()
+    cases = {"passthrough_1": chain(1), "chain_10": chain(10), "diamond": diamond()}
+    rows = {}
+    for name, (spec, out) in cases.items():
+        rows[name] = statistics.median(run_graph(spec, out, a.packets, a.threads) for _ in range(a.repeats))
+    loop1 = statistics.median(run_loop(1, a.packets) for _ in range(a.repeats))
+    loop10 = statistics.median(run_loop(10, a.packets) for _ in range(a.repeats))
+    per_node = (rows["chain_10"] - rows["passthrough_1"]) / 9
+    print(f"{'case':<24}{'us/packet':>12}")
+    for k, v in rows.items():
+        print(f"{k:<24}{v:>12.2f}")
+    print(f"{'added node (chain)':<24}{per_node:>12.2f}")
+    print(f"{'hand loop, 1 node':<24}{loop1:>12.2f}")
+    print(f"{'hand loop, 10 nodes':<24}{loop10:>12.2f}")
+    print(f"chain_10 / hand loop 10: {rows['chain_10'] / loop10:.1f}x")
+    res = {"packets": a.packets, "repeats": a.repeats, "us_per_packet": rows, "us_per_added_node": per_node,
+           "hand_loop_us": {"1": loop1, "10": loop10}, "targets": {"chain_10_us": 30, "added_node_us": 3}}
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
