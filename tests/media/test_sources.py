@@ -1,0 +1,279 @@
+"""Sources against real media: the sample videos, images written to disk, the synthetic pattern."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from calculators.sources import MediaError, VideoInfo, VideoReader, synthetic_frame
+from calculators.sources.images import list_images
+from calculators.sources.video import VideoSourceOptions
+from calculators.types import Image
+from pipeline import GraphRunError
+
+from .conftest import decode_all, graph, psnr
+
+
+def run_source(calculator: str, options: dict, *, info: bool = True, timeout: float = 60):
+    """Runs one source node; returns (timestamps, images, INFO side packet)."""
+    node = {"calculator": calculator, "outputs": {"FRAMES": "frames"}, "options": options}
+    if info:
+        node["side_outputs"] = {"INFO": "info"}
+    g = graph(node, outputs=["frames"])
+    got = []
+    g.observe("frames", lambda p: got.append((p.timestamp, p.value)))
+    g.start()
+    g.wait(timeout)
+    return [t for t, _ in got], [v for _, v in got], g.side_packet("info") if info else None
+
+
+# -- SyntheticSource ------------------------------------------------------------------------
+
+def test_synthetic_source_frames_timestamps_and_content():
+    ts, frames, info = run_source("SyntheticSource", {"size": [160, 120], "fps": 25, "num_frames": 10})
+    assert ts == [i * 40_000 for i in range(10)]
+    assert info == VideoInfo(uri="synthetic:", width=160, height=120, fps=25, codec=None, frame_count=10,
+                             duration_s=0.4, live=False, pixel_format="RGB")
+    for i, f in enumerate(frames):
+        assert f.format == "RGB" and f.data.shape == (120, 160, 3)
+        np.testing.assert_array_equal(f.data, cv2.cvtColor(synthetic_frame(i, 160, 120), cv2.COLOR_BGR2RGB))
+    # The shapes move: consecutive frames differ, and the frame number is drawn in.
+    assert np.abs(frames[1].data.astype(int) - frames[0].data).sum() > 0
+    assert not np.array_equal(synthetic_frame(3, 160, 120)[:20, :60], synthetic_frame(4, 160, 120)[:20, :60])
+
+
+@pytest.mark.parametrize("fmt, shape", [("BGR", (48, 64, 3)), ("GRAY", (48, 64))])
+def test_synthetic_source_pixel_formats(fmt, shape):
+    _, frames, _ = run_source("SyntheticSource", {"size": [64, 48], "num_frames": 2, "format": fmt})
+    assert [(f.format, f.data.shape) for f in frames] == [(fmt, shape)] * 2
+
+
+def test_synthetic_source_rejects_a_tiny_size():
+    from pipeline import GraphConfigError
+
+    with pytest.raises(GraphConfigError, match="at least 16x16"):
+        run_source("SyntheticSource", {"size": [8, 8]})
+
+
+# -- VideoSource on the real sample videos ----------------------------------------------------
+
+@pytest.mark.parametrize("name, frames, size, fps", [
+    ("carphone", 120, (176, 144), 30000 / 1001),
+    ("bikes", 250, (640, 272), 25.0),
+    ("bigbuckbunny", 132, (1280, 720), 25.0),
+])
+def test_sample_videos_decode_with_the_right_counts_and_sizes(sample, name, frames, size, fps):
+    path = sample(name)
+    ts, images, info = run_source("VideoSource", {"uri": str(path), "threads": 2})
+    assert len(images) == frames
+    assert {im.size for im in images} == {size}
+    assert all(im.format == "RGB" for im in images)
+    assert info.frame_count == frames and (info.width, info.height) == size and info.codec == "h264"
+    assert info.fps == pytest.approx(fps, rel=1e-6)
+    assert all(b > a for a, b in zip(ts, ts[1:]))
+    assert ts[0] == 0 and ts[-1] == pytest.approx((frames - 1) * 1e6 / fps, abs=1)
+    # Same pixels as PyAV itself gives (checked on a few frames; bigbuckbunny is large).
+    ref = decode_all(path)
+    for i in (0, frames // 2, frames - 1):
+        assert ref[i][0] == ts[i]
+        np.testing.assert_array_equal(images[i].data, ref[i][1])
+
+
+def test_start_stop_loop_keep_timestamps_increasing(sample):
+    path = str(sample("carphone"))
+    ts, _, _ = run_source("VideoSource", {"uri": path, "start_s": 1.0, "stop_s": 2.0, "loop": 3}, info=False)
+    per_play = [t for t in decode_all(path) if 1_000_000 <= t[0] < 2_000_000]
+    assert len(ts) == 3 * len(per_play) == 3 * 30
+    assert ts[0] == per_play[0][0]
+    assert all(b > a for a, b in zip(ts, ts[1:]))
+    gaps = np.diff(ts)
+    assert gaps.max() < 40_000, "a loop restart must follow on one frame interval later"
+
+
+def test_output_format_and_size(sample):
+    _, images, info = run_source("VideoSource", {"uri": str(sample("carphone")), "format": "GRAY",
+                                                 "size": [88, 72], "stop_s": 0.2})
+    assert images and all(im.format == "GRAY" and im.data.shape == (72, 88) for im in images)
+    assert (info.width, info.height) == (88, 72)
+
+
+def test_realtime_pace_holds_frames_to_their_timestamps(sample):
+    import time
+
+    t0 = time.monotonic()
+    ts, _, _ = run_source("VideoSource", {"uri": str(sample("carphone")), "stop_s": 0.5, "pace": "realtime"}, info=False)
+    elapsed = time.monotonic() - t0
+    assert len(ts) == 15
+    assert elapsed >= (ts[-1] - ts[0]) / 1e6 * 0.95, f"realtime pace ran in {elapsed:.3f} s"
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("uri, message", [
+    ("/no/such/video.mp4", r"'/no/such/video.mp4': no such file"),
+    ("foo://example/stream", r"unsupported URL scheme 'foo'"),
+    ("/tmp", r"'/tmp': is a directory"),
+])
+def test_bad_uris_fail_at_open_naming_the_path(uri, message):
+    with pytest.raises(GraphRunError, match=message) as info:
+        run_source("VideoSource", {"uri": uri})
+    assert "VideoSource" in str(info.value)
+
+
+def test_unreadable_file_names_path_and_cause(tmp_path):
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("this is not a video\n" * 100)
+    with pytest.raises(GraphRunError, match=r"notes.mp4': cannot open: .*Invalid data"):
+        run_source("VideoSource", {"uri": str(bad)})
+
+
+def test_video_with_moov_at_the_end_truncated_is_unreadable(sample, tmp_path):
+    data = sample("carphone").read_bytes()
+    assert data.find(b"moov") > len(data) // 2, "the sample keeps its index at the end"
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(GraphRunError, match=r"cut.mp4': cannot open: .*(moov atom not found|Invalid data)"):
+        run_source("VideoSource", {"uri": str(cut)})
+
+
+def _faststart_copy(src, dst):
+    import av
+
+    with av.open(str(src)) as i, av.open(str(dst), "w", options={"movflags": "faststart"}) as o:
+        s_in = i.streams.video[0]
+        s_out = o.add_stream_from_template(s_in)
+        for pkt in i.demux(s_in):
+            if pkt.dts is None:
+                continue
+            pkt.stream = s_out
+            o.mux(pkt)
+
+
+def test_truncated_video_yields_its_frames_and_says_where_it_stopped(sample, tmp_path, caplog):
+    full = tmp_path / "full.mp4"
+    _faststart_copy(sample("carphone"), full)
+    data = full.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat"), "faststart puts the index first"
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    with caplog.at_level(logging.WARNING, logger="vpipe.sources.video"):
+        ts, images, info = run_source("VideoSource", {"uri": str(cut)})
+    assert info.frame_count == 120
+    assert 30 < len(images) < 120
+    ref = decode_all(full)
+    for i in (0, len(images) - 1):
+        assert ts[i] == ref[i][0]
+        np.testing.assert_array_equal(images[i].data, ref[i][1])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("cut.mp4" in w and f"of the 120 frames" in w and f"{ts[-1] / 1e6:.3f} s" in w for w in warnings), warnings
+    # strict: the same file is an error.
+    with pytest.raises(GraphRunError, match=r"cut.mp4': file ends early"):
+        run_source("VideoSource", {"uri": str(cut), "strict": True})
+
+
+def test_reader_unit_without_graph(sample):
+    r = VideoReader(VideoSourceOptions(uri=str(sample("carphone")), stop_s=0.1))
+    info = r.open()
+    frames = list(r.frames())
+    r.close()
+    assert info.frame_count == 120 and [t for t, _ in frames] == [0, 33367, 66733]
+
+
+# -- ImageSource ----------------------------------------------------------------------------
+
+@pytest.fixture
+def image_folder(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in (1, 2, 10):
+        cv2.imwrite(str(folder / f"img{i}.png"), synthetic_frame(i, 64, 48))
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.mark.parametrize("order, expected", [("name", [1, 10, 2]), ("natural", [1, 2, 10])])
+def test_image_source_order_rate_and_content(image_folder, order, expected):
+    g = graph({"calculator": "ImageSource", "outputs": {"FRAMES": "frames", "PATH": "paths"},
+               "options": {"path": str(image_folder), "rate": 10, "order": order}})
+    got, paths = [], []
+    g.observe("frames", lambda p: got.append((p.timestamp, p.value)))
+    g.observe("paths", lambda p: paths.append(p.value))
+    g.run()
+    assert [t for t, _ in got] == [0, 100_000, 200_000]
+    assert [os.path.basename(p) for p in paths] == [f"img{i}.png" for i in expected]
+    for (_, im), i in zip(got, expected):
+        np.testing.assert_array_equal(im.data, cv2.cvtColor(synthetic_frame(i, 64, 48), cv2.COLOR_BGR2RGB))
+
+
+def test_image_source_glob_and_loop(image_folder):
+    g = graph({"calculator": "ImageSource", "outputs": {"FRAMES": "frames"},
+               "options": {"path": str(image_folder / "img1*.png"), "loop": True, "rate": 1}})
+    got = []
+
+    def on(p):
+        got.append(p.timestamp)
+        if len(got) == 5:
+            g.cancel()
+
+    g.observe("frames", on)
+    g.run()
+    assert got[:5] == [0, 1_000_000, 2_000_000, 3_000_000, 4_000_000]
+    assert list_images(str(image_folder / "img1*.png")) == [str(image_folder / "img1.png"), str(image_folder / "img10.png")]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: str(d / "missing"), r"'.*missing': no such file or folder"),
+    (lambda d: str(d / "nofolder" / "x.png"), r"folder '.*nofolder' does not exist"),
+    (lambda d: (d / "empty").mkdir() or str(d / "empty"), r"the folder '.*empty' holds no image files"),
+    (lambda d: (d / "bad.png").write_bytes(b"\x89PNG garbage") and str(d / "bad.png"), r"'.*bad.png' is not an image OpenCV can decode"),
+])
+def test_image_source_bad_paths(tmp_path, make, message):
+    with pytest.raises(GraphRunError, match=message):
+        run_source("ImageSource", {"path": make(tmp_path)})
+
+
+# -- CameraSource (driven through cv2.VideoCapture on a file: there is no camera here) ---------
+
+def test_camera_source_on_a_file_emits_newest_frames_with_capture_times(sample):
+    import time
+
+    before = time.monotonic_ns() // 1000
+    ts, images, info = run_source("CameraSource", {"device": str(sample("carphone")), "reconnect": False})
+    after = time.monotonic_ns() // 1000
+    assert info.live and (info.width, info.height) == (176, 144) and info.frame_count is None
+    assert 1 <= len(images) <= 120
+    assert all(im.size == (176, 144) and im.format == "RGB" for im in images)
+    assert all(b > a for a, b in zip(ts, ts[1:]))
+    assert before <= ts[0] and ts[-1] <= after, "timestamps are capture times on the monotonic clock"
+
+
+def test_camera_source_keeps_only_the_newest_frame(sample):
+    """A slow consumer sees fresh frames: the grabber overwrites, it never queues."""
+    from calculators.sources.camera import CameraGrabber, CameraSourceOptions
+
+    grabber = CameraGrabber(CameraSourceOptions(device=str(sample("bikes")), reconnect=False))
+    grabber.open()
+    try:
+        first = grabber.next(5.0)
+        assert first is not None
+        # Let the grabber run to the end of the file without taking anything.
+        grabber.thread.join(30)
+        assert not grabber.thread.is_alive()
+        last = grabber.next(1.0)
+        assert last is not None and grabber.next(0.1) is None, "only one frame is ever held"
+        assert grabber.grabbed == 250
+        assert grabber.slot.dropped == 250 - 2
+    finally:
+        grabber.close()
+
+
+def test_camera_that_does_not_open_is_a_clear_error():
+    with pytest.raises(GraphRunError, match=r"camera 57: cannot open it \(/dev/video57 absent\?\)"):
+        run_source("CameraSource", {"device": 57, "open_timeout_s": 2})
+    with pytest.raises(GraphRunError, match=r"camera '/no/such/device': cannot open it"):
+        run_source("CameraSource", {"device": "/no/such/device", "open_timeout_s": 2})
