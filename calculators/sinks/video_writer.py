@@ -31,6 +31,7 @@ log = logging.getLogger("vpipe.sinks.video")
 MICROSECONDS = Fraction(1, 1_000_000)
 # Tried in order by codec: auto. mpeg4 is FFmpeg's own encoder and is always built in.
 AUTO_CODECS = ("libx264", "libopenh264", "h264", "mpeg4")
+SHORT_TIME_BASE = ("mpeg4", "h263", "h263p", "msmpeg4", "msmpeg4v2", "flv")
 
 
 class VideoWriterOptions(BaseModel):
@@ -118,7 +119,9 @@ class VideoFileWriter:
         s.width, s.height = width, height
         s.pix_fmt = o.pix_fmt
         s.time_base = MICROSECONDS
-        s.codec_context.time_base = MICROSECONDS
+        # MPEG-4 part 2 stores the time base in 16 bits: 1/60000 s is the finest it takes
+        # (PyAV rescales the µs pts; 30, 60, 25 and 50 fps stay exact).
+        s.codec_context.time_base = Fraction(1, 60000) if self.codec in SHORT_TIME_BASE else MICROSECONDS
         s.codec_context.thread_count = o.threads
         if o.gop:
             s.codec_context.gop_size = o.gop

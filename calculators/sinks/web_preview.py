@@ -109,6 +109,37 @@ class FrameHub:
             return self._jpeg
 
 
+class _Server(ThreadingHTTPServer):
+    """Tracks every open connection so ``close`` can cut them (a stalled viewer included)."""
+
+    daemon_threads = False
+    block_on_close = True  # server_close joins every request thread
+
+    def __init__(self, *args, **kwargs):
+        self.live: set = set()
+        self.live_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address):
+        with self.live_lock:
+            self.live.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self.live_lock:
+            self.live.discard(request)
+        super().shutdown_request(request)
+
+    def cut_all(self) -> None:
+        with self.live_lock:
+            live = list(self.live)
+        for sock in live:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 class PreviewServer:
     """The HTTP server and its viewers; no graph involved. ``stats`` returns the graph part of /stats.json."""
 
@@ -125,29 +156,27 @@ class PreviewServer:
         self.httpd: ThreadingHTTPServer | None = None
         self.thread: threading.Thread | None = None
 
-    @property
-    def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/"
+    url: str = ""
 
     def start(self) -> str:
         handler = _make_handler(self)
         try:
-            self.httpd = ThreadingHTTPServer((self.o.host, self.o.port), handler)
+            self.httpd = _Server((self.o.host, self.o.port), handler)
         except OSError as e:
             raise MediaError(f"{self.name}: cannot listen on {self.o.host}:{self.o.port}: {e.strerror or e}") from e
-        self.httpd.daemon_threads = True
+        host, port = self.httpd.server_address[:2]
+        self.url = f"http://{host}:{port}/"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                        name=f"{self.name} http", daemon=True)
         self.thread.start()
         log.info("%s: serving the preview at %s", self.name, self.url)
         return self.url
 
-    def _register(self, sock: socket.socket) -> int:
+    def _register(self) -> int:
         with self._clients_lock:
             self._next_id += 1
             cid = self._next_id
-            self._clients[cid] = {"sock": sock, "thread": threading.current_thread(), "sent": 0, "dropped": 0}
+            self._clients[cid] = {"sent": 0, "dropped": 0}
             self.viewers_served += 1
             return cid
 
@@ -172,23 +201,17 @@ class PreviewServer:
 
     def close(self) -> None:
         self.hub.close()
-        if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-        with self._clients_lock:
-            clients = list(self._clients.values())
-        for c in clients:  # a viewer blocked in a write to a client that does not read
-            try:
-                c["sock"].shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for c in clients:
-            c["thread"].join(5.0)
-            if c["thread"].is_alive():
-                log.error("%s: a viewer thread did not stop within 5 s", self.name)
+        if self.httpd is None:
+            return
+        self.httpd.shutdown()  # no new connections
         if self.thread is not None:
-            self.thread.join(5.0)
+            self.thread.join()
             self.thread = None
+        # A viewer may be blocked writing to a client that does not read: cut every
+        # connection, then join every request thread.
+        self.httpd.cut_all()
+        self.httpd.server_close()
+        self.httpd = None
 
 
 def _make_handler(server: PreviewServer):
@@ -228,7 +251,7 @@ def _make_handler(server: PreviewServer):
                 pass  # the viewer left
 
         def _stream(self) -> None:
-            cid = server._register(self.connection)
+            cid = server._register()
             try:
                 self.send_response(200)
                 self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
