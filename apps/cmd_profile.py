@@ -4,9 +4,8 @@ Runs the graph with tracing on (``Graph.start(..., trace=True)``; ``Graph.trace_
 ``(node, thread, timestamp_us, start_ns, end_ns)`` per ``process`` call) and writes:
 
 - a table per node: calls, p50/p99/max process time, queue peak, drops, share of the wall time;
-- end-to-end latency percentiles: for each packet timestamp, from the start of the first
-  ``process`` call at that timestamp to the end of the last one (so a source that emits without
-  a timestamp in its own call is not counted in it);
+- end-to-end latency percentiles: for each packet timestamp, from its birth (the end of the
+  source call that emitted it) to the end of the last ``process`` call at that timestamp;
 - a Chrome trace event file (``-o``) that opens in Perfetto (ui.perfetto.dev, "Open trace file")
   or chrome://tracing: one track per node and thread ("X" complete events with ``pid``/``tid`` and
   ``thread_name`` metadata), and one flow per packet timestamp (``s`` → ``t`` … → ``f`` events
@@ -71,12 +70,19 @@ def node_table(events: list[TraceEvent], stats: dict[str, dict], wall_s: float,
     return rows
 
 
-def end_to_end(events: list[TraceEvent]) -> dict[int, float]:
-    """{packet timestamp: latency in ms} from the first call's start to the last call's end."""
+def end_to_end(events: list[TraceEvent], sources: Iterable[str] = ()) -> dict[int, float]:
+    """{packet timestamp: latency in ms} from the packet's birth to the end of the last call at it.
+
+    The birth is the end of the source call that emitted it (a source's call also holds its
+    waiting for the next frame, which is not latency), else the start of the first call at it.
+    """
+    sources = set(sources)
     spans: dict[int, list[int]] = {}
-    for _node, _thread, ts, start, end in events:
+    for node, _thread, ts, start, end in events:
         if ts is None:
             continue
+        if node in sources:
+            start = end
         span = spans.get(ts)
         if span is None:
             spans[ts] = [start, end]
@@ -128,7 +134,8 @@ def chrome_trace(events: list[TraceEvent], name: str = "graph", order: list[str]
     return {"traceEvents": out, "displayTimeUnit": "ms", "otherData": dict(metadata or {})}
 
 
-def plot_latency(events: list[TraceEvent], out: Path, title: str, order: list[str] | None = None) -> None:
+def plot_latency(events: list[TraceEvent], latency: dict[int, float], out: Path, title: str,
+                 order: list[str] | None = None) -> None:
     """PNG: each node's process time over the run, and end-to-end latency per timestamp."""
     import matplotlib
 
@@ -146,14 +153,13 @@ def plot_latency(events: list[TraceEvent], out: Path, title: str, order: list[st
     ax1.grid(True, alpha=0.3)
     if events:
         ax1.legend(fontsize=8, loc="upper right", ncol=2)
-    spans: dict[int, tuple[int, int]] = {}
-    for _n, _t, ts, s, e in events:
-        if ts is not None:
-            a, b = spans.get(ts, (s, e))
-            spans[ts] = (min(a, s), max(b, e))
-    pts = sorted(((s - t0) / 1e9, (e - s) / 1e6) for s, e in spans.values())
+    ends: dict[int, int] = {}
+    for _n, _t, ts, _s, e in events:
+        if ts in latency:
+            ends[ts] = max(ends.get(ts, e), e)
+    pts = sorted(((ends[ts] - t0) / 1e9, ms) for ts, ms in latency.items())
     ax2.plot([p[0] for p in pts], [p[1] for p in pts], ".-", markersize=3, linewidth=0.8, color="#b03030")
-    ax2.set_xlabel("time since first call (s)")
+    ax2.set_xlabel("time since first call (s); latency plotted when the packet finished")
     ax2.set_ylabel("end-to-end latency (ms)")
     ax2.grid(True, alpha=0.3)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -215,7 +221,8 @@ def profile_command(
     order = [n["name"] for n in g.topology()["nodes"]]
     name = graph_name(g)
     rows = node_table(events, result.stats, result.wall_s, order)
-    latency = end_to_end(events)
+    sources = [n["name"] for n in g.topology()["nodes"] if not n["inputs"]]
+    latency = end_to_end(events, sources)
     trace = chrome_trace(events, name, order, {
         "graph": str(path), "side_packets": {k: repr(v) for k, v in sides.items()},
         "wall_s": result.wall_s, "frames": result.frames,
@@ -225,7 +232,7 @@ def profile_command(
     tmp = output.with_name(output.name + ".tmp")
     tmp.write_text(json.dumps(_finite(trace), allow_nan=False, default=str))
     tmp.replace(output)
-    plot_latency(events, plot, name, order)
+    plot_latency(events, latency, plot, name, order)
     console = stdout_console()
     for table in profile_tables(rows, latency, result, name):
         console.print(table)

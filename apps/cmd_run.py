@@ -31,6 +31,7 @@ import typer
 import yaml
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_EXP_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 EXIT_FAILED = 1  # the graph is wrong or the run failed
 EXIT_USAGE = 2  # the command line is wrong (unknown graph, bad --set, bad plugin)
@@ -100,6 +101,8 @@ def parse_set_value(raw: str) -> Any:
     except yaml.YAMLError as e:
         problem = str(e).splitlines()[0]
         raise ValueError(f"not a YAML scalar ({problem}); quote it to pass a string") from None
+    if isinstance(value, str) and _EXP_FLOAT.match(raw.strip()):
+        return float(raw)  # YAML 1.1 reads 1e-3 as text; YAML 1.2 and every user read a number
     if isinstance(value, (datetime.date, datetime.datetime)):
         return raw.strip()  # YAML would turn 2024-01-01 into a date; a side packet wants the text
     if isinstance(value, (dict, list)):

