@@ -207,6 +207,8 @@ def model_suffix(path: Path) -> str:
 
 def check_format(engine: str, path: Path) -> None:
     """Raises ``ModelFormatError`` when ``engine`` cannot read ``path``'s format."""
+    if engine not in _ENGINE_MODULES:
+        engine_class(engine)  # mediapipe / unknown: raises with the way to go
     suffix = model_suffix(path)
     readers = _FORMATS.get(suffix, ())
     if engine in readers:

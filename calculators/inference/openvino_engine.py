@@ -107,8 +107,10 @@ class OpenVinoEngine(Engine):
         self.compiled = c.compile_model(model, self.device, config)
         self.inputs = [_spec(p, i, "input") for i, p in enumerate(self.compiled.inputs)]
         self.outputs = [_spec(p, i, "output") for i, p in enumerate(self.compiled.outputs)]
-        self.precision_used = str(self.compiled.get_property("INFERENCE_PRECISION_HINT")) \
-            if base not in _VIRTUAL else "device default"
+        self.precision_used = "device default"  # what the plugin runs (f32, bf16, f16), for logs/bench
+        if base not in _VIRTUAL:
+            hint = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+            self.precision_used = hint.to_string() if hasattr(hint, "to_string") else str(hint)
         self._single = len(self.inputs) == 1
         self._queue = None
         if options.requests == 1:
