@@ -226,9 +226,10 @@ class VideoReader:
                     error is not None or (self.reconnect_mode == "always" and not ended_by_stop)):
                 why = f"read failed: {_describe(error)}" if error is not None else "end of stream"
                 if not self._reconnect(why, failures):
-                    if error is not None and self.reconnect_mode != "always":
-                        raise MediaError(f"{self._where()}: {why}") from error
-                    return
+                    if self.stop_event.is_set():
+                        return
+                    raise MediaError(f"{self._where()}: stream lost ({why}); gave up after "
+                                     f"max_reconnects={self.o.max_reconnects} attempts ({self._last_failure})") from error
                 failures = 0
                 continue
             if error is not None:
@@ -275,6 +276,7 @@ class VideoReader:
         self.close()
         attempt = 0
         delay = self.o.backoff_s
+        self._last_failure = "no attempt made"
         while not self.stop_event.is_set():
             attempt += 1
             if self.o.max_reconnects is not None and attempt > self.o.max_reconnects:
@@ -286,6 +288,7 @@ class VideoReader:
             try:
                 self.container, self.stream = self._open_container()
             except MediaError as e:
+                self._last_failure = f"last: {e.__cause__ or e}"
                 why = f"reconnect failed: {e.__cause__ or e}"
                 delay = min(delay * 2, self.o.max_backoff_s)
                 continue
