@@ -1,0 +1,171 @@
+"""Decoders, NMS, projection, tracking and masks as pure functions (table-driven)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calculators.postprocess.centerface import decode_centerface
+from calculators.postprocess.geometry import project_detections
+from calculators.postprocess.masks import blur_background, mask_from_tensor, mask_to_frame, refine_mask
+from calculators.postprocess.nms import box_iou, hard_nms, nms, weighted_nms
+from calculators.postprocess.ssd import BLAZEFACE_SHORT_ANCHORS, BLAZEFACE_SHORT_DECODE, decode_ssd, ssd_anchors
+from calculators.postprocess.tracking import IouTracker
+from calculators.postprocess.yolo import decode_yolo, detect_yolo_version
+from calculators.image.ops import fit_transform
+from calculators.types import Detections
+
+
+def test_blazeface_anchors_match_mediapipe_layout():
+    a = ssd_anchors(BLAZEFACE_SHORT_ANCHORS)
+    assert a.shape == (896, 4)
+    # stride 8: 16x16 cells x 2 anchors; strides 16,16,16 share one 8x8 grid with 6 anchors per cell
+    assert a[0].tolist() == a[1].tolist() == [0.5 / 16, 0.5 / 16, 1.0, 1.0]
+    assert a[2].tolist() == [1.5 / 16, 0.5 / 16, 1.0, 1.0]
+    assert a[511].tolist() == [15.5 / 16, 15.5 / 16, 1.0, 1.0]
+    assert a[512].tolist() == a[517].tolist() == [0.5 / 8, 0.5 / 8, 1.0, 1.0]
+    assert a[-1].tolist() == [7.5 / 8, 7.5 / 8, 1.0, 1.0]
+
+
+def test_decode_ssd_places_box_and_keypoints_relative_to_anchor():
+    anchors = ssd_anchors(BLAZEFACE_SHORT_ANCHORS)
+    raw = np.zeros((896, 16), np.float32)
+    scores = np.full((896, 1), -10.0, np.float32)
+    i = 600  # an anchor of the 8x8 grid
+    raw[i, :4] = [12.8, -6.4, 32.0, 64.0]          # dx, dy, w, h in 1/128 units
+    raw[i, 4:6] = [-12.8, 0.0]                     # first keypoint: 0.1 left of the anchor centre
+    scores[i] = 2.0
+    xyxy, s, c, kp = decode_ssd(raw[None], scores[None], anchors, BLAZEFACE_SHORT_DECODE)
+    cx, cy = anchors[i, 0] + 0.1, anchors[i, 1] - 0.05
+    assert xyxy.shape == (1, 4)
+    assert xyxy[0].tolist() == pytest.approx([cx - 0.125, cy - 0.25, cx + 0.125, cy + 0.25], abs=1e-6)
+    assert s.tolist() == pytest.approx([1 / (1 + np.exp(-2.0))])
+    assert kp.shape == (1, 6, 2) and kp[0, 0].tolist() == pytest.approx([anchors[i, 0] - 0.1, anchors[i, 1]], abs=1e-6)
+    assert c.tolist() == [0]
+
+
+def test_decode_ssd_clips_scores_and_rejects_wrong_box_count():
+    anchors = ssd_anchors(BLAZEFACE_SHORT_ANCHORS)
+    scores = np.full((896, 1), -1e6, np.float32)
+    scores[3] = 1e6  # clipped to 100 before the sigmoid: no overflow, score 1
+    _, s, _, _ = decode_ssd(np.zeros((896, 16)), scores, anchors, BLAZEFACE_SHORT_DECODE)
+    assert s.tolist() == [1.0]
+    with pytest.raises(ValueError, match="expected 896 boxes and as many anchors, got 10 boxes"):
+        decode_ssd(np.zeros((10, 16)), np.zeros((10, 1)), anchors, BLAZEFACE_SHORT_DECODE)
+
+
+def _det(boxes, scores, kp=None):
+    return Detections(np.array(boxes, np.float32), np.array(scores, np.float32),
+                      keypoints=None if kp is None else np.array(kp, np.float32))
+
+
+def test_weighted_nms_averages_the_cluster_by_score():
+    det = _det([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], [0.9, 0.6, 0.8],
+               [[[2, 2]], [[4, 4]], [[55, 55]]])
+    out = weighted_nms(det, 0.3)
+    assert len(out) == 2
+    assert out.scores.tolist() == pytest.approx([0.9, 0.8])  # the top score stays, not the mean
+    assert out.xyxy[0].tolist() == pytest.approx([0.4, 0.4, 10.4, 10.4])  # (0*0.9 + 1*0.6) / 1.5
+    assert out.keypoints[0, 0].tolist() == pytest.approx([2.8, 2.8])
+    assert out.xyxy[1].tolist() == [50, 50, 60, 60]
+
+
+@pytest.mark.parametrize("boxes, scores, thr, kept", [
+    ([[0, 0, 10, 10], [1, 1, 11, 11]], [0.9, 0.8], 0.5, [0]),          # IoU 0.68 > 0.5: suppressed
+    ([[0, 0, 10, 10], [5, 0, 15, 10]], [0.9, 0.8], 0.5, [0, 1]),       # IoU 0.33: both kept
+    ([[0, 0, 10, 10], [5, 0, 15, 10]], [0.7, 0.8], 0.3, [1]),          # the better one wins
+    ([], [], 0.5, []),
+])
+def test_hard_nms(boxes, scores, thr, kept):
+    assert hard_nms(np.array(boxes, np.float32).reshape(-1, 4), np.array(scores), thr).tolist() == kept
+
+
+def test_nms_per_class_keeps_overlaps_of_different_classes():
+    det = Detections(np.array([[0, 0, 10, 10], [0, 0, 10, 10]], np.float32), np.array([0.9, 0.8]), [0, 1])
+    assert len(nms(det, 0.5, "hard", class_agnostic=True)) == 1
+    assert len(nms(det, 0.5, "hard", class_agnostic=False)) == 2
+    with pytest.raises(ValueError, match="method must be 'hard' or 'weighted', got 'soft'"):
+        nms(det, 0.5, "soft")
+
+
+def test_box_iou():
+    assert box_iou(np.array([0, 0, 10, 10.0]), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30.0]])).tolist() \
+        == pytest.approx([1.0, 1 / 3, 0.0])
+
+
+def test_projection_through_letterbox_lands_on_the_frame():
+    t = fit_transform((176, 144), (128, 128), "letterbox")
+    det = _det([[0, 16 * 128 / 176, 128, 128 - 16 * 128 / 176]], [1.0], [[[64, 64]]])
+    out = project_detections(det, t)
+    assert out.xyxy[0].tolist() == pytest.approx([0, 0, 176, 144], abs=1e-4)
+    assert out.keypoints[0, 0].tolist() == pytest.approx([88, 72])
+
+
+def test_centerface_decode_one_peak():
+    h, w = 8, 10
+    heat = np.zeros((1, 1, h, w), np.float32)
+    heat[0, 0, 3, 4] = 0.9
+    scale = np.zeros((1, 2, h, w), np.float32)
+    scale[0, :, 3, 4] = [np.log(6.0), np.log(4.0)]      # height 24 px, width 16 px
+    offset = np.zeros((1, 2, h, w), np.float32)
+    offset[0, :, 3, 4] = [0.25, 0.5]                     # y, x sub-cell offsets
+    lms = np.zeros((1, 10, h, w), np.float32)
+    lms[0, 0:2, 3, 4] = [0.5, 0.25]                      # first landmark: y=0.5 of h, x=0.25 of w
+    xyxy, s, kp = decode_centerface(heat, scale, offset, lms, 0.5)
+    cx, cy = (4 + 0.5 + 0.5) * 4, (3 + 0.25 + 0.5) * 4  # 20, 15
+    assert xyxy.shape == (1, 4) and xyxy[0].tolist() == pytest.approx([cx - 8, cy - 12, cx + 8, cy + 12])
+    assert s.tolist() == pytest.approx([0.9])
+    assert kp[0, 0].tolist() == pytest.approx([cx - 8 + 0.25 * 16, cy - 12 + 0.5 * 24])
+    assert decode_centerface(heat, scale, offset, lms, 0.95)[0].shape == (0, 4)
+
+
+@pytest.mark.parametrize("version", ["v5", "v8"])
+def test_yolo_decode(version):
+    n, nc = 40, 3  # real exports have thousands of rows and a short attribute axis
+    rows = np.zeros((n, 5 + nc), np.float32)
+    rows[2, :4] = [50, 40, 20, 10]
+    rows[2, 4] = 0.9          # objectness (v5 only)
+    rows[2, 5 + 1] = 0.8      # class 1
+    if version == "v5":
+        out = rows[None]
+        expected_score = 0.72
+    else:
+        out = np.concatenate([rows[:, :4], rows[:, 5:]], axis=1).T[None]   # (1, 4 + C, N)
+        expected_score = 0.8
+    assert detect_yolo_version(out.shape) == version
+    xyxy, s, c = decode_yolo(out, "auto", 0.25)
+    assert xyxy.tolist() == [[40, 35, 60, 45]] and c.tolist() == [1]
+    assert s.tolist() == pytest.approx([expected_score])
+
+
+def test_yolo_shape_errors_say_what_was_expected():
+    with pytest.raises(ValueError, match=r"fits neither v5 \(N, 85\) nor v8 \(84, N\)"):
+        detect_yolo_version((1, 10, 20), num_classes=80)
+
+
+def test_tracker_keeps_ids_and_starts_new_ones():
+    tr = IouTracker(iou_threshold=0.3, max_age=1)
+    a = tr.update(_det([[0, 0, 10, 10], [50, 50, 60, 60]], [0.9, 0.9]))
+    b = tr.update(_det([[52, 51, 62, 61], [1, 0, 11, 10]], [0.9, 0.9]))
+    assert a.tracker_ids.tolist() == [1, 2] and b.tracker_ids.tolist() == [2, 1]
+    tr.update(Detections.empty())
+    tr.update(Detections.empty())          # unseen for 2 > max_age frames: forgotten
+    c = tr.update(_det([[0, 0, 10, 10]], [0.9]))
+    assert c.tracker_ids.tolist() == [3]
+
+
+def test_mask_helpers():
+    logits = np.full((1, 4, 4, 1), 10.0, np.float32)
+    logits[0, :, :2] = -10.0
+    m = mask_from_tensor(logits, "sigmoid")
+    assert m.shape == (4, 4) and m[:, :2].max() < 1e-4 and m[:, 2:].min() > 0.9999
+    two = np.stack([np.zeros((4, 4)), np.ones((4, 4)) * 5], 0)[None]   # (1, 2, H, W) logits
+    assert mask_from_tensor(two, "softmax", channel=1).min() > 0.99
+    t = fit_transform((8, 4), (4, 4), "letterbox")     # the 8x4 frame fills tensor rows 1..2
+    framed = mask_to_frame(np.ascontiguousarray(m), t)
+    assert framed.shape == (4, 8)
+    assert refine_mask(framed, threshold=0.5)[:, 6].tolist() == [1, 1, 1, 1]
+    image = np.zeros((4, 8, 3), np.uint8)
+    image[:, ::2] = 255
+    out = blur_background(image, refine_mask(framed, threshold=0.5), kernel=3)
+    assert np.array_equal(out[:, 4:7], image[:, 4:7]) and not np.array_equal(out[:, :3], image[:, :3])
