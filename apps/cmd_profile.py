@@ -181,7 +181,8 @@ def profile_tables(rows: list[dict], latency: dict[int, float], result: RunResul
                   f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['max_ms']:.3f}",
                   "-" if r["queue_peak"] is None else str(r["queue_peak"]), str(r["drops"]),
                   f"{100 * r['share']:.1f}")
-    lat = Table(title=f"end-to-end latency over {len(latency)} timestamps (ms)", title_justify="left")
+    lat = Table(title=f"end-to-end latency over {len(latency)} timestamps (ms)", title_justify="left",
+                min_width=60)
     p = percentiles(latency.values())
     for k in p:
         lat.add_column(k, justify="right")
@@ -236,7 +237,7 @@ def profile_command(
     console = stdout_console()
     for table in profile_tables(rows, latency, result, name):
         console.print(table)
-    console.print(f"wrote {output} (open it in Perfetto) and {plot}")
+    console.print(f"wrote {output} (open it in Perfetto) and {plot}", soft_wrap=True)
 
 
 def _finite(obj):

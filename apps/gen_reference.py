@@ -132,6 +132,7 @@ def split_docstring(doc: str | None) -> tuple[str, str, str | None]:
             i += 1
         while block and not block[-1].strip():
             block.pop()
+            kept.append("")  # the blank line after the example still ends the paragraph before it
         if example is None and block:
             example = textwrap.dedent("\n".join(block)).strip("\n")
     paragraphs = [p.strip() for p in "\n".join(kept).split("\n\n") if p.strip()]
