@@ -1,7 +1,7 @@
 """Display: shows frames in an OpenCV window; ``q`` or Esc ends the run cleanly.
 
-A GUI thread owned by the node creates the window, shows the newest frame and polls the
-keyboard, so all HighGUI calls come from one thread and a slow screen never slows the graph
+All HighGUI calls happen on one GUI thread per process (Qt allows no other way): it shows
+each window's newest frame and polls the keyboard, so a slow screen never slows the graph
 (frames that arrive while one is drawn are skipped, counted in ``dropped``).
 
 Ports: IMAGE (Image) in. Nothing out.
@@ -79,26 +79,99 @@ def check_display() -> None:
                          "(is the X server running?)") from e
 
 
+class _GuiThread:
+    """The one thread that makes every HighGUI call in this process.
+
+    Qt binds its application object to the thread that first opens a window, for the life of
+    the process: a window opened later from any other thread hangs. So vpipe keeps one GUI
+    thread, started with the first Display and parked (blocked on its command queue, touching
+    neither Qt nor the CPU) while no window is open. It is the only thread vpipe lets outlive a
+    run, and only once a Display has been used.
+    """
+
+    _instance: "_GuiThread | None" = None
+    _lock = threading.Lock()
+
+    @classmethod
+    def get(cls) -> "_GuiThread":
+        with cls._lock:
+            if cls._instance is None or not cls._instance.thread.is_alive():
+                cls._instance = cls()
+            return cls._instance
+
+    def __init__(self) -> None:
+        import queue
+
+        self.commands: "queue.Queue" = queue.Queue()
+        self.windows: list[DisplayWindow] = []
+        self.thread = threading.Thread(target=self._run, name="vpipe-gui", daemon=True)
+        self.thread.start()
+
+    def call(self, op: str, window: "DisplayWindow", timeout: float) -> bool:
+        done = threading.Event()
+        self.commands.put((op, window, done))
+        return done.wait(timeout)
+
+    def _run(self) -> None:
+        import queue
+
+        import cv2
+
+        while True:
+            try:
+                cmd = self.commands.get(timeout=None if not self.windows else 0.005)
+            except queue.Empty:
+                cmd = None
+            if cmd is not None:
+                op, window, done = cmd
+                try:
+                    if op == "open":
+                        flags = cv2.WINDOW_NORMAL if window.o.resizable else cv2.WINDOW_AUTOSIZE
+                        cv2.namedWindow(window.o.title, flags)
+                        self.windows.append(window)
+                    elif op == "close" and window in self.windows:
+                        self.windows.remove(window)
+                        cv2.destroyWindow(window.o.title)
+                        cv2.waitKey(1)
+                except BaseException as e:  # noqa: BLE001 - reported to the node
+                    window.error = e
+                finally:
+                    done.set()
+            if not self.windows:
+                continue
+            for window in list(self.windows):
+                try:
+                    window._draw(cv2)
+                except BaseException as e:  # noqa: BLE001 - reported by the node's next process()
+                    window.error = e
+            key = cv2.waitKey(1)
+            if key != -1:
+                for window in list(self.windows):
+                    window._key(key & 0xFF)
+
+
 class DisplayWindow:
-    """The window and its GUI thread; no graph involved. ``on_quit`` runs when a quit key is hit."""
+    """One window, drawn by the process' GUI thread; no graph involved.
+
+    ``show`` only swaps the newest frame into a one-slot mailbox, so it never waits for the
+    screen. ``on_quit`` runs (on the GUI thread) when a quit key is hit.
+    """
 
     def __init__(self, options: DisplayOptions, on_quit=None) -> None:
         self.o = options
         self.on_quit = on_quit
         self.slot = LatestFrame()
-        self.ready = threading.Event()
         self.quit = threading.Event()
         self.error: BaseException | None = None
         self.shown = 0
         self.fps = 0.0
         self._last_ts: int | None = None
-        self.thread: threading.Thread | None = None
+        self._gui: _GuiThread | None = None
 
     def open(self, timeout: float = 10.0) -> None:
         check_display()
-        self.thread = threading.Thread(target=self._run, name=f"Display {self.o.title!r}", daemon=True)
-        self.thread.start()
-        if not self.ready.wait(timeout):
+        self._gui = _GuiThread.get()
+        if not self._gui.call("open", self, timeout):
             raise MediaError(f"Display: the window {self.o.title!r} did not open within {timeout} s")
         if self.error is not None:
             raise MediaError(f"Display: cannot open the window {self.o.title!r}: {self.error}") from self.error
@@ -110,44 +183,26 @@ class DisplayWindow:
         self._last_ts = timestamp_us
         self.slot.put((image, self.fps))
 
-    def _run(self) -> None:
-        import cv2
-
-        title = self.o.title
-        try:
-            cv2.namedWindow(title, cv2.WINDOW_NORMAL if self.o.resizable else cv2.WINDOW_AUTOSIZE)
-        except BaseException as e:
-            self.error = e
-            self.ready.set()
+    def _draw(self, cv2) -> None:
+        item = self.slot.take(0)
+        if item is None:
             return
-        self.ready.set()
-        keys = {ord(k) for k in self.o.quit_keys}
-        try:
-            while not self.slot.closed:
-                item = self.slot.take(0.02)
-                if item is not None:
-                    image, fps = item
-                    bgr = image_to_bgr(image)
-                    if self.o.show_fps:
-                        bgr = bgr.copy() if bgr is image.data else bgr  # never draw on a received payload
-                        cv2.putText(bgr, f"{fps:5.1f} fps", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 3, cv2.LINE_AA)
-                        cv2.putText(bgr, f"{fps:5.1f} fps", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 1, cv2.LINE_AA)
-                    cv2.imshow(title, bgr)
-                    self.shown += 1
-                key = cv2.waitKey(1)
-                if key != -1 and (key & 0xFF) in keys and not self.quit.is_set():
-                    self.quit.set()
-                    log.info("Display %r: quit key pressed; ending the run", title)
-                    if self.on_quit is not None:
-                        self.on_quit()
-        except BaseException as e:  # reported by the next show()/close()
-            self.error = e
-        finally:
-            try:
-                cv2.destroyWindow(title)
-                cv2.waitKey(1)
-            except Exception:  # noqa: BLE001 - the window may already be gone
-                pass
+        image, fps = item
+        bgr = image_to_bgr(image)
+        if self.o.show_fps:
+            bgr = bgr.copy() if bgr is image.data else bgr  # never draw on a received payload
+            text = f"{fps:5.1f} fps"
+            cv2.putText(bgr, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 3, cv2.LINE_AA)
+            cv2.putText(bgr, text, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.imshow(self.o.title, bgr)
+        self.shown += 1
+
+    def _key(self, key: int) -> None:
+        if chr(key) in self.o.quit_keys and not self.quit.is_set():
+            self.quit.set()
+            log.info("Display %r: quit key pressed; ending the run", self.o.title)
+            if self.on_quit is not None:
+                self.on_quit()
 
     @property
     def dropped(self) -> int:
@@ -155,11 +210,10 @@ class DisplayWindow:
 
     def close(self) -> None:
         self.slot.close()
-        if self.thread is not None:
-            self.thread.join(5.0)
-            if self.thread.is_alive():
-                log.error("Display %r: GUI thread did not stop within 5 s", self.o.title)
-            self.thread = None
+        if self._gui is not None:
+            if not self._gui.call("close", self, 10.0):
+                log.error("Display %r: the window did not close within 10 s", self.o.title)
+            self._gui = None
 
 
 @register
@@ -170,8 +224,9 @@ class Display(Calculator):
         IMAGE (Image): frames to show.
     Options:
         title (default "vpipe"); show_fps: draw the input rate; resizable; quit_keys (default q, Esc).
-    Behaviour: the window lives on its own GUI thread and shows the newest frame; a slow
-    screen skips frames instead of slowing the graph.
+    Behaviour: the window is drawn by the process' single GUI thread (Qt binds itself to one
+    thread for the life of the process; that thread parks between runs), newest frame only;
+    a slow screen skips frames instead of slowing the graph.
     Errors: no display (DISPLAY unset, X server unreachable) or an OpenCV without GUI fail in
     ``open`` with the reason, before Qt is touched (Qt would abort the process).
     Example:

@@ -105,9 +105,12 @@ def no_leaked_threads():
     assert not extra, f"threads left behind: {[t.name for t in extra]}"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def xvfb():
-    """A private Xvfb display; yields its DISPLAY string and sets it for the test."""
+    """A private Xvfb display for the module; yields its DISPLAY string and sets DISPLAY.
+
+    One per module, not per test: Qt stays connected to the first display it used for the
+    life of the process."""
     exe = need("Xvfb", "xvfb")
     for number in range(90, 140):
         if not os.path.exists(f"/tmp/.X11-unix/X{number}") and not os.path.exists(f"/tmp/.X{number}-lock"):

@@ -1,0 +1,96 @@
+"""Display under a real X server (Xvfb): a screenshot shows the frame; q ends the run cleanly;
+no display is a clear error before Qt is touched."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+
+from calculators.sources import synthetic_frame
+from calculators.types import Image
+from pipeline import GraphRunError
+
+from .conftest import graph, need, wait_for
+
+
+@pytest.fixture
+def gui_thread():
+    """The process' GUI thread, started before the leak check: it parks between runs by design
+    (Qt binds itself to one thread for the life of the process)."""
+    from calculators.sinks.display import _GuiThread
+
+    return _GuiThread.get()
+
+
+def screenshot(display: str) -> np.ndarray | None:
+    """The whole X screen as a BGR array (ImageMagick's ``import -window root``)."""
+    exe = need("import", "imagemagick")
+    out = subprocess.run([exe, "-display", display, "-window", "root", "png:-"], capture_output=True, timeout=20)
+    if out.returncode != 0 or not out.stdout:
+        return None
+    return cv2.imdecode(np.frombuffer(out.stdout, np.uint8), cv2.IMREAD_COLOR)
+
+
+def frame_on_screen(display: str, frame_bgr: np.ndarray) -> float:
+    shot = screenshot(display)
+    if shot is None:
+        return 0.0
+    score = cv2.matchTemplate(shot, frame_bgr, cv2.TM_CCOEFF_NORMED).max()
+    return float(score)
+
+
+def test_display_window_shows_the_frame(xvfb, gui_thread, no_leaked_threads):
+    frame = synthetic_frame(7, 320, 240)  # BGR
+    g = graph({"calculator": "Display", "inputs": {"IMAGE": "in"}, "options": {"title": "vpipe display test"}},
+              inputs=["in"])
+    g.start()
+    try:
+        g.add_packet("in", Image(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), "RGB"), 0)
+        score = wait_for(lambda: frame_on_screen(xvfb, frame) > 0.99, 20,
+                         "the frame to appear on the X screen (template match > 0.99)")
+        assert score
+    finally:
+        g.close_input("in")
+        g.wait(20)
+
+
+def test_q_key_ends_the_run_cleanly(xvfb, gui_thread, no_leaked_threads):
+    xdotool = need("xdotool", "xdotool")
+    title = "vpipe quit test"
+    g = graph({"calculator": "SyntheticSource", "outputs": {"FRAMES": "f"},
+               "options": {"size": [160, 120], "num_frames": None, "pace": "realtime"}},
+              {"calculator": "Display", "inputs": {"IMAGE": "f"}, "options": {"title": title, "show_fps": True}})
+    g.start()
+    try:
+        wid = wait_for(lambda: subprocess.run([xdotool, "search", "--name", title], capture_output=True,
+                                              text=True, env=os.environ).stdout.split(), 20, "the window to exist")[0]
+        subprocess.run([xdotool, "windowfocus", "--sync", wid], check=True, timeout=10, env=os.environ)
+        subprocess.run([xdotool, "key", "--window", wid, "q"], check=True, timeout=10, env=os.environ)
+        g.wait(20)  # returns normally: q is a clean end, not an error
+    except BaseException:
+        g.cancel()
+        g.wait(20)
+        raise
+    assert g.stats()["Display"]["count"] > 0
+
+
+@pytest.mark.parametrize("display, message", [
+    (None, r"no display: the DISPLAY environment variable is not set"),
+    (":87", r"cannot connect to the X display ':87'"),
+])
+def test_no_display_is_a_clear_error(monkeypatch, display, message):
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    if display is None:
+        monkeypatch.delenv("DISPLAY", raising=False)
+    else:
+        assert not os.path.exists("/tmp/.X11-unix/X87")
+        monkeypatch.setenv("DISPLAY", display)
+    g = graph({"calculator": "SyntheticSource", "outputs": {"FRAMES": "f"}, "options": {"num_frames": 1}},
+              {"calculator": "Display", "name": "screen", "inputs": {"IMAGE": "f"}})
+    with pytest.raises(GraphRunError, match=rf"node 'screen' \(Display\) failed in open: .*{message}"):
+        g.run()
