@@ -22,8 +22,8 @@ from typing import Any, Iterable, Optional
 
 import typer
 
-from apps.cmd_run import (EXIT_FAILED, CliError, RunResult, check_side_packets, fail, graph_name,
-                          load_graph, parse_sets, run_with_progress, stdout_console)
+from apps.cmd_run import (EXIT_FAILED, CliError, RunResult, check_side_packets, config_message, fail,
+                          graph_name, load_graph, parse_sets, run_with_progress, stdout_console)
 
 TraceEvent = tuple  # (node, thread, timestamp_us | None, start_ns, end_ns)
 
@@ -211,11 +211,13 @@ def profile_command(
     except CliError as e:
         raise fail(str(e), e.code)
     except GraphConfigError as e:
-        raise fail(f"{len(e.problems)} problem(s) in the graph\n{e}", EXIT_FAILED)
+        raise fail(config_message(e), EXIT_FAILED)
     try:
         result = run_with_progress(g, sides, trace=True, quiet=quiet)
     except GraphRunError as e:
         raise fail(str(e), EXIT_FAILED)
+    except GraphConfigError as e:  # side packet values are checked at start
+        raise fail(config_message(e, "with the side packets"), EXIT_FAILED)
     except KeyboardInterrupt:
         raise fail("interrupted (Ctrl-C): the run was stopped", 130)
     events = [tuple(ev) for ev in g.trace_events()]

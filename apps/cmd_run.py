@@ -319,6 +319,13 @@ def _print_error(message: str) -> None:
     sys.stderr.flush()
 
 
+def config_message(e, what: str = "in the graph") -> str:
+    """A ``GraphConfigError`` for stderr: the problem itself when one, else a count then each."""
+    if len(e.problems) == 1:
+        return str(e.problems[0])
+    return f"{len(e.problems)} problems {what}\n{e}"
+
+
 def fail(message: str, code: int) -> typer.Exit:
     _print_error(message)
     return typer.Exit(code)
@@ -440,11 +447,13 @@ def run_command(
     except CliError as e:
         raise fail(str(e), e.code)
     except GraphConfigError as e:
-        raise fail(f"{len(e.problems)} problem(s) in the graph\n{e}", EXIT_FAILED)
+        raise fail(config_message(e), EXIT_FAILED)
     try:
         result = run_with_progress(g, sides, quiet=quiet)
     except GraphRunError as e:
         raise fail(str(e), EXIT_FAILED)
+    except GraphConfigError as e:  # side packet values are checked at start
+        raise fail(config_message(e, "with the side packets"), EXIT_FAILED)
     except KeyboardInterrupt:
         raise fail("interrupted (Ctrl-C): the run was stopped", 130)
     stdout_console().print(summary_table(result))

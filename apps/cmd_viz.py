@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import typer
 
-from apps.cmd_run import EXIT_FAILED, CliError, fail, load_graph
+from apps.cmd_run import EXIT_FAILED, CliError, config_message, fail, load_graph
 
 DEFAULT_CAPACITY = 100
 FORMATS = (".svg", ".png", ".html", ".mmd", ".dot")
@@ -296,7 +296,7 @@ def viz_command(
     except CliError as e:
         raise fail(str(e), e.code)
     except GraphConfigError as e:
-        raise fail(f"{len(e.problems)} problem(s) in the graph\n{e}", EXIT_FAILED)
+        raise fail(config_message(e), EXIT_FAILED)
     print(f"wrote {output}")
 
 

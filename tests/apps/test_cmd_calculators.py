@@ -15,8 +15,6 @@ from tests.apps.conftest import run_vpipe
 
 @pytest.fixture(scope="module")
 def builtin_names() -> list[str]:
-    from pipeline import registry
-
     return [d.name for d in gen_reference.all_calculators()]
 
 

@@ -120,7 +120,7 @@ def test_missing_plugin_is_a_clear_error():
 def test_run_of_a_wrong_graph_lists_problems_and_runs_nothing():
     r = run_vpipe("run", str(GRAPHS / "broken.yaml"))
     assert r.rc == 1
-    assert r.first_err_line == "error: 4 problem(s) in the graph"
+    assert r.first_err_line == "error: 4 problems in the graph"
     assert f"{GRAPHS / 'broken.yaml'}:5: unknown calculator 'PasThrough'" in r.err
 
 
@@ -160,3 +160,11 @@ SHIPPED = sorted((REPO / "graphs").glob("*.yaml"))
 def test_shipped_graphs_validate():
     r = run_vpipe("validate", *map(str, SHIPPED))
     assert r.rc == 0, f"shipped graphs have problems:\n{r.out}{r.err}"
+
+
+def test_side_packet_of_the_wrong_type_fails_before_running():
+    r = run_vpipe("run", str(GRAPHS / "ticker.yaml"), "--set", "count=abc")
+    assert r.rc == 1
+    assert r.first_err_line.startswith(f"error: {GRAPHS / 'ticker.yaml'}:9: node 'Ticker': option 'count': "
+                                       "Input should be a valid integer")
+    assert "summary:" not in r.out
