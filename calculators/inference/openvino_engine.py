@@ -119,6 +119,10 @@ class OpenVinoEngine(Engine):
         else:
             self._queue = ov.AsyncInferQueue(self.compiled, options.requests)
             self._queue.set_callback(self._on_done)
+            # AsyncInferQueue is meant to be fed from one thread: two concurrent start_async calls
+            # can pick the same idle request ("Infer Request is busy"), so starting is serialized;
+            # the inferences themselves still overlap.
+            self._start_lock = threading.Lock()
 
     # One request, used synchronously: the least overhead per call. The lock only matters when
     # several nodes share this model with requests=1.
@@ -141,7 +145,8 @@ class OpenVinoEngine(Engine):
 
     def _infer_async(self, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         job = [threading.Event(), None, None, len(self.outputs)]
-        self._queue.start_async(arrays[0] if self._single else list(arrays), job, share_inputs=True)
+        with self._start_lock:
+            self._queue.start_async(arrays[0] if self._single else list(arrays), job, share_inputs=True)
         job[0].wait()
         if job[2] is not None:
             raise job[2]

@@ -1,0 +1,273 @@
+"""``vpipe bench engines MODEL``: every engine and precision on one model, measured the same way.
+
+For each (engine, precision): load time, latency p50/p90 with one request, throughput with 1 and N
+requests in flight, and the max abs error of the outputs against the reference engine (ONNX
+Runtime fp32 for ONNX models, OpenVINO fp32 otherwise) on real frames of ``sample:carphone``.
+Printed as a table, written as JSON and as a PNG chart (matplotlib).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import base
+from .base import EngineOptions, InferenceError
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+@dataclass
+class Row:
+    engine: str
+    precision: str
+    device: str = ""
+    load_ms: float | None = None
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    fps_1: float | None = None
+    fps_n: float | None = None
+    in_flight: int = 1
+    max_abs_err: float | None = None
+    note: str = ""
+
+
+@dataclass
+class Report:
+    model: str
+    input_shapes: list
+    reference: str
+    rows: list[Row] = field(default_factory=list)
+    machine: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "input_shapes": self.input_shapes, "reference": self.reference,
+                "machine": self.machine, "rows": [asdict(r) for r in self.rows]}
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for mod in ("onnxruntime", "openvino", "ncnn", "tensorrt", "numpy"):
+        if importlib.util.find_spec(mod) is not None:
+            try:
+                from importlib.metadata import version
+
+                versions[mod] = version(mod)
+            except Exception:  # noqa: BLE001 - version is informative only
+                versions[mod] = "?"
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "versions": versions}
+
+
+def sample_inputs(specs: list[base.TensorSpec], shape: Sequence[int] | None, value_range: tuple[float, float],
+                  frames: int = 4) -> list[list[np.ndarray]]:
+    """Real frames of sample:carphone shaped for each image input (random data for others)."""
+    import cv2
+
+    from calculators.catalog import resolve
+
+    images = []
+    import av
+
+    with av.open(str(resolve("sample:carphone"))) as c:
+        for i, f in enumerate(c.decode(video=0)):
+            if i % 15 == 0:
+                images.append(f.to_ndarray(format="rgb24"))
+            if len(images) == frames:
+                break
+    rng = np.random.default_rng(0)
+    feeds = []
+    for img in images:
+        feed = []
+        for spec in specs:
+            s = list(shape) if shape is not None else list(spec.shape or (1, 3, 480, 640))
+            if shape is None:
+                nchw = len(s) == 4 and s[1] in (1, 3)
+                defaults = [1, 3, 480, 640] if nchw else [1, 480, 640, 3]
+                s = [d if d is not None else defaults[i] for i, d in enumerate(s)]
+            dtype = spec.dtype or np.dtype(np.float32)
+            if len(s) == 4 and (s[1] == 3 or s[3] == 3):
+                nchw = s[1] == 3
+                h, w = (s[2], s[3]) if nchw else (s[1], s[2])
+                x = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+                lo, hi = value_range
+                x = x / 255.0 * (hi - lo) + lo
+                x = x.transpose(2, 0, 1) if nchw else x
+                x = np.repeat(x[None], s[0], axis=0)
+            else:
+                x = rng.random(s, np.float32)
+            feed.append(np.ascontiguousarray(x.astype(dtype)))
+        feeds.append(feed)
+    return feeds
+
+
+def _latencies(eng: base.Engine, feeds, iters: int) -> list[float]:
+    out = []
+    for i in range(iters):
+        t0 = time.perf_counter()
+        eng.infer(feeds[i % len(feeds)])
+        out.append((time.perf_counter() - t0) * 1e3)
+    return out
+
+
+def _throughput(eng: base.Engine, feeds, n: int, seconds: float) -> float:
+    count = [0] * n
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def worker(k):
+        i = k
+        try:
+            while not stop.is_set():
+                eng.infer(feeds[i % len(feeds)])
+                count[k] += 1
+                i += 1
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+            stop.set()
+
+    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(n)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    stop.wait(seconds)
+    stop.set()
+    for t in threads:
+        t.join(60)
+    if errors:
+        raise errors[0]
+    return sum(count) / (time.perf_counter() - t0)
+
+
+def bench_engines(model: str, engines: Sequence[str] | None = None, precisions: Sequence[str] = ("fp32",),
+                  iters: int = 50, in_flight: int = 2, seconds: float = 2.0, shape: Sequence[int] | None = None,
+                  threads: int | None = None, log=print) -> Report:
+    from calculators.catalog import entries, entry, resolve
+
+    path = Path(resolve(model))
+    suffix = base.model_suffix(path)
+    readers = [e for e in base._FORMATS.get(suffix, ()) if base.is_installed(e)]
+    if engines:
+        engines = list(engines)
+    else:
+        engines = readers
+    if not engines:
+        raise InferenceError(f"no installed engine reads {path.name}")
+    name = model.split(":", 1)[1] if model.startswith("zoo:") else model
+    value_range = (0.0, 255.0) if suffix == ".onnx" else (0.0, 1.0)
+    if name in entries() and entry(name).input and entry(name).input.get("range"):
+        value_range = tuple(float(v) for v in entry(name).input["range"])  # type: ignore[assignment]
+    reference = "onnxruntime" if suffix == ".onnx" and base.is_installed("onnxruntime") else engines[0]
+    ref_engine = base.engine_class(reference)(path, EngineOptions(device="cpu" if reference != "tensorrt" else "auto"))
+    feeds = sample_inputs(ref_engine.inputs, shape, value_range)
+    ref_out = [ref_engine.infer(f) for f in feeds]
+    report = Report(model=str(model), input_shapes=[list(a.shape) for a in feeds[0]],
+                    reference=f"{reference} fp32", machine=machine_info())
+    ref_engine.close()
+    for eng_name in engines:
+        for prec in precisions:
+            row = Row(eng_name, prec, in_flight=in_flight)
+            report.rows.append(row)
+            try:
+                base.check_format(eng_name, path)
+                cls = base.engine_class(eng_name)
+                opts = EngineOptions(precision=prec, threads=threads)
+                t0 = time.perf_counter()
+                eng = cls(path, opts)
+                row.load_ms = (time.perf_counter() - t0) * 1e3
+                row.device = eng.device
+                try:
+                    for f in feeds:  # warm-up
+                        eng.infer(f)
+                    lat = _latencies(eng, feeds, iters)
+                    qs = statistics.quantiles(lat, n=10)
+                    row.p50_ms, row.p90_ms = statistics.median(lat), qs[8]
+                    row.fps_1 = 1e3 / statistics.mean(lat)
+                    errs = [max(float(np.abs(a - b).max()) for a, b in zip(eng.infer(f), r))
+                            for f, r in zip(feeds, ref_out)]
+                    row.max_abs_err = max(errs)
+                finally:
+                    eng.close()
+                # N in flight: the engine prepared for N parallel requests, N callers.
+                eng = cls(path, EngineOptions(precision=prec, threads=threads, requests=in_flight))
+                try:
+                    eng.infer(feeds[0])
+                    row.fps_n = _throughput(eng, feeds, in_flight, seconds)
+                finally:
+                    eng.close()
+            except (InferenceError, ImportError) as e:
+                row.note = str(e).split(";")[0][:120]
+            log(f"{eng_name:12s} {prec:5s} {row.note or f'p50 {row.p50_ms:.2f} ms'}")
+    return report
+
+
+def table(report: Report):
+    from rich.table import Table
+
+    t = Table(title=f"{report.model}  input {report.input_shapes}  error vs {report.reference}")
+    for col in ("engine", "precision", "device", "load ms", "p50 ms", "p90 ms", "fps x1",
+                f"fps x{report.rows[0].in_flight if report.rows else 'N'}", "max abs err", "note"):
+        t.add_column(col, justify="right" if col not in ("engine", "precision", "device", "note") else "left")
+
+    def f(v, fmt):
+        return "" if v is None else format(v, fmt)
+
+    for r in report.rows:
+        t.add_row(r.engine, r.precision, r.device, f(r.load_ms, ".0f"), f(r.p50_ms, ".2f"), f(r.p90_ms, ".2f"),
+                  f(r.fps_1, ".1f"), f(r.fps_n, ".1f"), f(r.max_abs_err, ".2g"), r.note)
+    return t
+
+
+def chart(report: Report, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report.rows if r.p50_ms is not None]
+    labels = [f"{r.engine}\n{r.precision}" for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(6, 1.6 * len(rows) + 3), 4))
+    x = np.arange(len(rows))
+    ax1.bar(x, [r.p50_ms for r in rows], color="tab:blue", label="p50")
+    ax1.errorbar(x, [r.p50_ms for r in rows], yerr=[[0] * len(rows), [r.p90_ms - r.p50_ms for r in rows]],
+                 fmt="none", ecolor="black", capsize=4, label="to p90")
+    ax1.set_xticks(x, labels)
+    ax1.set_ylabel("latency, ms")
+    ax1.legend()
+    w = 0.38
+    ax2.bar(x - w / 2, [r.fps_1 or 0 for r in rows], w, label="1 in flight")
+    ax2.bar(x + w / 2, [r.fps_n or 0 for r in rows], w, label=f"{rows[0].in_flight if rows else 'N'} in flight")
+    ax2.set_xticks(x, labels)
+    ax2.set_ylabel("inferences / s")
+    ax2.legend()
+    fig.suptitle(f"{Path(report.model).name}  input {report.input_shapes}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write(report: Report, out_dir: Path, stem: str) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    js = out_dir / f"{stem}.json"
+    js.write_text(json.dumps(report.to_json(), indent=2))
+    png = chart(report, out_dir / f"{stem}.png")
+    return js, png
