@@ -39,11 +39,15 @@ def mask_from_tensor(data: np.ndarray, activation: str = "none", channel: int = 
 
 
 def mask_to_frame(mask: np.ndarray, transform: Transform) -> np.ndarray:
-    """Resamples a tensor-space mask into the frame through ``transform`` (linear; 0 outside)."""
+    """Resamples a tensor-space mask into the frame through ``transform`` (linear).
+
+    Frame pixels past the tensor's outermost pixel centres (half a tensor pixel at each edge) take
+    the edge value rather than 0, so a mask covering the whole tensor covers the whole frame.
+    """
     fw, fh = transform.frame_size
     # transform.matrix maps tensor -> frame, which is the forward map warpAffine wants here.
     return cv2.warpAffine(mask, transform.matrix, (fw, fh), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 def refine_mask(mask: np.ndarray, threshold: float | None = None, smooth: int = 0) -> np.ndarray:

@@ -1,0 +1,251 @@
+"""Face detection throughput on carphone scaled to 1280x720 (made here from the sample clip).
+
+Two comparisons, each measured in the same process, interleaved, median of ``--repeats`` runs:
+
+1. decode + detect: the graph (VideoSource -> face_detector subgraph, frames decoded with PyAV and
+   detected with BlazeFace on OpenVINO, stages in parallel) against MediaPipe Tasks'
+   ``FaceDetector`` fed the same frames already decoded into memory (its detect calls alone are
+   timed; the Tasks-with-decoding loop is reported too).
+2. full graph (``graphs/face_detection.yaml``: decode, detect, annotate, H.264 encode) against a
+   hand-written serial loop calling the same functions (PyAV decode, ``image_to_tensor``, the same
+   shared OpenVINO engine, ``decode_ssd``, ``weighted_nms``, ``project_detections``,
+   ``draw_detections`` on a copy, PyAV libx264 encode with VideoWriter's settings).
+
+    python tests/bench/bench_face_detection.py [--repeats 5] [--loops 2] [--json out/bench/face_detection.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+SIZE = (1280, 720)
+
+
+def make_720p(src: Path, dst: Path, loops: int) -> int:
+    """carphone scaled to 1280x720, repeated ``loops`` times, H.264 (made once, then reused)."""
+    import av
+    import cv2
+
+    if dst.exists():
+        with av.open(str(dst)) as c:
+            return c.streams.video[0].frames or sum(1 for _ in c.decode(video=0))
+    frames = []
+    with av.open(str(src)) as c:
+        for f in c.decode(video=0):
+            frames.append(cv2.resize(f.to_ndarray(format="rgb24"), SIZE, interpolation=cv2.INTER_LINEAR))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_suffix(".tmp.mp4")
+    with av.open(str(tmp), "w") as out:
+        s = out.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
+        s.options = {"crf": "18", "preset": "veryfast"}
+        n = 0
+        for _ in range(loops):
+            for rgb in frames:
+                for p in s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                    out.mux(p)
+                n += 1
+        for p in s.encode():
+            out.mux(p)
+    tmp.replace(dst)
+    return n
+
+
+def decode_all(path: Path) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        s.thread_type = "AUTO"
+        return [f.to_ndarray(format="rgb24") for f in c.decode(s)]
+
+
+# --------------------------------------------------------------------------- 1. decode + detect
+def graph_detect(video: Path, model: Path) -> tuple[float, int]:
+    from pipeline import Graph
+
+    data = {"name": "decode_detect", "side_packets": {"model": str(model), "engine": "openvino"},
+            "outputs": ["faces"],
+            "nodes": [
+                {"calculator": "VideoSource", "outputs": {"FRAMES": "frames"}, "options": {"uri": str(video)}},
+                {"subgraph": "face_detector", "name": "detector", "inputs": {"FRAMES": "frames"},
+                 "outputs": {"DETECTIONS": "faces"}, "side_inputs": {"model": "model", "engine": "engine"}},
+            ]}
+    graph = Graph.from_dict(data, search_paths=[ROOT / "graphs"])
+    n = [0]
+    graph.observe("faces", lambda p: n.__setitem__(0, n[0] + 1))
+    t0 = time.perf_counter()
+    graph.run({"model": str(model), "engine": "openvino"})
+    return time.perf_counter() - t0, n[0]
+
+
+def tasks_detect(frames: list[np.ndarray], model: Path) -> tuple[float, int]:
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    det = vision.FaceDetector.create_from_options(vision.FaceDetectorOptions(
+        base_options=BaseOptions(model_asset_path=str(model))))
+    try:
+        det.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=frames[0]))  # warm-up
+        t0 = time.perf_counter()
+        for rgb in frames:
+            det.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
+        return time.perf_counter() - t0, len(frames)
+    finally:
+        det.close()
+
+
+def tasks_decode_detect(video: Path, model: Path) -> tuple[float, int]:
+    import av
+    import mediapipe as mp
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    det = vision.FaceDetector.create_from_options(vision.FaceDetectorOptions(
+        base_options=BaseOptions(model_asset_path=str(model))))
+    try:
+        t0 = time.perf_counter()
+        n = 0
+        with av.open(str(video)) as c:
+            s = c.streams.video[0]
+            s.thread_type = "AUTO"
+            for f in c.decode(s):
+                det.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=f.to_ndarray(format="rgb24")))
+                n += 1
+        return time.perf_counter() - t0, n
+    finally:
+        det.close()
+
+
+# --------------------------------------------------------------------------- 2. full graph
+def graph_full(video: Path, model: Path, out: Path) -> tuple[float, int]:
+    from apps.demo import build_graph
+
+    side = {"source": str(video), "model": str(model), "engine": "openvino", "output": str(out)}
+    graph = build_graph("face_detection", side)
+    n = [0]
+    graph.observe("annotated", lambda p: n.__setitem__(0, n[0] + 1))
+    t0 = time.perf_counter()
+    graph.run(side)
+    return time.perf_counter() - t0, n[0]
+
+
+def serial_full(video: Path, model: Path, out: Path) -> tuple[float, int]:
+    import av
+
+    from calculators.annotate.draw import draw_detections
+    from calculators.image.ops import image_to_tensor
+    from calculators.inference import base
+    from calculators.postprocess.geometry import project_detections, scale_detections
+    from calculators.postprocess.nms import weighted_nms
+    from calculators.postprocess.ssd import BLAZEFACE_SHORT_ANCHORS, BLAZEFACE_SHORT_DECODE, decode_ssd, ssd_anchors
+    from calculators.types import Detections, Image
+
+    shared = base.acquire(model, "openvino", base.EngineOptions(threads=1))  # as graphs/face_detector.yaml
+    anchors = ssd_anchors(BLAZEFACE_SHORT_ANCHORS)
+    try:
+        t0 = time.perf_counter()
+        n = 0
+        with av.open(str(video)) as c, av.open(str(out), "w") as o:
+            s = c.streams.video[0]
+            s.thread_type = "AUTO"
+            enc = o.add_stream("libx264", rate=30)
+            enc.width, enc.height, enc.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
+            enc.options = {"crf": "23", "preset": "veryfast"}
+            for f in c.decode(s):
+                image = Image(f.to_ndarray(format="rgb24"))
+                tensor, transform = image_to_tensor(image, (128, 128), "letterbox", value_range=(-1, 1))
+                raw = shared.engine.infer([tensor.data])
+                boxes, scores = (raw[0], raw[1]) if raw[0].shape[-1] == 16 else (raw[1], raw[0])
+                xyxy, sc, cid, kp = decode_ssd(boxes, scores, anchors, BLAZEFACE_SHORT_DECODE)
+                det = weighted_nms(Detections(xyxy, sc, cid, ("face",) * len(sc), kp), 0.3)
+                det = project_detections(scale_detections(det, 128, 128), transform)
+                canvas = draw_detections(image.data.copy(), det)
+                for p in enc.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+                    o.mux(p)
+                n += 1
+            for p in enc.encode():
+                o.mux(p)
+        return time.perf_counter() - t0, n
+    finally:
+        base.release(shared)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--loops", type=int, default=2, help="times the 120-frame clip is repeated in the 720p file")
+    ap.add_argument("--json", default=str(ROOT / "out" / "bench" / "face_detection.json"))
+    args = ap.parse_args()
+
+    import calculators  # noqa: F401
+    from calculators.catalog import resolve
+
+    model = resolve("zoo:blazeface-short")
+    video = ROOT / "out" / "bench" / f"carphone_720p_x{args.loops}.mp4"
+    frames_total = make_720p(resolve("sample:carphone"), video, args.loops)
+    frames = decode_all(video)
+    tmp = Path(tempfile.mkdtemp(prefix="vpipe_bench_"))
+
+    runs: dict[str, list[float]] = {k: [] for k in
+                                    ("graph_detect", "tasks_detect", "tasks_decode_detect", "graph_full", "serial_full")}
+    # warm-up: load the models, fill the caches
+    graph_detect(video, model)
+    serial_full(video, model, tmp / "w.mp4")
+    for _ in range(args.repeats):  # interleaved, so load changes hit all alike
+        for key, fn in (("graph_detect", lambda: graph_detect(video, model)),
+                        ("tasks_detect", lambda: tasks_detect(frames, model)),
+                        ("tasks_decode_detect", lambda: tasks_decode_detect(video, model)),
+                        ("graph_full", lambda: graph_full(video, model, tmp / "g.mp4")),
+                        ("serial_full", lambda: serial_full(video, model, tmp / "s.mp4"))):
+            secs, n = fn()
+            if n != len(frames):
+                raise SystemExit(f"{key} handled {n} frames, expected {len(frames)}")
+            runs[key].append(n / secs)
+    fps = {k: statistics.median(v) for k, v in runs.items()}
+    rows = [
+        ("decode+detect: graph", fps["graph_detect"], fps["graph_detect"] / fps["tasks_detect"], "Tasks detect only (frames in memory)"),
+        ("  Tasks FaceDetector, decoded frames", fps["tasks_detect"], 1.0, ""),
+        ("  Tasks decode+detect serial", fps["tasks_decode_detect"], fps["tasks_decode_detect"] / fps["tasks_detect"], ""),
+        ("  graph vs Tasks decode+detect", fps["graph_detect"], fps["graph_detect"] / fps["tasks_decode_detect"], "Tasks decode+detect"),
+        ("full graph (annotate + H.264)", fps["graph_full"], fps["graph_full"] / fps["serial_full"], "serial loop, same functions"),
+        ("  serial loop", fps["serial_full"], 1.0, ""),
+    ]
+    print(f"\nface detection on carphone 1280x720, {len(frames)} frames, median of {args.repeats} "
+          f"({os.cpu_count()} CPUs, {platform.processor() or platform.machine()})")
+    print(f"{'measurement':40s} {'frames/s':>9s} {'ratio':>7s}  baseline")
+    for name, v, r, b in rows:
+        print(f"{name:40s} {v:9.1f} {r:7.2f}x  {b}")
+    import av
+    import mediapipe
+    import openvino
+
+    result = {
+        "benchmark": "face_detection", "command": " ".join([sys.executable, *sys.argv]),
+        "frames": len(frames), "size": list(SIZE), "repeats": args.repeats,
+        "machine": {"cpus": os.cpu_count(), "processor": platform.processor(), "machine": platform.machine()},
+        "versions": {"av": av.__version__, "mediapipe": mediapipe.__version__, "openvino": openvino.__version__},
+        "fps_median": fps, "fps_runs": runs,
+        "ratios": {"graph_detect_vs_tasks_detect": fps["graph_detect"] / fps["tasks_detect"],
+                   "graph_detect_vs_tasks_decode_detect": fps["graph_detect"] / fps["tasks_decode_detect"],
+                   "graph_full_vs_serial_full": fps["graph_full"] / fps["serial_full"]},
+    }
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2))
+    print(f"written: {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Each vision calculator on its own, fed timestamped packets (pipeline.testing.run_calculator)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import calculators  # noqa: F401  (registers the built-ins)
+from calculators.image.ops import fit_transform
+from calculators.types import Detections, Image, Mask, Tensor, Tensors, Transform
+from pipeline import GraphConfigError, GraphRunError
+from pipeline.testing import run_calculator
+
+
+def _frame(w=64, h=48, value=40):
+    return Image(np.full((h, w, 3), value, np.uint8))
+
+
+def test_image_to_tensor_emits_tensor_and_transform_at_input_timestamps():
+    out = run_calculator("ImageToTensor", inputs={"IMAGE": [(0, _frame()), (33_366, _frame())]},
+                         options={"size": [32, 32], "fit": "letterbox", "range": [0, 1], "layout": "NCHW"})
+    assert [t for t, _ in out["TENSOR"]] == [0, 33_366] == [t for t, _ in out["TRANSFORM"]]
+    tensor, transform = out["TENSOR"][0][1], out["TRANSFORM"][0][1]
+    assert isinstance(tensor, Tensor) and tensor.shape == (1, 3, 32, 32) and tensor.layout == "NCHW"
+    assert isinstance(transform, Transform) and transform.frame_size == (64, 48)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"size": [0, 32]}, "size must be positive"),
+    ({"size": [32, 32], "range": [0, 1], "mean": [0, 0, 0]}, "either range or mean/std"),
+    ({"size": [32, 32], "fit": "pad"}, "fit"),
+    ({"size": [32, 32], "colour": "RGB"}, "colour"),
+])
+def test_image_to_tensor_rejects_bad_options_before_running(options, message):
+    with pytest.raises(GraphConfigError, match=message):
+        run_calculator("ImageToTensor", inputs={"IMAGE": [(0, _frame())]}, options=options)
+
+
+def test_color_convert():
+    out = run_calculator("ColorConvert", inputs={"IMAGE": [(5, _frame())]}, options={"format": "GRAY"})
+    (t, img), = out["IMAGE"]
+    assert t == 5 and img.format == "GRAY" and img.data.shape == (48, 64)
+
+
+def test_crop_follows_roi_and_skips_empty_timestamps():
+    roi = Detections(np.array([[8, 4, 24, 20]], np.float32), np.array([0.9]))
+    out = run_calculator("Crop", inputs={"IMAGE": [(0, _frame()), (10, _frame())],
+                                         "ROI": [(0, roi), (10, Detections.empty())]})
+    assert [t for t, _ in out["IMAGE"]] == [0]
+    assert out["IMAGE"][0][1].data.shape == (16, 16, 3)
+
+
+def _blazeface_like_outputs(score_index=None):
+    boxes = np.zeros((1, 896, 16), np.float32)
+    scores = np.full((1, 896, 1), -20.0, np.float32)
+    if score_index is not None:
+        boxes[0, score_index, 2:4] = 32.0
+        scores[0, score_index, 0] = 5.0
+    return Tensors([Tensor(boxes, name="regressors"), Tensor(scores, name="classificators")])
+
+
+def test_ssd_decoder_nms_and_projection_chain_keep_timestamps():
+    tensors = {0: _blazeface_like_outputs(600), 1000: _blazeface_like_outputs(None)}
+    dec = run_calculator("SsdDetectionsDecoder", inputs={"TENSORS": sorted(tensors.items())})
+    assert [t for t, _ in dec["DETECTIONS"]] == [0, 1000]
+    first, second = dec["DETECTIONS"][0][1], dec["DETECTIONS"][1][1]
+    assert len(first) == 1 and len(second) == 0 and first.labels == ("face",)
+    assert first.keypoints.shape == (1, 6, 2)
+    w = first.xyxy[0, 2] - first.xyxy[0, 0]
+    assert w == pytest.approx(32.0)  # 32/128 of the anchor width 1, in 128-pixel tensor units
+    nms = run_calculator("NonMaxSuppression", inputs={"DETECTIONS": dec["DETECTIONS"]},
+                         options={"method": "weighted", "iou_threshold": 0.3})
+    transform = fit_transform((256, 128), (128, 128), "letterbox")
+    proj = run_calculator("ProjectDetections", inputs={"DETECTIONS": nms["DETECTIONS"],
+                                                       "TRANSFORM": [(0, transform), (1000, transform)]})
+    assert [t for t, _ in proj["DETECTIONS"]] == [0, 1000]
+    assert proj["DETECTIONS"][0][1].xyxy[0, 2] - proj["DETECTIONS"][0][1].xyxy[0, 0] == pytest.approx(64.0)
+
+
+def test_ssd_decoder_names_the_outputs_it_could_not_tell_apart():
+    bad = Tensors([Tensor(np.zeros((1, 896, 16), np.float32), name="a"), Tensor(np.zeros((1, 896, 16), np.float32), name="b")])
+    with pytest.raises(GraphRunError, match=r"cannot tell which model output holds the box regressors"):
+        run_calculator("SsdDetectionsDecoder", inputs={"TENSORS": [(0, bad)]})
+
+
+def test_project_without_transform_says_what_to_connect():
+    det = Detections(np.array([[0, 0, 1, 1]], np.float32), np.array([1.0]))
+    with pytest.raises(GraphRunError, match="no TRANSFORM at timestamp 7"):
+        run_calculator("ProjectDetections", inputs={"DETECTIONS": [(7, det)],
+                                                    "TRANSFORM": [(8, Transform.identity((4, 4)))]})
+
+
+def test_annotate_draws_on_a_copy_never_on_the_received_frame():
+    frame = _frame(value=10)
+    before = frame.data.copy()
+    det = Detections(np.array([[5, 5, 40, 30]], np.float32), np.array([0.9]), labels=["face"],
+                     keypoints=np.array([[[10, 10]]], np.float32), tracker_ids=[3])
+    mask = Mask(np.ones((48, 64), np.float32), (64, 48))
+    out = run_calculator("Annotate", inputs={"IMAGE": [(0, frame), (1, frame)], "DETECTIONS": [(0, det)],
+                                             "MASK": [(1, mask)]}, options={"show_fps": True})
+    assert np.array_equal(frame.data, before), "Annotate modified the frame it received"
+    (t0, a0), (t1, a1) = out["IMAGE"]
+    assert (t0, t1) == (0, 1)
+    assert a0.data is not frame.data and not np.array_equal(a0.data, before)
+    assert np.abs(a0.data.astype(int) - before)[5:31, 5:41].sum() > 0        # the box was drawn
+    assert np.array_equal(a0.data[40:, 50:], before[40:, 50:])               # far from it: untouched
+    assert a1.data.mean() > before.mean() + 20                               # the mask tint
+
+
+def test_tracking_calculator_gives_stable_ids():
+    d = lambda x: Detections(np.array([[x, 0, x + 10, 10]], np.float32), np.array([0.9]))  # noqa: E731
+    out = run_calculator("IouTracking", inputs={"DETECTIONS": [(0, d(0)), (1, d(1)), (2, d(2)), (3, d(80))]})
+    assert [v.tracker_ids.tolist() for _, v in out["DETECTIONS"]] == [[1], [1], [1], [2]]
+
+
+def test_segmentation_mask_and_background_effect():
+    logits = np.full((1, 16, 16, 1), -8.0, np.float32)
+    logits[0, :, 8:] = 8.0
+    transform = fit_transform((64, 48), (16, 16), "stretch")
+    masks = run_calculator("SegmentationMask", inputs={"TENSORS": [(0, Tensor(logits))], "TRANSFORM": [(0, transform)]},
+                           options={"activation": "sigmoid", "threshold": 0.5})
+    mask = masks["MASK"][0][1]
+    assert mask.data.shape == (48, 64) and mask.data[:, 40:].min() == 1.0 and mask.data[:, :24].max() == 0.0
+    frame = Image(np.zeros((48, 64, 3), np.uint8))
+    out = run_calculator("BackgroundEffect", inputs={"IMAGE": [(0, frame)], "MASK": [(0, mask)]},
+                         options={"effect": "color", "color": [0, 255, 0]})
+    img = out["IMAGE"][0][1].data
+    assert img[:, :24, 1].min() == 255 and img[:, 40:].max() == 0
