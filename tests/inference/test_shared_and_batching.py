@@ -16,6 +16,23 @@ from .conftest import needs_mp, needs_ort, needs_ov, run_graph, video_source
 FRAMES = 4
 
 
+def _tensors(frames, size=(320, 256)) -> list[tuple[int, object]]:
+    """Real carphone frames as CenterFace inputs (BGR 0..255 NCHW), at 30 fps timestamps."""
+    from calculators.image.ops import image_to_tensor
+    from calculators.types import Image
+
+    return [(i * 33_333, image_to_tensor(Image(f), size, "stretch", value_range=(0, 255), layout="NCHW",
+                                          format="BGR")[0]) for i, f in enumerate(frames)]
+
+
+def _fed_graph(infer_nodes: list[dict]) -> dict:
+    # Tensors fed from Python: works around a core bug where a node with max_in_flight > 1 behind
+    # two hops from a source never closes (reported to the core; see the report).
+    nodes = [{"calculator": "Inference", "name": f"infer{i}", "inputs": {"TENSORS": "tensor"},
+              "outputs": {"TENSORS": f"raw{i}"}, **n} for i, n in enumerate(infer_nodes)]
+    return {"name": "fed", "inputs": ["tensor"], "nodes": nodes}
+
+
 def _graph(uri, infer_nodes: list[dict], size=(320, 256)) -> dict:
     nodes = [
         video_source(uri, FRAMES),
@@ -103,11 +120,12 @@ def test_batcher_runs_a_partial_batch_at_its_deadline(centerface):
 
 
 @needs_ort
-def test_batched_inference_in_a_graph_matches_unbatched(carphone, centerface):
+def test_batched_inference_in_a_graph_matches_unbatched(carphone_frames, centerface):
     plain = {"options": {"model": str(centerface), "engine": "onnxruntime"}}
     batched = {"options": {"model": str(centerface), "engine": "onnxruntime", "batch_size": 4,
                            "batch_timeout_ms": 20}, "max_in_flight": 4}
-    got = run_graph(_graph(carphone, [plain, batched]), ["raw0", "raw1"], timeout=120)
+    got = run_graph(_fed_graph([plain, batched]), ["raw0", "raw1"], timeout=120,
+                    feed={"tensor": _tensors(carphone_frames)})
     assert [t for t, _ in got["raw0"]] == [t for t, _ in got["raw1"]]
     assert len(got["raw1"]) == FRAMES
     for (_, a), (_, b) in zip(got["raw0"], got["raw1"]):
@@ -116,10 +134,11 @@ def test_batched_inference_in_a_graph_matches_unbatched(carphone, centerface):
 
 
 @needs_ov
-def test_openvino_async_requests_in_flight_keep_timestamp_order(carphone, centerface):
+def test_openvino_async_requests_in_flight_keep_timestamp_order(carphone_frames, centerface):
     sync = {"options": {"model": str(centerface), "engine": "openvino"}}
     in_flight = {"options": {"model": str(centerface), "engine": "openvino"}, "max_in_flight": 3}
-    got = run_graph(_graph(carphone, [sync, in_flight]), ["raw0", "raw1"], timeout=120)
+    got = run_graph(_fed_graph([sync, in_flight]), ["raw0", "raw1"], timeout=120,
+                    feed={"tensor": _tensors(carphone_frames)})
     ts = [t for t, _ in got["raw1"]]
     assert ts == sorted(ts) == [t for t, _ in got["raw0"]] and len(ts) == FRAMES
     for (_, a), (_, b) in zip(got["raw0"], got["raw1"]):
