@@ -166,6 +166,9 @@ def bench_engines(model: str, engines: Sequence[str] | None = None, precisions: 
     readers = [e for e in base._FORMATS.get(suffix, ()) if base.is_installed(e)]
     if engines:
         engines = list(engines)
+        unknown = [e for e in engines if e not in base.ENGINES]
+        if unknown:
+            raise ValueError(f"unknown engine(s) {unknown}; choose from {', '.join(base.ENGINES)}")
     else:
         engines = readers
     if not engines:
@@ -186,11 +189,18 @@ def bench_engines(model: str, engines: Sequence[str] | None = None, precisions: 
             row = Row(eng_name, prec, in_flight=in_flight)
             report.rows.append(row)
             try:
-                base.check_format(eng_name, path)
+                eng_path = path
+                if eng_name == "ncnn" and suffix == ".onnx":
+                    # ncnn reads .param/.bin: the project's checked converter makes them (cached).
+                    from .convert import convert
+
+                    eng_path = Path(convert(model, "ncnn", shape=report.input_shapes[0]).path)
+                    row.note = "converted by vpipe convert --to ncnn"
+                base.check_format(eng_name, eng_path)
                 cls = base.engine_class(eng_name)
                 opts = EngineOptions(precision=prec, threads=threads)
                 t0 = time.perf_counter()
-                eng = cls(path, opts)
+                eng = cls(eng_path, opts)
                 row.load_ms = (time.perf_counter() - t0) * 1e3
                 row.device = eng.device
                 try:
@@ -206,7 +216,7 @@ def bench_engines(model: str, engines: Sequence[str] | None = None, precisions: 
                 finally:
                     eng.close()
                 # N in flight: the engine prepared for N parallel requests, N callers.
-                eng = cls(path, EngineOptions(precision=prec, threads=threads, requests=in_flight))
+                eng = cls(eng_path, EngineOptions(precision=prec, threads=threads, requests=in_flight))
                 try:
                     eng.infer(feeds[0])
                     row.fps_n = _throughput(eng, feeds, in_flight, seconds)
@@ -214,7 +224,7 @@ def bench_engines(model: str, engines: Sequence[str] | None = None, precisions: 
                     eng.close()
             except (InferenceError, ImportError) as e:
                 row.note = str(e).split(";")[0][:120]
-            log(f"{eng_name:12s} {prec:5s} {row.note or f'p50 {row.p50_ms:.2f} ms'}")
+            log(f"{eng_name:12s} {prec:5s} " + (f"p50 {row.p50_ms:.2f} ms" if row.p50_ms else row.note))
     return report
 
 

@@ -20,7 +20,7 @@ X86 = platform.machine().lower() in ("x86_64", "amd64")
 
 
 @pytest.mark.parametrize("name, expected", [
-    ("m.onnx", "openvino" if X86 and installed("openvino") and not base._has_nvidia_gpu() else None),
+    ("m.onnx", "onnxruntime" if installed("onnxruntime") and not base._has_nvidia_gpu() else None),
     ("m.xml", "openvino"),
     ("m.tflite", "openvino"),
     ("m.param", "ncnn"),
