@@ -190,8 +190,7 @@ def parse(data: _Any, file: str, search_paths: list[Path] | None = None,
     pc = _problems or _Collector()
     spec = _parse(data, file, pc, search_paths or [], _depth)
     if _problems is None:
-        if not pc.problems:
-            _validate(spec, pc)
+        _validate(spec, pc)
         if pc.problems:
             raise GraphConfigError(pc.problems)
     return spec

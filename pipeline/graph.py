@@ -233,6 +233,32 @@ class Context:
         self.graph.request_stop()
 
 
+class _LocalContext(Context):
+    """The context of a node with ``max_in_flight > 1``: per-call state lives in thread-local
+    storage, so output handles a calculator kept from ``open`` emit for the call of their thread."""
+
+    __slots__ = ("_local",)
+
+    def __init__(self, node: "NodeRuntime"):
+        object.__setattr__(self, "_local", threading.local())
+        super().__init__(node)
+
+    def _get(name):  # noqa: N805 - property factory
+        def fget(self):
+            return getattr(self._local, name, None)
+
+        def fset(self, value):
+            setattr(self._local, name, value)
+
+        return property(fget, fset)
+
+    timestamp = _get("timestamp")
+    inputs = _get("inputs")
+    _ready = _get("_ready")
+    _buffer = _get("_buffer")
+    del _get
+
+
 # ---------------------------------------------------------------------------------------------
 # Nodes
 
@@ -448,6 +474,9 @@ class NodeRuntime:
             if task is None:
                 self.active -= 1
                 return False
+            if self.max_in_flight > 1 and task[0] == "process":
+                rec = [task[1], False, []]  # timestamp, done, buffered outputs: in start order
+                self.inflight.append(rec)
         kind = task[0]
         if kind == "process":
             t = task[1]
@@ -472,13 +501,14 @@ class NodeRuntime:
                 if self.offset is not None:
                     # Outputs may advance to the earliest timestamp still to come on the inputs
                     # (reads without the lock see older, smaller values: safe, never too far).
-                    nb = t + 1
+                    nb = DONE
                     for q in self.forward_queues:
                         dq = q.dq
                         v = dq[0].timestamp if dq else q.bound
                         if v < nb:
                             nb = v
-                    if nb < t + 1:
+                    # sync consumed every input at t; immediate may still see t on another input
+                    if nb <= t and self.policy != "immediate":
                         nb = t + 1
                     if nb > self.propagated:
                         self.propagated = nb
@@ -486,7 +516,7 @@ class NodeRuntime:
                             if s.bound < nb:
                                 s.set_bound(nb, ready)
             else:
-                self._process_concurrent(t, task[2], ready, trace)
+                self._process_concurrent(rec, task[2], ready, trace)
         elif kind == "bound":
             b = task[1]
             for s in self.outputs.values():
@@ -508,18 +538,14 @@ class NodeRuntime:
             self.active -= 1
             return False
 
-    def _process_concurrent(self, t: int, inputs: dict, ready: list, trace) -> None:
+    def _process_concurrent(self, rec: list, inputs: dict, ready: list, trace) -> None:
         graph = self.graph
-        rec = [t, False, []]  # timestamp, done, buffer
-        with self.lock:
-            self.inflight.append(rec)
-        ctx = Context(self)
+        t = rec[0]
+        ctx = self.ctx
         ctx.timestamp = t
         ctx.inputs = inputs
         ctx._ready = ready
         ctx._buffer = rec[2]
-        for tag, s in self.outputs.items():
-            ctx.outputs[tag] = OutputHandle(s, ctx, tag)
         start = _perf_ns()
         try:
             self.calc.process(ctx)
@@ -553,7 +579,7 @@ class NodeRuntime:
                         stream.send(item, ready)
                     else:
                         stream.set_bound(item, ready)
-                if self.offset is not None:
+                if self.offset is not None and self.policy != "immediate":
                     for s in self.outputs.values():
                         if s.bound < r[0] + 1:
                             s.set_bound(r[0] + 1, ready)
@@ -638,16 +664,25 @@ class Executor:
                         else:
                             local.append(node)
                     if ready:
-                        inline = None
-                        for n in ready:
-                            if n.executor is self and (inline is None or n.depth > inline.depth):
-                                inline = n
-                        for n in ready:
-                            if n is not inline:
+                        if len(ready) == 1:
+                            n = ready[0]
+                            if n.executor is self:
+                                local.append(n)
+                            else:
                                 n.executor.submit(n)
+                        else:
+                            # Run the deepest same-executor node inline; queue the others (a node
+                            # may appear twice: each entry is one activation).
+                            best = -1
+                            for i, n in enumerate(ready):
+                                if n.executor is self and (best < 0 or n.depth > ready[best].depth):
+                                    best = i
+                            for i, n in enumerate(ready):
+                                if i != best:
+                                    n.executor.submit(n)
+                            if best >= 0:
+                                local.append(ready[best])
                         ready.clear()
-                        if inline is not None:
-                            local.append(inline)
             except BaseException as e:  # noqa: BLE001 - a bug in the framework itself
                 graph._fail(node, "scheduler", None, e)
                 local.clear()
@@ -864,7 +899,7 @@ class Graph:
             node.side = side
             try:
                 node.calc = node.cls()
-                node.ctx = ctx = Context(node)
+                node.ctx = ctx = (_LocalContext if node.max_in_flight > 1 else Context)(node)
                 for tag, s in node.outputs.items():
                     ctx.outputs[tag] = OutputHandle(s, ctx, tag)
                 for tag in node.cls.outputs:
@@ -881,6 +916,15 @@ class Graph:
                 raise err from e
         self._unfinished = len(self._nodes)
         self._start_time = time.perf_counter()
+        try:
+            self._launch()
+        except BaseException:
+            self.cancel()
+            self._shutdown()
+            raise
+        return self
+
+    def _launch(self) -> None:
         for ex in self._executors.values():
             ex.start()
         if not self._nodes:
@@ -899,7 +943,6 @@ class Graph:
         self._dispatch_external(ready)
         for th in self._source_threads:
             th.start()
-        return self
 
     def _wrap_observer(self, stream: str, cb):
         def on_packet(p: Packet) -> None:
@@ -1162,11 +1205,11 @@ class Graph:
         self.start(side_packets, trace=trace)
         try:
             self.close_all_inputs()
+            self.wait()
         except BaseException:
             self.cancel()
             self._shutdown()
             raise
-        self.wait()
         return self
 
     def __enter__(self) -> "Graph":

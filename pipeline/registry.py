@@ -88,10 +88,10 @@ def names() -> list[str]:
 
 def closest(name: str, n: int = 3) -> list[str]:
     pool = names()
-    close = difflib.get_close_matches(name, pool, n=n, cutoff=0.5)
+    close = difflib.get_close_matches(name, pool, n=n, cutoff=0.6)
     if not close:
         lowered = {p.lower(): p for p in pool}
-        close = [lowered[m] for m in difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.5)]
+        close = [lowered[m] for m in difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.6)]
     return close
 
 

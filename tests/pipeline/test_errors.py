@@ -1,0 +1,206 @@
+"""Errors and shutdown: one error naming node, calculator and timestamp; close on every opened
+calculator; cancel and Ctrl-C stop promptly; no thread outlives the run."""
+
+import _thread
+import threading
+
+import pytest
+
+from pipeline import Graph, GraphRunError, TimestampError
+from tests.pipeline import calcs
+
+CHAIN = """
+inputs: [in]
+nodes:
+  - calculator: PassThrough
+    name: first
+    inputs: [in]
+    outputs: [a]
+  - calculator: TestFail
+    name: failer
+    inputs: [a]
+    outputs: [b]
+    options: {phase: %s, at: %d}
+  - calculator: PassThrough
+    name: last
+    inputs: [b]
+    outputs: [c]
+"""
+
+
+def feed(g, n):
+    g.start()
+    try:
+        for t in range(n):
+            g.add_packet("in", t, t)
+    except GraphRunError:
+        pass
+    g.close_all_inputs()
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_error_in_process_names_node_timestamp_and_closes_all(threads, no_thread_leak):
+    calcs.TestFail.closed.clear()
+    g = Graph.from_yaml(CHAIN % ("process", 7), threads=threads)
+    with pytest.raises(GraphRunError, match=r"node 'failer' \(TestFail\) failed in process at timestamp 7: "
+                                            r"ValueError: boom at 7") as ei:
+        feed(g, 50)
+        g.wait()
+    err = ei.value
+    assert (err.node, err.calculator, err.timestamp, err.phase) == ("failer", "TestFail", 7, "process")
+    assert isinstance(err.__cause__, ValueError)
+    assert "raise ValueError" in err.cause_traceback
+    assert calcs.TestFail.closed == ["failer"]  # close ran after the error
+
+
+def test_error_in_open_closes_the_opened_ones(no_thread_leak):
+    calcs.TestFail.closed.clear()
+    g = Graph.from_yaml(CHAIN % ("open", -1))
+    with pytest.raises(GraphRunError, match=r"node 'failer' \(TestFail\) failed in open: RuntimeError: boom in open"):
+        g.start()
+    assert calcs.TestFail.closed == []  # open failed: close is not called on it
+
+
+def test_error_in_close_is_reported(no_thread_leak):
+    g = Graph.from_yaml(CHAIN % ("close", -1))
+    with pytest.raises(GraphRunError, match=r"node 'failer' \(TestFail\) failed in close: RuntimeError: boom in close"):
+        feed(g, 3)
+        g.wait()
+
+
+def test_error_in_source(no_thread_leak):
+    g = Graph.from_yaml("""
+nodes:
+  - calculator: TestSourceFail
+    name: src
+    outputs: [n]
+  - calculator: PassThrough
+    inputs: [n]
+    outputs: [m]
+""")
+    with pytest.raises(GraphRunError, match=r"node 'src' \(TestSourceFail\) failed in source: OSError: source broke"):
+        g.run()
+
+
+def test_error_in_observer(no_thread_leak):
+    g = Graph.from_yaml("""
+nodes:
+  - calculator: Counter
+    outputs: [n]
+    options: {count: 100}
+""")
+
+    def bad(p):
+        if p.timestamp == 3:
+            raise KeyError("observer broke")
+
+    g.observe("n", bad)
+    with pytest.raises(GraphRunError, match=r"node 'observer of 'n'' \(bad\) failed in observe at timestamp 3"):
+        g.run()
+
+
+def test_timestamp_error_names_stream_node_and_both_timestamps(no_thread_leak):
+    g = Graph.from_yaml("""
+inputs: [in]
+nodes:
+  - calculator: TestBackwards
+    name: back
+    inputs: [in]
+    outputs: [out]
+""")
+    g.start()
+    g.add_packet("in", 1, 5)
+    g.add_packet("in", 1, 6)
+    g.close_all_inputs()
+    with pytest.raises(GraphRunError) as ei:
+        g.wait()
+    assert isinstance(ei.value.cause, TimestampError)
+    assert ("stream 'out': node 'back' sent a packet at timestamp 0, but the last timestamp on it was 0 "
+            "(next allowed: 6)") in str(ei.value)
+    assert ei.value.timestamp == 6
+
+
+def test_feed_timestamp_must_increase():
+    g = Graph.from_yaml("inputs: [in]\nnodes:\n  - calculator: PassThrough\n    inputs: [in]\n    outputs: [o]\n")
+    g.start()
+    g.add_packet("in", 0, 10)
+    with pytest.raises(TimestampError, match=r"stream 'in': node 'graph input' sent a packet at timestamp 10, "
+                                             r"but the last timestamp on it was 10"):
+        g.add_packet("in", 0, 10)
+    g.cancel()
+    g.wait()
+
+
+def test_cancel_stops_an_endless_source_and_closes_everything(no_thread_leak):
+    seen = threading.Event()
+    g = Graph.from_yaml("""
+nodes:
+  - calculator: TestEndless
+    outputs: [n]
+  - calculator: PassThrough
+    inputs: [n]
+    outputs: [m]
+""")
+    g.observe("m", lambda p: seen.set() if p.value > 100 else None)
+    g.start()
+    assert seen.wait(10)
+    g.cancel()
+    g.wait(timeout=1.0)  # must stop within a second
+    assert g.error is None
+
+
+def test_ctrl_c_during_wait_cancels_cleanly(no_thread_leak):
+    seen = threading.Event()
+    g = Graph.from_yaml("""
+nodes:
+  - calculator: TestEndless
+    outputs: [n]
+  - calculator: PassThrough
+    inputs: [n]
+    outputs: [m]
+""")
+
+    def on(p):
+        if p.value == 50:
+            seen.set()
+            _thread.interrupt_main()  # what Ctrl-C does
+
+    g.observe("m", on)
+    with pytest.raises(KeyboardInterrupt):
+        g.run()
+    assert seen.is_set()
+    assert all(not n.opened or n.closed for n in g._nodes)
+
+
+def test_stop_run_from_a_calculator_ends_cleanly(no_thread_leak):
+    from pipeline import Any, Calculator, Input, register
+
+    @register
+    class TestStopAt(Calculator):
+        inputs = {"IN": Input(Any)}
+
+        def process(self, ctx):
+            if ctx.inputs["IN"].value == 20:
+                ctx.stop_run()
+
+    g = Graph.from_yaml("""
+nodes:
+  - calculator: TestEndless
+    outputs: [n]
+  - calculator: TestStopAt
+    inputs: [n]
+""")
+    g.run()  # returns without error
+    assert g.error is None
+    assert g.stats()["TestStopAt"]["count"] >= 21
+
+
+def test_context_manager_cancels_on_exception(no_thread_leak):
+    with pytest.raises(RuntimeError, match="user code"):
+        with Graph.from_yaml("""
+nodes:
+  - calculator: TestEndless
+    outputs: [n]
+""") as g:
+            g.start()
+            raise RuntimeError("user code")
