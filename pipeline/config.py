@@ -27,7 +27,7 @@ _REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 _TAG = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?::(\d+))?$")
 GRAPH_KEYS = ("name", "description", "inputs", "outputs", "side_packets", "nodes", "executors", "plugins")
 NODE_KEYS = ("name", "calculator", "subgraph", "inputs", "outputs", "side_inputs", "side_outputs",
-             "options", "policy", "executor", "max_in_flight", "comment")
+             "options", "policy", "executor", "max_in_flight", "comment", "when")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,6 +130,7 @@ class NodeSpec:
     line: int | None
     option_lines: dict = field(default_factory=dict)
     comment: str = ""
+    when: str | None = None  # side packet name: the node runs only when its value is set and true
 
 
 @dataclass
@@ -321,8 +322,15 @@ def _parse_node(nd: dict, idx: int, file: str, line, pc: _Collector, used_names)
     outputs = _parse_ports(nd.get("outputs"), cls, "outputs", name, file, _line(nd, "outputs", line), pc)
     side_inputs = _parse_side(nd.get("side_inputs"), cls, "side_inputs", name, file, _line(nd, "side_inputs", line), pc)
     side_outputs = _parse_side(nd.get("side_outputs"), cls, "side_outputs", name, file, _line(nd, "side_outputs", line), pc)
+    when = None
+    if "when" in nd:
+        m = _REF.match(str(nd["when"])) if isinstance(nd["when"], str) else None
+        if m is None:
+            pc.add(file, _line(nd, "when"), f"node '{name}': 'when' must name a side packet as $name, got {nd['when']!r}")
+        else:
+            when = m.group(1)
     return NodeSpec(name, calc_name, cls, inputs, outputs, side_inputs, side_outputs, dict(options), policy,
-                    latest_size, executor, mif, file, line, opt_lines, str(nd.get("comment") or ""))
+                    latest_size, executor, mif, file, line, opt_lines, str(nd.get("comment") or ""), when)
 
 
 def _parse_policy(p, file, line, name, pc) -> tuple[str, int]:
@@ -547,6 +555,8 @@ def _inline_subgraph(spec: GraphSpec, nd: dict, file, line, pc: _Collector, sear
         n.outputs = {t: rename(s) for t, s in n.outputs.items()}
         n.side_inputs = {t: side_map.get(s.lower(), s) for t, s in n.side_inputs.items()}
         n.side_outputs = {t: side_map.get(s.lower(), s) for t, s in n.side_outputs.items()}
+        if n.when is not None:
+            n.when = side_map.get(n.when.lower(), n.when)
         n.options = {k: (f"${side_map.get(m.group(1).lower(), m.group(1))}" if isinstance(v, str) and (m := _REF.match(v)) else v)
                      for k, v in n.options.items()}
         spec.nodes.append(n)
@@ -662,6 +672,9 @@ def _validate(spec: GraphSpec, pc: _Collector) -> None:
             if sp not in side_available:
                 pc.add(file, n.option_lines.get(key, n.line),
                        f"node '{n.name}': option '{key}' refers to side packet '${sp}', which is not declared under 'side_packets:'")
+        if n.when is not None and n.when not in side_available:
+            pc.add(file, n.line, f"node '{n.name}': 'when: ${n.when}' names a side packet that is not declared "
+                                 "under 'side_packets:'")
         for line, msg in validate_options(n, n.options, skip=set(refs)):
             pc.add(file, line, msg)
         if n.executor != "default" and n.executor not in spec.executors:

@@ -224,6 +224,11 @@ class Context:
     def stop_event(self) -> threading.Event:
         return self.graph._stop_event
 
+    @property
+    def max_in_flight(self) -> int:
+        """How many process calls of this node may run at once (the node's max_in_flight)."""
+        return self._node.max_in_flight
+
     def count_drop(self, n: int = 1) -> None:
         """Counts packets this calculator dropped on purpose (shown in stats as drops)."""
         self._node.drops += n
@@ -832,6 +837,22 @@ class Graph:
         for k in unknown:
             problems.append(Problem(spec.file, None, f"side packet '{k}' is given but the graph does not declare it "
                                                      f"(declared: {', '.join(spec.side_packets) or 'none'})"))
+        # Nodes switched off by `when: $name` (a null/false side packet), e.g. optional sinks.
+        disabled = {n.name for n in spec.nodes if n.when is not None and not values.get(n.when)}
+        if disabled:
+            import dataclasses
+
+            spec = dataclasses.replace(spec, nodes=[n for n in spec.nodes if n.name not in disabled])
+            for n in spec.nodes:
+                for i in n.inputs:
+                    src = self.spec.producers().get(i.stream)
+                    if src and src[0] is not None and src[0].name in disabled:
+                        problems.append(Problem(n.file, i.line, f"node '{n.name}' reads stream '{i.stream}' from node "
+                                                                f"'{src[0].name}', which is off ('when: ${src[0].when}' is "
+                                                                f"{values.get(src[0].when)!r})"))
+            if problems:
+                raise GraphConfigError(problems)
+        self._run_spec = spec
         # Depth for downstream-first priority: longest path from any root over forward edges.
         g = spec.nx_graph(include_back_edges=False)
         depth = {}
@@ -862,6 +883,11 @@ class Graph:
             node.simple = (len(node.queues) == 1 and len(node.forward_queues) == 1
                            and node.policy in ("sync", "immediate") and node.max_in_flight == 1)
         for stream, observers in self._observers.items():
+            if stream not in self._streams:  # its producer is off (`when:`): it carries nothing
+                for ob in observers:
+                    if isinstance(ob, _Poller):
+                        ob._q.put(None)
+                continue
             for ob in observers:
                 if isinstance(ob, _Poller):
                     self._pollers.append(ob)

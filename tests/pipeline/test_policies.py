@@ -390,3 +390,41 @@ def test_timestamp_special_values_order():
     assert T.name(T.DONE) == "Done" and T.name(5) == "5"
     with pytest.raises(ValueError, match="outside"):
         T.check(T.DONE)
+
+
+def test_when_switches_a_node_off_by_side_packet(no_thread_leak):
+    text = """
+side_packets: {save: null}
+nodes:
+  - calculator: Counter
+    outputs: [n]
+    options: {count: 3}
+  - calculator: Collector
+    inputs: [n]
+    side_outputs: {ITEMS: items}
+    when: $save
+"""
+    g = Graph.from_yaml(text)
+    g.run()
+    assert "Collector" not in g.stats() and g.side_packet("items") is None
+    g = Graph.from_yaml(text)
+    g.run({"save": True})
+    assert [v for _, v in g.side_packet("items")] == [0, 1, 2]
+
+
+def test_when_off_node_feeding_another_is_an_error():
+    from pipeline import GraphConfigError
+
+    g = Graph.from_yaml("""
+side_packets: {on: false}
+nodes:
+  - calculator: Counter
+    outputs: [n]
+    when: $on
+  - calculator: PassThrough
+    inputs: [n]
+    outputs: [m]
+""")
+    with pytest.raises(GraphConfigError, match=r"<string>:8: node 'PassThrough' reads stream 'n' from node 'Counter', "
+                                                r"which is off \('when: \$on' is False\)"):
+        g.start()
