@@ -416,15 +416,15 @@ def test_when_off_node_feeding_another_is_an_error():
     from pipeline import GraphConfigError
 
     g = Graph.from_yaml("""
-side_packets: {on: false}
+side_packets: {enabled: false}
 nodes:
   - calculator: Counter
     outputs: [n]
-    when: $on
+    when: $enabled
   - calculator: PassThrough
     inputs: [n]
     outputs: [m]
 """)
     with pytest.raises(GraphConfigError, match=r"<string>:8: node 'PassThrough' reads stream 'n' from node 'Counter', "
-                                                r"which is off \('when: \$on' is False\)"):
+                                                r"which is off \('when: \$enabled' is False\)"):
         g.start()
