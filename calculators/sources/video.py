@@ -33,7 +33,8 @@ log = logging.getLogger("vpipe.sources.video")
 
 
 class VideoSourceOptions(BaseModel):
-    uri: str = Field(description="a file path or a URL (rtsp://, http(s)://, udp://, tcp://, srt://, ...)")
+    uri: str = Field(description="a file path, a URL (rtsp://, http(s)://, udp://, tcp://, srt://, ...) "
+                                 "or a catalog sample (sample:carphone)")
     start_s: float | None = Field(None, ge=0, description="skip frames before this presentation time")
     stop_s: float | None = Field(None, gt=0, description="stop at this presentation time (exclusive)")
     loop: bool | int = Field(False, description="true: repeat forever; an int n >= 1: play n times in all")
@@ -78,6 +79,11 @@ class VideoReader:
         self.name = name
         self.stop_event = stop_event or threading.Event()
         self.uri = options.uri
+        if self.uri.startswith(("sample:", "zoo:")):
+            # A catalog name (the sample videos): resolved to the verified cached file.
+            from calculators.catalog import resolve
+
+            self.uri = str(resolve(self.uri))
         self.network = is_network_uri(self.uri)
         mode = options.reconnect
         if mode == "auto":
