@@ -23,7 +23,8 @@ from typing import Any, Iterable, Optional
 import typer
 
 from apps.cmd_run import (EXIT_FAILED, CliError, RunResult, check_side_packets, config_message, fail,
-                          graph_name, load_graph, parse_sets, run_with_progress, stdout_console)
+                          graph_name, interrupted, load_graph, parse_sets, run_with_progress,
+                          stdout_console)
 
 TraceEvent = tuple  # (node, thread, timestamp_us | None, start_ns, end_ns)
 
@@ -215,6 +216,8 @@ def profile_command(
     try:
         result = run_with_progress(g, sides, trace=True, quiet=quiet)
     except GraphRunError as e:
+        if interrupted(e):
+            raise fail("interrupted (Ctrl-C): the run was stopped", 130)
         raise fail(str(e), EXIT_FAILED)
     except GraphConfigError as e:  # side packet values are checked at start
         raise fail(config_message(e, "with the side packets"), EXIT_FAILED)

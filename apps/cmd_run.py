@@ -379,12 +379,17 @@ def run_with_progress(graph, side_packets: dict[str, Any], *, trace: bool = Fals
         graph.observe(counted, on_frame)
     with progress:
         t0[0] = time.perf_counter()
-        if trace:
-            graph.start(side_packets, trace=True)
-        else:
-            graph.start(side_packets)
         try:
+            if trace:
+                graph.start(side_packets, trace=True)
+            else:
+                graph.start(side_packets)
             graph.wait()  # on Ctrl-C it cancels the run cleanly and re-raises
+        except KeyboardInterrupt:
+            # Ctrl-C may also land between start() and wait(): stop the run here too, so that
+            # every calculator is closed and no thread outlives the command.
+            _stop(graph)
+            raise
         finally:
             wall = time.perf_counter() - t0[0]
             n = count[0]
@@ -398,6 +403,21 @@ def stdout_console():
     from rich.console import Console
 
     return Console(width=None if sys.stdout.isatty() else 120)
+
+
+def _stop(graph) -> None:
+    graph.cancel()
+    try:
+        graph.wait(timeout=30)
+    except (KeyboardInterrupt, RuntimeError, TimeoutError):
+        pass  # not started (RuntimeError), or a second Ctrl-C: leave at once
+    except Exception:  # noqa: BLE001 - the run's own error is not what the user asked about now
+        pass
+
+
+def interrupted(e: BaseException) -> bool:
+    """Ctrl-C, directly or as the cause of a run error (it landed inside a calculator's open)."""
+    return isinstance(e, KeyboardInterrupt) or isinstance(getattr(e, "cause", None), KeyboardInterrupt)
 
 
 def graph_name(graph) -> str:
@@ -451,6 +471,8 @@ def run_command(
     try:
         result = run_with_progress(g, sides, quiet=quiet)
     except GraphRunError as e:
+        if interrupted(e):
+            raise fail("interrupted (Ctrl-C): the run was stopped", 130)
         raise fail(str(e), EXIT_FAILED)
     except GraphConfigError as e:  # side packet values are checked at start
         raise fail(config_message(e, "with the side packets"), EXIT_FAILED)

@@ -168,3 +168,56 @@ def test_side_packet_of_the_wrong_type_fails_before_running():
     assert r.first_err_line.startswith(f"error: {GRAPHS / 'ticker.yaml'}:9: node 'Ticker': option 'count': "
                                        "Input should be a valid integer")
     assert "summary:" not in r.out
+
+
+def test_ctrl_c_stops_the_run_cleanly(tmp_path: Path):
+    """SIGINT during a run: calculators are closed, the exit status is 130, the cause comes first."""
+    import os
+    import select
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.apps.conftest import HERE
+
+    fifo = tmp_path / "ticker.fifo"
+    os.mkfifo(fifo)
+    graph = tmp_path / "live.yaml"
+    graph.write_text(
+        "name: live\nplugins: [vpipe_test_plugin]\nnodes:\n"
+        "  - calculator: Ticker\n    outputs: {OUT: numbers}\n"
+        f"    options: {{count: 1000000, period_us: 10000, realtime: true, fifo: '{fifo}'}}\n"
+        "  - calculator: PassThrough\n    inputs: {IN:0: numbers}\n    outputs: {OUT:0: out}\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)])}
+    proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "run", str(graph)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Our own writer end keeps the pipe from reading as ended before the Ticker opens it.
+    rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    wfd = os.open(fifo, os.O_WRONLY)
+    received = b""
+
+    def wait_for(word: str, timeout: float) -> None:
+        nonlocal received
+        deadline = time.monotonic() + timeout
+        while word.encode() + b"\n" not in received:
+            assert proc.poll() is None or word == "closed", f"vpipe ended early: {proc.communicate()}"
+            left = deadline - time.monotonic()
+            assert left > 0, f"the Ticker did not say {word!r} within {timeout} s (got {received!r})"
+            ready, _, _ = select.select([rfd], [], [], min(left, 0.5))
+            if ready:
+                received += os.read(rfd, 4096)
+
+    try:
+        wait_for("running", 60)
+        proc.send_signal(signal.SIGINT)
+        wait_for("closed", 30)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        os.close(rfd)
+        os.close(wfd)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert err.splitlines()[0] == "error: interrupted (Ctrl-C): the run was stopped"

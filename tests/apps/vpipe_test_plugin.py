@@ -12,6 +12,8 @@ Example node:
 
 from __future__ import annotations
 
+from typing import Optional
+
 from pydantic import BaseModel
 
 from pipeline import STOP, Any, Calculator, Input, Output, register
@@ -20,6 +22,8 @@ from pipeline import STOP, Any, Calculator, Input, Output, register
 class TickerOptions(BaseModel):
     count: int = 10
     period_us: int = 1000
+    realtime: bool = False  # wait period_us between packets, like a camera
+    fifo: Optional[str] = None  # a named pipe told "running" and "closed", so a test knows where the run is
 
 
 @register
@@ -37,12 +41,27 @@ class Ticker(Calculator):
 
     def open(self, ctx):
         self.k = 0
+        self.fifo = open(ctx.options.fifo, "w") if ctx.options.fifo else None
+
+    def _tell(self, what: str) -> None:
+        if self.fifo is not None:
+            self.fifo.write(what + "\n")
+            self.fifo.flush()
 
     def process(self, ctx):
+        if self.k == 0:
+            self._tell("running")
         if self.k >= ctx.options.count:
+            return STOP
+        if ctx.options.realtime and self.k and ctx.stop_event.wait(ctx.options.period_us / 1e6):
             return STOP
         ctx.outputs["OUT"].add(self.k, self.k * ctx.options.period_us)
         self.k += 1
+
+    def close(self, ctx):
+        self._tell("closed")
+        if self.fifo is not None:
+            self.fifo.close()
 
 
 class FailAtOptions(BaseModel):
