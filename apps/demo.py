@@ -19,40 +19,18 @@ import typer
 import yaml
 
 GRAPHS = Path(__file__).resolve().parent.parent / "graphs"
-_REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 _LIVE_SCHEMES = ("rtsp://", "rtmp://", "udp://", "tcp://", "srt://")
 
 
-def load_graph_dict(name: str) -> dict:
+def build_graph(name: str, side_packets: dict[str, Any] | None = None, threads: int | None = None):
+    """``graphs/NAME.yaml`` as a ``pipeline.Graph`` (its optional sinks are switched by their
+    ``when: $side_packet`` at start)."""
+    from pipeline import Graph
+
     path = GRAPHS / f"{name}.yaml"
     if not path.exists():
         raise FileNotFoundError(f"no graph {name!r}: {path} does not exist")
-    return yaml.safe_load(path.read_text())
-
-
-def without_null_sinks(graph: dict, side_packets: dict[str, Any]) -> dict:
-    """The graph without the sink nodes (no outputs) whose options name a side packet that is null.
-
-    That is how the optional outputs (video, JSON lines, window, preview) are switched off until
-    the graph format has a node-level condition.
-    """
-    values = {**(graph.get("side_packets") or {}), **side_packets}
-    kept = []
-    for node in graph.get("nodes", []):
-        refs = [m.group(1) for v in (node.get("options") or {}).values()
-                if isinstance(v, str) and (m := _REF.match(v))]
-        if not node.get("outputs") and "calculator" in node and any(values.get(r) is None for r in refs):
-            continue
-        kept.append(node)
-    return {**graph, "nodes": kept}
-
-
-def build_graph(name: str, side_packets: dict[str, Any], threads: int | None = None):
-    """``graphs/NAME.yaml`` as a ``pipeline.Graph``, its null sinks left out."""
-    from pipeline import Graph
-
-    data = without_null_sinks(load_graph_dict(name), side_packets)
-    return Graph.from_dict(data, search_paths=[GRAPHS], threads=threads)
+    return Graph.from_yaml(path, search_paths=[GRAPHS], threads=threads)
 
 
 def resolve_source(source: str) -> str | int:

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Sets up everything on a fresh machine; safe to run again (idempotent).
+#  - Debian packages listed in scripts/apt-packages.txt (when apt-get is available and we are root)
+#  - a virtual environment in .venv with vpipe and all its engines installed (editable)
+#  - the models and sample videos of the catalog, verified by checksum, in the per-user cache
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  while read -r pkg; do
+    [[ -z "$pkg" || "$pkg" == \#* ]] && continue
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done < scripts/apt-packages.txt
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+else
+  echo "setup: not root or no apt-get: skipping Debian packages (tests that need them will skip)"
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PY" -m venv .venv
+fi
+# Install only when pyproject.toml changed since the last install (fast re-runs).
+stamp=.venv/.vpipe-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ]; then
+  echo "setup: installing vpipe with all engines into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[all,test]'
+  .venv/bin/python -m pip install -q --no-deps 'pnnx>=20240410'
+  touch "$stamp"
+fi
+
+echo "setup: fetching the model and sample catalog (cached, checksummed)"
+.venv/bin/vpipe models pull --all
