@@ -58,6 +58,8 @@ def node_table(events: list[TraceEvent], stats: dict[str, dict], wall_s: float,
         by_node.setdefault(node, []).append((end - start) / 1e6)
     rows = []
     for node in node_order(events, order):
+        if node not in by_node and node not in stats:
+            continue  # in the graph file but left out of this run (a sink whose side packet is null)
         durs = by_node.get(node, [])
         s = stats.get(node, {})
         p = percentiles(durs, (50, 99))
@@ -178,8 +180,8 @@ def profile_tables(rows: list[dict], latency: dict[int, float], result: RunResul
         t.add_column(col, justify="left" if col in ("node", "calculator") else "right",
                      no_wrap=col in ("node", "calculator"))
     for r in rows:
-        t.add_row(r["node"], str(r["calculator"] or ""), str(r["count"]),
-                  f"{r['p50_ms']:.3f}", f"{r['p99_ms']:.3f}", f"{r['max_ms']:.3f}",
+        ms = [f"{r[k]:.3f}" if r["count"] else "-" for k in ("p50_ms", "p99_ms", "max_ms")]
+        t.add_row(r["node"], str(r["calculator"] or ""), str(r["count"]), *ms,
                   "-" if r["queue_peak"] is None else str(r["queue_peak"]), str(r["drops"]),
                   f"{100 * r['share']:.1f}")
     lat = Table(title=f"end-to-end latency over {len(latency)} timestamps (ms)", title_justify="left",
