@@ -103,3 +103,17 @@ def test_wiring_finds_graph_inputs_and_outputs(topology, inputs, edges, outputs)
     text = to_mermaid(topology, "feed", topology["outputs"])
     assert 'gi0 -- "→ IN:0<br/>cap 2, reject" --> n0' in text
     assert "latest(2) · in flight 3" in text
+
+
+def test_without_dot_svg_is_refused_and_html_keeps_the_mermaid(tmp_path: Path):
+    bare = {"PATH": str(tmp_path)}  # a PATH on which no 'dot' is found
+    r = run_vpipe("viz", LIMITED, "-o", str(tmp_path / "x.svg"), env=bare)
+    assert r.rc == 1
+    assert r.first_err_line == ("error: Graphviz 'dot' is not installed (Debian package graphviz); "
+                                "write a .mmd or .html file instead")
+    assert not (tmp_path / "x.svg").exists()
+    r = run_vpipe("viz", LIMITED, "-o", str(tmp_path / "x.html"), env=bare)
+    assert r.rc == 0, r.err
+    page = (tmp_path / "x.html").read_text()
+    assert "<svg" not in page and "Graphviz <code>dot</code> is not installed" in page
+    assert "flowchart TB" in page
