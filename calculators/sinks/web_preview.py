@@ -7,8 +7,9 @@ shared latest frame, never a queue), so a slow or stalled viewer skips frames an
 the graph. JPEG encoding happens on the viewers' threads, once per frame whatever the number
 of viewers.
 
-Routes: ``/`` the page, ``/stream.mjpg`` the MJPEG stream, ``/frame.jpg`` the newest frame,
-``/stats.json`` the figures.
+Routes: ``/`` the page (``/?mode=poll`` draws ``/frame.jpg`` on a canvas instead of showing
+the MJPEG stream, for clients that cannot show multipart images), ``/stream.mjpg`` the MJPEG
+stream, ``/frame.jpg`` the newest frame, ``/stats.json`` the figures.
 Ports: IMAGE (Image) in. Side outputs: URL (str), the address it serves.
 Timestamps: none emitted.
 
@@ -258,6 +259,10 @@ def _make_handler(server: PreviewServer):
                 self.send_header("Cache-Control", "no-store")
                 self.send_header("Connection", "close")
                 self.end_headers()
+                # Each part is followed at once by the next boundary: browsers show a part only
+                # when they see the boundary that ends it.
+                self.wfile.write(f"--{BOUNDARY}\r\n".encode())
+                self.wfile.flush()
                 seen = 0
                 min_gap = 1.0 / server.o.max_fps if server.o.max_fps else 0.0
                 last_sent = 0.0
@@ -279,8 +284,8 @@ def _make_handler(server: PreviewServer):
                         c["dropped"] += max(0, jseq - seen - 1) if seen else 0
                         c["sent"] += 1
                     seen = jseq
-                    head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode()
-                    self.wfile.write(head + data + b"\r\n")
+                    head = f"Content-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+                    self.wfile.write(head + data + f"\r\n--{BOUNDARY}\r\n".encode())
                     self.wfile.flush()
                     last_sent = time.monotonic()
             finally:
@@ -363,14 +368,14 @@ PAGE = r"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{{TITLE}}</title>
 <style>
  body{font-family:system-ui,sans-serif;margin:0;background:#111;color:#ddd;display:flex;flex-wrap:wrap;gap:16px;padding:16px}
- #video{max-width:70vw;background:#000;border:1px solid #333}
+ #video,#canvas{max-width:70vw;background:#000;border:1px solid #333}
  .panel{min-width:320px}
  h1{font-size:16px;margin:0 0 8px} table{border-collapse:collapse;font-size:13px}
  td,th{padding:2px 8px;border-bottom:1px solid #333;text-align:right} td:first-child,th:first-child{text-align:left}
  svg text{fill:#ddd;font-size:11px} .node rect{fill:#223;stroke:#69f} .edge{stroke:#888;fill:none}
 </style></head>
 <body>
-<div><h1>{{TITLE}}</h1><img id="video" src="/stream.mjpg" alt="video stream"></div>
+<div><h1>{{TITLE}}</h1><img id="video" alt="video stream"><canvas id="canvas" style="display:none"></canvas></div>
 <div class="panel">
  <h1>Stream</h1><div id="preview">waiting for stats...</div>
  <h1 style="margin-top:16px">Graph</h1><svg id="graph" width="480" height="60"></svg>
@@ -378,6 +383,19 @@ PAGE = r"""<!doctype html>
 </div>
 <script>
 let prev = null;
+// The stream: MJPEG in an <img> (default), or ?mode=poll: /frame.jpg drawn on a canvas, for
+// clients that cannot show multipart images (some proxies, headless screenshots).
+if (new URLSearchParams(location.search).get('mode') === 'poll') {
+  const canvas = document.getElementById('canvas'), ctx2d = canvas.getContext('2d');
+  document.getElementById('video').style.display = 'none'; canvas.style.display = 'block';
+  const next = () => { const im = new Image();
+    im.onload = () => { canvas.width = im.naturalWidth; canvas.height = im.naturalHeight; ctx2d.drawImage(im, 0, 0); setTimeout(next, 100); };
+    im.onerror = () => setTimeout(next, 500);
+    im.src = '/frame.jpg?t=' + Date.now(); };
+  next();
+} else {
+  document.getElementById('video').src = '/stream.mjpg';
+}
 function esc(s){return String(s).replace(/[&<>]/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;'}[c]));}
 function layout(topo){
   const names = topo.nodes.map(n => n.name), layer = {};

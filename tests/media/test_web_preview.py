@@ -1,0 +1,171 @@
+"""WebPreview against real clients: Python HTTP readers, a socket that never reads, headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+
+from calculators.sources import synthetic_frame
+from calculators.types import Image
+from pipeline import GraphRunError
+
+from .conftest import graph, need, psnr, wait_for
+
+
+def preview_graph(**options):
+    g = graph({"calculator": "WebPreview", "name": "preview", "inputs": {"IMAGE": "in"},
+               "side_outputs": {"URL": "url"}, "options": {"port": 0, **options}}, inputs=["in"])
+    g.start()
+    return g, g.side_packet("url")
+
+
+def get(url: str, timeout: float = 10) -> tuple[int, str, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.headers["Content-Type"], r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers["Content-Type"], e.read()
+
+
+def stats(url: str) -> dict:
+    return json.loads(get(url + "stats.json")[2])
+
+
+def read_mjpeg(url: str, n: int, timeout: float = 20) -> list[np.ndarray]:
+    """The first ``n`` JPEG parts of the MJPEG stream, decoded (a plain HTTP client)."""
+    frames = []
+    with urllib.request.urlopen(url + "stream.mjpg", timeout=timeout) as r:
+        assert r.headers["Content-Type"] == "multipart/x-mixed-replace; boundary=vpipeframe"
+        assert r.readline() == b"--vpipeframe\r\n"
+        while len(frames) < n:
+            headers = {}
+            while (line := r.readline().strip()):
+                k, _, v = line.decode().partition(":")
+                headers[k.lower()] = v.strip()
+            assert headers["content-type"] == "image/jpeg"
+            data = r.read(int(headers["content-length"]))
+            assert r.readline() == b"\r\n" and r.readline() == b"--vpipeframe\r\n"
+            frames.append(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+    return frames
+
+
+def test_routes_frame_stats_and_mjpeg(no_leaked_threads):
+    g, url = preview_graph(quality=95)
+    try:
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0/")
+        assert get(url + "frame.jpg")[0] == 503
+        assert get(url + "nope")[0] == 404
+        frame = synthetic_frame(3, 320, 240)
+        g.add_packet("in", Image(frame, "BGR"), 0)
+        wait_for(lambda: get(url + "frame.jpg")[0] == 200, 10, "the first frame to be served")
+        status, ctype, body = get(url + "frame.jpg")
+        assert ctype == "image/jpeg"
+        assert psnr(cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR), frame) > 30
+        page = get(url)[2].decode()
+        assert "stream.mjpg" in page and "/stats.json" in page
+        st = stats(url)
+        assert st["preview"]["frames"] == 1 and st["preview"]["size"] == [320, 240]
+        assert st["nodes"]["preview"]["calculator"] == "WebPreview"
+        assert [n["name"] for n in st["topology"]["nodes"]] == ["preview"]
+        # MJPEG: a reader gets the newest frame, then each new one.
+        got = []
+        import threading
+
+        reader = threading.Thread(target=lambda: got.extend(read_mjpeg(url, 3)))
+        reader.start()
+        wait_for(lambda: stats(url)["preview"]["viewers"], 10, "the MJPEG viewer to connect")
+        wait_for(lambda: stats(url)["preview"]["viewers"][0]["sent"] >= 1, 10, "the first part to be sent")
+        for i in (4, 5):
+            g.add_packet("in", Image(synthetic_frame(i, 320, 240), "BGR"), i)
+            wait_for(lambda i=i: not stats(url)["preview"]["viewers"] or stats(url)["preview"]["viewers"][0]["sent"] >= i - 2,
+                     10, f"part {i - 2} to be sent")
+        reader.join(20)
+        assert len(got) == 3
+        for img, i in zip(got, (3, 4, 5)):
+            assert psnr(img, synthetic_frame(i, 320, 240)) > 30
+    finally:
+        g.close_input("in")
+        g.wait(20)
+
+
+def test_a_viewer_that_never_reads_does_not_stall_the_run(no_leaked_threads):
+    rng = np.random.default_rng(0)
+    noise = [Image(rng.integers(0, 256, (480, 640, 3), np.uint8), "BGR") for _ in range(4)]  # ~400 KB JPEGs
+    g, url = preview_graph(quality=90)
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        stalled.connect(("127.0.0.1", port))
+        stalled.sendall(b"GET /stream.mjpg HTTP/1.0\r\n\r\n")  # ... and never reads a byte
+        wait_for(lambda: stats(url)["preview"]["viewers"], 10, "the stalled viewer to connect")
+        for i in range(120):
+            g.add_packet("in", noise[i % 4], i * 33_333)
+        # Every frame reached the node while the stalled viewer holds its connection.
+        wait_for(lambda: stats(url)["nodes"]["preview"]["count"] == 120, 30, "the node to take all 120 frames")
+        viewer = stats(url)["preview"]["viewers"][0]
+        assert viewer["sent"] < 20, f"the stalled viewer cannot have taken many frames: {viewer}"
+        # A second, reading viewer still gets the newest frame.
+        newest = read_mjpeg(url, 1)[0]
+        scores = [psnr(newest, n.data) for n in noise]
+        assert int(np.argmax(scores)) == 119 % 4, f"PSNR against the 4 noise frames: {scores}"
+        g.close_input("in")
+        g.wait(20)  # close() cuts the stalled connection; no thread is left (fixture)
+    except BaseException:
+        g.cancel()
+        g.wait(20)
+        raise
+    finally:
+        stalled.close()
+
+
+def test_port_in_use_is_a_clear_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        g = graph({"calculator": "WebPreview", "name": "preview", "inputs": {"IMAGE": "in"},
+                   "options": {"port": port}}, inputs=["in"])
+        with pytest.raises(GraphRunError, match=rf"cannot listen on 127.0.0.1:{port}: Address already in use"):
+            g.start()
+
+
+def chromium(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or need("chromium", "chromium")
+    return subprocess.run(
+        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_page_in_headless_chromium_shows_the_video_and_the_graph(tmp_path, no_leaked_threads):
+    g, url = preview_graph(quality=95)
+    frame = synthetic_frame(11, 320, 240)
+    try:
+        g.add_packet("in", Image(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), "RGB"), 0)
+        wait_for(lambda: get(url + "frame.jpg")[0] == 200, 10, "the first frame")
+        # The page as a browser runs it (MJPEG <img>, stats polled by JS): the DOM after 3 s.
+        dom = chromium(f"--user-data-dir={tmp_path / 'ud1'}", "--dump-dom", "--timeout=3000", url)
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        assert "<td>preview</td><td>WebPreview</td>" in dom.stdout, "the JS stats table lists the node"
+        assert 'class="node"' in dom.stdout, "the graph is drawn as SVG"
+        assert "frames 1 ·" in dom.stdout
+        assert stats(url)["preview"]["viewers_served"] >= 1, "Chromium opened the MJPEG stream"
+        # A screenshot shows the video (canvas mode: a cancelled MJPEG load leaves a broken icon).
+        shot = tmp_path / "page.png"
+        r = chromium(f"--user-data-dir={tmp_path / 'ud2'}", f"--screenshot={shot}", "--window-size=1000,700",
+                     "--timeout=3000", url + "?mode=poll")
+        assert r.returncode == 0 and shot.exists(), r.stderr[-2000:]
+        image = cv2.imread(str(shot))
+        score = cv2.matchTemplate(image, frame, cv2.TM_CCOEFF_NORMED).max()
+        assert score > 0.95, f"the frame is not in the screenshot (best match {score:.3f})"
+    finally:
+        g.close_input("in")
+        g.wait(20)
