@@ -32,6 +32,7 @@ log = logging.getLogger("vpipe")
 
 DONE = Timestamp.DONE
 _perf_ns = time.perf_counter_ns
+_tuple_new = tuple.__new__  # builds a Packet without the namedtuple's Python-level __new__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,13 +153,13 @@ class OutputHandle:
             return
         buf = ctx._buffer
         if buf is not None:
-            buf.append((stream, Packet(value, timestamp)))
+            buf.append((stream, _tuple_new(Packet, (value, timestamp))))
             return
         if ctx._source:
             ctx._node.graph._throttle(ctx._node)
             if ctx._node.graph._stopping:
                 return
-        stream.send(Packet(value, timestamp), ctx._ready)
+        stream.send(_tuple_new(Packet, (value, timestamp)), ctx._ready)
         if ctx._source:
             ctx._node.graph._dispatch_external(ctx._ready)
 
@@ -471,6 +472,19 @@ class NodeRuntime:
     def step(self, ready: list, trace: list | None) -> bool:
         """Runs one task. Returns True if the node may have more work (it stays scheduled)."""
         graph = self.graph
+        if self.simple:
+            # Fast path: one forward input, one call at a time (most nodes).
+            q = self.queues[0]
+            with self.lock:
+                dq = q.dq
+                if dq and not graph._stopping:
+                    p = dq.popleft()
+                    if q.full:
+                        self._after_pop(q)
+                else:
+                    p = None
+            if p is not None:
+                return self._run_simple(p, q, ready, trace)
         with self.lock:
             if graph._stopping:
                 self.active -= 1
@@ -539,6 +553,47 @@ class NodeRuntime:
             if (self.queues[0].dq if self.simple else self._has_task()) and not graph._stopping:
                 return True
             if self.simple and self._bound_or_close_pending() and not graph._stopping:
+                return True
+            self.active -= 1
+            return False
+
+    def _run_simple(self, p: Packet, q: InputQueue, ready: list, trace) -> bool:
+        graph = self.graph
+        t = p.timestamp
+        ctx = self.ctx
+        ctx.timestamp = t
+        ctx.inputs = {q.tag: p}
+        ctx._ready = ready
+        start = _perf_ns()
+        try:
+            self.calc.process(ctx)
+        except BaseException as e:  # noqa: BLE001 - every failure stops the run
+            graph._fail(self, "process", t, e)
+            with self.lock:
+                self.active -= 1
+            return False
+        end = _perf_ns()
+        self.count += 1
+        self.time_ns += end - start
+        if trace is not None:
+            trace.append((self.name, threading.current_thread().name, t, start, end))
+        if self.offset is not None:
+            dq = q.dq
+            nb = dq[0].timestamp if dq else q.bound
+            if nb <= t and self.policy != "immediate":
+                nb = t + 1
+            if nb > self.propagated:
+                self.propagated = nb
+                for s in self.outputs.values():
+                    if s.bound < nb:
+                        s.set_bound(nb, ready)
+        if graph._unthrottle_pending:
+            graph._notify_throttle()
+        with self.lock:
+            if graph._stopping:
+                self.active -= 1
+                return False
+            if q.dq or self._bound_or_close_pending():
                 return True
             self.active -= 1
             return False
