@@ -167,7 +167,7 @@ class PreviewServer:
             raise MediaError(f"{self.name}: cannot listen on {self.o.host}:{self.o.port}: {e.strerror or e}") from e
         host, port = self.httpd.server_address[:2]
         self.url = f"http://{host}:{port}/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2},
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                        name=f"{self.name} http", daemon=True)
         self.thread.start()
         log.info("%s: serving the preview at %s", self.name, self.url)
