@@ -500,40 +500,8 @@ class NodeRuntime:
         if kind == "process":
             t = task[1]
             if self.max_in_flight == 1:
-                ctx = self.ctx
-                ctx.timestamp = t
-                ctx.inputs = task[2]
-                ctx._ready = ready
-                start = _perf_ns()
-                try:
-                    self.calc.process(ctx)
-                except BaseException as e:  # noqa: BLE001 - every failure stops the run
-                    graph._fail(self, "process", t, e)
-                    with self.lock:
-                        self.active -= 1
+                if not self._run_call(t, task[2], ready, trace):
                     return False
-                end = _perf_ns()
-                self.count += 1
-                self.time_ns += end - start
-                if trace is not None:
-                    trace.append((self.name, threading.current_thread().name, t, start, end))
-                if self.offset is not None:
-                    # Outputs may advance to the earliest timestamp still to come on the inputs
-                    # (reads without the lock see older, smaller values: safe, never too far).
-                    nb = DONE
-                    for q in self.forward_queues:
-                        dq = q.dq
-                        v = dq[0].timestamp if dq else q.bound
-                        if v < nb:
-                            nb = v
-                    # sync consumed every input at t; immediate may still see t on another input
-                    if nb <= t and self.policy != "immediate":
-                        nb = t + 1
-                    if nb > self.propagated:
-                        self.propagated = nb
-                        for s in self.outputs.values():
-                            if s.bound < nb:
-                                s.set_bound(nb, ready)
             else:
                 self._process_concurrent(rec, task[2], ready, trace)
         elif kind == "bound":
@@ -557,18 +525,18 @@ class NodeRuntime:
             self.active -= 1
             return False
 
-    def _run_simple(self, p: Packet, q: InputQueue, ready: list, trace) -> bool:
-        graph = self.graph
-        t = p.timestamp
+    def _run_call(self, t: int, inputs: dict, ready: list, trace) -> bool:
+        """One ``process`` call at t, then the offset contract's bound propagation.
+        Returns False when the call failed (the run is stopping; the node is released)."""
         ctx = self.ctx
         ctx.timestamp = t
-        ctx.inputs = {q.tag: p}
+        ctx.inputs = inputs
         ctx._ready = ready
         start = _perf_ns()
         try:
             self.calc.process(ctx)
         except BaseException as e:  # noqa: BLE001 - every failure stops the run
-            graph._fail(self, "process", t, e)
+            self.graph._fail(self, "process", t, e)
             with self.lock:
                 self.active -= 1
             return False
@@ -578,8 +546,15 @@ class NodeRuntime:
         if trace is not None:
             trace.append((self.name, threading.current_thread().name, t, start, end))
         if self.offset is not None:
-            dq = q.dq
-            nb = dq[0].timestamp if dq else q.bound
+            # Outputs may advance to the earliest timestamp still to come on the inputs
+            # (reads without the lock see older, smaller values: safe, never too far).
+            nb = DONE
+            for q in self.forward_queues:
+                dq = q.dq
+                v = dq[0].timestamp if dq else q.bound
+                if v < nb:
+                    nb = v
+            # sync consumed every input at t; immediate may still see t on another input
             if nb <= t and self.policy != "immediate":
                 nb = t + 1
             if nb > self.propagated:
@@ -587,6 +562,12 @@ class NodeRuntime:
                 for s in self.outputs.values():
                     if s.bound < nb:
                         s.set_bound(nb, ready)
+        return True
+
+    def _run_simple(self, p: Packet, q: InputQueue, ready: list, trace) -> bool:
+        graph = self.graph
+        if not self._run_call(p.timestamp, {q.tag: p}, ready, trace):
+            return False
         if graph._unthrottle_pending:
             graph._notify_throttle()
         with self.lock:
