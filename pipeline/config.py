@@ -679,8 +679,6 @@ def _validate(spec: GraphSpec, pc: _Collector) -> None:
             pc.add(file, line, msg)
         if n.executor != "default" and n.executor not in spec.executors:
             pc.add(file, n.line, f"node '{n.name}': unknown executor '{n.executor}' (declare it under 'executors:')")
-        if cls.is_source() and n.policy != "sync":
-            pass
     for s in spec.outputs:
         if s not in prod_map:
             pc.add(file, None, f"graph output '{s}' is not produced by any node")

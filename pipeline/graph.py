@@ -386,15 +386,7 @@ class NodeRuntime:
     def _take(self):
         """Pops the next task: ("process", t, inputs) | ("bound", b) | ("close",) | None."""
         queues = self.queues
-        if self.simple:
-            q = queues[0]
-            dq = q.dq
-            if dq:
-                p = dq.popleft()
-                if q.full:
-                    self._after_pop(q)
-                return ("process", p.timestamp, {q.tag: p})
-        elif self.policy == "immediate":
+        if self.policy == "immediate":
             best = None
             for q in queues:
                 if q.dq and (best is None or q.dq[0].timestamp < best.dq[0].timestamp):
@@ -457,12 +449,10 @@ class NodeRuntime:
         if len(stamps) <= self.latest_size:
             return
         keep_from = sorted(stamps)[-self.latest_size]
-        dropped = 0
         for q in self.queues:
             dq = q.dq
             while dq and dq[0].timestamp < keep_from:
                 dq.popleft()
-                dropped += 1
             if q.full:
                 self._after_pop(q)
         self.drops += len(stamps) - self.latest_size
@@ -518,9 +508,7 @@ class NodeRuntime:
         if graph._unthrottle_pending:
             graph._notify_throttle()
         with self.lock:
-            if (self.queues[0].dq if self.simple else self._has_task()) and not graph._stopping:
-                return True
-            if self.simple and self._bound_or_close_pending() and not graph._stopping:
+            if self._has_task() and not graph._stopping:
                 return True
             self.active -= 1
             return False
@@ -554,8 +542,9 @@ class NodeRuntime:
                 v = dq[0].timestamp if dq else q.bound
                 if v < nb:
                     nb = v
-            # sync consumed every input at t; immediate may still see t on another input
-            if nb <= t and self.policy != "immediate":
+            # sync consumed every input at t; immediate may still see t on another input. Inputs
+            # that are done do not close the outputs here: close() may still emit after t.
+            if nb == DONE or (nb <= t and self.policy != "immediate"):
                 nb = t + 1
             if nb > self.propagated:
                 self.propagated = nb
@@ -594,6 +583,8 @@ class NodeRuntime:
             graph._fail(self, "process", t, e)
             return
         end = _perf_ns()
+        if trace is not None:
+            trace.append((self.name, threading.current_thread().name, t, start, end))
         with self.lock:
             self.count += 1
             self.time_ns += end - start
@@ -601,8 +592,6 @@ class NodeRuntime:
             if self.flushing:
                 return
             self.flushing = True
-        if trace is not None:
-            trace.append((self.name, threading.current_thread().name, t, start, end))
         while True:
             with self.lock:
                 batch = []
@@ -955,9 +944,6 @@ class Graph:
                     raise GraphConfigError([Problem(ns.file, ns.line, f"node '{ns.name}': side packet '{sp}' "
                                                                       "was never set (give it to start())")])
                 side[tag] = self._side_values[sp]
-            for tag, port in node.cls.side_inputs.items():
-                if tag not in side and not port.optional:
-                    pass  # reported by validation
             node.side = side
             try:
                 node.calc = node.cls()
@@ -971,10 +957,11 @@ class Graph:
                 node.calc.open(ctx)
                 node.opened = True
             except BaseException as e:  # noqa: BLE001
-                err = GraphRunError(ns.name, ns.calculator, "open", None, e)
-                err.__cause__ = e
                 self._close_opened()
                 self._teardown_unstarted()
+                if isinstance(e, KeyboardInterrupt):  # Ctrl-C while opening: not the node's fault
+                    raise
+                err = GraphRunError(ns.name, ns.calculator, "open", None, e)
                 raise err from e
         self._unfinished = len(self._nodes)
         self._start_time = time.perf_counter()
@@ -1029,18 +1016,21 @@ class Graph:
         calc = node.calc
         ready = ctx._ready
         trace = self._trace
+        first_out = next(iter(node.outputs.values()), None)
         try:
             while not self._stop_event.is_set():
                 self._throttle(node)
                 if self._stop_event.is_set():
                     break
+                last = first_out.last if first_out is not None else None
                 start = _perf_ns()
                 r = calc.process(ctx)
                 end = _perf_ns()
                 node.count += 1
                 node.time_ns += end - start
-                if trace is not None:
-                    trace.append((node.name, threading.current_thread().name, node.outputs and next(iter(node.outputs.values())).last, start, end))
+                if trace is not None and first_out is not None and first_out.last != last:
+                    # one event per call that emitted, at the timestamp it emitted
+                    trace.append((node.name, threading.current_thread().name, first_out.last, start, end))
                 self._dispatch_external(ready)
                 if r is STOP:
                     break

@@ -187,3 +187,23 @@ def maybe_add(a: int, b: int | None = None) -> int | None:
     if b is None:
         return None
     return a + b
+
+
+@register
+class TestSumOnClose(Calculator):
+    """Emits the sum of what it saw, once, in close, one microsecond after the last input."""
+
+    inputs = {"IN": Input(int)}
+    outputs = {"OUT": Output(int)}
+
+    def open(self, ctx):
+        self.total = 0
+        self.last = None
+
+    def process(self, ctx):
+        self.total += ctx.inputs["IN"].value
+        self.last = ctx.timestamp
+
+    def close(self, ctx):
+        if self.last is not None:
+            ctx.outputs["OUT"].add(self.total, self.last + 1)

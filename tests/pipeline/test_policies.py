@@ -428,3 +428,45 @@ nodes:
     with pytest.raises(GraphConfigError, match=r"<string>:8: node 'PassThrough' reads stream 'n' from node 'Counter', "
                                                 r"which is off \('when: \$enabled' is False\)"):
         g.start()
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_close_may_emit_after_the_inputs_are_done(threads, no_thread_leak):
+    # The input is closed before the node processes its last packet: its outputs must stay open
+    # until close() has run, so a calculator can flush there.
+    calcs.GATES["flush"] = gate = threading.Event()
+    calcs.ENTERED["flush"] = entered = threading.Event()
+    g = Graph.from_dict({
+        "inputs": ["in"],
+        "nodes": [
+            {"calculator": "TestBlocker", "inputs": ["in"], "outputs": ["held"], "options": {"key": "flush"}},
+            {"calculator": "TestSumOnClose", "inputs": ["held"], "outputs": ["total"]},
+        ],
+    }, threads=threads)
+    got = collect(g, "total")
+    g.start()
+    g.add_packet("in", 5, 10)
+    assert entered.wait(5)
+    g.add_packet("in", 7, 20)
+    g.close_input("in")
+    gate.set()
+    g.wait()
+    assert got == [(21, 12)]
+
+
+def test_trace_has_one_event_per_call_that_emitted():
+    g = Graph.from_yaml("""
+nodes:
+  - calculator: Counter
+    outputs: [n]
+    options: {count: 3, step: 10}
+  - calculator: PassThrough
+    inputs: [n]
+    outputs: [m]
+""")
+    g.run(trace=True)
+    by_node = {}
+    for node, _thread, t, start, end in g.trace_events():
+        assert end >= start
+        by_node.setdefault(node, []).append(t)
+    assert by_node == {"Counter": [0, 10, 20], "PassThrough": [0, 10, 20]}
