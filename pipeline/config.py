@@ -319,9 +319,9 @@ def _parse_node(nd: dict, idx: int, file: str, line, pc: _Collector, used_names)
         options = {}
     opt_lines = {k: _line(options, k) for k in options}
     inputs = _parse_inputs(nd.get("inputs"), cls, name, file, _line(nd, "inputs", line), pc)
-    outputs = _parse_ports(nd.get("outputs"), cls, "outputs", name, file, _line(nd, "outputs", line), pc)
-    side_inputs = _parse_side(nd.get("side_inputs"), cls, "side_inputs", name, file, _line(nd, "side_inputs", line), pc)
-    side_outputs = _parse_side(nd.get("side_outputs"), cls, "side_outputs", name, file, _line(nd, "side_outputs", line), pc)
+    outputs = _parse_names(nd.get("outputs"), cls, "outputs", name, file, _line(nd, "outputs", line), pc)
+    side_inputs = _parse_names(nd.get("side_inputs"), cls, "side_inputs", name, file, _line(nd, "side_inputs", line), pc)
+    side_outputs = _parse_names(nd.get("side_outputs"), cls, "side_outputs", name, file, _line(nd, "side_outputs", line), pc)
     when = None
     if "when" in nd:
         m = _REF.match(str(nd["when"])) if isinstance(nd["when"], str) else None
@@ -446,30 +446,20 @@ def _parse_inputs(items, cls, name, file, line, pc) -> list[InputSpec]:
     return result
 
 
-def _parse_ports(items, cls, kind, name, file, line, pc) -> dict[str, str]:
+def _parse_names(items, cls, kind, name, file, line, pc) -> dict[str, str]:
+    """Outputs (stream names) and side inputs/outputs (side packet names): {canonical tag: name}."""
     if items is None:
         return {}
     result = {}
+    what = "a stream name" if kind == "outputs" else "a side packet name"
     for tag, v, ln in _canonical_tags(items, cls, kind, name, file, line, pc):
         tag = _check_tag(tag, cls, kind, name, file, ln, pc)
         if tag is None:
             continue
         if not isinstance(v, str):
-            pc.add(file, ln, f"node '{name}': output '{tag}' must be a stream name, got {v!r}")
+            pc.add(file, ln, f"node '{name}': {kind[:-1].replace('_', ' ')} '{tag}' must be {what}, got {v!r}")
             continue
         result[tag] = v
-    return result
-
-
-def _parse_side(items, cls, kind, name, file, line, pc) -> dict[str, str]:
-    if items is None:
-        return {}
-    result = {}
-    for tag, v, ln in _canonical_tags(items, cls, kind, name, file, line, pc):
-        tag = _check_tag(tag, cls, kind, name, file, ln, pc)
-        if tag is None:
-            continue
-        result[tag] = str(v)
     return result
 
 

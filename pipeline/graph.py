@@ -354,14 +354,23 @@ class NodeRuntime:
                 if q.dq:
                     return True
             return self._bound_or_close_pending()
+        t = self._next_timestamp()
+        if t is None:
+            return self._bound_or_close_pending()
+        return self._settled(t)
+
+    def _next_timestamp(self) -> int | None:
+        """The earliest queued timestamp on any input, or None."""
         t = None
-        for q in queues:
+        for q in self.queues:
             if q.dq:
                 h = q.dq[0].timestamp
                 if t is None or h < t:
                     t = h
-        if t is None:
-            return self._bound_or_close_pending()
+        return t
+
+    def _settled(self, t: int) -> bool:
+        """sync: t is settled when every forward input has a packet at/after t or its bound passed t."""
         for q in self.forward_queues:
             if not q.dq and q.bound <= t:
                 return False
@@ -400,18 +409,8 @@ class NodeRuntime:
         else:
             if self.policy == "latest":
                 self._drop_to_latest()
-            t = None
-            for q in queues:
-                if q.dq:
-                    h = q.dq[0].timestamp
-                    if t is None or h < t:
-                        t = h
-            if t is not None:
-                for q in self.forward_queues:
-                    if not q.dq and q.bound <= t:
-                        t = None
-                        break
-            if t is not None:
+            t = self._next_timestamp()
+            if t is not None and self._settled(t):
                 inputs = {}
                 for q in queues:
                     dq = q.dq
