@@ -21,8 +21,9 @@ class Any:  # noqa: D401 - a marker type
 
 
 @dataclass(frozen=True)
-class Input:
-    """An input port: payload type, whether it may be left unconnected, and whether it is indexed."""
+class Port:
+    """A port of a calculator's contract: payload type, whether it may be left unconnected, and
+    whether it is indexed (``TAG:0``, ``TAG:1``, ...)."""
 
     type: _TypingAny = Any
     optional: bool = False
@@ -30,31 +31,20 @@ class Input:
     doc: str = ""
 
 
-@dataclass(frozen=True)
-class Output:
+class Input(Port):
+    """An input port."""
+
+
+class Output(Port):
     """An output port."""
 
-    type: _TypingAny = Any
-    optional: bool = False
-    multiple: bool = False
-    doc: str = ""
+
+class SideInput(Port):
+    """An input side packet, read in ``open`` as ``ctx.side[TAG]`` (never indexed)."""
 
 
-@dataclass(frozen=True)
-class SideInput:
-    """An input side packet, read in ``open`` as ``ctx.side[TAG]``."""
-
-    type: _TypingAny = Any
-    optional: bool = False
-    doc: str = ""
-
-
-@dataclass(frozen=True)
-class SideOutput:
+class SideOutput(Port):
     """An output side packet, set in ``open`` with ``ctx.side_outputs[TAG].set(value)``."""
-
-    type: _TypingAny = Any
-    doc: str = ""
 
 
 class _Stop:

@@ -72,7 +72,7 @@ def test_profile_writes_a_valid_trace_a_table_and_a_plot(tmp_path: Path):
         node = evs[0][2]
         assert facts["thread_names"][(pid, tid)].startswith(f"{node} [")
         by_node[node] += len(evs)
-    assert by_node["numbers"] == 61  # 60 packets and the call that says STOP
+    assert by_node["numbers"] == 60  # one event per call that emitted (not the call that says STOP)
     assert by_node["work"] + _drops(r.out, "limiter") == 60
     # One flow per timestamp that more than one node handled, linking source to the end.
     stamps = {ev["args"]["timestamp"] for ev in trace["traceEvents"] if ev["ph"] == "X" and ev["name"] == "work"}
