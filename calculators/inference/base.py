@@ -114,10 +114,7 @@ class EngineOptions(BaseModel):
 class Engine:
     """One loaded model on one runtime. Subclasses load in ``__init__`` and fill the specs."""
 
-    name: ClassVar[str] = ""
-    extra_name: ClassVar[str] = ""  # pip extra: ``pip install vpipe[EXTRA]``
-    package: ClassVar[str] = ""  # importable module that must be present
-    suffixes: ClassVar[tuple[str, ...]] = ()
+    name: ClassVar[str] = ""  # engine name (the formats each engine reads are in ``_FORMATS``)
 
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]

@@ -27,9 +27,6 @@ class NcnnEngine(Engine):
     """An ``ncnn.Net`` behind the engine interface."""
 
     name = "ncnn"
-    extra_name = "ncnn"
-    package = "ncnn"
-    suffixes = (".param",)
 
     def __init__(self, path: Path, options: EngineOptions) -> None:
         super().__init__(path, options)

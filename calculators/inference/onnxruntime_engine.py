@@ -82,9 +82,6 @@ class OnnxRuntimeEngine(Engine):
     """ONNX Runtime ``InferenceSession`` behind the engine interface."""
 
     name = "onnxruntime"
-    extra_name = "onnx"
-    package = "onnxruntime"
-    suffixes = (".onnx",)
 
     def __init__(self, path: Path, options: EngineOptions) -> None:
         super().__init__(path, options)

@@ -74,9 +74,6 @@ class OpenVinoEngine(Engine):
     """An OpenVINO ``CompiledModel`` behind the engine interface."""
 
     name = "openvino"
-    extra_name = "openvino"
-    package = "openvino"
-    suffixes = (".onnx", ".xml", ".tflite")
 
     def __init__(self, path: Path, options: EngineOptions) -> None:
         super().__init__(path, options)

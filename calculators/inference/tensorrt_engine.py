@@ -83,9 +83,6 @@ class TensorRtEngine(Engine):
     """A TensorRT ``ICudaEngine`` behind the engine interface."""
 
     name = "tensorrt"
-    extra_name = "tensorrt"
-    package = "tensorrt"
-    suffixes = (".onnx", ".engine", ".plan")
 
     def __init__(self, path: Path, options: EngineOptions) -> None:
         super().__init__(path, options)
