@@ -110,7 +110,7 @@ class Inference(Calculator):
             if engine == "auto":
                 engine = base.pick_engine(path, o.device)
                 log.info("%s: engine auto picked %s", self._where, engine)
-            requests = o.requests or max(self._max_in_flight(ctx), 1)
+            requests = o.requests or max(ctx.max_in_flight, 1)
             opts = EngineOptions.with_extra(
                 o.engine_options, device=o.device, precision=o.precision, threads=o.threads,
                 requests=requests, light_mode=o.light_mode, cache_dir=o.cache_dir,
@@ -141,13 +141,6 @@ class Inference(Calculator):
         if bad:
             self._release()
             raise InferenceError(f"{self._where}: 'inputs' maps to unknown model inputs {bad}; the model's inputs are {self._names}")
-
-    @staticmethod
-    def _max_in_flight(ctx) -> int:
-        n = getattr(ctx, "max_in_flight", None)
-        if n is None:  # the core keeps it on the node runtime
-            n = getattr(getattr(ctx, "_node", None), "max_in_flight", 1)
-        return int(n or 1)
 
     # ------------------------------------------------------------------------------ payloads
     def _arrays(self, value) -> list[np.ndarray]:
