@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from apps.cmd_run import CliError, fail, load_plugins, stdout_console
+from apps.cmd_run import fail, plugins_or_exit, stdout_console
 from apps.gen_reference import all_calculators, calculator_markdown, describe, write
 
 
@@ -30,10 +30,7 @@ def calculators_command(
 
     from pipeline import registry
 
-    try:
-        load_plugins(plugin)
-    except CliError as e:
-        raise fail(str(e), e.code)
+    plugins_or_exit(plugin)
     console = stdout_console()
     if markdown is not None:
         for path in write(markdown):

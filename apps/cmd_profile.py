@@ -22,9 +22,7 @@ from typing import Any, Iterable, Optional
 
 import typer
 
-from apps.cmd_run import (EXIT_FAILED, CliError, RunResult, check_side_packets, config_message, fail,
-                          graph_name, interrupted, load_graph, parse_sets, run_with_progress,
-                          stdout_console)
+from apps.cmd_run import RunResult, fail, graph_name, load_or_exit, run_or_exit, stdout_console
 
 TraceEvent = tuple  # (node, thread, timestamp_us | None, start_ns, end_ns)
 
@@ -202,29 +200,11 @@ def profile_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Runs a graph with tracing: per-node table, latency percentiles, Perfetto trace and a plot."""
-    from pipeline import GraphConfigError, GraphRunError
-
     if output.suffix.lower() != ".json":
         raise fail(f"cannot write '{output}': the trace is a .json file", 2)
     plot = plot or output.with_suffix(".png")
-    try:
-        sides = parse_sets(set_)
-        g, path = load_graph(graph, plugin)
-        check_side_packets(g, path, sides)
-    except CliError as e:
-        raise fail(str(e), e.code)
-    except GraphConfigError as e:
-        raise fail(config_message(e), EXIT_FAILED)
-    try:
-        result = run_with_progress(g, sides, trace=True, quiet=quiet)
-    except GraphRunError as e:
-        if interrupted(e):
-            raise fail("interrupted (Ctrl-C): the run was stopped", 130)
-        raise fail(str(e), EXIT_FAILED)
-    except GraphConfigError as e:  # side packet values are checked at start
-        raise fail(config_message(e, "with the side packets"), EXIT_FAILED)
-    except KeyboardInterrupt:
-        raise fail("interrupted (Ctrl-C): the run was stopped", 130)
+    g, path, sides = load_or_exit(graph, plugin, set_)
+    result = run_or_exit(g, sides, trace=True, quiet=quiet)
     events = [tuple(ev) for ev in g.trace_events()]
     order = [n["name"] for n in g.topology()["nodes"]]
     name = graph_name(g)

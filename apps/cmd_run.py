@@ -162,9 +162,7 @@ def check_side_packets(graph, path: Path, values: dict[str, Any]) -> None:
 
 
 def declared_side_packets(graph) -> dict[str, Any]:
-    spec = getattr(graph, "spec", None)
-    sp = getattr(spec, "side_packets", None)
-    return dict(sp or {})
+    return dict(graph.spec.side_packets)
 
 
 def load_graph(ref: str, plugins: list[str] | None = None):
@@ -176,25 +174,33 @@ def load_graph(ref: str, plugins: list[str] | None = None):
     return Graph.from_yaml(path), path
 
 
+def load_or_exit(ref: str, plugins: list[str] | None = None, sets: list[str] | None = None):
+    """What every graph command does first: parses ``--set``, imports plugins, loads the graph and
+    checks the ``--set`` keys against it; returns (Graph, path, side packets) or exits with the
+    one-line cause (status 2 for the command line, 1 for the graph)."""
+    from pipeline import GraphConfigError
+
+    try:
+        sides = parse_sets(sets)
+        g, path = load_graph(ref, plugins)
+        check_side_packets(g, path, sides)
+    except CliError as e:
+        raise fail(str(e), e.code)
+    except GraphConfigError as e:
+        raise fail(config_message(e), EXIT_FAILED)
+    return g, path, sides
+
+
+def plugins_or_exit(modules: list[str] | None) -> None:
+    """``load_plugins`` for a command: a plugin that does not import ends it with the cause."""
+    try:
+        load_plugins(modules)
+    except CliError as e:
+        raise fail(str(e), e.code)
+
+
 # ---------------------------------------------------------------------------------------------
 # Stats and topology access
-
-
-def node_stats(graph) -> dict[str, dict[str, Any]]:
-    """``graph.stats()`` as ``{node: {calculator, count, time_s, queue_depth, queue_peak, drops}}``."""
-    raw = graph.stats()
-    if isinstance(raw, dict) and "nodes" in raw and isinstance(raw["nodes"], (dict, list)):
-        raw = raw["nodes"]
-    if isinstance(raw, list):
-        raw = {(_get(s, "name") or _get(s, "node")): s for s in raw}
-    keys = ("calculator", "count", "time_s", "queue_depth", "queue_peak", "drops")
-    return {name: {k: _get(s, k) for k in keys} for name, s in raw.items()}
-
-
-def _get(obj, key, default=None):
-    if isinstance(obj, dict):
-        return obj.get(key, default)
-    return getattr(obj, key, default)
 
 
 def source_streams(topology: dict) -> list[tuple[str, str]]:
@@ -208,37 +214,27 @@ def source_streams(topology: dict) -> list[tuple[str, str]]:
 
 
 def expected_frames(graph, side_packets: dict[str, Any]) -> int | None:
-    """The number of frames the graph's sources will emit, when they can tell (video files).
+    """The number of frames the graph's sources will emit, when they can tell (local video files),
+    read before the run from each source's options (``$name`` resolved from the side packets);
+    None when any source cannot tell."""
+    from pipeline.config import option_refs
 
-    Asks each source calculator's optional ``expected_frames(options)`` hook with the node's
-    options (``$name`` references resolved from the side packets); None when any source cannot tell.
-    """
-    spec = getattr(graph, "spec", None)
-    if spec is None:
-        return None
     sides = {**declared_side_packets(graph), **side_packets}
-    total = 0
-    sources = [n for n in spec.nodes if n.cls is not None and n.cls.is_source()]
+    sources = [n for n in graph.spec.nodes if n.cls is not None and n.cls.is_source()]
     if not sources:
         return None
+    total = 0
     for node in sources:
-        options = {}
-        for k, v in node.options.items():
-            if isinstance(v, str) and v.startswith("$") and v[1:] in sides:
-                v = sides[v[1:]]
-            options[k] = v
-        hook = getattr(node.cls, "expected_frames", None)
+        options = dict(node.options)
+        for key, name in option_refs(options).items():
+            options[key] = sides.get(name)
         try:
-            if hook is not None:
-                model = getattr(node.cls, "Options", None)
-                n = hook(model.model_validate(options) if model is not None else options)
-            else:
-                n = _video_file_frames(options)
+            n = _video_file_frames(options)
         except Exception:  # noqa: BLE001 - a progress total is a nicety, never a reason to fail
             return None
         if n is None:
             return None
-        total += int(n)
+        total += n
     return total
 
 
@@ -249,11 +245,8 @@ def _windowed(options: dict[str, Any]) -> bool:
 
 def _info_frames(graph) -> int | None:
     """Frame count from the sources' stream-info side packets (``VideoSource``'s INFO), once open."""
-    spec = getattr(graph, "spec", None)
-    if spec is None:
-        return None
     total = 0
-    for node in spec.nodes:
+    for node in graph.spec.nodes:
         if node.cls is None or not node.cls.is_source():
             continue
         counts = [getattr(graph.side_packet(name), "frame_count", None) for name in node.side_outputs.values()]
@@ -380,10 +373,7 @@ def run_with_progress(graph, side_packets: dict[str, Any], *, trace: bool = Fals
     with progress:
         t0[0] = time.perf_counter()
         try:
-            if trace:
-                graph.start(side_packets, trace=True)
-            else:
-                graph.start(side_packets)
+            graph.start(side_packets, trace=trace)
             graph.wait()  # on Ctrl-C it cancels the run cleanly and re-raises
         except KeyboardInterrupt:
             # Ctrl-C may also land between start() and wait(): stop the run here too, so that
@@ -395,7 +385,23 @@ def run_with_progress(graph, side_packets: dict[str, Any], *, trace: bool = Fals
             n = count[0]
             progress.update(task, completed=n, total=total if total and n <= total else n or None,
                             fps=n / wall if wall > 0 else 0.0)
-    return RunResult(wall, count[0], node_stats(graph))
+    return RunResult(wall, count[0], graph.stats())
+
+
+def run_or_exit(graph, side_packets: dict[str, Any], *, trace: bool = False, quiet: bool = False) -> RunResult:
+    """``run_with_progress`` for a command: a failed run exits 1 with its cause first, Ctrl-C 130."""
+    from pipeline import GraphConfigError, GraphRunError
+
+    try:
+        return run_with_progress(graph, side_packets, trace=trace, quiet=quiet)
+    except GraphRunError as e:
+        if interrupted(e):
+            raise fail("interrupted (Ctrl-C): the run was stopped", 130)
+        raise fail(str(e), EXIT_FAILED)
+    except GraphConfigError as e:  # side packet values are checked at start
+        raise fail(config_message(e, "with the side packets"), EXIT_FAILED)
+    except KeyboardInterrupt:
+        raise fail("interrupted (Ctrl-C): the run was stopped", 130)
 
 
 def stdout_console():
@@ -421,8 +427,7 @@ def interrupted(e: BaseException) -> bool:
 
 
 def graph_name(graph) -> str:
-    spec = getattr(graph, "spec", None)
-    return getattr(spec, "name", None) or getattr(graph, "name", None) or "graph"
+    return graph.name or "graph"
 
 
 def summary_table(result: RunResult, title: str = "summary"):
@@ -458,27 +463,8 @@ def run_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Runs a graph with a progress bar and prints a summary."""
-    from pipeline import GraphConfigError, GraphRunError
-
-    try:
-        sides = parse_sets(set_)
-        g, path = load_graph(graph, plugin)
-        check_side_packets(g, path, sides)
-    except CliError as e:
-        raise fail(str(e), e.code)
-    except GraphConfigError as e:
-        raise fail(config_message(e), EXIT_FAILED)
-    try:
-        result = run_with_progress(g, sides, quiet=quiet)
-    except GraphRunError as e:
-        if interrupted(e):
-            raise fail("interrupted (Ctrl-C): the run was stopped", 130)
-        raise fail(str(e), EXIT_FAILED)
-    except GraphConfigError as e:  # side packet values are checked at start
-        raise fail(config_message(e, "with the side packets"), EXIT_FAILED)
-    except KeyboardInterrupt:
-        raise fail("interrupted (Ctrl-C): the run was stopped", 130)
-    stdout_console().print(summary_table(result))
+    g, _path, sides = load_or_exit(graph, plugin, set_)
+    stdout_console().print(summary_table(run_or_exit(g, sides, quiet=quiet)))
 
 
 def validate_command(
@@ -488,10 +474,7 @@ def validate_command(
     """Checks graph files without running them; prints every problem as file:line: message."""
     from pipeline import Graph, GraphConfigError
 
-    try:
-        load_plugins(plugin)
-    except CliError as e:
-        raise fail(str(e), e.code)
+    plugins_or_exit(plugin)
     problems = 0
     for ref in graphs:
         try:

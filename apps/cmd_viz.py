@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import typer
 
-from apps.cmd_run import EXIT_FAILED, CliError, config_message, fail, load_graph
+from apps.cmd_run import EXIT_FAILED, CliError, fail, load_or_exit
 
 DEFAULT_CAPACITY = 100
 FORMATS = (".svg", ".png", ".html", ".mmd", ".dot")
@@ -286,17 +286,12 @@ def viz_command(
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
 ) -> None:
     """Draws a graph: ports, policies, back edges and executors."""
-    from pipeline import GraphConfigError
-
+    g, path, _ = load_or_exit(graph, plugin)
+    topology = g.topology()
     try:
-        g, path = load_graph(graph, plugin)
-        topology = g.topology()
-        name = topology.get("name") or path.stem
-        write_picture(topology, name, output, list(topology.get("outputs") or []))
+        write_picture(topology, topology["name"] or path.stem, output, topology["outputs"])
     except CliError as e:
         raise fail(str(e), e.code)
-    except GraphConfigError as e:
-        raise fail(config_message(e), EXIT_FAILED)
     print(f"wrote {output}")
 
 
