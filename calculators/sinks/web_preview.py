@@ -335,20 +335,13 @@ class WebPreview(Calculator):
     Options = WebPreviewOptions
 
     def open(self, ctx):
-        graph = getattr(ctx, "graph", None)
+        graph = ctx.graph
 
         def stats() -> dict:
-            if graph is None:
-                return {}
-            out = {}
             try:
-                out["nodes"] = graph.stats()
-                out["topology"] = graph.topology()
-                wall = graph.wall_time() if hasattr(graph, "wall_time") else None
-                out["wall_time_s"] = wall
+                return {"nodes": graph.stats(), "topology": graph.topology(), "wall_time_s": graph.wall_time()}
             except Exception as e:  # noqa: BLE001 - stats are best effort while the run ends
-                out["error"] = str(e)
-            return out
+                return {"error": str(e)}
 
         self.server = PreviewServer(ctx.options, stats=stats, name=f"{ctx.calculator} {ctx.node!r}")
         url = self.server.start()

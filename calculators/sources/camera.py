@@ -250,7 +250,7 @@ class CameraSource(Calculator):
 
     def open(self, ctx):
         self.grabber = CameraGrabber(ctx.options, name=f"{ctx.calculator} {ctx.node!r}",
-                                     stop_event=getattr(ctx, "stop_event", None))
+                                     stop_event=ctx.stop_event)
         set_side_output(ctx, "INFO", self.grabber.open())
 
     def process(self, ctx):

@@ -63,11 +63,7 @@ def bgr_to_image(bgr: np.ndarray, fmt: str) -> Image:
 
 def image_to_bgr(image: Image) -> np.ndarray:
     """The BGR (or GRAY) array OpenCV writers expect; a new array unless no conversion is needed."""
-    if image.format in ("BGR", "GRAY"):
-        return image.data
-    if image.format == "RGBA":
-        return image.to("BGR").data
-    return image.to("BGR").data
+    return image.data if image.format in ("BGR", "GRAY") else image.to("BGR").data
 
 
 class Pacer:
@@ -127,31 +123,8 @@ class MonotonicTimestamps:
         return t
 
 
-def wait_or_stop(ctx: Any, seconds: float) -> bool:
-    """Waits ``seconds`` unless the run stops first; returns False when it is stopping."""
-    ev = getattr(ctx, "stop_event", None)
-    if ev is None:
-        time.sleep(seconds)
-        return not getattr(ctx, "stopping", False)
-    return not ev.wait(seconds)
-
-
 def set_side_output(ctx: Any, tag: str, value: Any) -> None:
     """Sets an output side packet when the node has it connected (it is optional)."""
-    outs = getattr(ctx, "side_outputs", None)
-    if outs is None:
-        return
-    try:
-        port = outs[tag]
-    except (KeyError, IndexError, TypeError):
-        return
+    port = ctx.side_outputs.get(tag)
     if port is not None:
         port.set(value)
-
-
-def output_connected(ctx: Any, tag: str) -> bool:
-    try:
-        handle = ctx.outputs[tag]
-    except (KeyError, IndexError, TypeError):
-        return False
-    return bool(getattr(handle, "connected", handle is not None))

@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from calculators.sources.common import (
-    MediaError, OutputFormat, Pacer, VideoInfo, bgr_to_image, output_connected, set_side_output,
+    MediaError, OutputFormat, Pacer, VideoInfo, bgr_to_image, set_side_output,
 )
 from calculators.types import Image
 from pipeline import STOP, Calculator, Output, SideOutput, register
@@ -116,8 +116,7 @@ class ImageSource(Calculator):
         self.files = list_images(o.path, o.order, o.extensions)
         first = read_image(self.files[0])
         self.index = 0
-        self.pacer = Pacer(getattr(ctx, "stop_event", None)) if o.pace == "realtime" else None
-        self.with_path = output_connected(ctx, "PATH")
+        self.pacer = Pacer(ctx.stop_event) if o.pace == "realtime" else None
         set_side_output(ctx, "INFO", VideoInfo(
             uri=o.path, width=first.shape[1], height=first.shape[0], fps=o.rate, codec=None,
             frame_count=len(self.files), duration_s=len(self.files) / o.rate, live=False, pixel_format=o.format,
@@ -133,7 +132,6 @@ class ImageSource(Calculator):
         if self.pacer is not None and not self.pacer.wait(t):
             return STOP
         ctx.outputs["FRAMES"].add(bgr_to_image(read_image(path), o.format), t)
-        if self.with_path:
-            ctx.outputs["PATH"].add(path, t)
+        ctx.outputs["PATH"].add(path, t)  # a no-op when PATH is not connected
         self.index += 1
         return None

@@ -100,7 +100,7 @@ class SyntheticSource(Calculator):
         o = ctx.options
         self.width, self.height = o.size
         self.index = 0
-        self.pacer = Pacer(getattr(ctx, "stop_event", None)) if o.pace == "realtime" else None
+        self.pacer = Pacer(ctx.stop_event) if o.pace == "realtime" else None
         set_side_output(ctx, "INFO", VideoInfo(
             uri="synthetic:", width=self.width, height=self.height, fps=o.fps, codec=None,
             frame_count=o.num_frames, duration_s=None if o.num_frames is None else o.num_frames / o.fps,

@@ -342,7 +342,7 @@ class VideoSource(Calculator):
 
     def open(self, ctx):
         self.reader = VideoReader(ctx.options, name=f"{ctx.calculator} {ctx.node!r}",
-                                  stop_event=getattr(ctx, "stop_event", None))
+                                  stop_event=ctx.stop_event)
         info = self.reader.open()
         set_side_output(ctx, "INFO", info)
         self.pacer = Pacer(self.reader.stop_event) if ctx.options.pace == "realtime" else None
