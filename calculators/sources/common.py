@@ -52,13 +52,10 @@ def is_network_uri(uri: str) -> bool:
     return bool(sep) and scheme.lower() in NETWORK_SCHEMES
 
 
-def bgr_to_image(bgr: np.ndarray, fmt: str) -> Image:
-    """An Image in ``fmt`` from an OpenCV BGR (or single-channel) array."""
-    if bgr.ndim == 2 or (bgr.ndim == 3 and bgr.shape[2] == 1):
-        return Image(bgr.reshape(bgr.shape[:2]), "GRAY").to(fmt) if fmt != "GRAY" else Image(bgr.reshape(bgr.shape[:2]), "GRAY")
-    if bgr.shape[2] == 4:
-        return Image(bgr, "BGRA").to(fmt) if fmt != "BGRA" else Image(bgr, "BGRA")
-    return Image(bgr, "BGR").to(fmt)
+def bgr_to_image(array: np.ndarray, fmt: str) -> Image:
+    """An Image in ``fmt`` from an OpenCV array: BGR (HxWx3) or single-channel (HxW or HxWx1)."""
+    gray = array.ndim == 2 or array.shape[2] == 1
+    return Image(array, "GRAY" if gray else "BGR").to(fmt)
 
 
 def image_to_bgr(image: Image) -> np.ndarray:

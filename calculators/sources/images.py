@@ -66,8 +66,10 @@ def list_images(path: str, order: str = "name", extensions=IMAGE_EXTENSIONS) -> 
     return sorted(files, key=key)
 
 
-def read_image(path: str):
-    """A BGR/GRAY/BGRA array read by OpenCV, or MediaError naming the file."""
+def read_image(path: str, gray: bool = False):
+    """The file as an 8-bit BGR array (or GRAY with ``gray``), decoded by OpenCV, which also
+    drops alpha, scales 16-bit images to 8 bits and applies EXIF orientation; MediaError naming
+    the file when it cannot."""
     import cv2
     import numpy as np
 
@@ -75,11 +77,9 @@ def read_image(path: str):
         raw = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
         raise MediaError(f"ImageSource: cannot read {path!r}: {e.strerror or e}") from e
-    img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+    img = cv2.imdecode(raw, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR) if raw.size else None
     if img is None:
         raise MediaError(f"ImageSource: {path!r} is not an image OpenCV can decode (empty, corrupt or unknown format)")
-    if img.dtype != np.uint8:  # 16-bit PNG/TIFF: scale to 8 bits
-        img = (img / (np.iinfo(img.dtype).max / 255.0)).astype(np.uint8) if img.dtype.kind == "u" else img.astype(np.uint8)
     return img
 
 
@@ -97,6 +97,8 @@ class ImageSource(Calculator):
         order: name (default) | natural. loop: repeat the list. format: RGB | BGR | GRAY.
         pace: fast | realtime. extensions: the endings taken from folders and globs.
     Timestamps: image i at round(i * 1e6 / rate) µs.
+    Files: any OpenCV decodes; 16-bit images are scaled to 8 bits, alpha is dropped and EXIF
+    orientation applied.
     Errors: a path that names nothing, a folder without images, and a file that does not decode
     are errors naming the path.
     Example:
@@ -114,7 +116,8 @@ class ImageSource(Calculator):
     def open(self, ctx):
         o = ctx.options
         self.files = list_images(o.path, o.order, o.extensions)
-        first = read_image(self.files[0])
+        self.gray = o.format == "GRAY"
+        first = read_image(self.files[0], self.gray)
         self.index = 0
         self.pacer = Pacer(ctx.stop_event) if o.pace == "realtime" else None
         set_side_output(ctx, "INFO", VideoInfo(
@@ -131,7 +134,7 @@ class ImageSource(Calculator):
         t = int(round(self.index * 1_000_000 / o.rate))
         if self.pacer is not None and not self.pacer.wait(t):
             return STOP
-        ctx.outputs["FRAMES"].add(bgr_to_image(read_image(path), o.format), t)
+        ctx.outputs["FRAMES"].add(bgr_to_image(read_image(path, self.gray), o.format), t)
         ctx.outputs["PATH"].add(path, t)  # a no-op when PATH is not connected
         self.index += 1
         return None

@@ -226,6 +226,23 @@ def test_image_source_glob_and_loop(image_folder):
     assert list_images(str(image_folder / "img1*.png")) == [str(image_folder / "img1.png"), str(image_folder / "img10.png")]
 
 
+@pytest.mark.parametrize("fmt", ["RGB", "GRAY"])
+def test_image_source_alpha_16_bit_and_gray_files(tmp_path, fmt):
+    """RGBA, 16-bit and single-channel files all come out as 8-bit images in ``format``."""
+    bgr = synthetic_frame(5, 64, 48)
+    cv2.imwrite(str(tmp_path / "a_rgba.png"), cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(tmp_path / "b_16bit.png"), bgr.astype(np.uint16) * 257)
+    cv2.imwrite(str(tmp_path / "c_gray.png"), cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+    ts, images, info = run_source("ImageSource", {"path": str(tmp_path), "format": fmt})
+    assert ts == [0, 33_333, 66_667] and (info.width, info.height) == (64, 48)
+    want = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY if fmt == "GRAY" else cv2.COLOR_BGR2RGB)
+    gray_as_rgb = cv2.cvtColor(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2RGB)
+    for im, expected in zip(images, [want, want, want if fmt == "GRAY" else gray_as_rgb]):
+        assert im.format == fmt and im.data.dtype == np.uint8 and im.data.shape == expected.shape
+        # GRAY: the PNG decoder's own colour-to-gray rounding differs from cvtColor's by at most 1.
+        np.testing.assert_allclose(im.data, expected, atol=1 if fmt == "GRAY" else 0, rtol=0)
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda d: str(d / "missing"), r"'.*missing': no such file or folder"),
     (lambda d: str(d / "nofolder" / "x.png"), r"folder '.*nofolder' does not exist"),
