@@ -10,21 +10,20 @@ preview. At the end it prints per-node statistics (frames, drops, process times)
 from __future__ import annotations
 
 import os
-import re
+import signal
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
-import yaml
 
 GRAPHS = Path(__file__).resolve().parent.parent / "graphs"
 _LIVE_SCHEMES = ("rtsp://", "rtmp://", "udp://", "tcp://", "srt://")
 
 
-def build_graph(name: str, side_packets: dict[str, Any] | None = None, threads: int | None = None):
-    """``graphs/NAME.yaml`` as a ``pipeline.Graph`` (its optional sinks are switched by their
-    ``when: $side_packet`` at start)."""
+def build_graph(name: str, threads: int | None = None):
+    """``graphs/NAME.yaml`` as a ``pipeline.Graph``; its optional sinks are switched on and off by
+    their ``when: $side_packet`` at start."""
     from pipeline import Graph
 
     path = GRAPHS / f"{name}.yaml"
@@ -34,14 +33,8 @@ def build_graph(name: str, side_packets: dict[str, Any] | None = None, threads: 
 
 
 def resolve_source(source: str) -> str | int:
-    """A camera index as an int; catalog samples (``sample:NAME``) as a local path; others as given."""
-    if source.isdigit():
-        return int(source)
-    if source.startswith("sample:"):
-        from calculators.catalog import resolve
-
-        return str(resolve(source))
-    return source
+    """A camera index as an int (what ``CameraSource`` opens); anything else as given."""
+    return int(source) if source.isdigit() else source
 
 
 def is_live(source: str) -> bool:
@@ -50,6 +43,17 @@ def is_live(source: str) -> bool:
 
 def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform in ("darwin", "win32")
+
+
+def stop_on_ctrl_c(graph) -> None:
+    """The first Ctrl-C ends the run cleanly (as ``q`` in the window does): the sources stop, the
+    frames in flight drain and the files are finalized; a second one interrupts at once."""
+
+    def handler(_signum, _frame) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        graph.request_stop()
+
+    signal.signal(signal.SIGINT, handler)
 
 
 def main(
@@ -61,6 +65,7 @@ def main(
     preview: Optional[int] = typer.Option(None, help="serve a browser preview on this port"),
 ) -> None:
     import calculators  # noqa: F401  (registers the built-in calculators)
+    from apps.cmd_run import run_or_exit, stdout_console, summary_table
 
     live = is_live(source)
     graph_name = "face_detection_live" if live else "face_detection"
@@ -81,40 +86,15 @@ def main(
         "display": "vpipe face detection" if display else None,
         "preview": preview,
     }
-    graph = build_graph(graph_name, side)
+    graph = build_graph(graph_name)
     if preview is not None:
         print(f"browser preview: http://127.0.0.1:{preview}/")
-    try:
-        graph.run(side)
-    except KeyboardInterrupt:
-        pass
-    print_stats(graph)
+    stop_on_ctrl_c(graph)
+    result = run_or_exit(graph, side)
+    stdout_console().print(summary_table(result, graph_name))
     for what, path in (("annotated video", output), ("detections", detections)):
         if path:
             print(f"{what}: {path}")
-
-
-def print_stats(graph) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    stats = graph.stats()
-    table = Table(title="per node")
-    for col in ("node", "frames", "dropped", "mean ms", "p95 ms"):
-        table.add_column(col, justify="left" if col == "node" else "right")
-    nodes = stats.get("nodes", stats) if isinstance(stats, dict) else {}
-    for name, s in nodes.items():
-        if not isinstance(s, dict):
-            continue
-        def f(*keys, scale=1.0, fmt="{:.2f}"):
-            for k in keys:
-                if s.get(k) is not None:
-                    v = s[k]
-                    return fmt.format(v * scale) if isinstance(v, float) else str(v)
-            return "-"
-        table.add_row(name, f("count", "processed"), f("drops", "dropped"), f("mean_ms", "time_mean_ms"),
-                      f("p95_ms", "time_p95_ms"))
-    Console().print(table)
 
 
 if __name__ == "__main__":

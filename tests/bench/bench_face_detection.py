@@ -134,7 +134,7 @@ def graph_full(video: Path, model: Path, out: Path) -> tuple[float, int]:
     from apps.demo import build_graph
 
     side = {"source": str(video), "model": str(model), "engine": "openvino", "output": str(out)}
-    graph = build_graph("face_detection", side)
+    graph = build_graph("face_detection")
     n = [0]
     graph.observe("annotated", lambda p: n.__setitem__(0, n[0] + 1))
     t0 = time.perf_counter()

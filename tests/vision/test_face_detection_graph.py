@@ -21,7 +21,7 @@ def _run(name, side, stream):
     import calculators  # noqa: F401
     from apps.demo import build_graph
 
-    graph = build_graph(name, side)
+    graph = build_graph(name)
     got = []
     graph.observe(stream, lambda p: got.append((p.timestamp, p.value)))
     graph.run(side)
@@ -110,7 +110,7 @@ def test_selfie_segmentation_blurs_only_the_background(carphone_path, carphone_f
     from apps.demo import build_graph
 
     side = {"source": str(carphone_path)}
-    graph = build_graph("selfie_segmentation", side)
+    graph = build_graph("selfie_segmentation")
     masks, blurred = {}, {}
     graph.observe("mask", lambda p: masks.__setitem__(p.timestamp, p.value))
     graph.observe("blurred", lambda p: blurred.__setitem__(p.timestamp, p.value))
