@@ -8,8 +8,9 @@
 Conversions: ONNX -> OpenVINO IR (``openvino.convert_model`` + ``save_model``), ONNX -> ncnn (the
 ``pnnx`` converter's bundled executable), ONNX -> TensorRT engine (TensorRT's builder, on an NVIDIA
 GPU), TFLite -> ONNX (``tflite2onnx``); a TFLite model asked for another target goes through ONNX
-first. Every result is run next to its source on frames of the sample videos (resized to the input
-size and scaled to the input range) and on seeded random inputs; the conversion fails with
+first. Every result is run (by the same engine classes ``Inference`` uses, at f32) next to its
+source on frames of the sample videos (resized to the input size and scaled to the input range)
+and on seeded random inputs; the conversion fails with
 ``ConversionCheckError`` (and caches nothing) when an output differs by more than
 ``atol + rtol * max|reference|`` (the tolerances are in ``TOLERANCES``). Converted models are cached
 under ``$VPIPE_CACHE/converted/<stem>-<source sha256>/...`` with a ``report.json`` that records the
@@ -23,8 +24,6 @@ bfloat16 by default on CPUs with AVX512-BF16/AMX, which moves BlazeFace's regres
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -32,10 +31,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel
+
+from calculators.catalog import sha256_file
+
+from . import base
 
 __all__ = [
     "convert", "ConversionError", "ConversionCheckError", "ConversionReport", "TOLERANCES",
@@ -139,14 +142,6 @@ def _need(module: str, extra: str, what: str):
         raise ConversionError(f"{what} needs the Python module {module!r}: pip install vpipe[{extra}]") from err
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # ---------------------------------------------------------------- model runners (for checks)
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
@@ -169,13 +164,32 @@ def _onnx_spec(path: Path) -> _Spec:
     return _Spec(ins, [o.name for o in m.graph.output])
 
 
-def _onnx_runner(path: Path) -> Runner:
-    ort = _need("onnxruntime", "onnx", "checking against an ONNX model")
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    return lambda feed: dict(zip(names, sess.run(names, feed)))
+def _load(engine: str, path: Path) -> base.Engine:
+    """``path`` on vpipe's own ``engine`` at f32, on the CPU (on the GPU for TensorRT)."""
+    options = base.EngineOptions(device="cuda" if engine == "tensorrt" else "cpu", precision="fp32")
+    try:
+        return base.engine_class(engine)(path, options)
+    except (base.InferenceError, ImportError) as err:
+        raise ConversionError(f"checking {path} on {engine}: {err}") from err
+    except Exception as err:  # the runtime's own parse errors
+        raise ConversionError(f"{engine} could not load {path}: {type(err).__name__}: {err}") from err
+
+
+def _runner(eng: base.Engine, names: dict[str, str] | None = None) -> Runner:
+    """Runs ``eng`` on feeds keyed by the source model's names and answers under them too
+    (``names``: source name -> the converted model's name, for inputs and outputs alike)."""
+    source_of = {dst: src for src, dst in (names or {}).items()}
+    feed_names = [source_of.get(s.name, s.name) for s in eng.inputs]
+    answer_names = [source_of.get(s.name, s.name) for s in eng.outputs]
+
+    def run(feed):
+        try:
+            outs = eng.infer([feed[n] for n in feed_names])
+        except Exception as err:  # the runtime's own errors, named
+            raise ConversionError(f"{eng.name} could not run {eng.path}: {type(err).__name__}: {err}") from err
+        return dict(zip(answer_names, outs))
+
+    return run
 
 
 def _tflite_spec_and_runner(path: Path) -> tuple[_Spec, Runner, str]:
@@ -197,119 +211,10 @@ def _tflite_spec_and_runner(path: Path) -> tuple[_Spec, Runner, str]:
 
         spec = _Spec({d["name"]: [int(v) for v in d["shape"]] for d in ins}, [d["name"] for d in outs])
         return spec, run, "TFLite interpreter (ai-edge-litert)"
-    ov = _need("openvino", "openvino", "checking a TFLite model (or install ai-edge-litert)")
-    compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    spec = _Spec({i.get_any_name(): list(i.get_partial_shape().to_shape()) for i in compiled.inputs},
-                 [o.get_any_name() for o in compiled.outputs])
-
-    def run_ov(feed):
-        res = compiled(feed)
-        return {o.get_any_name(): res[o] for o in compiled.outputs}
-
-    return spec, run_ov, "OpenVINO TFLite reader (f32)"
-
-
-def _openvino_runner(xml: Path) -> Runner:
-    ov = _need("openvino", "openvino", "checking an OpenVINO model")
-    compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-
-    def run(feed):
-        res = compiled(feed)
-        return {o.get_any_name(): res[o] for o in compiled.outputs}
-
-    return run
-
-
-def _ncnn_runner(param: Path, bin_: Path, in_names: dict[str, str], out_names: dict[str, str]) -> Runner:
-    ncnn = _need("ncnn", "ncnn", "checking an ncnn model")
-    net = ncnn.Net()
-    # Checks compare fp32 against fp32: half storage/arithmetic would hide the conversion's own error.
-    for flag in ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage",
-                 "use_vulkan_compute"):
-        setattr(net.opt, flag, False)
-    net.opt.num_threads = 2
-    if net.load_param(str(param)) != 0 or net.load_model(str(bin_)) != 0:
-        raise ConversionError(f"ncnn could not load {param} / {bin_}")
-
-    def run(feed):
-        outs: dict[str, list[np.ndarray]] = {name: [] for name in out_names}
-        batch = next(iter(feed.values())).shape[0]
-        for b in range(batch):  # ncnn blobs carry no batch dimension
-            ex = net.create_extractor()
-            for src_name, blob in in_names.items():
-                ex.input(blob, ncnn.Mat(np.ascontiguousarray(feed[src_name][b])))
-            for src_name, blob in out_names.items():
-                ret, mat = ex.extract(blob)
-                if ret != 0:
-                    raise ConversionError(f"ncnn could not extract blob {blob} from {param}")
-                outs[src_name].append(np.array(mat))
-        return {k: np.stack(v) for k, v in outs.items()}
-
-    return run
-
-
-def _cudart():
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart
-        except ImportError as err:
-            raise ConversionError("running a TensorRT engine needs cuda-python: pip install vpipe[tensorrt]") from err
-    return cudart
-
-
-def _cuda_check(result):
-    err, *rest = result
-    if int(err) != 0:
-        raise ConversionError(f"CUDA call failed: {err}")
-    return rest[0] if len(rest) == 1 else rest
-
-
-def _tensorrt_runner(engine_path: Path) -> Runner:
-    trt = _need("tensorrt", "tensorrt", "checking a TensorRT engine")
-    cudart = _cudart()
-    logger = trt.Logger(trt.Logger.WARNING)
-    engine = trt.Runtime(logger).deserialize_cuda_engine(engine_path.read_bytes())
-    if engine is None:
-        raise ConversionError(f"TensorRT could not deserialize {engine_path} (built for another GPU or version?)")
-    context = engine.create_execution_context()
-    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-    outputs = [n for n in names if n not in inputs]
-
-    def run(feed):
-        stream = _cuda_check(cudart.cudaStreamCreate())
-        device: list[int] = []
-        try:
-            host: dict[str, np.ndarray] = {}
-            for n in inputs:
-                arr = np.ascontiguousarray(feed[n], dtype=trt.nptype(engine.get_tensor_dtype(n)))
-                context.set_input_shape(n, arr.shape)
-                host[n] = arr
-            for n in outputs:
-                host[n] = np.empty(tuple(context.get_tensor_shape(n)), dtype=trt.nptype(engine.get_tensor_dtype(n)))
-            for n, arr in host.items():
-                ptr = _cuda_check(cudart.cudaMalloc(max(arr.nbytes, 1)))
-                device.append(ptr)
-                context.set_tensor_address(n, int(ptr))
-                if n in inputs:
-                    _cuda_check(cudart.cudaMemcpyAsync(ptr, arr.ctypes.data, arr.nbytes,
-                                                       cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream))
-            if not context.execute_async_v3(stream):
-                raise ConversionError(f"TensorRT execution of {engine_path} failed")
-            for n, ptr in zip(host, device):
-                if n in outputs:
-                    _cuda_check(cudart.cudaMemcpyAsync(host[n].ctypes.data, ptr, host[n].nbytes,
-                                                       cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream))
-            _cuda_check(cudart.cudaStreamSynchronize(stream))
-            return {n: host[n].astype(np.float32) for n in outputs}
-        finally:
-            for ptr in device:
-                cudart.cudaFree(ptr)
-            cudart.cudaStreamDestroy(stream)
-
-    return run
+    eng = _load("openvino", path)  # without ai-edge-litert: OpenVINO's TFLite reader, pinned to f32
+    spec = _Spec({s.name: ["?" if d is None else d for d in (s.shape or ())] for s in eng.inputs},
+                 [s.name for s in eng.outputs])
+    return spec, _runner(eng), "OpenVINO TFLite reader (f32)"
 
 
 # ---------------------------------------------------------------- check inputs
@@ -551,7 +456,7 @@ def convert(model: str | os.PathLike, to: Target, *, shape: Sequence[int] | None
         return convert(first.path, to, shape=shape, value_range=value_range, fp16=fp16, cache=cache,
                        force=force, tolerance=tolerance)
 
-    sha = _sha256(src)
+    sha = sha256_file(src)
     shape_tag = "" if shape is None else "-" + "x".join(map(str, shape))
     root = Path(cache) if cache is not None else cache_dir()
     final = root / "converted" / f"{src.stem}-{sha[:16]}" / f"{to}{'-fp16' if fp16 else ''}{shape_tag}-v{_VERSION}"
@@ -564,7 +469,7 @@ def convert(model: str | os.PathLike, to: Target, *, shape: Sequence[int] | None
     if fmt == "tflite":
         spec, ref_run, reference = _tflite_spec_and_runner(src)
     else:
-        spec, ref_run, reference = _onnx_spec(src), _onnx_runner(src), "onnxruntime (CPU)"
+        spec, ref_run, reference = _onnx_spec(src), _runner(_load("onnxruntime", src)), "onnxruntime (CPU)"
     if shape is not None and len(spec.inputs) != 1:
         raise ConversionError(f"{src} has {len(spec.inputs)} inputs; shape= fits single-input models only")
     shapes = {n: _concrete_shape(n, s, shape) for n, s in spec.inputs.items()}
@@ -579,12 +484,12 @@ def convert(model: str | os.PathLike, to: Target, *, shape: Sequence[int] | None
         if to == "onnx":  # from tflite
             path = _tflite_to_onnx(src, work)
             dst_spec = _onnx_spec(path)
-            got_run = _onnx_runner(path)
+            got_run = _runner(_load("onnxruntime", path))
             adapt = _layout_adapter(shapes, dst_spec)
             out_map = dict(zip(spec.outputs, dst_spec.outputs))
         elif to == "openvino":
             path = _onnx_to_openvino(src, work, fp16)
-            got_run = _openvino_runner(path)
+            got_run = _runner(_load("openvino", path))
         elif to == "ncnn":
             path, bin_ = _onnx_to_ncnn(src, work, shapes, fp16)
             blobs_in, blobs_out = _ncnn_blob_names(path)
@@ -593,16 +498,16 @@ def convert(model: str | os.PathLike, to: Target, *, shape: Sequence[int] | None
                                       f"model with {len(spec.inputs)} / {len(spec.outputs)}")
             in_map = dict(zip(spec.inputs, blobs_in))
             blob_of = dict(zip(spec.outputs, blobs_out))
-            got_run = _ncnn_runner(path, bin_, in_map, blob_of)  # answers under the source's names
+            got_run = _runner(_load("ncnn", path), {**in_map, **blob_of})  # answers under the source's names
         else:
             path = _onnx_to_tensorrt(src, work, shapes, spec, fp16)
-            got_run = _tensorrt_runner(path)
+            got_run = _runner(_load("tensorrt", path))
         feeds = _check_inputs(spec, shapes, value_range)
         checks = _compare(ref_run, got_run, feeds, adapt, out_map, tol)
         report = ConversionReport(
             source=ref, source_sha256=sha, source_format=fmt, target=to, fp16=fp16,
             path=final / path.name,
-            files={p.name: _sha256(p) for p in sorted(work.iterdir()) if p.is_file()},
+            files={p.name: sha256_file(p) for p in sorted(work.iterdir()) if p.is_file()},
             input_shapes={in_map[n]: s for n, s in shapes.items()},
             output_names=blob_of if to == "ncnn" else out_map,
             tolerance={"atol": tol.atol, "rtol": tol.rtol},
@@ -656,6 +561,6 @@ def _load_cached(final: Path) -> ConversionReport | None:
         return None
     for name, digest in report.files.items():
         f = final / name
-        if not f.is_file() or _sha256(f) != digest:
+        if not f.is_file() or sha256_file(f) != digest:
             return None  # damaged: converted again
     return report.model_copy(update={"cached": True, "path": final / report.path.name})
