@@ -3,8 +3,9 @@
 Each node is drawn with its name, calculator, input policy, executor and ``max_in_flight``, its
 input ports on top and output ports below; each edge goes from an output port to an input port and
 is labelled with its stream (and the queue's capacity and overflow policy when not the default).
-Back edges are dashed and do not constrain the layout; nodes sharing a named executor are boxed
-together; graph inputs (fed from Python) and declared graph outputs are drawn as arrows in and out.
+A node switched by ``when: $name`` says so. Back edges are dashed and do not constrain the layout;
+nodes sharing a named executor are boxed together; graph inputs (fed from Python) and declared
+graph outputs are drawn as arrows in and out.
 
 The picture is made by Graphviz ``dot`` (Debian package ``graphviz``) for ``.svg``/``.png``; the
 Mermaid text (``.mmd``) needs nothing installed; ``.html`` embeds the Mermaid text, and the SVG
@@ -56,6 +57,8 @@ def _node_notes(n: dict) -> str:
     mif = n.get("max_in_flight") or 1
     if mif != 1:
         notes.append(f"in flight {mif}")
+    if n.get("when"):
+        notes.append(f"when ${n['when']}")
     return " · ".join(notes)
 
 
@@ -92,13 +95,17 @@ def _port(tag: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", tag)
 
 
-def _executors(topology: dict) -> dict[str, list[dict]]:
+def _by_executor(topology: dict) -> tuple[list[tuple[str, list[dict]]], list[dict]]:
+    """([(executor, its nodes)] for each named executor, by name; the nodes on the default pool)."""
     groups: dict[str, list[dict]] = {}
+    rest = []
     for n in topology["nodes"]:
         ex = n.get("executor") or "default"
-        if ex != "default":
+        if ex == "default":
+            rest.append(n)
+        else:
             groups.setdefault(ex, []).append(n)
-    return groups
+    return sorted(groups.items()), rest
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,13 +139,13 @@ def to_dot(topology: dict, name: str = "graph", graph_outputs: list[str] | None 
         table = f'<table border="0" cellborder="1" cellspacing="0" cellpadding="0">{"".join(rows)}</table>'
         return f'{indent}{ids[n["name"]]} [label=<{table}>];'
 
-    grouped = {id(n) for ns in _executors(topology).values() for n in ns}
-    for i, (ex, ns) in enumerate(sorted(_executors(topology).items())):
+    groups, rest = _by_executor(topology)
+    for i, (ex, ns) in enumerate(groups):
         lines.append(f"  subgraph cluster_{i} {{")
         lines.append(f'    label=<executor <b>{e(ex)}</b>>; style="rounded,dashed"; color="#7a7a7a"; fontsize=10;')
         lines += [node_decl(n, "    ") for n in ns]
         lines.append("  }")
-    lines += [node_decl(n, "  ") for n in topology["nodes"] if id(n) not in grouped]
+    lines += [node_decl(n, "  ") for n in rest]
 
     for k, (stream, dst, dst_tag, spec) in enumerate(w["graph_inputs"]):
         lines.append(f'  gi{k} [shape=cds, style=filled, fillcolor="#e8e8e8", label=<{e(stream)}>];')
@@ -202,12 +209,12 @@ def to_mermaid(topology: dict, name: str = "graph", graph_outputs: list[str] | N
         label = f"<b>{_mm(n['name'])}</b><br/>{_mm(str(n['calculator']))}<br/><small>{_mm(_node_notes(n))}</small>"
         return f'{indent}{ids[n["name"]]}["{label}"]'
 
-    grouped = {id(n) for ns in _executors(topology).values() for n in ns}
-    for i, (ex, ns) in enumerate(sorted(_executors(topology).items())):
+    groups, rest = _by_executor(topology)
+    for i, (ex, ns) in enumerate(groups):
         lines.append(f'  subgraph ex{i}["executor {_mm(ex)}"]')
         lines += [node_decl(n, "    ") for n in ns]
         lines.append("  end")
-    lines += [node_decl(n, "  ") for n in topology["nodes"] if id(n) not in grouped]
+    lines += [node_decl(n, "  ") for n in rest]
     for k, (stream, dst, dst_tag, spec) in enumerate(w["graph_inputs"]):
         lines.append(f'  gi{k}>"{_mm(stream)}"]')
         note = _queue_note(spec)
@@ -288,6 +295,8 @@ def viz_command(
     """Draws a graph: ports, policies, back edges and executors."""
     g, path, _ = load_or_exit(graph, plugin)
     topology = g.topology()
+    for n, spec in zip(topology["nodes"], g.spec.nodes):
+        n["when"] = spec.when  # optional nodes (`when: $name`) are drawn with their switch
     try:
         write_picture(topology, topology["name"] or path.stem, output, topology["outputs"])
     except CliError as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -22,11 +23,18 @@ def _svg_texts(root: ET.Element) -> list[str]:
     return [t.text for t in root.iter("{http://www.w3.org/2000/svg}text") if t.text]
 
 
+def _viz(tmp_path: Path, suffix: str, graph: str = LIMITED) -> Path:
+    """Runs ``vpipe viz GRAPH -o tmp/limited.SUFFIX``; returns the written picture."""
+    out = tmp_path / f"limited{suffix}"
+    r = run_vpipe("viz", graph, "-o", str(out))
+    assert r.rc == 0, r.err
+    assert r.out.strip() == f"wrote {out}"
+    return out
+
+
 @needs_dot
 def test_svg_is_drawn_by_dot_with_ports_back_edge_and_executor(tmp_path: Path):
-    out = tmp_path / "limited.svg"
-    r = run_vpipe("viz", LIMITED, "-o", str(out))
-    assert r.rc == 0, r.err
+    out = _viz(tmp_path, ".svg")
     root = ET.parse(out).getroot()  # a well-formed SVG document
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
     texts = _svg_texts(root)
@@ -42,9 +50,7 @@ def test_svg_is_drawn_by_dot_with_ports_back_edge_and_executor(tmp_path: Path):
 def test_png_is_a_real_image(tmp_path: Path):
     import cv2
 
-    out = tmp_path / "limited.png"
-    r = run_vpipe("viz", LIMITED, "-o", str(out))
-    assert r.rc == 0, r.err
+    out = _viz(tmp_path, ".png")
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
@@ -53,9 +59,7 @@ def test_png_is_a_real_image(tmp_path: Path):
 
 
 def test_mermaid_text(tmp_path: Path):
-    out = tmp_path / "limited.mmd"
-    r = run_vpipe("viz", LIMITED, "-o", str(out))
-    assert r.rc == 0, r.err
+    out = _viz(tmp_path, ".mmd")
     text = out.read_text()
     assert "flowchart TB" in text
     assert 'subgraph ex0["executor worker"]' in text
@@ -66,12 +70,19 @@ def test_mermaid_text(tmp_path: Path):
 
 @needs_dot
 def test_html_embeds_svg_and_mermaid(tmp_path: Path):
-    out = tmp_path / "limited.html"
-    r = run_vpipe("viz", LIMITED, "-o", str(out))
-    assert r.rc == 0, r.err
+    out = _viz(tmp_path, ".html")
     page = out.read_text()
     assert page.startswith("<!DOCTYPE html>") and "<svg" in page and '<pre class="mermaid">' in page
     assert "flowchart TB" in page
+
+
+def test_nodes_switched_by_when_say_so(tmp_path: Path):
+    text = _viz(tmp_path, ".mmd", "face_detection").read_text()
+    notes = dict(re.findall(r'<b>([^<]+)</b><br/>[^<]*<br/><small>([^<]*)</small>', text))
+    assert len(notes) == 11, notes
+    assert [notes[n] for n in ("VideoWriter", "JsonlWriter", "Display", "WebPreview")] == [
+        "sync · when $output", "sync · when $detections", "sync · when $display", "sync · when $preview"]
+    assert notes["Annotate"] == "sync" and notes["detector/Inference"] == "sync · executor inference"
 
 
 def test_unknown_picture_format_and_unknown_graph(tmp_path: Path):
