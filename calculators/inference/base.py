@@ -271,11 +271,9 @@ def checksum(path: Path) -> str:
         key = (str(f), st.st_size, st.st_mtime_ns)
         digest = _hash_cache.get(key)
         if digest is None:
-            fh = hashlib.sha256()
-            with open(f, "rb") as fp:
-                for chunk in iter(lambda: fp.read(1 << 20), b""):
-                    fh.update(chunk)
-            digest = _hash_cache[key] = fh.hexdigest()
+            from calculators.catalog import sha256_file
+
+            digest = _hash_cache[key] = sha256_file(f)
         h.update(digest.encode())
     return h.hexdigest()
 
