@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "CatalogError", "ChecksumError", "FetchError", "Entry", "Wheel",
     "resolve", "pull", "pull_all", "entry", "entries", "cache_dir", "cached_path", "is_cached",
-    "sha256_file",
+    "sha256_file", "input_range",
 ]
 
 CATALOG_FILE = Path(__file__).with_name("catalog.yaml")
@@ -176,6 +176,16 @@ def entry(name: str) -> Entry:
         return _catalog().entries[name]
     except KeyError:
         raise _unknown(name) from None
+
+
+def input_range(ref: str | os.PathLike) -> tuple[float, float] | None:
+    """The input value range catalog.yaml records for model ``ref`` (``zoo:NAME`` or ``NAME``);
+    ``None`` for a file path or an entry that records none."""
+    ref = os.fspath(ref)
+    name = ref.split(":", 1)[1] if ref.startswith(("zoo:", "sample:")) else ref
+    e = _catalog().entries.get(name)
+    value_range = (e.input or {}).get("range") if e is not None else None
+    return (float(value_range[0]), float(value_range[1])) if value_range else None
 
 
 # ---------------------------------------------------------------- cache

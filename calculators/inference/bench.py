@@ -79,13 +79,13 @@ def machine_info() -> dict:
 def sample_inputs(specs: list[base.TensorSpec], shape: Sequence[int] | None, value_range: tuple[float, float],
                   frames: int = 4) -> list[list[np.ndarray]]:
     """Real frames of sample:carphone shaped for each image input (random data for others)."""
-    import cv2
+    import av
 
     from calculators.catalog import resolve
 
-    images = []
-    import av
+    from .convert import frame_input, image_layout
 
+    images = []
     with av.open(str(resolve("sample:carphone"))) as c:
         for i, f in enumerate(c.decode(video=0)):
             if i % 15 == 0:
@@ -103,17 +103,8 @@ def sample_inputs(specs: list[base.TensorSpec], shape: Sequence[int] | None, val
                 defaults = [1, 3, 480, 640] if nchw else [1, 480, 640, 3]
                 s = [d if d is not None else defaults[i] for i, d in enumerate(s)]
             dtype = spec.dtype or np.dtype(np.float32)
-            if len(s) == 4 and (s[1] == 3 or s[3] == 3):
-                nchw = s[1] == 3
-                h, w = (s[2], s[3]) if nchw else (s[1], s[2])
-                x = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
-                lo, hi = value_range
-                x = x / 255.0 * (hi - lo) + lo
-                x = x.transpose(2, 0, 1) if nchw else x
-                x = np.repeat(x[None], s[0], axis=0)
-            else:
-                x = rng.random(s, np.float32)
-            feed.append(np.ascontiguousarray(x.astype(dtype)))
+            x = frame_input(img, s, value_range) if image_layout(s) else rng.random(s, np.float32)
+            feed.append(np.ascontiguousarray(x, dtype=dtype))
         feeds.append(feed)
     return feeds
 
@@ -159,7 +150,7 @@ def _throughput(eng: base.Engine, feeds, n: int, seconds: float) -> float:
 def bench_engines(model: str, engines: Sequence[str] | None = None, precisions: Sequence[str] = ("fp32",),
                   iters: int = 50, in_flight: int = 2, seconds: float = 2.0, shape: Sequence[int] | None = None,
                   threads: int | None = None, log=print) -> Report:
-    from calculators.catalog import entries, entry, resolve
+    from calculators.catalog import input_range, resolve
 
     path = Path(resolve(model))
     suffix = base.model_suffix(path)
@@ -173,10 +164,7 @@ def bench_engines(model: str, engines: Sequence[str] | None = None, precisions: 
         engines = readers
     if not engines:
         raise InferenceError(f"no installed engine reads {path.name}")
-    name = model.split(":", 1)[1] if model.startswith("zoo:") else model
-    value_range = (0.0, 255.0) if suffix == ".onnx" else (0.0, 1.0)
-    if name in entries() and entry(name).input and entry(name).input.get("range"):
-        value_range = tuple(float(v) for v in entry(name).input["range"])  # type: ignore[assignment]
+    value_range = input_range(model) or ((0.0, 255.0) if suffix == ".onnx" else (0.0, 1.0))
     reference = "onnxruntime" if suffix == ".onnx" and base.is_installed("onnxruntime") else engines[0]
     ref_engine = base.engine_class(reference)(path, EngineOptions(device="cpu" if reference != "tensorrt" else "auto"))
     feeds = sample_inputs(ref_engine.inputs, shape, value_range)

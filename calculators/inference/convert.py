@@ -238,12 +238,26 @@ def _concrete_shape(name: str, shape: list, given: Sequence[int] | None) -> list
     return out
 
 
-def _image_layout(shape: list[int]) -> str | None:
+def image_layout(shape: Sequence[int]) -> str | None:
     if len(shape) == 4 and shape[3] == 3:
         return "NHWC"
     if len(shape) == 4 and shape[1] == 3:
         return "NCHW"
     return None
+
+
+def frame_input(rgb: np.ndarray, shape: Sequence[int], value_range: tuple[float, float]) -> np.ndarray:
+    """An RGB frame as a float32 model input of ``shape`` (NCHW or NHWC with 3 channels; the frame
+    stretched to its size, 0..255 mapped onto ``value_range``, repeated along the batch axis)."""
+    from calculators.image.ops import image_to_tensor
+    from calculators.types import Image
+
+    layout = image_layout(shape)
+    if layout is None:
+        raise ValueError(f"shape {list(shape)} is not an NCHW or NHWC 3-channel image")
+    h, w = (shape[1], shape[2]) if layout == "NHWC" else (shape[2], shape[3])
+    x = image_to_tensor(Image(rgb), (w, h), "stretch", value_range=value_range, layout=layout)[0].data
+    return x if shape[0] == 1 else np.ascontiguousarray(np.repeat(x, shape[0], axis=0))
 
 
 def _sample_frames(n_per_video: int = 2) -> list[tuple[str, np.ndarray]]:
@@ -265,21 +279,13 @@ def _sample_frames(n_per_video: int = 2) -> list[tuple[str, np.ndarray]]:
 
 def _check_inputs(spec: _Spec, shapes: dict[str, list[int]], value_range: tuple[float, float],
                   n_random: int = 2) -> list[tuple[str, dict[str, np.ndarray]]]:
-    import cv2
-
     lo, hi = value_range
     feeds: list[tuple[str, dict[str, np.ndarray]]] = []
-    image_inputs = {n: _image_layout(s) for n, s in shapes.items() if _image_layout(s)}
+    image_inputs = [n for n, s in shapes.items() if image_layout(s)]
     if len(image_inputs) == 1:
-        (name, layout), = image_inputs.items()
-        shape = shapes[name]
-        h, w = (shape[1], shape[2]) if layout == "NHWC" else (shape[2], shape[3])
+        name = image_inputs[0]
         for label, rgb in _sample_frames():
-            x = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
-            x = lo + x * ((hi - lo) / 255.0)
-            x = x[None] if layout == "NHWC" else x.transpose(2, 0, 1)[None]
-            x = np.ascontiguousarray(np.repeat(x, shape[0], axis=0), dtype=np.float32)
-            feeds.append((label, {name: x}))
+            feeds.append((label, {name: frame_input(rgb, shapes[name], value_range)}))
     rng = np.random.default_rng(20240601)
     for i in range(n_random):
         feeds.append((f"random#{i}", {n: rng.uniform(lo, hi, s).astype(np.float32) for n, s in shapes.items()}))
@@ -414,19 +420,6 @@ def _onnx_to_tensorrt(src: Path, out: Path, shapes: dict[str, list[int]], spec: 
 # ---------------------------------------------------------------- the entry point
 
 
-def _source_info(model: str | os.PathLike) -> tuple[Path, str, tuple[float, float] | None]:
-    from calculators.catalog import entries, entry, resolve
-
-    ref = os.fspath(model)
-    path = resolve(ref)
-    name = ref.split(":", 1)[1] if ref.startswith(("zoo:", "sample:")) else ref
-    value_range = None
-    if name in entries() and entry(name).input and entry(name).input.get("range"):
-        lo, hi = entry(name).input["range"]
-        value_range = (float(lo), float(hi))
-    return path, ref, value_range
-
-
 def convert(model: str | os.PathLike, to: Target, *, shape: Sequence[int] | None = None,
             value_range: tuple[float, float] | None = None, fp16: bool = False,
             cache: Path | None = None, force: bool = False,
@@ -439,17 +432,18 @@ def convert(model: str | os.PathLike, to: Target, *, shape: Sequence[int] | None
     when the converted model's outputs differ beyond ``tolerance`` (default: ``TOLERANCES``);
     nothing is cached then.
     """
-    from calculators.catalog import cache_dir
+    from calculators.catalog import cache_dir, input_range, resolve
 
     if to not in TARGETS:
         raise ConversionError(f"unknown target {to!r}; choose one of {', '.join(TARGETS)}")
-    src, ref, catalog_range = _source_info(model)
+    ref = os.fspath(model)
+    src = resolve(ref)
     fmt = model_format(src)
     if fmt not in ("onnx", "tflite"):
         raise ConversionError(f"{src}: only ONNX and TFLite models can be converted, this is {fmt}")
     if fmt == to:
         raise ConversionError(f"{src} is already a {to} model")
-    value_range = value_range or catalog_range or (0.0, 1.0)
+    value_range = value_range or input_range(ref) or (0.0, 1.0)
     if fmt == "tflite" and to != "onnx":
         # TFLite reaches every other format through ONNX (each step checked on its own).
         first = convert(src, "onnx", shape=None, value_range=value_range, cache=cache, force=force)

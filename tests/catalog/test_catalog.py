@@ -12,7 +12,8 @@ import pytest
 
 from calculators import catalog
 from calculators.catalog import (
-    CatalogError, ChecksumError, Entry, FetchError, cached_path, entries, entry, is_cached, pull, resolve,
+    CatalogError, ChecksumError, Entry, FetchError, cached_path, entries, entry, input_range, is_cached, pull,
+    resolve,
 )
 
 ALL = sorted(entries())
@@ -110,6 +111,13 @@ def test_plain_path_is_returned_as_is(tmp_path):
     f.write_bytes(b"x")
     assert resolve(str(f)) == f
     assert resolve(f) == f
+
+
+def test_input_range_comes_from_the_catalog_entry(tmp_path):
+    assert input_range("zoo:blazeface-short") == input_range("blazeface-short") == (-1.0, 1.0)
+    assert input_range("zoo:centerface") == (0.0, 255.0)
+    assert input_range("sample:carphone") is None  # media: no input
+    assert input_range(tmp_path / "model.onnx") is None  # a path: the caller's default applies
 
 
 @pytest.mark.parametrize("ref, exc, match", [
