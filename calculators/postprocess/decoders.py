@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from calculators.postprocess.centerface import decode_centerface
 from calculators.postprocess.geometry import scale_detections
 from calculators.postprocess.ssd import PRESETS, SsdAnchorOptions, SsdDecodeOptions, decode_ssd, ssd_anchors
-from calculators.postprocess.tensors import output_arrays, pick
+from calculators.postprocess.tensors import named_or_first, output_arrays, pick
 from calculators.postprocess.yolo import decode_yolo
 from calculators.types import Detections
 from pipeline import Any, Calculator, Input, Output, register
@@ -97,7 +97,8 @@ class CenterFaceDecoderOptions(BaseModel):
 
     threshold: float = Field(0.5, ge=0.0, le=1.0, description="minimum heatmap score")
     outputs: Optional[list[str]] = Field(
-        None, description="names of the heatmap, scale, offset and landmarks outputs (default: by channels)")
+        None, min_length=4, max_length=4,
+        description="names of the heatmap, scale, offset and landmarks outputs (default: by channels)")
     label: str = "face"
 
 
@@ -123,7 +124,7 @@ class CenterFaceDecoder(Calculator):
         o = ctx.options
         arrays = output_arrays(ctx.inputs["TENSORS"].value)
         if o.outputs is not None:
-            maps = [pick(arrays, n, lambda a: True, n) for n in o.outputs]
+            maps = [named_or_first(arrays, n, n) for n in o.outputs]
         else:
             by_channels: dict[int, list[np.ndarray]] = {}
             for _, a in arrays:
@@ -167,7 +168,7 @@ class YoloDecoder(Calculator):
     def process(self, ctx) -> None:
         o = ctx.options
         arrays = output_arrays(ctx.inputs["TENSORS"].value)
-        out = pick(arrays, o.output, lambda a: True, "the detections") if o.output else arrays[0][1]
+        out = named_or_first(arrays, o.output, "the detections")
         n = len(o.labels) or None
         xyxy, s, c = decode_yolo(out, o.version, o.score_threshold, n)
         ctx.outputs["DETECTIONS"].add(Detections(xyxy, s, c, _labels(c, o.labels)))

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from calculators.postprocess.masks import (blur_background, mask_from_tensor, mask_to_frame, refine_mask,
                                            replace_background)
-from calculators.postprocess.tensors import output_arrays, pick
+from calculators.postprocess.tensors import named_or_first, output_arrays
 from calculators.types import Image, Mask, Transform
 from pipeline import Any, Calculator, Input, Output, register
 
@@ -59,7 +59,7 @@ class SegmentationMask(Calculator):
     def process(self, ctx) -> None:
         o = ctx.options
         arrays = output_arrays(ctx.inputs["TENSORS"].value)
-        data = pick(arrays, o.output, lambda a: True, "the mask") if o.output else arrays[0][1]
+        data = named_or_first(arrays, o.output, "the mask")
         mask = mask_from_tensor(data, o.activation, o.channel)
         transform = ctx.get("TRANSFORM")
         if transform is not None:

@@ -39,3 +39,12 @@ def pick(arrays: list[tuple[str | None, np.ndarray]], name: str | None, test: Ca
         raise ValueError(f"cannot tell which model output holds {what}: {len(found)} candidates among "
                          f"{[(n, a.shape) for n, a in arrays]}; name it in the options")
     return found[0]
+
+
+def named_or_first(arrays: list[tuple[str | None, np.ndarray]], name: str | None, what: str) -> np.ndarray:
+    """The array called ``name`` (an error listing the outputs when there is none), else the first."""
+    if name is not None:
+        return pick(arrays, name, lambda a: True, what)
+    if not arrays:
+        raise ValueError(f"the model gave no outputs to read {what} from")
+    return arrays[0][1]
