@@ -126,3 +126,112 @@ def test_segmentation_mask_and_background_effect():
                          options={"effect": "color", "color": [0, 255, 0]})
     img = out["IMAGE"][0][1].data
     assert img[:, :24, 1].min() == 255 and img[:, 40:].max() == 0
+
+
+# --- options and paths the tests above do not reach -------------------------------------------------
+
+def test_color_convert_passes_an_image_already_in_the_format_on_as_it_is():
+    frame = _frame()
+    out = run_calculator("ColorConvert", inputs={"IMAGE": [(0, frame)]}, options={"format": "RGB"})
+    assert out["IMAGE"][0][1] is frame
+    rgb = Image(np.dstack([np.full((4, 4), v, np.uint8) for v in (1, 2, 3)]))
+    bgr = run_calculator("ColorConvert", inputs={"IMAGE": [(0, rgb)]}, options={"format": "BGR"})["IMAGE"][0][1]
+    assert bgr.format == "BGR" and bgr.data[0, 0].tolist() == [3, 2, 1]
+
+
+def test_crop_by_box_option_with_margin_size_and_transform():
+    data = np.zeros((48, 64, 3), np.uint8)
+    data[10:20, 20:40] = 200
+    out = run_calculator("Crop", inputs={"IMAGE": [(3, Image(data))]},
+                         options={"box": [20, 10, 40, 20], "margin": 0.5, "size": [40, 20], "fit": "stretch"})
+    (t, img), = out["IMAGE"]
+    (_, transform), = out["TRANSFORM"]
+    assert t == 3 and img.data.shape == (20, 40, 3)
+    # the box grew by half its size on each side: (10, 5, 50, 25), stretched onto 40x20
+    assert transform.to_frame(np.array([[0, 0], [40, 20]])) == pytest.approx(np.array([[10, 5], [50, 25]]))
+    assert img.data[10, 20].tolist() == [200] * 3 and img.data[1, 1].tolist() == [0] * 3
+
+
+def test_crop_without_box_or_roi_says_what_it_needs():
+    with pytest.raises(GraphRunError, match="Crop needs either the option `box` or a ROI input"):
+        run_calculator("Crop", inputs={"IMAGE": [(0, _frame())]})
+
+
+@pytest.mark.parametrize("options, kept", [
+    ({}, [0.9, 0.85, 0.8, 0.2]),
+    ({"min_score": 0.75}, [0.9, 0.85, 0.8]),
+    ({"max_detections": 2}, [0.9, 0.85]),
+])
+def test_nms_min_score_and_max_detections(options, kept):
+    boxes = np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10], [60, 0, 70, 10]], np.float32)
+    det = Detections(boxes, np.array([0.9, 0.2, 0.8, 0.85]))
+    out = run_calculator("NonMaxSuppression", inputs={"DETECTIONS": [(0, det)]}, options=options)
+    assert out["DETECTIONS"][0][1].scores.tolist() == pytest.approx(kept)
+
+
+def test_tracking_min_hits_holds_back_new_tracks():
+    d = lambda x: Detections(np.array([[x, 0, x + 10, 10]], np.float32), np.array([0.9]))  # noqa: E731
+    out = run_calculator("IouTracking", inputs={"DETECTIONS": [(0, d(0)), (1, d(1)), (2, d(2))]},
+                         options={"min_hits": 2})
+    assert [v.tracker_ids.tolist() for _, v in out["DETECTIONS"]] == [[], [1], [1]]
+
+
+def test_yolo_decoder_reads_the_named_output_and_labels_classes():
+    rows = np.zeros((1, 40, 7), np.float32)      # v5: cx, cy, w, h, objectness, 2 classes
+    rows[0, 3] = [50, 40, 20, 10, 1.0, 0.1, 0.9]
+    other = Tensor(np.ones((1, 3), np.float32), name="aux")
+    out = run_calculator("YoloDecoder", inputs={"TENSORS": [(9, Tensors([other, Tensor(rows, name="det")]))]},
+                         options={"output": "det", "labels": ["cat", "dog"]})
+    (t, det), = out["DETECTIONS"]
+    assert t == 9 and det.labels == ("dog",) and det.xyxy.tolist() == [[40, 35, 60, 45]]
+    with pytest.raises(GraphRunError, match=r"no model output named 'dets' for the detections; outputs are "
+                                            r"\[\('aux', \(1, 3\)\), \('det', \(1, 40, 7\)\)\]"):
+        run_calculator("YoloDecoder", inputs={"TENSORS": [(0, Tensors([other, Tensor(rows, name="det")]))]},
+                       options={"output": "dets"})
+
+
+def _centerface_maps(h=8, w=10):
+    heat = np.zeros((1, 1, h, w), np.float32)
+    heat[0, 0, 3, 4] = 0.9
+    return [Tensor(heat), Tensor(np.zeros((1, 2, h, w), np.float32)), Tensor(np.zeros((1, 2, h, w), np.float32)),
+            Tensor(np.zeros((1, 10, h, w), np.float32))]
+
+
+def test_centerface_decoder_tells_the_maps_apart_by_channels():
+    maps = _centerface_maps()
+    out = run_calculator("CenterFaceDecoder", inputs={"TENSORS": [(0, Tensors(maps[::-1]))]})  # any order
+    (_, det), = out["DETECTIONS"]
+    assert len(det) == 1 and det.labels == ("face",) and det.keypoints.shape == (1, 5, 2)
+    assert det.scores.tolist() == pytest.approx([0.9])
+    with pytest.raises(GraphRunError, match="CenterFace outputs must be 1, 2, 2 and 10 channel maps"):
+        run_calculator("CenterFaceDecoder", inputs={"TENSORS": [(0, Tensors(maps[:3]))]})
+    with pytest.raises(GraphConfigError, match="outputs"):
+        run_calculator("CenterFaceDecoder", inputs={"TENSORS": [(0, Tensors(maps))]},
+                       options={"outputs": ["heat", "scale"]})
+
+
+def test_segmentation_mask_without_transform_is_tensor_sized():
+    probs = np.zeros((1, 6, 8, 1), np.float32)
+    probs[0, :, 4:] = 1.0
+    out = run_calculator("SegmentationMask", inputs={"TENSORS": [(4, Tensor(probs))]})
+    (t, mask), = out["MASK"]
+    assert t == 4 and mask.data.shape == (6, 8) and mask.frame_size == (8, 6)
+    assert mask.data[:, 4:].min() == 1.0 and mask.data[:, :4].max() == 0.0
+
+
+def test_background_effect_passes_frames_without_a_mask_and_refuses_a_mismatched_one():
+    frame = _frame()
+    out = run_calculator("BackgroundEffect", inputs={"IMAGE": [(0, frame)], "MASK": [(1, Mask(np.ones((48, 64))))]})
+    assert [t for t, _ in out["IMAGE"]] == [0] and out["IMAGE"][0][1] is frame
+    with pytest.raises(GraphRunError, match=r"mask \(4, 4\) does not match the frame \(48, 64\) at timestamp 0"):
+        run_calculator("BackgroundEffect", inputs={"IMAGE": [(0, frame)], "MASK": [(0, Mask(np.ones((4, 4))))]})
+
+
+def test_annotate_show_latency_writes_the_lag_in_the_corner():
+    frames = [(t, _frame(value=200)) for t in (0, 33_333)]
+    plain = run_calculator("Annotate", inputs={"IMAGE": frames})["IMAGE"]
+    lag = run_calculator("Annotate", inputs={"IMAGE": frames}, options={"show_latency": True})["IMAGE"]
+    assert np.array_equal(plain[0][1].data, frames[0][1].data)
+    corner = (slice(0, 12), slice(0, 40))
+    assert not np.array_equal(lag[0][1].data[corner], plain[0][1].data[corner])
+    assert np.array_equal(lag[0][1].data[30:], plain[0][1].data[30:])
