@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import needs_ov
+from .conftest import needs_ncnn, needs_ort, needs_ov
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,3 +41,17 @@ def test_bench_engines_unknown_engine_is_a_clear_error(tmp_path):
 def test_bench_run_unknown_name_lists_benchmarks():
     r = _vpipe("bench", "run", "nope")
     assert r.returncode == 2 and "inference_overhead" in r.stderr
+
+
+@needs_ort
+@needs_ncnn
+def test_bench_runs_ncnn_on_an_onnx_model_through_the_checked_converter(centerface_ncnn):
+    # centerface_ncnn made (and cached) the conversion bench asks for: same model, same 1x3x480x640.
+    from calculators.inference.bench import bench_engines
+
+    report = bench_engines("zoo:centerface", ["ncnn"], iters=3, in_flight=2, seconds=0.1, log=lambda m: None)
+    (row,) = report.rows
+    assert report.reference == "onnxruntime fp32" and report.input_shapes == [[1, 3, 480, 640]]
+    assert row.note == "converted by vpipe convert --to ncnn" and row.device == "cpu"
+    assert row.p50_ms > 0 and row.fps_n > 0
+    assert row.max_abs_err is not None and row.max_abs_err < 5e-4  # f32 ncnn vs ORT, as in test_engines_agree
