@@ -87,8 +87,9 @@ def _create(kind: str, path: Path, opts: _TaskOptions, settings: dict[str, Any])
 
 
 class _TaskCalculator(Calculator):
-    """Shared open/close for the Tasks calculators."""
+    """Shared open/close for the Tasks calculators (each takes IMAGE)."""
 
+    inputs = {"IMAGE": Input(Image)}
     _kind = ""
 
     def _settings(self, o) -> dict[str, Any]:  # pragma: no cover - per subclass
@@ -131,8 +132,6 @@ class _TaskCalculator(Calculator):
 
         if not isinstance(image, Image):
             raise InferenceError(f"{self._where}: IMAGE takes an Image, got {type(image).__name__}")
-        if image.format == "GRAY":
-            image = image.to("RGB")
         rgb = image.to("RGB") if image.format != "RGB" else image
         data = np.ascontiguousarray(rgb.data)
         if data.dtype != np.uint8:
@@ -193,7 +192,6 @@ class MediaPipeFaceDetector(_TaskCalculator):
           options: {model: zoo:blazeface-short}
     """
 
-    inputs = {"IMAGE": Input(Image)}
     outputs = {"DETECTIONS": Output(Detections)}
     Options = FaceDetectorOptions
     _kind = "face"
@@ -238,7 +236,6 @@ class MediaPipeImageSegmenter(_TaskCalculator):
           options: {model: zoo:selfie-segmentation}
     """
 
-    inputs = {"IMAGE": Input(Image)}
     outputs = {"MASK": Output(Mask)}
     Options = ImageSegmenterOptions
     _kind = "segment"
@@ -281,7 +278,6 @@ class MediaPipeHandLandmarker(_TaskCalculator):
           options: {model: hand_landmarker.task, running_mode: video}
     """
 
-    inputs = {"IMAGE": Input(Image)}
     outputs = {"DETECTIONS": Output(Detections)}
     Options = HandLandmarkerOptions
     _kind = "hand"
@@ -315,7 +311,6 @@ class MediaPipePoseLandmarker(_TaskCalculator):
           options: {model: pose_landmarker_lite.task, running_mode: video}
     """
 
-    inputs = {"IMAGE": Input(Image)}
     outputs = {"DETECTIONS": Output(Detections)}
     Options = PoseLandmarkerOptions
     _kind = "pose"
