@@ -61,11 +61,22 @@ def draw_detections(canvas: np.ndarray, det: Detections, fmt: str = "RGB", thick
 
 
 def draw_mask(canvas: np.ndarray, mask: np.ndarray, color: Sequence[int], alpha: float = 0.5) -> np.ndarray:
-    """Tints ``canvas`` with ``color`` where ``mask`` (HxW in [0, 1]) is set (in place)."""
+    """Tints ``canvas`` with ``color`` where ``mask`` (HxW in [0, 1]) is set (in place).
+
+    ``color`` is three values in the canvas's channel order; a 4-channel canvas keeps its alpha
+    and a GRAY one takes the colour's luminance (``color`` read as RGB).
+    """
     if mask.shape != canvas.shape[:2]:
         raise ValueError(f"mask shape {mask.shape} does not match the frame {canvas.shape[:2]}")
-    m = (mask.astype(np.float32) * alpha)[:, :, None]
-    tint = np.asarray(color, np.float32)[: canvas.shape[2]]
+    m = mask.astype(np.float32) * alpha
+    tint = np.asarray(color, np.float32)[:3]
+    if canvas.ndim == 2:
+        tint = np.float32(tint @ np.array([0.299, 0.587, 0.114], np.float32))
+    else:
+        m = m[:, :, None]
+        if canvas.shape[2] == 4:
+            m = np.concatenate([np.broadcast_to(m, (*m.shape[:2], 3)), np.zeros_like(m)], axis=2)
+            tint = np.append(tint, 0.0)
     blended = canvas.astype(np.float32) * (1 - m) + tint * m
     canvas[...] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
     return canvas

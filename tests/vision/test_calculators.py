@@ -235,3 +235,16 @@ def test_annotate_show_latency_writes_the_lag_in_the_corner():
     corner = (slice(0, 12), slice(0, 40))
     assert not np.array_equal(lag[0][1].data[corner], plain[0][1].data[corner])
     assert np.array_equal(lag[0][1].data[30:], plain[0][1].data[30:])
+
+
+@pytest.mark.parametrize("fmt, shape", [("GRAY", (48, 64)), ("RGBA", (48, 64, 4)), ("BGR", (48, 64, 3))])
+def test_annotate_tints_the_mask_on_every_pixel_format(fmt, shape):
+    frame = Image(np.zeros(shape, np.uint8), fmt)
+    mask = np.zeros((48, 64), np.float32)
+    mask[:, 32:] = 1.0
+    out = run_calculator("Annotate", inputs={"IMAGE": [(0, frame)], "MASK": [(0, Mask(mask))]},
+                         options={"mask_color": [200, 100, 0], "mask_alpha": 0.5})
+    data = out["IMAGE"][0][1].data
+    assert data.shape == shape and data[:, :32].max() == 0
+    tinted = data[10, 40].tolist()
+    assert tinted == {"GRAY": 59, "RGBA": [100, 50, 0, 0], "BGR": [0, 50, 100]}[fmt]
