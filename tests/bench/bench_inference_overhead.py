@@ -60,22 +60,13 @@ def frames_as_tensors(size, layout, value_range, fmt, n=8):
     return out
 
 
-def time_bare(request, arrays, calls):
+def time_calls(call, arrays, calls):
+    """Seconds per ``call(x)``, cycling through ``arrays``."""
     lat = []
     for i in range(calls):
         x = arrays[i % len(arrays)]
         t0 = time.perf_counter()
-        request.infer(x, share_inputs=True)
-        lat.append(time.perf_counter() - t0)
-    return lat
-
-
-def time_engine(engine, arrays, calls):
-    lat = []
-    for i in range(calls):
-        x = arrays[i % len(arrays)]
-        t0 = time.perf_counter()
-        engine.infer([x])
+        call(x)
         lat.append(time.perf_counter() - t0)
     return lat
 
@@ -142,7 +133,7 @@ def calculator_own_cost_us(model_path: str, tensor, n: int = 20000) -> float:
             pass
 
     class _Ctx:
-        node, side = "bench", {}
+        node, side, max_in_flight = "bench", {}, 1
 
         def __init__(self, options):
             self.options, self.inputs, self.outputs = options, {}, {"TENSORS": _Out()}
@@ -179,8 +170,8 @@ def bench_model(name, calls, repeats):
         runner.one_at_a_time(tensors, 10)
         rounds = {"bare": [], "engine": [], "graph_one": [], "graph_streamed": []}
         for _ in range(repeats):
-            rounds["bare"].append(statistics.median(time_bare(request, arrays, calls)))
-            rounds["engine"].append(statistics.median(time_engine(engine, arrays, calls)))
+            rounds["bare"].append(statistics.median(time_calls(lambda x: request.infer(x, share_inputs=True), arrays, calls)))
+            rounds["engine"].append(statistics.median(time_calls(lambda x: engine.infer([x]), arrays, calls)))
             rounds["graph_one"].append(statistics.median(runner.one_at_a_time(tensors, calls)))
             rounds["graph_streamed"].append(runner.streamed(tensors, calls))
     finally:
