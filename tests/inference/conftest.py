@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -68,30 +67,22 @@ def carphone_frames(carphone) -> list[np.ndarray]:
     return frames
 
 
-def run_graph(config: dict, outputs: list[str], side_packets: dict | None = None, timeout: float = 120.0,
-              feed: dict | None = None) -> dict[str, list]:
-    """Runs a graph to completion and returns {stream: [(timestamp, value), ...]} for ``outputs``."""
+def run_graph(config: dict, outputs: list[str], timeout: float = 120.0) -> dict[str, list]:
+    """Runs a graph of sources (no graph inputs) to completion and returns
+    {stream: [(timestamp, value), ...]} for ``outputs``. One node fed from Python:
+    ``pipeline.testing.run_calculator``."""
     from pipeline import Graph
 
     g = Graph.from_dict(config)
     got: dict[str, list] = {s: [] for s in outputs}
-    lock = threading.Lock()
     for s in outputs:
-        def cb(p, s=s):
-            with lock:
-                got[s].append((p.timestamp, p.value))
-        g.observe(s, cb)
-    g.start(side_packets or {})
+        g.observe(s, lambda p, s=s: got[s].append((p.timestamp, p.value)))
+    g.start()
     try:
-        for stream, packets in (feed or {}).items():
-            for t, v in packets:
-                g.add_packet(stream, v, t)
-        g.close_all_inputs()
-    except BaseException:
-        g.cancel()
         g.wait(timeout)
+    except TimeoutError:
+        g.cancel()  # no threads left behind by a hung run
         raise
-    g.wait(timeout)
     return got
 
 

@@ -7,6 +7,8 @@ import threading
 import numpy as np
 import pytest
 
+from pipeline.testing import run_calculator
+
 from calculators.inference import base
 from calculators.inference.base import EngineOptions
 from calculators.types import Tensor
@@ -25,12 +27,10 @@ def _tensors(frames, size=(320, 256)) -> list[tuple[int, object]]:
                                           format="BGR")[0]) for i, f in enumerate(frames)]
 
 
-def _fed_graph(infer_nodes: list[dict]) -> dict:
-    # Tensors fed from Python: works around a core bug where a node with max_in_flight > 1 behind
-    # two hops from a source never closes (reported to the core; see the report).
-    nodes = [{"calculator": "Inference", "name": f"infer{i}", "inputs": {"TENSORS": "tensor"},
-              "outputs": {"TENSORS": f"raw{i}"}, **n} for i, n in enumerate(infer_nodes)]
-    return {"name": "fed", "inputs": ["tensor"], "nodes": nodes}
+def _infer(frames, max_in_flight: int | None = None, **options) -> list[tuple[int, object]]:
+    """One Inference node on the frames' tensors: [(timestamp, Tensors), ...]."""
+    return run_calculator("Inference", inputs={"TENSORS": _tensors(frames)}, options=options,
+                          max_in_flight=max_in_flight)["TENSORS"]
 
 
 def _graph(uri, infer_nodes: list[dict], size=(320, 256)) -> dict:
@@ -48,7 +48,6 @@ def _graph(uri, infer_nodes: list[dict], size=(320, 256)) -> dict:
 @needs_ov
 def test_two_nodes_naming_one_model_load_it_once(carphone, centerface):
     loads = base.stats.loads
-    seen_refs: list[int] = []
     opts = {"model": str(centerface), "engine": "openvino"}
     config = _graph(carphone, [{"options": opts}, {"options": dict(opts)}])
 
@@ -59,7 +58,6 @@ def test_two_nodes_naming_one_model_load_it_once(carphone, centerface):
         assert all(np.array_equal(x.data, y.data) for x, y in zip(a, b))
     # Released when the last node closed.
     assert not [m for m in base.loaded_models() if m[0] == str(centerface.resolve())], base.loaded_models()
-    del seen_refs
 
 
 @needs_ov
@@ -121,27 +119,26 @@ def test_batcher_runs_a_partial_batch_at_its_deadline(centerface):
 
 @needs_ort
 def test_batched_inference_in_a_graph_matches_unbatched(carphone_frames, centerface):
-    plain = {"options": {"model": str(centerface), "engine": "onnxruntime"}}
-    batched = {"options": {"model": str(centerface), "engine": "onnxruntime", "batch_size": 4,
-                           "batch_timeout_ms": 20}, "max_in_flight": 4}
-    got = run_graph(_fed_graph([plain, batched]), ["raw0", "raw1"], timeout=120,
-                    feed={"tensor": _tensors(carphone_frames)})
-    assert [t for t, _ in got["raw0"]] == [t for t, _ in got["raw1"]]
-    assert len(got["raw1"]) == FRAMES
-    for (_, a), (_, b) in zip(got["raw0"], got["raw1"]):
+    plain = _infer(carphone_frames, model=str(centerface), engine="onnxruntime")
+    batched = _infer(carphone_frames, 4, model=str(centerface), engine="onnxruntime", batch_size=4,
+                     batch_timeout_ms=20)
+    assert [t for t, _ in plain] == [t for t, _ in batched]
+    assert len(batched) == FRAMES
+    for (_, a), (_, b) in zip(plain, batched):
         for x, y in zip(a, b):
             assert x.shape == y.shape and np.abs(x.data - y.data).max() < 1e-4
 
 
 @needs_ov
 def test_openvino_async_requests_in_flight_keep_timestamp_order(carphone_frames, centerface):
-    sync = {"options": {"model": str(centerface), "engine": "openvino"}}
-    in_flight = {"options": {"model": str(centerface), "engine": "openvino"}, "max_in_flight": 3}
-    got = run_graph(_fed_graph([sync, in_flight]), ["raw0", "raw1"], timeout=120,
-                    feed={"tensor": _tensors(carphone_frames)})
-    ts = [t for t, _ in got["raw1"]]
-    assert ts == sorted(ts) == [t for t, _ in got["raw0"]] and len(ts) == FRAMES
-    for (_, a), (_, b) in zip(got["raw0"], got["raw1"]):
+    sync = _infer(carphone_frames, model=str(centerface), engine="openvino")
+    in_flight = _infer(carphone_frames, 3, model=str(centerface), engine="openvino")
+    # requests defaults to the node's max_in_flight: the engine prepared 3 (an AsyncInferQueue)
+    (_, _, engine, options, *_), = [k for k in base.stats.load_keys[-2:] if k[3].requests > 1]
+    assert engine == "openvino" and options.requests == 3
+    ts = [t for t, _ in in_flight]
+    assert ts == sorted(ts) == [t for t, _ in sync] and len(ts) == FRAMES
+    for (_, a), (_, b) in zip(sync, in_flight):
         for x, y in zip(a, b):
             assert np.abs(x.data - y.data).max() < 1e-4
 
