@@ -56,15 +56,7 @@ class Image:
             return self
         import cv2
 
-        codes = {
-            ("RGB", "BGR"): cv2.COLOR_RGB2BGR, ("BGR", "RGB"): cv2.COLOR_BGR2RGB,
-            ("RGB", "GRAY"): cv2.COLOR_RGB2GRAY, ("BGR", "GRAY"): cv2.COLOR_BGR2GRAY,
-            ("GRAY", "RGB"): cv2.COLOR_GRAY2RGB, ("GRAY", "BGR"): cv2.COLOR_GRAY2BGR,
-            ("RGBA", "RGB"): cv2.COLOR_RGBA2RGB, ("BGRA", "BGR"): cv2.COLOR_BGRA2BGR,
-            ("RGBA", "BGR"): cv2.COLOR_RGBA2BGR, ("BGRA", "RGB"): cv2.COLOR_BGRA2RGB,
-            ("RGB", "RGBA"): cv2.COLOR_RGB2RGBA, ("BGR", "BGRA"): cv2.COLOR_BGR2BGRA,
-        }
-        code = codes.get((self.format, format))
+        code = getattr(cv2, f"COLOR_{self.format}2{format}", None)
         if code is None:
             raise ValueError(f"no conversion from {self.format} to {format}")
         return Image(cv2.cvtColor(self.data, code), format)

@@ -68,5 +68,4 @@ class Crop(Calculator):
         mx, my = (x1 - x0) * self.o.margin, (y1 - y0) * self.o.margin
         out, transform = crop(image, (x0 - mx, y0 - my, x1 + mx, y1 + my), self.o.size, self.o.fit, self.o.border)
         ctx.outputs["IMAGE"].add(out)
-        if "TRANSFORM" in ctx.outputs:
-            ctx.outputs["TRANSFORM"].add(transform)
+        ctx.outputs["TRANSFORM"].add(transform)  # a no-op when TRANSFORM is not wired

@@ -79,5 +79,4 @@ class ImageToTensor(Calculator):
         image = ctx.inputs["IMAGE"].value
         tensor, transform = image_to_tensor(image, self.size, self.fit, **self.kwargs)
         ctx.outputs["TENSOR"].add(tensor)
-        if "TRANSFORM" in ctx.outputs:
-            ctx.outputs["TRANSFORM"].add(transform)
+        ctx.outputs["TRANSFORM"].add(transform)  # a no-op when TRANSFORM is not wired

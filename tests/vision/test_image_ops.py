@@ -112,3 +112,21 @@ def test_crop_without_size_keeps_pixels_and_offsets_transform():
     assert t.to_frame(np.array([[0, 0]])) == pytest.approx(np.array([[5, 4]]))
     with pytest.raises(ValueError, match="lies outside the 30x20 frame"):
         crop(Image(data), (40, 40, 50, 50))
+
+
+@pytest.mark.parametrize("src", ["RGB", "BGR", "GRAY", "RGBA", "BGRA"])
+@pytest.mark.parametrize("dst", ["RGB", "BGR", "GRAY", "RGBA", "BGRA"])
+def test_image_converts_between_every_pixel_format(src, dst):
+    from calculators.types import Image
+
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    rgb[..., 0] = 200  # red
+    base = Image(rgb, "RGB")
+    img = base.to(src).to(dst)
+    assert img.format == dst
+    assert img.data.shape[:2] == (2, 3)
+    assert img.data.ndim == (2 if dst == "GRAY" else 3)
+    if src != "GRAY" and dst in ("RGB", "RGBA"):
+        assert img.data[0, 0, 0] == 200 and img.data[0, 0, 2] == 0
+    if src != "GRAY" and dst in ("BGR", "BGRA"):
+        assert img.data[0, 0, 2] == 200 and img.data[0, 0, 0] == 0
