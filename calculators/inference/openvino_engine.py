@@ -12,7 +12,6 @@ synchronously (the lowest latency). Used through the ``Inference`` calculator (`
 
 from __future__ import annotations
 
-import queue
 import threading
 from pathlib import Path
 from typing import Sequence
