@@ -39,16 +39,21 @@ def engines_cmd(
     """Measure every engine (and precision) on MODEL."""
     from rich.console import Console
 
+    from calculators.catalog import CatalogError
     from calculators.inference import bench
     from calculators.inference.base import InferenceError
 
     console = Console(width=None if sys.stdout.isatty() else 150)
     try:
+        dims = [int(s) for s in shape.replace("x", ",").split(",")] if shape else None
+    except ValueError:
+        raise typer.BadParameter(f"takes integers, e.g. 1,3,480,640; got {shape!r}", param_hint="--shape") from None
+    try:
         report = bench.bench_engines(
             model, _split(engines), _split(precisions) or ["fp32"], iters=iters, in_flight=in_flight,
-            seconds=seconds, shape=[int(s) for s in _split(shape)] if shape else None, threads=threads,
+            seconds=seconds, shape=dims, threads=threads,
             log=lambda m: console.print(m, style="dim"))
-    except (InferenceError, ImportError, FileNotFoundError, ValueError) as e:
+    except (InferenceError, CatalogError, ImportError, FileNotFoundError, ValueError) as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2)
     console.print(bench.table(report))

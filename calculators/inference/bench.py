@@ -167,11 +167,13 @@ def bench_engines(model: str, engines: Sequence[str] | None = None, precisions: 
     value_range = input_range(model) or ((0.0, 255.0) if suffix == ".onnx" else (0.0, 1.0))
     reference = "onnxruntime" if suffix == ".onnx" and base.is_installed("onnxruntime") else engines[0]
     ref_engine = base.engine_class(reference)(path, EngineOptions(device="cpu" if reference != "tensorrt" else "auto"))
-    feeds = sample_inputs(ref_engine.inputs, shape, value_range)
-    ref_out = [ref_engine.infer(f) for f in feeds]
+    try:
+        feeds = sample_inputs(ref_engine.inputs, shape, value_range)
+        ref_out = [ref_engine.infer(f) for f in feeds]
+    finally:
+        ref_engine.close()
     report = Report(model=str(model), input_shapes=[list(a.shape) for a in feeds[0]],
                     reference=f"{reference} fp32", machine=machine_info())
-    ref_engine.close()
     for eng_name in engines:
         for prec in precisions:
             row = Row(eng_name, prec, in_flight=in_flight)

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import needs_ncnn, needs_ort, needs_ov
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,10 +34,15 @@ def test_bench_engines_writes_table_json_and_png(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
-def test_bench_engines_unknown_engine_is_a_clear_error(tmp_path):
-    r = _vpipe("bench", "engines", "zoo:blazeface-short", "--engines", "tflite", "-o", str(tmp_path))
-    assert r.returncode == 2
-    assert "unknown engine(s) ['tflite']" in r.stdout + r.stderr
+@pytest.mark.parametrize("args, message", [
+    (["zoo:blazeface-short", "--engines", "tflite"], "unknown engine(s) ['tflite']"),
+    (["zoo:blazefase-short"], "no catalog entry named 'blazefase-short'; did you mean blazeface-short"),
+    (["sample:carphone"], "no installed engine reads carphone.mp4"),
+])
+def test_bench_engines_bad_requests_are_clear_errors(tmp_path, args, message):
+    r = _vpipe("bench", "engines", *args, "-o", str(tmp_path))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert message in " ".join((r.stdout + r.stderr).split()) and "Traceback" not in r.stderr
 
 
 def test_bench_run_unknown_name_lists_benchmarks():
