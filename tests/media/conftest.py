@@ -109,8 +109,7 @@ def no_leaked_threads():
 def xvfb():
     """A private Xvfb display for the module; yields its DISPLAY string and sets DISPLAY.
 
-    One per module, not per test: Qt stays connected to the first display it used for the
-    life of the process."""
+    One per module, not per test: starting Xvfb costs more than a test's window."""
     exe = need("Xvfb", "xvfb")
     for number in range(90, 140):
         if not os.path.exists(f"/tmp/.X11-unix/X{number}") and not os.path.exists(f"/tmp/.X{number}-lock"):
