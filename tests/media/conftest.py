@@ -79,6 +79,20 @@ def graph(*nodes: dict, name: str = "media_test", inputs=(), outputs=(), threads
                            threads=threads)
 
 
+def at_packet(g: Graph, stream: str, n: int, action) -> list[int]:
+    """Observes ``stream``: calls ``action()`` when its ``n``-th packet arrives; returns the list
+    the observed timestamps are appended to."""
+    seen: list[int] = []
+
+    def on(p):
+        seen.append(p.timestamp)
+        if len(seen) == n:
+            action()
+
+    g.observe(stream, on)
+    return seen
+
+
 def decode_all(path) -> list[tuple[int, np.ndarray]]:
     """(timestamp_us, RGB) of every frame, read with PyAV directly (not with the code under test)."""
     import av

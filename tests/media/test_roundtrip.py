@@ -17,7 +17,7 @@ from calculators.types import Image
 from pipeline import GraphRunError
 
 from . import calcs  # noqa: F401  (registers MediaTestFailAt)
-from .conftest import decode_all, graph, psnr
+from .conftest import at_packet, decode_all, graph, psnr
 
 SIZE = (320, 240)
 
@@ -129,14 +129,7 @@ def _endless_to_writer(path, *extra):
 def test_cancel_mid_run_leaves_a_playable_file(tmp_path):
     path = tmp_path / "cancel.mp4"
     g = _endless_to_writer(path)
-    seen = []
-
-    def on(p):
-        seen.append(p.timestamp)
-        if len(seen) == 40:
-            g.cancel()
-
-    g.observe("frames", on)
+    at_packet(g, "frames", 40, g.cancel)
     g.start()
     g.wait(60)
     written = g.stats()["writer"]["count"]
@@ -160,14 +153,8 @@ def test_injected_error_mid_run_leaves_a_playable_file(tmp_path):
 def test_ctrl_c_leaves_a_playable_file(tmp_path):
     path = tmp_path / "sigint.mp4"
     g = _endless_to_writer(path)
-    seen = []
-
-    def on(p):
-        seen.append(p.timestamp)
-        if len(seen) == 30:
-            os.kill(os.getpid(), signal.SIGINT)  # delivered to the main thread, inside wait()
-
-    g.observe("frames", on)
+    # SIGINT is delivered to the main thread, inside wait().
+    at_packet(g, "frames", 30, lambda: os.kill(os.getpid(), signal.SIGINT))
     g.start()
     with pytest.raises(KeyboardInterrupt):
         g.wait(60)

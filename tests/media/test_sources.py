@@ -16,7 +16,7 @@ from calculators.sources.video import VideoSourceOptions
 from calculators.types import Image
 from pipeline import GraphRunError
 
-from .conftest import decode_all, graph, psnr
+from .conftest import at_packet, decode_all, graph, psnr
 
 
 def run_source(calculator: str, options: dict, *, info: bool = True, timeout: float = 60):
@@ -213,14 +213,7 @@ def test_image_source_order_rate_and_content(image_folder, order, expected):
 def test_image_source_glob_and_loop(image_folder):
     g = graph({"calculator": "ImageSource", "outputs": {"FRAMES": "frames"},
                "options": {"path": str(image_folder / "img1*.png"), "loop": True, "rate": 1}})
-    got = []
-
-    def on(p):
-        got.append(p.timestamp)
-        if len(got) == 5:
-            g.cancel()
-
-    g.observe("frames", on)
+    got = at_packet(g, "frames", 5, g.cancel)
     g.run()
     assert got[:5] == [0, 1_000_000, 2_000_000, 3_000_000, 4_000_000]
     assert list_images(str(image_folder / "img1*.png")) == [str(image_folder / "img1.png"), str(image_folder / "img10.png")]
