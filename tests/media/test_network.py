@@ -160,4 +160,7 @@ def test_camera_source_on_a_live_stream_has_low_latency(server, no_leaked_thread
         g.wait(20)
     gaps = [b - a for a, b in zip(frames.timestamps, frames.timestamps[1:])]
     assert min(gaps) > 60_000, "the slow consumer gets the newest frame, skipping the ones in between"
-    assert max(latencies[2:]) < 100_000, f"frames are at most one capture old: {latencies}"
+    # A queue would make the age grow by ~67 ms per frame (the consumer is 3x slower than the
+    # stream): ~700 ms by the 12th frame. Newest-frame semantics keep it at about one capture
+    # interval plus scheduling; 250 ms leaves room for a loaded machine and still fails on growth.
+    assert max(latencies[2:]) < 250_000, f"frames are at most about one capture old: {latencies}"
