@@ -154,14 +154,14 @@ class OutputHandle:
         buf = ctx._buffer
         if buf is not None:
             buf.append((stream, _tuple_new(Packet, (value, timestamp))))
-            return
-        if ctx._source:
-            ctx._node.graph._throttle(ctx._node)
-            if ctx._node.graph._stopping:
-                return
-        stream.send(_tuple_new(Packet, (value, timestamp)), ctx._ready)
-        if ctx._source:
-            ctx._node.graph._dispatch_external(ctx._ready)
+        elif ctx._source:
+            graph = ctx._node.graph
+            graph._throttle(ctx._node)  # a source waits while a queue downstream is full
+            if not graph._stopping:
+                stream.send(_tuple_new(Packet, (value, timestamp)), ctx._ready)
+                graph._dispatch_external(ctx._ready)
+        else:
+            stream.send(_tuple_new(Packet, (value, timestamp)), ctx._ready)
 
     def set_next_timestamp_bound(self, timestamp: int) -> None:
         if self.stream is None:
@@ -559,11 +559,13 @@ class NodeRuntime:
         if graph._unthrottle_pending:
             graph._notify_throttle()
         with self.lock:
-            if graph._stopping:
-                self.active -= 1
-                return False
-            if q.dq or self._bound_or_close_pending():
-                return True
+            if not graph._stopping:
+                if q.dq:
+                    return True
+                # _bound_or_close_pending() for the single input, inlined: this is per packet
+                b = q.bound
+                if b == DONE or (self.offset is not None and b > self.propagated):
+                    return True
             self.active -= 1
             return False
 
