@@ -121,9 +121,15 @@ class DisplayWindow:
     def _where(self) -> str:
         return f"{self.name}: window {self.o.title!r}"
 
-    def _why(self) -> str:
-        """How the window process ended, with the end of what it wrote to stderr."""
-        rc = self.proc.poll() if self.proc is not None else None
+    def _why(self, settle: float = 2.0) -> str:
+        """How the window process ended, with the end of what it wrote to stderr. Its pipes close
+        a moment before it can be reaped: wait up to ``settle`` s for its exit code."""
+        rc = None
+        if self.proc is not None:
+            try:
+                rc = self.proc.wait(settle)
+            except subprocess.TimeoutExpired:
+                rc = None
         text = ""
         if self._stderr is not None:
             self._stderr.seek(0)
@@ -141,7 +147,7 @@ class DisplayWindow:
         except OSError as e:
             raise MediaError(f"{self._where()}: cannot start the window process: {e.strerror or e}") from e
         if not self._read_keys(timeout) or not self._keys.startswith(b"ready\n"):
-            why = self._why()
+            why = self._why(settle=0)
             self.proc.kill()
             raise MediaError(f"{self._where()}: did not open within {timeout} s: {why}")
         self._keys = self._keys[len(b"ready\n"):]

@@ -137,6 +137,13 @@ def xvfb():
             pytest.fail(f"Xvfb :{number} exited: {proc.stderr.read().decode(errors='replace')[-500:]}")
 
         os.environ["DISPLAY"] = f":{number}"
+        # The socket exists before the server answers every request: wait until it serves a
+        # whole-screen image (a window mapped earlier could stay unpainted in screenshots).
+        grab = shutil.which("import")
+        if grab:
+            wait_for(lambda: subprocess.run([grab, "-display", f":{number}", "-window", "root", "png:-"],
+                                            capture_output=True, timeout=20).returncode == 0, 10,
+                     "Xvfb to serve a screenshot")
         yield f":{number}"
     finally:
         if old is None:

@@ -53,8 +53,33 @@ def frame_on_screen(display: str, frame_bgr: np.ndarray) -> float:
     return float(score)
 
 
+@pytest.fixture(scope="module")
+def warm_x(xvfb):
+    """Maps and closes one throw-away window first. On a freshly started Xvfb, Qt's first window
+    stayed unpainted in screenshots about once in 60 module runs (the window process was healthy,
+    drawing every frame; never a later window): a known-flaky first map, not the frames we test."""
+    import sys
+
+    from calculators.sinks.display import WINDOW_SCRIPT
+    from calculators.sinks.display_window import HEADER
+
+    proc = subprocess.Popen([sys.executable, WINDOW_SCRIPT, '{"title": "warm-up"}'], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert proc.stdout.readline() == b"ready\n", "the warm-up window did not open"
+        proc.stdin.write(HEADER.pack(8, 8, 3) + bytes(8 * 8 * 3))
+        proc.stdin.close()
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return xvfb
+
+
 @pytest.mark.parametrize("run", [1, 2])
-def test_display_window_shows_the_frame(xvfb, no_leaked_threads, run):
+def test_display_window_shows_the_frame(warm_x, no_leaked_threads, run):
+    xvfb = warm_x
     """Run twice: in-process Qt would hang opening the second run's window from a new thread."""
     xdotool = need("xdotool", "xdotool")
     frame = synthetic_frame(7 + run, 320, 240)  # BGR
@@ -67,10 +92,18 @@ def test_display_window_shows_the_frame(xvfb, no_leaked_threads, run):
         # in-process windows too): look only once the window is on screen.
         wait_for(lambda: subprocess.run([xdotool, "search", "--onlyvisible", "--name", title], capture_output=True,
                                         text=True).stdout.split(), 20, "the window to be mapped")
-        g.add_packet("in", Image(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), "RGB"), 0)
-        score = wait_for(lambda: frame_on_screen(xvfb, frame) > 0.99, 20,
-                         "the frame to appear on the X screen (template match > 0.99)")
-        assert score
+        image = Image(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), "RGB")
+        t = 0
+
+        def shown() -> bool:
+            # Keep feeding, as a live source would: a window that Qt mapped unpainted (a known
+            # Qt/Xvfb race when the screen is read during mapping) is painted by the next frame.
+            nonlocal t
+            g.add_packet("in", image, t)
+            t += 1
+            return frame_on_screen(xvfb, frame) > 0.99
+
+        assert wait_for(shown, 20, "the frame to appear on the X screen (template match > 0.99)")
     finally:
         g.close_input("in")
         g.wait(20)
