@@ -33,6 +33,7 @@ log = logging.getLogger("vpipe")
 DONE = Timestamp.DONE
 _perf_ns = time.perf_counter_ns
 _tuple_new = tuple.__new__  # builds a Packet without the namedtuple's Python-level __new__
+HANDOFF_NS = 50_000  # mean process() time above which a node's backlog goes to idle workers
 
 
 # ---------------------------------------------------------------------------------------------
@@ -689,8 +690,10 @@ class Executor:
                     node = local.pop()
                     more = node.step(ready, graph._trace)
                     if more:
-                        # Let an idle worker pipeline this node while we carry its packet on.
-                        if self.idle and ready:
+                        # Let an idle worker pipeline this node while we carry its packet on, when
+                        # its calls are long enough to gain from it: for a call of microseconds the
+                        # hand-off costs more than it saves (two threads only trade the GIL).
+                        if self.idle and ready and node.time_ns > HANDOFF_NS * node.count:
                             self.submit(node)
                         else:
                             local.append(node)
