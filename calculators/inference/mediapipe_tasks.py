@@ -6,6 +6,9 @@ own Tasks API, with vpipe payloads out.
 - ``MediaPipeHandLandmarker``: IMAGE (Image) → DETECTIONS (one per hand, 21 keypoints, handedness label).
 - ``MediaPipePoseLandmarker``: IMAGE (Image) → DETECTIONS (one per pose, 33 keypoints).
 
+The landmarkers need ``.task`` bundles; the catalog makes them from MediaPipe's own models
+(``zoo:hand-landmarker``, ``zoo:pose-landmarker``, see ``calculators.inference.task_bundle``).
+
 Timestamps: one output per input, same timestamp (``timestamp_offset = 0``). In ``running_mode:
 image`` (the default) every frame is independent and one task object is shared (under a lock) by
 all nodes naming the same model and options; ``running_mode: video`` gives each node its own task,
@@ -163,11 +166,15 @@ class _TaskCalculator(Calculator):
         shared.task.close()
 
 
-def _landmarks_to_detections(groups, w: int, h: int, labels, scores) -> Detections:
+def _landmarks_to_detections(groups, w: int, h: int, labels, scores, num_keypoints: int) -> Detections:
+    """Tasks landmarks (normalised to the frame) to Detections: keypoints in frame pixels, as the
+    model gives them (a body part outside the picture gets a position outside the frame); the box
+    is the extent of the keypoints clipped to the frame."""
     if not groups:
-        return Detections.empty(num_keypoints=None)
+        return Detections.empty(num_keypoints=num_keypoints)
     kps = np.array([[(lm.x * w, lm.y * h) for lm in g] for g in groups], np.float32)
-    xyxy = np.concatenate([kps.min(axis=1), kps.max(axis=1)], axis=1)
+    inside = np.clip(kps, 0, (w, h))
+    xyxy = np.concatenate([inside.min(axis=1), inside.max(axis=1)], axis=1)
     return Detections(xyxy, np.asarray(scores, np.float32), labels=labels, keypoints=kps)
 
 
@@ -266,16 +273,19 @@ class HandLandmarkerOptions(_TaskOptions):
 
 @register
 class MediaPipeHandLandmarker(_TaskCalculator):
-    """Hand landmarks with MediaPipe Tasks' HandLandmarker (a ``hand_landmarker.task`` bundle).
+    """Hand landmarks with MediaPipe Tasks' HandLandmarker (a ``.task`` bundle such as
+    ``zoo:hand-landmarker``: palm detector + hand landmark model).
 
-    Ports: IMAGE (Image) -> DETECTIONS (one per hand: box around the landmarks, handedness score and
-    label "Left"/"Right", 21 keypoints in frame pixels).
-    Options: model, device, running_mode, num_hands, min_score.
+    Ports: IMAGE (Image) -> DETECTIONS (one per hand: box around the landmarks clipped to the
+    frame, handedness score and label "Left"/"Right" as MediaPipe reports it, 21 keypoints in
+    frame pixels: wrist, then thumb, index, middle, ring and pinky from base to tip).
+    Options: model, device, running_mode (image|video: video tracks hands from frame to frame),
+    num_hands, min_score (palm detection confidence).
     Example:
         - calculator: MediaPipeHandLandmarker
           inputs: {IMAGE: frames}
           outputs: {DETECTIONS: hands}
-          options: {model: hand_landmarker.task, running_mode: video}
+          options: {model: zoo:hand-landmarker, running_mode: video}
     """
 
     outputs = {"DETECTIONS": Output(Detections)}
@@ -289,7 +299,8 @@ class MediaPipeHandLandmarker(_TaskCalculator):
         image, r = self._run(ctx, "detect")
         labels = [h[0].category_name if h else "" for h in r.handedness]
         scores = [h[0].score if h else 1.0 for h in r.handedness]
-        ctx.outputs["DETECTIONS"].add(_landmarks_to_detections(r.hand_landmarks, image.width, image.height, labels, scores))
+        ctx.outputs["DETECTIONS"].add(
+            _landmarks_to_detections(r.hand_landmarks, image.width, image.height, labels, scores, 21))
 
 
 class PoseLandmarkerOptions(_TaskOptions):
@@ -299,16 +310,21 @@ class PoseLandmarkerOptions(_TaskOptions):
 
 @register
 class MediaPipePoseLandmarker(_TaskCalculator):
-    """Body pose landmarks with MediaPipe Tasks' PoseLandmarker (a ``pose_landmarker_*.task`` bundle).
+    """Body pose landmarks with MediaPipe Tasks' PoseLandmarker (a ``.task`` bundle such as
+    ``zoo:pose-landmarker``: BlazePose detector + landmark model).
 
-    Ports: IMAGE (Image) -> DETECTIONS (one per person: box around the landmarks, score = mean
-    landmark visibility, label "person", 33 keypoints in frame pixels).
-    Options: model, device, running_mode, num_poses, min_score.
+    Ports: IMAGE (Image) -> DETECTIONS (one per person: box around the landmarks clipped to the
+    frame, score = mean landmark visibility, label "person", 33 keypoints in frame pixels in
+    BlazePose order: nose, eyes, ears, mouth, shoulders, elbows, wrists, hands, hips, knees,
+    ankles, heels, feet). Body parts outside the picture (the legs of a head-and-shoulders shot)
+    keep the position the model estimates for them, outside the frame.
+    Options: model, device, running_mode (image|video: video tracks the pose from frame to frame),
+    num_poses, min_score (pose detection confidence).
     Example:
         - calculator: MediaPipePoseLandmarker
           inputs: {IMAGE: frames}
           outputs: {DETECTIONS: poses}
-          options: {model: pose_landmarker_lite.task, running_mode: video}
+          options: {model: zoo:pose-landmarker, running_mode: video}
     """
 
     outputs = {"DETECTIONS": Output(Detections)}
@@ -323,4 +339,4 @@ class MediaPipePoseLandmarker(_TaskCalculator):
         groups = r.pose_landmarks
         scores = [float(np.mean([lm.visibility or 0.0 for lm in g])) for g in groups]
         ctx.outputs["DETECTIONS"].add(
-            _landmarks_to_detections(groups, image.width, image.height, ["person"] * len(groups), scores))
+            _landmarks_to_detections(groups, image.width, image.height, ["person"] * len(groups), scores, 33))
