@@ -47,7 +47,7 @@ __all__ = [
 CATALOG_FILE = Path(__file__).with_name("catalog.yaml")
 _CHUNK = 1 << 20
 # Bumped whenever a transform's output changes, so stale derived files are never served.
-_TRANSFORM_VERSIONS = {"onnx-dynamic-shape": 2, "mediapipe-task-bundle": 1}
+_TRANSFORM_VERSIONS = {"onnx-dynamic-shape": 2, "mediapipe-task-bundle": 2}
 
 #: ``progress(entry_name, done_bytes, total_bytes_or_None, stage)``; stage is "download",
 #: "extract", "derive" or "verify".
@@ -445,7 +445,8 @@ def _derive(e: Entry, dest: Path, progress: ProgressFn | None, wheels: _WheelCac
         if d.transform == "onnx-dynamic-shape":
             _onnx_dynamic_shape(src_paths[d.from_], tmp, d.args)
         elif d.transform == "mediapipe-task-bundle":
-            _mediapipe_task_bundle(e, {k: (src_paths[m.from_], m.range) for k, m in d.members.items()}, tmp)
+            _mediapipe_task_bundle(e, [(k, src_paths[m.from_], m.range, f"entry {m.from_!r}")
+                                       for k, m in d.members.items()], tmp)
         digest = sha256_file(tmp)
         stamp_tmp = _tmp_in(dest)
         stamp_tmp.write_text(digest + "\n")
@@ -494,7 +495,7 @@ def _onnx_dynamic_shape(src: Path, dst: Path, args: dict[str, Any]) -> None:
     onnx.save(model, str(dst))
 
 
-def _mediapipe_task_bundle(e: Entry, members: dict[str, tuple[Path, tuple[float, float]]], dst: Path) -> None:
+def _mediapipe_task_bundle(e: Entry, members: list[tuple[str, Path, tuple[float, float], str]], dst: Path) -> None:
     """Zip the members, each given Tasks metadata (see ``calculators.inference.task_bundle``)."""
     try:
         from calculators.inference.task_bundle import TaskBundleError, write_task_bundle
@@ -503,7 +504,7 @@ def _mediapipe_task_bundle(e: Entry, members: dict[str, tuple[Path, tuple[float,
         raise CatalogError(f"making the MediaPipe Tasks bundle {e.name!r} needs mediapipe: "
                            f"pip install vpipe[mediapipe] ({err})") from err
     try:
-        write_task_bundle([(name, path, rng) for name, (path, rng) in members.items()], dst)
+        write_task_bundle(members, dst)
     except TaskBundleError as err:
         raise CatalogError(f"catalog entry {e.name!r}: {err}") from err
 

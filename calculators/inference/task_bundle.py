@@ -4,9 +4,10 @@ The Tasks API (HandLandmarker, PoseLandmarker, ...) loads a ``.task`` file: a zi
 models under fixed member names (``hand_detector.tflite``, ``hand_landmarks_detector.tflite``;
 ``pose_detector.tflite``, ``pose_landmarks_detector.tflite``), each carrying *Tasks metadata*: a
 ``TFLITE_METADATA`` flatbuffer that tells the Tasks image preprocessor how to turn uint8 RGB pixels
-into the model's float input. MediaPipe's legacy models (the ``mediapipe/modules/*.tflite`` files)
-have no such metadata, and Tasks refuses them ("Input tensor has type float32: it requires
-specifying NormalizationOptions metadata"). :func:`add_tasks_metadata` writes it, with the
+into the model's float input. Some of MediaPipe's legacy models (the ``mediapipe/modules/*.tflite``
+files) have none (palm_detection_lite, pose_landmark_full), and Tasks refuses them ("Input tensor
+has type float32: it requires specifying NormalizationOptions metadata"); others carry older
+metadata. :func:`add_tasks_metadata` writes uniform metadata into each (replacing any), with the
 flatbuffer object APIs MediaPipe ships (``mediapipe.tasks.metadata``); :func:`write_task_bundle`
 zips the results. The catalog's ``mediapipe-task-bundle`` transform uses both (``zoo:hand-landmarker``,
 ``zoo:pose-landmarker``).
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 _METADATA_NAME = "TFLITE_METADATA"
 _MIN_PARSER_VERSION = "1.0.0"  # every field written here exists since metadata schema 1.0.0
@@ -47,7 +48,8 @@ def normalization(value_range: Sequence[float]) -> tuple[float, float]:
 
 def add_tasks_metadata(model: bytes, *, name: str, value_range: Sequence[float], where: str = "model") -> bytes:
     """Return ``model`` (a TFLite flatbuffer) with Tasks metadata for an RGB image input whose
-    pixels are normalised to ``value_range``; any metadata it had is replaced. ``where`` names the
+    pixels are normalised to ``value_range``; a ``TFLITE_METADATA`` it had is replaced, tensors,
+    weights and other metadata entries are kept as they are. ``where`` names the
     model in error messages."""
     import flatbuffers
     import numpy as np
@@ -99,28 +101,43 @@ def add_tasks_metadata(model: bytes, *, name: str, value_range: Sequence[float],
     b.Finish(md.Pack(b), b"M001")  # the metadata schema's file identifier
     md_bytes = bytes(b.Output())
 
-    buf = tfl.BufferT()
-    buf.data = np.frombuffer(md_bytes, np.uint8)
-    m.buffers = list(m.buffers or []) + [buf]
-    entry = tfl.MetadataT()
-    entry.name = _METADATA_NAME
-    entry.buffer = len(m.buffers) - 1
-    kept = [x for x in (m.metadata or []) if (x.name.decode() if isinstance(x.name, bytes) else x.name) != _METADATA_NAME]
-    m.metadata = kept + [entry]
+    data = np.frombuffer(md_bytes, np.uint8)
+    old = [x for x in (m.metadata or []) if x.name in (_METADATA_NAME, _METADATA_NAME.encode())]
+    if old:  # some of MediaPipe's models carry metadata already: its buffer gets the new one
+        m.buffers[old[0].buffer].data = data
+    else:
+        buf = tfl.BufferT()
+        buf.data = data
+        m.buffers = list(m.buffers or []) + [buf]
+        entry = tfl.MetadataT()
+        entry.name = _METADATA_NAME
+        entry.buffer = len(m.buffers) - 1
+        m.metadata = list(m.metadata or []) + [entry]
     b = flatbuffers.Builder(0)
     b.Finish(m.Pack(b), b"TFL3")
     return bytes(b.Output())
 
 
-def write_task_bundle(members: Sequence[tuple[str, Path, Sequence[float]]], dst: Path) -> None:
-    """Write a ``.task`` bundle to ``dst``: for each ``(member_name, tflite_path, value_range)`` the
-    model with Tasks metadata (:func:`add_tasks_metadata`), stored uncompressed under
-    ``member_name``, in the order given, with fixed timestamps and permissions (same bytes each time)."""
+class Member(NamedTuple):
+    """One model of a bundle: its file name in the zip, the ``.tflite`` it is made from, the value
+    range its input takes, and (for error messages) where that file came from."""
+
+    name: str
+    path: Path
+    value_range: Sequence[float]
+    source: str = ""
+
+
+def write_task_bundle(members: Sequence[Member | tuple], dst: Path) -> None:
+    """Write a ``.task`` bundle to ``dst``: each member's model with Tasks metadata
+    (:func:`add_tasks_metadata`), stored uncompressed under its name, in the order given, with
+    fixed timestamps and permissions (same bytes each time)."""
     with zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as z:
-        for member, path, value_range in members:
-            data = add_tasks_metadata(Path(path).read_bytes(), name=Path(member).stem,
-                                      value_range=value_range, where=f"{path} (bundle member {member})")
-            info = zipfile.ZipInfo(member, date_time=(1980, 1, 1, 0, 0, 0))
+        for m in map(lambda m: Member(*m), members):
+            origin = f"{m.source}, {m.path}" if m.source else str(m.path)
+            data = add_tasks_metadata(Path(m.path).read_bytes(), name=Path(m.name).stem,
+                                      value_range=m.value_range, where=f"bundle member {m.name} ({origin})")
+            info = zipfile.ZipInfo(m.name, date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_STORED
             info.create_system = 3
             info.external_attr = 0o100644 << 16

@@ -49,6 +49,12 @@ def test_every_entry_resolves_to_a_verified_file(name):
         import onnx
 
         onnx.checker.check_model(onnx.load(str(path)))
+    elif e.format == "task":  # a MediaPipe Tasks bundle: a zip of TFLite models
+        import zipfile
+
+        with zipfile.ZipFile(path) as z:
+            assert z.testzip() is None
+            assert all(z.read(n)[4:8] == b"TFL3" for n in z.namelist()), f"{path}: {z.namelist()}"
     elif e.format == "mp4":
         import av
 
