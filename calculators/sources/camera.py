@@ -177,19 +177,26 @@ class CameraGrabber:
             self.slot.close()
 
     def _reconnect(self) -> bool:
+        """Reopens with backoff; False when stopping, or (with ``error`` set) out of attempts."""
         self.cap.release()
-        delay, attempt = self.o.backoff_s, 0
+        self.cap = None
+        delay, attempt, last = self.o.backoff_s, 0, "no reopen attempted"
         while not self._halt.is_set() and not self.stop_event.is_set():
             attempt += 1
             if self.o.max_reconnects is not None and attempt > self.o.max_reconnects:
-                log.error("%s: stopped delivering frames; giving up after %d reopen attempts", self._where(), attempt - 1)
+                msg = (f"{self._where()}: stopped delivering frames; gave up after max_reconnects="
+                       f"{self.o.max_reconnects} reopen attempts ({last})")
+                log.error("%s", msg)
+                # Giving up is an error the run reports, not a clean end of the stream.
+                self.error = MediaError(msg)
                 return False
             log.warning("%s: stopped delivering frames; reopening in %.1f s (attempt %d)", self._where(), delay, attempt)
             if self._halt.wait(delay) or self.stop_event.is_set():
                 return False
             try:
                 self.cap = self._open_capture()
-            except MediaError:
+            except MediaError as e:
+                last = f"last: {str(e).removeprefix(self._where() + ': ')}"
                 delay = min(delay * 2, self.o.max_backoff_s)
                 continue
             self.reconnects += 1
@@ -230,10 +237,13 @@ class CameraSource(Calculator):
         device: index, device path or URL. size: requested [w, h]. fps: requested rate.
         format: RGB | BGR | GRAY. backend: any | v4l2 | ffmpeg | ... fourcc: e.g. MJPG.
         open_timeout_s / read_timeout_s: capture timeouts. reconnect (default true), max_reconnects,
-        backoff_s, max_backoff_s: reopening a device that disappeared.
+        backoff_s, max_backoff_s: reopening a device that disappeared or stopped delivering, with
+        backoff_s doubling up to max_backoff_s; each drop and reopen is logged. reconnect false:
+        the end of the stream ends the run cleanly.
     Timestamps: capture time on the monotonic clock, in µs.
     Errors: a device that does not open (or opens but delivers nothing) fails in ``open``,
-    naming the device.
+    naming the device; one that stays gone for max_reconnects consecutive reopen attempts fails
+    the run, naming the device and the last failure.
     Note: there is no camera on the test machines; the tests drive it with a video file and a
     local ffmpeg stream through the same OpenCV capture API.
     Example:
@@ -261,6 +271,8 @@ class CameraSource(Calculator):
                 ctx.outputs["FRAMES"].add(bgr_to_image(bgr, ctx.options.format), t)
                 return None
             if self.grabber.finished:
+                if isinstance(self.grabber.error, MediaError):
+                    raise self.grabber.error
                 if self.grabber.error is not None:
                     raise MediaError(f"{self.grabber._where()}: capture failed: {self.grabber.error}") from self.grabber.error
                 return STOP
