@@ -14,8 +14,19 @@ import pytest
 
 from pipeline import GraphRunError
 
-from .conftest import graph, wait_for
+from . import test_network
+from .conftest import graph, listening, wait_for
 from .test_network import FrameCounter, server  # noqa: F401  (the local ffmpeg stream fixture)
+
+
+def served(port: int) -> bool:
+    """Listening, or already past it: ``ffmpeg -listen 1`` stops listening once its one client
+    (here a camera retrying every few 100 ms) has connected."""
+    if listening(port):
+        return True
+    want = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as f:
+        return any(p[1] == want and p[3] == "01" for p in (line.split() for line in f.readlines()[1:]))
 
 
 def camera_graph(url: str, **options):
@@ -27,7 +38,8 @@ def camera_graph(url: str, **options):
     return g, frames
 
 
-def test_camera_reopens_a_stream_that_comes_back(server, caplog, no_leaked_threads):  # noqa: F811
+def test_camera_reopens_a_stream_that_comes_back(server, caplog, monkeypatch, no_leaked_threads):  # noqa: F811
+    monkeypatch.setattr(test_network, "listening", served)
     g, frames = camera_graph(server.url)
     with caplog.at_level(logging.WARNING, logger="vpipe.sources.camera"):
         g.start()
