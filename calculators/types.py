@@ -12,12 +12,31 @@ from typing import Any, Sequence
 
 import numpy as np
 
-PIXEL_FORMATS = ("RGB", "BGR", "GRAY", "RGBA", "BGRA")
+PIXEL_FORMATS = ("RGB", "BGR", "GRAY", "RGBA", "BGRA", "I420")
+
+# BT.601 limited ("TV") range, the matrix FFmpeg and OpenCV use for yuv420p video: rows give Y, U, V
+# from R, G, B in 0..255.
+_RGB_TO_YUV = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]) / 255.0
+_YUV_OFFSET = np.array([16.0, 128.0, 128.0])
+_Y_TO_GRAY = np.clip(np.round((np.arange(256) - 16.0) * 255.0 / 219.0), 0, 255).astype(np.uint8)
+
+
+def rgb_to_yuv(color) -> tuple[int, int, int]:
+    """An RGB colour (0..255) as the (Y, U, V) bytes of BT.601 limited-range video."""
+    yuv = _RGB_TO_YUV @ np.asarray(color, np.float64)[:3] + _YUV_OFFSET
+    return tuple(int(v) for v in np.clip(np.round(yuv), 0, 255))
 
 
 @dataclass(frozen=True, eq=False)
 class Image:
-    """An image: an HxWxC (or HxW for GRAY) uint8 array and its pixel format."""
+    """An image: an HxWxC (or HxW for GRAY) uint8 array and its pixel format.
+
+    ``I420`` is planar YUV 4:2:0 as decoders deliver it (FFmpeg's ``yuv420p``, BT.601 limited
+    range): one (H * 3 / 2, W) uint8 array holding the Y plane (H rows), then U and V (H / 2 x W / 2
+    each, packed two rows per array row) — OpenCV's ``COLOR_YUV2RGB_I420`` layout. Width and height
+    are even. Keeping frames in I420 from decoder to encoder skips two full-frame colour
+    conversions; :meth:`planes` gives the three planes as views.
+    """
 
     data: np.ndarray
     format: str = "RGB"
@@ -27,6 +46,11 @@ class Image:
             raise TypeError(f"Image.data must be a numpy array, got {type(self.data).__name__}")
         if self.format not in PIXEL_FORMATS:
             raise ValueError(f"Image.format must be one of {PIXEL_FORMATS}, got {self.format!r}")
+        if self.format == "I420":
+            rows, w = self.data.shape[:2] if self.data.ndim == 2 else (0, 0)
+            if self.data.ndim != 2 or rows % 3 or w % 2 or (rows * 2 // 3) % 2:
+                raise ValueError(f"an I420 image is a (H * 3 / 2, W) array with even H and W, got shape {self.data.shape}")
+            return
         expected = {"GRAY": (2, 3), "RGB": (3,), "BGR": (3,), "RGBA": (3,), "BGRA": (3,)}[self.format]
         if self.data.ndim not in expected:
             raise ValueError(
@@ -36,7 +60,8 @@ class Image:
 
     @property
     def height(self) -> int:
-        return int(self.data.shape[0])
+        rows = int(self.data.shape[0])
+        return rows * 2 // 3 if self.format == "I420" else rows
 
     @property
     def width(self) -> int:
@@ -47,6 +72,12 @@ class Image:
         """(width, height)."""
         return self.width, self.height
 
+    def planes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The Y (HxW), U and V (H/2 x W/2) planes of an I420 image, as views of ``data``."""
+        if self.format != "I420":
+            raise ValueError(f"planes() needs an I420 image, this one is {self.format}")
+        return i420_planes(self.data)
+
     def with_data(self, data: np.ndarray, format: str | None = None) -> "Image":
         return Image(data, format or self.format)
 
@@ -56,10 +87,28 @@ class Image:
             return self
         import cv2
 
-        code = getattr(cv2, f"COLOR_{self.format}2{format}", None)
+        if self.format == "I420":
+            if format == "GRAY":  # luma, stretched from video range (16..235) to 0..255 as RGB -> GRAY gives
+                return Image(cv2.LUT(self.data[: self.height], _Y_TO_GRAY), "GRAY")
+            code = getattr(cv2, f"COLOR_YUV2{format}_I420", None)
+        elif format == "I420":
+            src = self if self.format != "GRAY" else self.to("RGB")
+            if src.width % 2 or src.height % 2:
+                raise ValueError(f"I420 needs an even width and height, this image is {src.width}x{src.height}")
+            code = getattr(cv2, f"COLOR_{src.format}2YUV_I420", None)
+            return Image(cv2.cvtColor(src.data, code), "I420")
+        else:
+            code = getattr(cv2, f"COLOR_{self.format}2{format}", None)
         if code is None:
             raise ValueError(f"no conversion from {self.format} to {format}")
         return Image(cv2.cvtColor(self.data, code), format)
+
+
+def i420_planes(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the Y, U and V planes of a (H * 3 / 2, W) I420 array (writable when ``data`` is)."""
+    h, w = data.shape[0] * 2 // 3, data.shape[1]
+    q = h // 4
+    return data[:h], data[h:h + q].reshape(h // 2, w // 2), data[h + q:].reshape(h // 2, w // 2)
 
 
 @dataclass(frozen=True, eq=False)
@@ -169,8 +218,8 @@ class Detections:
         object.__setattr__(self, "labels", labels)
         if self.keypoints is not None:
             kp = np.asarray(self.keypoints, dtype=np.float32)
-            if kp.size == 0:
-                kp = kp.reshape(n, 0, 2)
+            if kp.size == 0 and not (kp.ndim == 3 and kp.shape[0] == n and kp.shape[2] == 2):
+                kp = kp.reshape(n, 0, 2)  # e.g. [] for no detections; (0, K, 2) keeps its K
             if kp.ndim != 3 or kp.shape[0] != n or kp.shape[2] != 2:
                 raise ValueError(f"keypoints must have shape ({n}, K, 2), got {kp.shape}")
             object.__setattr__(self, "keypoints", kp)

@@ -2,6 +2,7 @@
 
 Ports: IMAGE (Image), DETECTIONS (Detections, optional), MASK (Mask, optional) -> IMAGE (Image).
 Draws on a copy: the received frame is never modified (with fan-out, other nodes share it).
+Any Image format, I420 included (drawn plane by plane, no colour conversion).
 Timestamps: one output per IMAGE, same timestamp; missing DETECTIONS/MASK at a timestamp draw nothing.
 Example node:
     - calculator: Annotate
@@ -90,7 +91,7 @@ class Annotate(Calculator):
         mask = ctx.get("MASK")
         if mask is not None:
             c = self.o.mask_color
-            draw_mask(canvas, mask.data, c[::-1] if fmt.startswith("BGR") else c, self.o.mask_alpha)
+            draw_mask(canvas, mask.data, c[::-1] if fmt.startswith("BGR") else c, self.o.mask_alpha, fmt)
         det = ctx.get("DETECTIONS")
         if det is not None and len(det):
             color = self.o.color
@@ -101,5 +102,5 @@ class Annotate(Calculator):
         if self.o.show_fps or self.o.show_latency:
             lines = self._status(ctx.timestamp)
             if lines:
-                draw_lines(canvas, lines, self.o.text_scale + 0.05)
+                draw_lines(canvas, lines, self.o.text_scale + 0.05, fmt=fmt)
         ctx.outputs["IMAGE"].add(image.with_data(canvas))

@@ -21,10 +21,12 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from calculators.types import Image, Tensor, Transform
+from calculators.types import _RGB_TO_YUV, _Y_TO_GRAY, _YUV_OFFSET, Image, Tensor, Transform, rgb_to_yuv
 
 FITS = ("stretch", "letterbox", "crop")
 LAYOUTS = ("NHWC", "NCHW", "HWC", "CHW")
+# [R G B]^T = inv(M) @ ([Y U V]^T - offset), as one 3x4 matrix for cv2.transform.
+_YUV_TO_RGB = np.hstack([np.linalg.inv(_RGB_TO_YUV), -(np.linalg.inv(_RGB_TO_YUV) @ _YUV_OFFSET)[:, None]])
 INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST,
                   "cubic": cv2.INTER_CUBIC}
 
@@ -97,6 +99,31 @@ def warp(data: np.ndarray, transform: Transform, border: float | Sequence[float]
                           borderMode=cv2.BORDER_CONSTANT, borderValue=border)
 
 
+def warp_i420(image: Image, transform: Transform, format: str = "RGB", border: float = 0,
+              interpolation: str = "linear") -> np.ndarray:
+    """Resamples an I420 frame into the tensor grid of ``transform``, in ``format``.
+
+    Each plane is resampled on its own straight to the tensor's size (the half-size chroma planes
+    through the halved map, so the tensor keeps full chroma resolution) and only the small result
+    is converted to ``format`` (BT.601 limited range, as FFmpeg decodes): the full frame is never
+    converted. ``border`` is a grey level (as in :func:`warp`), turned into its YUV value.
+    """
+    y, u, v = image.planes()
+    by, bu, bv = rgb_to_yuv((float(border),) * 3)
+    fw, fh = transform.frame_size
+    tw, th = transform.tensor_size
+    # Chroma sample i covers luma pixels 2i and 2i+1 (FFmpeg's yuv420p -> RGB replicates it so).
+    chroma = Transform(transform.matrix * 0.5, (fw // 2, fh // 2), (tw, th))
+    ys = warp(y, transform, by, interpolation)
+    if format == "GRAY":
+        return cv2.LUT(ys, _Y_TO_GRAY)
+    yuv = cv2.merge([ys, warp(u, chroma, bu, interpolation), warp(v, chroma, bv, interpolation)])
+    rgb = cv2.transform(yuv, _YUV_TO_RGB)  # 3x4 affine per pixel, saturated to uint8
+    if format == "RGB":
+        return rgb
+    return Image(rgb, "RGB").to(format).data
+
+
 def normalize(data: np.ndarray, value_range: Sequence[float] | None = None,
               mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
               dtype: str = "float32") -> np.ndarray:
@@ -155,10 +182,13 @@ def image_to_tensor(image: Image, size: tuple[int, int], fit: str = "letterbox",
     """
     if len(size) != 2 or min(size) <= 0:
         raise ValueError(f"size must be (width, height) with positive values, got {size}")
-    if image.format != format:
-        image = image.to(format)
     transform = fit_transform(image.size, (int(size[0]), int(size[1])), fit, roi)
-    pixels = warp(image.data, transform, border, interpolation)
+    if image.format == "I420" and format != "I420":
+        pixels = warp_i420(image, transform, format, border, interpolation)
+    else:
+        if image.format != format:
+            image = image.to(format)
+        pixels = warp(image.data, transform, border, interpolation)
     data = to_layout(normalize(pixels, value_range, mean, std, dtype), layout)
     return Tensor(data, layout), transform
 
@@ -167,9 +197,12 @@ def crop(image: Image, box: Sequence[float], size: tuple[int, int] | None = None
          fit: str = "stretch", border: float = 0, interpolation: str = "linear") -> tuple[Image, Transform]:
     """Cuts the (x0, y0, x1, y1) pixel ``box`` out of ``image``, optionally resampled to ``size``.
 
-    Without ``size`` the crop keeps its pixels (clipped to the frame; a view-free copy).
+    Without ``size`` the crop keeps its pixels (clipped to the frame; a view-free copy). An I420
+    image is cropped from its RGB conversion (the crop is RGB).
     """
     x0, y0, x1, y1 = (float(v) for v in box)
+    if image.format == "I420":  # a crop of planar YUV is cut from its RGB view
+        image = image.to("RGB")
     if x1 <= x0 or y1 <= y0:
         raise ValueError(f"crop box must have x1 > x0 and y1 > y0, got {tuple(box)}")
     if size is None:

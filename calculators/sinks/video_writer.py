@@ -141,8 +141,6 @@ class VideoFileWriter:
     def write(self, image: Image, timestamp_us: int) -> None:
         import av
 
-        data = image.data
-        fmt = image.format
         if self.stream is None:
             w, h = image.width, image.height
             if self.o.pix_fmt in ("yuv420p", "nv12", "yuvj420p") and (w % 2 or h % 2):
@@ -152,7 +150,7 @@ class VideoFileWriter:
             self._start(w, h)
         if self.last_ts is not None and timestamp_us <= self.last_ts:
             raise MediaError(f"{self.who}: timestamp {timestamp_us} is not after the previous one {self.last_ts}")
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(data), format=AV_FORMATS[fmt])
+        frame = video_frame(image, self.o.pix_fmt)
         if (frame.width, frame.height) != (self.stream.width, self.stream.height):
             if not self._warned_resize and (image.width, image.height) != (self.stream.width - self.stream.width % 2,
                                                                            self.stream.height - self.stream.height % 2):
@@ -188,12 +186,29 @@ class VideoFileWriter:
         log.info("%s: wrote %d frames to %s", self.who, self.frames, self.o.path)
 
 
+def video_frame(image: Image, pix_fmt: str = "yuv420p"):
+    """A PyAV ``VideoFrame`` of ``image`` for an encoder taking ``pix_fmt``.
+
+    I420 images are wrapped as they are (yuv420p). Packed RGB/BGR(A) images bound for a yuv420p
+    encoder are converted with OpenCV (same BT.601 limited-range matrix as FFmpeg, several times
+    faster than the encoder's own swscale conversion on this kind of machine); anything else is left
+    to the encoder.
+    """
+    import av
+
+    data, fmt = image.data, image.format
+    if pix_fmt == "yuv420p" and fmt in ("RGB", "BGR", "RGBA", "BGRA") and not (image.width % 2 or image.height % 2):
+        data, fmt = image.to("I420").data, "I420"
+    return av.VideoFrame.from_ndarray(np.ascontiguousarray(data), format=AV_FORMATS[fmt])
+
+
 @register
 class VideoWriter(Calculator):
     """Writes frames to a video file (PyAV; H.264 via libx264, mpeg4 where no H.264 encoder exists).
 
     Ports:
-        IMAGE (Image): frames to encode (RGB, BGR, GRAY, RGBA or BGRA).
+        IMAGE (Image): frames to encode (RGB, BGR, GRAY, RGBA, BGRA or I420). I420 frames go to a
+        yuv420p encoder as they are; packed RGB/BGR frames are converted with OpenCV.
     Options:
         path: output file (container from the extension). codec: auto | FFmpeg encoder name.
         crf (default 23) or bitrate; preset (default veryfast); fps: nominal header rate;

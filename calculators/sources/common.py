@@ -14,10 +14,10 @@ import numpy as np
 
 from calculators.types import Image
 
-OutputFormat = Literal["RGB", "BGR", "GRAY"]
+OutputFormat = Literal["RGB", "BGR", "GRAY", "I420"]
 
 # PyAV's names for the formats an Image can carry.
-AV_FORMATS = {"RGB": "rgb24", "BGR": "bgr24", "GRAY": "gray", "RGBA": "rgba", "BGRA": "bgra"}
+AV_FORMATS = {"RGB": "rgb24", "BGR": "bgr24", "GRAY": "gray", "RGBA": "rgba", "BGRA": "bgra", "I420": "yuv420p"}
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "rtp", "srt", "tcp", "hls")
 

@@ -78,6 +78,7 @@ class VideoReader:
         self.o = options
         self.name = name
         self.stop_event = stop_event or threading.Event()
+        self._size: tuple[int, int] | None = None  # (w, h) frames are scaled to, set in open
         self.uri = options.uri
         if self.uri.startswith(("sample:", "zoo:")):
             # A catalog name (the sample videos): resolved to the verified cached file.
@@ -143,7 +144,14 @@ class VideoReader:
             duration = float(s.duration * s.time_base)
         elif self.container.duration is not None:
             duration = self.container.duration / 1e6
+        self._size = tuple(self.o.size) if self.o.size else None
         width, height = (self.o.size if self.o.size else (s.codec_context.width, s.codec_context.height))
+        if self.o.format == "I420" and (width % 2 or height % 2):
+            # 4:2:0 needs even sizes: scale by the missing pixel, as VideoWriter does for its encoder.
+            log.warning("%s: format I420 needs an even width and height; frames of %dx%d are scaled to %dx%d",
+                        self._where(), width, height, width + width % 2, height + height % 2)
+            width, height = width + width % 2, height + height % 2
+            self._size = (width, height)
         self.info = VideoInfo(
             uri=self.uri, width=int(width), height=int(height), fps=fps,
             codec=s.codec_context.name, frame_count=int(s.frames) or None, duration_s=duration,
@@ -195,7 +203,7 @@ class VideoReader:
         if self.container is None:
             self.open()
         fmt = AV_FORMATS[self.o.format]
-        size = dict(width=self.o.size[0], height=self.o.size[1]) if self.o.size else {}
+        size = dict(width=self._size[0], height=self._size[1]) if self._size else {}
         start_us = None if self.o.start_s is None else int(self.o.start_s * 1_000_000)
         stop_us = None if self.o.stop_s is None else int(self.o.stop_s * 1_000_000)
         plays = 0
@@ -319,7 +327,10 @@ class VideoSource(Calculator):
         start_s / stop_s: presentation-time window (stop exclusive).
         loop: true repeats forever, n plays n times (timestamps keep increasing).
         pace: fast (default) or realtime (a file used as live input).
-        threads: decoder threads (0: auto). format: RGB | BGR | GRAY. size: [w, h] to scale.
+        threads: decoder threads (0: auto). format: RGB | BGR | GRAY | I420 (the decoder's planar
+        YUV 4:2:0 with no conversion at all: the fastest path to ``ImageToTensor``, ``Annotate``
+        and ``VideoWriter``, which all take it natively; a video of odd width or height is scaled
+        by one pixel to even, with a warning). size: [w, h] to scale.
         open_timeout_s / read_timeout_s: no read blocks longer (PyAV ``timeout=``).
         reconnect: auto | never | on_error | always, with backoff_s doubling up to max_backoff_s
         and max_reconnects consecutive attempts (null: forever); each drop and reconnect is logged.

@@ -2,14 +2,17 @@
 
 Two comparisons, each measured in the same process, interleaved, median of ``--repeats`` runs:
 
-1. decode + detect: the graph (VideoSource -> face_detector subgraph, frames decoded with PyAV and
-   detected with BlazeFace on OpenVINO, stages in parallel) against MediaPipe Tasks'
-   ``FaceDetector`` fed the same frames already decoded into memory (its detect calls alone are
-   timed; the Tasks-with-decoding loop is reported too).
-2. full graph (``graphs/face_detection.yaml``: decode, detect, annotate, H.264 encode) against a
-   hand-written serial loop calling the same functions (PyAV decode, ``image_to_tensor``, the same
+1. decode + detect: the graph (VideoSource -> face_detector subgraph, frames decoded with PyAV into
+   I420 as the ready graph does and detected with BlazeFace on OpenVINO, stages in parallel)
+   against MediaPipe Tasks' ``FaceDetector`` fed the same frames already decoded into memory as
+   RGB (its detect calls alone are timed), and against the serial Tasks loop that decodes each
+   frame to RGB (what Tasks needs) and detects it.
+2. full graph (``graphs/face_detection.yaml``: decode, detect, annotate, H.264 encode) against two
+   hand-written serial loops calling the same functions (PyAV decode, ``image_to_tensor``, the same
    shared OpenVINO engine, ``decode_ssd``, ``weighted_nms``, ``project_detections``,
-   ``draw_detections`` on a copy, PyAV libx264 encode with VideoWriter's settings).
+   ``draw_detections`` on a copy, ``video_frame`` + PyAV libx264 encode with VideoWriter's
+   settings): one on RGB frames (the loop users write), one on I420 frames like the graph (the
+   same work as the graph, so its ratio is the win of running stages in parallel alone).
 
     python tests/bench/bench_face_detection.py [--repeats 5] [--loops 2] [--json out/bench/face_detection.json]
 """
@@ -80,7 +83,8 @@ def graph_detect(video: Path, model: Path) -> tuple[float, int]:
     data = {"name": "decode_detect", "side_packets": {"model": str(model), "engine": "openvino"},
             "outputs": ["faces"],
             "nodes": [
-                {"calculator": "VideoSource", "outputs": {"FRAMES": "frames"}, "options": {"uri": str(video)}},
+                {"calculator": "VideoSource", "outputs": {"FRAMES": "frames"},
+                 "options": {"uri": str(video), "format": "I420"}},
                 {"subgraph": "face_detector", "name": "detector", "inputs": {"FRAMES": "frames"},
                  "outputs": {"DETECTIONS": "faces"}, "side_inputs": {"model": "model", "engine": "engine"}},
             ]}
@@ -142,7 +146,7 @@ def graph_full(video: Path, model: Path, out: Path) -> tuple[float, int]:
     return time.perf_counter() - t0, n[0]
 
 
-def serial_full(video: Path, model: Path, out: Path) -> tuple[float, int]:
+def serial_full(video: Path, model: Path, out: Path, fmt: str = "RGB") -> tuple[float, int]:
     import av
 
     from calculators.annotate.draw import draw_detections
@@ -151,10 +155,12 @@ def serial_full(video: Path, model: Path, out: Path) -> tuple[float, int]:
     from calculators.postprocess.geometry import project_detections, scale_detections
     from calculators.postprocess.nms import weighted_nms
     from calculators.postprocess.ssd import BLAZEFACE_SHORT_ANCHORS, BLAZEFACE_SHORT_DECODE, decode_ssd, ssd_anchors
+    from calculators.sinks.video_writer import video_frame
     from calculators.types import Detections, Image
 
     shared = base.acquire(model, "openvino", base.EngineOptions(threads=1))  # as graphs/face_detector.yaml
     anchors = ssd_anchors(BLAZEFACE_SHORT_ANCHORS)
+    av_fmt = {"RGB": "rgb24", "I420": "yuv420p"}[fmt]
     try:
         t0 = time.perf_counter()
         n = 0
@@ -165,15 +171,15 @@ def serial_full(video: Path, model: Path, out: Path) -> tuple[float, int]:
             enc.width, enc.height, enc.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
             enc.options = {"crf": "23", "preset": "veryfast"}
             for f in c.decode(s):
-                image = Image(f.to_ndarray(format="rgb24"))
+                image = Image(f.to_ndarray(format=av_fmt), fmt)
                 tensor, transform = image_to_tensor(image, (128, 128), "letterbox", value_range=(-1, 1))
                 raw = shared.engine.infer([tensor.data])
                 boxes, scores = (raw[0], raw[1]) if raw[0].shape[-1] == 16 else (raw[1], raw[0])
                 xyxy, sc, cid, kp = decode_ssd(boxes, scores, anchors, BLAZEFACE_SHORT_DECODE)
                 det = weighted_nms(Detections(xyxy, sc, cid, ("face",) * len(sc), kp), 0.3)
                 det = project_detections(scale_detections(det, 128, 128), transform)
-                canvas = draw_detections(image.data.copy(), det)
-                for p in enc.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+                canvas = draw_detections(image.data.copy(), det, fmt)
+                for p in enc.encode(video_frame(Image(canvas, fmt))):
                     o.mux(p)
                 n += 1
             for p in enc.encode():
@@ -200,7 +206,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="vpipe_bench_"))
 
     runs: dict[str, list[float]] = {k: [] for k in
-                                    ("graph_detect", "tasks_detect", "tasks_decode_detect", "graph_full", "serial_full")}
+                                    ("graph_detect", "tasks_detect", "tasks_decode_detect", "graph_full", "serial_full",
+                                     "serial_full_i420")}
     # warm-up: load the models, fill the caches
     graph_detect(video, model)
     serial_full(video, model, tmp / "w.mp4")
@@ -209,7 +216,8 @@ def main() -> None:
                         ("tasks_detect", lambda: tasks_detect(frames, model)),
                         ("tasks_decode_detect", lambda: tasks_decode_detect(video, model)),
                         ("graph_full", lambda: graph_full(video, model, tmp / "g.mp4")),
-                        ("serial_full", lambda: serial_full(video, model, tmp / "s.mp4"))):
+                        ("serial_full", lambda: serial_full(video, model, tmp / "s.mp4")),
+                        ("serial_full_i420", lambda: serial_full(video, model, tmp / "i.mp4", "I420"))):
             secs, n = fn()
             if n != len(frames):
                 raise SystemExit(f"{key} handled {n} frames, expected {len(frames)}")
@@ -220,8 +228,11 @@ def main() -> None:
         ("  Tasks FaceDetector, decoded frames", fps["tasks_detect"], 1.0, ""),
         ("  Tasks decode+detect serial", fps["tasks_decode_detect"], fps["tasks_decode_detect"] / fps["tasks_detect"], ""),
         ("  graph vs Tasks decode+detect", fps["graph_detect"], fps["graph_detect"] / fps["tasks_decode_detect"], "Tasks decode+detect"),
-        ("full graph (annotate + H.264)", fps["graph_full"], fps["graph_full"] / fps["serial_full"], "serial loop, same functions"),
-        ("  serial loop", fps["serial_full"], 1.0, ""),
+        ("full graph (annotate + H.264)", fps["graph_full"], fps["graph_full"] / fps["serial_full"], "serial loop, RGB"),
+        ("  serial loop, RGB frames", fps["serial_full"], 1.0, ""),
+        ("  full graph vs serial I420 loop", fps["graph_full"], fps["graph_full"] / fps["serial_full_i420"],
+         "serial loop, I420 (same work)"),
+        ("  serial loop, I420 frames", fps["serial_full_i420"], fps["serial_full_i420"] / fps["serial_full"], ""),
     ]
     print(f"\nface detection on carphone 1280x720, {len(frames)} frames, median of {args.repeats} "
           f"({os.cpu_count()} CPUs, {platform.processor() or platform.machine()})")
@@ -240,7 +251,8 @@ def main() -> None:
         "fps_median": fps, "fps_runs": runs,
         "ratios": {"graph_detect_vs_tasks_detect": fps["graph_detect"] / fps["tasks_detect"],
                    "graph_detect_vs_tasks_decode_detect": fps["graph_detect"] / fps["tasks_decode_detect"],
-                   "graph_full_vs_serial_full": fps["graph_full"] / fps["serial_full"]},
+                   "graph_full_vs_serial_full": fps["graph_full"] / fps["serial_full"],
+                   "graph_full_vs_serial_full_i420": fps["graph_full"] / fps["serial_full_i420"]},
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2))
