@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
             if kind and e.kind != kind:
                 continue
             ref = ("zoo:" if e.kind == "model" else "sample:") + e.name
-            size = _human(e.size) if e.size else f"from {e.derived.from_}"
+            size = _human(e.size) if e.size else f"from {', '.join(e.derived.sources())}"
             table.add_row(ref, e.task, e.format, size, e.licence.split(" ")[0],
                           "yes" if is_cached(e) else "no")
         Console().print(table)

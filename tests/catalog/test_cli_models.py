@@ -26,6 +26,8 @@ def test_list_shows_every_entry_and_its_cache_state(app):
     for name, e in entries().items():
         assert ("zoo:" if e.kind == "model" else "sample:") + name in result.output
     assert " yes " not in result.output  # a fresh cache holds nothing
+    hand = next(line for line in result.output.splitlines() if "zoo:hand-landmarker " in line)
+    assert "from palm-detection-full, hand-landmark-full" in hand, hand  # a bundle names its members
 
 
 def test_pull_then_path_then_list(app, tmp_path):

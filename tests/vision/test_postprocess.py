@@ -169,3 +169,9 @@ def test_mask_helpers():
     image[:, ::2] = 255
     out = blur_background(image, refine_mask(framed, threshold=0.5), kernel=3)
     assert np.array_equal(out[:, 4:7], image[:, 4:7]) and not np.array_equal(out[:, :3], image[:, :3])
+
+
+def test_empty_detections_keep_their_keypoint_count():
+    assert Detections.empty(21).keypoints.shape == (0, 21, 2)
+    assert Detections.empty().keypoints is None
+    assert Detections(np.zeros((0, 4)), np.zeros(0), keypoints=[]).keypoints.shape == (0, 0, 2)
