@@ -109,7 +109,12 @@ class VideoFileWriter:
         import av
 
         o = self.o
-        opts = {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if o.fragmented else {}
+        # Fragments at each keyframe, each flushed to disk as it is written (flush_packets), so a
+        # killed process leaves a file that plays up to its last fragment; delay_moov writes the
+        # header after the first fragment so the encoder delay (B-frames) gets its edit list and
+        # timestamps start where the frames did.
+        opts = ({"movflags": "frag_keyframe+empty_moov+delay_moov+default_base_moof", "flush_packets": "1"}
+                if o.fragmented else {})
         try:
             self.container = av.open(o.path, mode="w", options=opts)
         except (av.error.FFmpegError, OSError, ValueError) as e:

@@ -199,16 +199,6 @@ sys.stdin.read()  # hold the file open, unfinished, until killed
 """
 
 
-FRAGMENT_BUG = (
-    "VideoWriter fragmented=True opens the MP4 with movflags frag_keyframe+empty_moov+default_base_moof "
-    "only: (1) FFmpeg keeps the fragments in memory until close (the format option flush_packets=1 "
-    "writes each one out): a writer killed after 90 frames leaves 28 bytes (ftyp only); (2) with "
-    "empty_moov there is no edit list, so B-frame delay shifts every pts by 2 frames (66667 µs at "
-    "30 fps) even in a file closed normally. movflags frag_keyframe+empty_moov+delay_moov+"
-    "default_base_moof with flush_packets=1 passes both tests")
-
-
-@pytest.mark.xfail(strict=True, reason=FRAGMENT_BUG)
 def test_fragmented_mp4_keeps_timestamps(tmp_path):
     path = tmp_path / "frag.mp4"
     write(path, 20, fragmented=True, gop=10)
@@ -217,7 +207,6 @@ def test_fragmented_mp4_keeps_timestamps(tmp_path):
     assert [t for t, _ in decode_all(path)] == [ts(i) for i in range(20)]
 
 
-@pytest.mark.xfail(strict=True, reason=FRAGMENT_BUG)
 def test_fragmented_mp4_survives_sigkill_up_to_its_last_fragment(tmp_path):
     path = tmp_path / "killed.mp4"
     n = 90
