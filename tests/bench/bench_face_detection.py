@@ -14,6 +14,10 @@ Two comparisons, each measured in the same process, interleaved, median of ``--r
    settings): one on RGB frames (the loop users write), one on I420 frames like the graph (the
    same work as the graph, so its ratio is the win of running stages in parallel alone).
 
+Two floors are measured too: PyAV decoding alone (no detector can be faster than its decoder) and
+decode -> x264 encode alone (the full graph cannot beat the two stages that bound it). Ratios are
+the median of per-round ratios (both sides measured in the same round), with their spread.
+
     python tests/bench/bench_face_detection.py [--repeats 5] [--loops 2] [--json out/bench/face_detection.json]
 """
 
@@ -133,6 +137,39 @@ def tasks_decode_detect(video: Path, model: Path) -> tuple[float, int]:
         det.close()
 
 
+def serial_decode(video: Path, encode_to: Path | None = None) -> tuple[float, int]:
+    """The floor of both comparisons: PyAV decode into I420 alone, or decode -> x264 encode alone."""
+    import av
+
+    from calculators.sinks.video_writer import video_frame
+    from calculators.types import Image
+
+    t0 = time.perf_counter()
+    n = 0
+    with av.open(str(video)) as c:
+        s = c.streams.video[0]
+        s.thread_type = "AUTO"
+        o = av.open(str(encode_to), "w") if encode_to else None
+        try:
+            if o is not None:
+                enc = o.add_stream("libx264", rate=30)
+                enc.width, enc.height, enc.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
+                enc.options = {"crf": "23", "preset": "veryfast"}
+            for f in c.decode(s):
+                image = Image(f.to_ndarray(format="yuv420p"), "I420")
+                if o is not None:
+                    for p in enc.encode(video_frame(image)):
+                        o.mux(p)
+                n += 1
+            if o is not None:
+                for p in enc.encode():
+                    o.mux(p)
+        finally:
+            if o is not None:
+                o.close()
+    return time.perf_counter() - t0, n
+
+
 # --------------------------------------------------------------------------- 2. full graph
 def graph_full(video: Path, model: Path, out: Path) -> tuple[float, int]:
     from apps.demo import build_graph
@@ -205,40 +242,58 @@ def main() -> None:
     frames = decode_all(video)
     tmp = Path(tempfile.mkdtemp(prefix="vpipe_bench_"))
 
-    runs: dict[str, list[float]] = {k: [] for k in
-                                    ("graph_detect", "tasks_detect", "tasks_decode_detect", "graph_full", "serial_full",
-                                     "serial_full_i420")}
+    cases = {
+        "graph_detect": lambda: graph_detect(video, model),
+        "tasks_detect": lambda: tasks_detect(frames, model),
+        "tasks_decode_detect": lambda: tasks_decode_detect(video, model),
+        "decode_only": lambda: serial_decode(video),
+        "graph_full": lambda: graph_full(video, model, tmp / "g.mp4"),
+        "serial_full": lambda: serial_full(video, model, tmp / "s.mp4"),
+        "serial_full_i420": lambda: serial_full(video, model, tmp / "i.mp4", "I420"),
+        "decode_encode_only": lambda: serial_decode(video, tmp / "e.mp4"),
+    }
+    runs: dict[str, list[float]] = {k: [] for k in cases}
     # warm-up: load the models, fill the caches
     graph_detect(video, model)
     serial_full(video, model, tmp / "w.mp4")
     for _ in range(args.repeats):  # interleaved, so load changes hit all alike
-        for key, fn in (("graph_detect", lambda: graph_detect(video, model)),
-                        ("tasks_detect", lambda: tasks_detect(frames, model)),
-                        ("tasks_decode_detect", lambda: tasks_decode_detect(video, model)),
-                        ("graph_full", lambda: graph_full(video, model, tmp / "g.mp4")),
-                        ("serial_full", lambda: serial_full(video, model, tmp / "s.mp4")),
-                        ("serial_full_i420", lambda: serial_full(video, model, tmp / "i.mp4", "I420"))):
+        for key, fn in cases.items():
             secs, n = fn()
             if n != len(frames):
                 raise SystemExit(f"{key} handled {n} frames, expected {len(frames)}")
             runs[key].append(n / secs)
     fps = {k: statistics.median(v) for k, v in runs.items()}
+
+    def ratio(a: str, b: str) -> tuple[float, float, float]:
+        """Median, min and max over the rounds of a/b measured in the same round (drift cancels)."""
+        per_round = [x / y for x, y in zip(runs[a], runs[b])]
+        return statistics.median(per_round), min(per_round), max(per_round)
+
     rows = [
-        ("decode+detect: graph", fps["graph_detect"], fps["graph_detect"] / fps["tasks_detect"], "Tasks detect only (frames in memory)"),
-        ("  Tasks FaceDetector, decoded frames", fps["tasks_detect"], 1.0, ""),
-        ("  Tasks decode+detect serial", fps["tasks_decode_detect"], fps["tasks_decode_detect"] / fps["tasks_detect"], ""),
-        ("  graph vs Tasks decode+detect", fps["graph_detect"], fps["graph_detect"] / fps["tasks_decode_detect"], "Tasks decode+detect"),
-        ("full graph (annotate + H.264)", fps["graph_full"], fps["graph_full"] / fps["serial_full"], "serial loop, RGB"),
-        ("  serial loop, RGB frames", fps["serial_full"], 1.0, ""),
-        ("  full graph vs serial I420 loop", fps["graph_full"], fps["graph_full"] / fps["serial_full_i420"],
-         "serial loop, I420 (same work)"),
-        ("  serial loop, I420 frames", fps["serial_full_i420"], fps["serial_full_i420"] / fps["serial_full"], ""),
+        ("decode+detect: graph (I420)", "graph_detect", ("graph_detect", "tasks_decode_detect"), "Tasks: decode to RGB + detect, serial"),
+        ("  Tasks decode+detect serial", "tasks_decode_detect", None, ""),
+        ("  graph vs Tasks on decoded frames", "graph_detect", ("graph_detect", "tasks_detect"), "Tasks detect only (frames in memory)"),
+        ("  Tasks FaceDetector, decoded frames", "tasks_detect", None, ""),
+        ("  PyAV decode alone (I420)", "decode_only", ("decode_only", "tasks_detect"), "Tasks detect only"),
+        ("full graph (annotate + H.264)", "graph_full", ("graph_full", "serial_full"), "serial loop, RGB frames"),
+        ("  serial loop, RGB frames", "serial_full", None, ""),
+        ("  full graph vs serial I420 loop", "graph_full", ("graph_full", "serial_full_i420"), "serial loop, I420 (same work)"),
+        ("  serial loop, I420 frames", "serial_full_i420", None, ""),
+        ("  full graph vs decode + encode alone", "graph_full", ("graph_full", "decode_encode_only"), "decode -> x264, nothing else"),
+        ("  decode + encode alone", "decode_encode_only", None, ""),
     ]
-    print(f"\nface detection on carphone 1280x720, {len(frames)} frames, median of {args.repeats} "
-          f"({os.cpu_count()} CPUs, {platform.processor() or platform.machine()})")
-    print(f"{'measurement':40s} {'frames/s':>9s} {'ratio':>7s}  baseline")
-    for name, v, r, b in rows:
-        print(f"{name:40s} {v:9.1f} {r:7.2f}x  {b}")
+    print(f"\nface detection on carphone 1280x720, {len(frames)} frames, {args.repeats} interleaved rounds "
+          f"({os.cpu_count()} CPUs, {platform.processor() or platform.machine()}); frames/s: median; "
+          f"ratio: median of the per-round ratios [min-max]")
+    print(f"{'measurement':40s} {'frames/s':>9s} {'ratio':>7s} {'spread':>13s}  baseline")
+    ratios = {}
+    for name, key, pair, base in rows:
+        if pair is None:
+            print(f"{name:40s} {fps[key]:9.1f}")
+            continue
+        med, lo, hi = ratio(*pair)
+        ratios[f"{pair[0]}_vs_{pair[1]}"] = {"median": med, "min": lo, "max": hi}
+        print(f"{name:40s} {fps[key]:9.1f} {med:6.2f}x [{lo:.2f}-{hi:.2f}]  {base}")
     import av
     import mediapipe
     import openvino
@@ -249,10 +304,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor(), "machine": platform.machine()},
         "versions": {"av": av.__version__, "mediapipe": mediapipe.__version__, "openvino": openvino.__version__},
         "fps_median": fps, "fps_runs": runs,
-        "ratios": {"graph_detect_vs_tasks_detect": fps["graph_detect"] / fps["tasks_detect"],
-                   "graph_detect_vs_tasks_decode_detect": fps["graph_detect"] / fps["tasks_decode_detect"],
-                   "graph_full_vs_serial_full": fps["graph_full"] / fps["serial_full"],
-                   "graph_full_vs_serial_full_i420": fps["graph_full"] / fps["serial_full_i420"]},
+        "ratios": ratios,
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2))
