@@ -147,6 +147,38 @@ def _throughput(eng: base.Engine, feeds, n: int, seconds: float) -> float:
     return sum(count) / (time.perf_counter() - t0)
 
 
+# The format `vpipe convert` makes for an engine that cannot read the model as it is.
+CONVERT_TO = {"onnxruntime": "onnx", "ncnn": "ncnn", "tensorrt": "tensorrt", "openvino": "openvino"}
+
+
+def _adapt_feed(feed: list[np.ndarray], shapes) -> list[np.ndarray]:
+    """``feed`` laid out for an engine's inputs: an NHWC array goes NCHW where the engine's input
+    is the transposed shape (tflite2onnx turns NHWC inputs into NCHW); anything else as it is."""
+    def fits(shape, want) -> bool:  # None dims (dynamic) match anything
+        return len(shape) == len(want) and all(w is None or w == d for d, w in zip(shape, want))
+
+    out = []
+    for a, want in zip(feed, shapes):
+        if want is not None and a.ndim == 4 and not fits(a.shape, want) and fits(a.transpose(0, 3, 1, 2).shape, want):
+            a = np.ascontiguousarray(a.transpose(0, 3, 1, 2))
+        out.append(a)
+    return out
+
+
+def _paired(got: list[np.ndarray], ref: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each reference output with the engine's output of the same size, in the reference's shape
+    (a converted model may list its outputs in another order, or add a batch dim)."""
+    left = list(got)
+    pairs = []
+    for r in ref:
+        same = [i for i, a in enumerate(left) if a.size == r.size]
+        if not same:
+            raise InferenceError(f"no output of {r.size} values to compare with the reference's {list(r.shape)}")
+        exact = [i for i in same if left[i].shape == r.shape]
+        pairs.append((np.reshape(left.pop((exact or same)[0]), r.shape), r))
+    return pairs
+
+
 def bench_engines(model: str, engines: Sequence[str] | None = None, precisions: Sequence[str] = ("fp32",),
                   iters: int = 50, in_flight: int = 2, seconds: float = 2.0, shape: Sequence[int] | None = None,
                   threads: int | None = None, log=print) -> Report:
@@ -165,7 +197,14 @@ def bench_engines(model: str, engines: Sequence[str] | None = None, precisions: 
     if not engines:
         raise InferenceError(f"no installed engine reads {path.name}")
     value_range = input_range(model) or ((0.0, 255.0) if suffix == ".onnx" else (0.0, 1.0))
-    reference = "onnxruntime" if suffix == ".onnx" and base.is_installed("onnxruntime") else engines[0]
+    # The reference reads the model as it is: ONNX Runtime for ONNX, else the first installed reader.
+    if suffix == ".onnx" and base.is_installed("onnxruntime"):
+        reference = "onnxruntime"
+    elif readers:
+        reference = readers[0]
+    else:
+        raise InferenceError(f"no installed engine reads {path.name} to serve as the reference "
+                             f"(readers of {suffix}: {', '.join(base._FORMATS.get(suffix, ())) or 'none'})")
     ref_engine = base.engine_class(reference)(path, EngineOptions(device="cpu" if reference != "tensorrt" else "auto"))
     try:
         feeds = sample_inputs(ref_engine.inputs, shape, value_range)
@@ -180,12 +219,19 @@ def bench_engines(model: str, engines: Sequence[str] | None = None, precisions: 
             report.rows.append(row)
             try:
                 eng_path = path
-                if eng_name == "ncnn" and suffix == ".onnx":
-                    # ncnn reads .param/.bin: the project's checked converter makes them (cached).
+                converted_shapes: list = []
+                if eng_name not in base._FORMATS.get(suffix, ()) and eng_name in CONVERT_TO:
+                    # An engine that cannot read the model gets it through the project's checked
+                    # converter (cached): ncnn .param/.bin from ONNX, ONNX from TFLite, ...
                     from .convert import convert
 
-                    eng_path = Path(convert(model, "ncnn", shape=report.input_shapes[0]).path)
-                    row.note = "converted by vpipe convert --to ncnn"
+                    target = CONVERT_TO[eng_name]
+                    # an ONNX source may have dynamic dims: build for the benchmark's input shape
+                    shape_arg = report.input_shapes[0] if suffix == ".onnx" else None
+                    conv = convert(model, target, shape=shape_arg)
+                    eng_path = Path(conv.path)
+                    converted_shapes = list(conv.input_shapes.values())
+                    row.note = f"converted by vpipe convert --to {target}"
                 base.check_format(eng_name, eng_path)
                 cls = base.engine_class(eng_name)
                 opts = EngineOptions(precision=prec, threads=threads)
@@ -194,25 +240,33 @@ def bench_engines(model: str, engines: Sequence[str] | None = None, precisions: 
                 row.load_ms = (time.perf_counter() - t0) * 1e3
                 row.device = eng.device
                 try:
-                    for f in feeds:  # warm-up
+                    # e.g. NHWC -> NCHW after tflite2onnx; an engine that does not say its input
+                    # shapes (ncnn) is given those its converted model was checked with.
+                    wants = [sp.shape if sp.shape is not None else
+                             (converted_shapes[i] if i < len(converted_shapes) else None)
+                             for i, sp in enumerate(eng.inputs)]
+                    own = [_adapt_feed(f, wants) for f in feeds]
+                    for f in own:  # warm-up
                         eng.infer(f)
-                    lat = _latencies(eng, feeds, iters)
+                    lat = _latencies(eng, own, iters)
                     qs = statistics.quantiles(lat, n=10)
                     row.p50_ms, row.p90_ms = statistics.median(lat), qs[8]
                     row.fps_1 = 1e3 / statistics.mean(lat)
-                    errs = [max(float(np.abs(a - b).max()) for a, b in zip(eng.infer(f), r))
-                            for f, r in zip(feeds, ref_out)]
+                    errs = [max(float(np.abs(a - b).max()) for a, b in _paired(eng.infer(f), r))
+                            for f, r in zip(own, ref_out)]
                     row.max_abs_err = max(errs)
+                    if not np.isfinite(row.max_abs_err):
+                        row.note = (row.note + "; " if row.note else "") + "outputs not finite (NaN/inf)"
                 finally:
                     eng.close()
                 # N in flight: the engine prepared for N parallel requests, N callers.
                 eng = cls(eng_path, EngineOptions(precision=prec, threads=threads, requests=in_flight))
                 try:
-                    eng.infer(feeds[0])
-                    row.fps_n = _throughput(eng, feeds, in_flight, seconds)
+                    eng.infer(own[0])
+                    row.fps_n = _throughput(eng, own, in_flight, seconds)
                 finally:
                     eng.close()
-            except (InferenceError, ImportError) as e:
+            except (InferenceError, ImportError, RuntimeError) as e:  # RuntimeError: a failed conversion
                 row.note = str(e).split(";")[0][:120]
             log(f"{eng_name:12s} {prec:5s} " + (f"p50 {row.p50_ms:.2f} ms" if row.p50_ms else row.note))
     return report

@@ -62,3 +62,23 @@ def test_bench_runs_ncnn_on_an_onnx_model_through_the_checked_converter(centerfa
     assert row.note == "converted by vpipe convert --to ncnn" and row.device == "cpu"
     assert row.p50_ms > 0 and row.fps_n > 0
     assert row.max_abs_err is not None and row.max_abs_err < 5e-4  # f32 ncnn vs ORT, as in test_engines_agree
+
+
+@needs_ov
+@needs_ort
+@needs_ncnn
+def test_bench_runs_engines_that_cannot_read_a_tflite_model_on_its_checked_conversions():
+    # TFLite is read by OpenVINO only (the reference); ONNX Runtime gets the tflite2onnx model (its
+    # input NCHW where the TFLite one is NHWC) and ncnn the pnnx conversion of that, each fed the
+    # same frames laid out for it, each output paired with the reference's by size.
+    from calculators.inference.bench import bench_engines
+
+    report = bench_engines("zoo:blazeface-short", ["openvino", "onnxruntime", "ncnn"], iters=3, in_flight=2,
+                           seconds=0.1, log=lambda m: None)
+    assert report.reference == "openvino fp32" and report.input_shapes == [[1, 128, 128, 3]]
+    rows = {r.engine: r for r in report.rows}
+    assert rows["onnxruntime"].note == "converted by vpipe convert --to onnx"
+    assert rows["ncnn"].note == "converted by vpipe convert --to ncnn"
+    for r in rows.values():
+        assert r.p50_ms and r.p50_ms > 0 and r.fps_n and r.fps_n > 0, r
+        assert r.max_abs_err is not None and r.max_abs_err < 1e-3, (r.engine, r.max_abs_err)
