@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
+import cv2
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from calculators.postprocess.masks import (blur_background, mask_from_tensor, mask_to_frame, refine_mask,
                                            replace_background)
 from calculators.postprocess.tensors import named_or_first, output_arrays
-from calculators.types import Image, Mask, Transform
+from calculators.types import Image, Mask, Transform, i420_planes, rgb_to_yuv
 from pipeline import Any, Calculator, Input, Output, register
 
 
@@ -74,15 +76,15 @@ class BackgroundEffectOptions(BaseModel):
 
     effect: Literal["blur", "color"] = "blur"
     kernel: int = Field(31, ge=3, description="blur kernel size in pixels (odd)")
-    color: tuple[int, int, int] = Field((0, 255, 0), description="background colour, in the image's channel order")
+    color: tuple[int, int, int] = Field((0, 255, 0), description="background colour, in the image's channel order (RGB for I420)")
 
 
 @register
 class BackgroundEffect(Calculator):
     """Blurs or replaces the background of an image outside a foreground mask (draws on a copy).
 
-    Ports: IMAGE (Image), MASK (Mask, frame-sized) -> IMAGE (Image). A frame with no mask at its
-    timestamp is passed on unchanged.
+    Ports: IMAGE (Image, any format; I420 is processed plane by plane), MASK (Mask, frame-sized)
+    -> IMAGE (Image, same format). A frame with no mask at its timestamp is passed on unchanged.
     Options: effect blur|color; kernel (blur size, default 31); color (the replacement).
     Example node:
         - calculator: BackgroundEffect
@@ -103,11 +105,29 @@ class BackgroundEffect(Calculator):
         if mask is None:
             ctx.outputs["IMAGE"].add(image)
             return
-        if mask.data.shape != image.data.shape[:2]:
+        if mask.data.shape != (image.height, image.width):
             raise ValueError(f"node {ctx.node}: mask {mask.data.shape} does not match the frame "
-                             f"{image.data.shape[:2]} at timestamp {ctx.timestamp}; give SegmentationMask the TRANSFORM")
+                             f"{(image.height, image.width)} at timestamp {ctx.timestamp}; give SegmentationMask the TRANSFORM")
+        if image.format == "I420":
+            ctx.outputs["IMAGE"].add(image.with_data(self._i420(image, mask.data, o)))
+            return
         if o.effect == "blur":
             out = blur_background(image.data, mask.data, o.kernel)
         else:
             out = replace_background(image.data, mask.data, o.color)
         ctx.outputs["IMAGE"].add(image.with_data(out))
+
+    @staticmethod
+    def _i420(image: Image, mask: np.ndarray, o) -> np.ndarray:
+        """The effect plane by plane: chroma with the mask and the blur kernel halved; the
+        replacement colour (read as RGB) turned into its Y, U and V values."""
+        out = np.empty_like(image.data)
+        half = cv2.resize(mask.astype(np.float32), (image.width // 2, image.height // 2), interpolation=cv2.INTER_AREA)
+        values = rgb_to_yuv(o.color)
+        for i, (src, dst) in enumerate(zip(image.planes(), i420_planes(out))):
+            m = mask if i == 0 else half
+            if o.effect == "blur":
+                dst[...] = blur_background(src, m, o.kernel if i == 0 else max(3, o.kernel // 2))
+            else:
+                dst[...] = replace_background(src, m, (values[i],))
+        return out

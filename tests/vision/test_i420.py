@@ -179,3 +179,25 @@ def test_video_writer_encodes_i420_and_rgb_alike(tmp_path, yuv_and_rgb):
         assert _diff(got, want)[0] < 2.0, "an I420 frame must come back out of the encoder as it went in"
     for a, b in zip(results["I420"], results["RGB"]):
         assert _diff(a, b)[0] < 1.5
+
+
+@pytest.mark.parametrize("options", [{"effect": "blur", "kernel": 21}, {"effect": "color", "color": [0, 200, 0]}])
+def test_background_effect_on_i420_matches_the_rgb_path(yuv_and_rgb, options):
+    yuv, _ = yuv_and_rgb[3]
+    rgb = Image(yuv, "I420").to("RGB").data  # the same pixels in both paths
+    h, w = rgb.shape[:2]
+    mask = np.zeros((h, w), np.float32)
+    mask[:, w // 3: 2 * w // 3] = 1.0
+    outs = {}
+    for frame in (Image(yuv, "I420"), Image(rgb)):
+        before = frame.data.copy()
+        out = run_calculator("BackgroundEffect", inputs={"IMAGE": [(0, frame)], "MASK": [(0, Mask(mask))]},
+                             options=options)["IMAGE"][0][1]
+        assert out.format == frame.format and np.array_equal(frame.data, before)
+        outs[frame.format] = out.to("RGB").data
+    inside = outs["RGB"][:, w // 3 + 8: 2 * w // 3 - 8]
+    assert _diff(outs["I420"][:, w // 3 + 8: 2 * w // 3 - 8], inside)[0] < 1.5, "the foreground must be untouched"
+    background = (slice(None), slice(0, w // 3 - 8))
+    assert _diff(outs["I420"][background], rgb[background])[0] > 3, "the background must change"
+    mean, _ = _diff(outs["I420"][background], outs["RGB"][background])
+    assert mean < 4, f"I420 background differs from the RGB path's by {mean:.1f} on average"
