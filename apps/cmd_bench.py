@@ -34,6 +34,8 @@ def engines_cmd(
     seconds: float = typer.Option(2.0, help="duration of each throughput run"),
     shape: str = typer.Option(None, help="input shape for dynamic models, e.g. 1,3,480,640"),
     threads: int = typer.Option(None, help="runtime threads (default: the runtime's)"),
+    devices: str = typer.Option("auto", "--devices", "-d",
+                                help="comma-separated devices, each engine's names: cpu, cuda, GPU, vulkan, ..."),
     out: Path = typer.Option(Path("out/bench"), "--out", "-o", help="folder for the JSON and PNG"),
 ) -> None:
     """Measure every engine (and precision) on MODEL."""
@@ -51,7 +53,7 @@ def engines_cmd(
     try:
         report = bench.bench_engines(
             model, _split(engines), _split(precisions) or ["fp32"], iters=iters, in_flight=in_flight,
-            seconds=seconds, shape=dims, threads=threads,
+            seconds=seconds, shape=dims, threads=threads, devices=_split(devices) or ["auto"],
             log=lambda m: console.print(m, style="dim"))
     except (InferenceError, CatalogError, ImportError, FileNotFoundError, ValueError) as e:
         console.print(f"[red]error:[/red] {e}")

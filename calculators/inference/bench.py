@@ -181,7 +181,7 @@ def _paired(got: list[np.ndarray], ref: list[np.ndarray]) -> list[tuple[np.ndarr
 
 def bench_engines(model: str, engines: Sequence[str] | None = None, precisions: Sequence[str] = ("fp32",),
                   iters: int = 50, in_flight: int = 2, seconds: float = 2.0, shape: Sequence[int] | None = None,
-                  threads: int | None = None, log=print) -> Report:
+                  threads: int | None = None, devices: Sequence[str] = ("auto",), log=print) -> Report:
     from calculators.catalog import input_range, resolve
 
     path = Path(resolve(model))
@@ -213,62 +213,61 @@ def bench_engines(model: str, engines: Sequence[str] | None = None, precisions: 
         ref_engine.close()
     report = Report(model=str(model), input_shapes=[list(a.shape) for a in feeds[0]],
                     reference=f"{reference} fp32", machine=machine_info())
-    for eng_name in engines:
-        for prec in precisions:
-            row = Row(eng_name, prec, in_flight=in_flight)
-            report.rows.append(row)
-            try:
-                eng_path = path
-                converted_shapes: list = []
-                if eng_name not in base._FORMATS.get(suffix, ()) and eng_name in CONVERT_TO:
-                    # An engine that cannot read the model gets it through the project's checked
-                    # converter (cached): ncnn .param/.bin from ONNX, ONNX from TFLite, ...
-                    from .convert import convert
+    for eng_name, device, prec in ((e, d, p) for e in engines for d in devices for p in precisions):
+        row = Row(eng_name, prec, device=device, in_flight=in_flight)
+        report.rows.append(row)
+        try:
+            eng_path = path
+            converted_shapes: list = []
+            if eng_name not in base._FORMATS.get(suffix, ()) and eng_name in CONVERT_TO:
+                # An engine that cannot read the model gets it through the project's checked
+                # converter (cached): ncnn .param/.bin from ONNX, ONNX from TFLite, ...
+                from .convert import convert
 
-                    target = CONVERT_TO[eng_name]
-                    # an ONNX source may have dynamic dims: build for the benchmark's input shape
-                    shape_arg = report.input_shapes[0] if suffix == ".onnx" else None
-                    conv = convert(model, target, shape=shape_arg)
-                    eng_path = Path(conv.path)
-                    converted_shapes = list(conv.input_shapes.values())
-                    row.note = f"converted by vpipe convert --to {target}"
-                base.check_format(eng_name, eng_path)
-                cls = base.engine_class(eng_name)
-                opts = EngineOptions(precision=prec, threads=threads)
-                t0 = time.perf_counter()
-                eng = cls(eng_path, opts)
-                row.load_ms = (time.perf_counter() - t0) * 1e3
-                row.device = eng.device
-                try:
-                    # e.g. NHWC -> NCHW after tflite2onnx; an engine that does not say its input
-                    # shapes (ncnn) is given those its converted model was checked with.
-                    wants = [sp.shape if sp.shape is not None else
-                             (converted_shapes[i] if i < len(converted_shapes) else None)
-                             for i, sp in enumerate(eng.inputs)]
-                    own = [_adapt_feed(f, wants) for f in feeds]
-                    for f in own:  # warm-up
-                        eng.infer(f)
-                    lat = _latencies(eng, own, iters)
-                    qs = statistics.quantiles(lat, n=10)
-                    row.p50_ms, row.p90_ms = statistics.median(lat), qs[8]
-                    row.fps_1 = 1e3 / statistics.mean(lat)
-                    errs = [max(float(np.abs(a - b).max()) for a, b in _paired(eng.infer(f), r))
-                            for f, r in zip(own, ref_out)]
-                    row.max_abs_err = max(errs)
-                    if not np.isfinite(row.max_abs_err):
-                        row.note = (row.note + "; " if row.note else "") + "outputs not finite (NaN/inf)"
-                finally:
-                    eng.close()
-                # N in flight: the engine prepared for N parallel requests, N callers.
-                eng = cls(eng_path, EngineOptions(precision=prec, threads=threads, requests=in_flight))
-                try:
-                    eng.infer(own[0])
-                    row.fps_n = _throughput(eng, own, in_flight, seconds)
-                finally:
-                    eng.close()
-            except (InferenceError, ImportError, RuntimeError) as e:  # RuntimeError: a failed conversion
-                row.note = str(e).split(";")[0][:120]
-            log(f"{eng_name:12s} {prec:5s} " + (f"p50 {row.p50_ms:.2f} ms" if row.p50_ms else row.note))
+                target = CONVERT_TO[eng_name]
+                # an ONNX source may have dynamic dims: build for the benchmark's input shape
+                shape_arg = report.input_shapes[0] if suffix == ".onnx" else None
+                conv = convert(model, target, shape=shape_arg)
+                eng_path = Path(conv.path)
+                converted_shapes = list(conv.input_shapes.values())
+                row.note = f"converted by vpipe convert --to {target}"
+            base.check_format(eng_name, eng_path)
+            cls = base.engine_class(eng_name)
+            opts = EngineOptions(precision=prec, threads=threads, device=device)
+            t0 = time.perf_counter()
+            eng = cls(eng_path, opts)
+            row.load_ms = (time.perf_counter() - t0) * 1e3
+            row.device = eng.device
+            try:
+                # e.g. NHWC -> NCHW after tflite2onnx; an engine that does not say its input
+                # shapes (ncnn) is given those its converted model was checked with.
+                wants = [sp.shape if sp.shape is not None else
+                         (converted_shapes[i] if i < len(converted_shapes) else None)
+                         for i, sp in enumerate(eng.inputs)]
+                own = [_adapt_feed(f, wants) for f in feeds]
+                for f in own:  # warm-up
+                    eng.infer(f)
+                lat = _latencies(eng, own, iters)
+                qs = statistics.quantiles(lat, n=10)
+                row.p50_ms, row.p90_ms = statistics.median(lat), qs[8]
+                row.fps_1 = 1e3 / statistics.mean(lat)
+                errs = [max(float(np.abs(a - b).max()) for a, b in _paired(eng.infer(f), r))
+                        for f, r in zip(own, ref_out)]
+                row.max_abs_err = max(errs)
+                if not np.isfinite(row.max_abs_err):
+                    row.note = (row.note + "; " if row.note else "") + "outputs not finite (NaN/inf)"
+            finally:
+                eng.close()
+            # N in flight: the engine prepared for N parallel requests, N callers.
+            eng = cls(eng_path, EngineOptions(precision=prec, threads=threads, device=device, requests=in_flight))
+            try:
+                eng.infer(own[0])
+                row.fps_n = _throughput(eng, own, in_flight, seconds)
+            finally:
+                eng.close()
+        except (InferenceError, ImportError, RuntimeError) as e:  # RuntimeError: a failed conversion
+            row.note = str(e).split(";")[0][:120]
+        log(f"{eng_name:12s} {device:8s} {prec:5s} " + (f"p50 {row.p50_ms:.2f} ms" if row.p50_ms else row.note))
     return report
 
 
@@ -296,7 +295,8 @@ def chart(report: Report, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     rows = [r for r in report.rows if r.p50_ms is not None]
-    labels = [f"{r.engine}\n{r.precision}" for r in rows]
+    labels = [f"{r.engine}\n{r.precision}" + (f" {r.device}" if r.device.lower() not in ("cpu", "auto") else "")
+              for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(6, 1.6 * len(rows) + 3), 4))
     x = np.arange(len(rows))
     ax1.bar(x, [r.p50_ms for r in rows], color="tab:blue", label="p50")

@@ -82,3 +82,20 @@ def test_bench_runs_engines_that_cannot_read_a_tflite_model_on_its_checked_conve
     for r in rows.values():
         assert r.p50_ms and r.p50_ms > 0 and r.fps_n and r.fps_n > 0, r
         assert r.max_abs_err is not None and r.max_abs_err < 1e-3, (r.engine, r.max_abs_err)
+
+
+@needs_ort
+@needs_ncnn
+def test_bench_rows_per_device_and_a_missing_device_is_a_row_note(centerface_ncnn, tmp_path):
+    r = _vpipe("bench", "engines", "zoo:centerface", "--engines", "ncnn", "--devices", "cpu,vulkan",
+               "--shape", "1,3,480,640", "--iters", "3", "--seconds", "0.1", "-o", str(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = json.loads((tmp_path / "engines-centerface.json").read_text())["rows"]
+    assert [(row["engine"], row["device"].split(":")[0]) for row in rows] == [("ncnn", "cpu"), ("ncnn", "vulkan")]
+    assert rows[0]["p50_ms"] > 0 and rows[0]["max_abs_err"] < 1e-3
+    import ncnn
+
+    if ncnn.get_gpu_count() == 0:  # this machine: the Vulkan row says why it has no figures
+        assert rows[1]["p50_ms"] is None and "needs Vulkan GPU 0, but 0 are available" in rows[1]["note"]
+    else:  # a Vulkan machine measures it
+        assert rows[1]["p50_ms"] > 0 and rows[1]["max_abs_err"] < 1e-2
