@@ -88,3 +88,24 @@ def test_ncnn_vulkan_agrees_with_ncnn_cpu_through_the_inference_calculator(ref, 
           f"graph of {len(tensors)} frames: {ref_dev} {secs[ref_dev]:.2f} s, {gpu_dev} {secs[gpu_dev]:.2f} s "
           f"(load included)")
     assert worst <= tolerance, f"{ref}: Vulkan differs from CPU by {worst:.3g} (allowed {tolerance})"
+    # Steady-state latency of the engine alone (printed for docs/engines.md, not asserted).
+    import statistics
+
+    from calculators.inference.base import EngineOptions, engine_class
+
+    lat = {}
+    for device in DEVICES:
+        eng = engine_class("ncnn")(model, EngineOptions(device=device))
+        try:
+            feed = [tensors[0][1].data]
+            for _ in range(5):
+                eng.infer(feed)
+            times = []
+            for _, t in tensors * 3:
+                t0 = time.perf_counter()
+                eng.infer([t.data])
+                times.append((time.perf_counter() - t0) * 1e3)
+            lat[device] = statistics.median(times)
+        finally:
+            eng.close()
+    print(f"{ref}: ncnn p50 per inference " + ", ".join(f"{d} {v:.2f} ms" for d, v in lat.items()))
