@@ -264,6 +264,9 @@ class Display(Calculator):
     Errors: no display (DISPLAY unset, X server unreachable) or an OpenCV without GUI fail in
     ``open`` with the reason; a window process that dies fails the next ``process`` with its
     exit code and the end of its stderr.
+    Known limit: on a bare X server with no window manager (Xvfb), Qt 5 sometimes loses a new
+    window's first expose and leaves it black (about one window in eight with both cores busy);
+    any window manager's map, or ``xdotool windowunmap``/``windowmap``, paints it at once.
     Example:
         - calculator: Display
           inputs: {IMAGE: annotated}

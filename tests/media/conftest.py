@@ -57,14 +57,17 @@ def listening(port: int) -> bool:
     return False
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
-    """Polls ``predicate`` until it is truthy; fails naming ``what`` after ``timeout`` s."""
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05, fail: bool = True):
+    """Polls ``predicate`` until it is truthy; fails naming ``what`` after ``timeout`` s (or
+    returns the last falsy value when ``fail`` is False)."""
     end = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > end:
+            if not fail:
+                return value
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
 

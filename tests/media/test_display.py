@@ -53,6 +53,19 @@ def frame_on_screen(display: str, frame_bgr: np.ndarray) -> float:
     return float(score)
 
 
+def _explain_screen(display: str, xdotool: str, title: str, frame: np.ndarray, folder) -> None:
+    """On a failure: what X shows (saved), where the window is and how well the frame matches."""
+    shot = screenshot(display)
+    ids = subprocess.run([xdotool, "search", "--name", title], capture_output=True, text=True).stdout.split()
+    geometry = [subprocess.run([xdotool, "getwindowgeometry", i], capture_output=True, text=True).stdout.strip()
+                for i in ids]
+    score = -1.0 if shot is None else float(cv2.matchTemplate(shot, frame, cv2.TM_CCOEFF_NORMED).max())
+    if shot is not None:
+        cv2.imwrite(str(folder / "screen.png"), shot)
+    print(f"\nX screen saved to {folder / 'screen.png'}; best template match {score:.3f}; "
+          f"windows named {title!r}: {geometry}")
+
+
 @pytest.fixture(scope="module")
 def warm_x(xvfb):
     """Maps and closes one throw-away window first. On a freshly started Xvfb, Qt's first window
@@ -78,7 +91,7 @@ def warm_x(xvfb):
 
 
 @pytest.mark.parametrize("run", [1, 2])
-def test_display_window_shows_the_frame(warm_x, no_leaked_threads, run):
+def test_display_window_shows_the_frame(warm_x, no_leaked_threads, run, tmp_path):
     xvfb = warm_x
     """Run twice: in-process Qt would hang opening the second run's window from a new thread."""
     xdotool = need("xdotool", "xdotool")
@@ -103,7 +116,20 @@ def test_display_window_shows_the_frame(warm_x, no_leaked_threads, run):
             t += 1
             return frame_on_screen(xvfb, frame) > 0.99
 
-        assert wait_for(shown, 20, "the frame to appear on the X screen (template match > 0.99)")
+        try:
+            if not wait_for(shown, 5, "", fail=False):
+                # Qt 5 on a bare X server (no window manager) sometimes loses the first Expose of a
+                # new window and then never paints it (reproduced here: ~1 window in 8 with both
+                # cores busy, with the window process drawing every frame; an unmap and map - what
+                # any window manager does - paints it at once). Do what the window manager would.
+                win = subprocess.run([xdotool, "search", "--onlyvisible", "--name", title], capture_output=True,
+                                     text=True).stdout.split()[0]
+                subprocess.run([xdotool, "windowunmap", "--sync", win], check=True, timeout=20)
+                subprocess.run([xdotool, "windowmap", "--sync", win], check=True, timeout=20)
+                wait_for(shown, 20, "the frame to appear on the X screen (template match > 0.99)")
+        except BaseException:
+            _explain_screen(xvfb, xdotool, title, frame, tmp_path)
+            raise
     finally:
         g.close_input("in")
         g.wait(20)
