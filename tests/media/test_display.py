@@ -66,33 +66,8 @@ def _explain_screen(display: str, xdotool: str, title: str, frame: np.ndarray, f
           f"windows named {title!r}: {geometry}")
 
 
-@pytest.fixture(scope="module")
-def warm_x(xvfb):
-    """Maps and closes one throw-away window first. On a freshly started Xvfb, Qt's first window
-    stayed unpainted in screenshots about once in 60 module runs (the window process was healthy,
-    drawing every frame; never a later window): a known-flaky first map, not the frames we test."""
-    import sys
-
-    from calculators.sinks.display import WINDOW_SCRIPT
-    from calculators.sinks.display_window import HEADER
-
-    proc = subprocess.Popen([sys.executable, WINDOW_SCRIPT, '{"title": "warm-up"}'], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        assert proc.stdout.readline() == b"ready\n", "the warm-up window did not open"
-        proc.stdin.write(HEADER.pack(8, 8, 3) + bytes(8 * 8 * 3))
-        proc.stdin.close()
-        assert proc.wait(20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return xvfb
-
-
 @pytest.mark.parametrize("run", [1, 2])
-def test_display_window_shows_the_frame(warm_x, no_leaked_threads, run, tmp_path):
-    xvfb = warm_x
+def test_display_window_shows_the_frame(xvfb, no_leaked_threads, run, tmp_path):
     """Run twice: in-process Qt would hang opening the second run's window from a new thread."""
     xdotool = need("xdotool", "xdotool")
     frame = synthetic_frame(7 + run, 320, 240)  # BGR
