@@ -99,11 +99,28 @@ class VideoFileWriter:
         self.who = who
         check_writable(options.path, who)
         self.codec = pick_codec(options.codec)
+        self._check_pix_fmt()
         self.container = None
         self.stream = None
         self.frames = 0
         self.last_ts: int | None = None
         self._warned_resize = False
+
+    def _check_pix_fmt(self) -> None:
+        """An unknown pixel format, or one the encoder does not take, fails here (before any
+        frame) naming the ones it takes."""
+        import av
+
+        try:
+            av.VideoFormat(self.o.pix_fmt)
+        except ValueError:
+            raise MediaError(f"{self.who}: pix_fmt {self.o.pix_fmt!r} is not a pixel format FFmpeg knows "
+                             f"(e.g. yuv420p, yuv444p, nv12)") from None
+        codec = av.codec.Codec(self.codec, "w")
+        takes = [f.name for f in (codec.video_formats or ())]
+        if takes and self.o.pix_fmt not in takes:
+            raise MediaError(f"{self.who}: encoder {self.codec} does not take pix_fmt {self.o.pix_fmt!r}; "
+                             f"it takes {', '.join(takes)}")
 
     def _start(self, width: int, height: int) -> None:
         import av

@@ -427,3 +427,16 @@ def test_realtime_pace_holds_frames_to_their_timestamps(tmp_path, calculator, op
     assert paced == fast == [i * 25_000 for i in range(9)]
     assert t_paced >= 0.2 * 0.95, f"realtime: 9 frames 25 ms apart took {t_paced:.3f} s"
     assert t_fast < t_paced, f"fast {t_fast:.3f} s, realtime {t_paced:.3f} s"
+
+
+@pytest.mark.parametrize("pix_fmt, message", [
+    ("nonsense", "pix_fmt 'nonsense' is not a pixel format FFmpeg knows"),
+    ("rgb24", "encoder libx264 does not take pix_fmt 'rgb24'; it takes yuv420p"),
+])
+def test_video_writer_refuses_a_pixel_format_before_any_frame(tmp_path, pix_fmt, message):
+    from pipeline.testing import run_calculator
+
+    with pytest.raises(GraphRunError, match=re.escape(message)) as info:
+        run_calculator("VideoWriter", inputs={"IMAGE": []}, options={"path": str(tmp_path / "x.mp4"), "pix_fmt": pix_fmt})
+    assert info.value.phase == "open"
+    assert not (tmp_path / "x.mp4").exists()
