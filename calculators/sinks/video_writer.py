@@ -221,6 +221,10 @@ def video_frame(image: Image, pix_fmt: str = "yuv420p"):
     data, fmt = image.data, image.format
     if pix_fmt == "yuv420p" and fmt in ("RGB", "BGR", "RGBA", "BGRA") and not (image.width % 2 or image.height % 2):
         data, fmt = image.to("I420").data, "I420"
+    if fmt == "I420" and data.flags.c_contiguous:
+        # The encoder reads the planes where they are: no copy (payloads are never written to after
+        # they are sent; FFmpeg holds a reference to the array until it is done with the frame).
+        return av.VideoFrame.from_numpy_buffer(data, format="yuv420p")
     return av.VideoFrame.from_ndarray(np.ascontiguousarray(data), format=AV_FORMATS[fmt])
 
 
