@@ -27,7 +27,7 @@ def _split(value: str | None) -> list[str] | None:
 @bench_app.command("engines")
 def engines_cmd(
     model: str = typer.Argument(..., help="model path or catalog name (zoo:centerface, zoo:blazeface-short)"),
-    engines: str = typer.Option(None, "--engines", "-e", help="comma-separated engines (default: every installed one that reads the format)"),
+    engines: str = typer.Option(None, "--engines", "-e", help="comma-separated engines (default: every installed one; those that cannot read the model run its checked conversion)"),
     precisions: str = typer.Option("fp32", "--precisions", "-p", help="comma-separated: fp32,fp16,bf16,int8"),
     iters: int = typer.Option(50, help="timed inferences per engine for the latency percentiles"),
     in_flight: int = typer.Option(2, "--in-flight", "-n", help="requests in flight for the throughput column"),

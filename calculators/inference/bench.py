@@ -193,7 +193,11 @@ def bench_engines(model: str, engines: Sequence[str] | None = None, precisions: 
         if unknown:
             raise ValueError(f"unknown engine(s) {unknown}; choose from {', '.join(base.ENGINES)}")
     else:
-        engines = readers
+        # Every installed engine: those that read the model, then (for ONNX and TFLite, which
+        # `vpipe convert` converts) the others, on the checked conversion.
+        engines = list(readers)
+        if suffix in (".onnx", ".tflite"):
+            engines += [e for e in CONVERT_TO if e not in engines and base.is_installed(e)]
     if not engines:
         raise InferenceError(f"no installed engine reads {path.name}")
     value_range = input_range(model) or ((0.0, 255.0) if suffix == ".onnx" else (0.0, 1.0))
