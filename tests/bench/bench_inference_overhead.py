@@ -37,7 +37,7 @@ from pipeline import Graph  # noqa: E402
 MODELS = {
     # name: (catalog ref, tensor size (w, h), layout, range, format)
     "blazeface": ("zoo:blazeface-short", (128, 128), "NHWC", (-1.0, 1.0), "RGB"),
-    "centerface": ("zoo:centerface", (320, 256), "NCHW", (0.0, 255.0), "BGR"),
+    "centerface": ("zoo:centerface", (320, 256), "NCHW", (0.0, 255.0), "RGB"),  # as the catalog says
 }
 
 
