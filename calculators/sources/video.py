@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Iterator, Literal
 
 import numpy as np
@@ -112,6 +113,7 @@ class VideoReader:
                 raise MediaError(f"{self._where()}: is a directory, not a video file")
             if not os.access(self.uri, os.R_OK):
                 raise MediaError(f"{self._where()}: permission denied")
+        t0 = time.monotonic()
         try:
             container = av.open(self.uri, mode="r", options=dict(self.o.av_options),
                                 timeout=(self.o.open_timeout_s, self.o.read_timeout_s))
@@ -123,6 +125,11 @@ class VideoReader:
         except av.error.ExitError as e:
             raise MediaError(f"{self._where()}: no answer within open_timeout_s={self.o.open_timeout_s}") from e
         except (av.error.FFmpegError, OSError) as e:
+            if isinstance(e, av.error.FFmpegError) and time.monotonic() - t0 >= self.o.open_timeout_s:
+                # The timeout cut a read short and the demuxer reported that as its own error
+                # (rtsp: "Invalid data found"): say what happened.
+                raise MediaError(f"{self._where()}: no answer within open_timeout_s={self.o.open_timeout_s} "
+                                 f"(FFmpeg: {_describe(e)})") from e
             raise MediaError(f"{self._where()}: cannot open: {_describe(e)}") from e
         videos = container.streams.video
         if len(videos) <= self.o.stream_index:
@@ -296,7 +303,7 @@ class VideoReader:
             if self.o.max_reconnects is not None and attempt > self.o.max_reconnects:
                 log.error("%s: %s; giving up after %d reconnect attempts", self._where(), why, attempt - 1)
                 return False
-            log.warning("%s: %s; reconnecting in %.1f s (attempt %d)", self._where(), why, delay, attempt)
+            log.warning("%s: %s; reconnecting in %.3g s (attempt %d)", self._where(), why, delay, attempt)
             if self.stop_event.wait(delay):
                 return False
             try:
