@@ -169,3 +169,42 @@ def test_page_in_headless_chromium_shows_the_video_and_the_graph(tmp_path, no_le
     finally:
         g.close_input("in")
         g.wait(20)
+
+
+def test_title_is_the_pages_title_escaped(no_leaked_threads):
+    g, url = preview_graph(title="Lobby <cam> & door")
+    try:
+        page = get(url)[2].decode()
+    finally:
+        g.close_input("in")
+        g.wait(20)
+    assert "<title>Lobby &lt;cam&gt; &amp; door</title>" in page
+    assert "<h1>Lobby &lt;cam&gt; &amp; door</h1>" in page
+    assert "vpipe preview" not in page and "<cam>" not in page
+
+
+def listening_on(port: int) -> list[str]:
+    """Local addresses (hex, as /proc/net/tcp writes them) of the sockets listening on ``port``."""
+    found = []
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            parts = line.split()
+            address, _, hex_port = parts[1].partition(":")
+            if int(hex_port, 16) == port and parts[3] == "0A":  # 0A: LISTEN
+                found.append(address)
+    return found
+
+
+@pytest.mark.parametrize("host, bound", [(None, "0100007F"), ("0.0.0.0", "00000000")])
+def test_host_is_the_address_the_server_binds(host, bound, no_leaked_threads):
+    """127.0.0.1 by default (this machine only); 0.0.0.0 binds every interface. Read from the
+    kernel's table of listening sockets, never by connecting from outside."""
+    g, url = preview_graph(**({} if host is None else {"host": host}))
+    try:
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        assert url == f"http://{host or '127.0.0.1'}:{port}/"
+        assert listening_on(port) == [bound]
+        assert get(f"http://127.0.0.1:{port}/")[0] == 200  # served on the loopback address either way
+    finally:
+        g.close_input("in")
+        g.wait(20)
