@@ -47,7 +47,7 @@ __all__ = [
 CATALOG_FILE = Path(__file__).with_name("catalog.yaml")
 _CHUNK = 1 << 20
 # Bumped whenever a transform's output changes, so stale derived files are never served.
-_TRANSFORM_VERSIONS = {"onnx-dynamic-shape": 2, "mediapipe-task-bundle": 2}
+_TRANSFORM_VERSIONS = {"onnx-dynamic-shape": 2, "mediapipe-task-bundle": 3}
 
 #: ``progress(entry_name, done_bytes, total_bytes_or_None, stage)``; stage is "download",
 #: "extract", "derive" or "verify".

@@ -8,8 +8,9 @@ into the model's float input. Some of MediaPipe's legacy models (the ``mediapipe
 files) have none (palm_detection_lite, pose_landmark_full), and Tasks refuses them ("Input tensor
 has type float32: it requires specifying NormalizationOptions metadata"); others carry older
 metadata. :func:`add_tasks_metadata` writes uniform metadata into each (replacing any), with the
-flatbuffer object APIs MediaPipe ships (``mediapipe.tasks.metadata``); :func:`write_task_bundle`
-zips the results. The catalog's ``mediapipe-task-bundle`` transform uses both (``zoo:hand-landmarker``,
+flatbuffer object APIs MediaPipe ships (``mediapipe.tasks.metadata``): MediaPipe's own
+``MetadataWriter`` cannot be imported from the mediapipe 1.2.x wheel (it needs the
+``mediapipe.tasks.cc`` extension the wheel lacks). :func:`write_task_bundle` zips the results. The catalog's ``mediapipe-task-bundle`` transform uses both (``zoo:hand-landmarker``,
 ``zoo:pose-landmarker``).
 
 The metadata written for each model:
@@ -31,6 +32,7 @@ from typing import NamedTuple, Sequence
 
 _METADATA_NAME = "TFLITE_METADATA"
 _MIN_PARSER_VERSION = "1.0.0"  # every field written here exists since metadata schema 1.0.0
+_ALIGNMENT = 16  # member data offsets in the zip (MediaPipe's bundles use 4; 16 suits SIMD loads too)
 
 
 class TaskBundleError(ValueError):
@@ -131,8 +133,12 @@ class Member(NamedTuple):
 def write_task_bundle(members: Sequence[Member | tuple], dst: Path) -> None:
     """Write a ``.task`` bundle to ``dst``: each member's model with Tasks metadata
     (:func:`add_tasks_metadata`), stored uncompressed under its name, in the order given, with
-    fixed timestamps and permissions (same bytes each time)."""
-    with zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as z:
+    fixed timestamps and permissions (same bytes each time). MediaPipe's own ``AlignZipFile``
+    writes it, so each member starts aligned for Tasks to map it in place (its
+    ``create_model_asset_bundle`` stamps the current time, hence not called as is)."""
+    from mediapipe.tasks.python.metadata.metadata_writers.model_asset_bundle_utils import AlignZipFile
+
+    with AlignZipFile(dst, "w", zipfile.ZIP_STORED, alignment=_ALIGNMENT) as z:
         for m in map(lambda m: Member(*m), members):
             origin = f"{m.source}, {m.path}" if m.source else str(m.path)
             data = add_tasks_metadata(Path(m.path).read_bytes(), name=Path(m.name).stem,

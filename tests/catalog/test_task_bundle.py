@@ -51,6 +51,8 @@ def test_bundle_members_carry_tasks_metadata(name):
         for member, (source, mean, std) in EXPECTED[name].items():
             info = z.getinfo(member)
             assert info.compress_type == zipfile.ZIP_STORED
+            data_offset = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+            assert data_offset % 16 == 0, f"{member} starts at {data_offset}: Tasks maps members in place"
             m, md = _metadata(z.read(member))
             sub = md.subgraphMetadata[0]
             image = sub.inputTensorMetadata[0]
@@ -167,6 +169,21 @@ def custom_catalog(tmp_path, monkeypatch):
     catalog._catalog.cache_clear()
 
 
+def _bundle_entry(source: str) -> str:
+    """A bundle entry 'bundle' with one member, hand_detector.tflite made from ``source`` ([0, 1])."""
+    return f"""
+      bundle:
+        kind: model
+        task: t
+        format: task
+        filename: b.task
+        licence: none
+        derived:
+          transform: mediapipe-task-bundle
+          members: {{hand_detector.tflite: {{from: {source}, range: [0, 1]}}}}
+    """
+
+
 def _model_entry(name: str, path, data: bytes, value_range="[0, 1]") -> str:
     return f"""
       {name}:
@@ -185,34 +202,13 @@ def _model_entry(name: str, path, data: bytes, value_range="[0, 1]") -> str:
 def test_member_range_must_match_the_source_entry(tmp_path, custom_catalog):
     src = tmp_path / "m.tflite"
     src.write_bytes(b"x" * 16)
-    custom_catalog("entries:" + _model_entry("det", src, b"x" * 16, "[-1, 1]") + """
-      bundle:
-        kind: model
-        task: t
-        format: task
-        filename: b.task
-        licence: none
-        derived:
-          transform: mediapipe-task-bundle
-          members: {hand_detector.tflite: {from: det, range: [0, 1]}}
-    """)
+    custom_catalog("entries:" + _model_entry("det", src, b"x" * 16, "[-1, 1]") + _bundle_entry("det"))
     with pytest.raises(CatalogError, match=r"bundle member hand_detector.tflite gives range \[0.0, 1.0\] but 'det' records \[-1, 1\]"):
         catalog.entries()
 
 
 def test_unknown_member_source_is_named(custom_catalog):
-    custom_catalog("""
-    entries:
-      bundle:
-        kind: model
-        task: t
-        format: task
-        filename: b.task
-        licence: none
-        derived:
-          transform: mediapipe-task-bundle
-          members: {hand_detector.tflite: {from: no-such-model, range: [0, 1]}}
-    """)
+    custom_catalog("entries:" + _bundle_entry("no-such-model"))
     with pytest.raises(CatalogError, match=r"entry 'bundle' derives from unknown 'no-such-model'"):
         catalog.entries()
 
@@ -222,17 +218,7 @@ def test_failed_derive_names_the_member_and_caches_nothing(tmp_path, custom_cata
     junk = b"definitely not a tflite model"
     src = tmp_path / "junk.tflite"
     src.write_bytes(junk)
-    custom_catalog("entries:" + _model_entry("det", src, junk) + """
-      bundle:
-        kind: model
-        task: t
-        format: task
-        filename: b.task
-        licence: none
-        derived:
-          transform: mediapipe-task-bundle
-          members: {hand_detector.tflite: {from: det, range: [0, 1]}}
-    """)
+    custom_catalog("entries:" + _model_entry("det", src, junk) + _bundle_entry("det"))
     cache = tmp_path / "cache"
     with pytest.raises(CatalogError, match=r"catalog entry 'bundle': bundle member hand_detector\.tflite \(entry 'det', .*det\.tflite\): not a TFLite flatbuffer"):
         pull("bundle", cache=cache)

@@ -60,7 +60,7 @@ def visible_window(xdotool: str, title: str, timeout: float = 20) -> str:
                                            text=True).stdout.split(), timeout, f"the window {title!r} to be mapped")[0]
 
 
-def until_painted(xdotool: str, title: str, shown, what: str):
+def until_painted(xdotool: str, title: str, shown, what: str, explain=None):
     """Polls ``shown()`` (which should feed a frame, as a live source would, and say whether the
     screen shows what it should) until it is truthy; returns its value.
 
@@ -68,14 +68,20 @@ def until_painted(xdotool: str, title: str, shown, what: str):
     and then never paints it (reproduced here: ~1 window in 8 with both cores busy, with the
     window process drawing every frame; an unmap and map - what any window manager does - paints
     it at once). After 5 s without the frame, do what the window manager would, then wait 20 s.
+    ``explain()`` runs before a failure is raised (say what the screen shows).
     """
-    value = wait_for(shown, 5, "", fail=False)
-    if value:
-        return value
-    win = visible_window(xdotool, title)
-    subprocess.run([xdotool, "windowunmap", "--sync", win], check=True, timeout=20)
-    subprocess.run([xdotool, "windowmap", "--sync", win], check=True, timeout=20)
-    return wait_for(shown, 20, what)
+    try:
+        value = wait_for(shown, 5, "", fail=False)
+        if value:
+            return value
+        win = visible_window(xdotool, title)
+        subprocess.run([xdotool, "windowunmap", "--sync", win], check=True, timeout=20)
+        subprocess.run([xdotool, "windowmap", "--sync", win], check=True, timeout=20)
+        return wait_for(shown, 20, what)
+    except BaseException:
+        if explain is not None:
+            explain()
+        raise
 
 
 def _explain_screen(display: str, xdotool: str, title: str, frame: np.ndarray, folder) -> None:
@@ -115,11 +121,8 @@ def test_display_window_shows_the_frame(xvfb, no_leaked_threads, run, tmp_path):
             t += 1
             return frame_on_screen(xvfb, frame) > 0.99
 
-        try:
-            until_painted(xdotool, title, shown, "the frame to appear on the X screen (template match > 0.99)")
-        except BaseException:
-            _explain_screen(xvfb, xdotool, title, frame, tmp_path)
-            raise
+        until_painted(xdotool, title, shown, "the frame to appear on the X screen (template match > 0.99)",
+                      explain=lambda: _explain_screen(xvfb, xdotool, title, frame, tmp_path))
     finally:
         g.close_input("in")
         g.wait(20)
@@ -293,11 +296,8 @@ def test_show_fps_draws_the_rate_in_the_top_left_corner(xvfb, no_leaked_threads,
             box = pattern_box(shot)
             return (shot, box) if box and box[2:] == (320, 240) else None
 
-        try:
-            shot, (x, y, _, _) = until_painted(xdotool, title, shown, "the 320x240 frame on screen at its size")
-        except BaseException:
-            _explain_screen(xvfb, xdotool, title, frame, tmp_path)
-            raise
+        shot, (x, y, _, _) = until_painted(xdotool, title, shown, "the 320x240 frame on screen at its size",
+                                           explain=lambda: _explain_screen(xvfb, xdotool, title, frame, tmp_path))
     finally:
         g.close_input("in")
         g.wait(20)
