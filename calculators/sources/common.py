@@ -14,7 +14,9 @@ import numpy as np
 
 from calculators.types import Image
 
-OutputFormat = Literal["RGB", "BGR", "GRAY", "I420"]
+OutputFormat = Literal["RGB", "BGR", "GRAY"]
+# VideoSource also gives the decoder's own planar YUV, with no conversion.
+VideoOutputFormat = Literal["RGB", "BGR", "GRAY", "I420"]
 
 # PyAV's names for the formats an Image can carry.
 AV_FORMATS = {"RGB": "rgb24", "BGR": "bgr24", "GRAY": "gray", "RGBA": "rgba", "BGRA": "bgra", "I420": "yuv420p"}

@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from calculators.sources.common import (
-    AV_FORMATS, MediaError, MonotonicTimestamps, OutputFormat, Pacer, VideoInfo, is_network_uri,
+    AV_FORMATS, MediaError, MonotonicTimestamps, Pacer, VideoInfo, VideoOutputFormat, is_network_uri,
     set_side_output,
 )
 from calculators.types import Image
@@ -42,7 +42,7 @@ class VideoSourceOptions(BaseModel):
     pace: Literal["fast", "realtime"] = Field(
         "fast", description="fast: as fast as the graph takes frames; realtime: at the rate of the timestamps")
     threads: int = Field(0, ge=0, description="decoder threads (0: FFmpeg picks)")
-    format: OutputFormat = Field("RGB", description="pixel format of the output images")
+    format: VideoOutputFormat = Field("RGB", description="pixel format of the output images")
     size: tuple[int, int] | None = Field(None, description="scale frames to (width, height) while converting")
     stream_index: int = Field(0, ge=0, description="which video stream of the container")
     open_timeout_s: float = Field(10.0, gt=0, description="give up opening after this long")
