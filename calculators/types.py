@@ -335,3 +335,227 @@ class Tensors(tuple):
 
     def __repr__(self) -> str:
         return "Tensors(" + ", ".join(f"{t.name}:{t.shape}:{t.dtype}" for t in self) + ")"
+
+
+@dataclass(frozen=True, eq=False)
+class Rects:
+    """Rotated rectangles (regions of interest) in frame pixels, MediaPipe's ``NormalizedRect`` list.
+
+    ``data`` is (N, 5) float64: x_center, y_center, width, height, rotation (radians, clockwise on
+    screen: a point (dx, dy) from the centre in the rect's own axes is at
+    ``centre + R(rotation) @ (dx, dy)`` with ``R = [[cos, -sin], [sin, cos]]``, y pointing down).
+    ``frame_size`` is the (width, height) of the frame they belong to.
+    """
+
+    data: np.ndarray
+    frame_size: tuple[int, int] = (0, 0)
+
+    def __post_init__(self) -> None:
+        d = np.asarray(self.data, dtype=np.float64)
+        if d.size == 0:
+            d = d.reshape(0, 5)
+        if d.ndim != 2 or d.shape[1] != 5:
+            raise ValueError(f"Rects.data must have shape (N, 5) (x_center, y_center, width, height, rotation), "
+                             f"got {d.shape}")
+        d.setflags(write=False)
+        object.__setattr__(self, "data", d)
+        object.__setattr__(self, "frame_size", (int(self.frame_size[0]), int(self.frame_size[1])))
+
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+    @staticmethod
+    def empty(frame_size: tuple[int, int] = (0, 0)) -> "Rects":
+        return Rects(np.zeros((0, 5)), frame_size)
+
+    def select(self, index) -> "Rects":
+        return Rects(self.data[np.asarray(index, dtype=np.int64).reshape(-1)], self.frame_size)
+
+    def corners(self) -> np.ndarray:
+        """(N, 4, 2) corners: top-left, top-right, bottom-right, bottom-left in the rect's own axes."""
+        cx, cy, w, h, r = (self.data[:, i] for i in range(5))
+        local = np.array([[-0.5, -0.5], [0.5, -0.5], [0.5, 0.5], [-0.5, 0.5]])
+        dx = local[None, :, 0] * w[:, None]
+        dy = local[None, :, 1] * h[:, None]
+        c, s = np.cos(r)[:, None], np.sin(r)[:, None]
+        return np.stack([cx[:, None] + c * dx - s * dy, cy[:, None] + s * dx + c * dy], axis=-1)
+
+    def to_json(self) -> list[dict]:
+        return [{"center": [round(float(r[0]), 2), round(float(r[1]), 2)],
+                 "size": [round(float(r[2]), 2), round(float(r[3]), 2)], "rotation": round(float(r[4]), 4)}
+                for r in self.data]
+
+    def to_normalized(self) -> list[dict]:
+        """MediaPipe's NormalizedRect fields (x_center, y_center, width, height in [0, 1] of the frame)."""
+        w, h = self.frame_size
+        return [{"x_center": r[0] / w, "y_center": r[1] / h, "width": r[2] / w, "height": r[3] / h,
+                 "rotation": r[4]} for r in self.data]
+
+    @staticmethod
+    def from_normalized(rects: Sequence[Any], frame_size: tuple[int, int]) -> "Rects":
+        """From MediaPipe NormalizedRects (objects or dicts with x_center, y_center, width, height, rotation)."""
+        w, h = frame_size
+        rows = []
+        for r in rects:
+            get = r.get if isinstance(r, dict) else (lambda k, d=None: getattr(r, k, d))
+            rows.append((get("x_center") * w, get("y_center") * h, get("width") * w, get("height") * h,
+                         get("rotation", 0.0) or 0.0))
+        return Rects(np.asarray(rows, np.float64).reshape(-1, 5), frame_size)
+
+
+@dataclass(frozen=True, eq=False)
+class Landmarks:
+    """Landmarks of N objects (faces, hands, poses), K points each, in frame pixels.
+
+    - ``points``: (N, K, 3) float32: x, y in pixels of the frame; z in the same scale as x (pixels),
+      relative to the object's own depth origin, smaller is nearer the camera (MediaPipe's convention)
+    - ``visibility``, ``presence``: (N, K) float32 in [0, 1], or None when the model gives none
+    - ``scores``: (N,) float32, the model's object presence score for each object
+    - ``labels``: N strings (e.g. "Left"/"Right" for hands), ``label_scores`` (N,) their scores
+    - ``world``: (N, K, 3) float32 world landmarks in metres (pose: origin between the hips), or None
+    - ``frame_size``: the (width, height) of the frame the pixels belong to
+    """
+
+    points: np.ndarray
+    scores: np.ndarray = field(default=None)  # type: ignore[assignment]
+    visibility: np.ndarray | None = None
+    presence: np.ndarray | None = None
+    labels: tuple[str, ...] = field(default=None)  # type: ignore[assignment]
+    label_scores: np.ndarray | None = None
+    world: np.ndarray | None = None
+    frame_size: tuple[int, int] = (0, 0)
+
+    def __post_init__(self) -> None:
+        pts = np.asarray(self.points, dtype=np.float32)
+        if pts.size == 0 and pts.ndim != 3:
+            pts = pts.reshape(0, 0, 3)
+        if pts.ndim != 3 or pts.shape[2] != 3:
+            raise ValueError(f"Landmarks.points must have shape (N, K, 3), got {pts.shape}")
+        n, k = pts.shape[:2]
+        object.__setattr__(self, "points", pts)
+        scores = np.ones(n, np.float32) if self.scores is None else np.asarray(self.scores, np.float32).reshape(-1)
+        if scores.shape != (n,):
+            raise ValueError(f"Landmarks.scores must have shape ({n},), got {scores.shape}")
+        object.__setattr__(self, "scores", scores)
+        for name in ("visibility", "presence"):
+            v = getattr(self, name)
+            if v is not None:
+                v = np.asarray(v, np.float32)
+                if v.shape != (n, k):
+                    raise ValueError(f"Landmarks.{name} must have shape ({n}, {k}), got {v.shape}")
+                object.__setattr__(self, name, v)
+        labels = tuple("" for _ in range(n)) if self.labels is None else tuple(str(s) for s in self.labels)
+        if len(labels) != n:
+            raise ValueError(f"Landmarks.labels must have {n} entries, got {len(labels)}")
+        object.__setattr__(self, "labels", labels)
+        if self.label_scores is not None:
+            ls = np.asarray(self.label_scores, np.float32).reshape(-1)
+            if ls.shape != (n,):
+                raise ValueError(f"Landmarks.label_scores must have shape ({n},), got {ls.shape}")
+            object.__setattr__(self, "label_scores", ls)
+        if self.world is not None:
+            wl = np.asarray(self.world, np.float32)
+            if wl.shape != (n, k, 3):
+                raise ValueError(f"Landmarks.world must have shape ({n}, {k}, 3), got {wl.shape}")
+            object.__setattr__(self, "world", wl)
+        object.__setattr__(self, "frame_size", (int(self.frame_size[0]), int(self.frame_size[1])))
+
+    def __len__(self) -> int:
+        return int(self.points.shape[0])
+
+    @property
+    def num_points(self) -> int:
+        return int(self.points.shape[1])
+
+    @staticmethod
+    def empty(num_points: int = 0, frame_size: tuple[int, int] = (0, 0)) -> "Landmarks":
+        return Landmarks(np.zeros((0, num_points, 3), np.float32), frame_size=frame_size)
+
+    def select(self, index) -> "Landmarks":
+        idx = np.asarray(index)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+        idx = idx.astype(np.int64).reshape(-1)
+        pick = lambda a: None if a is None else a[idx]  # noqa: E731
+        return Landmarks(self.points[idx], self.scores[idx], pick(self.visibility), pick(self.presence),
+                         tuple(self.labels[i] for i in idx), pick(self.label_scores), pick(self.world),
+                         self.frame_size)
+
+    def replace(self, **changes: Any) -> "Landmarks":
+        return replace(self, **changes)
+
+    def boxes(self) -> np.ndarray:
+        """(N, 4) xyxy extent of each object's points (clipped to the frame when its size is known)."""
+        if len(self) == 0 or self.num_points == 0:
+            return np.zeros((len(self), 4), np.float32)
+        xy = self.points[..., :2]
+        box = np.concatenate([xy.min(axis=1), xy.max(axis=1)], axis=1)
+        w, h = self.frame_size
+        if w and h:
+            box[:, 0::2] = np.clip(box[:, 0::2], 0, w)
+            box[:, 1::2] = np.clip(box[:, 1::2], 0, h)
+        return box
+
+    def to_detections(self) -> "Detections":
+        """Detections: box around the points, the object score, the label, x/y as keypoints."""
+        return Detections(self.boxes(), self.scores, labels=self.labels, keypoints=self.points[..., :2])
+
+    def to_json(self) -> list[dict]:
+        """The JSONL form: per object {"landmarks": [[x, y, z], ...] (pixels), "score", "label",
+        "visibility", "presence", "world_landmarks" (metres), each when known}."""
+        out = []
+        for i in range(len(self)):
+            d: dict[str, Any] = {
+                "landmarks": [[round(float(v), 2) for v in p] for p in self.points[i]],
+                "score": round(float(self.scores[i]), 4),
+                "label": self.labels[i],
+            }
+            if self.label_scores is not None:
+                d["label_score"] = round(float(self.label_scores[i]), 4)
+            if self.visibility is not None:
+                d["visibility"] = [round(float(v), 4) for v in self.visibility[i]]
+            if self.presence is not None:
+                d["presence"] = [round(float(v), 4) for v in self.presence[i]]
+            if self.world is not None:
+                d["world_landmarks"] = [[round(float(v), 4) for v in p] for p in self.world[i]]
+            out.append(d)
+        return out
+
+    def to_normalized(self) -> list[list[dict]]:
+        """MediaPipe's NormalizedLandmarkList form: per object, per point {x, y, z} normalised by the
+        frame (z by its width, as MediaPipe scales z like x), plus visibility/presence when known."""
+        w, h = self.frame_size
+        if not (w and h):
+            raise ValueError("to_normalized needs the frame size (Landmarks.frame_size is unset)")
+        out = []
+        for i in range(len(self)):
+            obj = []
+            for j, (x, y, z) in enumerate(self.points[i]):
+                lm = {"x": float(x) / w, "y": float(y) / h, "z": float(z) / w}
+                if self.visibility is not None:
+                    lm["visibility"] = float(self.visibility[i, j])
+                if self.presence is not None:
+                    lm["presence"] = float(self.presence[i, j])
+                obj.append(lm)
+            out.append(obj)
+        return out
+
+    @staticmethod
+    def from_normalized(objects: Sequence[Any], frame_size: tuple[int, int], labels: Sequence[str] | None = None,
+                        scores: Sequence[float] | None = None) -> "Landmarks":
+        """From MediaPipe NormalizedLandmarkLists: per object, a ``.landmark`` list (or the list itself)
+        of objects or dicts with x, y, z (and visibility/presence where the model has them)."""
+        w, h = frame_size
+        pts, vis, pres = [], [], []
+        for obj in objects:
+            lms = getattr(obj, "landmark", obj)
+            get = lambda lm, k: lm[k] if isinstance(lm, dict) else getattr(lm, k)  # noqa: E731
+            pts.append([(get(lm, "x") * w, get(lm, "y") * h, get(lm, "z") * w) for lm in lms])
+            vis.append([float(get(lm, "visibility")) if (not isinstance(lm, dict) or "visibility" in lm) else 0.0
+                        for lm in lms])
+            pres.append([float(get(lm, "presence")) if (not isinstance(lm, dict) or "presence" in lm) else 0.0
+                         for lm in lms])
+        n = len(pts)
+        k = len(pts[0]) if n else 0
+        return Landmarks(np.asarray(pts, np.float32).reshape(n, k, 3), scores, np.asarray(vis, np.float32).reshape(n, k),
+                         np.asarray(pres, np.float32).reshape(n, k), labels, frame_size=frame_size)

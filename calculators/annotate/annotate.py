@@ -1,6 +1,7 @@
 """Annotate: draws detections (boxes, labels, scores, keypoints, ids), masks and fps/latency text.
 
-Ports: IMAGE (Image), DETECTIONS (Detections, optional), MASK (Mask, optional) -> IMAGE (Image).
+Ports: IMAGE (Image), DETECTIONS (Detections, optional), MASK (Mask, optional), LANDMARKS
+(Landmarks, optional) -> IMAGE (Image).
 Draws on a copy: the received frame is never modified (with fan-out, other nodes share it).
 Any Image format, I420 included (drawn plane by plane, no colour conversion).
 Timestamps: one output per IMAGE, same timestamp; missing DETECTIONS/MASK at a timestamp draw nothing.
@@ -18,8 +19,9 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from calculators.annotate.draw import draw_detections, draw_lines, draw_mask
-from calculators.types import Detections, Image, Mask
+from calculators.annotate.draw import draw_detections, draw_landmarks, draw_lines, draw_mask
+from calculators.landmarks.connections import NAMES as CONNECTIONS, connections
+from calculators.types import Detections, Image, Landmarks, Mask
 from pipeline import Calculator, Input, Output, register
 
 
@@ -38,6 +40,12 @@ class AnnotateOptions(BaseModel):
     color: Optional[tuple[int, int, int]] = Field(None, description="one RGB colour for all boxes (default: per class/id)")
     mask_color: tuple[int, int, int] = (0, 114, 178)
     mask_alpha: float = Field(0.5, ge=0.0, le=1.0)
+    connections: list[str] = Field(default_factory=list, description=f"landmark connection lists to draw, of {CONNECTIONS}")
+    landmark_color: tuple[int, int, int] = Field((48, 255, 48), description="RGB of the connections")
+    point_color: tuple[int, int, int] = Field((255, 48, 48), description="RGB of the landmark dots")
+    point_radius: int = Field(2, ge=0, description="landmark dot radius (0: no dots)")
+    relative_size: bool = Field(False, description="thickness, radius and text_scale are for a 480-line frame "
+                                                   "and scale with the frame's height (never below 1 pixel)")
 
 
 @register
@@ -47,7 +55,9 @@ class Annotate(Calculator):
     Ports: IMAGE (Image), DETECTIONS (Detections, optional), MASK (Mask, optional) -> IMAGE (Image).
     Options: thickness; text_scale; show_labels/show_scores/show_keypoints/show_ids (default on);
     show_fps, show_latency (default off); color (RGB, default per class or track id); mask_color (RGB),
-    mask_alpha.
+    mask_alpha; connections (MediaPipe's lists: face_mesh_tesselation, face_mesh_contours,
+    face_mesh_irises, hand, pose), landmark_color, point_color, point_radius (landmarks);
+    relative_size (sizes scale with the frame height, 480 lines = as given).
     Example node:
         - calculator: Annotate
           inputs: {IMAGE: frames, DETECTIONS: faces}
@@ -58,12 +68,14 @@ class Annotate(Calculator):
         "IMAGE": Input(Image),
         "DETECTIONS": Input(Detections, optional=True),
         "MASK": Input(Mask, optional=True),
+        "LANDMARKS": Input(Landmarks, optional=True),
     }
     outputs = {"IMAGE": Output(Image)}
     Options = AnnotateOptions
 
     def open(self, ctx) -> None:
         self.o = ctx.options
+        self.edges = [connections(n) for n in self.o.connections]
         self._fps = None
         self._last = None
         self._origin = None  # (wall seconds, stream timestamp) of the first frame
@@ -92,15 +104,26 @@ class Annotate(Calculator):
         if mask is not None:
             c = self.o.mask_color
             draw_mask(canvas, mask.data, c[::-1] if fmt.startswith("BGR") else c, self.o.mask_alpha, fmt)
+        k = image.height / 480.0 if self.o.relative_size else 1.0
+        thickness, text_scale = max(1, round(self.o.thickness * k)), self.o.text_scale * k
+        lms = ctx.get("LANDMARKS")
+        if lms is not None and len(lms):
+            order = (lambda c: c[::-1]) if fmt.startswith("BGR") else (lambda c: c)
+            radius = max(1, round(self.o.point_radius * k)) if self.o.point_radius else 0
+            for i in range(len(lms)):
+                for j, edges in enumerate(self.edges or [None]):
+                    draw_landmarks(canvas, lms.points[i], edges, fmt, thickness,
+                                   radius if j == len(self.edges or [None]) - 1 else 0,
+                                   order(self.o.landmark_color), order(self.o.point_color))
         det = ctx.get("DETECTIONS")
         if det is not None and len(det):
             color = self.o.color
             if color is not None and fmt.startswith("BGR"):
                 color = color[::-1]
-            draw_detections(canvas, det, fmt, self.o.thickness, self.o.show_labels, self.o.show_scores,
-                            self.o.show_keypoints, self.o.show_ids, self.o.text_scale, color)
+            draw_detections(canvas, det, fmt, thickness, self.o.show_labels, self.o.show_scores,
+                            self.o.show_keypoints, self.o.show_ids, text_scale, color)
         if self.o.show_fps or self.o.show_latency:
             lines = self._status(ctx.timestamp)
             if lines:
-                draw_lines(canvas, lines, self.o.text_scale + 0.05, fmt=fmt)
+                draw_lines(canvas, lines, text_scale + 0.05, fmt=fmt)
         ctx.outputs["IMAGE"].add(image.with_data(canvas))

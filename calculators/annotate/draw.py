@@ -125,3 +125,21 @@ def draw_lines(canvas: np.ndarray, lines: Sequence[str], text_scale: float = 0.4
         _text(canvas, line, (2, y), tuple(int(v) for v in color), text_scale, fmt=fmt)
         y += th + base + 4
     return canvas
+
+
+def draw_landmarks(canvas: np.ndarray, points: np.ndarray, edges: np.ndarray | None, fmt: str = "RGB",
+                   thickness: int = 1, radius: int = 2, color: Sequence[int] = (0, 255, 0),
+                   point_color: Sequence[int] = (255, 48, 48)) -> np.ndarray:
+    """One object's landmarks (K, 2+) on ``canvas`` (in place): ``edges`` (E, 2) index pairs as
+    lines, then the points as dots (``radius`` 0: no dots). Colours in the canvas's channel order."""
+    xy = np.asarray(points, np.float64)[:, :2]
+    for plane, s, pc in _targets(canvas, fmt, tuple(int(v) for v in color)):
+        if edges is not None and len(edges):
+            segs = np.round(xy[np.asarray(edges)] * s).astype(np.int32)
+            cv2.polylines(plane, list(segs), False, pc, max(1, round(thickness * s)), cv2.LINE_AA)
+    if radius > 0:
+        for plane, s, pc in _targets(canvas, fmt, tuple(int(v) for v in point_color)):
+            r = max(1, round(radius * s))
+            for x, y in xy:
+                cv2.circle(plane, _pt(x, y, s), r, pc, -1, cv2.LINE_AA)
+    return canvas

@@ -1,7 +1,8 @@
 """ImageToTensor: turns a frame into a model input tensor, and says how to map results back.
 
-Ports: IMAGE (Image) -> TENSOR (Tensor), TRANSFORM (Transform, optional).
-Timestamps: one TENSOR (and TRANSFORM) per IMAGE, at the IMAGE's timestamp.
+Ports: IMAGE (Image), ROIS (Rects, optional) -> TENSOR (Tensor), TRANSFORM (Transform, optional).
+Timestamps: one TENSOR (and TRANSFORM) per IMAGE, at the IMAGE's timestamp. With ROIS: one crop
+per rect, stacked on the batch axis, and no TENSOR when there is no rect (the bound advances).
 Example node:
     - calculator: ImageToTensor
       inputs: {IMAGE: frames}
@@ -13,10 +14,13 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
+import numpy as np
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from calculators.image.ops import image_to_tensor
-from calculators.types import Image, Tensor, Transform
+from calculators.image.ops import image_to_tensor, normalize
+from calculators.image.roi_warp import warp_rects
+from calculators.types import Image, Rects, Tensor, Transform
 from pipeline import Calculator, Input, Output, register
 
 
@@ -34,6 +38,8 @@ class ImageToTensorOptions(BaseModel):
     format: Literal["RGB", "BGR", "GRAY"] = Field("RGB", description="channel order the model expects")
     border: float = Field(0, description="pixel value that fills letterbox padding")
     interpolation: Literal["linear", "area", "nearest", "cubic"] = "linear"
+    roi_border: Literal["replicate", "constant"] = Field(
+        "replicate", description="with ROIS: how pixels outside the frame are filled (constant: `border`)")
 
     @model_validator(mode="after")
     def _check(self) -> "ImageToTensorOptions":
@@ -54,7 +60,11 @@ class ImageToTensor(Calculator):
     Options: size [w, h]; fit stretch|letterbox|crop (default letterbox, MediaPipe's geometry);
     range [lo, hi] or mean/std (on 0..255 pixels); layout NHWC|NCHW|HWC|CHW; dtype float32|float16|uint8;
     format RGB|BGR|GRAY (what the model expects; converted); border (padding pixel value);
-    interpolation linear|area|nearest|cubic.
+    interpolation linear|area|nearest|cubic; roi_border replicate|constant.
+    With ROIS (rotated rects in frame pixels), each rect is cropped by one affine warp, its corners
+    onto the tensor's corners (MediaPipe's ROI crop; make rects square for square tensors), and the
+    crops are stacked: TENSOR is (N, H, W, C) for N rects, nothing when N is 0; the rects themselves
+    are the map back (``TensorsToLandmarks`` projects through them) and TRANSFORM is not sent.
     Example node:
         - calculator: ImageToTensor
           inputs: {IMAGE: frames}
@@ -62,7 +72,8 @@ class ImageToTensor(Calculator):
           options: {size: [128, 128], fit: letterbox, range: [-1, 1]}
     """
 
-    inputs = {"IMAGE": Input(Image, doc="the frame")}
+    inputs = {"IMAGE": Input(Image, doc="the frame"),
+              "ROIS": Input(Rects, optional=True, doc="regions to crop (rotated rects, frame pixels)")}
     outputs = {
         "TENSOR": Output(Tensor, doc="model input"),
         "TRANSFORM": Output(Transform, optional=True, doc="tensor pixels -> frame pixels"),
@@ -74,9 +85,24 @@ class ImageToTensor(Calculator):
         self.kwargs = dict(value_range=o.range, mean=o.mean, std=o.std, layout=o.layout, dtype=o.dtype,
                            format=o.format, border=o.border, interpolation=o.interpolation)
         self.size, self.fit = tuple(o.size), o.fit
+        self.rois = any(i.tag == "ROIS" for i in ctx._node.spec.inputs)
 
     def process(self, ctx) -> None:
         image = ctx.inputs["IMAGE"].value
+        if self.rois:
+            self._crops(ctx, image)
+            return
         tensor, transform = image_to_tensor(image, self.size, self.fit, **self.kwargs)
         ctx.outputs["TENSOR"].add(tensor)
         ctx.outputs["TRANSFORM"].add(transform)  # a no-op when TRANSFORM is not wired
+
+    def _crops(self, ctx, image: Image) -> None:
+        rects = ctx.inputs.get("ROIS")
+        if rects is None or len(rects.value) == 0:
+            return
+        o = ctx.options
+        pixels = warp_rects(image, rects.value, self.size, o.format, o.roi_border, o.border, o.interpolation)
+        data = normalize(pixels, o.range, o.mean, o.std, o.dtype)
+        if o.layout in ("NCHW", "CHW"):
+            data = np.ascontiguousarray(data.transpose(0, 3, 1, 2))
+        ctx.outputs["TENSOR"].add(Tensor(data, o.layout if o.layout.startswith("N") else "N" + o.layout))

@@ -56,6 +56,8 @@ class InferenceOptions(BaseModel):
     batch_timeout_ms: float = Field(5.0, ge=0, description="longest wait for a batch to fill")
     light_mode: bool = Field(True, description="ncnn: free intermediate blobs early")
     cache_dir: str | None = Field(None, description="tensorrt: built engine cache folder")
+    split_batch: bool = Field(False, description="a batch of N on a model whose batch is 1 runs as N calls, "
+                                                 "outputs stacked (one crop per region of interest)")
     engine_options: dict[str, Any] = Field(default_factory=dict, description="engine-specific settings")
 
 
@@ -71,7 +73,8 @@ class Inference(Calculator):
     Side inputs: MODEL (str, optional: overrides ``model``).
     Options: model, engine (auto|onnxruntime|openvino|tensorrt|ncnn), device, precision
     (fp32|fp16|bf16|int8), threads, requests, inputs/outputs (name mapping), layouts, batch_size,
-    batch_timeout_ms, light_mode (ncnn), cache_dir (tensorrt), engine_options.
+    batch_timeout_ms, light_mode (ncnn), cache_dir (tensorrt), split_batch (N crops on a batch-1
+    model: N calls, outputs stacked on axis 0), engine_options.
     Timestamps: one output per input, same timestamp. Nodes naming the same model, engine and
     options share one loaded model.
     Example:
@@ -119,6 +122,7 @@ class Inference(Calculator):
         except InferenceError as e:
             raise type(e)(f"{self._where}, engine {engine}: {e}") from e
         self.engine_name = engine
+        self._split = o.split_batch
         eng = self._shared.engine
         self._infer = self._shared.batcher.infer if self._shared.batcher is not None else eng.infer
         self._specs = list(eng.inputs)
@@ -185,6 +189,9 @@ class Inference(Calculator):
         arrays = self._arrays(packet.value)
         if len(arrays) != self._n_in:
             raise self._mismatch(arrays)
+        if self._split and arrays[0].ndim and arrays[0].shape[0] != 1:
+            self._per_item(ctx, arrays)
+            return
         for spec, a in zip(self._specs, arrays):
             if not spec.fits(a):
                 raise self._mismatch(arrays)
@@ -195,6 +202,27 @@ class Inference(Calculator):
         except Exception as e:
             raise InferenceError(f"{self._where}, engine {self.engine_name}: inference failed: {type(e).__name__}: {e}") from e
         ctx.outputs["TENSORS"].add(Tensors([Tensor(outs[i], layout, name) for i, name, layout in self._picks]))
+
+    def _per_item(self, ctx, arrays: list[np.ndarray]) -> None:
+        n = arrays[0].shape[0]
+        if any(a.ndim == 0 or a.shape[0] != n for a in arrays):
+            raise TensorMismatchError(f"{self._where}: split_batch needs every input with the same batch, got "
+                                      f"{[tuple(a.shape) for a in arrays]}")
+        results = []
+        for k in range(n):
+            item = [a[k:k + 1] for a in arrays]
+            for spec, a in zip(self._specs, item):
+                if not spec.fits(a):
+                    raise self._mismatch(item)
+            try:
+                results.append([np.array(o, copy=True) for o in self._infer(item)])  # engines may reuse buffers
+            except InferenceError:
+                raise
+            except Exception as e:
+                raise InferenceError(f"{self._where}, engine {self.engine_name}: inference failed: "
+                                     f"{type(e).__name__}: {e}") from e
+        ctx.outputs["TENSORS"].add(Tensors([Tensor(np.concatenate([r[i] for r in results]), layout, name)
+                                            for i, name, layout in self._picks]))
 
     def _release(self) -> None:
         shared = getattr(self, "_shared", None)

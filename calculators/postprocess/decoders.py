@@ -38,7 +38,7 @@ def _labels(class_ids: np.ndarray, labels: list[str]) -> tuple[str, ...]:
 class SsdDetectionsDecoderOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    preset: Optional[Literal["blazeface_short", "blazeface_full"]] = Field(
+    preset: Optional[Literal["blazeface_short", "blazeface_full", "pose_detection", "palm_detection"]] = Field(
         "blazeface_short", description="MediaPipe's anchor and decode options for a known model")
     anchors: Optional[dict] = Field(None, description="SsdAnchorsCalculatorOptions fields (override the preset)")
     decode: Optional[dict] = Field(None, description="TensorsToDetectionsCalculatorOptions fields (override)")
@@ -53,7 +53,7 @@ class SsdDetectionsDecoder(Calculator):
     """Decodes SSD regressors and scores against MediaPipe-style anchors.
 
     Ports: TENSORS (model outputs) -> DETECTIONS (Detections in tensor pixels, with keypoints).
-    Options: preset blazeface_short|blazeface_full|null; anchors {SsdAnchorsCalculatorOptions
+    Options: preset blazeface_short|blazeface_full|pose_detection|palm_detection|null; anchors {SsdAnchorsCalculatorOptions
     fields}; decode {TensorsToDetectionsCalculatorOptions fields}; min_score; boxes_output,
     scores_output (output names; default: told apart by shape); labels (default ["face"]).
     Example node:

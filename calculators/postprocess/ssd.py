@@ -3,7 +3,8 @@
 ``ssd_anchors`` follows MediaPipe's SsdAnchorsCalculator and ``decode_ssd`` its
 TensorsToDetectionsCalculator (sigmoid scores with clipping, boxes and keypoints relative to the
 anchors). ``BLAZEFACE_SHORT`` holds the options that MediaPipe's face detector uses for the
-short-range BlazeFace model (face_detector_graph.cc / face_detection_short_range.pbtxt).
+short-range BlazeFace model (face_detector_graph.cc / face_detection_short_range.pbtxt); the other
+presets are those of MediaPipe's full-range face, pose and palm detectors.
 """
 
 from __future__ import annotations
@@ -68,9 +69,25 @@ BLAZEFACE_FULL_ANCHORS = SsdAnchorOptions(
 BLAZEFACE_FULL_DECODE = SsdDecodeOptions(num_boxes=2304, x_scale=192.0, y_scale=192.0, w_scale=192.0,
                                          h_scale=192.0, min_score_thresh=0.5)
 
+# MediaPipe's pose detector (pose_detection_cpu.pbtxt) and palm detector (palm_detection_cpu.pbtxt).
+POSE_DETECTION_ANCHORS = SsdAnchorOptions(
+    input_size_width=224, input_size_height=224, num_layers=5, strides=(8, 16, 32, 32, 32),
+    min_scale=0.1484375, max_scale=0.75, fixed_anchor_size=True,
+)
+POSE_DETECTION_DECODE = SsdDecodeOptions(num_boxes=2254, num_coords=12, num_keypoints=4, x_scale=224.0,
+                                         y_scale=224.0, w_scale=224.0, h_scale=224.0)
+PALM_DETECTION_ANCHORS = SsdAnchorOptions(
+    input_size_width=192, input_size_height=192, num_layers=4, strides=(8, 16, 16, 16),
+    min_scale=0.1484375, max_scale=0.75, fixed_anchor_size=True,
+)
+PALM_DETECTION_DECODE = SsdDecodeOptions(num_boxes=2016, num_coords=18, num_keypoints=7, x_scale=192.0,
+                                         y_scale=192.0, w_scale=192.0, h_scale=192.0)
+
 PRESETS = {
     "blazeface_short": (BLAZEFACE_SHORT_ANCHORS, BLAZEFACE_SHORT_DECODE),
     "blazeface_full": (BLAZEFACE_FULL_ANCHORS, BLAZEFACE_FULL_DECODE),
+    "pose_detection": (POSE_DETECTION_ANCHORS, POSE_DETECTION_DECODE),
+    "palm_detection": (PALM_DETECTION_ANCHORS, PALM_DETECTION_DECODE),
 }
 
 

@@ -1,0 +1,74 @@
+"""Landmark model outputs -> landmarks (pure numpy), as MediaPipe's tensor calculators do (v0.10.21).
+
+- :func:`decode_landmarks`: TensorsToLandmarksCalculator (x, y, z, visibility, presence per point,
+  optional sigmoid, horizontal flip, ``normalize_z``).
+- :func:`refine_from_heatmap`: RefineLandmarksFromHeatmapCalculator (the confidence-weighted mean
+  of a ``kernel`` x ``kernel`` window of the sigmoid heatmap around each point).
+- :func:`rotate_world`: WorldLandmarkProjectionCalculator (world x, y turned by the ROI's rotation).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
+
+
+def decode_landmarks(raw: np.ndarray, num_landmarks: int, tensor_size: tuple[int, int], *,
+                     visibility_activation: str = "none", presence_activation: str = "none",
+                     flip_horizontally: bool = False, normalize_z: float = 1.0):
+    """One object's landmark tensor -> (points (K, 3) in tensor pixels, z scaled like x and divided
+    by ``normalize_z``; visibility (K,) or None; presence (K,) or None)."""
+    flat = np.asarray(raw, np.float64).reshape(-1)
+    if flat.size % num_landmarks:
+        raise ValueError(f"a landmark tensor of {flat.size} values does not split into {num_landmarks} landmarks")
+    d = flat.size // num_landmarks
+    v = flat.reshape(num_landmarks, d)
+    pts = np.zeros((num_landmarks, 3))
+    pts[:, 0] = tensor_size[0] - v[:, 0] if flip_horizontally else v[:, 0]
+    if d > 1:
+        pts[:, 1] = v[:, 1]
+    if d > 2:
+        pts[:, 2] = v[:, 2] / normalize_z
+    act = {"none": lambda a: a, "sigmoid": sigmoid}
+    vis = act[visibility_activation](v[:, 3]) if d > 3 else None
+    pres = act[presence_activation](v[:, 4]) if d > 4 else None
+    return pts, vis, pres
+
+
+def refine_from_heatmap(xy_norm: np.ndarray, heatmap: np.ndarray, kernel: int = 7,
+                        min_confidence: float = 0.5) -> np.ndarray:
+    """Refined (K, 2) coordinates normalised to the tensor, from an (H, W, K) heatmap of logits."""
+    hm = np.asarray(heatmap, np.float64)
+    if hm.ndim == 4:
+        hm = hm[0]
+    h, w, k = hm.shape
+    if k != xy_norm.shape[0]:
+        raise ValueError(f"the heatmap has {k} layers for {xy_norm.shape[0]} landmarks")
+    out = xy_norm.copy()
+    off = (kernel - 1) // 2
+    for i in range(k):
+        col, row = int(xy_norm[i, 0] * w), int(xy_norm[i, 1] * h)  # truncation, as C++'s int()
+        if col < 0 or col >= w or row < 0 or row >= h:
+            continue
+        r0, r1, c0, c1 = max(0, row - off), min(h, row + off + 1), max(0, col - off), min(w, col + off + 1)
+        conf = sigmoid(hm[r0:r1, c0:c1, i])
+        total = conf.sum()
+        if conf.max() >= min_confidence and total > 0:
+            rows, cols = np.mgrid[r0:r1, c0:c1]
+            out[i, 0] = (cols * conf).sum() / w / total
+            out[i, 1] = (rows * conf).sum() / h / total
+    return out
+
+
+def rotate_world(world: np.ndarray, rotation: float) -> np.ndarray:
+    """(K, 3) world landmarks with x, y turned by the ROI rotation (z unchanged)."""
+    c, s = math.cos(rotation), math.sin(rotation)
+    out = world.copy()
+    out[:, 0] = c * world[:, 0] - s * world[:, 1]
+    out[:, 1] = s * world[:, 0] + c * world[:, 1]
+    return out

@@ -1,0 +1,127 @@
+"""The tracking loop's two calculators: the previous frame's value, and the gate in front of the detector.
+
+A landmark tracking graph (docs/graphs.md, "ROI tracking loops") carries the rects computed from
+frame t-1's landmarks back over a back edge; ``PreviousLoopback`` re-stamps them at frame t (as
+MediaPipe's PreviousLoopbackCalculator), and ``DetectorGate`` lets frame t through to the detector
+only when fewer objects are tracked than asked for (MediaPipe's ...HasMinSize + Gate).
+
+- ``PreviousLoopback``: MAIN (Any), LOOP (Any, back edge) -> PREV_LOOP (Any).
+- ``DetectorGate``: IMAGE (Image), ROIS (Rects, optional) -> IMAGE (Image).
+Example nodes:
+    - calculator: PreviousLoopback
+      inputs: {MAIN: frames, LOOP: {stream: next_rois, back_edge: true}}
+      outputs: {PREV_LOOP: tracked_rois}
+    - calculator: DetectorGate
+      inputs: {IMAGE: frames, ROIS: tracked_rois}
+      outputs: {IMAGE: detector_frames}
+      options: {min_count: 1}
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from calculators.types import Image, Rects
+from pipeline import Any, Calculator, Input, Output, register
+
+
+class PreviousLoopbackOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    disabled: bool = Field(False, description="send no previous value at all (every frame on its own: "
+                                              "MediaPipe's static_image_mode / use_prev_landmarks false)")
+
+
+@register
+class PreviousLoopback(Calculator):
+    """Sends, at each MAIN timestamp, the LOOP packet of the previous MAIN timestamp.
+
+    Ports: MAIN (Any: only its timestamps are used), LOOP (Any, a back edge: one packet per MAIN
+    timestamp, at that timestamp) -> PREV_LOOP (Any).
+    Timestamps: the first MAIN timestamp gets no packet, only a bound (downstream sees no previous
+    value); MAIN timestamp t_k gets the LOOP packet of t_(k-1) as soon as it arrives, re-stamped at
+    t_k. Only MAIN's timestamps are kept while waiting (never the frames), so memory stays small;
+    the frames wait, bounded, in the queues of the nodes that sync on PREV_LOOP. When MAIN ends
+    before the last LOOP packets came back, the frames still waiting get no previous value.
+    Options: disabled (send nothing: bounds only).
+    Example node:
+        - calculator: PreviousLoopback
+          inputs: {MAIN: frames, LOOP: {stream: next_rois, back_edge: true}}
+          outputs: {PREV_LOOP: tracked_rois}
+    """
+
+    inputs = {"MAIN": Input(Any, doc="the frames"), "LOOP": Input(Any, doc="this frame's result (back edge)")}
+    outputs = {"PREV_LOOP": Output(Any, doc="the previous frame's result, at this frame's timestamp")}
+    Options = PreviousLoopbackOptions
+    policy = "immediate"
+    timestamp_offset = None
+
+    def open(self, ctx) -> None:
+        self.pending: deque[int] = deque()   # MAIN timestamps not yet answered
+        self.loops: deque = deque()          # LOOP packets not yet re-stamped
+        self.prev_main: int | None = None    # the MAIN timestamp whose LOOP value the next one gets
+        self.disabled = ctx.options.disabled
+        self.out = ctx.outputs["PREV_LOOP"]
+
+    def process(self, ctx) -> None:
+        main, loop = ctx.inputs.get("MAIN"), ctx.inputs.get("LOOP")
+        if main is not None:
+            if self.disabled:
+                self.out.set_next_timestamp_bound(main.timestamp + 1)
+                return
+            self.pending.append(main.timestamp)
+        if loop is not None and not self.disabled:
+            self.loops.append(loop)
+        self._flush()
+
+    def _flush(self) -> None:
+        while self.pending:
+            t = self.pending[0]
+            if self.prev_main is None:  # the first frame has no previous one
+                self.out.set_next_timestamp_bound(t + 1)
+            else:
+                while self.loops and self.loops[0].timestamp < self.prev_main:
+                    self.loops.popleft()  # a LOOP packet for a frame that never passed MAIN
+                if not self.loops or self.loops[0].timestamp != self.prev_main:
+                    return
+                self.out.add(self.loops.popleft().value, t)
+            self.prev_main = t
+            self.pending.popleft()
+
+
+class DetectorGateOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_count: int = Field(1, ge=1, description="run the detector while fewer objects than this are tracked "
+                                                "(max_num_faces / max_num_hands; 1 for pose)")
+
+
+@register
+class DetectorGate(Calculator):
+    """Lets a frame through to the detector only when tracking has fewer than min_count objects.
+
+    Ports: IMAGE (Image), ROIS (Rects, optional: the tracked rects at this frame; missing means
+    none) -> IMAGE (Image: only the frames the detector must see; the bound advances for the others).
+    The graph's stats count its calls (every frame) and the detector's (the frames detected on).
+    Options: min_count.
+    Example node:
+        - calculator: DetectorGate
+          inputs: {IMAGE: frames, ROIS: tracked_rois}
+          outputs: {IMAGE: detector_frames}
+          options: {min_count: 2}
+    """
+
+    inputs = {"IMAGE": Input(Image), "ROIS": Input(Rects, optional=True)}
+    outputs = {"IMAGE": Output(Image)}
+    Options = DetectorGateOptions
+
+    def process(self, ctx) -> None:
+        image = ctx.get("IMAGE")
+        if image is None:
+            return
+        tracked = ctx.get("ROIS")
+        if tracked is not None and len(tracked) >= ctx.options.min_count:
+            return
+        ctx.outputs["IMAGE"].add(image)

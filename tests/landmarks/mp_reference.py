@@ -1,0 +1,70 @@
+"""MediaPipe's own pipeline on frames, as the reference for the landmark graphs (and the benchmark
+baseline). Runs under mediapipe==0.10.21 (its legacy ``mp.solutions``), in its own environment
+(scripts/make_mediapipe_env.sh), never imported by the project:
+
+    /work/envs/mp01021/bin/python tests/landmarks/mp_reference.py face_mesh frames.npy out.json \
+        [--timestamps ts.npy] [--options '{"max_num_faces": 1}'] [--time]
+
+``frames.npy``: (N, H, W, 3) uint8 RGB. Writes JSON: {"frames": [[object, ...] per frame], "seconds":
+wall time of the process() loop}; each object is {"landmarks": [[x, y, z], ...] normalised as
+MediaPipe gives them, "visibility": [...], "label": handedness label, "label_score": ...}.
+``--timestamps``: microseconds per frame, fed as MediaPipe's packet timestamps (the smoothing
+filters read them), instead of the solution's 33333 us steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+
+def _objects(result, name: str) -> list[dict]:
+    if name == "face_mesh":
+        groups, labels = result.multi_face_landmarks or [], None
+    elif name == "hands":
+        groups = result.multi_hand_landmarks or []
+        labels = [(h.classification[0].label, h.classification[0].score) for h in (result.multi_handedness or [])]
+    else:
+        groups, labels = ([result.pose_landmarks] if result.pose_landmarks else []), None
+    out = []
+    for i, g in enumerate(groups):
+        obj = {"landmarks": [[lm.x, lm.y, lm.z] for lm in g.landmark],
+               "visibility": [lm.visibility for lm in g.landmark]}
+        if labels:
+            obj["label"], obj["label_score"] = labels[i]
+        out.append(obj)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("solution", choices=["face_mesh", "hands", "pose"])
+    ap.add_argument("frames")
+    ap.add_argument("out")
+    ap.add_argument("--timestamps")
+    ap.add_argument("--options", default="{}")
+    args = ap.parse_args()
+    import mediapipe as mp
+
+    frames = np.load(args.frames, mmap_mode="r")
+    stamps = np.load(args.timestamps) if args.timestamps else None
+    opts = json.loads(args.options)
+    cls = {"face_mesh": mp.solutions.face_mesh.FaceMesh, "hands": mp.solutions.hands.Hands,
+           "pose": mp.solutions.pose.Pose}[args.solution]
+    results = []
+    with cls(**opts) as sol:
+        t0 = time.perf_counter()
+        for i in range(len(frames)):
+            if stamps is not None:  # process() adds 33333 before stamping the packets
+                sol._simulated_timestamp = int(stamps[i]) - 33333
+            results.append(_objects(sol.process(np.ascontiguousarray(frames[i])), args.solution))
+        seconds = time.perf_counter() - t0
+    with open(args.out, "w") as f:
+        json.dump({"frames": results, "seconds": seconds}, f)
+
+
+if __name__ == "__main__":
+    main()
