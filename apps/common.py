@@ -16,7 +16,6 @@ Every command that takes a graph (run, validate, viz, profile, the demo) starts 
 from __future__ import annotations
 
 import datetime
-import difflib
 import os
 import re
 import sys
@@ -25,6 +24,8 @@ from typing import Any
 
 import typer
 import yaml
+
+from pipeline.errors import did_you_mean
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _EXP_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
@@ -79,13 +80,7 @@ def resolve_graph(ref: str) -> Path:
                 if candidate.is_file():
                     return candidate
     names = graph_names()
-    close = difflib.get_close_matches(stem, names, n=3, cutoff=0.5)
-    if close:
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?"
-    elif names:
-        hint = f"; known graphs: {', '.join(names)}"
-    else:
-        hint = ""
+    hint = did_you_mean(stem, names, cutoff=0.5) or (f"; known graphs: {', '.join(names)}" if names else "")
     where = " or ".join(str(d) for d in graph_dirs())
     raise CliError(f"unknown graph '{ref}': no such file and no graph of that name in {where}{hint}")
 
@@ -147,13 +142,8 @@ def check_side_packets(graph, path: Path, values: dict[str, Any]) -> None:
     declared = set(declared_side_packets(graph))
     for key in values:
         if key not in declared:
-            close = difflib.get_close_matches(key, sorted(declared), n=3, cutoff=0.5)
-            if close:
-                hint = f"; did you mean {', '.join(repr(c) for c in close)}?"
-            elif declared:
-                hint = f"; it declares {', '.join(sorted(declared))}"
-            else:
-                hint = "; it declares none"
+            hint = did_you_mean(key, sorted(declared), cutoff=0.5) or (
+                f"; it declares {', '.join(sorted(declared))}" if declared else "; it declares none")
             raise CliError(f"bad --set '{key}': {path} declares no side packet '{key}'{hint}")
 
 
