@@ -8,6 +8,8 @@ baseline). Runs under mediapipe==0.10.21 (its legacy ``mp.solutions``), in its o
 ``frames.npy``: (N, H, W, 3) uint8 RGB. Writes JSON: {"frames": [[object, ...] per frame], "seconds":
 wall time of the process() loop}; each object is {"landmarks": [[x, y, z], ...] normalised as
 MediaPipe gives them, "visibility": [...], "label": handedness label, "label_score": ...}.
+``--rects`` (hands): also the rects MediaPipe computed on each frame from palm detections and from
+landmarks ({"rects": [{"palm": [...], "landmarks": [...]} per frame]}, NormalizedRect fields).
 ``--timestamps``: microseconds per frame, fed as MediaPipe's packet timestamps (the smoothing
 filters read them), instead of the solution's 33333 us steps.
 """
@@ -46,6 +48,7 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--timestamps")
     ap.add_argument("--options", default="{}")
+    ap.add_argument("--rects", action="store_true")
     args = ap.parse_args()
     import mediapipe as mp
 
@@ -54,7 +57,31 @@ def main() -> None:
     opts = json.loads(args.options)
     cls = {"face_mesh": mp.solutions.face_mesh.FaceMesh, "hands": mp.solutions.hands.Hands,
            "pose": mp.solutions.pose.Pose}[args.solution]
-    results = []
+    results, rects = [], []
+    if args.rects:
+        if args.solution != "hands":
+            raise SystemExit("--rects is for hands")
+        from mediapipe.python.solution_base import SolutionBase
+
+        sol = SolutionBase(
+            binary_graph_path="mediapipe/modules/hand_landmark/hand_landmark_tracking_cpu.binarypb",
+            side_inputs={"model_complexity": opts.get("model_complexity", 1), "num_hands": opts.get("max_num_hands", 2),
+                         "use_prev_landmarks": True},
+            outputs=["multi_hand_landmarks", "multi_handedness", "hand_rects_from_palm_detections",
+                     "hand_rects_from_landmarks"])
+        as_dict = lambda rs: [{"x_center": r.x_center, "y_center": r.y_center, "width": r.width,  # noqa: E731
+                               "height": r.height, "rotation": r.rotation} for r in (rs or [])]
+        for i in range(len(frames)):
+            if stamps is not None:
+                sol._simulated_timestamp = int(stamps[i]) - 33333
+            r = sol.process({"image": np.ascontiguousarray(frames[i])})
+            results.append(_objects(r, "hands"))
+            rects.append({"palm": as_dict(r.hand_rects_from_palm_detections),
+                          "landmarks": as_dict(r.hand_rects_from_landmarks)})
+        sol.close()
+        with open(args.out, "w") as f:
+            json.dump({"frames": results, "rects": rects, "seconds": 0.0}, f)
+        return
     with cls(**opts) as sol:
         t0 = time.perf_counter()
         for i in range(len(frames)):
