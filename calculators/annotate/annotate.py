@@ -15,7 +15,7 @@ Example node:
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,7 +40,8 @@ class AnnotateOptions(BaseModel):
     color: Optional[tuple[int, int, int]] = Field(None, description="one RGB colour for all boxes (default: per class/id)")
     mask_color: tuple[int, int, int] = (0, 114, 178)
     mask_alpha: float = Field(0.5, ge=0.0, le=1.0)
-    connections: list[str] = Field(default_factory=list, description=f"landmark connection lists to draw, of {CONNECTIONS}")
+    connections: list[Literal[CONNECTIONS]] = Field(default_factory=list,  # type: ignore[valid-type]
+                                                    description="MediaPipe's landmark connection lists to draw")
     landmark_color: tuple[int, int, int] = Field((48, 255, 48), description="RGB of the connections")
     point_color: tuple[int, int, int] = Field((255, 48, 48), description="RGB of the landmark dots")
     point_radius: int = Field(2, ge=0, description="landmark dot radius (0: no dots)")
@@ -110,6 +111,10 @@ class Annotate(Calculator):
         if lms is not None and len(lms):
             order = (lambda c: c[::-1]) if fmt.startswith("BGR") else (lambda c: c)
             radius = max(1, round(self.o.point_radius * k)) if self.o.point_radius else 0
+            for name, edges in zip(self.o.connections, self.edges):
+                if len(edges) and int(edges.max()) >= lms.num_points:
+                    raise ValueError(f"node {ctx.node}: connections {name!r} join points up to {int(edges.max())}, "
+                                     f"these landmarks have {lms.num_points}")
             for i in range(len(lms)):
                 for j, edges in enumerate(self.edges or [None]):
                     draw_landmarks(canvas, lms.points[i], edges, fmt, thickness,
