@@ -1,0 +1,125 @@
+"""Landmark graphs' throughput on 1280x720 video against MediaPipe's own pipeline.
+
+For each of face_mesh and pose (carphone scaled to 1280x720, made here) and hands (bigbuckbunny,
+1280x720 already): the vpipe tracker subgraph (``graphs/<name>_tracker.yaml``, what the ready graph
+runs, without the optional sinks) reading the video file with VideoSource (decode included, I420
+as the ready graphs do) against mediapipe 0.10.21's legacy solution (``mp.solutions``, the same
+model files) fed the same frames already decoded to RGB in memory, in a plain loop (only its
+``process()`` calls are timed, in its own environment; the graph is timed from the end of
+``start()``, its models loaded, to its end, decoding included: tests/landmarks/mp_reference.py). Rounds
+interleave the two; the ratio is the median of per-round ratios, with the spread. MediaPipe and
+OpenVINO both use their default thread counts; the vpipe graph puts the detector and the landmark
+model on one executor thread each, beside the decoder.
+
+    python tests/bench/bench_landmarks.py [--repeats 3] [--graphs face_mesh pose hands] [--json out/bench/landmarks.json]
+
+Needs the MediaPipe environment: bash tests/bench/make_mp_env.sh (or VPIPE_MP_ENV).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from _meta import interleaved, median, round_ratios, write_json  # noqa: E402
+
+from tests.landmarks.conftest import decode_clip, make_720p  # noqa: E402
+
+MP_ENV = Path(os.environ.get("VPIPE_MP_ENV", "/work/envs/mp01021"))
+CASES = {  # graph: (sample, make 720p?, subgraph, side packets, MediaPipe solution, its options)
+    "face_mesh": ("carphone", True, "face_mesh_tracker", {}, "face_mesh", {}),
+    "pose": ("carphone", True, "pose_tracker", {}, "pose", {}),
+    "hands": ("bigbuckbunny", False, "hand_tracker", {}, "hands", {"max_num_hands": 2}),
+}
+
+
+def graph_runner(path: Path, subgraph: str, side: dict):
+    from pipeline import Graph
+
+    spec = {"name": f"bench_{subgraph}", "side_packets": {}, "nodes": [
+        {"calculator": "VideoSource", "outputs": {"FRAMES": "frames"}, "options": {"uri": str(path), "format": "I420"}},
+        {"subgraph": subgraph, "name": "t", "inputs": {"FRAMES": "frames"}, "outputs": {"LANDMARKS": "landmarks"}},
+    ]}
+
+    def run() -> tuple[int, float]:
+        """(landmark packets, seconds from the end of start() -- models loaded -- to the last one)."""
+        g = Graph.from_dict(spec, search_paths=[ROOT / "graphs"])
+        n = []
+        g.observe("landmarks", lambda p: n.append(len(p.value)))
+        g.start(side)
+        t0 = time.perf_counter()
+        g.wait(600)
+        return len(n), time.perf_counter() - t0
+
+    return run
+
+
+def mp_runner(frames: Path, stamps: Path, solution: str, options: dict, out: Path):
+    py = MP_ENV / "bin" / "python"
+    if not py.exists():
+        raise SystemExit(f"no MediaPipe environment at {MP_ENV}: bash tests/bench/make_mp_env.sh")
+
+    def run() -> float:
+        cmd = [str(py), str(ROOT / "tests/landmarks/mp_reference.py"), solution, str(frames), str(out),
+               "--timestamps", str(stamps), "--options", json.dumps(options)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            raise RuntimeError(proc.stderr[-2000:])
+        return json.loads(out.read_text())["seconds"]
+
+    return run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--graphs", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--frames", type=int, default=120, help="frames of the clips made from carphone")
+    ap.add_argument("--json", default="out/bench/landmarks.json")
+    args = ap.parse_args()
+    import calculators  # noqa: F401  (registers the calculators)
+    from models.catalog import resolve
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpd = Path(tmp)
+        for name in args.graphs:
+            sample, scale, subgraph, side, solution, mp_opts = CASES[name]
+            src = resolve(f"sample:{sample}")
+            video = make_720p(src, tmpd / f"{sample}_720p.mp4", args.frames) if scale else src
+            clip = decode_clip(video, tmpd, max_frames=args.frames if scale else None)  # a made clip has --frames
+            graph = graph_runner(video, subgraph, side)
+            mp = mp_runner(clip.frames, clip.timestamps, solution, mp_opts, tmpd / f"mp_{name}.json")
+
+            def vpipe_case():
+                n, seconds = graph()
+                assert n == clip.count, f"{name}: {n} landmark packets for {clip.count} frames"
+                return seconds
+
+            runs = interleaved({"vpipe": vpipe_case, "mediapipe": mp}, args.repeats,
+                               measure=lambda fn: fn())
+            fps = {k: [clip.count / s for s in v] for k, v in runs.items()}
+            ratio = round_ratios({k: [1 / x for x in v] for k, v in fps.items()}, "mediapipe", "vpipe")
+            results[name] = {"clip": f"{video.name} {clip.size[0]}x{clip.size[1]}", "frames": clip.count,
+                             "fps": {k: median(v) for k, v in fps.items()}, "fps_runs": fps,
+                             "speedup_median": ratio["median"], "speedup_min": ratio["min"],
+                             "speedup_max": ratio["max"]}
+            r = results[name]
+            print(f"{name:10s} {r['clip']:28s} vpipe {r['fps']['vpipe']:6.1f} fps  mediapipe "
+                  f"{r['fps']['mediapipe']:6.1f} fps  speedup x{r['speedup_median']:.2f} "
+                  f"({r['speedup_min']:.2f}..{r['speedup_max']:.2f})", flush=True)
+    write_json(args.json, "landmarks", {"repeats": args.repeats, "graphs": results}, libraries=["openvino", "av"])
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
