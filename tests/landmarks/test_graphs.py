@@ -139,6 +139,15 @@ def test_a_landmark_model_of_the_wrong_kind_fails_naming_node_and_model(carphone
     assert "mesh/landmark_model" in text and "pose_detection.tflite" in text and "expected (1, 224, 224, 3)" in text
 
 
+def test_the_attention_face_mesh_model_fails_clearly_naming_node_and_model(carphone_clip):
+    # refine_landmarks' model uses MediaPipe's custom TFLite ops, which OpenVINO does not read.
+    with pytest.raises(GraphRunError) as e:
+        run_graph("face_mesh", "faces", {"source": str(carphone_clip.path),
+                                         "landmark_model": "zoo:face-landmark-with-attention"})
+    text = str(e.value)
+    assert "mesh/landmark_model" in text and "face_landmark_with_attention.tflite" in text
+
+
 def test_an_engine_that_cannot_read_the_models_fails_before_any_frame(carphone_clip):
     with pytest.raises(GraphRunError, match=r"mesh/.*engine 'ncnn' cannot load TFLite models"):
         run_graph("face_mesh", "faces", {"source": str(carphone_clip.path), "engine": "ncnn"})
@@ -229,3 +238,30 @@ def test_live_graph_tracks_faces_from_a_camera_like_source(carphone_clip):
     assert sum(n for _, n in got) >= 14
     stats = g.stats()
     assert stats["mesh/detector/Inference"]["count"] <= 3  # tracked, not re-detected
+
+
+@pytest.mark.parametrize("name, key, points", [("pose", "poses", 33), ("face_mesh", "faces", 468)])
+def test_vpipe_run_writes_landmarks_jsonl_and_the_annotated_video(name, key, points, carphone_clip, tmp_path):
+    import json
+
+    import av
+
+    from tests.apps.conftest import run_vpipe
+
+    jsonl, video = tmp_path / "lm.jsonl", tmp_path / "annotated.mp4"
+    r = run_vpipe("run", name, "--set", f"source={carphone_clip.path}", "--set", f"landmarks={jsonl}",
+                  "--set", f"output={video}", timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [json.loads(s) for s in jsonl.read_text().splitlines()]
+    assert [ln["timestamp_us"] for ln in lines] == list(np.load(carphone_clip.timestamps))
+    objs = [o for ln in lines for o in ln[key]]
+    assert len(objs) >= 0.95 * carphone_clip.count
+    o = objs[0]
+    assert len(o["landmarks"]) == points and all(len(p) == 3 for p in o["landmarks"])
+    if name == "pose":  # visibility, presence and world landmarks (metres) come with every pose
+        assert len(o["visibility"]) == len(o["presence"]) == len(o["world_landmarks"]) == 33
+        assert max(abs(v) for p in o["world_landmarks"] for v in p) < 2.0
+    else:
+        assert o["label"] == "face" and "world_landmarks" not in o
+    with av.open(str(video)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == carphone_clip.count
