@@ -251,7 +251,7 @@ def test_vpipe_run_writes_landmarks_jsonl_and_the_annotated_video(name, key, poi
     jsonl, video = tmp_path / "lm.jsonl", tmp_path / "annotated.mp4"
     r = run_vpipe("run", name, "--set", f"source={carphone_clip.path}", "--set", f"landmarks={jsonl}",
                   "--set", f"output={video}", timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.rc == 0, r.err[-2000:]
     lines = [json.loads(s) for s in jsonl.read_text().splitlines()]
     assert [ln["timestamp_us"] for ln in lines] == list(np.load(carphone_clip.timestamps))
     objs = [o for ln in lines for o in ln[key]]
