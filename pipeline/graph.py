@@ -192,7 +192,7 @@ class Graph:
             node.options = options.get(name)
             for tag, s in ns.outputs.items():
                 self._streams[s] = Stream(s, name)
-                node.outputs[tag] = self._streams[s]
+                node.add_output(tag, self._streams[s])
             self._nodes.append(node)
 
     def _wire(self) -> None:
@@ -201,7 +201,7 @@ class Graph:
             for i in node.spec.inputs:
                 stream = self._streams[i.stream]
                 q = InputQueue(node, i.tag, stream, i.capacity, i.overflow, i.back_edge)
-                stream.queues.append(q)
+                stream.add_queue(q)
                 node.wire_input(q)
         for stream, observers in self._observers.items():
             for ob in observers:
@@ -214,9 +214,9 @@ class Graph:
                 continue
             for ob in observers:
                 if isinstance(ob, Poller):
-                    self._streams[stream].direct.append(DirectConsumer(ob._on_packet, ob._on_bound))
+                    self._streams[stream].add_direct(DirectConsumer(ob._on_packet, ob._on_bound))
                 else:
-                    self._streams[stream].direct.append(DirectConsumer(self._wrap_observer(stream, ob)))
+                    self._streams[stream].add_direct(DirectConsumer(self._wrap_observer(stream, ob)))
 
     def _wrap_observer(self, stream: str, cb):
         run = self._run
@@ -246,6 +246,7 @@ class Graph:
             node.side = side
             try:
                 node.calc = node.cls()
+                node.process = node.calc.process
                 node.ctx = make_context(node)
                 node.calc.open(node.ctx)
                 node.opened = True

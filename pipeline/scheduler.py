@@ -77,6 +77,7 @@ class Executor:
 
     def _worker(self) -> None:
         sched = self.sched
+        trace = sched.trace
         ready: list = []
         local: list[NodeRuntime] = []
         cond = self.cond
@@ -96,7 +97,7 @@ class Executor:
                 local.append(node)
                 while local:
                     node = local.pop()
-                    more = node.step(ready, sched.trace)
+                    more = node.step(ready, trace)
                     if more:
                         # Let an idle worker pipeline this node while we carry its packet on, when
                         # its calls are long enough to gain from it: for a call of microseconds the
@@ -272,7 +273,7 @@ class Scheduler:
             if ex.busy or ex.heap:
                 return False
         for node in self.nodes:
-            if node.active and not node.is_source:
+            if not node.is_source and node.is_active():
                 return False
         return True
 

@@ -42,7 +42,7 @@ class PassThrough(Calculator):
         for tag, out in self.pairs:
             p = inputs[tag]
             if p is not None:
-                out.add(p.value)
+                out.add_packet(p)
 
 
 class GateOptions(BaseModel):
