@@ -361,6 +361,26 @@ class Graph:
         if run.error is not None:
             raise run.error
 
+    def wait_until_idle(self, timeout: float | None = None) -> None:
+        """Waits until no node has work left: every packet fed so far has gone as far as it can
+        (MediaPipe's ``WaitUntilIdle``). Source threads are not counted: while a source produces,
+        this may return in a lull between its packets. Returns at once when the run has ended;
+        raises the run's error, or ``TimeoutError`` after ``timeout`` seconds."""
+        if not self._started:
+            raise RuntimeError("start() the graph before wait_until_idle()")
+        run, sched = self._run, self._sched
+        with run.cond:
+            sched.idle_waiters += 1
+        try:
+            ok = run.wait_until(lambda: run.ended or sched.idle(), timeout)
+        finally:
+            with run.cond:
+                sched.idle_waiters -= 1
+        if run.error is not None:
+            raise run.error
+        if not ok:
+            raise TimeoutError(f"graph '{self.name}' did not become idle within {timeout} s")
+
     def _shutdown(self) -> None:
         if self._end_time is not None:
             return

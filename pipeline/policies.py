@@ -92,13 +92,14 @@ def next_timestamp(node: "NodeRuntime") -> int | None:
 
 def record_bounds(node: "NodeRuntime", inputs: dict) -> dict:
     """process_timestamp_bounds: each input's bound as a call with ``inputs`` sees it (after its
-    packet, if it has one; the queue's bound when it is empty), recorded as seen."""
+    packet, if it has one; the queue's bound when it is empty, unless that is Done), recorded as
+    seen."""
     bounds = {}
     for q in node.queues:
         p = inputs.get(q.tag)
         if p is not None:
             q.seen = p[1] + 1
-        elif not q.dq and q.bound > q.seen:
+        elif not q.dq and q.seen < q.bound != DONE:
             q.seen = q.bound
         bounds[q.tag] = q.seen
     return bounds

@@ -147,6 +147,7 @@ class Scheduler:
         self.full_queues = 0  # input queues with overflow block that are full
         self.full_lock = threading.Lock()
         self.relief_warned = False
+        self.idle_waiters = 0  # callers of Graph.wait_until_idle: executors going idle notify them
         self.graph_name = ""
 
     # -- starting and stopping -------------------------------------------------------------------
@@ -265,8 +266,12 @@ class Scheduler:
         self.run.notify()
 
     def executor_idle(self, ex: Executor) -> None:
-        if self.full_queues > 0:
+        if self.full_queues > 0 or self.idle_waiters > 0:
             self.run.notify()
+
+    def idle(self) -> bool:
+        """No node is activated and no executor has work (source threads are not counted)."""
+        return self._all_idle()
 
     def _all_idle(self) -> bool:
         for ex in self.executors.values():
