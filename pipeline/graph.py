@@ -97,10 +97,9 @@ class Graph:
 
     def _check_stream(self, stream: str) -> None:
         if stream not in self.spec.producers():
-            import difflib
+            from .errors import did_you_mean
 
-            close = difflib.get_close_matches(stream, list(self.spec.producers()), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            hint = did_you_mean(stream, self.spec.producers())
             raise KeyError(f"graph '{self.name}' has no stream '{stream}'{hint}")
 
     # -- starting -----------------------------------------------------------------------------------

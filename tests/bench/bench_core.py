@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, os.environ.get("VPIPE_BENCH_ROOT", str(ROOT)))
 
+from _meta import write_json  # noqa: E402  (tests/bench: machine, versions, command in the JSON)
 from pipeline import Graph  # noqa: E402
 
 MP_PYTHON = os.environ.get("VPIPE_MP_ENV", "/work/envs/mp01021") + "/bin/python"
@@ -151,19 +151,6 @@ def export_ref(ref: str, into: Path) -> str:
     return commit
 
 
-def machine() -> dict:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
-            "load_average_at_start": os.getloadavg()}
-
-
 def median_of(rounds: list[dict], *keys) -> float:
     vals = []
     for r in rounds:
@@ -197,6 +184,7 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory(prefix="vpipe-bench-ref-") if a.ref else None
     ref_commit = export_ref(a.ref, Path(tmp.name)) if a.ref else None
 
+    load_at_start = os.getloadavg()
     ours, mp, ref, loops = [], [], [], []
     for i in range(a.rounds):  # interleaved, so that load on a shared machine hits all alike
         ours.append(vpipe_round(a.packets, thread_counts))
@@ -254,12 +242,9 @@ def main() -> None:
     res.update({"packets": a.packets, "rounds": a.rounds, "threads": thread_counts, "verdicts": verdicts,
                 "targets": {"chain_10_vs_mediapipe": TARGET_CHAIN_VS_MP, "added_node_us": TARGET_ADDED_NODE_US},
                 "ref": {"rev": a.ref, "commit": ref_commit, **res["ref"]} if ref_commit else None,
-                "machine": machine(), "command": " ".join([Path(sys.executable).name] + sys.argv),
-                "versions": {"python": platform.python_version(), "vpipe_commit": _git_head(),
-                             "mediapipe_baseline": res["mediapipe"].get("version") if mp else "absent"}})
-    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json).write_text(json.dumps(res, indent=2))
-    print(f"wrote {a.json}")
+                "load_average_at_start": load_at_start, "vpipe_commit": _git_head(),
+                "mediapipe_baseline": res["mediapipe"].get("version") if mp else "absent"})
+    print(f"wrote {write_json(a.json, 'core', res)}")
     if tmp is not None:
         tmp.cleanup()
 
