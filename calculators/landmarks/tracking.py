@@ -42,7 +42,9 @@ class PreviousLoopback(Calculator):
     timestamp, at that timestamp) -> PREV_LOOP (Any).
     Timestamps: the first MAIN timestamp gets no packet, only a bound (downstream sees no previous
     value); MAIN timestamp t_k gets the LOOP packet of t_(k-1) as soon as it arrives, re-stamped at
-    t_k. Only MAIN's timestamps are kept while waiting (never the frames), so memory stays small;
+    t_k; when LOOP's bound passes t_(k-1) without a packet (a loop that sent nothing for that frame),
+    t_k gets a bound only, as in MediaPipe (the node is called on LOOP's bound moves alone,
+    ``process_timestamp_bounds``). Only MAIN's timestamps are kept while waiting (never the frames), so memory stays small;
     the frames wait, bounded, in the queues of the nodes that sync on PREV_LOOP. When MAIN ends
     before the last LOOP packets came back, the frames still waiting get no previous value.
     Options: disabled (send nothing: bounds only).
@@ -57,6 +59,7 @@ class PreviousLoopback(Calculator):
     Options = PreviousLoopbackOptions
     policy = "immediate"
     timestamp_offset = None
+    process_timestamp_bounds = True
 
     def open(self, ctx) -> None:
         self.pending: deque[int] = deque()   # MAIN timestamps not yet answered
@@ -74,9 +77,9 @@ class PreviousLoopback(Calculator):
             self.pending.append(main.timestamp)
         if loop is not None and not self.disabled:
             self.loops.append(loop)
-        self._flush()
+        self._flush(ctx.input_bound("LOOP") if loop is None else loop.timestamp + 1)
 
-    def _flush(self) -> None:
+    def _flush(self, loop_bound: int) -> None:
         while self.pending:
             t = self.pending[0]
             if self.prev_main is None:  # the first frame has no previous one
@@ -84,9 +87,12 @@ class PreviousLoopback(Calculator):
             else:
                 while self.loops and self.loops[0].timestamp < self.prev_main:
                     self.loops.popleft()  # a LOOP packet for a frame that never passed MAIN
-                if not self.loops or self.loops[0].timestamp != self.prev_main:
+                if self.loops and self.loops[0].timestamp == self.prev_main:
+                    self.out.add(self.loops.popleft().value, t)
+                elif loop_bound > self.prev_main:  # LOOP moved past the previous frame: no value for it
+                    self.out.set_next_timestamp_bound(t + 1)
+                else:
                     return
-                self.out.add(self.loops.popleft().value, t)
             self.prev_main = t
             self.pending.popleft()
 

@@ -33,6 +33,29 @@ def test_previous_loopback_restamps_the_previous_frames_value():
     assert got == [(20, "r0"), (30, "r1")]  # the first frame has no previous value: a bound only
 
 
+def test_previous_loopback_answers_a_loop_bound_without_a_packet_at_once():
+    # The loop drops frame 20's value (a Gate closed at 20): frame 30 gets a bound only, and a
+    # node syncing on the previous value runs frame 30 without waiting for the end of the stream.
+    g = Graph.from_dict({"name": "loop", "inputs": ["main", "loop_in", "allow"], "nodes": [
+        {"calculator": "Gate", "inputs": {"IN:0": "loop_in", "ALLOW": "allow"}, "outputs": {"OUT:0": "loop"}},
+        {"calculator": "PreviousLoopback", "inputs": {"MAIN": "main", "LOOP": {"stream": "loop", "back_edge": True}},
+         "outputs": {"PREV_LOOP": "prev"}},
+        {"calculator": "PassThrough", "inputs": {"IN:0": "main", "IN:1": "prev"},
+         "outputs": {"OUT:0": "main_out", "OUT:1": "prev_out"}}]})
+    seen = []
+    g.observe("main_out", lambda p: seen.append(p.timestamp))
+    g.start()
+    for t, allow in ((10, True), (20, False)):
+        g.add_packet("main", f"f{t}", t)
+        g.add_packet("allow", allow, t)
+        g.add_packet("loop_in", f"r{t}", t)
+    g.add_packet("main", "f30", 30)
+    g.wait_until_idle(10)
+    assert seen == [10, 20, 30], "frame 30 must not wait for a loop value that will never come"
+    g.close_all_inputs()
+    g.wait(10)
+
+
 def test_previous_loopback_disabled_sends_no_value():
     out = run_calculator("PreviousLoopback", inputs={"MAIN": [(10, "a"), (20, "b")], "LOOP": [(10, "x")]},
                          options={"disabled": True})
