@@ -37,6 +37,8 @@ from .scheduler import Executor, Scheduler, default_threads
 from .streams import DirectConsumer, InputQueue, ObserverFailed, Poller, Stream
 from .timestamp import Packet, Timestamp
 
+_tuple_new = tuple.__new__  # builds a Packet without the namedtuple's Python-level __new__
+
 __all__ = ["Context", "Executor", "Graph", "NodeRuntime", "Poller", "State", "Stream", "default_threads"]
 
 
@@ -292,7 +294,7 @@ class Graph:
         ready: list = []
         try:
             with self._feed_lock:
-                s.send(Packet(value, timestamp), ready)
+                s.send(_tuple_new(Packet, (value, timestamp)), ready)
         except ObserverFailed:
             raise run.error from None
         self._sched.dispatch(ready)
