@@ -180,9 +180,12 @@ class NodeRuntime:
         if n >= q.capacity:
             ov = q.overflow
             if ov == "drop_oldest":
-                dq.popleft()
-                q.drops += 1
-                n -= 1
+                try:
+                    dq.popleft()
+                    q.drops += 1
+                except IndexError:  # a simple node's worker took it first (it pops without the lock)
+                    pass
+                n = len(dq)
             elif ov == "reject":
                 q.drops += 1
                 if q.bound <= packet[1]:
