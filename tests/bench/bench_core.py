@@ -16,7 +16,7 @@ round hits both sides alike); the table gives the ratios and the targets (chain 
 <= 0.7x MediaPipe's figure, each added node <= 1.5 us, 1 node and diamond no slower than --ref).
 A JSON file records the figures, the machine, the versions and the command.
 
-    python tests/bench/bench_core.py [--packets 20000] [--rounds 5] [--ref REV] [--json out/bench/core.json]
+    python tests/bench/bench_core.py [--packets 20000] [--repeats 5] [--ref REV] [--json out/bench/core.json]
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def median_of(rounds: list[dict], *keys) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--packets", type=int, default=20000)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--repeats", "--rounds", dest="rounds", type=int, default=5, help="interleaved rounds")
     ap.add_argument("--threads", default=None, help="comma-separated worker counts (default: 1 and the default)")
     ap.add_argument("--mp-python", default=MP_PYTHON, help="python of the mediapipe==0.10.21 environment")
     ap.add_argument("--ref", default=None, help="git revision of vpipe to compare with (no-regression check)")
