@@ -132,7 +132,9 @@ class NodeRuntime:
 
     def is_active(self) -> bool:
         """Whether the node is activated (scheduled, or running a step)."""
-        return (0 not in self.claim) if self.simple else self.active > 0
+        if self.simple:  # a finished simple node keeps its claim for good: it is not working
+            return 0 not in self.claim and not self.finished
+        return self.active > 0
 
     def fail(self, phase: str, t: int | None, e: BaseException) -> None:
         """Records the failure of this node's ``phase`` at t; the run stops."""
