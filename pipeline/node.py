@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from . import config as _config
 from .errors import GraphRunError
-from .policies import READY_TO_CLOSE, READY_TO_PROCESS, input_bound, policy_for
+from .policies import READY_TO_CLOSE, input_bound, policy_for
 from .streams import InputQueue, ObserverFailed, Stream
 from .timestamp import Packet, Timestamp
 
@@ -351,11 +351,9 @@ class NodeRuntime:
                 self.active -= 1
                 return False
             policy = self.policy
-            r = policy.readiness(self)
-            inputs = policy.take(self) if r is READY_TO_PROCESS else None
+            inputs = policy.take(self)  # None when nothing is ready to process
             if inputs is None:
-                if r is READY_TO_PROCESS:
-                    r = policy.readiness(self)  # latest dropped what was queued: maybe closing now
+                r = policy.readiness(self)  # then maybe closing
                 if r is not READY_TO_CLOSE or self.active > 1 or self.finished:
                     self.active -= 1
                     return False
