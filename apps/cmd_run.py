@@ -36,6 +36,9 @@ _EXP_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 EXIT_FAILED = 1  # the graph is wrong or the run failed
 EXIT_USAGE = 2  # the command line is wrong (unknown graph, bad --set, bad plugin)
 
+PLUGIN_HELP = "Import a user calculator module: a module name (my_pkg.calcs) or a file path (./face_blur.py)."
+TRUST_HELP = "Trust the graph file: import the plugins its 'plugins:' list names (and its subgraphs')."
+
 
 class CliError(Exception):
     """A user error with a one-line message, reported as ``error: ...`` and a non-zero exit."""
@@ -131,19 +134,15 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
 
 
 def load_plugins(modules: list[str] | None) -> None:
-    """Imports the user calculator modules named with ``--plugin``."""
-    if not modules:
-        return
-    from pipeline import registry
+    """Imports the user calculator modules named with ``--plugin``: module names (from the import
+    path as it is; the current folder is not added) or file paths (``./face_blur.py``)."""
+    from pipeline import plugins
 
-    cwd = str(Path.cwd())
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)  # `vpipe --plugin my_calcs` finds my_calcs.py beside the user
-    for m in modules:
+    for m in modules or []:
         try:
-            registry.load_plugin(m)
-        except Exception as e:  # noqa: BLE001 - any import failure is the user's to see
-            raise CliError(f"cannot import plugin '{m}': {type(e).__name__}: {e}") from None
+            plugins.load(m)
+        except plugins.PluginError as e:
+            raise CliError(str(e)) from e
 
 
 def check_side_packets(graph, path: Path, values: dict[str, Any]) -> None:
@@ -165,16 +164,17 @@ def declared_side_packets(graph) -> dict[str, Any]:
     return dict(graph.spec.side_packets)
 
 
-def load_graph(ref: str, plugins: list[str] | None = None):
-    """Resolves, imports plugins and loads a graph; returns (Graph, path)."""
+def load_graph(ref: str, plugins: list[str] | None = None, trust: bool = False):
+    """Resolves, imports plugins and loads a graph (``trust``: import the plugins it names);
+    returns (Graph, path)."""
     from pipeline import Graph
 
     path = resolve_graph(ref)
     load_plugins(plugins)
-    return Graph.from_yaml(path), path
+    return Graph.from_yaml(path, trust=trust), path
 
 
-def load_or_exit(ref: str, plugins: list[str] | None = None, sets: list[str] | None = None):
+def load_or_exit(ref: str, plugins: list[str] | None = None, sets: list[str] | None = None, trust: bool = False):
     """What every graph command does first: parses ``--set``, imports plugins, loads the graph and
     checks the ``--set`` keys against it; returns (Graph, path, side packets) or exits with the
     one-line cause (status 2 for the command line, 1 for the graph)."""
@@ -182,7 +182,7 @@ def load_or_exit(ref: str, plugins: list[str] | None = None, sets: list[str] | N
 
     try:
         sides = parse_sets(sets)
-        g, path = load_graph(ref, plugins)
+        g, path = load_graph(ref, plugins, trust)
         check_side_packets(g, path, sides)
     except CliError as e:
         raise fail(str(e), e.code)
@@ -459,19 +459,22 @@ def summary_table(result: RunResult, title: str = "summary"):
 def run_command(
     graph: str = typer.Argument(..., help="A graph file, or the name of a graph in graphs/."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a side packet: key=value (YAML scalar)."),
-    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=PLUGIN_HELP),
+    trust: bool = typer.Option(False, "--trust", help=TRUST_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Runs a graph with a progress bar and prints a summary."""
-    g, _path, sides = load_or_exit(graph, plugin, set_)
+    g, _path, sides = load_or_exit(graph, plugin, set_, trust)
     stdout_console().print(summary_table(run_or_exit(g, sides, quiet=quiet)))
 
 
 def validate_command(
     graphs: list[str] = typer.Argument(..., help="Graph files or names of graphs in graphs/."),
-    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=PLUGIN_HELP),
+    trust: bool = typer.Option(False, "--trust", help=TRUST_HELP),
 ) -> None:
-    """Checks graph files without running them; prints every problem as file:line: message."""
+    """Checks graph files without running them; prints every problem as file:line: message.
+    It imports only the plugins given with --plugin, allowed in the user config, or of a --trust-ed file."""
     from pipeline import Graph, GraphConfigError
 
     plugins_or_exit(plugin)
@@ -484,7 +487,7 @@ def validate_command(
             problems += 1
             continue
         try:
-            g = Graph.from_yaml(path)
+            g = Graph.from_yaml(path, trust=trust)
         except GraphConfigError as e:
             for p in e.problems:
                 print(str(p))

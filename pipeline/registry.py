@@ -2,7 +2,8 @@
 
 Calculators register by name. The built-in library is found through the ``vpipe.calculators``
 entry point group (so ``pipeline`` never imports ``calculators``); user calculators come only from
-modules named explicitly (``plugins:`` in a graph file, ``--plugin`` on the command line).
+modules loaded explicitly (``pipeline.plugins``: ``--plugin`` on the command line, or a graph file's
+``plugins:`` with the user's consent).
 """
 
 from __future__ import annotations
@@ -63,11 +64,6 @@ def load_builtins() -> None:
         _builtins_loaded = True
 
 
-def load_plugin(module: str) -> None:
-    """Imports a user calculator module named explicitly."""
-    importlib.import_module(module)
-
-
 def get(name: str) -> type:
     load_builtins()
     try:
@@ -98,4 +94,5 @@ def closest(name: str, n: int = 3) -> list[str]:
 def unknown_message(name: str) -> str:
     close = closest(name)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return f"unknown calculator '{name}'{hint} (user calculators need their module under 'plugins:')"
+    return (f"unknown calculator '{name}'{hint} (a user calculator is known once its plugin is loaded: "
+            "--plugin MODULE_OR_FILE.py, or the graph's 'plugins:' list)")

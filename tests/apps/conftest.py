@@ -26,10 +26,17 @@ class Result:
         return (self.err.splitlines() or [""])[0]
 
 
+USER_CONFIG = HERE / "vpipe_config.yaml"  # allows the test plugin, as a user's config would
+
+
 def run_vpipe(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
-    """Runs the ``vpipe`` command's real entry point; the test plugin module is importable."""
-    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]), "COLUMNS": "160"}
+    """Runs the ``vpipe`` command's real entry point; the test plugin module is importable, and the
+    user config is ``USER_CONFIG`` (it allows graph files to import the test plugin), never the
+    config of whoever runs the tests."""
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]), "COLUMNS": "160",
+                "VPIPE_CONFIG": str(USER_CONFIG)}
     full_env.pop("VPIPE_GRAPH_PATH", None)
+    full_env.pop("VPIPE_DEBUG", None)
     full_env.update(env or {})
     try:
         proc = subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=REPO, env=full_env,

@@ -113,8 +113,9 @@ def test_failed_run_reports_the_cause_first():
 def test_missing_plugin_is_a_clear_error():
     r = run_vpipe("run", str(GRAPHS / "limited.yaml"), "--plugin", "no_such_vpipe_plugin")
     assert r.rc == 2
-    assert r.first_err_line == ("error: cannot import plugin 'no_such_vpipe_plugin': ModuleNotFoundError: "
-                                "No module named 'no_such_vpipe_plugin'")
+    assert r.first_err_line == ("error: cannot load plugin 'no_such_vpipe_plugin': tried it as a module name, and no "
+                                "module named 'no_such_vpipe_plugin' is on the import path; a plugin file is named "
+                                "by its path, e.g. ./my_calcs.py")
 
 
 def test_run_of_a_wrong_graph_lists_problems_and_runs_nothing():
@@ -179,7 +180,7 @@ def test_ctrl_c_stops_the_run_cleanly(tmp_path: Path):
     import sys
     import time
 
-    from tests.apps.conftest import HERE
+    from tests.apps.conftest import HERE, USER_CONFIG
 
     fifo = tmp_path / "ticker.fifo"
     os.mkfifo(fifo)
@@ -189,7 +190,7 @@ def test_ctrl_c_stops_the_run_cleanly(tmp_path: Path):
         "  - calculator: Ticker\n    outputs: {OUT: numbers}\n"
         f"    options: {{count: 1000000, period_us: 10000, realtime: true, fifo: '{fifo}'}}\n"
         "  - calculator: PassThrough\n    inputs: {IN:0: numbers}\n    outputs: {OUT:0: out}\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]), "VPIPE_CONFIG": str(USER_CONFIG)}
     proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "run", str(graph)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # Our own writer end keeps the pipe from reading as ended before the Ticker opens it.
