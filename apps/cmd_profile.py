@@ -24,6 +24,7 @@ import typer
 
 from apps.cmd_run import (PLUGIN_HELP, TRUST_HELP, RunResult, fail, graph_name, load_or_exit, run_or_exit,
                           stdout_console)
+from apps.errors import silence_native_stderr
 
 TraceEvent = tuple  # (node, thread, timestamp_us | None, start_ns, end_ns)
 
@@ -205,6 +206,8 @@ def profile_command(
     if output.suffix.lower() != ".json":
         raise fail(f"cannot write '{output}': the trace is a .json file", 2)
     plot = plot or output.with_suffix(".png")
+    if quiet:
+        silence_native_stderr()
     g, path, sides = load_or_exit(graph, plugin, set_, trust)
     result = run_or_exit(g, sides, trace=True, quiet=quiet)
     events = [tuple(ev) for ev in g.trace_events()]

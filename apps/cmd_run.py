@@ -30,6 +30,9 @@ from typing import Any, Optional
 import typer
 import yaml
 
+from apps.errors import run_error_text, silence_native_stderr
+from pipeline.errors import UserError
+
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _EXP_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
@@ -40,7 +43,7 @@ PLUGIN_HELP = "Import a user calculator module: a module name (my_pkg.calcs) or 
 TRUST_HELP = "Trust the graph file: import the plugins its 'plugins:' list names (and its subgraphs')."
 
 
-class CliError(Exception):
+class CliError(UserError):
     """A user error with a one-line message, reported as ``error: ...`` and a non-zero exit."""
 
     def __init__(self, message: str, code: int = EXIT_USAGE):
@@ -397,7 +400,7 @@ def run_or_exit(graph, side_packets: dict[str, Any], *, trace: bool = False, qui
     except GraphRunError as e:
         if interrupted(e):
             raise fail("interrupted (Ctrl-C): the run was stopped", 130)
-        raise fail(str(e), EXIT_FAILED)
+        raise fail(run_error_text(e), EXIT_FAILED)
     except GraphConfigError as e:  # side packet values are checked at start
         raise fail(config_message(e, "with the side packets"), EXIT_FAILED)
     except KeyboardInterrupt:
@@ -461,9 +464,12 @@ def run_command(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a side packet: key=value (YAML scalar)."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=PLUGIN_HELP),
     trust: bool = typer.Option(False, "--trust", help=TRUST_HELP),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, and no messages that native "
+                                                             "libraries (TFLite, OpenCV) print themselves."),
 ) -> None:
     """Runs a graph with a progress bar and prints a summary."""
+    if quiet:
+        silence_native_stderr()
     g, _path, sides = load_or_exit(graph, plugin, set_, trust)
     stdout_console().print(summary_table(run_or_exit(g, sides, quiet=quiet)))
 

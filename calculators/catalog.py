@@ -38,6 +38,8 @@ from typing import Any, Callable, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.errors import UserError
+
 __all__ = [
     "CatalogError", "ChecksumError", "FetchError", "Entry", "Wheel",
     "resolve", "pull", "pull_all", "entry", "entries", "cache_dir", "cached_path", "is_cached",
@@ -54,7 +56,7 @@ _TRANSFORM_VERSIONS = {"onnx-dynamic-shape": 2, "mediapipe-task-bundle": 3}
 ProgressFn = Callable[[str, int, "int | None", str], None]
 
 
-class CatalogError(RuntimeError):
+class CatalogError(UserError, RuntimeError):
     """A catalog entry could not be resolved or pulled."""
 
 

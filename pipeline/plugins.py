@@ -28,13 +28,13 @@ import threading
 from pathlib import Path
 from types import ModuleType
 
-from .errors import GraphConfigError, VpipeError
+from .errors import GraphConfigError, UserError
 
 _lock = threading.RLock()
 _files: dict[Path, ModuleType] = {}  # resolved path -> module, for plugins loaded from a file
 
 
-class PluginError(VpipeError):
+class PluginError(UserError):
     """A plugin that cannot be found or imported; the message says what was tried."""
 
 

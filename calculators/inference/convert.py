@@ -37,6 +37,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from calculators.catalog import sha256_file
+from pipeline.errors import UserError
 
 from . import base
 
@@ -52,7 +53,7 @@ _VERSION = 1
 _DEFAULT_HW = (480, 640)
 
 
-class ConversionError(RuntimeError):
+class ConversionError(UserError, RuntimeError):
     """A model could not be converted (unsupported pair, missing converter, converter failure)."""
 
 
