@@ -64,6 +64,7 @@ def main() -> None:
 
     argv = _take_debug_flag(sys.argv[1:])
     _drop_current_folder_from_path()
+    errors.install_notice_handler()
     _register_commands()
     try:
         app(args=argv, prog_name="vpipe")

@@ -6,6 +6,8 @@
 - An unexpected exception (a bug in a calculator or in vpipe) keeps its traceback, with the one-line
   cause printed first and again last, so the line a user reads at the bottom of the terminal is it.
 - ``--debug`` (anywhere on the command line) or ``VPIPE_DEBUG=1`` shows the traceback of every failure.
+- A log record a calculator marks as a notice (``log.info(..., extra={"notice": True})``, such as the
+  web preview's address) is printed as it comes, even with ``-q``: the user needs it to go on.
 - ``-q`` sends what native libraries write straight to the process's stderr (TFLite's "Created
   TensorFlow Lite XNNPACK delegate", absl's "Logging before InitGoogle()", OpenCV's warnings) to
   /dev/null, while vpipe's own messages still reach the terminal.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import sys
 import traceback
 
@@ -36,9 +39,13 @@ def is_expected(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and getattr(exc, "filename", None) is not None
 
 
+_NATIVE_LOCATION = re.compile(r"\s*Exception from \S+:\d+:")  # OpenVINO's trail of C++ source lines
+
+
 def one_line(exc: BaseException) -> str:
-    """An exception as one line: an expected one by its message, another with its type first."""
-    text = " ".join(str(exc).split("\n")[0].split()) or type(exc).__name__
+    """An exception as one line: an expected one by its message, another with its type first.
+    A message of several lines (a native library's) is joined, without C++ source locations."""
+    text = " ".join(_NATIVE_LOCATION.sub(" ", str(exc)).split()) or type(exc).__name__
     return text if is_expected(exc) and not isinstance(exc, OSError) else f"{type(exc).__name__}: {text}"
 
 
@@ -90,3 +97,26 @@ def silence_native_stderr() -> None:
         for handler in logger.handlers:
             if isinstance(handler, logging.StreamHandler) and handler.stream is old:
                 handler.setStream(new)
+
+
+class _NoticeHandler(logging.Handler):
+    """Prints the records marked ``notice`` to the current ``sys.stderr``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return bool(getattr(record, "notice", False))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(record.getMessage() + "\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - a notice must never break a run
+            self.handleError(record)
+
+
+def install_notice_handler() -> None:
+    """Lets vpipe's INFO notices through to the terminal (other INFO records still go nowhere)."""
+    logger = logging.getLogger("vpipe")
+    if not any(isinstance(h, _NoticeHandler) for h in logger.handlers):
+        logger.addHandler(_NoticeHandler(logging.INFO))
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)

@@ -759,6 +759,8 @@ def validate_options(node: NodeSpec, options: dict, skip: set[str] = frozenset()
             msg = err.get("msg")
             if err.get("type") == "extra_forbidden":
                 msg = "unknown option"
+            elif err.get("type") == "value_error" and str(msg).startswith("Value error, "):
+                msg = str(msg)[len("Value error, "):]  # a validator's own sentence
             got_s = "" if err.get("type") in ("missing",) else f" (got {_shown(got)})"
             out.append((node.option_lines.get(key, node.line),
                         f"node '{node.name}': option '{where}': {msg}{got_s}; {cls.name} options: {schema_text(model)}"))
