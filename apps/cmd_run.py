@@ -10,13 +10,13 @@
 A graph name is looked up in the directories of ``$VPIPE_GRAPH_PATH`` (separated like ``PATH``),
 then in ``graphs/``; an unknown name is an error that offers the closest names.
 
-``--set`` values are YAML scalars (``--set threshold=0.5`` is a float, ``--set output=null`` is
-``None``, ``--set source=clip.mp4`` a string) and override the graph's declared side packets.
+``--set`` values are YAML 1.2 scalars, read as graph files are (``--set threshold=0.5`` is a float,
+``--set output=null`` is ``None``, ``--set source=clip.mp4`` a string, ``--set display=off`` the text
+``off``, which switches a ``when: $display`` node off) and override the graph's declared side packets.
 """
 
 from __future__ import annotations
 
-import datetime
 import difflib
 import os
 import re
@@ -28,13 +28,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-import yaml
 
 from apps.errors import run_error_text, silence_native_stderr
 from pipeline.errors import UserError
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_EXP_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 EXIT_FAILED = 1  # the graph is wrong or the run failed
 EXIT_USAGE = 2  # the command line is wrong (unknown graph, bad --set, bad plugin)
@@ -101,16 +99,16 @@ def resolve_graph(ref: str) -> Path:
 
 
 def parse_set_value(raw: str) -> Any:
-    """A ``--set`` value as a YAML scalar: int, float, bool, null or str."""
+    """A ``--set`` value as a YAML 1.2 scalar, read as a graph file's values are: int, float, bool
+    (only true/false), null or str (``off``, ``no``, ``2024-01-01`` and ``1:30`` stay text)."""
+    from pipeline import GraphConfigError
+    from pipeline.graph_yaml import load_yaml
+
     try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as e:
-        problem = str(e).splitlines()[0]
+        value = load_yaml(raw, "--set")
+    except GraphConfigError as e:
+        problem = e.problems[0].message.removeprefix("invalid YAML: ")
         raise ValueError(f"not a YAML scalar ({problem}); quote it to pass a string") from None
-    if isinstance(value, str) and _EXP_FLOAT.match(raw.strip()):
-        return float(raw)  # YAML 1.1 reads 1e-3 as text; YAML 1.2 and every user read a number
-    if isinstance(value, (datetime.date, datetime.datetime)):
-        return raw.strip()  # YAML would turn 2024-01-01 into a date; a side packet wants the text
     if isinstance(value, (dict, list)):
         kind = "mapping" if isinstance(value, dict) else "list"
         raise ValueError(f"must be a scalar (int, float, bool, null or string), got a {kind}; "

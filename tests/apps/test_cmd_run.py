@@ -33,6 +33,8 @@ def _row(out: str, node: str) -> list[str]:
     ("null", None), ("~", None), ("", None), ("clip.mp4", "clip.mp4"), ("'3'", "3"),
     ('"true"', "true"), ("2024-01-01", "2024-01-01"), ("rtsp://h:8554/cam", "rtsp://h:8554/cam"),
     ("sample:carphone", "sample:carphone"),
+    # YAML 1.2, as graph files are read: only true/false are booleans; no octal, no sexagesimal.
+    ("off", "off"), ("no", "no"), ("yes", "yes"), ("010", 10), ("1:30", "1:30"), ("0x10", 16),
 ])
 def test_set_values_are_yaml_scalars(raw, expected):
     value = parse_set_value(raw)

@@ -201,3 +201,15 @@ def test_validate_reports_hostile_files_without_tracebacks(tmp_path):
         f"{tmp_path / 'utf16.yaml'}:1", f"{tmp_path / 'deep.yaml'}:1", f"{tmp_path / 'dup.yaml'}:2",
         f"{tmp_path / 'key.yaml'}:1"]
 
+
+
+def test_set_off_switches_a_when_node_off(tmp_path):
+    graph = tmp_path / "switch.yaml"
+    graph.write_text("side_packets: {save: true}\nnodes:\n"
+                     "  - calculator: Counter\n    outputs: {OUT: a}\n    options: {count: 3}\n"
+                     "  - calculator: PassThrough\n    name: saver\n    inputs: {IN: a}\n    outputs: {OUT: b}\n"
+                     "    when: $save\n")
+    on = run_vpipe("run", str(graph), "-q")
+    off = run_vpipe("run", str(graph), "--set", "save=off", "-q")
+    assert on.rc == off.rc == 0, on.err + off.err
+    assert "saver" in on.out and "saver" not in off.out
