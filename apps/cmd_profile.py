@@ -22,9 +22,9 @@ from typing import Any, Iterable, Optional
 
 import typer
 
-from apps.cmd_run import (PLUGIN_HELP, TRUST_HELP, RunResult, fail, graph_name, load_or_exit, run_or_exit,
-                          stdout_console)
+from apps.common import PLUGIN_HELP, TRUST_HELP, fail, load_or_exit, stdout_console
 from apps.errors import silence_native_stderr
+from apps.progress import RunResult, graph_name, run_or_exit
 
 TraceEvent = tuple  # (node, thread, timestamp_us | None, start_ns, end_ns)
 

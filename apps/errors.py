@@ -32,9 +32,7 @@ def debug_enabled() -> bool:
 
 def is_expected(exc: BaseException) -> bool:
     """A failure whose message is all a user needs (see the module doc)."""
-    from pipeline.errors import UserError
-
-    if isinstance(exc, UserError):
+    if getattr(exc, "user_error", False):  # pipeline.errors.UserError and the classes marked like it
         return True
     return isinstance(exc, OSError) and getattr(exc, "filename", None) is not None
 

@@ -18,7 +18,7 @@ import networkx as nx
 from . import plugins as _plugins
 from . import registry
 from .calculator import Any, type_name, types_compatible
-from .errors import GraphConfigError, Problem
+from .errors import GraphConfigError, Problem, did_you_mean
 from .graph_yaml import LDict, LList, decode, load_yaml  # noqa: F401 - LDict/LList/load_yaml are used by callers
 
 OVERFLOW_POLICIES = ("block", "drop_oldest", "reject")
@@ -488,10 +488,7 @@ def _check_tag(tag: str, cls, kind, name, file, line, pc) -> str | None:
         return None
     port = ports.get(base)
     if port is None:
-        import difflib
-
-        close = difflib.get_close_matches(base, list(ports), n=2, cutoff=0.4)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(base, ports, n=2, cutoff=0.4)
         pc.add(file, line, f"node '{name}': {cls.name} has no {kind[:-1].replace('_', ' ')} port '{base}'"
                            f" (it has: {', '.join(ports) or 'none'}){hint}")
         return None
@@ -789,11 +786,8 @@ def _validate(spec: GraphSpec, pc: _Collector) -> None:
         cls = n.cls
         for i in n.inputs:
             if i.stream not in prod_map:
-                import difflib
-
-                close = difflib.get_close_matches(i.stream, list(prod_map), n=2, cutoff=0.6)
-                hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else \
-                    "; produce it with a node output or declare it under 'inputs:'"
+                hint = (did_you_mean(i.stream, prod_map, n=2)
+                        or "; produce it with a node output or declare it under 'inputs:'")
                 pc.add(file, i.line, f"node '{n.name}': input {i.tag} reads stream '{i.stream}', which has no producer{hint}")
             elif cls is not None:
                 src_node, src_tag = prod_map[i.stream]

@@ -10,12 +10,33 @@
   such as an unreadable video, a missing model, an engine that cannot take a model. The ``vpipe``
   command prints it as one line, without a traceback (unless ``--debug``). Calculator errors of that
   sort (``MediaError``, ``InferenceError``, ``CatalogError``, ...) derive from it, and so may a user's.
+
+``did_you_mean()`` is the one way every message offers the closest names for a misspelt one.
 """
 
 from __future__ import annotations
 
+import difflib
 import traceback
 from dataclasses import dataclass
+from typing import Iterable
+
+
+def closest(word: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.6) -> list[str]:
+    """The candidates nearest to ``word`` (difflib's ratio), best first; compared ignoring case
+    when nothing matches as written."""
+    pool = list(dict.fromkeys(candidates))
+    close = difflib.get_close_matches(word, pool, n=n, cutoff=cutoff)
+    if not close:
+        lowered = {p.lower(): p for p in pool}
+        close = [lowered[m] for m in difflib.get_close_matches(word.lower(), list(lowered), n=n, cutoff=cutoff)]
+    return close
+
+
+def did_you_mean(word: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.6) -> str:
+    """``"; did you mean 'a', 'b'?"`` for the names closest to ``word``, or ``""`` when none is close."""
+    close = closest(word, candidates, n, cutoff)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 class VpipeError(Exception):
@@ -23,7 +44,10 @@ class VpipeError(Exception):
 
 
 class UserError(VpipeError):
-    """A failure a user fixes from its message alone; no traceback is shown for it (see module doc)."""
+    """A failure a user fixes from its message alone; no traceback is shown for it (see module doc).
+    A class that cannot derive from it (one that must not import ``pipeline``) sets ``user_error = True``."""
+
+    user_error = True
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,7 @@ def test_preview_prints_the_port_it_chose(tmp_path):
 
 @pytest.fixture(scope="module")
 def segmentation_model():
-    from calculators import catalog
+    from models import catalog
 
     try:
         return catalog.resolve("zoo:selfie-segmentation")
