@@ -375,10 +375,7 @@ def _parse_node(nd: dict, idx: int, file: str, line, pc: _Collector, used_names)
         return None
     cls = registry.find(calc_name)
     if cls is None:
-        hint = ""
-        if pc.unloaded:
-            hint = f"; the graph's plugin {', '.join(repr(p) for p in pc.unloaded)} was not loaded (see above)"
-        pc.add(file, _line(nd, "calculator"), registry.unknown_message(calc_name) + hint)
+        pc.add(file, _line(nd, "calculator"), registry.unknown_message(calc_name, pc.unloaded))
     explicit = nd.get("name")
     if explicit is not None and not isinstance(explicit, (str, int, float)):
         pc.add(file, _line(nd, "name"), f"node #{idx + 1}: 'name' must be a text, got {_kind(explicit)}")

@@ -81,9 +81,13 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def unknown_message(name: str) -> str:
+def unknown_message(name: str, unloaded: list[str] | None = None) -> str:
+    """``unloaded``: the plugins the graph names that were not loaded (the calculator may be theirs)."""
     from .errors import did_you_mean
 
     hint = did_you_mean(name, names())
+    if unloaded:
+        return (f"unknown calculator '{name}'{hint}; it may come from the graph's plugin "
+                f"{', '.join(repr(p) for p in unloaded)}, which was not loaded (see above)")
     return (f"unknown calculator '{name}'{hint} (a user calculator is known once its plugin is loaded: "
             "--plugin MODULE_OR_FILE.py, or the graph's 'plugins:' list)")

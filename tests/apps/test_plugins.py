@@ -79,7 +79,8 @@ def test_validate_imports_nothing_without_consent(setup):
         f"{graph}:1: plugin 'evil' is not loaded: plugins are code, so vpipe imports one only with your consent: "
         f"--plugin evil (in Python: import it first, or trust=True), --trust for this graph file, or list it under "
         f"'plugins:' in {setup.config}")
-    assert "the graph's plugin 'evil' was not loaded" in r.out.splitlines()[1]
+    assert r.out.splitlines()[1] == (f"{graph}:6: unknown calculator 'Evil'; it may come from the graph's plugin "
+                                     "'evil', which was not loaded (see above)")
 
 
 def test_a_graph_file_cannot_import_an_installed_module(setup, tmp_path):
