@@ -424,9 +424,10 @@ def test_load_and_start_take_time_linear_in_nodes(tmp_path):
     small.write_text(_chain_graph(1000))
     large.write_text(_chain_graph(4000))
     _load_and_run(small)  # warm: imports, registry
-    t_small = min(_load_and_run(small) for _ in range(2))
-    t_large = min(_load_and_run(large) for _ in range(2))
-    # 4x the nodes: ~4x the time when linear, ~16x when quadratic.
-    assert t_large / t_small < 8, f"1,000 nodes: {t_small:.2f} s, 4,000 nodes: {t_large:.2f} s"
+    rounds = [(_load_and_run(small), _load_and_run(large)) for _ in range(2)]  # interleaved: load hits both
+    t_small, t_large = min(r[0] for r in rounds), min(r[1] for r in rounds)
+    # 4x the nodes: ~4x the time when linear (up to ~6x seen on a loaded machine: the garbage
+    # collector's passes grow with the heap), ~16x when quadratic.
+    assert t_large / t_small < 10, f"1,000 nodes: {t_small:.2f} s, 4,000 nodes: {t_large:.2f} s"
     print(f"1,000 nodes {t_small:.2f} s; 4,000 nodes {t_large:.2f} s; ratio {t_large / t_small:.1f}",
           file=sys.stderr)
