@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from apps.common import EXIT_FAILED, config_message, declared_side_packets, fail
+from apps.errors import run_error_text
 
 # ---------------------------------------------------------------------------------------------
 # Stats and topology access
@@ -194,7 +195,7 @@ def run_or_exit(graph, side_packets: dict[str, Any], *, trace: bool = False, qui
     except GraphRunError as e:
         if interrupted(e):
             raise fail("interrupted (Ctrl-C): the run was stopped", 130)
-        raise fail(str(e), EXIT_FAILED)
+        raise fail(run_error_text(e), EXIT_FAILED)
     except GraphConfigError as e:  # side packet values are checked at start
         raise fail(config_message(e, "with the side packets"), EXIT_FAILED)
     except KeyboardInterrupt:

@@ -58,14 +58,16 @@ class Graph:
     # -- construction ---------------------------------------------------------------------------
 
     @classmethod
-    def from_yaml(cls, source, search_paths: list | None = None, threads: int | None = None) -> "Graph":
-        """From a path or YAML text."""
+    def from_yaml(cls, source, search_paths: list | None = None, threads: int | None = None, *,
+                  trust: bool = False) -> "Graph":
+        """From a path or YAML text. ``trust=True`` imports the plugins it names (``pipeline.plugins``)."""
         paths = [Path(p) for p in (search_paths or [])]
-        return cls(_config.load(source if not isinstance(source, Path) else source, paths), threads)
+        return cls(_config.load(source if not isinstance(source, Path) else source, paths, trust=trust), threads)
 
     @classmethod
-    def from_dict(cls, data: dict, search_paths: list | None = None, threads: int | None = None) -> "Graph":
-        return cls(_config.parse(data, "<dict>", [Path(p) for p in (search_paths or [])]), threads)
+    def from_dict(cls, data: dict, search_paths: list | None = None, threads: int | None = None, *,
+                  trust: bool = False) -> "Graph":
+        return cls(_config.parse(data, "<dict>", [Path(p) for p in (search_paths or [])], trust=trust), threads)
 
     def _reset_run_state(self) -> None:
         self._run = RunState()
@@ -141,7 +143,7 @@ class Graph:
                 problems.append(Problem(spec.file, None, f"side packet '{k}' is given but the graph does not declare "
                                                          f"it (declared: {', '.join(spec.side_packets) or 'none'})"))
         # Nodes switched off by `when: $name` (a null/false side packet), e.g. optional sinks.
-        disabled = {n.name for n in spec.nodes if n.when is not None and not values.get(n.when)}
+        disabled = {n.name for n in spec.nodes if n.when is not None and not _config.switched_on(values.get(n.when))}
         if disabled:
             producers = spec.producers()
             spec = dataclasses.replace(spec, nodes=[n for n in spec.nodes if n.name not in disabled])
