@@ -20,7 +20,6 @@ modification time changes).
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import os
@@ -196,8 +195,9 @@ def entries() -> dict[str, Entry]:
 
 
 def _unknown(name: str) -> CatalogError:
-    close = difflib.get_close_matches(name, list(_catalog().entries), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    from pipeline.errors import did_you_mean
+
+    hint = did_you_mean(name, _catalog().entries, cutoff=0.5)
     return CatalogError(f"no catalog entry named {name!r}{hint} (see `vpipe models list`)")
 
 
@@ -565,9 +565,10 @@ def resolve(ref: str | os.PathLike, *, cache: Path | None = None, progress: Prog
         return path
     if ref in _catalog().entries:
         return pull(ref, cache=cache, progress=progress)
-    close = difflib.get_close_matches(ref, list(_catalog().entries), n=3, cutoff=0.6)
-    hint = f" Closest catalog names: {', '.join(close)}." if close else ""
+    from pipeline.errors import did_you_mean
+
+    hint = did_you_mean(ref, _catalog().entries)
     raise FileNotFoundError(
-        f"{ref!r} is neither an existing file nor a catalog entry.{hint} "
+        f"{ref!r} is neither an existing file nor a catalog entry{hint} "
         f"Use zoo:NAME for models or sample:NAME for sample media (`vpipe models list`)."
     )

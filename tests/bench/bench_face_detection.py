@@ -24,7 +24,6 @@ the median of per-round ratios (both sides measured in the same round), with the
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -37,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+
+from _meta import write_json  # noqa: E402  (tests/bench: machine, versions, command in the JSON)
 
 SIZE = (1280, 720)
 
@@ -295,20 +296,12 @@ def main() -> None:
         med, lo, hi = ratio(*pair)
         ratios[f"{pair[0]}_vs_{pair[1]}"] = {"median": med, "min": lo, "max": hi}
         print(f"{name:40s} {fps[key]:9.1f} {med:6.2f}x [{lo:.2f}-{hi:.2f}]  {base}")
-    import av
-    import mediapipe
-    import openvino
-
     result = {
-        "benchmark": "face_detection", "command": " ".join([sys.executable, *sys.argv]),
         "frames": len(frames), "size": list(SIZE), "repeats": args.repeats,
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor(), "machine": platform.machine()},
-        "versions": {"av": av.__version__, "mediapipe": mediapipe.__version__, "openvino": openvino.__version__},
         "fps_median": fps, "fps_runs": runs,
         "ratios": ratios,
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2))
+    write_json(args.json, "face_detection", result, libraries=["av", "mediapipe", "openvino"])
     print(f"written: {args.json}")
 
 

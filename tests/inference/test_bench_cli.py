@@ -36,7 +36,7 @@ def test_bench_engines_writes_table_json_and_png(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["zoo:blazeface-short", "--engines", "tflite"], "unknown engine(s) ['tflite']"),
-    (["zoo:blazefase-short"], "no catalog entry named 'blazefase-short'; did you mean blazeface-short"),
+    (["zoo:blazefase-short"], "no catalog entry named 'blazefase-short'; did you mean 'blazeface-short'"),
     (["sample:carphone"], "no installed engine reads carphone.mp4"),
 ])
 def test_bench_engines_bad_requests_are_clear_errors(tmp_path, args, message):
