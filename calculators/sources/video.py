@@ -42,6 +42,10 @@ class VideoSourceOptions(BaseModel):
     pace: Literal["fast", "realtime"] = Field(
         "fast", description="fast: as fast as the graph takes frames; realtime: at the rate of the timestamps")
     threads: int = Field(0, ge=0, description="decoder threads (0: FFmpeg picks)")
+    thread_type: Literal["auto", "frame", "slice"] = Field(
+        "auto", description="how the decoder uses its threads: auto (frame threads where the codec has "
+                            "them: the fastest decode alone), frame, or slice (no frame threads: less "
+                            "CPU per frame, for graphs whose other stages need the other cores)")
     format: VideoOutputFormat = Field("RGB", description="pixel format of the output images")
     size: tuple[int, int] | None = Field(None, description="scale frames to (width, height) while converting")
     stream_index: int = Field(0, ge=0, description="which video stream of the container")
@@ -137,7 +141,7 @@ class VideoReader:
             have = "no video stream" if not videos else f"only {len(videos)} video stream(s)"
             raise MediaError(f"{self._where()}: {have} (stream_index={self.o.stream_index})")
         stream = videos[self.o.stream_index]
-        stream.thread_type = "AUTO"
+        stream.thread_type = self.o.thread_type.upper()
         stream.codec_context.thread_count = self.o.threads
         return container, stream
 
@@ -334,7 +338,9 @@ class VideoSource(Calculator):
         start_s / stop_s: presentation-time window (stop exclusive).
         loop: true repeats forever, n plays n times (timestamps keep increasing).
         pace: fast (default) or realtime (a file used as live input).
-        threads: decoder threads (0: auto). format: RGB | BGR | GRAY | I420 (the decoder's planar
+        threads: decoder threads (0: auto). thread_type: auto | frame | slice (slice: no frame
+        threads, the least CPU per frame when the graph's other stages need the other cores; a
+        stream coded in one slice then decodes on one thread). format: RGB | BGR | GRAY | I420 (the decoder's planar
         YUV 4:2:0 with no conversion at all: the fastest path to ``ImageToTensor``, ``Annotate``
         and ``VideoWriter``, which all take it natively; a video of odd width or height is scaled
         by one pixel to even, with a warning). size: [w, h] to scale.
