@@ -360,8 +360,9 @@ def whole_process(args) -> dict:
     videos = {}
     for name in args.graphs:
         n = args.frames if name == "face_detection" else args.frames_other
+        short = args.short if name == "face_detection" else args.short_other
         videos[name] = {"long": (bench / f"carphone_720p_{n}.mp4", n),
-                        "short": (bench / f"carphone_720p_{args.short}.mp4", args.short)}
+                        "short": (bench / f"carphone_720p_{short}.mp4", short)}
         for path, frames in videos[name].values():
             make_720p(src, path, -(-frames // 120), frames)
     tmp = Path(tempfile.mkdtemp(prefix="vpipe_bench_whole_"))
@@ -574,8 +575,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5, help="whole: alternated rounds")
     ap.add_argument("--graphs", default=",".join(CASES), help="whole: comma-separated ready graphs")
     ap.add_argument("--frames", type=int, default=1200, help="whole: frames of the face_detection clip")
-    ap.add_argument("--frames-other", type=int, default=600, help="whole: frames for the other graphs")
+    ap.add_argument("--frames-other", type=int, default=300, help="whole: frames for the other graphs")
     ap.add_argument("--short", type=int, default=200, help="whole: frames of the short clip (steady state)")
+    ap.add_argument("--short-other", type=int, default=100, help="whole: short clip for the other graphs")
     ap.add_argument("--repeats", type=int, default=5, help="in-process: interleaved rounds")
     ap.add_argument("--loops", type=int, default=2, help="in-process: times the 120-frame clip is repeated")
     ap.add_argument("--json", default=None)

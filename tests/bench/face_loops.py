@@ -16,7 +16,7 @@
   RGB, vpipe's ``image_to_tensor``, ``decode_centerface``, ``hard_nms``, ``project_detections``.
 - ``bare_selfie``: ``graphs/selfie_segmentation.yaml`` with ``output`` as two threads around
   MediaPipe Tasks' ``ImageSegmenter``: decode to RGB, segment, ``blur_background``, x264 encode
-  with VideoWriter's settings.
+  with VideoWriter's settings into ``OUT.mp4``.
 
 Each loop also writes ``OUT.stages.json``: the CPU seconds (``time.thread_time``) of each stage in
 its own thread, and the frame count, so the benchmark can show the floor of every stage measured
@@ -290,7 +290,7 @@ def bare_selfie(video: Path, out: Path) -> None:
         output_confidence_masks=True, output_category_mask=False))
     t0 = stages.add("compile", t0)
     try:
-        with av.open(str(out), "w") as o:
+        with av.open(f"{out}.mp4", "w") as o:  # OUT.mp4: the container comes from the extension
             enc = None
             while True:
                 item = q.get()
@@ -299,7 +299,7 @@ def bare_selfie(video: Path, out: Path) -> None:
                 t0 = time.thread_time()
                 _, rgb = item
                 result = seg.segment(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
-                mask = result.confidence_masks[0].numpy_view()
+                mask = result.confidence_masks[0].numpy_view().reshape(rgb.shape[:2])
                 t0 = stages.add("inference", t0)
                 blurred = blur_background(rgb, mask, 31)
                 t0 = stages.add("post", t0)
