@@ -43,10 +43,9 @@ class VideoSourceOptions(BaseModel):
         "fast", description="fast: as fast as the graph takes frames; realtime: at the rate of the timestamps")
     threads: int = Field(0, ge=0, description="decoder threads (0: FFmpeg picks)")
     thread_type: Literal["auto", "frame", "slice"] = Field(
-        "auto", description="how the decoder uses its threads: frame (the fastest decode alone, ~50% more "
-                            "CPU per frame), slice (no frame threads: the least CPU per frame), or auto "
-                            "(frame on more than two cores, slice on one or two, where the graph's other "
-                            "stages need the second core)")
+        "auto", description="how the decoder uses its threads: auto (FFmpeg's choice: frame threads where the "
+                            "codec has them, the fastest decode alone), frame, or slice (no frame threads: "
+                            "~1/3 less CPU per frame, for graphs whose other stages need the other cores)")
     format: VideoOutputFormat = Field("RGB", description="pixel format of the output images")
     size: tuple[int, int] | None = Field(None, description="scale frames to (width, height) while converting")
     stream_index: int = Field(0, ge=0, description="which video stream of the container")
@@ -59,17 +58,6 @@ class VideoSourceOptions(BaseModel):
     max_backoff_s: float = Field(5.0, gt=0)
     strict: bool = Field(False, description="a truncated or corrupt file is an error instead of a warning")
     av_options: dict[str, str] = Field(default_factory=dict, description="FFmpeg format options, e.g. {rtsp_transport: tcp}")
-
-
-def decoder_thread_type(option: str, cores: int | None = None) -> str:
-    """FFmpeg's thread type for the ``thread_type`` option. ``auto``: frame threads decode a frame
-    in less wall time but cost ~50% more CPU per frame (measured on H.264 720p: 3.5 ms against
-    2.3 ms); on one or two cores the rest of the graph needs that CPU, so slice threads there."""
-    if option != "auto":
-        return option.upper()
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return "FRAME" if cores > 2 else "SLICE"
 
 
 def _to_us(pts: int, time_base) -> int:
@@ -153,7 +141,7 @@ class VideoReader:
             have = "no video stream" if not videos else f"only {len(videos)} video stream(s)"
             raise MediaError(f"{self._where()}: {have} (stream_index={self.o.stream_index})")
         stream = videos[self.o.stream_index]
-        stream.thread_type = decoder_thread_type(self.o.thread_type)
+        stream.thread_type = self.o.thread_type.upper()
         stream.codec_context.thread_count = self.o.threads
         return container, stream
 
@@ -351,9 +339,8 @@ class VideoSource(Calculator):
         loop: true repeats forever, n plays n times (timestamps keep increasing).
         pace: fast (default) or realtime (a file used as live input).
         threads: decoder threads (0: auto). thread_type: auto | frame | slice (slice: no frame
-        threads, the least CPU per frame, what auto picks on one or two cores, where the graph's
-        other stages need the second one; a stream coded in one slice then decodes on one
-        thread). format: RGB | BGR | GRAY | I420 (the decoder's planar
+        threads, the least CPU per frame, for graphs whose other stages need the other cores; a
+        stream coded in one slice then decodes on one thread). format: RGB | BGR | GRAY | I420 (the decoder's planar
         YUV 4:2:0 with no conversion at all: the fastest path to ``ImageToTensor``, ``Annotate``
         and ``VideoWriter``, which all take it natively; a video of odd width or height is scaled
         by one pixel to even, with a warning). size: [w, h] to scale.

@@ -310,16 +310,6 @@ def test_thread_type_sets_the_decoder_threading(short_video, thread_type):
         r.close()
 
 
-@pytest.mark.parametrize("option, cores, expected", [
-    ("auto", 1, "SLICE"), ("auto", 2, "SLICE"), ("auto", 3, "FRAME"), ("auto", 16, "FRAME"),
-    ("frame", 2, "FRAME"), ("slice", 16, "SLICE"),
-])
-def test_thread_type_auto_follows_the_cores(option, cores, expected):
-    from calculators.sources.video import decoder_thread_type
-
-    assert decoder_thread_type(option, cores) == expected
-
-
 def test_stream_index_picks_the_video_stream(tmp_path):
     import av
 
