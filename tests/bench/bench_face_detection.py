@@ -1,6 +1,22 @@
 """Face detection throughput on carphone scaled to 1280x720 (made here from the sample clip).
 
-Two comparisons, each measured in the same process, interleaved, median of ``--repeats`` runs:
+Default mode (``--mode whole``), the user's command at the machine's limit:
+
+- whole process: ``vpipe run face_detection`` with only ``detections`` (and
+  ``face_detection_centerface``, ``selfie_segmentation`` with ``output``), each alternated in
+  ``--rounds`` rounds with the loops of ``face_loops.py`` (MediaPipe Tasks' loop, the hand-written
+  two-thread loop, the bare-engine loops), on a long and a short clip (their difference is the
+  steady state); wall time and the child's CPU time of every process;
+- CPU per stage: each graph once in process, every calculator's ``process`` on its thread's CPU
+  clock and every thread's CPU from /proc (scheduling = vpipe's threads outside ``process``,
+  native threads = FFmpeg's and the runtimes'), beside the floor of the same stage measured in the
+  loop in the same rounds;
+- the GIL check: PyAV decoding alone, beside a thread busy in native code, beside one busy in Python.
+
+    python tests/bench/bench_face_detection.py [--rounds 5] [--graphs face_detection,...] [--frames 1200]
+
+``--mode in-process``: the earlier comparisons, each measured in the same process, interleaved,
+median of ``--repeats`` runs:
 
 1. decode + detect: the graph (VideoSource -> face_detector subgraph, frames decoded with PyAV into
    I420 as the ready graph does and detected with BlazeFace on OpenVINO, stages in parallel)
@@ -18,7 +34,7 @@ Two floors are measured too: PyAV decoding alone (no detector can be faster than
 decode -> x264 encode alone (the full graph cannot beat the two stages that bound it). Ratios are
 the median of per-round ratios (both sides measured in the same round), with their spread.
 
-    python tests/bench/bench_face_detection.py [--repeats 5] [--loops 2] [--json out/bench/face_detection.json]
+    python tests/bench/bench_face_detection.py --mode in-process [--repeats 5] [--loops 2]
 """
 
 from __future__ import annotations
