@@ -1,0 +1,100 @@
+"""What the flow calculators promise beyond their options: PassThrough's pairing, Gate's indexed
+inputs, FlowLimiter's accounting of in-flight frames and the bound it advances for a dropped frame.
+
+Each test was written against a mutant that the rest of the suite let live (scripts/mutation.py
+flow); the assertion that kills it is named in the comment beside it.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import calculators  # noqa: F401  (registers the built-in calculators)
+from pipeline.testing import run_calculator
+
+from .conftest import graph
+
+
+def test_pass_through_pairs_each_input_with_its_output_and_skips_empty_ones():
+    out = run_calculator("PassThrough", inputs={"IN:0": [(0, "a"), (5, "b")], "IN:1": [(5, "x"), (9, "y")]})
+    # values by reference, at their own timestamps; t=0 has no IN:1 and t=9 no IN:0: nothing sent there
+    assert out == {"OUT:0": [(0, "a"), (5, "b")], "OUT:1": [(5, "x"), (9, "y")]}
+
+
+def test_pass_through_forwards_the_payload_itself():
+    payload = {"big": object()}
+    out = run_calculator("PassThrough", inputs={"IN:0": [(3, payload)]})
+    assert out["OUT:0"][0][1] is payload
+
+
+def test_gate_forwards_a_later_input_when_an_earlier_one_is_empty():
+    # IN:0 has nothing at t=1: the gate must still forward IN:1 at t=1 (not stop at the first empty input)
+    out = run_calculator("Gate", inputs={"IN:0": [(0, "a")], "IN:1": [(0, "x"), (1, "y")]})
+    assert out == {"OUT:0": [(0, "a")], "OUT:1": [(0, "x"), (1, "y")]}
+
+
+def test_flow_limiter_a_finished_frame_frees_exactly_one_slot():
+    # max_in_flight 2: a, b admitted; one FINISHED frees one slot: c admitted, d dropped.
+    out = run_calculator("FlowLimiter", inputs={"IN": [(0, "a"), (10, "b"), (20, "c"), (30, "d")],
+                                                "FINISHED": [(15, 1)]},
+                         options={"max_in_flight": 2}, policy="immediate")
+    assert out == {"OUT": [(0, "a"), (10, "b"), (20, "c")]}
+
+
+def test_flow_limiter_a_frame_released_from_the_queue_is_in_flight():
+    # max_in_flight 2, queue 1: a, b admitted; c queued then replaced by d; FINISHED releases d,
+    # so two are in flight again and e must wait in the queue (never admitted: no more FINISHED).
+    out = run_calculator("FlowLimiter", inputs={"IN": [(0, "a"), (1, "b"), (2, "c"), (3, "d"), (20, "e")],
+                                                "FINISHED": [(10, 1)]},
+                         options={"max_in_flight": 2, "max_in_queue": 1}, policy="immediate")
+    assert out == {"OUT": [(0, "a"), (1, "b"), (3, "d")]}
+
+
+def test_flow_limiter_released_frame_counts_once():
+    # max_in_flight 1, queue 1: a admitted, b queued; FINISHED(a) releases b; FINISHED(b) leaves
+    # nothing in flight, so c is admitted at once.
+    out = run_calculator("FlowLimiter", inputs={"IN": [(0, "a"), (1, "b"), (30, "c")],
+                                                "FINISHED": [(10, 1), (20, 1)]},
+                         options={"max_in_queue": 1}, policy="immediate")
+    assert out == {"OUT": [(0, "a"), (1, "b"), (30, "c")]}
+
+
+def test_flow_limiter_drop_settles_the_timestamp_for_a_synced_consumer(no_leaked_threads):
+    """A dropped frame moves OUT's bound past its timestamp, so a sync node joining OUT with the
+    frames processes that timestamp at once, not when the next frame is admitted or the run ends."""
+    g = graph(
+        {"calculator": "FlowLimiter", "name": "limiter", "inputs": {"IN": "frames", "FINISHED": "finished"},
+         "outputs": {"OUT": "admitted"}},
+        {"calculator": "PassThrough", "name": "join", "inputs": ["frames", "admitted"],
+         "outputs": ["frames_out", "admitted_out"]},
+        inputs=["frames", "finished"])
+    seen: list[int] = []
+    settled = threading.Event()
+
+    def on(p):
+        seen.append(p.timestamp)
+        if p.timestamp == 1:
+            settled.set()
+
+    g.observe("frames_out", on)
+    g.start()
+    try:
+        g.add_packet("frames", "f0", 0)  # admitted, never finished
+        g.add_packet("frames", "f1", 1)  # dropped: the join may process t=1 without OUT
+        assert settled.wait(10), f"join never processed t=1 (saw {seen}): the drop did not advance OUT's bound"
+        # a frame right after the drop is still admitted (the bound moved to t+1, not beyond)
+        g.add_packet("finished", 1, 1)
+        g.add_packet("frames", "f2", 2)
+    finally:
+        g.close_all_inputs()
+    g.wait(30)
+    assert seen == [0, 1, 2]
+    assert g.stats()["limiter"]["drops"] == 1
+
+
+@pytest.mark.parametrize("options", [{"max_in_flight": 0}, {"max_in_queue": -1}])
+def test_flow_limiter_rejects_impossible_limits(options):
+    with pytest.raises(Exception, match="max_in_(flight|queue)"):
+        run_calculator("FlowLimiter", inputs={"IN": [(0, "a")]}, options=options)
