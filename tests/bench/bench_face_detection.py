@@ -189,14 +189,15 @@ def serial_full(video: Path, model: Path, out: Path, fmt: str = "RGB") -> tuple[
 
     from calculators.annotate.draw import draw_detections
     from calculators.image.ops import image_to_tensor
-    from calculators.inference import base
+    from calculators.inference import model_cache
+    from calculators.inference.engine import EngineOptions
     from calculators.postprocess.geometry import project_detections, scale_detections
     from calculators.postprocess.nms import weighted_nms
     from calculators.postprocess.ssd import BLAZEFACE_SHORT_ANCHORS, BLAZEFACE_SHORT_DECODE, decode_ssd, ssd_anchors
     from calculators.sinks.video_writer import video_frame
     from calculators.types import Detections, Image
 
-    shared = base.acquire(model, "openvino", base.EngineOptions(threads=1))  # as graphs/face_detector.yaml
+    shared = model_cache.acquire(model, "openvino", EngineOptions(threads=1))  # as graphs/face_detector.yaml
     anchors = ssd_anchors(BLAZEFACE_SHORT_ANCHORS)
     av_fmt = {"RGB": "rgb24", "I420": "yuv420p"}[fmt]
     try:
@@ -224,7 +225,7 @@ def serial_full(video: Path, model: Path, out: Path, fmt: str = "RGB") -> tuple[
                 o.mux(p)
         return time.perf_counter() - t0, n
     finally:
-        base.release(shared)
+        model_cache.release(shared)
 
 
 def main() -> None:
@@ -235,7 +236,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import calculators  # noqa: F401
-    from calculators.catalog import resolve
+    from models.catalog import resolve
 
     model = resolve("zoo:blazeface-short")
     video = ROOT / "out" / "bench" / f"carphone_720p_x{args.loops}.mp4"
