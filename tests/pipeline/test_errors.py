@@ -61,6 +61,21 @@ def test_error_in_open_closes_the_opened_ones(no_thread_leak):
     assert calcs.TestFail.closed == []  # open failed: close is not called on it
 
 
+def test_error_in_open_closes_the_nodes_opened_before_it(no_thread_leak):
+    # nodes open in topological order: 'before' opened (so it is closed), 'after' never opened
+    calcs.TestFail.closed.clear()
+    g = Graph.from_yaml("""
+inputs: [in]
+nodes:
+  - {calculator: TestFail, name: before, inputs: [in], outputs: [a], options: {phase: process, at: -1}}
+  - {calculator: TestFail, name: failer, inputs: [a], outputs: [b], options: {phase: open, at: -1}}
+  - {calculator: TestFail, name: after, inputs: [b], outputs: [c], options: {phase: process, at: -1}}
+""")
+    with pytest.raises(GraphRunError, match=r"node 'failer' \(TestFail\) failed in open"):
+        g.start()
+    assert calcs.TestFail.closed == ["before"]
+
+
 def test_error_in_close_is_reported(no_thread_leak):
     g = Graph.from_yaml(CHAIN % ("close", -1))
     with pytest.raises(GraphRunError, match=r"node 'failer' \(TestFail\) failed in close: RuntimeError: boom in close"):
