@@ -20,8 +20,13 @@ def test_every_benchmark_writes_its_json_through_the_shared_helper():
         imports = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "_meta"
                    for a in n.names}
         calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
-        own_json = any(isinstance(n, ast.Attribute) and n.attr in ("dump", "dumps") and
-                       isinstance(n.value, ast.Name) and n.value.id == "json" for n in ast.walk(tree))
+        # a JSON file written by hand: json.dump(obj, f) or path.write_text(json.dumps(...))
+        own_json = any(isinstance(n, ast.Call) and (
+            (isinstance(n.func, ast.Attribute) and n.func.attr == "dump" and isinstance(n.func.value, ast.Name)
+             and n.func.value.id == "json")
+            or (isinstance(n.func, ast.Attribute) and n.func.attr == "write_text" and n.args
+                and isinstance(n.args[0], ast.Call) and isinstance(n.args[0].func, ast.Attribute)
+                and n.args[0].func.attr == "dumps")) for n in ast.walk(tree))
         if "write_json" not in imports or "write_json" not in calls or own_json:
             missing.append(path.name)
     assert not missing, (f"{missing}: write the JSON with `from _meta import write_json` (tests/bench/_meta.py), "
