@@ -81,3 +81,33 @@ def test_flow_limiter_drop_settles_the_timestamp_for_a_synced_consumer(no_leaked
 def test_flow_limiter_rejects_impossible_limits(options):
     with pytest.raises(Exception, match="max_in_(flight|queue)"):
         run_calculator("FlowLimiter", inputs={"IN": [(0, "a")]}, options=options)
+
+
+def test_flow_limiter_a_frame_at_finished_bound_is_still_in_flight(no_leaked_threads):
+    """FINISHED's packet at 4 moves its bound to 5: that finishes frames before 5, not the frame
+    at 5 itself, so the frame at 6 still finds the limiter busy and is dropped."""
+    import time
+
+    g = graph({"calculator": "FlowLimiter", "name": "limiter", "inputs": {"IN": "frames", "FINISHED": "finished"},
+               "outputs": {"OUT": "admitted"}}, inputs=["frames", "finished"])
+    got = []
+    g.observe("admitted", lambda p: got.append((p.timestamp, p.value)))
+
+    def calls(n):  # bounded wait for the limiter to have been called n times
+        deadline = time.monotonic() + 10
+        while g.stats()["limiter"]["count"] < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert g.stats()["limiter"]["count"] >= n, g.stats()["limiter"]
+
+    g.start()
+    try:
+        g.add_packet("frames", "a", 5)
+        calls(1)
+        g.add_packet("finished", 1, 4)
+        calls(2)
+        g.add_packet("frames", "b", 6)
+        calls(3)
+        assert got == [(5, "a")] and g.stats()["limiter"]["drops"] == 1
+    finally:
+        g.close_all_inputs()
+        g.wait(30)
