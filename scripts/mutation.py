@@ -99,7 +99,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("target", choices=sorted(TARGETS))
     ap.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1)")
-    ap.add_argument("--only", default=None, help="mutant names to run (glob, e.g. 'calculators.flow.basic*')")
+    ap.add_argument("--only", action="append", default=[],
+                    help="mutant names to run (glob, e.g. 'calculators.flow.basic*'; repeatable)")
     ap.add_argument("--keep", action="store_true", help="reuse out/mutation/<target> (results of a previous run)")
     ap.add_argument("--no-run", action="store_true", help="only report the results of the last run (with --keep)")
     args = ap.parse_args()
@@ -112,8 +113,7 @@ def main() -> int:
     (tree / "mutants").mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(tree / "mutants"), "PYTHONDONTWRITEBYTECODE": "1"}
     cmd = ["nice", "-n", "19", sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)]
-    if args.only:
-        cmd.append(args.only)
+    cmd += args.only
     if not args.no_run:
         print(f"{package}: {' '.join(cmd)} (in {tree})", flush=True)
         subprocess.run(cmd, cwd=tree, env=env)
