@@ -42,6 +42,10 @@ class VideoSourceOptions(BaseModel):
     pace: Literal["fast", "realtime"] = Field(
         "fast", description="fast: as fast as the graph takes frames; realtime: at the rate of the timestamps")
     threads: int = Field(0, ge=0, description="decoder threads (0: FFmpeg picks)")
+    thread_type: Literal["auto", "frame", "slice"] = Field(
+        "auto", description="how the decoder uses its threads: auto (FFmpeg's choice: frame threads where the "
+                            "codec has them, the fastest decode alone), frame, or slice (no frame threads: "
+                            "~1/3 less CPU per frame, for graphs whose other stages need the other cores)")
     format: VideoOutputFormat = Field("RGB", description="pixel format of the output images")
     size: tuple[int, int] | None = Field(None, description="scale frames to (width, height) while converting")
     stream_index: int = Field(0, ge=0, description="which video stream of the container")
@@ -194,7 +198,7 @@ class VideoReader:
                 raise MediaError(f"{self._where()}: the file has no video stream{holds}")
             raise MediaError(f"{self._where()}: only {len(videos)} video stream(s) (stream_index={self.o.stream_index})")
         stream = videos[self.o.stream_index]
-        stream.thread_type = "AUTO"
+        stream.thread_type = self.o.thread_type.upper()
         stream.codec_context.thread_count = self.o.threads
         return container, stream
 
@@ -391,7 +395,9 @@ class VideoSource(Calculator):
         start_s / stop_s: presentation-time window (stop exclusive).
         loop: true repeats forever, n plays n times (timestamps keep increasing).
         pace: fast (default) or realtime (a file used as live input).
-        threads: decoder threads (0: auto). format: RGB | BGR | GRAY | I420 (the decoder's planar
+        threads: decoder threads (0: auto). thread_type: auto | frame | slice (slice: no frame
+        threads, the least CPU per frame, for graphs whose other stages need the other cores; a
+        stream coded in one slice then decodes on one thread). format: RGB | BGR | GRAY | I420 (the decoder's planar
         YUV 4:2:0 with no conversion at all: the fastest path to ``ImageToTensor``, ``Annotate``
         and ``VideoWriter``, which all take it natively; a video of odd width or height is scaled
         by one pixel to even, with a warning). size: [w, h] to scale.
