@@ -32,7 +32,7 @@ stamp=.venv/.vpipe-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ]; then
   echo "setup: installing vpipe with all engines into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[all,test]'
+  .venv/bin/python -m pip install -q -e '.[all,test,mutation]'
   .venv/bin/python -m pip install -q --no-deps 'pnnx>=20240410'
   touch "$stamp"
 fi

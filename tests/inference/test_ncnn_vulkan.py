@@ -61,7 +61,8 @@ def _frames(n: int) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("ref, size, layout, value_range, shape, tolerance", [
     ("zoo:blazeface-short", (128, 128), "NCHW", (-1.0, 1.0), None, 2e-3),
-    ("zoo:centerface", (640, 480), "NCHW", (0.0, 255.0), [1, 3, 480, 640], 5e-2),
+    # about 10x the errors measured on an H100 (docs/engines.md: 3.5e-4 and 4.6e-5), not 1000x
+    ("zoo:centerface", (640, 480), "NCHW", (0.0, 255.0), [1, 3, 480, 640], 5e-4),
 ])
 def test_ncnn_vulkan_agrees_with_ncnn_cpu_through_the_inference_calculator(ref, size, layout, value_range, shape,
                                                                           tolerance):

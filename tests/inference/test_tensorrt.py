@@ -48,3 +48,16 @@ def test_centerface_tensorrt_matches_onnxruntime_and_is_cached(tmp_path, centerf
         assert again.engine.infer([x])[0].shape == (1, 1, 120, 160)
     finally:
         model_cache.release(again)
+
+
+def test_inference_cache_dir_is_where_the_built_engine_goes(tmp_path, centerface):
+    """The Inference calculator's ``cache_dir`` reaches the TensorRT engine (not verified on a
+    machine with a GPU yet: the ones this was written on had none)."""
+    from pipeline.testing import run_calculator
+
+    x = np.random.default_rng(0).random((1, 3, 480, 640), np.float32) * 255
+    out = run_calculator("Inference", inputs={"TENSORS": [(0, x)]},
+                         options={"model": str(centerface), "engine": "tensorrt", "device": "cuda:0",
+                                  "cache_dir": str(tmp_path / "cache"), "engine_options": {"profile": PROFILE}})
+    assert out["TENSORS"][0][1][0].shape == (1, 1, 120, 160)
+    assert len(list((tmp_path / "cache").rglob("*.engine"))) == 1

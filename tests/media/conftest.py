@@ -20,13 +20,10 @@ from pipeline import Graph
 @pytest.fixture(scope="session")
 def sample():
     """``sample("carphone")`` -> local path of a catalog sample video (skips when it cannot be had)."""
-    from models.catalog import resolve
+    from tests.assets import resolve_or_skip
 
     def get(name: str) -> Path:
-        try:
-            return Path(resolve(f"sample:{name}"))
-        except Exception as e:  # noqa: BLE001 - no package index and no cache: nothing to test on
-            pytest.skip(f"sample:{name} is not available (no cache and no package index): {e}")
+        return resolve_or_skip(f"sample:{name}")  # skips only offline with nothing cached
 
     return get
 

@@ -284,7 +284,47 @@ def test_camera_source_keeps_only_the_newest_frame(sample):
 
 
 def test_camera_that_does_not_open_is_a_clear_error():
-    with pytest.raises(GraphRunError, match=r"camera 57: cannot open it \(/dev/video57 absent\?\)"):
+    with pytest.raises(GraphRunError, match=r"camera 57: no such device /dev/video57 \(cameras here: "):
         run_source("CameraSource", {"device": 57, "open_timeout_s": 2})
     with pytest.raises(GraphRunError, match=r"camera '/no/such/device': cannot open it"):
         run_source("CameraSource", {"device": "/no/such/device", "open_timeout_s": 2})
+
+
+def test_camera_source_asks_opencv_for_size_fps_and_fourcc(sample, monkeypatch):
+    """What CameraSource requests of the capture device. There is no camera on the machines this
+    runs on (no /dev/video*, and no v4l2loopback in a container), and a file cannot honour them,
+    so the test records them on their way to a real ``cv2.VideoCapture`` of a file: size in the
+    open parameters (V4L2 negotiates it at open), fourcc and fps set after it. OpenCV's FFmpeg
+    backend refuses to open a file when asked for a frame size, so the recorder hands it only
+    the other parameters. A device may adjust the requests; INFO reports what it delivers."""
+    import cv2
+
+    real = cv2.VideoCapture
+    calls = []
+
+    class Recording:
+        def __init__(self, device, api=cv2.CAP_ANY, params=()):
+            asked = dict(zip(params[::2], params[1::2]))
+            calls.append(("open", asked))
+            size = (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT)
+            self._cap = real(device, api, [x for k, v in asked.items() if k not in size for x in (k, v)])
+
+        def set(self, prop, value):
+            calls.append(("set", prop, value))
+            return self._cap.set(prop, value)
+
+        def __getattr__(self, name):
+            return getattr(self._cap, name)
+
+    monkeypatch.setattr(cv2, "VideoCapture", Recording)
+    run_source("CameraSource", {"device": str(sample("carphone")), "reconnect": False})
+    (_, plain), = [c for c in calls if c[0] == "open"]
+    assert cv2.CAP_PROP_FRAME_WIDTH not in plain and not [c for c in calls if c[0] == "set"]
+    calls.clear()
+    ts, images, info = run_source("CameraSource", {"device": str(sample("carphone")), "reconnect": False,
+                                                   "size": [640, 480], "fps": 15, "fourcc": "MJPG"})
+    (_, params), = [c for c in calls if c[0] == "open"]
+    assert params[cv2.CAP_PROP_FRAME_WIDTH] == 640 and params[cv2.CAP_PROP_FRAME_HEIGHT] == 480
+    sets = {c[1]: c[2] for c in calls if c[0] == "set"}
+    assert sets == {cv2.CAP_PROP_FOURCC: cv2.VideoWriter_fourcc(*"MJPG"), cv2.CAP_PROP_FPS: 15.0}
+    assert (info.width, info.height) == (176, 144)  # a file keeps its size: INFO says what came

