@@ -44,6 +44,9 @@ class CliError(Exception):
         super().__init__(message)
         self.code = code
 
+    def __reduce__(self):  # pickles with its exit code (raised in a batch worker process)
+        return (type(self), (self.args[0], self.code))
+
 
 # ---------------------------------------------------------------------------------------------
 # Graph names, --set values, plugins
