@@ -30,8 +30,12 @@ def _register_commands() -> None:
 
 
 def main() -> None:
+    import sys
+
+    from apps.cluster.cli import normalize_ray_flag  # `--ray` alone means a local Ray
+
     _register_commands()
-    app()
+    app(args=normalize_ray_flag(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -464,8 +464,39 @@ def run_command(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a side packet: key=value (YAML scalar)."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    inputs: Optional[list[str]] = typer.Option(
+        None, "--inputs", help="Run once per input: a glob ('videos/*.mp4'), a path or a URI, as the 'source' "
+                               "side packet; --set values may use {stem} {name} {parent} {index}. Repeatable."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="With --inputs: runs at once (local processes; "
+                                                                  "on Ray, actors). Default: CPUs / --cpus-per-run."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="With --inputs or --streams: run on Ray. Alone: a local "
+                                                          "Ray; or an address: auto, host:port, ray://host:10001."),
+    cpus_per_run: int = typer.Option(1, "--cpus-per-run", help="CPUs (threads) each run may use; engines, "
+                                                               "FFmpeg and vpipe threads are capped to it."),
+    manifest: Optional[str] = typer.Option(None, "--manifest", help="With --inputs: the JSON-lines manifest "
+                                                                    "(default: vpipe-manifest.jsonl beside the outputs)."),
+    resume: bool = typer.Option(False, "--resume", help="With --inputs: skip inputs the manifest has as done."),
+    retries: int = typer.Option(3, "--retries", help="With --inputs: retries of a file whose worker died "
+                                                     "(a failing file is never retried)."),
+    streams: Optional[str] = typer.Option(None, "--streams", help="A streams file (YAML): one live run of the "
+                                                                  "graph per stream, on Ray (--ray)."),
 ) -> None:
-    """Runs a graph with a progress bar and prints a summary."""
+    """Runs a graph with a progress bar and prints a summary; with --inputs once per input (batch),
+    with --streams once per live stream (see docs/cluster.md)."""
+    if inputs or streams:
+        from apps.cluster import cli as many
+
+        if inputs and streams:
+            raise fail("give --inputs (a batch) or --streams (live streams), not both", 2)
+        if streams:
+            raise typer.Exit(many.streams_or_exit(graph, streams, plugins=plugin, ray=ray, cpus_per_run=cpus_per_run,
+                                                  quiet=quiet))
+        _g, _path, sides = load_or_exit(graph, plugin, set_)
+        raise typer.Exit(many.batch_or_exit(graph, inputs, sides, plugins=plugin, jobs=jobs, ray=ray,
+                                            cpus_per_run=cpus_per_run, manifest=manifest, resume=resume,
+                                            retries=retries, quiet=quiet))
+    if ray is not None or jobs is not None:
+        raise fail("--ray and --jobs run many inputs or streams: give --inputs or --streams too", 2)
     g, _path, sides = load_or_exit(graph, plugin, set_)
     stdout_console().print(summary_table(run_or_exit(g, sides, quiet=quiet)))
 
