@@ -18,5 +18,6 @@ from __future__ import annotations
 
 
 from apps.cluster.batch import run_batch
+from apps.cluster.live import run_streams
 
-__all__ = ["run_batch"]
+__all__ = ["run_batch", "run_streams"]

@@ -111,7 +111,7 @@ class GraphRunner:
         tmp = job.temp_outputs(attempt)
         sides = {**job.side_packets, **tmp}
         record: dict[str, Any] = {"input": job.input, "index": job.index, "node": self.node, "pid": self.pid,
-                                  "outputs": dict(job.outputs)}
+                                  "cpus": self.cpus, "outputs": dict(job.outputs)}
         try:
             for path in tmp.values():
                 Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,188 @@
+"""Batches on a real multi-node Ray cluster and on local processes: outputs identical to
+``vpipe run`` file by file, a corrupt file isolated, a node killed mid-run, ``--resume``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from apps.cluster import run_batch
+from apps.cluster.plan import TEMP_MARK
+from tests.cluster.conftest import GRAPHS, PLUGIN
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def vpipe(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def manifest(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def frames_in(path: Path) -> int:
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def jsonl_timestamps(path: Path) -> list[int]:
+    return [json.loads(line)["timestamp_us"] for line in path.read_text().splitlines()]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if TEMP_MARK in p.name)
+
+
+def test_ray_batch_matches_vpipe_run_and_isolates_a_corrupt_file(ray_cluster, videos, tmp_path):
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    for name in ("carphone", "bikes"):
+        r = vpipe("run", "face_detection", "--set", f"source={videos / (name + '.mp4')}",
+                  "--set", f"detections={ref / (name + '.jsonl')}", "--set", f"output={ref / (name + '.mp4')}", "-q")
+        assert r.returncode == 0, r.stderr
+    out = tmp_path / "out"
+    r = vpipe("run", "face_detection", "--inputs", str(videos / "*.mp4"), "--ray", ray_cluster.address,
+              "--set", f"output={out}/{{stem}}.mp4", "--set", f"detections={out}/{{stem}}.jsonl", "-q")
+    assert r.returncode == 1, f"one file is corrupt: exit status 1 expected\n{r.stdout}\n{r.stderr}"
+    records = manifest(out / "vpipe-manifest.jsonl")
+    assert sorted(Path(rec["input"]).name for rec in records) == ["bikes.mp4", "carphone.mp4", "corrupt.mp4"]
+    by_name = {Path(rec["input"]).stem: rec for rec in records}
+    bad = by_name["corrupt"]
+    assert bad["status"] == "failed" and bad["attempts"] == 1
+    assert "Invalid data found when processing input" in bad["error"] and "corrupt.mp4" in bad["error"], bad
+    assert not (out / "corrupt.mp4").exists() and not (out / "corrupt.jsonl").exists()
+    worker_nodes = {n.node_id for n in ray_cluster.workers}
+    for name, n_frames in (("carphone", 120), ("bikes", 250)):
+        rec = by_name[name]
+        assert rec["status"] == "ok" and rec["frames"] == n_frames, rec
+        assert rec["node"] in worker_nodes, "a run landed on the 0-CPU head"
+        assert (out / f"{name}.jsonl").read_bytes() == (ref / f"{name}.jsonl").read_bytes(), name
+        assert frames_in(out / f"{name}.mp4") == frames_in(ref / f"{name}.mp4") == n_frames
+        ts = jsonl_timestamps(out / f"{name}.jsonl")
+        assert len(ts) == n_frames and all(a < b for a, b in zip(ts, ts[1:])), name
+    assert "1 failed" in r.stdout
+    assert leftovers(out) == []
+
+
+def test_local_jobs_give_the_same_outputs_as_ray(ray_cluster, videos, tmp_path):
+    inputs = [str(videos / "carphone.mp4"), str(videos / "bikes.mp4")]
+    graph = str(GRAPHS / "digest.yaml")
+    on_ray = run_batch(graph, inputs, {"digests": str(tmp_path / "ray" / "{stem}.jsonl")},
+                       address=ray_cluster.address, plugins=[PLUGIN], manifest=tmp_path / "ray.jsonl")
+    local = run_batch(graph, inputs, {"digests": str(tmp_path / "local" / "{index}-{name}.jsonl")},
+                      jobs=2, plugins=[PLUGIN], manifest=tmp_path / "local.jsonl")
+    assert [r["status"] for r in on_ray + local] == ["ok"] * 4
+    assert {r["node"] for r in on_ray} <= {n.node_id for n in ray_cluster.workers}
+    assert [r["outputs"]["digests"] for r in local] == [str(tmp_path / "local" / "0-carphone.mp4.jsonl"),
+                                                        str(tmp_path / "local" / "1-bikes.mp4.jsonl")]
+    for i, name in enumerate(("carphone", "bikes")):
+        a = (tmp_path / "ray" / f"{name}.jsonl").read_bytes()
+        assert a == Path(local[i]["outputs"]["digests"]).read_bytes()
+        assert len(a.splitlines()) == (120, 250)[i]
+
+
+def test_a_node_killed_mid_run_has_its_file_retried_elsewhere(ray_cluster, videos, tmp_path):
+    victim = ray_cluster.add_node()
+    ray_cluster.wait_for_cpus(3)
+    inputs = []
+    for i in range(4):
+        p = tmp_path / "in" / f"clip{i}.mp4"
+        p.parent.mkdir(exist_ok=True)
+        shutil.copy(videos / "carphone.mp4", p)
+        inputs.append(str(p))
+    out = tmp_path / "out"
+    on_victim = threading.Event()
+    started: dict[str, str] = {}
+    events: list[tuple[str, dict]] = []
+
+    def on_event(kind, info):
+        events.append((kind, info))
+        if kind == "started" and info["worker"].get("node") == victim.node_id and not on_victim.is_set():
+            started["attempt"] = info["attempt"]
+            started["job"] = info["job"]
+            on_victim.set()
+
+    result: dict = {}
+
+    def batch():
+        try:
+            result["records"] = run_batch(str(GRAPHS / "digest.yaml"), inputs,
+                                          {"pace": "realtime", "digests": f"{out}/{{stem}}.jsonl"},
+                                          address=ray_cluster.address, plugins=[PLUGIN], on_event=on_event)
+        except BaseException as e:  # noqa: BLE001 - reported by the test thread
+            result["error"] = e
+
+    th = threading.Thread(target=batch)
+    th.start()
+    try:
+        assert on_victim.wait(90), f"no file started on the victim node; events: {events}"
+        # Mid-run: the run's temporary output exists (its sink opened) before the node dies.
+        tmp = Path(started["job"].temp_outputs(started["attempt"])["digests"])
+        deadline = time.monotonic() + 60
+        while not (tmp.exists() and tmp.stat().st_size > 0):
+            assert time.monotonic() < deadline, f"{tmp} never got a line"
+            time.sleep(0.05)  # the worker is another process: its file is what we can watch
+        ray_cluster.remove_node(victim)
+    finally:
+        th.join(180)
+    assert not th.is_alive(), "the batch did not finish after the node was killed"
+    assert "error" not in result, result.get("error")
+    records = result["records"]
+    assert [r["status"] for r in records] == ["ok"] * 4, records
+    book = manifest(out / "vpipe-manifest.jsonl")
+    assert sorted(r["input"] for r in book) == sorted(inputs), "every input exactly once"
+    retried = [r for r in book if r["attempts"] == 2]
+    assert [r["input"] for r in retried] == [started["job"].input]
+    assert retried[0]["node"] != victim.node_id
+    assert any(kind == "lost" for kind, _ in events)
+    for p in inputs:
+        ts = jsonl_timestamps(out / f"{Path(p).stem}.jsonl")
+        assert len(ts) == 120 and all(a < b for a, b in zip(ts, ts[1:]))
+    assert leftovers(out) == []
+
+
+def test_resume_after_an_interrupted_batch_redoes_only_what_was_not_done(videos, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(3):
+        shutil.copy(videos / "carphone.mp4", inputs / f"clip{i}.mp4")
+    out = tmp_path / "out"
+    args = ["run", str(GRAPHS / "digest.yaml"), "--plugin", PLUGIN, "--inputs", str(inputs / "*.mp4"),
+            "--set", "pace=realtime", "--set", f"digests={out}/{{stem}}.jsonl", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "apps.cli", *args, "--jobs", "1"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    book = out / "vpipe-manifest.jsonl"
+    deadline = time.monotonic() + 90
+    while not (book.exists() and book.read_text().count("\n") >= 1):
+        assert proc.poll() is None, f"the batch ended early: {proc.communicate()}"
+        assert time.monotonic() < deadline, "no record within 90 s"
+        time.sleep(0.05)  # the manifest of another process is what we can watch
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    first = manifest(book)
+    assert len(first) == 1 and first[0]["status"] == "ok"
+    assert leftovers(out) == [], "Ctrl-C left a temporary file"
+    r = vpipe(*args, "--jobs", "2", "--resume")
+    assert r.returncode == 0, r.stderr
+    second = manifest(book)
+    assert sorted(Path(rec["input"]).name for rec in second) == ["clip0.mp4", "clip1.mp4", "clip2.mp4"]
+    assert second[0] == first[0], "the input done before was not run again"
+    assert all(rec["status"] == "ok" for rec in second)
+    for rec in second:
+        assert len(jsonl_timestamps(Path(rec["outputs"]["digests"]))) == 120
