@@ -18,7 +18,6 @@ only the job (paths, side packets) and its record cross processes.
 from __future__ import annotations
 
 import collections
-import concurrent.futures as cf
 import os
 import time
 import uuid
@@ -182,29 +181,39 @@ class BatchProgress:
 # Local processes
 
 
-_RUNNER = None
-_COUNTER = None
+def _local_worker(conn, graph_path: str, plugins, cpus: int, counter) -> None:
+    """The loop of one local worker process: a job in, its record out, until told to stop."""
+    import signal
 
-
-def _init_local(graph_path: str, plugins: list[str] | None, cpus: int, counter) -> None:
-    global _RUNNER, _COUNTER
     from apps.cluster.worker import GraphRunner
 
-    _COUNTER = counter
-    _RUNNER = GraphRunner(graph_path, plugins, cpus, on_frame=_count_shared)
+    # Ctrl-C reaches the whole process group: the driver handles it and ends the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def count() -> None:
+        with counter.get_lock():
+            counter.value += 1
+
+    runner = GraphRunner(graph_path, plugins, cpus, on_frame=count)
+    conn.send(("ready", None))
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        job, attempt = msg
+        conn.send(("record", runner.run(job, attempt)))
 
 
-def _count_shared() -> None:
-    with _COUNTER.get_lock():
-        _COUNTER.value += 1
-
-
-def _run_local(job: Job, attempt: str) -> dict:
-    return _RUNNER.run(job, attempt)
+class _Slot:
+    def __init__(self, proc, conn) -> None:
+        self.proc, self.conn = proc, conn
+        self.ready = False
+        self.job: tuple | None = None  # (handle, job, attempt) in flight
 
 
 class LocalBackend:
-    """``jobs`` worker processes (spawned, so no thread or lock of the driver is inherited)."""
+    """``jobs`` worker processes, each with its own pipe: one that dies loses only its own file,
+    and is replaced. Spawned, so no thread or lock of the driver is inherited."""
 
     def __init__(self, graph_path: str, plugins, cpus: int, jobs: int) -> None:
         import multiprocessing as mp
@@ -216,75 +225,98 @@ class LocalBackend:
         self.env = thread_env(cpus)
         self.jobs = max(1, jobs)
         self.counter = self.ctx.Value("q", 0)
-        self.futures: set = set()
-        self.pool = None
+        self.slots: list[_Slot] = []
+        self.handles = 0
 
     def __enter__(self):
-        self._new_pool()
+        self.slots = [self._spawn() for _ in range(self.jobs)]
         return self
 
     def __exit__(self, *exc):
         self.close()
         return False
 
-    def _new_pool(self) -> None:
+    def _spawn(self) -> _Slot:
+        ours, theirs = self.ctx.Pipe()
         saved = {k: os.environ.get(k) for k in self.env}
-        os.environ.update(self.env)  # the children read these at start, before any engine loads
+        os.environ.update(self.env)  # the child reads these at start, before any engine loads
         try:
-            self.pool = cf.ProcessPoolExecutor(self.jobs, mp_context=self.ctx, initializer=_init_local,
-                                               initargs=(*self.args, self.counter))
+            proc = self.ctx.Process(target=_local_worker, args=(theirs, *self.args, self.counter),
+                                    name="vpipe-batch-worker", daemon=True)
+            proc.start()
         finally:
             for k, v in saved.items():
                 if v is None:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+        theirs.close()
+        return _Slot(proc, ours)
 
     def free(self) -> bool:
-        return len(self.futures) < self.jobs
+        return any(s.ready and s.job is None for s in self.slots)
 
     def submit(self, job: Job, attempt: str):
-        fut = self.pool.submit(_run_local, job, attempt)
-        self.futures.add(fut)
-        return fut, "local"
+        slot = next(s for s in self.slots if s.ready and s.job is None)
+        self.handles += 1
+        slot.job = (self.handles, job, attempt)
+        slot.conn.send((job, attempt))
+        return self.handles, {"node": "local", "pid": slot.proc.pid}
 
     def wait(self, timeout: float):
-        if not self.futures:
-            return []
-        done, _ = cf.wait(self.futures, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+        from multiprocessing.connection import wait
+
+        waitables = [s.conn for s in self.slots] + [s.proc.sentinel for s in self.slots]
+        ready = set(wait(waitables, timeout))
         out = []
-        broken = False
-        for fut in done:
-            self.futures.discard(fut)
-            try:
-                out.append((fut, fut.result()))
-            except cf.process.BrokenProcessPool as e:
-                broken = True
-                out.append((fut, Lost(f"a worker process died ({e})")))
-        if broken:  # a dead process breaks the whole pool: every run in it is lost, start anew
-            for fut in list(self.futures):
-                self.futures.discard(fut)
-                out.append((fut, Lost("the worker pool broke (another worker died)")))
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self._new_pool()
+        for i, slot in enumerate(self.slots):
+            if slot.conn in ready:
+                try:
+                    kind, value = slot.conn.recv()
+                except (EOFError, OSError):
+                    kind, value = "died", None
+                if kind == "ready":
+                    slot.ready = True
+                    continue
+                if kind == "record":
+                    handle, _, _ = slot.job
+                    slot.job = None
+                    out.append((handle, value))
+                    continue
+            if slot.proc.sentinel in ready or not slot.proc.is_alive():
+                slot.proc.join(5)
+                code = slot.proc.exitcode
+                if slot.job is None and not slot.ready:
+                    raise BatchError(f"a worker process could not start (exit status {code}): the graph or a "
+                                     "plugin does not load in a fresh process")
+                if slot.job is not None:
+                    handle, _, _ = slot.job
+                    out.append((handle, Lost(f"its worker process (pid {slot.proc.pid}) died with exit status {code}")))
+                slot.conn.close()
+                self.slots[i] = self._spawn()
         return out
 
     def frames(self) -> int:
         return int(self.counter.value)
 
     def close(self) -> None:
-        """Ends the pool; runs still in flight (Ctrl-C, a driver error) are not waited for."""
-        if self.pool is None:
-            return
-        procs = list((getattr(self.pool, "_processes", None) or {}).values())
-        self.pool.shutdown(wait=not self.futures, cancel_futures=True)
-        for proc in procs:
-            if proc.is_alive():
-                proc.terminate()
-        for proc in procs:
-            proc.join(10)
-        self.pool = None
-        self.futures.clear()
+        """Ends the workers; runs still in flight (Ctrl-C, a driver error) are not waited for."""
+        for slot in self.slots:
+            try:
+                if slot.job is None and slot.proc.is_alive():
+                    slot.conn.send(None)
+            except OSError:
+                pass
+        for slot in self.slots:
+            if slot.job is not None and slot.proc.is_alive():
+                slot.proc.terminate()
+        for slot in self.slots:
+            slot.proc.join(10)
+            if slot.proc.is_alive():
+                slot.proc.kill()
+                slot.proc.join(5)
+            slot.conn.close()
+        self.slots = []
 
 
 def _remove(path: str) -> None:

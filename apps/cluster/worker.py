@@ -6,7 +6,8 @@ file once; ``run(job, attempt)`` runs one whole graph for one input and returns 
 (status, frames, seconds, node, error). Frames never leave the process: only the record does.
 
 Thread budget: a graph given ``cpus`` CPUs runs with ``cpus`` scheduler threads, every node option
-named ``threads`` that the graph leaves unset (decoder, encoder, inference engine) set to ``cpus``,
+named ``threads`` (decoder, encoder, inference engine) that the graph leaves unset or automatic, or
+sets higher, set to ``cpus``,
 every named executor capped to ``cpus``, OpenCV's pool set to ``cpus`` and the OpenMP/BLAS
 variables set before any engine loads. Two runs on two cores with default threads measured 36 fps
 against 45 fps with one thread each: oversubscription costs more than the threads bring.
@@ -43,13 +44,17 @@ def cap_process_threads(cpus: int) -> None:
 
 
 def cap_graph_threads(spec, cpus: int) -> list[str]:
-    """Sets ``threads`` on every node whose options have such a field the graph leaves unset, and
-    caps named executors; returns ``node.option`` for each value set (for the record)."""
+    """Sets ``threads`` to ``cpus`` on every node whose options have such a field, where the graph
+    leaves it unset or automatic (0) or asks for more; caps named executors. Returns
+    ``node.threads`` for each value set (for the record)."""
     changed = []
     for node in spec.nodes:
         model = getattr(node.cls, "Options", None)
         fields = getattr(model, "model_fields", {}) if model is not None else {}
-        if "threads" in fields and "threads" not in node.options:
+        if "threads" not in fields:
+            continue
+        given = node.options.get("threads")
+        if given is None or given == 0 or (isinstance(given, int) and given > cpus):
             node.options = {**node.options, "threads": cpus}
             changed.append(f"{node.name}.threads")
     spec.executors = {name: min(n, cpus) for name, n in spec.executors.items()}
@@ -111,7 +116,7 @@ class GraphRunner:
         tmp = job.temp_outputs(attempt)
         sides = {**job.side_packets, **tmp}
         record: dict[str, Any] = {"input": job.input, "index": job.index, "node": self.node, "pid": self.pid,
-                                  "cpus": self.cpus, "outputs": dict(job.outputs)}
+                                  "cpus": self.cpus, "capped": self.capped, "outputs": dict(job.outputs)}
         try:
             for path in tmp.values():
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
