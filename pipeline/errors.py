@@ -12,13 +12,34 @@ process (a ``--jobs`` worker, a Ray actor) reaches the caller as itself, not as 
 the cause. An exception whose ``__init__`` takes other arguments than its message defines
 ``__reduce__``; a cause that cannot be pickled travels as ``RemoteCause`` with its type name, text
 and traceback.
+
+``did_you_mean()`` is the one way every message offers the closest names for a misspelt one.
 """
 
 from __future__ import annotations
 
+import difflib
 import pickle
 import traceback
 from dataclasses import dataclass
+from typing import Iterable
+
+
+def closest(word: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.6) -> list[str]:
+    """The candidates nearest to ``word`` (difflib's ratio), best first; compared ignoring case
+    when nothing matches as written."""
+    pool = list(dict.fromkeys(candidates))
+    close = difflib.get_close_matches(word, pool, n=n, cutoff=cutoff)
+    if not close:
+        lowered = {p.lower(): p for p in pool}
+        close = [lowered[m] for m in difflib.get_close_matches(word.lower(), list(lowered), n=n, cutoff=cutoff)]
+    return close
+
+
+def did_you_mean(word: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.6) -> str:
+    """``"; did you mean 'a', 'b'?"`` for the names closest to ``word``, or ``""`` when none is close."""
+    close = closest(word, candidates, n, cutoff)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 class VpipeError(Exception):

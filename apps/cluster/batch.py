@@ -63,7 +63,7 @@ def run_batch(graph: str | os.PathLike, inputs: list[str] | str, side_packets: d
     ``jobs`` defaults to the cluster's CPUs divided by ``cpus_per_run``. ``on_event(kind, info)``
     is called in the driver for ``"started"`` (job, worker), ``"record"`` and ``"lost"`` events.
     """
-    from apps.cmd_run import load_graph
+    from apps.common import load_graph
 
     graph_obj, path = load_graph(str(graph), plugins)
     files = expand_inputs([inputs] if isinstance(inputs, str) else list(inputs))

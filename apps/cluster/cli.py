@@ -16,7 +16,7 @@ import re
 import time
 from typing import Any
 
-from apps.cmd_run import EXIT_FAILED, EXIT_USAGE, CliError, fail, stdout_console
+from apps.common import EXIT_FAILED, EXIT_USAGE, CliError, fail, load_or_exit, stdout_console
 
 _ADDRESS = re.compile(r"^(local|auto|ray://\S+|[A-Za-z0-9_.\-\[\]:]+:\d+)$")
 
@@ -37,6 +37,23 @@ def check_address(address: str) -> str:
         raise CliError(f"--ray '{address}' is not a Ray address (local, auto, host:port or ray://host:port); "
                        "put --ray after the graph, or write --ray=ADDRESS")
     return address
+
+
+def many_or_exit(graph: str, sets, plugins, *, inputs, streams, jobs, ray, cpus_per_run: int, manifest,
+                 resume: bool, retries: int, quiet: bool) -> int:
+    """``vpipe run`` with --inputs, --streams, --jobs or --ray: checks they go together, runs."""
+    if inputs and streams:
+        raise fail("give --inputs (a batch) or --streams (live streams), not both", EXIT_USAGE)
+    if streams:
+        if sets:
+            raise fail("--set does not go with --streams: give side packets per stream in the streams file",
+                       EXIT_USAGE)
+        return streams_or_exit(graph, streams, plugins=plugins, ray=ray, cpus_per_run=cpus_per_run, quiet=quiet)
+    if not inputs:
+        raise fail("--ray and --jobs run many inputs or streams: give --inputs or --streams too", EXIT_USAGE)
+    _g, _path, sides = load_or_exit(graph, plugins, sets)
+    return batch_or_exit(graph, inputs, sides, plugins=plugins, jobs=jobs, ray=ray, cpus_per_run=cpus_per_run,
+                         manifest=manifest, resume=resume, retries=retries, quiet=quiet)
 
 
 def batch_or_exit(graph: str, inputs: list[str], sides: dict[str, Any], *, plugins, jobs: int | None,

@@ -24,7 +24,6 @@ cleanly: each graph drains and its sinks finalize their files, then the actors e
 
 from __future__ import annotations
 
-import difflib
 import os
 import signal
 import threading
@@ -36,6 +35,7 @@ from typing import Any, Callable
 import yaml
 
 from apps.cluster.worker import GraphRunner, error_text
+from pipeline.errors import did_you_mean
 
 DEFAULT_STALL_S = 10.0
 DEFAULT_MAX_RESTARTS = 20
@@ -79,8 +79,7 @@ def load_streams(source: str | os.PathLike | dict, declared: dict[str, Any]) -> 
         sides = {**defaults, **(sides or {})}
         for key in sides:
             if key not in declared:
-                close = difflib.get_close_matches(key, list(declared), n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else f"; it declares {', '.join(declared) or 'none'}"
+                hint = did_you_mean(key, declared) or f"; it declares {', '.join(declared) or 'none'}"
                 raise StreamsError(f"{where}: stream '{name}': the graph declares no side packet '{key}'{hint}")
         streams[str(name)] = sides
     try:
@@ -208,7 +207,7 @@ def run_streams(graph: str | os.PathLike, streams: str | os.PathLike | dict, *, 
     """
     from apps.cluster.ray_pool import connect, import_ray
     from apps.cluster.worker import thread_env
-    from apps.cmd_run import load_graph
+    from apps.common import load_graph
 
     ray = import_ray()
     graph_obj, path = load_graph(str(graph), plugins)

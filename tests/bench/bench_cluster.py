@@ -105,7 +105,7 @@ def main() -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    from calculators import catalog
+    from models import catalog
 
     work = Path(tempfile.mkdtemp(prefix="vpipe-bench-cluster-"))
     cluster = Cluster(initialize_head=True, head_node_args={

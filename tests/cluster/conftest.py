@@ -150,7 +150,7 @@ def pytest_sessionfinish(session, exitstatus):
 def videos(tmp_path_factory):
     """Two real videos of different content (carphone has a face, bikes has none), and a corrupt
     file with a video's name."""
-    from calculators import catalog
+    from models import catalog
 
     folder = tmp_path_factory.mktemp("videos")
     try:

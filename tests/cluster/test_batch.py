@@ -47,7 +47,7 @@ def leftovers(folder: Path) -> list[str]:
 
 
 def test_ray_batch_matches_vpipe_run_and_isolates_a_corrupt_file(ray_cluster, videos, tmp_path):
-    from apps.cmd_run import load_graph
+    from apps.common import load_graph
 
     ref = tmp_path / "ref"
     ref.mkdir()

@@ -20,7 +20,7 @@ def roundtrip(exc: BaseException) -> BaseException:
 
 
 def _conversion_report():
-    from calculators.inference.convert import ConversionReport
+    from models.convert import ConversionReport
 
     return ConversionReport(source="a.onnx", source_sha256="0" * 64, source_format="onnx", target="openvino",
                             fp16=False, path="a.xml", files={"a.xml": "1" * 64}, input_shapes={"x": [1, 3]},
@@ -30,12 +30,16 @@ def _conversion_report():
 
 def examples() -> list[tuple[BaseException, dict]]:
     """(exception, fields that must survive) for every vpipe exception class."""
-    from apps.cmd_run import CliError
-    from calculators.catalog import CatalogError, ChecksumError, FetchError
-    from calculators.inference import base
-    from calculators.inference.convert import ConversionCheckError, ConversionError
-    from calculators.inference.task_bundle import TaskBundleError
+    from apps.cluster.batch import BatchError
+    from apps.cluster.live import StreamsError
+    from apps.cluster.plan import PlanError
+    from apps.common import CliError
+    from models.catalog import CatalogError, ChecksumError, FetchError
+    from calculators.inference import engine as base
+    from models.convert import ConversionCheckError, ConversionError
+    from models.task_bundle import TaskBundleError
     from calculators.sources.common import MediaError
+    from pipeline.streams import ObserverFailed
 
     report = _conversion_report()
     problems = [Problem("g.yaml", 3, "unknown calculator 'Foo'"), Problem("g.yaml", None, "no outputs")]
@@ -59,6 +63,10 @@ def examples() -> list[tuple[BaseException, dict]]:
         (ConversionError("no converter"), {}),
         (ConversionCheckError("outputs differ by 0.5", report), {"report": report}),
         (MediaError("cannot open 'x.mp4'"), {}),
+        (ObserverFailed("observer of 'faces' failed"), {}),
+        (BatchError("no Ray worker could be placed"), {}),
+        (PlanError("--inputs 'x/*.mp4' matches no file"), {}),
+        (StreamsError("s.yaml: stream 'a': no side packet 'x'"), {}),
         (CatalogError("unknown"), {}),
         (ChecksumError("sha256 mismatch"), {}),
         (FetchError("unreachable"), {}),
@@ -77,7 +85,7 @@ def test_exception_roundtrips_with_message_and_fields(exc, fields):
 
 def _defined_exceptions() -> set[type]:
     found = set()
-    for pkg_name in ("pipeline", "calculators", "apps"):
+    for pkg_name in ("pipeline", "calculators", "models", "apps"):
         pkg = importlib.import_module(pkg_name)
         for info in pkgutil.walk_packages(pkg.__path__, f"{pkg_name}."):
             try:

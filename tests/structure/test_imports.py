@@ -47,3 +47,13 @@ def test_ray_is_imported_only_by_a_ray_run():
     assert r.returncode == 0, r.stderr
     assert "--inputs" in r.stdout and "--ray" in r.stdout
     assert r.stdout.strip().splitlines()[-1] == "False", "vpipe run --help or import calculators imported ray"
+
+
+def test_the_catalog_imports_no_calculator_vision_or_engine_library():
+    # `vpipe models list` needs the catalog only: no calculator family, OpenCV, PyAV or engine.
+    r = run("import sys, models.catalog\n"
+            "models.catalog.entries()\n"
+            f"bad = sorted({{m.split('.')[0] for m in sys.modules}} & set({VISION!r} + ['numpy', 'pipeline']))\n"
+            "print(bad)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", f"models.catalog imported {r.stdout.strip()}"
