@@ -199,6 +199,7 @@ def _local_worker(conn, graph_path: str, plugins, cpus: int, counter) -> None:
     while True:
         msg = conn.recv()
         if msg is None:
+            runner.close()
             return
         job, attempt = msg
         conn.send(("record", runner.run(job, attempt)))

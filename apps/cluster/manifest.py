@@ -1,7 +1,8 @@
 """The batch manifest: one JSON line per input, written by the driver as each run ends.
 
 A record: ``{"input", "index", "status": "ok" | "failed", "frames", "seconds", "node", "pid",
-"attempts", "outputs": {side packet: final path}, "error", "finished"}``. Lines are appended and
+"cpus", "capped", "models_loaded", "attempts", "outputs": {side packet: final path}, "error",
+"error_type", "finished"}``. Lines are appended and
 flushed one by one, so a batch that is killed keeps every record written so far.
 
 ``--resume`` keeps the records of inputs that succeeded and whose output files are all still

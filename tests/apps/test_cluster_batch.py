@@ -145,6 +145,9 @@ def test_cli_batch_with_cpus_per_run_and_manifest(clips, tmp_path):
     records = [json.loads(line) for line in book.read_text().splitlines()]
     assert [Path(x["input"]).name for x in sorted(records, key=lambda x: x["index"])] == ["a.mp4", "b.mp4"]
     assert all(x["cpus"] == 2 and any(c.endswith(".threads") for c in x["capped"]) for x in records)
+    # one worker, two files: the model loaded for the first is still loaded for the second
+    assert sorted(x["models_loaded"] for x in records) == [0, 1]
+    assert len({x["pid"] for x in records}) == 1
     assert "2 ok, 0 failed of 2 files" in r.stdout
     assert not (tmp_path / "out" / "vpipe-manifest.jsonl").exists()  # --manifest was used instead
 
