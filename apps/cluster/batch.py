@@ -139,12 +139,12 @@ def _drive(backend, todo: list[Job], book: Manifest, records: dict, retries: int
 class BatchProgress:
     """The progress bar of a batch (rich): files done of all, failed, frames/s, ETA."""
 
-    def __init__(self, total: int, skipped: int, enabled: bool) -> None:
+    def __init__(self, total: int, skipped: int, enabled: bool, console=None) -> None:
         from rich.console import Console
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                    TimeRemainingColumn)
 
-        self.console = Console(stderr=True)
+        self.console = console or Console(stderr=True)
         self.enabled = enabled
         self.failed = 0
         self.progress = Progress(

@@ -2,7 +2,8 @@
 
 - ``vpipe run GRAPH --inputs 'videos/*.mp4' --set output='out/{stem}.mp4' [--jobs N | --ray [ADDRESS]]``
   runs GRAPH once per input (see ``batch.py``); exit status 0 when every input succeeded, 1 when
-  any failed, 130 on Ctrl-C (the manifest keeps what was done: ``--resume`` goes on from there).
+  any failed, 130 on Ctrl-C and 143 on SIGTERM (the manifest keeps what was done: ``--resume``
+  goes on from there).
 - ``vpipe run GRAPH --streams streams.yaml --ray [ADDRESS]`` runs one actor per live stream
   (see ``live.py``) until Ctrl-C or SIGTERM, showing a status table.
 
@@ -12,7 +13,9 @@ Ray for the command; ``--ray auto``, ``--ray host:port``, ``--ray ray://host:100
 
 from __future__ import annotations
 
+import contextlib
 import re
+import signal
 import time
 from typing import Any
 
@@ -30,6 +33,22 @@ def normalize_ray_flag(argv: list[str]) -> list[str]:
         else:
             out.append(arg)
     return out
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a batch: stopped like Ctrl-C, reported with exit status 143."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    def on_term(_signum, _frame):
+        raise Terminated()
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def check_address(address: str) -> str:
@@ -72,8 +91,10 @@ def batch_or_exit(graph: str, inputs: list[str], sides: dict[str, Any], *, plugi
         if cpus_per_run < 1:
             raise CliError(f"--cpus-per-run must be at least 1, got {cpus_per_run}")
         t0 = time.perf_counter()
-        records = run_batch(graph, inputs, sides, address=ray, jobs=jobs, cpus_per_run=cpus_per_run,
-                            manifest=manifest, resume=resume, plugins=plugins, retries=retries, progress=not quiet)
+        with _sigterm_interrupts():
+            records = run_batch(graph, inputs, sides, address=ray, jobs=jobs, cpus_per_run=cpus_per_run,
+                                manifest=manifest, resume=resume, plugins=plugins, retries=retries,
+                                progress=not quiet)
     except CliError as e:
         raise fail(str(e), e.code)
     except PlanError as e:
@@ -82,6 +103,8 @@ def batch_or_exit(graph: str, inputs: list[str], sides: dict[str, Any], *, plugi
         raise fail(str(e), EXIT_FAILED)
     except BatchError as e:
         raise fail(str(e), EXIT_FAILED)
+    except Terminated:
+        raise fail("terminated (SIGTERM): runs in flight were stopped; --resume goes on from the manifest", 143)
     except KeyboardInterrupt:
         raise fail("interrupted (Ctrl-C): runs in flight were stopped; --resume goes on from the manifest", 130)
     stdout_console().print(summary_table(records, time.perf_counter() - t0))

@@ -1,13 +1,16 @@
 """Batches without Ray: planning (inputs, templates, output files, temporary names), the manifest,
-thread caps, and local ``--jobs`` workers (a crashed worker's file retried, a failing file not)."""
+``--resume`` after Ctrl-C or SIGTERM, thread caps, models kept across files, and local ``--jobs``
+workers (a crashed worker's file retried, a failing file not)."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,14 @@ from pipeline import Graph
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_GRAPHS = REPO / "tests" / "cluster" / "graphs"
 PLUGIN = "tests.cluster.cluster_calcs"
+
+
+def manifest(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if ".vpipe-part-" in p.name)
 
 
 @pytest.fixture
@@ -98,6 +109,25 @@ def test_manifest_resume_keeps_only_finished_runs_with_their_outputs(tmp_path):
     assert Manifest(path).start(resume=False) == {} and path.read_text() == ""
 
 
+def test_progress_shows_files_failed_frames_per_second_and_eta():
+    import io
+
+    from rich.console import Console
+
+    from apps.cluster.batch import BatchProgress
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=160, color_system=None)
+    with BatchProgress(total=4, skipped=1, enabled=True, console=console) as bar:
+        bar.finished({"input": "/v/a.mp4", "status": "ok"})
+        bar.finished({"input": "/v/bad.mp4", "status": "failed", "error": "node 'src' failed in open: corrupt"})
+        bar.update(frames=300, elapsed=2.0)
+    text = buf.getvalue()
+    assert "failed /v/bad.mp4: node 'src' failed in open: corrupt" in text
+    last = [line for line in text.splitlines() if "frames/s" in line][-1]  # the bar as last drawn
+    assert "3/4" in last and "1 failed" in last and "150.0 frames/s" in last and "ETA" in last, last
+
+
 def test_thread_caps_set_every_threads_option_to_the_budget():
     spec = face_spec()
     by_calc = {n.calculator: n for n in spec.nodes}
@@ -164,3 +194,45 @@ def test_cli_refuses(args, message, clips, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0
     assert message in r.stderr.splitlines()[0], r.stderr
+
+
+@pytest.mark.parametrize("signum,code,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_resume_after_an_interrupted_batch_redoes_only_what_was_not_done(signum, code, word, tmp_path):
+    from models import catalog
+
+    try:
+        carphone = catalog.resolve("sample:carphone")  # 120 frames: 4 s at its own pace
+    except catalog.CatalogError as e:
+        pytest.skip(f"sample video 'carphone' is not available: {e}")
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(3):
+        shutil.copy(carphone, inputs / f"clip{i}.mp4")
+    out = tmp_path / "out"
+    args = ["run", str(CLUSTER_GRAPHS / "digest.yaml"), "--plugin", PLUGIN, "--inputs", str(inputs / "*.mp4"),
+            "--set", "pace=realtime", "--set", f"digests={out}/{{stem}}.jsonl", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "apps.cli", *args, "--jobs", "1"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    book = out / "vpipe-manifest.jsonl"
+    deadline = time.monotonic() + 90
+    while not (book.exists() and book.read_text().count("\n") >= 1):
+        assert proc.poll() is None, f"the batch ended early: {proc.communicate()}"
+        assert time.monotonic() < deadline, "no record within 90 s"
+        time.sleep(0.05)  # the manifest of another process is what we can watch
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert err.startswith(f"error: {word}"), err
+    first = manifest(book)
+    assert len(first) == 1 and first[0]["status"] == "ok"
+    assert leftovers(out) == [], f"{word} left a temporary file"
+    r = subprocess.run([sys.executable, "-m", "apps.cli", *args, "--jobs", "2", "--resume"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    second = manifest(book)
+    assert sorted(Path(rec["input"]).name for rec in second) == ["clip0.mp4", "clip1.mp4", "clip2.mp4"]
+    assert second[0] == first[0], "the input done before was not run again"
+    assert all(rec["status"] == "ok" for rec in second)
+    for rec in second:
+        assert len(Path(rec["outputs"]["digests"]).read_text().splitlines()) == rec["frames"] > 0

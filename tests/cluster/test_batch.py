@@ -1,12 +1,12 @@
 """Batches on a real multi-node Ray cluster and on local processes: outputs identical to
-``vpipe run`` file by file, a corrupt file isolated, a node killed mid-run, ``--resume``."""
+``vpipe run`` file by file, a corrupt file isolated, a node killed mid-run. (``--resume`` and
+local workers: tests/apps/test_cluster_batch.py.)"""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import av
 import pytest
+import ray
 
 from apps.cluster import run_batch
 from apps.cluster.plan import TEMP_MARK
@@ -156,35 +157,26 @@ def test_a_node_killed_mid_run_has_its_file_retried_elsewhere(ray_cluster, video
     assert leftovers(out) == []
 
 
-def test_resume_after_an_interrupted_batch_redoes_only_what_was_not_done(videos, tmp_path):
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    for i in range(3):
-        shutil.copy(videos / "carphone.mp4", inputs / f"clip{i}.mp4")
-    out = tmp_path / "out"
-    args = ["run", str(GRAPHS / "digest.yaml"), "--plugin", PLUGIN, "--inputs", str(inputs / "*.mp4"),
-            "--set", "pace=realtime", "--set", f"digests={out}/{{stem}}.jsonl", "-q"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "apps.cli", *args, "--jobs", "1"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    book = out / "vpipe-manifest.jsonl"
-    deadline = time.monotonic() + 90
-    while not (book.exists() and book.read_text().count("\n") >= 1):
-        assert proc.poll() is None, f"the batch ended early: {proc.communicate()}"
-        assert time.monotonic() < deadline, "no record within 90 s"
-        time.sleep(0.05)  # the manifest of another process is what we can watch
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "interrupted" in err
-    first = manifest(book)
-    assert len(first) == 1 and first[0]["status"] == "ok"
-    assert leftovers(out) == [], "Ctrl-C left a temporary file"
-    r = vpipe(*args, "--jobs", "2", "--resume")
-    assert r.returncode == 0, r.stderr
-    second = manifest(book)
-    assert sorted(Path(rec["input"]).name for rec in second) == ["clip0.mp4", "clip1.mp4", "clip2.mp4"]
-    assert second[0] == first[0], "the input done before was not run again"
-    assert all(rec["status"] == "ok" for rec in second)
-    for rec in second:
-        assert len(jsonl_timestamps(Path(rec["outputs"]["digests"]))) == 120
+def _raise_run_error():
+    from pipeline import GraphConfigError, GraphRunError, Problem
+
+    try:
+        raise GraphConfigError([Problem("g.yaml", 7, "unknown calculator 'Foo'")])
+    except GraphConfigError as e:
+        raise GraphRunError("detector", "Inference", "open", None, e) from e
+
+
+def test_vpipe_errors_cross_ray_as_themselves(ray_cluster):
+    from pipeline import GraphConfigError, GraphRunError
+
+    remote = ray.remote(num_cpus=1, max_retries=0)(_raise_run_error)
+    with pytest.raises(GraphRunError) as info:
+        ray.get(remote.remote(), timeout=120)
+    wrapped = info.value  # Ray's RayTaskError(GraphRunError): it is a GraphRunError too
+    assert isinstance(wrapped, ray.exceptions.RayTaskError)
+    assert (wrapped.node, wrapped.calculator, wrapped.phase) == ("detector", "Inference", "open")
+    err = wrapped.cause  # Ray's own `cause`: the exception as raised in the worker
+    assert type(err) is GraphRunError and err.node == "detector"
+    assert isinstance(err.cause, GraphConfigError)
+    assert [str(p) for p in err.cause.problems] == ["g.yaml:7: unknown calculator 'Foo'"]
+    assert "UnserializableException" not in str(wrapped)
