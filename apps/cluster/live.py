@@ -122,12 +122,14 @@ class StreamActor:
         if stream is not None:
             self.graph.observe(stream, self._on_frame)
         self._poll = (time.monotonic(), 0)
+        self.opened = False
         try:
             self.graph.start(side_packets)
         except Exception as e:  # noqa: BLE001 - reported as the stream's error; the supervisor restarts it
             self.error = error_text(e)
             self.ended.set()
             return
+        self.opened = True
         self.waiter = threading.Thread(target=self._wait, name=f"vpipe-stream-{name}", daemon=True)
         self.waiter.start()
 
@@ -148,7 +150,7 @@ class StreamActor:
         t_prev, n_prev = self._poll
         fps = (self.frames - n_prev) / (now - t_prev) if now > t_prev else 0.0
         self._poll = (now, self.frames)
-        stats = self.graph.stats() if self.graph._started else {}
+        stats = self.graph.stats() if self.opened else {}
         drops = sum(int(s.get("drops") or 0) for s in stats.values())
         since = self.last_frame if self.last_frame is not None else self.t_start
         return {"stream": self.name, "frames": self.frames, "fps": round(fps, 2), "drops": drops,
@@ -234,7 +236,7 @@ def run_streams(graph: str | os.PathLike, streams: str | os.PathLike | dict, *, 
             states[name].actor = actor_cls.remote(str(Path(path).resolve()), plugins, cpus_per_run, name, sides)
         with display:
             while not stop.is_set():
-                _poll(ray, states, stall, poll_s)
+                _poll(ray, states, stall, poll_s, restarts_max)
                 rows = [s.row() for s in states.values()]
                 display.update(rows)
                 if on_status is not None:
@@ -256,7 +258,7 @@ def run_streams(graph: str | os.PathLike, streams: str | os.PathLike | dict, *, 
     return StreamsResult(rows, code)
 
 
-def _poll(ray, states: dict[str, StreamState], stall_s: float, poll_s: float) -> None:
+def _poll(ray, states: dict[str, StreamState], stall_s: float, poll_s: float, max_restarts: int) -> None:
     for st in states.values():
         if st.ref is None and st.state != "dead":
             st.ref = st.actor.status.remote()
@@ -274,14 +276,17 @@ def _poll(ray, states: dict[str, StreamState], stall_s: float, poll_s: float) ->
         try:
             status = ray.get(ref)
         except ray.exceptions.RayActorError as e:
-            # Died: Ray is restarting it (calls fail meanwhile), or it is out of restarts, which
-            # looks the same from here until no call has succeeded for a long while.
+            # Died: Ray is restarting it (calls fail meanwhile), or it is out of restarts; the
+            # latter is certain once it has used them all, else once no call succeeded for long.
             now = time.monotonic()
             st.failing_since = st.failing_since or now
             if not st.restart_asked:  # our own restart's unavailability is not news
                 st.last_error = _last_line(e)
-            if now - st.failing_since > max(DEAD_AFTER_S, 3 * stall_s):
+            used_up = 0 <= max_restarts <= st.restarts + (1 if st.restart_asked else 0)
+            if (isinstance(e, ray.exceptions.ActorDiedError) and used_up) or \
+                    now - st.failing_since > max(DEAD_AFTER_S, 3 * stall_s):
                 st.state = "dead"
+                st.last_error = f"out of restarts ({max_restarts}); last error: {st.last_error}"
             else:
                 st.state = "restarting"
             continue

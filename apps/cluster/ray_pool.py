@@ -81,6 +81,14 @@ class RayBackend:
         self.want = jobs
         self.n_jobs = n_jobs
         self.owns = False
+        self.idle: list = []  # actors ready for a job
+        self.where: dict = {}  # actor -> {"node", "pid"}
+        self.starting: dict = {}  # ref of where() -> actor not yet ready
+        self.running: dict = {}  # ref of run() -> actor
+        self.frame_refs: dict = {}  # actor -> ref of frames() in flight
+        self.frames_of: dict = {}  # actor -> last frames() answer
+        self.frames_lost = 0
+        self.no_worker_since: float | None = None
 
     def __enter__(self):
         ray = self.ray
@@ -95,14 +103,6 @@ class RayBackend:
         self.actor_cls = ray.remote(GraphActor).options(
             num_cpus=cpus, scheduling_strategy="SPREAD", max_restarts=0, max_concurrency=2,
             runtime_env={"env_vars": thread_env(cpus)})
-        self.idle: list = []  # actors ready for a job
-        self.where: dict = {}  # actor -> {"node", "pid"}
-        self.starting: dict = {}  # ref of where() -> actor not yet ready
-        self.running: dict = {}  # ref of run() -> actor
-        self.frame_refs: dict = {}  # actor -> ref of frames() in flight
-        self.frames_of: dict = {}  # actor -> last frames() answer
-        self.frames_lost = 0
-        self.no_worker_since: float | None = None
         for _ in range(self.slots):
             self._start_actor()
         return self
@@ -196,13 +196,12 @@ class RayBackend:
         ray = self.ray
         if not ray.is_initialized():
             return
-        for actor in [*self.idle, *self.running.values(), *self.starting.values()] if hasattr(self, "idle") else []:
+        for actor in [*self.idle, *self.running.values(), *self.starting.values()]:
             try:
                 ray.kill(actor, no_restart=True)
             except Exception:  # noqa: BLE001 - already gone
                 pass
-        if hasattr(self, "idle"):
-            self.idle, self.running, self.starting = [], {}, {}
+        self.idle, self.running, self.starting = [], {}, {}
         if self.owns:
             ray.shutdown()
             self.owns = False

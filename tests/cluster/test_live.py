@@ -144,3 +144,22 @@ def test_ctrl_c_stops_every_stream_with_outputs_finalized(ray_cluster, tmp_path)
         with av.open(str(tmp_path / f"{cam}.mp4")) as c:
             n = sum(1 for _ in c.decode(video=0))
         assert n >= 1, f"{cam}.mp4 holds no frame"
+
+
+def test_a_stream_that_keeps_failing_is_dead_once_its_restarts_are_used(ray_cluster, tmp_path):
+    ray_cluster.wait_for_cpus(1)
+    missing = tmp_path / "missing" / "records.jsonl"  # its folder does not exist: JsonlWriter fails in open
+    streams = {"stall_s": 3, "max_restarts": 1, "streams": {"broken": {"records": str(missing)}}}
+    stop = threading.Event()
+    timer = threading.Timer(90, stop.set)  # a bound: were it never declared dead, the run stops here
+    timer.start()
+    try:
+        result = run_streams(str(GRAPHS / "live.yaml"), streams, address=ray_cluster.address, plugins=[PLUGIN],
+                             stop=stop, poll_s=0.25)
+    finally:
+        timer.cancel()
+    (row,) = result.statuses
+    assert row["state"] == "dead", row
+    assert row["restarts"] == 1  # restarted once by the supervisor, for its error, then out of restarts
+    assert "out of restarts (1)" in row["last_error"] and "does not exist" in row["last_error"], row
+    assert result.exit_code == 1
