@@ -31,6 +31,7 @@ def _conversion_report():
 def examples() -> list[tuple[BaseException, dict]]:
     """(exception, fields that must survive) for every vpipe exception class."""
     from apps.cluster.batch import BatchError
+    from apps.cluster.cli import Terminated
     from apps.cluster.live import StreamsError
     from apps.cluster.plan import PlanError
     from apps.common import CliError
@@ -65,6 +66,7 @@ def examples() -> list[tuple[BaseException, dict]]:
         (MediaError("cannot open 'x.mp4'"), {}),
         (ObserverFailed("observer of 'faces' failed"), {}),
         (BatchError("no Ray worker could be placed"), {}),
+        (Terminated(), {}),
         (PlanError("--inputs 'x/*.mp4' matches no file"), {}),
         (StreamsError("s.yaml: stream 'a': no side packet 'x'"), {}),
         (CatalogError("unknown"), {}),
