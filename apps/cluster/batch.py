@@ -50,6 +50,13 @@ def default_manifest(jobs: list[Job]) -> Path:
     return Path.cwd() / "vpipe-manifest.jsonl"
 
 
+def local_jobs(jobs: int | None, cpus_per_run: int, n_inputs: int) -> int:
+    """How many local worker processes: ``jobs``, else this machine's CPUs / ``cpus_per_run``;
+    never more than there are inputs, never fewer than one."""
+    want = jobs or (os.cpu_count() or 1) // cpus_per_run
+    return max(1, min(want, n_inputs))
+
+
 def run_batch(graph: str | os.PathLike, inputs: list[str] | str, side_packets: dict[str, Any] | None = None, *,
               address: str | None = None, jobs: int | None = None, cpus_per_run: int = 1,
               manifest: str | os.PathLike | None = None, resume: bool = False, plugins: list[str] | None = None,
@@ -76,7 +83,7 @@ def run_batch(graph: str | os.PathLike, inputs: list[str] | str, side_packets: d
     records: dict[str, dict] = dict(done)
     if todo:
         if address is None:
-            backend = LocalBackend(str(path), plugins, cpus_per_run, min(jobs or os.cpu_count() or 1, len(todo)))
+            backend = LocalBackend(str(path), plugins, cpus_per_run, local_jobs(jobs, cpus_per_run, len(todo)))
         else:
             from apps.cluster.ray_pool import RayBackend
 

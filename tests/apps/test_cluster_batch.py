@@ -128,6 +128,16 @@ def test_progress_shows_files_failed_frames_per_second_and_eta():
     assert "3/4" in last and "1 failed" in last and "150.0 frames/s" in last and "ETA" in last, last
 
 
+@pytest.mark.parametrize("jobs,cpus_per_run,n_inputs,expected", [
+    (None, 1, 100, os.cpu_count()), (None, os.cpu_count(), 100, 1), (None, 2 * os.cpu_count(), 100, 1),
+    (3, 1, 100, 3), (3, 1, 2, 2), (None, 1, 1, 1),
+])
+def test_local_worker_count(jobs, cpus_per_run, n_inputs, expected):
+    from apps.cluster.batch import local_jobs
+
+    assert local_jobs(jobs, cpus_per_run, n_inputs) == expected
+
+
 def test_thread_caps_set_every_threads_option_to_the_budget():
     spec = face_spec()
     by_calc = {n.calculator: n for n in spec.nodes}
