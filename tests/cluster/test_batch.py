@@ -180,3 +180,35 @@ def test_vpipe_errors_cross_ray_as_themselves(ray_cluster):
     assert isinstance(err.cause, GraphConfigError)
     assert [str(p) for p in err.cause.problems] == ["g.yaml:7: unknown calculator 'Foo'"]
     assert "UnserializableException" not in str(wrapped)
+
+
+def _in_session(sid: int) -> list[int]:
+    """Live processes of the session ``sid`` (every process a command started shares it)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+def test_ray_alone_starts_a_local_ray_for_the_command_and_ends_it(videos, tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "run", str(GRAPHS / "digest.yaml"), "--plugin", PLUGIN,
+                             "--inputs", str(videos / "carphone.mp4"), "--set", f"digests={out}/{{stem}}.jsonl",
+                             "--jobs", "1", "-q", "--ray"], cwd=REPO, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    (rec,) = manifest(out / "vpipe-manifest.jsonl")
+    assert rec["status"] == "ok" and rec["frames"] == 120 and len(rec["node"]) == 56  # a Ray node id
+    deadline = time.monotonic() + 30
+    while _in_session(proc.pid):  # raylet, GCS, agents, workers: all in the command's session
+        assert time.monotonic() < deadline, f"the command's own Ray outlived it: {_in_session(proc.pid)}"
+        time.sleep(0.2)  # its processes exit asynchronously after the command
