@@ -47,7 +47,9 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
     common = dict(log_to_driver=False, logging_level="WARNING", include_dashboard=False)
     try:
         if address in (None, "", "local"):
-            ray.init(num_cpus=num_cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
+            # address="local": always a new Ray, even when one runs on this machine (ray.init()
+            # alone would join the cluster named in Ray's address file instead)
+            ray.init(address="local", num_cpus=num_cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
         else:
             common.pop("include_dashboard")
             ray.init(address=address, **common)

@@ -197,7 +197,9 @@ def _in_session(sid: int) -> list[int]:
     return found
 
 
-def test_ray_alone_starts_a_local_ray_for_the_command_and_ends_it(videos, tmp_path):
+def test_ray_alone_starts_a_local_ray_for_the_command_and_ends_it(ray_cluster, videos, tmp_path):
+    # With the tests' cluster running (its address in Ray's address file), --ray alone must still
+    # start a Ray of its own.
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "run", str(GRAPHS / "digest.yaml"), "--plugin", PLUGIN,
@@ -208,6 +210,7 @@ def test_ray_alone_starts_a_local_ray_for_the_command_and_ends_it(videos, tmp_pa
     assert proc.returncode == 0, err
     (rec,) = manifest(out / "vpipe-manifest.jsonl")
     assert rec["status"] == "ok" and rec["frames"] == 120 and len(rec["node"]) == 56  # a Ray node id
+    assert rec["node"] not in {n.node_id for n in ray_cluster.cluster.list_all_nodes()}
     deadline = time.monotonic() + 30
     while _in_session(proc.pid):  # raylet, GCS, agents, workers: all in the command's session
         assert time.monotonic() < deadline, f"the command's own Ray outlived it: {_in_session(proc.pid)}"
