@@ -15,7 +15,9 @@ from typing import Optional
 
 import typer
 
-from apps.common import EXIT_FAILED, CliError, load_or_exit, plugins_or_exit, resolve_graph, stdout_console
+from apps.common import (EXIT_FAILED, PLUGIN_HELP, TRUST_HELP, CliError, load_or_exit, plugins_or_exit, resolve_graph,
+                         stdout_console)
+from apps.errors import silence_native_stderr
 from apps.progress import run_or_exit, summary_table
 
 # ---------------------------------------------------------------------------------------------
@@ -25,8 +27,10 @@ from apps.progress import run_or_exit, summary_table
 def run_command(
     graph: str = typer.Argument(..., help="A graph file, or the name of a graph in graphs/."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a side packet: key=value (YAML scalar)."),
-    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=PLUGIN_HELP),
+    trust: bool = typer.Option(False, "--trust", help=TRUST_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, and no messages that native "
+                                                             "libraries (TFLite, OpenCV) print themselves."),
     inputs: Optional[list[str]] = typer.Option(
         None, "--inputs", help="Run once per input: a glob ('videos/*.mp4'), a path or a URI, as the 'source' "
                                "side packet; --set values may use {stem} {name} {parent} {index}. Repeatable."),
@@ -46,21 +50,25 @@ def run_command(
 ) -> None:
     """Runs a graph with a progress bar and prints a summary; with --inputs once per input (batch),
     with --streams once per live stream (see docs/cluster.md)."""
+    if quiet:
+        silence_native_stderr()
     if inputs or streams or ray is not None or jobs is not None:
         from apps.cluster.cli import many_or_exit
 
-        raise typer.Exit(many_or_exit(graph, set_, plugin, inputs=inputs, streams=streams, jobs=jobs, ray=ray,
-                                      cpus_per_run=cpus_per_run, manifest=manifest, resume=resume,
+        raise typer.Exit(many_or_exit(graph, set_, plugin, trust=trust, inputs=inputs, streams=streams, jobs=jobs,
+                                      ray=ray, cpus_per_run=cpus_per_run, manifest=manifest, resume=resume,
                                       retries=retries, quiet=quiet))
-    g, _path, sides = load_or_exit(graph, plugin, set_)
+    g, _path, sides = load_or_exit(graph, plugin, set_, trust)
     stdout_console().print(summary_table(run_or_exit(g, sides, quiet=quiet)))
 
 
 def validate_command(
     graphs: list[str] = typer.Argument(..., help="Graph files or names of graphs in graphs/."),
-    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=PLUGIN_HELP),
+    trust: bool = typer.Option(False, "--trust", help=TRUST_HELP),
 ) -> None:
-    """Checks graph files without running them; prints every problem as file:line: message."""
+    """Checks graph files without running them; prints every problem as file:line: message.
+    It imports only the plugins given with --plugin, allowed in the user config, or of a --trust-ed file."""
     from pipeline import Graph, GraphConfigError
 
     plugins_or_exit(plugin)
@@ -73,7 +81,7 @@ def validate_command(
             problems += 1
             continue
         try:
-            g = Graph.from_yaml(path)
+            g = Graph.from_yaml(path, trust=trust)
         except GraphConfigError as e:
             for p in e.problems:
                 print(str(p))

@@ -60,19 +60,20 @@ def local_jobs(jobs: int | None, cpus_per_run: int, n_inputs: int) -> int:
 def run_batch(graph: str | os.PathLike, inputs: list[str] | str, side_packets: dict[str, Any] | None = None, *,
               address: str | None = None, jobs: int | None = None, cpus_per_run: int = 1,
               manifest: str | os.PathLike | None = None, resume: bool = False, plugins: list[str] | None = None,
-              retries: int = DEFAULT_RETRIES, progress: bool = False,
+              trust: bool = False, retries: int = DEFAULT_RETRIES, progress: bool = False,
               on_event: Callable[[str, dict], None] | None = None) -> list[dict[str, Any]]:
     """Runs ``graph`` once per input; returns the records (one per input, in input order).
 
     ``inputs``: glob patterns, paths or URIs. ``side_packets``: values for every run, templated
     per input (``{stem}``, ``{name}``, ``{parent}``, ``{index}``). ``address``: None for ``jobs``
     local processes, else Ray (``"local"``, ``"auto"``, ``"host:port"``, ``"ray://..."``), where
-    ``jobs`` defaults to the cluster's CPUs divided by ``cpus_per_run``. ``on_event(kind, info)``
+    ``jobs`` defaults to the cluster's CPUs divided by ``cpus_per_run``. ``trust``: import the plugins
+    the graph file names (as ``vpipe run --trust``), in the driver and in every worker. ``on_event(kind, info)``
     is called in the driver for ``"started"`` (job, worker), ``"record"`` and ``"lost"`` events.
     """
     from apps.common import load_graph
 
-    graph_obj, path = load_graph(str(graph), plugins)
+    graph_obj, path = load_graph(str(graph), plugins, trust)
     files = expand_inputs([inputs] if isinstance(inputs, str) else list(inputs))
     all_jobs = plan(graph_obj.spec, files, dict(side_packets or {}))
     book = Manifest(manifest or default_manifest(all_jobs))
@@ -83,11 +84,11 @@ def run_batch(graph: str | os.PathLike, inputs: list[str] | str, side_packets: d
     records: dict[str, dict] = dict(done)
     if todo:
         if address is None:
-            backend = LocalBackend(str(path), plugins, cpus_per_run, local_jobs(jobs, cpus_per_run, len(todo)))
+            backend = LocalBackend(str(path), plugins, cpus_per_run, local_jobs(jobs, cpus_per_run, len(todo)), trust)
         else:
             from apps.cluster.ray_pool import RayBackend
 
-            backend = RayBackend(address, str(path), plugins, cpus_per_run, jobs, len(todo))
+            backend = RayBackend(address, str(path), plugins, cpus_per_run, jobs, len(todo), trust)
         with backend:
             _drive(backend, todo, book, records, retries, progress, on_event, total=len(all_jobs), skipped=len(done))
     return [records[j.input] for j in all_jobs]
@@ -188,7 +189,7 @@ class BatchProgress:
 # Local processes
 
 
-def _local_worker(conn, graph_path: str, plugins, cpus: int, counter) -> None:
+def _local_worker(conn, graph_path: str, plugins, cpus: int, trust: bool, counter) -> None:
     """The loop of one local worker process: a job in, its record out, until told to stop."""
     import signal
 
@@ -201,7 +202,7 @@ def _local_worker(conn, graph_path: str, plugins, cpus: int, counter) -> None:
         with counter.get_lock():
             counter.value += 1
 
-    runner = GraphRunner(graph_path, plugins, cpus, on_frame=count)
+    runner = GraphRunner(graph_path, plugins, cpus, on_frame=count, trust=trust)
     conn.send(("ready", None))
     while True:
         msg = conn.recv()
@@ -223,13 +224,13 @@ class LocalBackend:
     """``jobs`` worker processes, each with its own pipe: one that dies loses only its own file,
     and is replaced. Spawned, so no thread or lock of the driver is inherited."""
 
-    def __init__(self, graph_path: str, plugins, cpus: int, jobs: int) -> None:
+    def __init__(self, graph_path: str, plugins, cpus: int, jobs: int, trust: bool = False) -> None:
         import multiprocessing as mp
 
         from apps.cluster.worker import thread_env
 
         self.ctx = mp.get_context("spawn")
-        self.args = (graph_path, plugins, cpus)
+        self.args = (graph_path, plugins, cpus, trust)
         self.env = thread_env(cpus)
         self.jobs = max(1, jobs)
         self.counter = self.ctx.Value("q", 0)

@@ -58,8 +58,8 @@ def check_address(address: str) -> str:
     return address
 
 
-def many_or_exit(graph: str, sets, plugins, *, inputs, streams, jobs, ray, cpus_per_run: int, manifest,
-                 resume: bool, retries: int, quiet: bool) -> int:
+def many_or_exit(graph: str, sets, plugins, *, trust: bool = False, inputs, streams, jobs, ray, cpus_per_run: int,
+                 manifest, resume: bool, retries: int, quiet: bool) -> int:
     """``vpipe run`` with --inputs, --streams, --jobs or --ray: checks they go together, runs."""
     if inputs and streams:
         raise fail("give --inputs (a batch) or --streams (live streams), not both", EXIT_USAGE)
@@ -67,15 +67,17 @@ def many_or_exit(graph: str, sets, plugins, *, inputs, streams, jobs, ray, cpus_
         if sets:
             raise fail("--set does not go with --streams: give side packets per stream in the streams file",
                        EXIT_USAGE)
-        return streams_or_exit(graph, streams, plugins=plugins, ray=ray, cpus_per_run=cpus_per_run, quiet=quiet)
+        return streams_or_exit(graph, streams, plugins=plugins, trust=trust, ray=ray, cpus_per_run=cpus_per_run,
+                               quiet=quiet)
     if not inputs:
         raise fail("--ray and --jobs run many inputs or streams: give --inputs or --streams too", EXIT_USAGE)
-    _g, _path, sides = load_or_exit(graph, plugins, sets)
-    return batch_or_exit(graph, inputs, sides, plugins=plugins, jobs=jobs, ray=ray, cpus_per_run=cpus_per_run,
+    _g, _path, sides = load_or_exit(graph, plugins, sets, trust)
+    return batch_or_exit(graph, inputs, sides, plugins=plugins, trust=trust, jobs=jobs, ray=ray, cpus_per_run=cpus_per_run,
                          manifest=manifest, resume=resume, retries=retries, quiet=quiet)
 
 
-def batch_or_exit(graph: str, inputs: list[str], sides: dict[str, Any], *, plugins, jobs: int | None,
+def batch_or_exit(graph: str, inputs: list[str], sides: dict[str, Any], *, plugins, trust: bool = False,
+                  jobs: int | None,
                   ray: str | None, cpus_per_run: int, manifest: str | None, resume: bool, retries: int,
                   quiet: bool) -> int:
     """Runs the batch, prints the summary; returns the exit status."""
@@ -93,7 +95,7 @@ def batch_or_exit(graph: str, inputs: list[str], sides: dict[str, Any], *, plugi
         t0 = time.perf_counter()
         with _sigterm_interrupts():
             records = run_batch(graph, inputs, sides, address=ray, jobs=jobs, cpus_per_run=cpus_per_run,
-                                manifest=manifest, resume=resume, plugins=plugins, retries=retries,
+                                manifest=manifest, resume=resume, plugins=plugins, trust=trust, retries=retries,
                                 progress=not quiet)
     except CliError as e:
         raise fail(str(e), e.code)
@@ -111,8 +113,8 @@ def batch_or_exit(graph: str, inputs: list[str], sides: dict[str, Any], *, plugi
     return exit_code(records)
 
 
-def streams_or_exit(graph: str, streams_file: str, *, plugins, ray: str | None, cpus_per_run: int,
-                    quiet: bool) -> int:
+def streams_or_exit(graph: str, streams_file: str, *, plugins, trust: bool = False, ray: str | None,
+                    cpus_per_run: int, quiet: bool) -> int:
     from apps.cluster.batch import BatchError
     from apps.cluster.live import StreamsError, run_streams, status_table
 
@@ -120,7 +122,7 @@ def streams_or_exit(graph: str, streams_file: str, *, plugins, ray: str | None, 
         if ray is None:
             raise CliError("--streams runs on Ray: add --ray (a local Ray) or --ray ADDRESS")
         check_address(ray)
-        result = run_streams(graph, streams_file, address=ray, plugins=plugins, cpus_per_run=cpus_per_run,
+        result = run_streams(graph, streams_file, address=ray, plugins=plugins, trust=trust, cpus_per_run=cpus_per_run,
                              show=not quiet)
     except CliError as e:
         raise fail(str(e), e.code)

@@ -108,7 +108,7 @@ class StreamActor:
     """Runs one stream's graph in this process (wrapped with ``ray.remote`` by ``run_streams``)."""
 
     def __init__(self, graph_path: str, plugins: list[str] | None, cpus: int, name: str,
-                 side_packets: dict[str, Any]) -> None:
+                 side_packets: dict[str, Any], trust: bool = False) -> None:
         self.name = name
         self.started_at = time.time()  # tells the supervisor a new incarnation began
         self.t_start = time.monotonic()
@@ -116,7 +116,7 @@ class StreamActor:
         self.last_frame: float | None = None
         self.error: str | None = None
         self.ended = threading.Event()
-        self.runner = GraphRunner(graph_path, plugins, cpus)
+        self.runner = GraphRunner(graph_path, plugins, cpus, trust=trust)
         self.graph = self.runner.new_graph()
         stream = output_stream(self.graph)
         if stream is not None:
@@ -197,7 +197,8 @@ class StreamsResult:
 
 
 def run_streams(graph: str | os.PathLike, streams: str | os.PathLike | dict, *, address: str | None = "local",
-                plugins: list[str] | None = None, cpus_per_run: int = 1, stall_s: float | None = None,
+                plugins: list[str] | None = None, trust: bool = False, cpus_per_run: int = 1,
+                stall_s: float | None = None,
                 max_restarts: int | None = None, stop: threading.Event | None = None,
                 on_status: Callable[[list[dict]], None] | None = None, show: bool = False,
                 poll_s: float = 0.5) -> StreamsResult:
@@ -212,7 +213,7 @@ def run_streams(graph: str | os.PathLike, streams: str | os.PathLike | dict, *, 
     from apps.common import load_graph
 
     ray = import_ray()
-    graph_obj, path = load_graph(str(graph), plugins)
+    graph_obj, path = load_graph(str(graph), plugins, trust)
     spec = load_streams(streams, dict(graph_obj.spec.side_packets))
     stall = stall_s if stall_s is not None else spec.stall_s
     restarts_max = max_restarts if max_restarts is not None else spec.max_restarts
@@ -233,7 +234,7 @@ def run_streams(graph: str | os.PathLike, streams: str | os.PathLike | dict, *, 
     display = _StatusDisplay(show)
     try:
         for name, sides in spec.streams.items():
-            states[name].actor = actor_cls.remote(str(Path(path).resolve()), plugins, cpus_per_run, name, sides)
+            states[name].actor = actor_cls.remote(str(Path(path).resolve()), plugins, cpus_per_run, name, sides, trust)
         with display:
             while not stop.is_set():
                 _poll(ray, states, stall, poll_s, restarts_max)

@@ -61,8 +61,8 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
 class GraphActor:
     """The Ray actor of a batch worker (wrapped with ``ray.remote`` by ``RayBackend``)."""
 
-    def __init__(self, graph_path: str, plugins: list[str] | None, cpus: int) -> None:
-        self.runner = GraphRunner(graph_path, plugins, cpus)
+    def __init__(self, graph_path: str, plugins: list[str] | None, cpus: int, trust: bool = False) -> None:
+        self.runner = GraphRunner(graph_path, plugins, cpus, trust=trust)
 
     def where(self) -> dict[str, Any]:
         return {"node": self.runner.node, "pid": self.runner.pid}
@@ -75,10 +75,11 @@ class GraphActor:
 
 
 class RayBackend:
-    def __init__(self, address: str | None, graph_path: str, plugins, cpus: int, jobs: int | None, n_jobs: int) -> None:
+    def __init__(self, address: str | None, graph_path: str, plugins, cpus: int, jobs: int | None, n_jobs: int,
+                 trust: bool = False) -> None:
         self.ray = import_ray()
         self.address = address
-        self.args = (graph_path, plugins, cpus)
+        self.args = (graph_path, plugins, cpus, trust)
         self.cpus = cpus
         self.want = jobs
         self.n_jobs = n_jobs
@@ -101,7 +102,7 @@ class RayBackend:
             raise BatchError(f"the Ray cluster has {cluster_cpus} CPUs; a run needs --cpus-per-run {self.cpus}")
         slots = self.want or max(1, cluster_cpus // self.cpus)
         self.slots = max(1, min(slots, self.n_jobs))
-        graph_path, plugins, cpus = self.args
+        cpus = self.cpus
         self.actor_cls = ray.remote(GraphActor).options(
             num_cpus=cpus, scheduling_strategy="SPREAD", max_restarts=0, max_concurrency=2,
             runtime_env={"env_vars": thread_env(cpus)})
@@ -114,8 +115,7 @@ class RayBackend:
         return False
 
     def _start_actor(self) -> None:
-        graph_path, plugins, cpus = self.args
-        actor = self.actor_cls.remote(graph_path, plugins, cpus)
+        actor = self.actor_cls.remote(*self.args)
         self.starting[actor.where.remote()] = actor
 
     def free(self) -> bool:

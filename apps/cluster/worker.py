@@ -88,16 +88,17 @@ class GraphRunner:
     """Runs whole graphs for one input at a time, in this process."""
 
     def __init__(self, graph_path: str, plugins: list[str] | None = None, cpus: int = 1,
-                 search_paths: list[str] | None = None, on_frame=None) -> None:
+                 search_paths: list[str] | None = None, on_frame=None, trust: bool = False) -> None:
         cap_process_threads(cpus)
         import calculators  # noqa: F401 - registers the built-in calculators
-        from pipeline import Graph, registry
+        from pipeline import Graph
+        from pipeline import plugins as user_plugins
 
         for module in plugins or []:
-            registry.load_plugin(module)
+            user_plugins.load(module)  # as `vpipe run --plugin` does (apps/common.py)
         self.cpus = cpus
         self.graph_path = graph_path
-        self.spec = Graph.from_yaml(Path(graph_path), search_paths=search_paths).spec
+        self.spec = Graph.from_yaml(Path(graph_path), search_paths=search_paths, trust=trust).spec
         self.capped = cap_graph_threads(self.spec, cpus)
         self.frames_now = 0  # frames of the run in progress (read by a progress poll)
         self.frames_total = 0  # frames of every run of this process
