@@ -12,7 +12,8 @@ import threading
 import pytest
 
 from pipeline import Graph, GraphConfigError, GraphRunError, Problem, QueueFullError, TimestampError, VpipeError
-from pipeline.errors import RemoteCause, portable
+from pipeline.errors import RemoteCause, UserError, portable
+from pipeline.plugins import PluginError
 
 
 def roundtrip(exc: BaseException) -> BaseException:
@@ -46,6 +47,8 @@ def examples() -> list[tuple[BaseException, dict]]:
     problems = [Problem("g.yaml", 3, "unknown calculator 'Foo'"), Problem("g.yaml", None, "no outputs")]
     return [
         (VpipeError("base"), {}),
+        (UserError("fix it from the message"), {}),
+        (PluginError("cannot import plugin 'x'"), {}),
         (GraphConfigError(problems), {"problems": problems}),
         (TimestampError("stream 'a': 5 is not above bound 6"), {}),
         (QueueFullError("input 'in' is full"), {}),
