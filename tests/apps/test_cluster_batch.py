@@ -160,7 +160,8 @@ def test_jobs_retry_a_crashed_worker_and_record_a_failing_file(clips, tmp_path):
                         cpus_per_run=1, plugins=[PLUGIN])
     by = {Path(r["input"]).name: r for r in records}
     assert by["broken.mp4"]["status"] == "failed" and by["broken.mp4"]["attempts"] == 1
-    assert "Invalid data found" in by["broken.mp4"]["error"]
+    assert by["broken.mp4"]["error"].startswith("node 'VideoSource' (VideoSource) failed in open: MediaError: ")
+    assert "broken.mp4" in by["broken.mp4"]["error"]
     for name in ("a.mp4", "b.mp4"):
         rec = by[name]
         assert rec["status"] == "ok" and rec["attempts"] == 2, rec  # its first worker died
