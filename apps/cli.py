@@ -62,7 +62,9 @@ def _drop_current_folder_from_path() -> None:
 def main() -> None:
     from apps import errors
 
-    argv = _take_debug_flag(sys.argv[1:])
+    from apps.cluster.cli import normalize_ray_flag  # `--ray` alone means a local Ray
+
+    argv = normalize_ray_flag(_take_debug_flag(sys.argv[1:]))
     _drop_current_folder_from_path()
     errors.install_notice_handler()
     _register_commands()

@@ -31,10 +31,33 @@ def run_command(
     trust: bool = typer.Option(False, "--trust", help=TRUST_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, and no messages that native "
                                                              "libraries (TFLite, OpenCV) print themselves."),
+    inputs: Optional[list[str]] = typer.Option(
+        None, "--inputs", help="Run once per input: a glob ('videos/*.mp4'), a path or a URI, as the 'source' "
+                               "side packet; --set values may use {stem} {name} {parent} {index}. Repeatable."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="With --inputs: runs at once (local processes; "
+                                                                  "on Ray, actors). Default: CPUs / --cpus-per-run."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="With --inputs or --streams: run on Ray. Alone: a local "
+                                                          "Ray; or an address: auto, host:port, ray://host:10001."),
+    cpus_per_run: int = typer.Option(1, "--cpus-per-run", help="CPUs (threads) each run may use; engines, "
+                                                               "FFmpeg and vpipe threads are capped to it."),
+    manifest: Optional[str] = typer.Option(None, "--manifest", help="With --inputs: the JSON-lines manifest "
+                                                                    "(default: vpipe-manifest.jsonl beside the outputs)."),
+    resume: bool = typer.Option(False, "--resume", help="With --inputs: skip inputs the manifest has as done."),
+    retries: int = typer.Option(3, "--retries", help="With --inputs: retries of a file whose worker died "
+                                                     "(a failing file is never retried)."),
+    streams: Optional[str] = typer.Option(None, "--streams", help="A streams file (YAML): one live run of the "
+                                                                  "graph per stream, on Ray (--ray)."),
 ) -> None:
-    """Runs a graph with a progress bar and prints a summary."""
+    """Runs a graph with a progress bar and prints a summary; with --inputs once per input (batch),
+    with --streams once per live stream (see docs/cluster.md)."""
     if quiet:
         silence_native_stderr()
+    if inputs or streams or ray is not None or jobs is not None:
+        from apps.cluster.cli import many_or_exit
+
+        raise typer.Exit(many_or_exit(graph, set_, plugin, trust=trust, inputs=inputs, streams=streams, jobs=jobs,
+                                      ray=ray, cpus_per_run=cpus_per_run, manifest=manifest, resume=resume,
+                                      retries=retries, quiet=quiet))
     g, _path, sides = load_or_exit(graph, plugin, set_, trust)
     stdout_console().print(summary_table(run_or_exit(g, sides, quiet=quiet)))
 

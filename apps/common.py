@@ -43,6 +43,9 @@ class CliError(UserError):
         super().__init__(message)
         self.code = code
 
+    def __reduce__(self):  # pickles with its exit code (raised in a batch worker process)
+        return (type(self), (self.args[0], self.code))
+
 
 # ---------------------------------------------------------------------------------------------
 # Graph names, --set values, plugins

@@ -65,6 +65,9 @@ class ConversionCheckError(ConversionError):
         super().__init__(message)
         self.report = report
 
+    def __reduce__(self):  # pickles with its report (a worker process raises it to the caller)
+        return (type(self), (self.args[0], self.report))
+
 
 @dataclass(frozen=True)
 class Tolerance:

@@ -11,12 +11,19 @@
   command prints it as one line, without a traceback (unless ``--debug``). Calculator errors of that
   sort (``MediaError``, ``InferenceError``, ``CatalogError``, ...) derive from it, and so may a user's.
 
+Every one of them pickles and unpickles with its message and fields, so an error raised in another
+process (a ``--jobs`` worker, a Ray actor) reaches the caller as itself, not as a stand-in that hides
+the cause. An exception whose ``__init__`` takes other arguments than its message defines
+``__reduce__``; a cause that cannot be pickled travels as ``RemoteCause`` with its type name, text
+and traceback.
+
 ``did_you_mean()`` is the one way every message offers the closest names for a misspelt one.
 """
 
 from __future__ import annotations
 
 import difflib
+import pickle
 import traceback
 from dataclasses import dataclass
 from typing import Iterable
@@ -68,6 +75,9 @@ class GraphConfigError(UserError):
         self.problems = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
 
+    def __reduce__(self):
+        return (type(self), (self.problems,), _extra_state(self, ("problems",)))
+
 
 class TimestampError(VpipeError):
     """A packet's timestamp is not above its stream's bound."""
@@ -75,6 +85,35 @@ class TimestampError(VpipeError):
 
 class QueueFullError(VpipeError):
     """An input queue with overflow policy ``reject`` is full."""
+
+
+class RemoteCause(VpipeError):
+    """Stands in for a cause that could not be pickled: its type's qualified name, its text and its
+    traceback as they were in the process that raised it."""
+
+    def __init__(self, type_name: str, message: str, traceback_text: str = ""):
+        self.type_name = type_name
+        self.message = message
+        self.traceback_text = traceback_text
+        super().__init__(f"{type_name}: {message}")
+
+    def __reduce__(self):
+        return (type(self), (self.type_name, self.message, self.traceback_text))
+
+
+def portable(exc: BaseException) -> BaseException:
+    """``exc`` itself when it survives a pickle round trip, else a ``RemoteCause`` naming it."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - any failure to pickle or rebuild means: send a stand-in
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        return RemoteCause(f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc), text)
+
+
+def _extra_state(exc: BaseException, fields: tuple[str, ...]) -> dict:
+    """Attributes set on an exception after construction (besides its constructor's fields)."""
+    return {k: v for k, v in vars(exc).items() if k not in fields and not k.startswith("__")}
 
 
 class GraphRunError(VpipeError):
@@ -100,3 +139,17 @@ class GraphRunError(VpipeError):
 
     def __str__(self) -> str:
         return f"{self.args[0]}\n\nOriginal traceback:\n{self.cause_traceback}"
+
+    def __reduce__(self):
+        # The cause's traceback object does not pickle: its text (cause_traceback) travels instead.
+        return (_rebuild_run_error, (type(self), self.node, self.calculator, self.phase, self.timestamp,
+                                     portable(self.cause), self.cause_traceback, self.args[0]))
+
+
+def _rebuild_run_error(cls, node, calculator, phase, timestamp, cause, cause_traceback, message):
+    err = cls.__new__(cls)
+    VpipeError.__init__(err, message)
+    err.node, err.calculator, err.phase, err.timestamp = node, calculator, phase, timestamp
+    err.cause, err.cause_traceback = cause, cause_traceback
+    err.__cause__ = cause
+    return err

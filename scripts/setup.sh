@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything on a fresh machine; safe to run again (idempotent).
 #  - Debian packages listed in scripts/apt-packages.txt (when apt-get is available and we are root)
-#  - a virtual environment in .venv with vpipe and all its engines installed (editable)
+#  - a virtual environment in .venv with vpipe, all its engines and Ray installed (editable; the
+#    `all` extra includes `ray`, for vpipe run --ray and tests/cluster)
 #  - the models and sample videos of the catalog, verified by checksum, in the per-user cache
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,6 +1,7 @@
 """The process-wide shared model cache: one loaded model per (resolved path, checksum, engine,
 options, batching), shared by every node and stream that names it, refcounted, and closed when the
-last user releases it (``acquire``/``release``; ``stats.loads`` counts loads)."""
+last user releases it (``acquire``/``release``; ``stats.loads`` counts loads). ``hold_loaded`` lets a
+long-lived worker keep what is loaded across runs."""
 
 from __future__ import annotations
 
@@ -121,6 +122,17 @@ def release(shared: SharedModel) -> None:
         _cache.pop(shared.key, None)
         stats.releases += 1
     shared.engine.close()
+
+
+def hold_loaded(skip: set | frozenset = frozenset()) -> list[SharedModel]:
+    """One more reference to every model loaded now whose key is not in ``skip``: a long-lived
+    worker process (a batch worker running file after file) keeps its models loaded across runs this
+    way, instead of loading them again for each file, and gives each back with ``release``."""
+    with _cache_lock:
+        held = [s for k, s in _cache.items() if k not in skip]
+        for shared in held:
+            shared.refs += 1
+    return held
 
 
 def loaded_models() -> list[tuple[str, str, int]]:

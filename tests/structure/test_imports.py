@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINES = ["onnxruntime", "openvino", "ncnn", "mediapipe", "tensorrt", "tflite2onnx", "ai_edge_litert"]
-VISION = ["cv2", "av", "calculators", "apps"] + ENGINES
+VISION = ["cv2", "av", "calculators", "apps", "ray"] + ENGINES
 
 
 def run(code: str) -> subprocess.CompletedProcess:
@@ -32,6 +32,21 @@ def test_calculators_import_without_any_engine():
             "print('ok')")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok"
+
+
+def test_ray_is_imported_only_by_a_ray_run():
+    r = run("import sys\n"
+            "import calculators, apps.cluster, apps.cluster.cli\n"
+            "from apps import cli\n"
+            "sys.argv = ['vpipe', 'run', '--help']\n"
+            "try:\n"
+            "    cli.main()\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "print('ray' in sys.modules)")
+    assert r.returncode == 0, r.stderr
+    assert "--inputs" in r.stdout and "--ray" in r.stdout
+    assert r.stdout.strip().splitlines()[-1] == "False", "vpipe run --help or import calculators imported ray"
 
 
 def test_the_catalog_imports_no_calculator_vision_or_engine_library():
