@@ -204,7 +204,7 @@ def profile_command(
     if output.suffix.lower() != ".json":
         raise fail(f"cannot write '{output}': the trace is a .json file", 2)
     plot = plot or output.with_suffix(".png")
-    g, path, sides = load_or_exit(graph, plugin, set_)
+    g, path, sides = load_or_exit(graph, plugin, set_, fed=True)
     result = run_or_exit(g, sides, trace=True, quiet=quiet)
     events = [tuple(ev) for ev in g.trace_events()]
     order = [n["name"] for n in g.topology()["nodes"]]

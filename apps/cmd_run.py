@@ -29,7 +29,7 @@ def run_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Runs a graph with a progress bar and prints a summary."""
-    g, _path, sides = load_or_exit(graph, plugin, set_)
+    g, _path, sides = load_or_exit(graph, plugin, set_, fed=True)
     stdout_console().print(summary_table(run_or_exit(g, sides, quiet=quiet)))
 
 

@@ -160,9 +160,11 @@ def load_graph(ref: str, plugins: list[str] | None = None):
     return Graph.from_yaml(path), path
 
 
-def load_or_exit(ref: str, plugins: list[str] | None = None, sets: list[str] | None = None):
+def load_or_exit(ref: str, plugins: list[str] | None = None, sets: list[str] | None = None, *,
+                 fed: bool = False):
     """What every graph command does first: parses ``--set``, imports plugins, loads the graph and
-    checks the ``--set`` keys against it; returns (Graph, path, side packets) or exits with the
+    checks the ``--set`` keys against it (and, with ``fed``, that it has no inputs only Python could
+    feed: the commands that run it); returns (Graph, path, side packets) or exits with the
     one-line cause (status 2 for the command line, 1 for the graph)."""
     from pipeline import GraphConfigError
 
@@ -170,11 +172,26 @@ def load_or_exit(ref: str, plugins: list[str] | None = None, sets: list[str] | N
         sides = parse_sets(sets)
         g, path = load_graph(ref, plugins)
         check_side_packets(g, path, sides)
+        if fed:
+            check_fed(g, path)
     except CliError as e:
         raise fail(str(e), e.code)
     except GraphConfigError as e:
         raise fail(config_message(e), EXIT_FAILED)
     return g, path, sides
+
+
+def check_fed(graph, path: Path) -> None:
+    """Refuses a graph with declared ``inputs:``: on the command line nothing feeds them, and the
+    run would wait for packets that never come."""
+    inputs = list(graph.spec.inputs)
+    if inputs:
+        name = graph.name or path.stem
+        raise CliError(
+            f"graph '{name}' ({path}) reads inputs that nothing feeds from the command line: "
+            f"{', '.join(inputs)}; use it as a node of another graph (`- subgraph: {name}` with "
+            f"inputs: {{{', '.join(f'{i.upper()}: ...' for i in inputs)}}}) or feed it from Python "
+            "(Graph.add_packet)", EXIT_FAILED)
 
 
 def plugins_or_exit(modules: list[str] | None) -> None:

@@ -564,7 +564,10 @@ def schema_text(model) -> str:
     parts = []
     for fname, f in model.model_fields.items():
         ann = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
-        default = "required" if f.is_required() else f"default {f.default!r}"
+        if f.is_required():
+            default = "required"
+        else:  # a field with a default_factory has no plain default (pydantic's PydanticUndefined)
+            default = f"default {f.default_factory()!r}" if f.default_factory is not None else f"default {f.default!r}"
         parts.append(f"{fname}: {ann} ({default})")
     return "{" + "; ".join(parts) + "}"
 
