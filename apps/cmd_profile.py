@@ -22,7 +22,7 @@ from typing import Any, Iterable, Optional
 
 import typer
 
-from apps.common import fail, load_or_exit, stdout_console
+from apps.common import GRAPH_PATH_HELP, fail, load_or_exit, stdout_console
 from apps.progress import RunResult, graph_name, run_or_exit
 
 TraceEvent = tuple  # (node, thread, timestamp_us | None, start_ns, end_ns)
@@ -199,12 +199,13 @@ def profile_command(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a side packet: key=value (YAML scalar)."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    graph_path: Optional[list[str]] = typer.Option(None, "--graph-path", help=GRAPH_PATH_HELP),
 ) -> None:
     """Runs a graph with tracing: per-node table, latency percentiles, Perfetto trace and a plot."""
     if output.suffix.lower() != ".json":
         raise fail(f"cannot write '{output}': the trace is a .json file", 2)
     plot = plot or output.with_suffix(".png")
-    g, path, sides = load_or_exit(graph, plugin, set_, fed=True)
+    g, path, sides = load_or_exit(graph, plugin, set_, fed=True, graph_path=graph_path)
     result = run_or_exit(g, sides, trace=True, quiet=quiet)
     events = [tuple(ev) for ev in g.trace_events()]
     order = [n["name"] for n in g.topology()["nodes"]]

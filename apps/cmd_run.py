@@ -15,7 +15,8 @@ from typing import Optional
 
 import typer
 
-from apps.common import EXIT_FAILED, CliError, load_or_exit, plugins_or_exit, resolve_graph, stdout_console
+from apps.common import (EXIT_FAILED, GRAPH_PATH_HELP, CliError, load_or_exit, plugins_or_exit, resolve_graph,
+                         search_dirs, stdout_console)
 from apps.progress import run_or_exit, summary_table
 
 # ---------------------------------------------------------------------------------------------
@@ -27,15 +28,17 @@ def run_command(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a side packet: key=value (YAML scalar)."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    graph_path: Optional[list[str]] = typer.Option(None, "--graph-path", help=GRAPH_PATH_HELP),
 ) -> None:
     """Runs a graph with a progress bar and prints a summary."""
-    g, _path, sides = load_or_exit(graph, plugin, set_, fed=True)
+    g, _path, sides = load_or_exit(graph, plugin, set_, fed=True, graph_path=graph_path)
     stdout_console().print(summary_table(run_or_exit(g, sides, quiet=quiet)))
 
 
 def validate_command(
     graphs: list[str] = typer.Argument(..., help="Graph files or names of graphs in graphs/."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
+    graph_path: Optional[list[str]] = typer.Option(None, "--graph-path", help=GRAPH_PATH_HELP),
 ) -> None:
     """Checks graph files without running them; prints every problem as file:line: message."""
     from pipeline import Graph, GraphConfigError
@@ -44,13 +47,13 @@ def validate_command(
     problems = 0
     for ref in graphs:
         try:
-            path = resolve_graph(ref)
+            path = resolve_graph(ref, graph_path)
         except CliError as e:
             print(f"{ref}: {e}")
             problems += 1
             continue
         try:
-            g = Graph.from_yaml(path)
+            g = Graph.from_yaml(path, search_paths=search_dirs(graph_path))
         except GraphConfigError as e:
             for p in e.problems:
                 print(str(p))

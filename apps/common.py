@@ -46,27 +46,27 @@ class CliError(Exception):
 # Graph names, --set values, plugins
 
 
-def graphs_dir() -> Path:
-    """The directory of the ready graph files (the ``graphs`` package)."""
-    import graphs
-
-    return Path(graphs.__file__).resolve().parent
+GRAPH_PATH_HELP = ("A folder of graph files, searched for graph and subgraph names before $VPIPE_GRAPH_PATH "
+                   "and the built-in graphs (repeatable; or several separated like PATH).")
 
 
-def graph_dirs() -> list[Path]:
-    """Where graph names are looked up: ``$VPIPE_GRAPH_PATH`` (os.pathsep-separated), then ``graphs/``."""
-    extra = [Path(p) for p in os.environ.get("VPIPE_GRAPH_PATH", "").split(os.pathsep) if p]
-    return [d for d in extra if d.is_dir()] + [graphs_dir()]
+def search_dirs(graph_path: list[str] | None) -> list[Path]:
+    """``--graph-path`` values as folders (each may hold several, separated like ``PATH``)."""
+    return [Path(p) for item in graph_path or [] for p in item.split(os.pathsep) if p]
 
 
-def graph_names() -> list[str]:
-    """The names of the graphs that ``vpipe run NAME`` finds (file stems)."""
-    return sorted({p.stem for d in graph_dirs() for p in d.iterdir()
-                   if p.suffix in (".yaml", ".yml") and p.is_file()})
+def graph_dirs(graph_path: list[str] | None = None) -> list[Path]:
+    """Where graph names are looked up: ``--graph-path``, ``$VPIPE_GRAPH_PATH``, the built-in graphs
+    (``pipeline.config.graph_search_path``, which subgraph names follow too)."""
+    from pipeline.config import graph_search_path
+
+    return graph_search_path(search_dirs(graph_path))
 
 
-def resolve_graph(ref: str) -> Path:
-    """A graph argument → its file: an existing path, else the graph of that name in ``graphs/``."""
+def resolve_graph(ref: str, graph_path: list[str] | None = None) -> Path:
+    """A graph argument → its file: an existing path, else the graph of that name on the search path."""
+    from pipeline.config import find_graph_file, graph_names
+
     p = Path(ref)
     if p.is_file():
         return p
@@ -74,14 +74,12 @@ def resolve_graph(ref: str) -> Path:
         raise CliError(f"graph '{ref}' is a directory, not a graph file")
     stem = p.name[: -len(p.suffix)] if p.suffix in (".yaml", ".yml") else p.name
     if p.parent == Path("."):
-        for d in graph_dirs():
-            for suffix in (".yaml", ".yml"):
-                candidate = d / f"{stem}{suffix}"
-                if candidate.is_file():
-                    return candidate
-    names = graph_names()
+        found = find_graph_file(stem, None, search_dirs(graph_path))
+        if found is not None:
+            return found
+    names = graph_names(search_dirs(graph_path))
     hint = did_you_mean(stem, names, cutoff=0.5) or (f"; known graphs: {', '.join(names)}" if names else "")
-    where = " or ".join(str(d) for d in graph_dirs())
+    where = " or ".join(str(d) for d in graph_dirs(graph_path))
     raise CliError(f"unknown graph '{ref}': no such file and no graph of that name in {where}{hint}")
 
 
@@ -151,17 +149,17 @@ def declared_side_packets(graph) -> dict[str, Any]:
     return dict(graph.spec.side_packets)
 
 
-def load_graph(ref: str, plugins: list[str] | None = None):
+def load_graph(ref: str, plugins: list[str] | None = None, graph_path: list[str] | None = None):
     """Resolves, imports plugins and loads a graph; returns (Graph, path)."""
     from pipeline import Graph
 
-    path = resolve_graph(ref)
+    path = resolve_graph(ref, graph_path)
     load_plugins(plugins)
-    return Graph.from_yaml(path), path
+    return Graph.from_yaml(path, search_paths=search_dirs(graph_path)), path
 
 
 def load_or_exit(ref: str, plugins: list[str] | None = None, sets: list[str] | None = None, *,
-                 fed: bool = False):
+                 fed: bool = False, graph_path: list[str] | None = None):
     """What every graph command does first: parses ``--set``, imports plugins, loads the graph and
     checks the ``--set`` keys against it (and, with ``fed``, that it has no inputs only Python could
     feed: the commands that run it); returns (Graph, path, side packets) or exits with the
@@ -170,7 +168,7 @@ def load_or_exit(ref: str, plugins: list[str] | None = None, sets: list[str] | N
 
     try:
         sides = parse_sets(sets)
-        g, path = load_graph(ref, plugins)
+        g, path = load_graph(ref, plugins, graph_path)
         check_side_packets(g, path, sides)
         if fed:
             check_fed(g, path)

@@ -464,18 +464,65 @@ def _parse_names(items, cls, kind, name, file, line, pc) -> dict[str, str]:
 # Subgraphs
 
 
-def find_graph_file(ref: str, base_dir: Path | None, search_paths: list[Path]) -> Path | None:
+def builtin_graph_dirs() -> list[Path]:
+    """The folders of the ready graphs: the packages of the ``vpipe.graphs`` entry point group, else
+    the ``graphs`` package of a source tree; found without importing anything."""
+    import importlib.util
+    from importlib.metadata import entry_points
+
+    names = [ep.value.split(":")[0] for ep in entry_points(group="vpipe.graphs")] or ["graphs"]
+    dirs = []
+    for name in names:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        for loc in (spec.submodule_search_locations or []) if spec is not None else []:
+            dirs.append(Path(loc))
+    return dirs
+
+
+def graph_search_path(search_paths: list[Path] | None = None) -> list[Path]:
+    """Where a graph named without a path is looked up, in order: ``search_paths`` (the caller's,
+    e.g. ``--graph-path``), the folders of ``$VPIPE_GRAPH_PATH`` (separated like ``PATH``), then
+    the built-in graphs."""
+    env = [Path(p) for p in os.environ.get("VPIPE_GRAPH_PATH", "").split(os.pathsep) if p]
+    seen, out = set(), []
+    for d in [*(Path(p) for p in (search_paths or [])), *env, *builtin_graph_dirs()]:
+        key = os.path.abspath(d)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
+
+
+def graph_names(search_paths: list[Path] | None = None) -> list[str]:
+    """The names (file stems) of every graph found on the search path."""
+    return sorted({p.stem for d in graph_search_path(search_paths) if d.is_dir() for p in d.iterdir()
+                   if p.suffix in (".yaml", ".yml") and p.is_file()})
+
+
+def find_graph_file(ref: str, base_dir: Path | None, search_paths: list[Path] | None = None) -> Path | None:
+    """The file of a graph named ``ref`` (a name, or a ``.yaml`` path): beside ``base_dir`` (the
+    including file's folder) first, then on ``graph_search_path(search_paths)``."""
     candidates = []
     p = Path(ref)
     if p.suffix in (".yaml", ".yml"):
         candidates += [p] if p.is_absolute() else ([base_dir / p] if base_dir else []) + [p]
     else:
-        for d in ([base_dir] if base_dir else []) + list(search_paths):
+        for d in ([base_dir] if base_dir else []) + graph_search_path(search_paths):
             candidates += [d / f"{ref}.yaml", d / f"{ref}.yml"]
     for c in candidates:
         if c.is_file():
             return c
     return None
+
+
+def not_found_message(ref: str, base_dir: Path | None, search_paths: list[Path] | None = None) -> str:
+    """Says where a graph named ``ref`` was looked for, with the closest names found there."""
+    where = ", ".join(str(d) for d in graph_search_path(search_paths)) or "no search path"
+    beside = f"beside {base_dir} and " if base_dir else ""
+    return f"looked {beside}in {where}{did_you_mean(ref, graph_names(search_paths))}"
 
 
 def _inline_subgraph(spec: GraphSpec, nd: dict, file, line, pc: _Collector, search_paths, depth, used_names):
@@ -486,8 +533,7 @@ def _inline_subgraph(spec: GraphSpec, nd: dict, file, line, pc: _Collector, sear
     base_dir = Path(file).parent if file and not file.startswith("<") else None
     path = find_graph_file(ref, base_dir, search_paths)
     if path is None:
-        pc.add(file, _line(nd, "subgraph", line), f"subgraph '{ref}' not found (looked beside {file} and in "
-                                                  f"{', '.join(map(str, search_paths)) or 'no search path'})")
+        pc.add(file, _line(nd, "subgraph", line), f"subgraph '{ref}' not found ({not_found_message(ref, base_dir, search_paths)})")
         return
     inner_pc = _Collector()
     sub = _parse(load_yaml(path.read_text(), str(path)), str(path), inner_pc, search_paths, depth + 1)
@@ -683,10 +729,21 @@ def _validate(spec: GraphSpec, pc: _Collector) -> None:
                "with 'back_edge: true'")
 
 
+_GRAPH_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
 def load(source, search_paths: list[Path] | None = None) -> GraphSpec:
-    """Loads a graph from a path, YAML text or a mapping."""
+    """Loads a graph from a path, the name of a graph on the search path (``face_detection``: see
+    ``graph_search_path``), YAML text or a mapping."""
     if isinstance(source, dict):
         return parse(source, "<dict>", search_paths)
+    if isinstance(source, str) and _GRAPH_NAME.match(source.strip()) and not source.strip().endswith((".yaml", ".yml")):
+        name = source.strip()
+        path = find_graph_file(name, None, search_paths)
+        if path is None:
+            raise GraphConfigError([Problem(name, None, "no graph file of that name "
+                                                        f"({not_found_message(name, None, search_paths)})")])
+        return parse(load_yaml(path.read_text(), str(path)), str(path), search_paths)
     if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
                                            and source.strip().endswith((".yaml", ".yml"))):
         path = Path(source)
