@@ -3,7 +3,9 @@
 For live sources: put it in front of the slow part of the graph and feed the end of that part
 back into FINISHED through a back edge. Frames arriving while ``max_in_flight`` frames are being
 processed are dropped (or kept, up to ``max_in_queue``, newest first) and counted, so latency never
-grows when inference is slower than the camera.
+grows when inference is slower than the camera. Given the source's stream info as its INFO side
+input, it limits only live sources (``info.live``) and admits every frame of a file, so one graph
+serves both.
 
 Example node:
     - calculator: FlowLimiter
@@ -18,7 +20,8 @@ from collections import deque
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline import Any, Calculator, Input, Output, register
+from calculators.sources.common import VideoInfo
+from pipeline import Any, Calculator, Input, Output, SideInput, register
 
 
 class FlowLimiterOptions(BaseModel):
@@ -32,6 +35,8 @@ class FlowLimiter(Calculator):
     """Drops frames while downstream is busy.
 
     Ports: IN (Any), FINISHED (Any, back edge: one packet per finished frame) -> OUT (Any).
+    Side inputs: INFO (VideoInfo, optional): the source's stream info; when it is not live (a
+    file, images), every frame is admitted and nothing is dropped.
     Options: max_in_flight, max_in_queue. Timestamps: OUT carries admitted IN packets at their own
     timestamps; a dropped frame advances OUT's bound so synced consumers do not wait for it.
     Example node:
@@ -42,6 +47,7 @@ class FlowLimiter(Calculator):
 
     inputs = {"IN": Input(Any, doc="frames"), "FINISHED": Input(Any, doc="one packet per finished frame")}
     outputs = {"OUT": Output(Any, doc="admitted frames")}
+    side_inputs = {"INFO": SideInput(VideoInfo, optional=True, doc="the source's stream info: limit only when live")}
     Options = FlowLimiterOptions
     policy = "immediate"
     timestamp_offset = None
@@ -51,8 +57,15 @@ class FlowLimiter(Calculator):
         self.queue: deque = deque()
         self.opts = ctx.options
         self.out = ctx.outputs["OUT"]
+        info = (ctx.side or {}).get("INFO")
+        self.admit_all = info is not None and not info.live  # a file waits for the graph: never drop
 
     def process(self, ctx):
+        if self.admit_all:
+            p = ctx.inputs.get("IN")
+            if p is not None:
+                self.out.add(p.value, p.timestamp)
+            return
         finished = ctx.inputs.get("FINISHED")
         if finished is not None:
             self.in_flight = max(0, self.in_flight - 1)

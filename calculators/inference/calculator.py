@@ -59,6 +59,28 @@ class InferenceOptions(BaseModel):
     engine_options: dict[str, Any] = Field(default_factory=dict, description="engine-specific settings")
 
 
+def model_input_shape(ref: str) -> tuple[int | None, ...]:
+    """The first input's shape of model ``ref`` (``zoo:NAME`` or a path): the shape catalog.yaml
+    records for a catalog model, else the one the installed engine reports on loading it."""
+    from calculators.catalog import CatalogError, entry, resolve
+
+    try:
+        recorded = (entry(ref).input or {}).get("shape")
+    except CatalogError:
+        recorded = None
+    if recorded:
+        return tuple(int(d) for d in recorded)
+    path = Path(resolve(str(ref)))
+    engine = base.engine_class(base.pick_engine(path))(path, EngineOptions())
+    try:
+        shape = engine.inputs[0].shape
+    finally:
+        engine.close()
+    if shape is None:
+        raise InferenceError(f"{path.name}: the engine does not report its input shape; give the tensor size")
+    return tuple(shape)
+
+
 def _where(node: str, model: str) -> str:
     return f"node {node!r} (Inference, model {model})"
 

@@ -122,6 +122,18 @@ class MonotonicTimestamps:
         return t
 
 
+class ChosenContext:
+    """A node's context as the calculator it delegates to sees it (``MediaSource``,
+    ``MediaWriter``): that calculator's own options, everything else the node's."""
+
+    def __init__(self, ctx: Any, options: Any) -> None:
+        self._ctx = ctx
+        self.options = options
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+
 def set_side_output(ctx: Any, tag: str, value: Any) -> None:
     """Sets an output side packet when the node has it connected (it is optional)."""
     port = ctx.side_outputs.get(tag)

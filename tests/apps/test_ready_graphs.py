@@ -15,7 +15,7 @@ from tests.apps.conftest import REPO, run_vpipe
 
 pytestmark = pytest.mark.timeout(300)
 
-SINKS = ("VideoWriter", "JsonlWriter", "Display", "WebPreview")
+SINKS = ("MediaWriter", "JsonlWriter", "Display", "WebPreview")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_run_with_both_sinks_writes_video_and_jsonl(carphone, tmp_path: Path):
     assert r.rc == 0, r.err
     assert _frames(r.out) == frames
     rows = _rows(r.out)
-    assert int(rows["VideoWriter"][2]) == int(rows["JsonlWriter"][2]) == frames
+    assert int(rows["MediaWriter"][2]) == int(rows["JsonlWriter"][2]) == frames
     assert "Display" not in rows and "WebPreview" not in rows
     _check_outputs(video, jsonl, frames)
 
