@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.apps.conftest import REPO, run_vpipe
 
 
@@ -81,3 +83,141 @@ def test_graph_from_yaml_finds_builtin_graphs_by_name(tmp_path: Path):
     assert first.startswith("face_detection [")
     assert second.startswith("face_detecton: no graph file of that name (looked in ") and \
         "did you mean 'face_detection'" in second, second
+
+
+# --- one source for everything, outputs named after their inputs ---------------------------------
+
+@pytest.mark.parametrize("source, kind", [
+    (0, "camera"), ("1", "camera"), ("/dev/video2", "camera"),
+    ("rtsp://127.0.0.1:8554/cam", "stream"), ("udp://0.0.0.0:5000", "stream"), ("http://host/clip.mp4", "stream"),
+    ("sample:carphone", "video"), ("clip.mp4", "video"), ("no/such/thing", "video"),
+    ("photo.JPG", "images"), ("shots/*.png", "images"), ("{tmp}", "images"),
+])
+def test_source_kind_follows_what_source_is(tmp_path: Path, source, kind):
+    from calculators.sources import source_kind
+
+    assert source_kind(str(tmp_path) if source == "{tmp}" else source) == kind
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """Three carphone frames as JPEG photos (a face in each)."""
+    import av
+    import cv2
+
+    from calculators import catalog
+
+    folder = tmp_path_factory.mktemp("photos")
+    with av.open(str(catalog.resolve("sample:carphone"))) as c:
+        for i, frame in enumerate(c.decode(video=0)):
+            if i in (0, 40, 80):
+                cv2.imwrite(str(folder / f"IMG_{i:04d}.jpg"), frame.to_ndarray(format="bgr24"))
+            if i >= 80:
+                break
+    return folder
+
+
+def _jsonl(path: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("source", ["{photos}", "{photos}/*.jpg"])
+def test_folder_or_glob_of_images_writes_images_named_after_them(photos: Path, tmp_path: Path, source):
+    out = tmp_path / "not" / "yet" / "out"
+    source = source.format(photos=photos)
+    r = run_vpipe("run", "face_detection", "--set", f"source={source}", "--set", f"output={out}/",
+                  "--set", f"detections={out}/faces.jsonl", "-q")
+    assert r.rc == 0, r.err
+    assert sorted(p.name for p in out.iterdir()) == ["IMG_0000.jpg", "IMG_0040.jpg", "IMG_0080.jpg", "faces.jsonl"]
+    lines = _jsonl(out / "faces.jsonl")
+    assert [line["path"] for line in lines] == [str(photos / f"IMG_{i:04d}.jpg") for i in (0, 40, 80)]
+    assert all(len(line["detections"]) == 1 for line in lines), lines
+    import cv2
+
+    written, original = cv2.imread(str(out / "IMG_0040.jpg")), cv2.imread(str(photos / "IMG_0040.jpg"))
+    assert written.shape == original.shape and (written != original).any()  # annotated, same size
+
+
+def test_one_image_writes_one_image(photos: Path, tmp_path: Path):
+    import cv2
+
+    one = tmp_path / "new" / "x.png"
+    r = run_vpipe("run", "face_detection", "--set", f"source={photos / 'IMG_0000.jpg'}", "--set", f"output={one}", "-q")
+    assert r.rc == 0, r.err
+    assert cv2.imread(str(one)).shape == cv2.imread(str(photos / "IMG_0000.jpg")).shape
+    r = run_vpipe("run", "face_detection", "--set", f"source={photos}", "--set", f"output={one}", "-q")
+    assert r.rc == 1
+    assert "holds one image and a second frame arrived at 33333 µs; write to a folder (out/)" in r.first_err_line
+
+
+def test_camera_index_is_a_camera(tmp_path: Path):
+    """`--set source=0` is taken for what it is: a camera (there is none on a test machine)."""
+    r = run_vpipe("run", "face_detection", "--set", "source=0", "-q", timeout=90)
+    assert r.rc == 1
+    assert "node 'MediaSource' (MediaSource) failed in open: MediaError: MediaSource 'MediaSource': camera 0: " \
+           "cannot open it" in r.err, r.err
+
+
+def _limited(live: bool):
+    """TestSeq (10 frames at once) -> FlowLimiter (INFO given) -> TestBlocker held until the
+    limiter has seen every frame; returns (frames out, drops)."""
+    import threading
+
+    from calculators.sources import VideoInfo
+    from pipeline import Graph
+    from tests.media.conftest import wait_for
+    from tests.pipeline import calcs
+
+    key = f"limited-{live}"
+    calcs.GATES[key], calcs.ENTERED[key] = threading.Event(), threading.Event()
+    g = Graph.from_dict({"side_packets": {"info": None}, "nodes": [
+        {"calculator": "TestSeq", "outputs": {"OUT": "seq"}, "options": {"timestamps": list(range(10))}},
+        {"calculator": "FlowLimiter", "name": "limiter", "inputs": {"IN": "seq", "FINISHED": {"stream": "done",
+         "back_edge": True}}, "outputs": {"OUT": "admitted"}, "side_inputs": {"INFO": "info"}},
+        {"calculator": "TestBlocker", "inputs": {"IN": "admitted"}, "outputs": {"OUT": "done"},
+         "options": {"key": key}, "executor": "slow"}],  # its own thread, as the ready graphs' Inference
+        "executors": {"slow": {"threads": 1}}})
+    out = []
+    g.observe("done", out.append)
+    info = VideoInfo(uri="x", width=1, height=1, fps=None, codec=None, frame_count=None, duration_s=None,
+                     live=live, pixel_format="RGB")
+    g.start({"info": info})
+    limiter = g.stats
+    wait_for(lambda: limiter()["limiter"]["count"] >= 10, 30, "the limiter to take all 10 frames")
+    calcs.GATES[key].set()
+    g.wait(30)
+    return len(out), g.stats()["limiter"]["drops"]
+
+
+def test_flow_limiter_drops_for_live_sources_only():
+    assert _limited(live=True) == (1, 9)
+    assert _limited(live=False) == (10, 0)
+
+
+def test_stream_url_is_live_and_a_file_is_not(tmp_path: Path):
+    from calculators import catalog
+    from pipeline import Graph
+    from tests.media.test_network import FfmpegServer, FrameCounter
+    from tests.media.conftest import free_port
+
+    def info_of(source):
+        g = Graph.from_dict({"side_packets": {"source": source}, "nodes": [
+            {"calculator": "MediaSource", "outputs": {"FRAMES": "frames"}, "side_outputs": {"INFO": "info"},
+             "options": {"source": "$source"}}]})
+        frames = FrameCounter()
+        g.observe("frames", frames)
+        g.start()
+        frames.wait_count(3, 30, f"frames from {source}")
+        g.cancel()
+        g.wait(30)
+        return g.side_packet("info")
+
+    server = FfmpegServer(catalog.resolve("sample:carphone"), free_port())
+    server.start()
+    try:
+        assert info_of(server.url).live is True
+    finally:
+        server.kill()
+    assert info_of("sample:carphone").live is False
