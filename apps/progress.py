@@ -85,7 +85,7 @@ def _video_file_frames(options: dict[str, Any]) -> int | None:
         return None
     path: Path | None = Path(uri)
     if uri.startswith("sample:"):
-        from calculators import catalog
+        from models import catalog
 
         path = catalog.cached_path(uri.split(":", 1)[1]) if catalog.is_cached(uri.split(":", 1)[1]) else None
     if path is None or not path.is_file():

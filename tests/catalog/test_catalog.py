@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from calculators import catalog
-from calculators.catalog import (
+from models import catalog
+from models.catalog import (
     CatalogError, ChecksumError, Entry, FetchError, cached_path, entries, entry, input_range, is_cached, pull,
     resolve,
 )

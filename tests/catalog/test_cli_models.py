@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from apps import cmd_models
-from calculators.catalog import entries, entry
+from models.catalog import entries, entry
 
 
 @pytest.fixture
