@@ -63,7 +63,9 @@ class InferenceOptions(BaseModel):
 def model_input_shape(ref: str) -> tuple[int | None, ...]:
     """The first input's shape of model ``ref`` (``zoo:NAME`` or a path): the shape catalog.yaml
     records for a catalog model, else the one the installed engine reports on loading it."""
-    from calculators.catalog import CatalogError, entry, resolve
+    from models.catalog import CatalogError, entry, resolve
+
+    from .selection import engine_class
 
     try:
         recorded = (entry(ref).input or {}).get("shape")
@@ -72,7 +74,7 @@ def model_input_shape(ref: str) -> tuple[int | None, ...]:
     if recorded:
         return tuple(int(d) for d in recorded)
     path = Path(resolve(str(ref)))
-    engine = base.engine_class(base.pick_engine(path))(path, EngineOptions())
+    engine = engine_class(pick_engine(path))(path, EngineOptions())
     try:
         shape = engine.inputs[0].shape
     finally:

@@ -105,7 +105,7 @@ def photos(tmp_path_factory) -> Path:
     import av
     import cv2
 
-    from calculators import catalog
+    from models import catalog
 
     folder = tmp_path_factory.mktemp("photos")
     with av.open(str(catalog.resolve("sample:carphone"))) as c:
@@ -197,7 +197,7 @@ def test_flow_limiter_drops_for_live_sources_only():
 
 
 def test_stream_url_is_live_and_a_file_is_not(tmp_path: Path):
-    from calculators import catalog
+    from models import catalog
     from pipeline import Graph
     from tests.media.test_network import FfmpegServer, FrameCounter
     from tests.media.conftest import free_port
