@@ -10,6 +10,12 @@ requests: OpenVINO's ``AsyncInferQueue``, N TensorRT contexts) and the core re-o
 timestamp. With ``batch_size: B`` the requests in flight (and those of every node sharing the
 model) are stacked into batches of up to B, waiting at most ``batch_timeout_ms`` for company.
 
+An engine that cannot read the model's format (``engine: onnxruntime`` or ``ncnn`` on a TFLite
+model, ``ncnn`` on an ONNX one) runs the project's checked, cached conversion (``models/convert.py``,
+what ``vpipe convert`` does) and loads its result, logging what it did; the NHWC inputs of a TFLite
+model become NCHW in ONNX and ncnn, so tensors arriving in the TFLite layout are transposed and the
+same graph runs unchanged on every engine. ``convert: never`` forbids it (the format error stays).
+
 Example node:
     - calculator: Inference
       inputs: {TENSORS: tensor}
@@ -31,7 +37,7 @@ from pipeline import Calculator, Input, Output, SideInput, register
 
 from calculators.types import Tensor, Tensors
 
-from .engine import EngineOptions, InferenceError, ModelLoadError, Precision, TensorMismatchError, log
+from .engine import EngineOptions, InferenceError, ModelFormatError, ModelLoadError, Precision, TensorMismatchError, log
 from .model_cache import acquire, release
 from .selection import pick_engine
 
@@ -58,6 +64,9 @@ class InferenceOptions(BaseModel):
     light_mode: bool = Field(True, description="ncnn: free intermediate blobs early")
     cache_dir: str | None = Field(None, description="tensorrt: built engine cache folder")
     engine_options: dict[str, Any] = Field(default_factory=dict, description="engine-specific settings")
+    convert: Literal["auto", "never"] = Field(
+        "auto", description="auto: an engine that cannot read the model's format runs its checked, cached "
+                            "conversion; never: that is an error")
 
 
 def model_input_shape(ref: str) -> tuple[int | None, ...]:
@@ -84,6 +93,45 @@ def model_input_shape(ref: str) -> tuple[int | None, ...]:
     return tuple(shape)
 
 
+# The format each engine is given when it cannot read the model's own (models/convert.py's targets).
+_CONVERT_TO = {"onnxruntime": "onnx", "openvino": "openvino", "ncnn": "ncnn", "tensorrt": "tensorrt"}
+
+
+def readable_model(path: Path, engine: str, convert: str, where: str) -> tuple[Path, list]:
+    """The model file ``engine`` loads for ``path``, converted (checked, cached) when it cannot read
+    ``path``'s format, and per input the (axis permutation, source shape) that takes a tensor in the
+    source's layout to the converted model's (None where nothing changes)."""
+    from .selection import check_format
+
+    try:
+        check_format(engine, path)
+        return path, []
+    except ModelFormatError as e:
+        target = _CONVERT_TO.get(engine)
+        if convert == "never" or target is None or path.suffix.lower() not in (".onnx", ".tflite"):
+            why = "; `convert: never` forbids converting it" if convert == "never" and target else ""
+            raise ModelFormatError(f"{e}{why}") from None
+    from models.convert import ConversionError, convert as run_conversion, onnx_input_shapes
+
+    try:
+        report = run_conversion(path, target)
+        perms: list = []
+        if path.suffix.lower() == ".tflite":
+            # tflite2onnx turns NHWC inputs into NCHW; the TFLite shapes are the first step's inputs.
+            first = report if target == "onnx" else run_conversion(path, "onnx")
+            for src, dst in zip(first.input_shapes.values(), onnx_input_shapes(first.path).values()):
+                src, dst = list(src), list(dst)
+                nchw = len(src) == 4 and src != dst and dst == [src[0], src[3], src[1], src[2]]
+                perms.append(((0, 3, 1, 2), tuple(src)) if nchw else None)
+    except ConversionError as e:
+        raise ModelFormatError(f"engine {engine!r} cannot read {path.name} and converting it to {target} failed: "
+                               f"{str(e).splitlines()[0]}") from e
+    log.warning("%s: engine %s cannot read %s; using its %s conversion to %s, checked against %s (max abs error "
+                "%.3g): %s", where, engine, path.name, "cached" if report.cached else "new", target,
+                report.reference, report.max_abs_error, report.path)
+    return report.path, perms
+
+
 def _where(node: str, model: str) -> str:
     return f"node {node!r} (Inference, model {model})"
 
@@ -96,7 +144,8 @@ class Inference(Calculator):
     Side inputs: MODEL (str, optional: overrides ``model``).
     Options: model, engine (auto|onnxruntime|openvino|tensorrt|ncnn), device, precision
     (fp32|fp16|bf16|int8), threads, requests, inputs/outputs (name mapping), layouts, batch_size,
-    batch_timeout_ms, light_mode (ncnn), cache_dir (tensorrt), engine_options.
+    batch_timeout_ms, light_mode (ncnn), cache_dir (tensorrt), engine_options, convert (auto: an
+    engine that cannot read the model's format runs its checked, cached conversion; never).
     Timestamps: one output per input, same timestamp. Nodes naming the same model, engine and
     options share one loaded model.
     Example:
@@ -131,10 +180,13 @@ class Inference(Calculator):
         if not path.is_file():
             raise ModelLoadError(f"{self._where}: model file not found: {path}")
         engine = o.engine
+        self._perms: list = []
         try:
             if engine == "auto":
                 engine = pick_engine(path, o.device)
                 log.info("%s: engine auto picked %s", self._where, engine)
+            else:
+                path, self._perms = readable_model(path, engine, o.convert, self._where)
             requests = o.requests or max(ctx.max_in_flight, 1)
             opts = EngineOptions.with_extra(
                 o.engine_options, device=o.device, precision=o.precision, threads=o.threads,
@@ -208,6 +260,9 @@ class Inference(Calculator):
         if packet is None:
             return
         arrays = self._arrays(packet.value)
+        if self._perms:  # tensors in the source model's layout, for its conversion's
+            arrays = [np.ascontiguousarray(a.transpose(p[0])) if p is not None and a.shape == p[1] else a
+                      for a, p in zip(arrays, self._perms + [None] * (len(arrays) - len(self._perms)))]
         if len(arrays) != self._n_in:
             raise self._mismatch(arrays)
         for spec, a in zip(self._specs, arrays):

@@ -221,3 +221,69 @@ def test_stream_url_is_live_and_a_file_is_not(tmp_path: Path):
     finally:
         server.kill()
     assert info_of("sample:carphone").live is False
+
+
+# --- any engine from the graph file ----------------------------------------------------------------
+
+def _faces(path: Path) -> list[list[float]]:
+    return [[round(v, 1) for d in line["detections"] for v in d["box"]] for line in _jsonl(path)]
+
+
+@pytest.mark.parametrize("engine, target", [("onnxruntime", "onnx"), ("ncnn", "ncnn")])
+def test_engine_that_cannot_read_the_model_runs_its_checked_conversion(tmp_path: Path, engine, target):
+    import numpy as np
+
+    from calculators.inference.selection import is_installed
+
+    if not is_installed(engine):
+        pytest.skip(f"{engine} is not installed")
+    ref, got = tmp_path / "openvino.jsonl", tmp_path / f"{engine}.jsonl"
+    r = run_vpipe("run", "face_detection", "--set", "engine=openvino", "--set", f"detections={ref}", "-q")
+    assert r.rc == 0, r.err
+    r = run_vpipe("run", "face_detection", "--set", f"engine={engine}", "--set", f"detections={got}", "-q",
+                  timeout=600)
+    assert r.rc == 0, r.err
+    assert f"engine {engine} cannot read face_detection_short_range.tflite; using its " in r.err
+    assert f"conversion to {target}, checked against " in r.err
+    a, b = _faces(ref), _faces(got)
+    assert len(a) == len(b) == 120 and [len(x) for x in a] == [len(x) for x in b]
+    assert max(float(np.max(np.abs(np.subtract(x, y)))) for x, y in zip(a, b) if x) < 1.0  # pixels
+
+
+def test_convert_never_forbids_the_conversion(tmp_path: Path):
+    graph = tmp_path / "never.yaml"
+    graph.write_text(
+        "nodes:\n  - calculator: SyntheticSource\n    outputs: {FRAMES: frames}\n    options: {num_frames: 2}\n"
+        "  - calculator: ImageToTensor\n    inputs: {IMAGE: frames}\n    outputs: {TENSOR: tensor}\n"
+        "    options: {size: [128, 128], range: [-1, 1]}\n"
+        "  - calculator: Inference\n    inputs: {TENSORS: tensor}\n    outputs: {TENSORS: raw}\n"
+        "    options: {model: zoo:blazeface-short, engine: onnxruntime, convert: never}\n")
+    r = run_vpipe("run", str(graph), "-q")
+    assert r.rc == 1
+    assert r.first_err_line.endswith("engine 'onnxruntime' cannot load TFLite models (face_detection_short_range."
+                                     "tflite); engines that read it: openvino; `convert: never` forbids converting it")
+
+
+# --- what MediaPipe's solutions exposed: min_score and the range -------------------------------
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_full_range_model_and_min_score(tmp_path: Path):
+    runs = {}
+    for name, sets in {"short": [], "full": ["model=zoo:blazeface-full"], "strict": ["min_score=0.9"]}.items():
+        out = tmp_path / f"{name}.jsonl"
+        args = [a for s in sets for a in ("--set", s)]
+        r = run_vpipe("run", "face_detection", *args, "--set", f"detections={out}", "--set", "engine=openvino", "-q")
+        assert r.rc == 0, r.err
+        runs[name] = [[d["box"] for d in line["detections"]] for line in _jsonl(out)]
+    short, full, strict = runs["short"], runs["full"], runs["strict"]
+    # The full-range model (192x192 input, 2304 anchors) finds the same face as the short-range one.
+    both = [(s[0], f[0]) for s, f in zip(short, full) if s and f]
+    assert len(both) >= 100, f"only {len(both)} frames with a face from both models"
+    assert min(_iou(s, f) for s, f in both) > 0.5
+    assert sum(map(len, strict)) < sum(map(len, short))  # a higher min_score keeps fewer faces
