@@ -1,8 +1,9 @@
 """``vpipe run`` and ``vpipe validate``.
 
-- ``vpipe run GRAPH [--set key=value ...] [--plugin module]`` runs a graph file (a path, or the name
-  of a graph: see ``apps/common.py`` for the lookup) with a progress bar, then prints a summary
-  (frames, fps, drops, time per node). On error the exit status is 1 and the first line of stderr is
+- ``vpipe run GRAPH [--set key=value ...] [--plugin module] [--pace realtime] [--loop]`` runs a graph
+  file (a path, or the name of a graph: see ``apps/common.py`` for the lookup) with a progress bar,
+  then prints a summary (frames, fps, drops, time per node). ``--pace``/``--loop`` set the graph's
+  ``pace``/``loop`` side packets (a file played as a live source, for the preview). On error the exit status is 1 and the first line of stderr is
   the one-line cause.
 - ``vpipe validate GRAPH...`` loads every graph and reports every problem at once as
   ``file:line: message``; exit status 1 when any.
@@ -10,17 +11,23 @@
 
 from __future__ import annotations
 
+import enum
 import sys
 from typing import Optional
 
 import typer
 
-from apps.common import (EXIT_FAILED, GRAPH_PATH_HELP, CliError, load_or_exit, plugins_or_exit, resolve_graph,
-                         search_dirs, stdout_console)
+from apps.common import (EXIT_FAILED, GRAPH_PATH_HELP, CliError, fail, load_or_exit, plugins_or_exit,
+                         resolve_graph, run_flags, search_dirs, stdout_console)
 from apps.progress import run_or_exit, summary_table
 
 # ---------------------------------------------------------------------------------------------
 # Commands
+
+
+class Pace(str, enum.Enum):
+    fast = "fast"
+    realtime = "realtime"
 
 
 def run_command(
@@ -29,9 +36,18 @@ def run_command(
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     graph_path: Optional[list[str]] = typer.Option(None, "--graph-path", help=GRAPH_PATH_HELP),
+    pace: Optional[Pace] = typer.Option(None, "--pace", help="realtime: files play at their own rate, as a live "
+                                        "source would (for the preview); fast: as fast as the graph goes. Sets "
+                                        "the graph's `pace` side packet."),
+    loop: bool = typer.Option(False, "--loop", help="Files and images start again at the end (until Ctrl-C). "
+                                                    "Sets the graph's `loop` side packet."),
 ) -> None:
     """Runs a graph with a progress bar and prints a summary."""
-    g, _path, sides = load_or_exit(graph, plugin, set_, fed=True, graph_path=graph_path)
+    g, path, sides = load_or_exit(graph, plugin, set_, fed=True, graph_path=graph_path)
+    try:
+        sides = run_flags(g, path, sides, pace.value if pace else None, loop)
+    except CliError as e:
+        raise fail(str(e), e.code)
     stdout_console().print(summary_table(run_or_exit(g, sides, quiet=quiet)))
 
 

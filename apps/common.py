@@ -179,6 +179,19 @@ def load_or_exit(ref: str, plugins: list[str] | None = None, sets: list[str] | N
     return g, path, sides
 
 
+def run_flags(graph, path: Path, sides: dict[str, Any], pace: str | None, loop: bool) -> dict[str, Any]:
+    """``--pace`` and ``--loop`` as the graph's ``pace`` and ``loop`` side packets (what the ready
+    graphs hand to their source); a graph that declares none of that name is told how to."""
+    flags = {k: v for k, v in (("pace", pace), ("loop", True if loop else None)) if v is not None}
+    declared = declared_side_packets(graph)
+    for key, value in flags.items():
+        if key not in declared:
+            raise CliError(f"--{key}: {path} declares no side packet '{key}'; declare it (side_packets: "
+                           f"{{{key}: {'fast' if key == 'pace' else 'false'}}}) and give it to the source "
+                           f"({key}: ${key} in its options)")
+    return {**sides, **flags}
+
+
 def check_fed(graph, path: Path) -> None:
     """Refuses a graph with declared ``inputs:``: on the command line nothing feeds them, and the
     run would wait for packets that never come."""

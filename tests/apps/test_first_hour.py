@@ -287,3 +287,59 @@ def test_full_range_model_and_min_score(tmp_path: Path):
     assert len(both) >= 100, f"only {len(both)} frames with a face from both models"
     assert min(_iou(s, f) for s, f in both) > 0.5
     assert sum(map(len, strict)) < sum(map(len, short))  # a higher min_score keeps fewer faces
+
+
+# --- the live view on files: --pace realtime, --loop ---------------------------------------------
+
+def test_pace_realtime_plays_a_file_at_its_own_rate():
+    import re
+
+    r = run_vpipe("run", "face_detection", "--set", "source=sample:carphone", "--pace", "realtime", "-q")
+    assert r.rc == 0, r.err
+    m = re.search(r"summary: (\d+) frames in ([\d.]+) s", r.out)
+    frames, wall = int(m.group(1)), float(m.group(2))
+    # carphone: 120 frames at 29.97 fps; played in real time it cannot take less than its 3.97 s.
+    assert frames == 120 and wall >= 119 / 29.97 * 0.98, (frames, wall)
+
+
+def test_loop_starts_again_until_ctrl_c(photos: Path, tmp_path: Path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.apps.conftest import HERE
+
+    out = tmp_path / "faces.jsonl"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)])}
+    proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "run", "face_detection", "--set", f"source={photos}",
+                             "--set", f"detections={out}", "--loop", "-q"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.exists() and len(out.read_text().splitlines()) >= 7):
+            assert proc.poll() is None, f"vpipe ended before looping: {proc.communicate()}"
+            assert time.monotonic() < deadline, "fewer than 7 lines (3 images, looped) within 120 s"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    lines = _jsonl(out)
+    names = [Path(line["path"]).name for line in lines[:7]]
+    assert names == ["IMG_0000.jpg", "IMG_0040.jpg", "IMG_0080.jpg"] * 2 + ["IMG_0000.jpg"]
+    ts = [line["timestamp_us"] for line in lines]
+    assert ts == sorted(set(ts)), "timestamps keep increasing across loops"
+
+
+def test_pace_on_a_graph_without_the_side_packet_says_how():
+    from tests.apps.conftest import GRAPHS
+
+    r = run_vpipe("run", str(GRAPHS / "ticker.yaml"), "--pace", "realtime")
+    assert r.rc == 2
+    assert r.first_err_line == (f"error: --pace: {GRAPHS / 'ticker.yaml'} declares no side packet 'pace'; declare it "
+                                "(side_packets: {pace: fast}) and give it to the source (pace: $pace in its options)")
