@@ -628,10 +628,21 @@ def validate_options(node: NodeSpec, options: dict, skip: set[str] = frozenset()
         return []
     from pydantic import ValidationError
 
+    out: list[tuple[int | None, str]] = []
+    if model.model_config.get("extra") != "allow":
+        # A plain BaseModel ignores keys it does not know: a typo would run with the default. Every
+        # calculator's options refuse them, as those declared with extra="forbid" do.
+        known = set(model.model_fields) | {f.alias for f in model.model_fields.values() if f.alias}
+        for key in options:
+            if key not in known and key not in skip:
+                out.append((node.option_lines.get(key, node.line),
+                            f"node '{node.name}': option '{key}': unknown option{did_you_mean(key, known)}; "
+                            f"{cls.name} options: {schema_text(model)}"))
+        if out:
+            return out
     try:
         model.model_validate({k: v for k, v in options.items() if k not in skip})
     except ValidationError as e:
-        out = []
         for err in e.errors():
             loc = err.get("loc") or ()
             key = str(loc[0]) if loc else ""

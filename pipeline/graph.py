@@ -35,6 +35,7 @@ from .node import NodeRuntime
 from .run_state import RunState, State
 from .scheduler import Executor, Scheduler, default_threads
 from .streams import DirectConsumer, InputQueue, ObserverFailed, Poller, Stream
+from .calculator import Any, type_name
 from .timestamp import Packet, Timestamp
 
 __all__ = ["Context", "Executor", "Graph", "NodeRuntime", "Poller", "State", "Stream", "default_threads"]
@@ -69,6 +70,7 @@ class Graph:
         self._run = RunState()
         self._sched: Scheduler | None = None
         self._feed_lock = threading.Lock()
+        self._fed: set[str] = set()  # graph inputs whose first packet's type was checked
         self._trace: list | None = None
         self._side_values: dict = {}
         self._run_spec = self.spec
@@ -278,6 +280,8 @@ class Graph:
             return
         if type(timestamp) is not int:
             timestamp = Timestamp.check(timestamp)
+        if stream not in self._fed:
+            self._check_fed_type(stream, s, value)
         for q in s.queues:
             if len(q.dq) >= q.capacity:
                 if q.overflow == "reject":
@@ -295,6 +299,20 @@ class Graph:
         except ObserverFailed:
             raise run.error from None
         self._sched.dispatch(ready)
+
+    def _check_fed_type(self, stream: str, s, value) -> None:
+        """The first packet fed to an input is checked against the port types that read it (a raw
+        numpy array where an ``Image`` is declared is a TypeError naming the port), once per input."""
+        for q in s.queues:
+            port = q.node.cls.inputs.get(_config.split_tag(q.tag)[0])
+            declared = getattr(port, "type", None)
+            if declared is None or declared is Any or not isinstance(declared, type):
+                continue
+            if not isinstance(value, declared):
+                raise TypeError(f"add_packet('{stream}'): node '{q.node.name}' input {q.tag} takes "
+                                f"{type_name(declared)}, got {type(value).__name__}"
+                                + (" (wrap the array: Image(array, 'RGB'))" if type_name(declared) == "Image" else ""))
+        self._fed.add(stream)
 
     def close_input(self, stream: str) -> None:
         s = self._streams.get(stream)

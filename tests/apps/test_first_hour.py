@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from calculators.types import Image
+from pipeline import calculator
 from tests.apps.conftest import REPO, run_vpipe
 
 
@@ -343,3 +345,52 @@ def test_pace_on_a_graph_without_the_side_packet_says_how():
     assert r.rc == 2
     assert r.first_err_line == (f"error: --pace: {GRAPHS / 'ticker.yaml'} declares no side packet 'pace'; declare it "
                                 "(side_packets: {pace: fast}) and give it to the source (pace: $pace in its options)")
+
+
+# --- payload types at the first packet, class options -------------------------------------------
+
+def test_raw_array_fed_where_an_image_is_declared_names_the_port():
+    import numpy as np
+
+    from pipeline import Graph
+
+    g = Graph.from_yaml("face_detector")  # the documented API: a ready subgraph, fed from Python
+    g.start()
+    try:
+        with pytest.raises(TypeError, match=r"^add_packet\('frames'\): node 'ImageToTensor' input IMAGE takes "
+                                            r"Image, got ndarray \(wrap the array: Image\(array, 'RGB'\)\)$"):
+            g.add_packet("frames", np.zeros((48, 64, 3), np.uint8), 0)
+    finally:
+        g.cancel()
+        g.wait(30)
+
+
+@calculator
+def red_channel(image: Image) -> Image:
+    return image.data[..., 0]  # forgot to wrap it
+
+
+def test_function_calculator_returning_an_array_on_an_image_port_names_the_port():
+    import numpy as np
+
+    from pipeline import GraphRunError
+    from pipeline.testing import run_calculator
+
+    with pytest.raises(GraphRunError, match=r"failed in process at timestamp 0: TypeError: RedChannel: output OUT "
+                                            r"is declared Image, the function returned ndarray"):
+        run_calculator("RedChannel", inputs={"IMAGE": [(0, Image(np.zeros((4, 4, 3), np.uint8), "RGB"))]})
+
+
+def test_class_calculator_options_refuse_unknown_keys(tmp_path: Path):
+    plugin = tmp_path / "blur_plugin.py"
+    plugin.write_text("from pydantic import BaseModel\nfrom pipeline import Calculator, Input, Output, register\n"
+                      "from calculators.types import Image\n\n"
+                      "class O(BaseModel):\n    kernel: int = 5\n\n"
+                      "@register\nclass PlainBlur(Calculator):\n    inputs = {'IMAGE': Input(Image)}\n"
+                      "    outputs = {'IMAGE': Output(Image)}\n    Options = O\n")
+    graph = tmp_path / "g.yaml"
+    graph.write_text("plugins: [blur_plugin]\ninputs: [frames]\nnodes:\n  - calculator: PlainBlur\n"
+                     "    inputs: {IMAGE: frames}\n    outputs: {IMAGE: out}\n    options: {kernal: 25}\n")
+    r = run_vpipe("validate", str(graph), env={"PYTHONPATH": f"{REPO}:{tmp_path}"})
+    assert r.rc == 1
+    assert r.out.startswith(f"{graph}:7: node 'PlainBlur': option 'kernal': unknown option; did you mean 'kernel'?")
