@@ -193,7 +193,7 @@ class Graph:
             node.options = options.get(name)
             for tag, s in ns.outputs.items():
                 self._streams[s] = Stream(s, name)
-                node.outputs[tag] = self._streams[s]
+                node.add_output(tag, self._streams[s])
             self._nodes.append(node)
 
     def _wire(self) -> None:
@@ -202,7 +202,7 @@ class Graph:
             for i in node.spec.inputs:
                 stream = self._streams[i.stream]
                 q = InputQueue(node, i.tag, stream, i.capacity, i.overflow, i.back_edge)
-                stream.queues.append(q)
+                stream.add_queue(q)
                 node.wire_input(q)
         for stream, observers in self._observers.items():
             for ob in observers:
@@ -215,9 +215,9 @@ class Graph:
                 continue
             for ob in observers:
                 if isinstance(ob, Poller):
-                    self._streams[stream].direct.append(DirectConsumer(ob._on_packet, ob._on_bound))
+                    self._streams[stream].add_direct(DirectConsumer(ob._on_packet, ob._on_bound))
                 else:
-                    self._streams[stream].direct.append(DirectConsumer(self._wrap_observer(stream, ob)))
+                    self._streams[stream].add_direct(DirectConsumer(self._wrap_observer(stream, ob)))
 
     def _wrap_observer(self, stream: str, cb):
         run = self._run
@@ -247,6 +247,7 @@ class Graph:
             node.side = side
             try:
                 node.calc = node.cls()
+                node.process = node.calc.process
                 node.ctx = make_context(node)
                 node.calc.open(node.ctx)
                 node.opened = True
@@ -376,6 +377,26 @@ class Graph:
         self._shutdown()
         if run.error is not None:
             raise run.error
+
+    def wait_until_idle(self, timeout: float | None = None) -> None:
+        """Waits until no node has work left: every packet fed so far has gone as far as it can
+        (MediaPipe's ``WaitUntilIdle``). Source threads are not counted: while a source produces,
+        this may return in a lull between its packets. Returns at once when the run has ended;
+        raises the run's error, or ``TimeoutError`` after ``timeout`` seconds."""
+        if not self._started:
+            raise RuntimeError("start() the graph before wait_until_idle()")
+        run, sched = self._run, self._sched
+        with run.cond:
+            sched.idle_waiters += 1
+        try:
+            ok = run.wait_until(lambda: run.ended or sched.idle(), timeout)
+        finally:
+            with run.cond:
+                sched.idle_waiters -= 1
+        if run.error is not None:
+            raise run.error
+        if not ok:
+            raise TimeoutError(f"graph '{self.name}' did not become idle within {timeout} s")
 
     def _shutdown(self) -> None:
         if self._end_time is not None:

@@ -77,6 +77,7 @@ class Executor:
 
     def _worker(self) -> None:
         sched = self.sched
+        trace = sched.trace
         ready: list = []
         local: list[NodeRuntime] = []
         cond = self.cond
@@ -96,7 +97,7 @@ class Executor:
                 local.append(node)
                 while local:
                     node = local.pop()
-                    more = node.step(ready, sched.trace)
+                    more = node.step(ready, trace)
                     if more:
                         # Let an idle worker pipeline this node while we carry its packet on, when
                         # its calls are long enough to gain from it: for a call of microseconds the
@@ -146,6 +147,7 @@ class Scheduler:
         self.full_queues = 0  # input queues with overflow block that are full
         self.full_lock = threading.Lock()
         self.relief_warned = False
+        self.idle_waiters = 0  # callers of Graph.wait_until_idle: executors going idle notify them
         self.graph_name = ""
 
     # -- starting and stopping -------------------------------------------------------------------
@@ -264,15 +266,19 @@ class Scheduler:
         self.run.notify()
 
     def executor_idle(self, ex: Executor) -> None:
-        if self.full_queues > 0:
+        if self.full_queues > 0 or self.idle_waiters > 0:
             self.run.notify()
+
+    def idle(self) -> bool:
+        """No node is activated and no executor has work (source threads are not counted)."""
+        return self._all_idle()
 
     def _all_idle(self) -> bool:
         for ex in self.executors.values():
             if ex.busy or ex.heap:
                 return False
         for node in self.nodes:
-            if node.active and not node.is_source:
+            if not node.is_source and node.is_active():
                 return False
         return True
 

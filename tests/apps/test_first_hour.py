@@ -165,30 +165,26 @@ def test_camera_index_is_a_camera(tmp_path: Path):
 def _limited(live: bool):
     """TestSeq (10 frames at once) -> FlowLimiter (INFO given) -> TestBlocker held until the
     limiter has seen every frame; returns (frames out, drops)."""
-    import threading
-
     from calculators.sources import VideoInfo
     from pipeline import Graph
     from tests.media.conftest import wait_for
     from tests.pipeline import calcs
 
-    key = f"limited-{live}"
-    calcs.GATES[key], calcs.ENTERED[key] = threading.Event(), threading.Event()
-    g = Graph.from_dict({"side_packets": {"info": None}, "nodes": [
+    gate = calcs.Gate()
+    g = Graph.from_dict({"side_packets": {"info": None, "gate": None}, "nodes": [
         {"calculator": "TestSeq", "outputs": {"OUT": "seq"}, "options": {"timestamps": list(range(10))}},
         {"calculator": "FlowLimiter", "name": "limiter", "inputs": {"IN": "seq", "FINISHED": {"stream": "done",
          "back_edge": True}}, "outputs": {"OUT": "admitted"}, "side_inputs": {"INFO": "info"}},
         {"calculator": "TestBlocker", "inputs": {"IN": "admitted"}, "outputs": {"OUT": "done"},
-         "options": {"key": key}, "executor": "slow"}],  # its own thread, as the ready graphs' Inference
+         "side_inputs": {"GATE": "gate"}, "executor": "slow"}],  # its own thread, as the ready graphs' Inference
         "executors": {"slow": {"threads": 1}}})
     out = []
     g.observe("done", out.append)
     info = VideoInfo(uri="x", width=1, height=1, fps=None, codec=None, frame_count=None, duration_s=None,
                      live=live, pixel_format="RGB")
-    g.start({"info": info})
-    limiter = g.stats
-    wait_for(lambda: limiter()["limiter"]["count"] >= 10, 30, "the limiter to take all 10 frames")
-    calcs.GATES[key].set()
+    g.start({"info": info, "gate": gate})
+    wait_for(lambda: g.stats()["limiter"]["count"] >= 10, 30, "the limiter to take all 10 frames")
+    gate.release()
     g.wait(30)
     return len(out), g.stats()["limiter"]["drops"]
 
