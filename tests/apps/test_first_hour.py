@@ -390,3 +390,21 @@ def test_class_calculator_options_refuse_unknown_keys(tmp_path: Path):
     r = run_vpipe("validate", str(graph), env={"PYTHONPATH": f"{REPO}:{tmp_path}"})
     assert r.rc == 1
     assert r.out.startswith(f"{graph}:7: node 'PlainBlur': option 'kernal': unknown option; did you mean 'kernel'?")
+
+
+def test_ncnn_on_an_onnx_model_runs_its_conversion(photos: Path, tmp_path: Path):
+    from calculators.inference.selection import is_installed
+
+    if not is_installed("ncnn"):
+        pytest.skip("ncnn is not installed")
+    runs = {}
+    for engine in ("onnxruntime", "ncnn"):
+        out = tmp_path / f"{engine}.jsonl"
+        r = run_vpipe("run", "face_detection_centerface", "--set", f"source={photos / 'IMG_0040.jpg'}",
+                      "--set", f"engine={engine}", "--set", f"detections={out}", "-q", timeout=600)
+        assert r.rc == 0, r.err
+        runs[engine] = _faces(out)
+        if engine == "ncnn":
+            assert "engine ncnn cannot read centerface.onnx; using its " in r.err and "conversion to ncnn" in r.err
+    (a,), (b,) = runs["onnxruntime"], runs["ncnn"]
+    assert len(a) == len(b) == 4 and max(abs(x - y) for x, y in zip(a, b)) < 1.0, (a, b)
