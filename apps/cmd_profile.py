@@ -193,7 +193,7 @@ def profile_tables(rows: list[dict], latency: dict[int, float], result: RunResul
 
 
 def profile_command(
-    graph: str = typer.Argument(..., help="A graph file, or the name of a graph in graphs/."),
+    graph: str = typer.Argument(..., help="A graph file, or a graph's name (looked up in --graph-path, $VPIPE_GRAPH_PATH, then the built-in graphs)."),
     output: Path = typer.Option(Path("trace.json"), "--output", "-o", help="Chrome trace file to write."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Latency PNG (default: the trace path with .png)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a side packet: key=value (YAML scalar)."),

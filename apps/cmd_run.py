@@ -31,7 +31,7 @@ class Pace(str, enum.Enum):
 
 
 def run_command(
-    graph: str = typer.Argument(..., help="A graph file, or the name of a graph in graphs/."),
+    graph: str = typer.Argument(..., help="A graph file, or a graph's name (looked up in --graph-path, $VPIPE_GRAPH_PATH, then the built-in graphs)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a side packet: key=value (YAML scalar)."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -52,7 +52,7 @@ def run_command(
 
 
 def validate_command(
-    graphs: list[str] = typer.Argument(..., help="Graph files or names of graphs in graphs/."),
+    graphs: list[str] = typer.Argument(..., help="Graph files or graph names (looked up as for vpipe run)."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
     graph_path: Optional[list[str]] = typer.Option(None, "--graph-path", help=GRAPH_PATH_HELP),
 ) -> None:

@@ -288,7 +288,7 @@ def write_picture(topology: dict, name: str, out: Path, graph_outputs: list[str]
 
 
 def viz_command(
-    graph: str = typer.Argument(..., help="A graph file, or the name of a graph in graphs/."),
+    graph: str = typer.Argument(..., help="A graph file, or a graph's name (looked up in --graph-path, $VPIPE_GRAPH_PATH, then the built-in graphs)."),
     output: Path = typer.Option(..., "--output", "-o", help="Picture to write: .svg, .png, .html, .mmd or .dot."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
     graph_path: Optional[list[str]] = typer.Option(None, "--graph-path", help=GRAPH_PATH_HELP),
