@@ -17,8 +17,9 @@ from typing import Optional
 
 import typer
 
-from apps.common import (EXIT_FAILED, GRAPH_PATH_HELP, CliError, fail, load_or_exit, plugins_or_exit,
-                         resolve_graph, run_flags, search_dirs, stdout_console)
+from apps.common import (EXIT_FAILED, GRAPH_PATH_HELP, PLUGIN_HELP, TRUST_HELP, CliError, fail, load_or_exit,
+                         plugins_or_exit, resolve_graph, run_flags, search_dirs, stdout_console)
+from apps.errors import silence_native_stderr
 from apps.progress import run_or_exit, summary_table
 
 # ---------------------------------------------------------------------------------------------
@@ -33,8 +34,10 @@ class Pace(str, enum.Enum):
 def run_command(
     graph: str = typer.Argument(..., help="A graph file, or a graph's name (looked up in --graph-path, $VPIPE_GRAPH_PATH, then the built-in graphs)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a side packet: key=value (YAML scalar)."),
-    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=PLUGIN_HELP),
+    trust: bool = typer.Option(False, "--trust", help=TRUST_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, and no messages that native "
+                                                             "libraries (TFLite, OpenCV) print themselves."),
     graph_path: Optional[list[str]] = typer.Option(None, "--graph-path", help=GRAPH_PATH_HELP),
     pace: Optional[Pace] = typer.Option(None, "--pace", help="realtime: files play at their own rate, as a live "
                                         "source would (for the preview); fast: as fast as the graph goes. Sets "
@@ -43,7 +46,9 @@ def run_command(
                                                     "Sets the graph's `loop` side packet."),
 ) -> None:
     """Runs a graph with a progress bar and prints a summary."""
-    g, path, sides = load_or_exit(graph, plugin, set_, fed=True, graph_path=graph_path)
+    if quiet:
+        silence_native_stderr()
+    g, path, sides = load_or_exit(graph, plugin, set_, trust, fed=True, graph_path=graph_path)
     try:
         sides = run_flags(g, path, sides, pace.value if pace else None, loop)
     except CliError as e:
@@ -53,10 +58,12 @@ def run_command(
 
 def validate_command(
     graphs: list[str] = typer.Argument(..., help="Graph files or graph names (looked up as for vpipe run)."),
-    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=PLUGIN_HELP),
+    trust: bool = typer.Option(False, "--trust", help=TRUST_HELP),
     graph_path: Optional[list[str]] = typer.Option(None, "--graph-path", help=GRAPH_PATH_HELP),
 ) -> None:
-    """Checks graph files without running them; prints every problem as file:line: message."""
+    """Checks graph files without running them; prints every problem as file:line: message.
+    It imports only the plugins given with --plugin, allowed in the user config, or of a --trust-ed file."""
     from pipeline import Graph, GraphConfigError
 
     plugins_or_exit(plugin)
@@ -69,7 +76,7 @@ def validate_command(
             problems += 1
             continue
         try:
-            g = Graph.from_yaml(path, search_paths=search_dirs(graph_path))
+            g = Graph.from_yaml(path, search_paths=search_dirs(graph_path), trust=trust)
         except GraphConfigError as e:
             for p in e.problems:
                 print(str(p))

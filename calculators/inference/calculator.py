@@ -74,20 +74,21 @@ def model_input_shape(ref: str) -> tuple[int | None, ...]:
     records for a catalog model, else the one the installed engine reports on loading it."""
     from models.catalog import CatalogError, entry, resolve
 
-    from .selection import engine_class
-
     try:
         recorded = (entry(ref).input or {}).get("shape")
     except CatalogError:
         recorded = None
     if recorded:
         return tuple(int(d) for d in recorded)
-    path = Path(resolve(str(ref)))
-    engine = engine_class(pick_engine(path))(path, EngineOptions())
     try:
-        shape = engine.inputs[0].shape
+        path = Path(resolve(str(ref)))
+    except FileNotFoundError as e:
+        raise ModelLoadError(f"model file not found: {e}") from e
+    shared = acquire(path, pick_engine(path), EngineOptions())  # loading errors said as Inference says them
+    try:
+        shape = shared.engine.inputs[0].shape
     finally:
-        engine.close()
+        release(shared)
     if shape is None:
         raise InferenceError(f"{path.name}: the engine does not report its input shape; give the tensor size")
     return tuple(shape)

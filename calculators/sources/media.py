@@ -72,6 +72,8 @@ class MediaSourceOptions(BaseModel):
         "fast", description="files and images: fast (as fast as the graph takes them) or realtime "
                             "(at the rate of their timestamps, as a live source would); live sources are realtime")
     loop: bool = Field(False, description="files and images: start again at the end, for ever")
+    thread_type: Literal["auto", "frame", "slice"] = Field(
+        "auto", description="video files and streams: the decoder's threading (VideoSource's thread_type)")
 
 
 @register
@@ -87,6 +89,7 @@ class MediaSource(Calculator):
         source: what to read (its kind picks CameraSource, VideoSource or ImageSource).
         format: RGB | BGR | GRAY | I420 (I420 only for video files and streams; others give RGB).
         pace: fast | realtime (files and images). loop: repeat files and images for ever.
+        thread_type: auto | frame | slice, the decoder's threading (video files and streams).
     Timestamps: those of the chosen source.
     Errors: those of the chosen source, naming the source (a missing file, a camera that does not
     open, a folder without images).
@@ -116,7 +119,7 @@ class MediaSource(Calculator):
                                                                loop=o.loop)
         else:
             inner, options = VideoSource(), VideoSourceOptions(uri=str(o.source), format=o.format, pace=o.pace,
-                                                               loop=o.loop)
+                                                               loop=o.loop, thread_type=o.thread_type)
         self.inner, self.inner_ctx = inner, ChosenContext(ctx, options)
         self.path_open = self.kind == "images"
         inner.open(self.inner_ctx)

@@ -408,3 +408,21 @@ def test_ncnn_on_an_onnx_model_runs_its_conversion(photos: Path, tmp_path: Path)
             assert "engine ncnn cannot read centerface.onnx; using its " in r.err and "conversion to ncnn" in r.err
     (a,), (b,) = runs["onnxruntime"], runs["ncnn"]
     assert len(a) == len(b) == 4 and max(abs(x - y) for x, y in zip(a, b)) < 1.0, (a, b)
+
+
+def test_media_source_passes_the_decoder_threading_on():
+    from pipeline import Graph
+    from tests.media.test_network import FrameCounter
+
+    for thread_type in ("frame", "slice"):
+        g = Graph.from_dict({"nodes": [
+            {"calculator": "MediaSource", "outputs": {"FRAMES": "frames"},
+             "options": {"source": "sample:carphone", "thread_type": thread_type}}]})
+        frames = FrameCounter()
+        g.observe("frames", frames)
+        g.start()
+        frames.wait_count(1, 30, "a frame")
+        source = next(n for n in g._nodes if n.name == "MediaSource").calc
+        assert source.inner.reader.stream.codec_context.thread_type.name == thread_type.upper()
+        g.cancel()
+        g.wait(30)
