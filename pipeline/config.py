@@ -7,6 +7,7 @@ and reported at once in one ``GraphConfigError`` before anything runs.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -564,7 +565,17 @@ def _parse_names(items, cls, kind, name, file, line, pc) -> dict[str, str]:
 # Subgraphs
 
 
+@functools.lru_cache(maxsize=1)
+def _builtin_graph_dirs() -> tuple[Path, ...]:
+    return tuple(builtin_graph_dirs_uncached())
+
+
 def builtin_graph_dirs() -> list[Path]:
+    """The folders of the ready graphs (looked up once per process; see ``builtin_graph_dirs_uncached``)."""
+    return list(_builtin_graph_dirs())
+
+
+def builtin_graph_dirs_uncached() -> list[Path]:
     """The folders of the ready graphs: the packages of the ``vpipe.graphs`` entry point group, else
     the ``graphs`` package of a source tree; found without importing anything."""
     import importlib.util

@@ -129,7 +129,7 @@ def readable_model(path: Path, engine: str, convert: str, where: str) -> tuple[P
                                f"{str(e).splitlines()[0]}") from e
     log.warning("%s: engine %s cannot read %s; using its %s conversion to %s, checked against %s (max abs error "
                 "%.3g): %s", where, engine, path.name, "cached" if report.cached else "new", target,
-                report.reference, report.max_abs_error, report.path)
+                report.reference, report.max_abs_error, report.path, extra={"notice": True})
     return report.path, perms
 
 

@@ -158,8 +158,8 @@ def test_camera_index_is_a_camera(tmp_path: Path):
     """`--set source=0` is taken for what it is: a camera (there is none on a test machine)."""
     r = run_vpipe("run", "face_detection", "--set", "source=0", "-q", timeout=90)
     assert r.rc == 1
-    assert "node 'MediaSource' (MediaSource) failed in open: MediaError: MediaSource 'MediaSource': camera 0: " \
-           "cannot open it" in r.err, r.err
+    assert "node 'MediaSource' (MediaSource) failed in open: MediaSource 'MediaSource': camera 0: " in r.err, r.err
+    assert "/dev/video0" in r.err
 
 
 def _limited(live: bool):
@@ -238,8 +238,8 @@ def test_engine_that_cannot_read_the_model_runs_its_checked_conversion(tmp_path:
     ref, got = tmp_path / "openvino.jsonl", tmp_path / f"{engine}.jsonl"
     r = run_vpipe("run", "face_detection", "--set", "engine=openvino", "--set", f"detections={ref}", "-q")
     assert r.rc == 0, r.err
-    r = run_vpipe("run", "face_detection", "--set", f"engine={engine}", "--set", f"detections={got}", "-q",
-                  timeout=600)
+    r = run_vpipe("run", "face_detection", "--set", f"engine={engine}", "--set", f"detections={got}",
+                  timeout=600)  # not -q: that would hide the conversion's log line
     assert r.rc == 0, r.err
     assert f"engine {engine} cannot read face_detection_short_range.tflite; using its " in r.err
     assert f"conversion to {target}, checked against " in r.err
@@ -387,7 +387,7 @@ def test_class_calculator_options_refuse_unknown_keys(tmp_path: Path):
     graph = tmp_path / "g.yaml"
     graph.write_text("plugins: [blur_plugin]\ninputs: [frames]\nnodes:\n  - calculator: PlainBlur\n"
                      "    inputs: {IMAGE: frames}\n    outputs: {IMAGE: out}\n    options: {kernal: 25}\n")
-    r = run_vpipe("validate", str(graph), env={"PYTHONPATH": f"{REPO}:{tmp_path}"})
+    r = run_vpipe("validate", str(graph), "--trust", env={"PYTHONPATH": f"{REPO}:{tmp_path}"})
     assert r.rc == 1
     assert r.out.startswith(f"{graph}:7: node 'PlainBlur': option 'kernal': unknown option; did you mean 'kernel'?")
 
@@ -401,7 +401,7 @@ def test_ncnn_on_an_onnx_model_runs_its_conversion(photos: Path, tmp_path: Path)
     for engine in ("onnxruntime", "ncnn"):
         out = tmp_path / f"{engine}.jsonl"
         r = run_vpipe("run", "face_detection_centerface", "--set", f"source={photos / 'IMG_0040.jpg'}",
-                      "--set", f"engine={engine}", "--set", f"detections={out}", "-q", timeout=600)
+                      "--set", f"engine={engine}", "--set", f"detections={out}", timeout=600)
         assert r.rc == 0, r.err
         runs[engine] = _faces(out)
         if engine == "ncnn":
