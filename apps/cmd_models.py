@@ -16,7 +16,7 @@ def _human(n: int | None) -> str:
         return "-"
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            return f"{n:.0f} {unit}" if unit in ("B", "KB") or n >= 100 else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
 
@@ -33,18 +33,24 @@ def register(app: typer.Typer) -> None:
 
         from models.catalog import cache_dir, entries, is_cached
 
-        table = Table(title=f"vpipe catalog (cache: {cache_dir()})")
-        table.add_column("ref", no_wrap=True)
-        for col in ("task", "format", "size", "licence", "cached"):
-            table.add_column(col)
-        for e in entries().values():
-            if kind and e.kind != kind:
+        console = Console()
+        console.print(f"vpipe catalog (cache: {cache_dir()})")
+        # One table per kind, each titled with the prefix its names take, so that the rows fit
+        # 80 columns with no cell cut short: no rules, one space between columns, and only the
+        # size (where a bundle names its members) wraps.
+        for what, prefix, title in (("model", "zoo:", "models"), ("media", "sample:", "sample media")):
+            rows = [e for e in entries().values() if e.kind == what and (not kind or kind == what)]
+            if not rows:
                 continue
-            ref = ("zoo:" if e.kind == "model" else "sample:") + e.name
-            size = _human(e.size) if e.size else f"from {', '.join(e.derived.sources())}"
-            table.add_row(ref, e.task, e.format, size, e.licence.split(" ")[0],
-                          "yes" if is_cached(e) else "no")
-        Console().print(table)
+            table = Table(title=f"{title} (use as {prefix}NAME)", title_justify="left", box=None,
+                          pad_edge=False, padding=(0, 1), collapse_padding=True, header_style="bold underline")
+            for col in ("name", "task", "format", "size", "licence", "cached"):
+                table.add_column(col, no_wrap=col != "size", overflow="fold", min_width=6 if col == "size" else None)
+            for e in rows:
+                size = _human(e.size) if e.size else f"from {', '.join(e.derived.sources())}"
+                table.add_row(e.name, e.task, e.format, size, e.licence.split(" ")[0],
+                              "yes" if is_cached(e) else "no")
+            console.print(table)
 
     @models.command("pull")
     def pull(

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Optional
 
 import typer
 
-from apps.common import PLUGIN_HELP, TRUST_HELP, fail, load_or_exit, stdout_console
+from apps.common import GRAPH_PATH_HELP, PLUGIN_HELP, TRUST_HELP, fail, load_or_exit, stdout_console
 from apps.errors import silence_native_stderr
 from apps.progress import RunResult, graph_name, run_or_exit
 
@@ -194,13 +194,14 @@ def profile_tables(rows: list[dict], latency: dict[int, float], result: RunResul
 
 
 def profile_command(
-    graph: str = typer.Argument(..., help="A graph file, or the name of a graph in graphs/."),
+    graph: str = typer.Argument(..., help="A graph file, or a graph's name (looked up in --graph-path, $VPIPE_GRAPH_PATH, then the built-in graphs)."),
     output: Path = typer.Option(Path("trace.json"), "--output", "-o", help="Chrome trace file to write."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Latency PNG (default: the trace path with .png)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a side packet: key=value (YAML scalar)."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=PLUGIN_HELP),
     trust: bool = typer.Option(False, "--trust", help=TRUST_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    graph_path: Optional[list[str]] = typer.Option(None, "--graph-path", help=GRAPH_PATH_HELP),
 ) -> None:
     """Runs a graph with tracing: per-node table, latency percentiles, Perfetto trace and a plot."""
     if output.suffix.lower() != ".json":
@@ -208,7 +209,7 @@ def profile_command(
     plot = plot or output.with_suffix(".png")
     if quiet:
         silence_native_stderr()
-    g, path, sides = load_or_exit(graph, plugin, set_, trust)
+    g, path, sides = load_or_exit(graph, plugin, set_, trust, fed=True, graph_path=graph_path)
     result = run_or_exit(g, sides, trace=True, quiet=quiet)
     events = [tuple(ev) for ev in g.trace_events()]
     order = [n["name"] for n in g.topology()["nodes"]]

@@ -1,8 +1,9 @@
 """``vpipe run`` and ``vpipe validate``.
 
-- ``vpipe run GRAPH [--set key=value ...] [--plugin module]`` runs a graph file (a path, or the name
-  of a graph: see ``apps/common.py`` for the lookup) with a progress bar, then prints a summary
-  (frames, fps, drops, time per node). On error the exit status is 1 and the first line of stderr is
+- ``vpipe run GRAPH [--set key=value ...] [--plugin module] [--pace realtime] [--loop]`` runs a graph
+  file (a path, or the name of a graph: see ``apps/common.py`` for the lookup) with a progress bar,
+  then prints a summary (frames, fps, drops, time per node). ``--pace``/``--loop`` set the graph's
+  ``pace``/``loop`` side packets (a file played as a live source, for the preview). On error the exit status is 1 and the first line of stderr is
   the one-line cause.
 - ``vpipe validate GRAPH...`` loads every graph and reports every problem at once as
   ``file:line: message``; exit status 1 when any.
@@ -10,13 +11,14 @@
 
 from __future__ import annotations
 
+import enum
 import sys
 from typing import Optional
 
 import typer
 
-from apps.common import (EXIT_FAILED, PLUGIN_HELP, TRUST_HELP, CliError, load_or_exit, plugins_or_exit, resolve_graph,
-                         stdout_console)
+from apps.common import (EXIT_FAILED, GRAPH_PATH_HELP, PLUGIN_HELP, TRUST_HELP, CliError, fail, load_or_exit,
+                         plugins_or_exit, resolve_graph, run_flags, search_dirs, stdout_console)
 from apps.errors import silence_native_stderr
 from apps.progress import run_or_exit, summary_table
 
@@ -24,8 +26,13 @@ from apps.progress import run_or_exit, summary_table
 # Commands
 
 
+class Pace(str, enum.Enum):
+    fast = "fast"
+    realtime = "realtime"
+
+
 def run_command(
-    graph: str = typer.Argument(..., help="A graph file, or the name of a graph in graphs/."),
+    graph: str = typer.Argument(..., help="A graph file, or a graph's name (looked up in --graph-path, $VPIPE_GRAPH_PATH, then the built-in graphs)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a side packet: key=value (YAML scalar)."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=PLUGIN_HELP),
     trust: bool = typer.Option(False, "--trust", help=TRUST_HELP),
@@ -47,6 +54,12 @@ def run_command(
                                                      "(a failing file is never retried)."),
     streams: Optional[str] = typer.Option(None, "--streams", help="A streams file (YAML): one live run of the "
                                                                   "graph per stream, on Ray (--ray)."),
+    graph_path: Optional[list[str]] = typer.Option(None, "--graph-path", help=GRAPH_PATH_HELP),
+    pace: Optional[Pace] = typer.Option(None, "--pace", help="realtime: files play at their own rate, as a live "
+                                        "source would (for the preview); fast: as fast as the graph goes. Sets "
+                                        "the graph's `pace` side packet."),
+    loop: bool = typer.Option(False, "--loop", help="Files and images start again at the end (until Ctrl-C). "
+                                                    "Sets the graph's `loop` side packet."),
 ) -> None:
     """Runs a graph with a progress bar and prints a summary; with --inputs once per input (batch),
     with --streams once per live stream (see docs/cluster.md)."""
@@ -58,14 +71,19 @@ def run_command(
         raise typer.Exit(many_or_exit(graph, set_, plugin, trust=trust, inputs=inputs, streams=streams, jobs=jobs,
                                       ray=ray, cpus_per_run=cpus_per_run, manifest=manifest, resume=resume,
                                       retries=retries, quiet=quiet))
-    g, _path, sides = load_or_exit(graph, plugin, set_, trust)
+    g, path, sides = load_or_exit(graph, plugin, set_, trust, fed=True, graph_path=graph_path)
+    try:
+        sides = run_flags(g, path, sides, pace.value if pace else None, loop)
+    except CliError as e:
+        raise fail(str(e), e.code)
     stdout_console().print(summary_table(run_or_exit(g, sides, quiet=quiet)))
 
 
 def validate_command(
-    graphs: list[str] = typer.Argument(..., help="Graph files or names of graphs in graphs/."),
+    graphs: list[str] = typer.Argument(..., help="Graph files or graph names (looked up as for vpipe run)."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=PLUGIN_HELP),
     trust: bool = typer.Option(False, "--trust", help=TRUST_HELP),
+    graph_path: Optional[list[str]] = typer.Option(None, "--graph-path", help=GRAPH_PATH_HELP),
 ) -> None:
     """Checks graph files without running them; prints every problem as file:line: message.
     It imports only the plugins given with --plugin, allowed in the user config, or of a --trust-ed file."""
@@ -75,13 +93,13 @@ def validate_command(
     problems = 0
     for ref in graphs:
         try:
-            path = resolve_graph(ref)
+            path = resolve_graph(ref, graph_path)
         except CliError as e:
             print(f"{ref}: {e}")
             problems += 1
             continue
         try:
-            g = Graph.from_yaml(path, trust=trust)
+            g = Graph.from_yaml(path, search_paths=search_dirs(graph_path), trust=trust)
         except GraphConfigError as e:
             for p in e.problems:
                 print(str(p))

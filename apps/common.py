@@ -51,27 +51,27 @@ class CliError(UserError):
 # Graph names, --set values, plugins
 
 
-def graphs_dir() -> Path:
-    """The directory of the ready graph files (the ``graphs`` package)."""
-    import graphs
-
-    return Path(graphs.__file__).resolve().parent
+GRAPH_PATH_HELP = ("A folder of graph files, searched for graph and subgraph names before $VPIPE_GRAPH_PATH "
+                   "and the built-in graphs (repeatable; or several separated like PATH).")
 
 
-def graph_dirs() -> list[Path]:
-    """Where graph names are looked up: ``$VPIPE_GRAPH_PATH`` (os.pathsep-separated), then ``graphs/``."""
-    extra = [Path(p) for p in os.environ.get("VPIPE_GRAPH_PATH", "").split(os.pathsep) if p]
-    return [d for d in extra if d.is_dir()] + [graphs_dir()]
+def search_dirs(graph_path: list[str] | None) -> list[Path]:
+    """``--graph-path`` values as folders (each may hold several, separated like ``PATH``)."""
+    return [Path(p) for item in graph_path or [] for p in item.split(os.pathsep) if p]
 
 
-def graph_names() -> list[str]:
-    """The names of the graphs that ``vpipe run NAME`` finds (file stems)."""
-    return sorted({p.stem for d in graph_dirs() for p in d.iterdir()
-                   if p.suffix in (".yaml", ".yml") and p.is_file()})
+def graph_dirs(graph_path: list[str] | None = None) -> list[Path]:
+    """Where graph names are looked up: ``--graph-path``, ``$VPIPE_GRAPH_PATH``, the built-in graphs
+    (``pipeline.config.graph_search_path``, which subgraph names follow too)."""
+    from pipeline.config import graph_search_path
+
+    return graph_search_path(search_dirs(graph_path))
 
 
-def resolve_graph(ref: str) -> Path:
-    """A graph argument → its file: an existing path, else the graph of that name in ``graphs/``."""
+def resolve_graph(ref: str, graph_path: list[str] | None = None) -> Path:
+    """A graph argument → its file: an existing path, else the graph of that name on the search path."""
+    from pipeline.config import find_graph_file, graph_names
+
     p = Path(ref)
     if p.is_file():
         return p
@@ -79,14 +79,12 @@ def resolve_graph(ref: str) -> Path:
         raise CliError(f"graph '{ref}' is a directory, not a graph file")
     stem = p.name[: -len(p.suffix)] if p.suffix in (".yaml", ".yml") else p.name
     if p.parent == Path("."):
-        for d in graph_dirs():
-            for suffix in (".yaml", ".yml"):
-                candidate = d / f"{stem}{suffix}"
-                if candidate.is_file():
-                    return candidate
-    names = graph_names()
+        found = find_graph_file(stem, None, search_dirs(graph_path))
+        if found is not None:
+            return found
+    names = graph_names(search_dirs(graph_path))
     hint = did_you_mean(stem, names, cutoff=0.5) or (f"; known graphs: {', '.join(names)}" if names else "")
-    where = " or ".join(str(d) for d in graph_dirs())
+    where = " or ".join(str(d) for d in graph_dirs(graph_path))
     raise CliError(f"unknown graph '{ref}': no such file and no graph of that name in {where}{hint}")
 
 
@@ -152,31 +150,62 @@ def declared_side_packets(graph) -> dict[str, Any]:
     return dict(graph.spec.side_packets)
 
 
-def load_graph(ref: str, plugins: list[str] | None = None, trust: bool = False):
+def load_graph(ref: str, plugins: list[str] | None = None, trust: bool = False,
+               graph_path: list[str] | None = None):
     """Resolves, imports plugins and loads a graph (``trust``: import the plugins it names);
     returns (Graph, path)."""
     from pipeline import Graph
 
-    path = resolve_graph(ref)
+    path = resolve_graph(ref, graph_path)
     load_plugins(plugins)
-    return Graph.from_yaml(path, trust=trust), path
+    return Graph.from_yaml(path, search_paths=search_dirs(graph_path), trust=trust), path
 
 
-def load_or_exit(ref: str, plugins: list[str] | None = None, sets: list[str] | None = None, trust: bool = False):
+def load_or_exit(ref: str, plugins: list[str] | None = None, sets: list[str] | None = None, trust: bool = False,
+                 *, fed: bool = False, graph_path: list[str] | None = None):
     """What every graph command does first: parses ``--set``, imports plugins, loads the graph and
-    checks the ``--set`` keys against it; returns (Graph, path, side packets) or exits with the
+    checks the ``--set`` keys against it (and, with ``fed``, that it has no inputs only Python could
+    feed: the commands that run it); returns (Graph, path, side packets) or exits with the
     one-line cause (status 2 for the command line, 1 for the graph)."""
     from pipeline import GraphConfigError
 
     try:
         sides = parse_sets(sets)
-        g, path = load_graph(ref, plugins, trust)
+        g, path = load_graph(ref, plugins, trust, graph_path)
         check_side_packets(g, path, sides)
+        if fed:
+            check_fed(g, path)
     except CliError as e:
         raise fail(str(e), e.code)
     except GraphConfigError as e:
         raise fail(config_message(e), EXIT_FAILED)
     return g, path, sides
+
+
+def run_flags(graph, path: Path, sides: dict[str, Any], pace: str | None, loop: bool) -> dict[str, Any]:
+    """``--pace`` and ``--loop`` as the graph's ``pace`` and ``loop`` side packets (what the ready
+    graphs hand to their source); a graph that declares none of that name is told how to."""
+    flags = {k: v for k, v in (("pace", pace), ("loop", True if loop else None)) if v is not None}
+    declared = declared_side_packets(graph)
+    for key, value in flags.items():
+        if key not in declared:
+            raise CliError(f"--{key}: {path} declares no side packet '{key}'; declare it (side_packets: "
+                           f"{{{key}: {'fast' if key == 'pace' else 'false'}}}) and give it to the source "
+                           f"({key}: ${key} in its options)")
+    return {**sides, **flags}
+
+
+def check_fed(graph, path: Path) -> None:
+    """Refuses a graph with declared ``inputs:``: on the command line nothing feeds them, and the
+    run would wait for packets that never come."""
+    inputs = list(graph.spec.inputs)
+    if inputs:
+        name = graph.name or path.stem
+        raise CliError(
+            f"graph '{name}' ({path}) reads inputs that nothing feeds from the command line: "
+            f"{', '.join(inputs)}; use it as a node of another graph (`- subgraph: {name}` with "
+            f"inputs: {{{', '.join(f'{i.upper()}: ...' for i in inputs)}}}) or feed it from Python "
+            "(Graph.add_packet)", EXIT_FAILED)
 
 
 def plugins_or_exit(modules: list[str] | None) -> None:

@@ -1,10 +1,9 @@
 """The face detection demo: ``python -m apps.demo [--source 0] [--output out/annotated.mp4] [--detections out/detections.jsonl]``.
 
-On a video file (default: the sample carphone clip) it runs ``graphs/face_detection.yaml`` over
-every frame and writes the annotated video and/or the JSON lines. With a camera (``--source 0``,
-a device path) or a live stream it runs ``graphs/face_detection_live.yaml``, which drops frames
-while the detector is busy, and shows a window — or, where there is no display, serves a browser
-preview. At the end it prints per-node statistics (frames, drops, process times).
+It runs ``graphs/face_detection.yaml``, which reads any source: on a video file (default: the
+sample carphone clip) or images it processes every frame and writes the annotated video and/or the
+JSON lines; with a camera (``--source 0``, a device path) or a live stream it drops frames while the
+detector is busy, and shows a window — or, where there is no display, serves a browser preview. At the end it prints per-node statistics (frames, drops, process times).
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from typing import Optional
 import typer
 
 GRAPHS = Path(__file__).resolve().parent.parent / "graphs"
-_LIVE_SCHEMES = ("rtsp://", "rtmp://", "udp://", "tcp://", "srt://")
 
 
 def build_graph(name: str, threads: int | None = None):
@@ -38,7 +36,10 @@ def resolve_source(source: str) -> str | int:
 
 
 def is_live(source: str) -> bool:
-    return source.isdigit() or source.startswith("/dev/video") or source.startswith(_LIVE_SCHEMES)
+    """A camera or a stream URL (MediaSource's own reading of ``source``)."""
+    from calculators.sources import source_kind
+
+    return source_kind(source) in ("camera", "stream")
 
 
 def has_display() -> bool:
@@ -69,7 +70,7 @@ def main(
     from apps.progress import run_or_exit, summary_table
 
     live = is_live(source)
-    graph_name = "face_detection_live" if live else "face_detection"
+    graph_name = "face_detection"
     if display is None:
         display = live and has_display()
     if live and not display and preview is None:

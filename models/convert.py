@@ -44,7 +44,7 @@ from pipeline.errors import UserError
 
 __all__ = [
     "convert", "ConversionError", "ConversionCheckError", "ConversionReport", "TOLERANCES",
-    "Tolerance", "TARGETS", "model_format",
+    "Tolerance", "TARGETS", "model_format", "onnx_input_shapes",
 ]
 
 TARGETS = ("onnx", "openvino", "ncnn", "tensorrt")
@@ -167,6 +167,11 @@ def _onnx_spec(path: Path) -> _Spec:
     ins = {i.name: [d.dim_param or d.dim_value or "?" for d in i.type.tensor_type.shape.dim]
            for i in m.graph.input if i.name not in weights}
     return _Spec(ins, [o.name for o in m.graph.output])
+
+
+def onnx_input_shapes(path: Path) -> dict[str, list]:
+    """An ONNX model's inputs: name -> shape (symbolic dims as strings), in order."""
+    return dict(_onnx_spec(Path(path)).inputs)
 
 
 def _load(engine: str, path: Path) -> Engine:

@@ -169,7 +169,7 @@ def calculator(fn: Callable | None = None, *, name: str | None = None,
             inputs = ctx.inputs
             args = []
             for tag in arg_tags:
-                p = inputs[tag]
+                p = inputs.get(tag)  # an optional input left unconnected is None
                 args.append(None if p is None else p.value)
             if opts_model is not None:
                 o = ctx.options
@@ -178,6 +178,9 @@ def calculator(fn: Callable | None = None, *, name: str | None = None,
                 result = func(*args)
             if result is None:
                 return
+            if not self.__dict__.get("_checked"):  # the first result is checked against the contract
+                _check_result(calc_name, outs, single, result)
+                self._checked = True
             if single is not None:
                 ctx.outputs[single].add(result)
             else:
@@ -202,6 +205,23 @@ def calculator(fn: Callable | None = None, *, name: str | None = None,
     if fn is not None:
         return build(fn)
     return build
+
+
+def _check_result(name: str, outs: dict, single: str | None, result) -> None:
+    """A function calculator's return value against its declared output types (a raw numpy array
+    on an ``Image`` port is an error naming the port and the type)."""
+    if single is None and not isinstance(result, dict):
+        raise TypeError(f"{name}: declares outputs {', '.join(outs)}, so it returns a dict {{tag: value}}; "
+                        f"got {type(result).__name__}")
+    for tag, value in ({single: result} if single is not None else result).items():
+        port = outs.get(tag)
+        if port is None:
+            raise TypeError(f"{name}: returned output {tag!r}, which it does not declare ({', '.join(outs)})")
+        declared = port.type
+        if value is not None and declared is not Any and isinstance(declared, type) and not isinstance(value, declared):
+            hint = " (wrap the array: Image(array, 'RGB'))" if type_name(declared) == "Image" else ""
+            raise TypeError(f"{name}: output {tag} is declared {type_name(declared)}, the function returned "
+                            f"{type(value).__name__}{hint}")
 
 
 def types_compatible(out_type, in_type) -> bool:

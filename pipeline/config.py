@@ -7,6 +7,7 @@ and reported at once in one ``GraphConfigError`` before anything runs.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -564,13 +565,63 @@ def _parse_names(items, cls, kind, name, file, line, pc) -> dict[str, str]:
 # Subgraphs
 
 
-def find_graph_file(ref: str, base_dir: Path | None, search_paths: list[Path]) -> Path | None:
+@functools.lru_cache(maxsize=1)
+def _builtin_graph_dirs() -> tuple[Path, ...]:
+    return tuple(builtin_graph_dirs_uncached())
+
+
+def builtin_graph_dirs() -> list[Path]:
+    """The folders of the ready graphs (looked up once per process; see ``builtin_graph_dirs_uncached``)."""
+    return list(_builtin_graph_dirs())
+
+
+def builtin_graph_dirs_uncached() -> list[Path]:
+    """The folders of the ready graphs: the packages of the ``vpipe.graphs`` entry point group, else
+    the ``graphs`` package of a source tree; found without importing anything."""
+    import importlib.util
+    from importlib.metadata import entry_points
+
+    names = [ep.value.split(":")[0] for ep in entry_points(group="vpipe.graphs")] or ["graphs"]
+    dirs = []
+    for name in names:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        for loc in (spec.submodule_search_locations or []) if spec is not None else []:
+            dirs.append(Path(loc))
+    return dirs
+
+
+def graph_search_path(search_paths: list[Path] | None = None) -> list[Path]:
+    """Where a graph named without a path is looked up, in order: ``search_paths`` (the caller's,
+    e.g. ``--graph-path``), the folders of ``$VPIPE_GRAPH_PATH`` (separated like ``PATH``), then
+    the built-in graphs."""
+    env = [Path(p) for p in os.environ.get("VPIPE_GRAPH_PATH", "").split(os.pathsep) if p]
+    seen, out = set(), []
+    for d in [*(Path(p) for p in (search_paths or [])), *env, *builtin_graph_dirs()]:
+        key = os.path.abspath(d)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
+
+
+def graph_names(search_paths: list[Path] | None = None) -> list[str]:
+    """The names (file stems) of every graph found on the search path."""
+    return sorted({p.stem for d in graph_search_path(search_paths) if d.is_dir() for p in d.iterdir()
+                   if p.suffix in (".yaml", ".yml") and p.is_file()})
+
+
+def find_graph_file(ref: str, base_dir: Path | None, search_paths: list[Path] | None = None) -> Path | None:
+    """The file of a graph named ``ref`` (a name, or a ``.yaml`` path): beside ``base_dir`` (the
+    including file's folder) first, then on ``graph_search_path(search_paths)``."""
     candidates = []
     p = Path(ref)
     if p.suffix in (".yaml", ".yml"):
         candidates += [p] if p.is_absolute() else ([base_dir / p] if base_dir else []) + [p]
     else:
-        for d in ([base_dir] if base_dir else []) + list(search_paths):
+        for d in ([base_dir] if base_dir else []) + graph_search_path(search_paths):
             candidates += [d / f"{ref}.yaml", d / f"{ref}.yml"]
     for c in candidates:
         try:
@@ -579,6 +630,13 @@ def find_graph_file(ref: str, base_dir: Path | None, search_paths: list[Path]) -
         except (OSError, ValueError):  # a name too long for the file system, or with a NUL
             continue
     return None
+
+
+def not_found_message(ref: str, base_dir: Path | None, search_paths: list[Path] | None = None) -> str:
+    """Says where a graph named ``ref`` was looked for, with the closest names found there."""
+    where = ", ".join(str(d) for d in graph_search_path(search_paths)) or "no search path"
+    beside = f"beside {base_dir} and " if base_dir else ""
+    return f"looked {beside}in {where}{did_you_mean(ref, graph_names(search_paths))}"
 
 
 def _read_graph_file(path: Path, file: str, line, pc: _Collector):
@@ -612,8 +670,7 @@ def _inline_subgraph(spec: GraphSpec, nd: dict, file, line, pc: _Collector, sear
     base_dir = Path(file).parent if file and not file.startswith("<") else None
     path = find_graph_file(ref, base_dir, search_paths)
     if path is None:
-        pc.add(file, _line(nd, "subgraph", line), f"subgraph '{ref}' not found (looked beside {file} and in "
-                                                  f"{', '.join(map(str, search_paths)) or 'no search path'})")
+        pc.add(file, _line(nd, "subgraph", line), f"subgraph '{ref}' not found ({not_found_message(ref, base_dir, search_paths)})")
         return
     key = str(path.resolve())
     if key in pc.including:
@@ -722,7 +779,10 @@ def schema_text(model) -> str:
     parts = []
     for fname, f in model.model_fields.items():
         ann = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
-        default = "required" if f.is_required() else f"default {f.default!r}"
+        if f.is_required():
+            default = "required"
+        else:  # a field with a default_factory has no plain default (pydantic's PydanticUndefined)
+            default = f"default {f.default_factory()!r}" if f.default_factory is not None else f"default {f.default!r}"
         parts.append(f"{fname}: {ann} ({default})")
     return "{" + "; ".join(parts) + "}"
 
@@ -737,10 +797,21 @@ def validate_options(node: NodeSpec, options: dict, skip: set[str] = frozenset()
         return []
     from pydantic import ValidationError
 
+    out: list[tuple[int | None, str]] = []
+    if model.model_config.get("extra") != "allow":
+        # A plain BaseModel ignores keys it does not know: a typo would run with the default. Every
+        # calculator's options refuse them, as those declared with extra="forbid" do.
+        known = set(model.model_fields) | {f.alias for f in model.model_fields.values() if f.alias}
+        for key in options:
+            if key not in known and key not in skip:
+                out.append((node.option_lines.get(key, node.line),
+                            f"node '{node.name}': option '{key}': unknown option{did_you_mean(key, known)}; "
+                            f"{cls.name} options: {schema_text(model)}"))
+        if out:
+            return out
     try:
         model.model_validate({k: v for k, v in options.items() if k not in skip})
     except ValidationError as e:
-        out = []
         for err in e.errors():
             loc = err.get("loc") or ()
             key = str(loc[0]) if loc else ""
@@ -840,8 +911,12 @@ def _validate(spec: GraphSpec, pc: _Collector) -> None:
                "with 'back_edge: true'")
 
 
+_GRAPH_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
 def load(source, search_paths: list[Path] | None = None, *, trust: bool = False) -> GraphSpec:
-    """Loads a graph from a path, YAML text (str or bytes) or a mapping.
+    """Loads a graph from a path, the name of a graph on the search path (``face_detection``: see
+    ``graph_search_path``), YAML text (str or bytes) or a mapping.
 
     ``trust``: import the plugins the graph names without asking (see ``pipeline.plugins``).
     """
@@ -849,6 +924,12 @@ def load(source, search_paths: list[Path] | None = None, *, trust: bool = False)
         return parse(source, "<dict>", search_paths, trust=trust)
     if isinstance(source, bytes):
         return parse(load_yaml(decode(source, "<string>"), "<string>"), "<string>", search_paths, trust=trust)
+    if isinstance(source, str) and _GRAPH_NAME.match(source.strip()) and not source.strip().endswith((".yaml", ".yml")):
+        name = source.strip()
+        source = find_graph_file(name, None, search_paths)
+        if source is None:
+            raise GraphConfigError([Problem(name, None, "no graph file of that name "
+                                                        f"({not_found_message(name, None, search_paths)})")])
     if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
                                            and source.strip().endswith((".yaml", ".yml"))):
         path = Path(source)

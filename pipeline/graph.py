@@ -36,6 +36,7 @@ from .node import NodeRuntime
 from .run_state import RunState, State
 from .scheduler import Executor, Scheduler, default_threads
 from .streams import DirectConsumer, InputQueue, ObserverFailed, Poller, Stream
+from .calculator import Any, type_name
 from .timestamp import Packet, Timestamp
 
 _tuple_new = tuple.__new__  # builds a Packet without the namedtuple's Python-level __new__
@@ -75,6 +76,7 @@ class Graph:
         self._run = RunState()
         self._sched: Scheduler | None = None
         self._feed_lock = threading.Lock()
+        self._fed: set[str] = set()  # graph inputs whose first packet's type was checked
         self._trace: list | None = None
         self._side_values: dict = {}
         self._run_spec = self.spec
@@ -298,6 +300,8 @@ class Graph:
             return
         if type(timestamp) is not int:
             timestamp = Timestamp.check(timestamp)
+        if stream not in self._fed:
+            self._check_fed_type(stream, s, value)
         for q in s.queues:
             if len(q.dq) >= q.capacity:
                 if q.overflow == "reject":
@@ -315,6 +319,20 @@ class Graph:
         except ObserverFailed:
             raise run.error from None
         self._sched.dispatch(ready)
+
+    def _check_fed_type(self, stream: str, s, value) -> None:
+        """The first packet fed to an input is checked against the port types that read it (a raw
+        numpy array where an ``Image`` is declared is a TypeError naming the port), once per input."""
+        for q in s.queues:
+            port = q.node.cls.inputs.get(_config.split_tag(q.tag)[0])
+            declared = getattr(port, "type", None)
+            if declared is None or declared is Any or not isinstance(declared, type):
+                continue
+            if not isinstance(value, declared):
+                raise TypeError(f"add_packet('{stream}'): node '{q.node.name}' input {q.tag} takes "
+                                f"{type_name(declared)}, got {type(value).__name__}"
+                                + (" (wrap the array: Image(array, 'RGB'))" if type_name(declared) == "Image" else ""))
+        self._fed.add(stream)
 
     def close_input(self, stream: str) -> None:
         s = self._streams.get(stream)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from calculators.annotate.draw import draw_detections, draw_landmarks, draw_lines, draw_mask
 from calculators.landmarks.connections import NAMES as CONNECTIONS, connections
+from calculators.sources.common import RateMeter
 from calculators.types import Detections, Image, Landmarks, Mask
 from pipeline import Calculator, Input, Output, register
 
@@ -34,7 +35,8 @@ class AnnotateOptions(BaseModel):
     show_scores: bool = True
     show_keypoints: bool = True
     show_ids: bool = True
-    show_fps: bool = Field(False, description="frames per second through this node (wall clock)")
+    show_fps: bool = Field(False, description="frames per second through this node over the last second "
+                                              "(wall clock; as WebPreview's /stats.json reports rates)")
     show_latency: bool = Field(False, description="how far behind real time the frame is drawn "
                                                   "(wall clock since the first frame minus stream time)")
     color: Optional[tuple[int, int, int]] = Field(None, description="one RGB colour for all boxes (default: per class/id)")
@@ -77,19 +79,15 @@ class Annotate(Calculator):
     def open(self, ctx) -> None:
         self.o = ctx.options
         self.edges = [connections(n) for n in self.o.connections]
-        self._fps = None
-        self._last = None
+        self._fps = RateMeter()  # the same meter as WebPreview's fps and node rates
         self._origin = None  # (wall seconds, stream timestamp) of the first frame
 
     def _status(self, timestamp: int) -> list[str]:
         now = time.perf_counter()
         lines = []
-        if self._last is not None and now > self._last:
-            inst = 1.0 / (now - self._last)
-            self._fps = inst if self._fps is None else 0.9 * self._fps + 0.1 * inst
-        self._last = now
-        if self.o.show_fps and self._fps is not None:
-            lines.append(f"{self._fps:.1f} fps")
+        fps = self._fps.update(now=now)
+        if self.o.show_fps and fps is not None:
+            lines.append(f"{fps:.1f} fps")
         if self.o.show_latency:
             if self._origin is None:
                 self._origin = (now, timestamp)

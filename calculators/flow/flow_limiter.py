@@ -3,7 +3,9 @@
 For live sources: put it in front of the slow part of the graph and feed the end of that part
 back into FINISHED through a back edge. Frames arriving while ``max_in_flight`` frames are being
 processed are dropped (or kept, up to ``max_in_queue``, newest first) and counted, so latency never
-grows when inference is slower than the camera.
+grows when inference is slower than the camera. Given the source's stream info as its INFO side
+input, it limits only live sources (``info.live``) and admits every frame of a file, so one graph
+serves both.
 
 It counts timestamps in flight, as MediaPipe's FlowLimiterCalculator does: when FINISHED's timestamp
 bound moves past t, every frame admitted at or before t is finished, whether the bound moved by a
@@ -25,7 +27,8 @@ from collections import deque
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline import Any, Calculator, Input, Output, Timestamp, register
+from calculators.sources.common import VideoInfo
+from pipeline import Any, Calculator, Input, Output, SideInput, Timestamp, register
 
 
 class FlowLimiterOptions(BaseModel):
@@ -39,7 +42,9 @@ class FlowLimiter(Calculator):
     """Drops frames while downstream is busy.
 
     Ports: IN (Any), FINISHED (Any, back edge: its packets or bound mark the frames finished) ->
-    OUT (Any). Options: max_in_flight, max_in_queue. Timestamps: OUT carries admitted IN packets at
+    OUT (Any). Side inputs: INFO (VideoInfo, optional): the source's stream info; when it is not
+    live (a file, images), every frame is admitted and nothing is dropped. Options: max_in_flight,
+    max_in_queue. Timestamps: OUT carries admitted IN packets at
     their own timestamps; a dropped frame advances OUT's bound so synced consumers do not wait for
     it; a frame at t is finished when FINISHED's bound passes t (a packet at t, or no packet).
     Example node:
@@ -51,6 +56,7 @@ class FlowLimiter(Calculator):
     inputs = {"IN": Input(Any, doc="frames"),
               "FINISHED": Input(Any, doc="the end of the limited section: its bound passing t finishes frame t")}
     outputs = {"OUT": Output(Any, doc="admitted frames")}
+    side_inputs = {"INFO": SideInput(VideoInfo, optional=True, doc="the source's stream info: limit only when live")}
     Options = FlowLimiterOptions
     policy = "immediate"
     timestamp_offset = None
@@ -62,8 +68,15 @@ class FlowLimiter(Calculator):
         self.queue: deque = deque()
         self.opts = ctx.options
         self.out = ctx.outputs["OUT"]
+        info = (ctx.side or {}).get("INFO")
+        self.admit_all = info is not None and not info.live  # a file waits for the graph: never drop
 
     def process(self, ctx):
+        if self.admit_all:
+            p = ctx.inputs.get("IN")
+            if p is not None:
+                self.out.add(p.value, p.timestamp)
+            return
         in_flight = self.in_flight
         finished_below = ctx.input_bound("FINISHED")
         if finished_below > self.finished_bound:  # FINISHED moved on: frames below it are done

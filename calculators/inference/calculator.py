@@ -10,6 +10,12 @@ requests: OpenVINO's ``AsyncInferQueue``, N TensorRT contexts) and the core re-o
 timestamp. With ``batch_size: B`` the requests in flight (and those of every node sharing the
 model) are stacked into batches of up to B, waiting at most ``batch_timeout_ms`` for company.
 
+An engine that cannot read the model's format (``engine: onnxruntime`` or ``ncnn`` on a TFLite
+model, ``ncnn`` on an ONNX one) runs the project's checked, cached conversion (``models/convert.py``,
+what ``vpipe convert`` does) and loads its result, logging what it did; the NHWC inputs of a TFLite
+model become NCHW in ONNX and ncnn, so tensors arriving in the TFLite layout are transposed and the
+same graph runs unchanged on every engine. ``convert: never`` forbids it (the format error stays).
+
 Example node:
     - calculator: Inference
       inputs: {TENSORS: tensor}
@@ -31,7 +37,7 @@ from pipeline import Calculator, Input, Output, SideInput, register
 
 from calculators.types import Tensor, Tensors
 
-from .engine import EngineOptions, InferenceError, ModelLoadError, Precision, TensorMismatchError, log
+from .engine import EngineOptions, InferenceError, ModelFormatError, ModelLoadError, Precision, TensorMismatchError, log
 from .model_cache import acquire, release
 from .selection import pick_engine
 
@@ -60,6 +66,73 @@ class InferenceOptions(BaseModel):
     split_batch: bool = Field(False, description="a batch of N on a model whose batch is 1 runs as N calls, "
                                                  "outputs stacked (one crop per region of interest)")
     engine_options: dict[str, Any] = Field(default_factory=dict, description="engine-specific settings")
+    convert: Literal["auto", "never"] = Field(
+        "auto", description="auto: an engine that cannot read the model's format runs its checked, cached "
+                            "conversion; never: that is an error")
+
+
+def model_input_shape(ref: str) -> tuple[int | None, ...]:
+    """The first input's shape of model ``ref`` (``zoo:NAME`` or a path): the shape catalog.yaml
+    records for a catalog model, else the one the installed engine reports on loading it."""
+    from models.catalog import CatalogError, entry, resolve
+
+    try:
+        recorded = (entry(ref).input or {}).get("shape")
+    except CatalogError:
+        recorded = None
+    if recorded:
+        return tuple(int(d) for d in recorded)
+    try:
+        path = Path(resolve(str(ref)))
+    except FileNotFoundError as e:
+        raise ModelLoadError(f"model file not found: {e}") from e
+    shared = acquire(path, pick_engine(path), EngineOptions())  # loading errors said as Inference says them
+    try:
+        shape = shared.engine.inputs[0].shape
+    finally:
+        release(shared)
+    if shape is None:
+        raise InferenceError(f"{path.name}: the engine does not report its input shape; give the tensor size")
+    return tuple(shape)
+
+
+# The format each engine is given when it cannot read the model's own (models/convert.py's targets).
+_CONVERT_TO = {"onnxruntime": "onnx", "openvino": "openvino", "ncnn": "ncnn", "tensorrt": "tensorrt"}
+
+
+def readable_model(path: Path, engine: str, convert: str, where: str) -> tuple[Path, list]:
+    """The model file ``engine`` loads for ``path``, converted (checked, cached) when it cannot read
+    ``path``'s format, and per input the (axis permutation, source shape) that takes a tensor in the
+    source's layout to the converted model's (None where nothing changes)."""
+    from .selection import check_format
+
+    try:
+        check_format(engine, path)
+        return path, []
+    except ModelFormatError as e:
+        target = _CONVERT_TO.get(engine)
+        if convert == "never" or target is None or path.suffix.lower() not in (".onnx", ".tflite"):
+            why = "; `convert: never` forbids converting it" if convert == "never" and target else ""
+            raise ModelFormatError(f"{e}{why}") from None
+    from models.convert import ConversionError, convert as run_conversion, onnx_input_shapes
+
+    try:
+        report = run_conversion(path, target)
+        perms: list = []
+        if path.suffix.lower() == ".tflite":
+            # tflite2onnx turns NHWC inputs into NCHW; the TFLite shapes are the first step's inputs.
+            first = report if target == "onnx" else run_conversion(path, "onnx")
+            for src, dst in zip(first.input_shapes.values(), onnx_input_shapes(first.path).values()):
+                src, dst = list(src), list(dst)
+                nchw = len(src) == 4 and src != dst and dst == [src[0], src[3], src[1], src[2]]
+                perms.append(((0, 3, 1, 2), tuple(src)) if nchw else None)
+    except ConversionError as e:
+        raise ModelFormatError(f"engine {engine!r} cannot read {path.name} and converting it to {target} failed: "
+                               f"{str(e).splitlines()[0]}") from e
+    log.warning("%s: engine %s cannot read %s; using its %s conversion to %s, checked against %s (max abs error "
+                "%.3g): %s", where, engine, path.name, "cached" if report.cached else "new", target,
+                report.reference, report.max_abs_error, report.path, extra={"notice": True})
+    return report.path, perms
 
 
 def _where(node: str, model: str) -> str:
@@ -75,7 +148,8 @@ class Inference(Calculator):
     Options: model, engine (auto|onnxruntime|openvino|tensorrt|ncnn), device, precision
     (fp32|fp16|bf16|int8), threads, requests, inputs/outputs (name mapping), layouts, batch_size,
     batch_timeout_ms, light_mode (ncnn), cache_dir (tensorrt), split_batch (N crops on a batch-1
-    model: N calls, outputs stacked on axis 0), engine_options.
+    model: N calls, outputs stacked on axis 0), engine_options, convert (auto: an engine that
+    cannot read the model's format runs its checked, cached conversion; never).
     Timestamps: one output per input, same timestamp. Nodes naming the same model, engine and
     options share one loaded model.
     Example:
@@ -110,10 +184,13 @@ class Inference(Calculator):
         if not path.is_file():
             raise ModelLoadError(f"{self._where}: model file not found: {path}")
         engine = o.engine
+        self._perms: list = []
         try:
             if engine == "auto":
                 engine = pick_engine(path, o.device)
                 log.info("%s: engine auto picked %s", self._where, engine)
+            else:
+                path, self._perms = readable_model(path, engine, o.convert, self._where)
             requests = o.requests or max(ctx.max_in_flight, 1)
             opts = EngineOptions.with_extra(
                 o.engine_options, device=o.device, precision=o.precision, threads=o.threads,
@@ -188,6 +265,9 @@ class Inference(Calculator):
         if packet is None:
             return
         arrays = self._arrays(packet.value)
+        if self._perms:  # tensors in the source model's layout, for its conversion's
+            arrays = [np.ascontiguousarray(a.transpose(p[0])) if p is not None and a.shape == p[1] else a
+                      for a, p in zip(arrays, self._perms + [None] * (len(arrays) - len(self._perms)))]
         if len(arrays) != self._n_in:
             raise self._mismatch(arrays)
         if self._split and arrays[0].ndim and arrays[0].shape[0] != 1:

@@ -38,8 +38,9 @@ def _labels(class_ids: np.ndarray, labels: list[str]) -> tuple[str, ...]:
 class SsdDetectionsDecoderOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    preset: Optional[Literal["blazeface_short", "blazeface_full", "pose_detection", "palm_detection"]] = Field(
-        "blazeface_short", description="MediaPipe's anchor and decode options for a known model")
+    preset: Optional[Literal["blazeface_short", "blazeface_full", "pose_detection", "palm_detection", "auto"]] = Field(
+        "blazeface_short", description="MediaPipe's anchor and decode options for a known model; auto: the "
+                                       "preset whose box count the regressors have")
     anchors: Optional[dict] = Field(None, description="SsdAnchorsCalculatorOptions fields (override the preset)")
     decode: Optional[dict] = Field(None, description="TensorsToDetectionsCalculatorOptions fields (override)")
     min_score: Optional[float] = Field(None, ge=0.0, le=1.0, description="min_score_thresh (default: preset's)")
@@ -53,7 +54,8 @@ class SsdDetectionsDecoder(Calculator):
     """Decodes SSD regressors and scores against MediaPipe-style anchors.
 
     Ports: TENSORS (model outputs) -> DETECTIONS (Detections in tensor pixels, with keypoints).
-    Options: preset blazeface_short|blazeface_full|pose_detection|palm_detection|null; anchors {SsdAnchorsCalculatorOptions
+    Options: preset blazeface_short|blazeface_full|pose_detection|palm_detection|auto|null (auto: the
+    first packet's box count picks it: 896 short range, 2304 full range, ...); anchors {SsdAnchorsCalculatorOptions
     fields}; decode {TensorsToDetectionsCalculatorOptions fields}; min_score; boxes_output,
     scores_output (output names; default: told apart by shape); labels (default ["face"]).
     Example node:
@@ -71,7 +73,14 @@ class SsdDetectionsDecoder(Calculator):
         o = ctx.options
         if o.preset is None and (o.anchors is None or o.decode is None):
             raise ValueError(f"node {ctx.node}: without a preset, give both `anchors` and `decode` options")
-        base_a, base_d = PRESETS[o.preset] if o.preset else (None, None)
+        self.o = o
+        self.node = ctx.node
+        if o.preset != "auto":
+            self._configure(o.preset)
+
+    def _configure(self, preset: str | None) -> None:
+        o = self.o
+        base_a, base_d = PRESETS[preset] if preset else (None, None)
         a = {**(base_a.model_dump() if base_a else {}), **(o.anchors or {})}
         d = {**(base_d.model_dump() if base_d else {}), **(o.decode or {})}
         if o.min_score is not None:
@@ -80,10 +89,21 @@ class SsdDetectionsDecoder(Calculator):
         self.decode_options = SsdDecodeOptions(**d)
         self.anchors = ssd_anchors(self.anchor_options)
         self.size = (self.anchor_options.input_size_width, self.anchor_options.input_size_height)
-        self.o = o
+
+    def _auto_preset(self, arrays) -> str:
+        counts = {d.num_boxes: name for name, (_a, d) in PRESETS.items()}
+        n_coords = {d.num_coords for _a, d in PRESETS.values()}
+        for _name, a in arrays:
+            if a.ndim >= 2 and a.shape[-1] in n_coords and a.shape[-2] in counts:
+                return counts[a.shape[-2]]
+        shapes = [tuple(a.shape) for _name, a in arrays]
+        raise ValueError(f"node {self.node}: preset auto: no output has a box count of a known preset "
+                         f"({', '.join(f'{n}: {c} boxes' for c, n in counts.items())}); got shapes {shapes}")
 
     def process(self, ctx) -> None:
         arrays = output_arrays(ctx.inputs["TENSORS"].value)
+        if not hasattr(self, "decode_options"):
+            self._configure(self._auto_preset(arrays))
         nc = self.decode_options.num_coords
         boxes = pick(arrays, self.o.boxes_output, lambda a: a.shape[-1] == nc and a.ndim >= 2, "the box regressors")
         scores = pick(arrays, self.o.scores_output, lambda a: a.shape[-1] != nc and a.ndim >= 2, "the scores")

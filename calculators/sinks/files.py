@@ -1,9 +1,12 @@
 """ImageWriter and JsonlWriter: per-timestamp files and JSON lines.
 
-ImageWriter — Ports: IMAGE (Image) in. Writes one image file per timestamp, named by a
-pattern with ``{index}`` (0, 1, ...) and ``{timestamp}`` (µs).
-JsonlWriter — Ports: IN (any JSON-able value, or Detections) in. Writes one line per
-timestamp, ``{"timestamp_us": t, KEY: value}``, flushed per line so a reader can tail it.
+ImageWriter — Ports: IMAGE (Image) in, PATH (str, optional) in. Writes one image file per
+timestamp, named by a pattern with ``{index}`` (0, 1, ...), ``{timestamp}`` (µs), and ``{name}`` /
+``{stem}``: the file name (and name without extension) of the frame's source image, from PATH; a
+pattern without a field is one image file.
+JsonlWriter — Ports: IN (any JSON-able value, or Detections) in, PATH (str, optional) in. Writes
+one line per timestamp, ``{"timestamp_us": t, "path": source image, KEY: value}``, flushed per line
+so a reader can tail it.
 Timestamps: both keep their input's timestamps; neither emits packets.
 
 Example nodes:
@@ -33,7 +36,9 @@ from pipeline import Any, Calculator, Input, register
 
 
 class ImageWriterOptions(BaseModel):
-    pattern: str = Field(description="file name pattern with {index} and/or {timestamp}, e.g. out/f_{index:05d}.png")
+    pattern: str = Field(description="file name pattern with {index}, {timestamp}, {name} or {stem} (the source "
+                                     "image's file name, from PATH), e.g. out/f_{index:05d}.png or out/{name}; "
+                                     "without a field: one image")
     quality: int = Field(95, ge=0, le=100, description="JPEG/WebP quality")
     make_dirs: bool = Field(True, description="create the pattern's folder when missing")
 
@@ -44,18 +49,23 @@ class ImageWriter(Calculator):
 
     Ports:
         IMAGE (Image): frames to write.
+        PATH (str, optional): the file each frame came from (``ImageSource``/``MediaSource`` PATH).
     Options:
-        pattern: e.g. ``out/frame_{index:06d}.png``; fields ``index`` (0, 1, ...) and
-        ``timestamp`` (µs). quality: JPEG/WebP quality. make_dirs: create the folder.
-    Errors: a pattern without a field, an unknown extension, or a folder that cannot be
-    written fail in ``open``; a failed write names the file.
+        pattern: e.g. ``out/frame_{index:06d}.png``; fields ``index`` (0, 1, ...),
+        ``timestamp`` (µs), ``name`` and ``stem`` (the PATH file's name, with and without its
+        extension: ``out/{name}`` writes ``out/IMG_0042.jpg`` for ``photos/IMG_0042.jpg``; a frame
+        without a PATH is named ``frame_{index:06d}.png`` there). A pattern without any field is
+        one image file: a second frame is an error. quality: JPEG/WebP quality. make_dirs:
+        create the folders.
+    Errors: a bad field, an unknown extension, or a folder that cannot be written fail in
+    ``open``; a failed write names the file.
     Example:
         - calculator: ImageWriter
           inputs: {IMAGE: frames}
           options: {pattern: "frames/{timestamp}.jpg"}
     """
 
-    inputs = {"IMAGE": Input(Image)}
+    inputs = {"IMAGE": Input(Image), "PATH": Input(str, optional=True, doc="the source file of each frame")}
     outputs: dict = {}
     Options = ImageWriterOptions
 
@@ -66,13 +76,13 @@ class ImageWriter(Calculator):
         who = f"{ctx.calculator} {ctx.node!r}"
         self.who = who
         try:
-            sample = o.pattern.format(index=0, timestamp=0)
-            again = o.pattern.format(index=1, timestamp=1)
+            sample = o.pattern.format(index=0, timestamp=0, name="a.png", stem="a")
+            again = o.pattern.format(index=1, timestamp=1, name="b.png", stem="b")
         except (KeyError, IndexError, ValueError) as e:
-            raise MediaError(f"{who}: bad pattern {o.pattern!r}: {e!r} (fields: index, timestamp)") from e
-        if sample == again:
-            raise MediaError(f"{who}: pattern {o.pattern!r} has no {{index}} or {{timestamp}} field: every frame would overwrite one file")
-        if not cv2.haveImageWriter(sample):
+            raise MediaError(f"{who}: bad pattern {o.pattern!r}: {e!r} (fields: index, timestamp, name, stem)") from e
+        self.single = sample == again  # no field: the pattern is one image file
+        self.by_name = "{name" in o.pattern
+        if not self.by_name and not cv2.haveImageWriter(sample):
             raise MediaError(f"{who}: OpenCV cannot write images of type {os.path.splitext(sample)[1]!r} ({o.pattern!r})")
         folder = os.path.dirname(os.path.abspath(sample))
         if o.make_dirs and not os.path.isdir(folder):
@@ -81,8 +91,11 @@ class ImageWriter(Calculator):
             except OSError as e:
                 raise MediaError(f"{who}: cannot create folder {folder!r}: {e.strerror or e}") from e
         check_writable(sample, who)
-        self.params = [cv2.IMWRITE_JPEG_QUALITY, o.quality, cv2.IMWRITE_WEBP_QUALITY, max(1, o.quality)]
+        # Each encoder takes only its own quality key (OpenCV warns about the others).
+        self.params = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, o.quality], ".jpeg": [cv2.IMWRITE_JPEG_QUALITY, o.quality],
+                       ".webp": [cv2.IMWRITE_WEBP_QUALITY, max(1, o.quality)]}
         self.index = 0
+        self.written: str | None = None
 
     def process(self, ctx):
         import cv2
@@ -90,8 +103,18 @@ class ImageWriter(Calculator):
         image = ctx.get("IMAGE")
         if image is None:
             return
-        path = ctx.options.pattern.format(index=self.index, timestamp=ctx.timestamp)
-        ok, buf = cv2.imencode(os.path.splitext(path)[1], image_to_bgr(image), self.params)
+        if self.single and self.written is not None:
+            raise MediaError(f"{self.who}: {self.written!r} holds one image and a second frame arrived at "
+                             f"{ctx.timestamp} µs; write to a folder (out/) or a pattern with {{index}} or {{name}}")
+        source = ctx.get("PATH")
+        name = os.path.basename(source) if source else f"frame_{self.index:06d}.png"
+        path = ctx.options.pattern.format(index=self.index, timestamp=ctx.timestamp, name=name,
+                                          stem=os.path.splitext(name)[0])
+        folder = os.path.dirname(os.path.abspath(path))
+        if ctx.options.make_dirs and not os.path.isdir(folder):  # a pattern with fields in its folders
+            os.makedirs(folder, exist_ok=True)
+        ext = os.path.splitext(path)[1]
+        ok, buf = cv2.imencode(ext, image_to_bgr(image), self.params.get(ext.lower(), []))
         if not ok:
             raise MediaError(f"{self.who}: OpenCV could not encode {path!r}")
         try:
@@ -100,12 +123,14 @@ class ImageWriter(Calculator):
         except OSError as e:
             raise MediaError(f"{self.who}: cannot write {path!r}: {e.strerror or e}") from e
         self.index += 1
+        self.written = path
 
 
 class JsonlWriterOptions(BaseModel):
     path: str = Field(description="output .jsonl file (truncated at open unless append)")
     key: str | None = Field(None, description='the value\'s key; default "detections" for Detections, else "value"')
     append: bool = False
+    make_dirs: bool = Field(True, description="create the file's folder when missing")
 
 
 def to_jsonable(value: TypingAny) -> TypingAny:
@@ -140,10 +165,12 @@ class JsonlWriter(Calculator):
     Ports:
         IN (any): a JSON-able value (numpy arrays and scalars, dataclasses, dicts, lists) or
         Detections (written with ``to_json()``).
+        PATH (str, optional): the source image of the timestamp, written as ``"path"``.
     Options:
         path: output file. key: the value's key (default ``detections`` for Detections, else
-        ``value``). append: keep what the file holds.
-    Lines: ``{"timestamp_us": t, "detections": [{"box": [...], "score": s, "label": l}, ...]}``.
+        ``value``). append: keep what the file holds. make_dirs (default true): create its folder.
+    Lines: ``{"timestamp_us": t, "detections": [{"box": [...], "score": s, "label": l}, ...]}``,
+    with ``"path": "photos/IMG_0042.jpg"`` after the timestamp when PATH has a packet at t.
     Errors: an unwritable path fails in ``open``; a value that is not JSON-able names its type
     and timestamp.
     Example:
@@ -152,14 +179,15 @@ class JsonlWriter(Calculator):
           options: {path: out/detections.jsonl}
     """
 
-    inputs = {"IN": Input(Any, doc="value to write")}
+    inputs = {"IN": Input(Any, doc="value to write"),
+              "PATH": Input(str, optional=True, doc="the source image of each timestamp")}
     outputs: dict = {}
     Options = JsonlWriterOptions
 
     def open(self, ctx):
         o = ctx.options
         self.who = f"{ctx.calculator} {ctx.node!r}"
-        check_writable(o.path, self.who)
+        check_writable(o.path, self.who, o.make_dirs)
         try:
             self.file = open(o.path, "a" if o.append else "w", encoding="utf-8")
         except OSError as e:
@@ -172,15 +200,19 @@ class JsonlWriter(Calculator):
         value = packet.value
         is_det = isinstance(value, Detections)
         key = ctx.options.key or ("detections" if is_det else "value")
+        record = {"timestamp_us": int(ctx.timestamp)}
+        source = ctx.get("PATH")
+        if source is not None:
+            record["path"] = source
         try:
             line = None
             if is_det:  # to_json() is plain JSON already, unless a value is not finite
                 try:
-                    line = json.dumps({"timestamp_us": int(ctx.timestamp), key: value.to_json()}, allow_nan=False)
+                    line = json.dumps({**record, key: value.to_json()}, allow_nan=False)
                 except ValueError:
                     pass
             if line is None:
-                line = json.dumps({"timestamp_us": int(ctx.timestamp), key: to_jsonable(value)}, allow_nan=False)
+                line = json.dumps({**record, key: to_jsonable(value)}, allow_nan=False)
         except (TypeError, ValueError) as e:
             raise TypeError(f"{self.who}: value at {ctx.timestamp} µs cannot be written as JSON: {e}") from e
         self.file.write(line + "\n")

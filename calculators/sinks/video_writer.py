@@ -46,13 +46,20 @@ class VideoWriterOptions(BaseModel):
     threads: int = Field(0, ge=0, description="encoder threads (0: FFmpeg picks)")
     fragmented: bool = Field(False, description="MP4 fragments: a file killed with SIGKILL still plays up to the last fragment")
     codec_options: dict[str, str] = Field(default_factory=dict, description="extra encoder options")
+    make_dirs: bool = Field(True, description="create the file's folder when missing")
 
 
-def check_writable(path: str, who: str) -> None:
-    """Fails now, naming the path and why, when ``path`` cannot be created or written."""
+def check_writable(path: str, who: str, make_dirs: bool = False) -> None:
+    """Fails now, naming the path and why, when ``path`` cannot be created or written; with
+    ``make_dirs`` its missing folders are created first."""
     parent = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise MediaError(f"{who}: cannot write {path!r}: it is a directory")
+    if make_dirs and not os.path.exists(parent):
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as e:
+            raise MediaError(f"{who}: cannot create folder {parent!r}: {e.strerror or e}") from e
     if not os.path.isdir(parent):
         why = "is not a directory" if os.path.exists(parent) else "does not exist"
         raise MediaError(f"{who}: cannot write {path!r}: folder {parent!r} {why}")
@@ -97,7 +104,7 @@ class VideoFileWriter:
     def __init__(self, options: VideoWriterOptions, who: str = "VideoWriter") -> None:
         self.o = options
         self.who = who
-        check_writable(options.path, who)
+        check_writable(options.path, who, options.make_dirs)
         self.codec = pick_codec(options.codec)
         self._check_pix_fmt()
         self.container = None
@@ -239,7 +246,7 @@ class VideoWriter(Calculator):
         path: output file (container from the extension). codec: auto | FFmpeg encoder name.
         crf (default 23) or bitrate; preset (default veryfast); fps: nominal header rate;
         pix_fmt (default yuv420p); gop; threads; fragmented (MP4 that survives SIGKILL);
-        codec_options: extra encoder options.
+        codec_options: extra encoder options. make_dirs (default true): create missing folders.
     Timestamps: each frame's pts is its packet timestamp in µs (variable frame rate is kept).
     Finalization: ``close`` flushes the encoder and closes the file after a normal end, an
     error elsewhere in the graph, cancel and Ctrl-C; every frame received is in the file.

@@ -1,8 +1,10 @@
 """WebPreview: serves the frames it receives as MJPEG over HTTP, with a page of live stats.
 
-Open the logged URL in a browser: the page shows the stream, the preview's own figures and
-the running graph (each node with its rate, mean process time and queue depth), refreshed
-from ``/stats.json``. Every viewer has its own newest-frame slot (a sequence number into one
+Open the logged URL in a browser: the page shows the stream (small frames scaled up to a
+viewable size), the preview's own figures and the running graph (each node with its rate, mean
+process time and queue depth), refreshed from ``/stats.json``. Rates are calls (frames) per
+second of wall-clock time over the last seconds, measured here as Annotate's fps overlay
+measures its own (``RateMeter``), so the page, the overlay and ``/stats.json`` agree. Every viewer has its own newest-frame slot (a sequence number into one
 shared latest frame, never a queue), so a slow or stalled viewer skips frames and never slows
 the graph. JPEG encoding happens on the viewers' threads, once per frame whatever the number
 of viewers.
@@ -30,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from pydantic import BaseModel, Field
 
-from calculators.sources.common import MediaError, image_to_bgr, set_side_output
+from calculators.sources.common import MediaError, RateMeter, image_to_bgr, set_side_output
 from calculators.types import Image
 from pipeline import Calculator, Input, SideOutput, register
 
@@ -60,16 +62,17 @@ class FrameHub:
         self._jpeg: tuple[int, bytes] | None = None
         self.closed = False
         self.frames = 0
-        self.fps = 0.0
-        self._last_ts: int | None = None
+        self._fps = RateMeter()
         self.size: tuple[int, int] | None = None
 
+    @property
+    def fps(self) -> float:
+        """Frames received per second of wall-clock time, over the last second."""
+        return self._fps.rate() or 0.0
+
     def put(self, image: Image, timestamp: int) -> None:
+        self._fps.update()
         with self._cond:
-            if self._last_ts is not None and timestamp > self._last_ts:
-                inst = 1e6 / (timestamp - self._last_ts)
-                self.fps = inst if self.fps == 0 else 0.9 * self.fps + 0.1 * inst
-            self._last_ts = timestamp
             self._image, self._ts = image, timestamp
             self._seq += 1
             self.frames += 1
@@ -337,10 +340,14 @@ class WebPreview(Calculator):
 
     def open(self, ctx):
         graph = ctx.graph
+        self.graph = graph
+        self.rates: dict[str, RateMeter] = {}
+        self.sampled = 0.0
 
         def stats() -> dict:
             try:
-                return {"nodes": graph.stats(), "topology": graph.topology(), "wall_time_s": graph.wall_time()}
+                nodes = self._sample_rates()
+                return {"nodes": nodes, "topology": graph.topology(), "wall_time_s": graph.wall_time()}
             except Exception as e:  # noqa: BLE001 - stats are best effort while the run ends
                 return {"error": str(e)}
 
@@ -348,10 +355,22 @@ class WebPreview(Calculator):
         url = self.server.start()
         set_side_output(ctx, "URL", url)
 
+    def _sample_rates(self) -> dict:
+        """The graph's stats, each node with its ``rate``: calls per second over the last 2 s."""
+        nodes = self.graph.stats()
+        now = time.perf_counter()
+        for name, s in nodes.items():
+            meter = self.rates.setdefault(name, RateMeter(window_s=2.0))
+            s["rate"] = round(meter.update(int(s.get("count") or 0), now) or 0.0, 2)
+        self.sampled = now
+        return nodes
+
     def process(self, ctx):
         image = ctx.get("IMAGE")
         if image is not None:
             self.server.hub.put(image, ctx.timestamp)
+            if time.perf_counter() - self.sampled >= 0.25:  # rates are known before the first page poll
+                self._sample_rates()
 
     def close(self, ctx):
         if getattr(self, "server", None) is not None:
@@ -362,7 +381,7 @@ PAGE = r"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{{TITLE}}</title>
 <style>
  body{font-family:system-ui,sans-serif;margin:0;background:#111;color:#ddd;display:flex;flex-wrap:wrap;gap:16px;padding:16px}
- #video,#canvas{max-width:70vw;background:#000;border:1px solid #333}
+ #video,#canvas{width:min(70vw,960px);height:auto;background:#000;border:1px solid #333}
  .panel{min-width:320px}
  h1{font-size:16px;margin:0 0 8px} table{border-collapse:collapse;font-size:13px}
  td,th{padding:2px 8px;border-bottom:1px solid #333;text-align:right} td:first-child,th:first-child{text-align:left}
@@ -376,7 +395,6 @@ PAGE = r"""<!doctype html>
  <table id="nodes"><thead><tr><th>node</th><th>calculator</th><th>rate/s</th><th>mean ms</th><th>queue</th><th>peak</th><th>drops</th></tr></thead><tbody></tbody></table>
 </div>
 <script>
-let prev = null;
 // The stream: MJPEG in an <img> (default), or ?mode=poll: /frame.jpg drawn on a canvas, for
 // clients that cannot show multipart images (some proxies, headless screenshots).
 if (new URLSearchParams(location.search).get('mode') === 'poll') {
@@ -417,21 +435,20 @@ function drawGraph(topo, rates){
 }
 async function poll(){
   try {
-    const r = await fetch('/stats.json', {cache: 'no-store'}); const st = await r.json(), now = performance.now();
+    const r = await fetch('/stats.json', {cache: 'no-store'}); const st = await r.json();
     const p = st.preview;
     document.getElementById('preview').innerHTML =
       `frames ${p.frames} &middot; ${p.fps.toFixed(1)} fps &middot; ${p.size ? p.size.join('x') : '-'} &middot; ` +
       `viewers ${p.viewers.length} &middot; skipped for slow viewers ${p.dropped_for_viewers}`;
     const rates = {}; const rows = [];
     for (const [name, n] of Object.entries(st.nodes || {})) {
-      let rate = 0; if (prev && prev.nodes && prev.nodes[name]) rate = (n.count - prev.nodes[name].count) * 1000 / (now - prev.t);
+      const rate = n.rate || 0;  // measured by the server, as the fps overlay is
       rates[name] = {rate: rate, mean: n.mean_ms, queue: n.queue_depth};
       rows.push(`<tr><td>${esc(name)}</td><td>${esc(n.calculator)}</td><td>${rate.toFixed(1)}</td><td>${n.mean_ms.toFixed(2)}</td>` +
                 `<td>${n.queue_depth}</td><td>${n.queue_peak}</td><td>${n.drops}</td></tr>`);
     }
     document.querySelector('#nodes tbody').innerHTML = rows.join('');
     if (st.topology) drawGraph(st.topology, rates);
-    prev = {t: now, nodes: st.nodes};
   } catch (e) { document.getElementById('preview').textContent = 'stats unavailable: ' + e; }
 }
 poll(); setInterval(poll, 1000);

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -93,6 +94,43 @@ class Pacer:
         return not self.stop_event.is_set()
 
 
+class RateMeter:
+    """Events per second of wall-clock time over the last ``window_s``: what Annotate's fps overlay,
+    the preview's fps and its per-node rates all report, so that the three agree.
+
+    ``update()`` counts one event; ``update(total)`` takes a running total (a node's call count).
+    Thread-safe.
+    """
+
+    def __init__(self, window_s: float = 1.0, clock=time.perf_counter) -> None:
+        self.window_s = window_s
+        self._clock = clock
+        self._samples: deque = deque()  # (time, running total)
+        self._total = 0
+        self._lock = threading.Lock()
+
+    def update(self, total: int | None = None, now: float | None = None) -> float | None:
+        with self._lock:
+            now = self._clock() if now is None else now
+            self._total = self._total + 1 if total is None else int(total)
+            self._samples.append((now, self._total))
+            # Keep one sample at or before the window's start, so the span covers the window.
+            while len(self._samples) > 2 and self._samples[1][0] <= now - self.window_s:
+                self._samples.popleft()
+            return self._rate()
+
+    def rate(self) -> float | None:
+        """The latest rate; None before two samples."""
+        with self._lock:
+            return self._rate()
+
+    def _rate(self) -> float | None:
+        if len(self._samples) < 2:
+            return None
+        (t0, c0), (t1, c1) = self._samples[0], self._samples[-1]
+        return (c1 - c0) / (t1 - t0) if t1 > t0 else None
+
+
 class MonotonicTimestamps:
     """Makes a stream's timestamps strictly increase across loops, reconnects and bad pts.
 
@@ -121,6 +159,18 @@ class MonotonicTimestamps:
             self.fixed += 1
         self.last = t
         return t
+
+
+class ChosenContext:
+    """A node's context as the calculator it delegates to sees it (``MediaSource``,
+    ``MediaWriter``): that calculator's own options, everything else the node's."""
+
+    def __init__(self, ctx: Any, options: Any) -> None:
+        self._ctx = ctx
+        self.options = options
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
 
 
 def set_side_output(ctx: Any, tag: str, value: Any) -> None:

@@ -79,8 +79,8 @@ def test_html_embeds_svg_and_mermaid(tmp_path: Path):
 def test_nodes_switched_by_when_say_so(tmp_path: Path):
     text = _viz(tmp_path, ".mmd", "face_detection").read_text()
     notes = dict(re.findall(r'<b>([^<]+)</b><br/>[^<]*<br/><small>([^<]*)</small>', text))
-    assert len(notes) == 11, notes
-    assert [notes[n] for n in ("VideoWriter", "JsonlWriter", "Display", "WebPreview")] == [
+    assert len(notes) == 12, notes
+    assert [notes[n] for n in ("MediaWriter", "JsonlWriter", "Display", "WebPreview")] == [
         "sync · when $output", "sync · when $detections", "sync · when $display", "sync · when $preview"]
     assert notes["Annotate"] == "sync" and notes["detector/Inference"] == "sync · executor inference"
 

@@ -94,7 +94,8 @@ def test_missing_model_is_one_line():
     r = run_vpipe("run", "face_detection", "--set", "model=/nonexistent/face.tflite", "-q")
     assert r.rc == 1
     assert len(r.err.splitlines()) == 1, r.err
-    assert r.first_err_line.startswith("error: node 'detector/Inference' (Inference) failed in open: ")
+    # The first node to read the model: ImageToTensor, which takes its tensor size from it.
+    assert r.first_err_line.startswith("error: node 'detector/ImageToTensor' (ImageToTensor) failed in open: ")
     assert "model file not found: '/nonexistent/face.tflite' is neither an existing file nor a catalog entry" in r.err
 
 

@@ -15,7 +15,7 @@ from tests.apps.conftest import REPO, run_vpipe
 
 pytestmark = pytest.mark.timeout(300)
 
-SINKS = ("VideoWriter", "JsonlWriter", "Display", "WebPreview")
+SINKS = ("MediaWriter", "JsonlWriter", "Display", "WebPreview")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_run_with_both_sinks_writes_video_and_jsonl(carphone, tmp_path: Path):
     assert r.rc == 0, r.err
     assert _frames(r.out) == frames
     rows = _rows(r.out)
-    assert int(rows["VideoWriter"][2]) == int(rows["JsonlWriter"][2]) == frames
+    assert int(rows["MediaWriter"][2]) == int(rows["JsonlWriter"][2]) == frames
     assert "Display" not in rows and "WebPreview" not in rows
     _check_outputs(video, jsonl, frames)
 
@@ -112,9 +112,8 @@ def test_readme_python_snippet_runs_as_written(carphone):
     m = re.search(r"## In Python\s+```python\n(.*?)```", readme, re.S)
     assert m, "README.md has no Python snippet under '## In Python'"
     code = m.group(1)
-    assert '"my_video.mp4"' in code
-    proc = subprocess.run([sys.executable, "-c", code.replace('"my_video.mp4"', repr(str(path)))],
-                          cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert '"sample:carphone"' in code  # as written: the sample clip, by its catalog name
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     printed = [line.split() for line in proc.stdout.splitlines()]
     assert len(printed) == frames, proc.stdout[-2000:]

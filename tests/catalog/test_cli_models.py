@@ -24,10 +24,12 @@ def app(tmp_path, monkeypatch):
 def test_list_shows_every_entry_and_its_cache_state(app):
     result = CliRunner().invoke(app, ["models", "list"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    for name, e in entries().items():
-        assert ("zoo:" if e.kind == "model" else "sample:") + name in result.output
+    assert "models (use as zoo:NAME)" in result.output and "sample media (use as sample:NAME)" in result.output
+    firsts = [line.split(" ")[0] for line in result.output.splitlines()]
+    for name in entries():
+        assert name in firsts, name
     assert " yes " not in result.output  # a fresh cache holds nothing
-    hand = next(line for line in result.output.splitlines() if "zoo:hand-landmarker " in line)
+    hand = next(line for line in result.output.splitlines() if line.startswith("hand-landmarker "))
     assert "from palm-detection-full, hand-landmark-full" in hand, hand  # a bundle names its members
 
 
@@ -43,8 +45,19 @@ def test_pull_then_path_then_list(app, tmp_path):
     shown = runner.invoke(app, ["models", "path", "sample:bikes"])
     assert shown.exit_code == 0 and shown.stdout.strip() == str(path)
     listed = runner.invoke(app, ["models", "list", "--kind", "media"], env={"COLUMNS": "200"})
-    bikes_row = next(line for line in listed.output.splitlines() if "sample:bikes " in line)
+    bikes_row = next(line for line in listed.output.splitlines() if line.startswith("bikes "))
     assert " yes " in bikes_row and "zoo:" not in listed.output
+
+
+def test_list_fits_80_columns_with_nothing_cut(app):
+    result = CliRunner().invoke(app, ["models", "list"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80, "\n".join(line for line in lines if len(line) > 80)
+    assert "…" not in result.output
+    for name, e in entries().items():
+        row = next(line for line in lines if line.split(" ")[0] == name)
+        assert f" {e.task} " in row and f" {e.format} " in row and f" {e.licence.split(' ')[0]} " in row, row
 
 
 @pytest.mark.parametrize("args, message", [

@@ -99,14 +99,16 @@ def test_wrong_number_of_inputs(blazeface):
 
 
 @pytest.mark.parametrize("engine, model, expect", [
-    pytest.param("ncnn", "centerface", r"engine 'ncnn' cannot load ONNX models.*vpipe convert MODEL --to ncnn", marks=needs_ncnn),
+    pytest.param("ncnn", "centerface", r"engine 'ncnn' cannot load ONNX models.*vpipe convert MODEL --to ncnn.*"
+                 r"`convert: never` forbids converting it", marks=needs_ncnn),
     pytest.param("onnxruntime", "blazeface", r"engine 'onnxruntime' cannot load TFLite models.*openvino", marks=needs_ort),
     pytest.param("mediapipe", "blazeface", r"MediaPipeFaceDetector.*engine 'openvino'", marks=()),
 ])
 def test_engine_cannot_take_format(request, engine, model, expect):
+    """With ``convert: never`` (otherwise the engine runs the model's checked conversion)."""
     path = request.getfixturevalue(model)
     with pytest.raises(GraphRunError) as ei:
-        _run({"model": str(path), "engine": engine})
+        _run({"model": str(path), "engine": engine, "convert": "never"})
     msg = _message(ei)
     assert re.search(expect, msg, re.S), msg
     assert str(path) in msg or path.name in msg

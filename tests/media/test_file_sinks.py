@@ -29,8 +29,7 @@ def test_image_writer_writes_each_frame_by_pattern(tmp_path):
 
 
 @pytest.mark.parametrize("pattern, message", [
-    ("frame.png", r"has no \{index\} or \{timestamp\} field"),
-    ("frame_{nope}.png", r"bad pattern .*fields: index, timestamp"),
+    ("frame_{nope}.png", r"bad pattern .*fields: index, timestamp, name, stem"),
     ("frame_{index}.xyz", r"OpenCV cannot write images of type '.xyz'"),
 ])
 def test_image_writer_bad_patterns(tmp_path, pattern, message):
@@ -38,6 +37,38 @@ def test_image_writer_bad_patterns(tmp_path, pattern, message):
               {"calculator": "ImageWriter", "inputs": {"IMAGE": "f"}, "options": {"pattern": str(tmp_path / pattern)}})
     with pytest.raises(GraphRunError, match=message):
         g.run()
+
+
+def test_image_writer_pattern_without_field_is_one_image(tmp_path):
+    one = tmp_path / "one.png"
+    g = graph({"calculator": "SyntheticSource", "outputs": {"FRAMES": "f"}, "options": {"size": [64, 48], "num_frames": 1}},
+              {"calculator": "ImageWriter", "inputs": {"IMAGE": "f"}, "options": {"pattern": str(one)}})
+    g.run()
+    np.testing.assert_array_equal(cv2.imread(str(one)), synthetic_frame(0, 64, 48))
+    g = graph({"calculator": "SyntheticSource", "outputs": {"FRAMES": "f"},
+               "options": {"size": [64, 48], "fps": 10, "num_frames": 2}},
+              {"calculator": "ImageWriter", "inputs": {"IMAGE": "f"}, "options": {"pattern": str(one)}})
+    with pytest.raises(GraphRunError, match=r"one.png' holds one image and a second frame arrived at 100000 µs; "
+                                            r"write to a folder \(out/\) or a pattern with \{index\} or \{name\}"):
+        g.run()
+
+
+def test_image_writer_names_outputs_after_their_source_images(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, name in enumerate(["IMG_0042.jpg", "beach.png"]):
+        cv2.imwrite(str(photos / name), synthetic_frame(i, 64, 48))
+    g = graph({"calculator": "ImageSource", "outputs": {"FRAMES": "f", "PATH": "p"}, "options": {"path": str(photos)}},
+              {"calculator": "ImageWriter", "inputs": {"IMAGE": "f", "PATH": "p"},
+               "options": {"pattern": str(tmp_path / "out" / "{stem}_x" / "{name}")}})
+    g.run()
+    assert sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.*")) == [
+        "IMG_0042_x/IMG_0042.jpg", "beach_x/beach.png"]
+    # A frame without a source file (a video, a synthetic source) is named by its index.
+    g = graph({"calculator": "SyntheticSource", "outputs": {"FRAMES": "f"}, "options": {"size": [64, 48], "num_frames": 2}},
+              {"calculator": "ImageWriter", "inputs": {"IMAGE": "f"}, "options": {"pattern": str(tmp_path / "v" / "{name}")}})
+    g.run()
+    assert sorted(p.name for p in (tmp_path / "v").iterdir()) == ["frame_000000.png", "frame_000001.png"]
 
 
 def test_image_writer_unwritable_folder(tmp_path):
@@ -80,10 +111,32 @@ def test_jsonl_writer_rejects_values_that_are_not_json(tmp_path):
 
 
 def test_jsonl_writer_unwritable_path(tmp_path):
+    (tmp_path / "file").write_text("x")
     g = graph({"calculator": "JsonlWriter", "inputs": {"IN": "in"},
-               "options": {"path": str(tmp_path / "nope" / "x.jsonl")}}, inputs=["in"])
-    with pytest.raises(GraphRunError, match=r"folder '.*nope' does not exist"):
+               "options": {"path": str(tmp_path / "file" / "sub" / "x.jsonl")}}, inputs=["in"])
+    with pytest.raises(GraphRunError, match=r"cannot create folder '.*file/sub': Not a directory"):
         g.run()
+
+
+@pytest.mark.parametrize("calculator, name", [("JsonlWriter", "x.jsonl"), ("VideoWriter", "x.mp4")])
+def test_writers_create_missing_folders_unless_make_dirs_is_false(tmp_path, calculator, name):
+    target = tmp_path / "new" / "deeper" / name
+
+    def run(make_dirs: bool) -> None:
+        g = graph({"calculator": calculator, "inputs": {"IN" if calculator == "JsonlWriter" else "IMAGE": "in"},
+                   "options": {"path": str(target), "make_dirs": make_dirs}}, inputs=["in"])
+        g.start()
+        for i in range(2):
+            frame = Image(synthetic_frame(i, 64, 48), "BGR")
+            g.add_packet("in", {"frame": i} if calculator == "JsonlWriter" else frame, i * 33_333)
+        g.close_input("in")
+        g.wait(30)
+
+    with pytest.raises(GraphRunError, match=r"folder '.*new/deeper' does not exist"):
+        run(False)
+    assert not (tmp_path / "new").exists()
+    run(True)
+    assert target.stat().st_size > 0
 
 
 @pytest.mark.parametrize("value, expected", [

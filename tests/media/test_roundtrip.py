@@ -97,8 +97,10 @@ def test_timestamps_must_increase(tmp_path):
     (lambda d: str(d), r"cannot write '.*': it is a directory"),
 ])
 def test_unwritable_output_fails_at_open(tmp_path, make, message):
+    """With make_dirs false (by default a missing folder is created)."""
     g = graph({"calculator": "SyntheticSource", "outputs": {"FRAMES": "f"}, "options": {"num_frames": 3}},
-              {"calculator": "VideoWriter", "name": "writer", "inputs": {"IMAGE": "f"}, "options": {"path": make(tmp_path)}})
+              {"calculator": "VideoWriter", "name": "writer", "inputs": {"IMAGE": "f"},
+               "options": {"path": make(tmp_path), "make_dirs": False}})
     with pytest.raises(GraphRunError, match=message) as info:
         g.run()
     assert info.value.node == "writer" and info.value.phase == "open"

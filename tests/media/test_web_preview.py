@@ -164,7 +164,9 @@ def test_page_in_headless_chromium_shows_the_video_and_the_graph(tmp_path, no_le
                      "--timeout=3000", url + "?mode=poll")
         assert r.returncode == 0 and shot.exists(), r.stderr[-2000:]
         image = cv2.imread(str(shot))
-        score = cv2.matchTemplate(image, frame, cv2.TM_CCOEFF_NORMED).max()
+        # Shown min(70vw, 960px) wide: 700 px in a 1000 px window (the page scales frames to that).
+        shown = cv2.resize(frame, (700, 525), interpolation=cv2.INTER_LINEAR)
+        score = cv2.matchTemplate(image, shown, cv2.TM_CCOEFF_NORMED).max()
         assert score > 0.95, f"the frame is not in the screenshot (best match {score:.3f})"
     finally:
         g.close_input("in")
@@ -205,6 +207,65 @@ def test_host_is_the_address_the_server_binds(host, bound, no_leaked_threads):
         assert url == f"http://{host or '127.0.0.1'}:{port}/"
         assert listening_on(port) == [bound]
         assert get(f"http://127.0.0.1:{port}/")[0] == 200  # served on the loopback address either way
+    finally:
+        g.close_input("in")
+        g.wait(20)
+
+
+@pytest.mark.parametrize("times, totals, window, expected", [
+    ([0.0, 0.05, 0.10, 0.15], None, 1.0, 20.0),           # one event every 50 ms: 20 per second
+    ([0.0, 1.0, 2.0, 2.5, 3.0], None, 1.0, 2.0),          # only the last second (and one before) counts
+    ([0.0, 1.0, 2.0], [0, 30, 90], 2.0, 45.0),            # running totals (a node's calls)
+    ([0.0], None, 1.0, None),                             # one sample: no rate yet
+])
+def test_rate_meter(times, totals, window, expected):
+    from calculators.sources.common import RateMeter
+
+    meter = RateMeter(window_s=window)
+    for i, t in enumerate(times):
+        got = meter.update(None if totals is None else totals[i], now=t)
+    assert got == (pytest.approx(expected) if expected is not None else None)
+
+
+def test_rates_in_stats_agree_with_the_frames_and_the_fps_overlay(no_leaked_threads):
+    """At a known rate (20 fps, paced), the preview's fps, each node's rate in /stats.json and the
+    meter Annotate's overlay draws from all say 20."""
+    g = graph({"calculator": "SyntheticSource", "outputs": {"FRAMES": "frames"},
+               "options": {"size": [176, 144], "fps": 20, "num_frames": 100, "pace": "realtime"}},
+              {"calculator": "Annotate", "inputs": {"IMAGE": "frames"}, "outputs": {"IMAGE": "annotated"},
+               "options": {"show_fps": True}},
+              {"calculator": "WebPreview", "name": "preview", "inputs": {"IMAGE": "annotated"},
+               "side_outputs": {"URL": "url"}, "options": {"port": 0}})
+    g.start()
+    try:
+        url = g.side_packet("url")
+        wait_for(lambda: stats(url)["preview"]["frames"] >= 50, 30, "50 frames at the preview")
+        st = stats(url)
+        overlay = next(n.calc for n in g._nodes if n.spec.calculator == "Annotate")._fps.rate()
+        for what, value in [("preview fps", st["preview"]["fps"]), ("Annotate rate", st["nodes"]["Annotate"]["rate"]),
+                            ("preview rate", st["nodes"]["preview"]["rate"]), ("overlay", overlay)]:
+            assert 20 * 0.8 < value < 20 * 1.2, f"{what}: {value} (stats: {st['preview']})"
+    finally:
+        g.cancel()
+        g.wait(20)
+
+
+def test_page_scales_small_frames_up(tmp_path, no_leaked_threads):
+    g, url = preview_graph()
+    frame = np.zeros((144, 176, 3), np.uint8)
+    frame[:] = (255, 0, 255)  # magenta, found in the screenshot by colour
+    try:
+        g.add_packet("in", Image(frame, "RGB"), 0)
+        wait_for(lambda: get(url + "frame.jpg")[0] == 200, 10, "the first frame")
+        shot = tmp_path / "page.png"
+        r = chromium(f"--user-data-dir={tmp_path / 'ud'}", f"--screenshot={shot}", "--window-size=1000,700",
+                     "--timeout=3000", url + "?mode=poll")
+        assert r.returncode == 0 and shot.exists(), r.stderr[-2000:]
+        image = cv2.imread(str(shot)).astype(int)
+        ys, xs = np.nonzero((image[..., 0] > 200) & (image[..., 1] < 60) & (image[..., 2] > 200))
+        assert xs.size, "the frame is not in the screenshot"
+        width = xs.max() - xs.min() + 1
+        assert width >= 2 * 176, f"a 176 px wide frame is shown {width} px wide"
     finally:
         g.close_input("in")
         g.wait(20)
