@@ -41,9 +41,9 @@ def engines_cmd(
     """Measure every engine (and precision) on MODEL."""
     from rich.console import Console
 
-    from calculators.catalog import CatalogError
-    from calculators.inference import bench
-    from calculators.inference.base import InferenceError
+    from models.catalog import CatalogError
+    from apps import engine_bench as bench
+    from calculators.inference.engine import InferenceError
 
     console = Console(width=None if sys.stdout.isatty() else 150)
     try:

@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from apps.cmd_run import fail, plugins_or_exit, stdout_console
+from apps.common import fail, plugins_or_exit, stdout_console
 from apps.gen_reference import all_calculators, calculator_markdown, describe, write
 
 

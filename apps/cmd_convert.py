@@ -27,9 +27,9 @@ def register(app: typer.Typer) -> None:
         """Convert a model to another engine's format; the result is checked against the source."""
         from rich.console import Console
 
-        from calculators.catalog import CatalogError
-        from calculators.inference.convert import ConversionCheckError, ConversionError
-        from calculators.inference.convert import convert as do_convert
+        from models.catalog import CatalogError
+        from models.convert import ConversionCheckError, ConversionError
+        from models.convert import convert as do_convert
 
         console = Console(stderr=True)
         try:

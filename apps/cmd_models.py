@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from calculators.catalog import cache_dir, entries, is_cached
+        from models.catalog import cache_dir, entries, is_cached
 
         table = Table(title=f"vpipe catalog (cache: {cache_dir()})")
         table.add_column("ref", no_wrap=True)
@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-        from calculators.catalog import CatalogError, cached_path, entry, is_cached, pull_all
+        from models.catalog import CatalogError, cached_path, entry, is_cached, pull_all
 
         if not names and not all_:
             raise typer.BadParameter("name one or more entries, or pass --all")
@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
     @models.command("path")
     def path(ref: str = typer.Argument(..., help="zoo:NAME, sample:NAME, NAME or a file path")) -> None:
         """Print the local path of an entry, pulling it when it is not cached."""
-        from calculators.catalog import CatalogError, resolve
+        from models.catalog import CatalogError, resolve
 
         try:
             typer.echo(str(resolve(ref)))

@@ -22,7 +22,8 @@ from typing import Any, Iterable, Optional
 
 import typer
 
-from apps.cmd_run import RunResult, fail, graph_name, load_or_exit, run_or_exit, stdout_console
+from apps.common import fail, load_or_exit, stdout_console
+from apps.progress import RunResult, graph_name, run_or_exit
 
 TraceEvent = tuple  # (node, thread, timestamp_us | None, start_ns, end_ns)
 

@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 import typer
 
-from apps.cmd_run import EXIT_FAILED, CliError, fail, load_or_exit
+from apps.common import EXIT_FAILED, CliError, fail, load_or_exit
 
 DEFAULT_CAPACITY = 100
 FORMATS = (".svg", ".png", ".html", ".mmd", ".dot")

@@ -65,7 +65,8 @@ def main(
     preview: Optional[int] = typer.Option(None, help="serve a browser preview on this port"),
 ) -> None:
     import calculators  # noqa: F401  (registers the built-in calculators)
-    from apps.cmd_run import run_or_exit, stdout_console, summary_table
+    from apps.common import stdout_console
+    from apps.progress import run_or_exit, summary_table
 
     live = is_live(source)
     graph_name = "face_detection_live" if live else "face_detection"

@@ -18,7 +18,7 @@ import yaml
 
 from . import registry
 from .calculator import Any, type_name, types_compatible
-from .errors import GraphConfigError, Problem
+from .errors import GraphConfigError, Problem, did_you_mean
 
 OVERFLOW_POLICIES = ("block", "drop_oldest", "reject")
 POLICIES = ("sync", "immediate", "latest")
@@ -393,10 +393,7 @@ def _check_tag(tag: str, cls, kind, name, file, line, pc) -> str | None:
         return None
     port = ports.get(base)
     if port is None:
-        import difflib
-
-        close = difflib.get_close_matches(base, list(ports), n=2, cutoff=0.4)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(base, ports, n=2, cutoff=0.4)
         pc.add(file, line, f"node '{name}': {cls.name} has no {kind[:-1].replace('_', ' ')} port '{base}'"
                            f" (it has: {', '.join(ports) or 'none'}){hint}")
         return None
@@ -626,11 +623,8 @@ def _validate(spec: GraphSpec, pc: _Collector) -> None:
         cls = n.cls
         for i in n.inputs:
             if i.stream not in prod_map:
-                import difflib
-
-                close = difflib.get_close_matches(i.stream, list(prod_map), n=2, cutoff=0.6)
-                hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else \
-                    "; produce it with a node output or declare it under 'inputs:'"
+                hint = (did_you_mean(i.stream, prod_map, n=2)
+                        or "; produce it with a node output or declare it under 'inputs:'")
                 pc.add(file, i.line, f"node '{n.name}': input {i.tag} reads stream '{i.stream}', which has no producer{hint}")
             elif cls is not None:
                 src_node, src_tag = prod_map[i.stream]

@@ -6,12 +6,33 @@
   so it surfaces as the ``GraphRunError`` cause).
 - ``QueueFullError``: ``add_packet`` on an input whose overflow policy is ``reject`` and is full.
 - ``GraphCancelled`` is not an error: ``wait()`` returns normally after ``cancel()``.
+
+``did_you_mean()`` is the one way every message offers the closest names for a misspelt one.
 """
 
 from __future__ import annotations
 
+import difflib
 import traceback
 from dataclasses import dataclass
+from typing import Iterable
+
+
+def closest(word: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.6) -> list[str]:
+    """The candidates nearest to ``word`` (difflib's ratio), best first; compared ignoring case
+    when nothing matches as written."""
+    pool = list(dict.fromkeys(candidates))
+    close = difflib.get_close_matches(word, pool, n=n, cutoff=cutoff)
+    if not close:
+        lowered = {p.lower(): p for p in pool}
+        close = [lowered[m] for m in difflib.get_close_matches(word.lower(), list(lowered), n=n, cutoff=cutoff)]
+    return close
+
+
+def did_you_mean(word: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.6) -> str:
+    """``"; did you mean 'a', 'b'?"`` for the names closest to ``word``, or ``""`` when none is close."""
+    close = closest(word, candidates, n, cutoff)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 class VpipeError(Exception):

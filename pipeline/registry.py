@@ -7,7 +7,6 @@ modules named explicitly (``plugins:`` in a graph file, ``--plugin`` on the comm
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import threading
 
@@ -86,16 +85,8 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def closest(name: str, n: int = 3) -> list[str]:
-    pool = names()
-    close = difflib.get_close_matches(name, pool, n=n, cutoff=0.6)
-    if not close:
-        lowered = {p.lower(): p for p in pool}
-        close = [lowered[m] for m in difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.6)]
-    return close
-
-
 def unknown_message(name: str) -> str:
-    close = closest(name)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    from .errors import did_you_mean
+
+    hint = did_you_mean(name, names())
     return f"unknown calculator '{name}'{hint} (user calculators need their module under 'plugins:')"

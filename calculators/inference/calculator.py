@@ -31,8 +31,9 @@ from pipeline import Calculator, Input, Output, SideInput, register
 
 from calculators.types import Tensor, Tensors
 
-from . import base
-from .base import EngineOptions, InferenceError, TensorMismatchError, log
+from .engine import EngineOptions, InferenceError, ModelLoadError, Precision, TensorMismatchError, log
+from .model_cache import acquire, release
+from .selection import pick_engine
 
 
 class InferenceOptions(BaseModel):
@@ -44,7 +45,7 @@ class InferenceOptions(BaseModel):
     engine: Literal["auto", "onnxruntime", "openvino", "tensorrt", "ncnn", "mediapipe"] = "auto"
     device: str = Field("auto", description="cpu, cuda[:N], tensorrt[:N] (onnxruntime); CPU/GPU/AUTO (openvino); "
                                             "vulkan[:N] (ncnn); auto: the engine's default")
-    precision: base.Precision = "fp32"
+    precision: Precision = "fp32"
     threads: int | None = Field(None, ge=1, description="runtime threads (intra-op); default: the runtime's")
     requests: int | None = Field(None, ge=1, description="parallel requests to prepare; default: max_in_flight")
     inputs: dict[str, str] | None = Field(
@@ -95,27 +96,27 @@ class Inference(Calculator):
             raise InferenceError(f"node {node!r} (Inference): no model: set the 'model' option or the MODEL side input")
         self._where = _where(node, str(ref))
         try:
-            from calculators.catalog import resolve
+            from models.catalog import resolve
 
             path = Path(resolve(str(ref)))
         except FileNotFoundError as e:
-            raise base.ModelLoadError(f"{self._where}: model file not found: {e}") from e
+            raise ModelLoadError(f"{self._where}: model file not found: {e}") from e
         except Exception as e:
-            raise base.ModelLoadError(f"{self._where}: cannot resolve the model: {e}") from e
+            raise ModelLoadError(f"{self._where}: cannot resolve the model: {e}") from e
         self._where = _where(node, str(path))
         if not path.is_file():
-            raise base.ModelLoadError(f"{self._where}: model file not found: {path}")
+            raise ModelLoadError(f"{self._where}: model file not found: {path}")
         engine = o.engine
         try:
             if engine == "auto":
-                engine = base.pick_engine(path, o.device)
+                engine = pick_engine(path, o.device)
                 log.info("%s: engine auto picked %s", self._where, engine)
             requests = o.requests or max(ctx.max_in_flight, 1)
             opts = EngineOptions.with_extra(
                 o.engine_options, device=o.device, precision=o.precision, threads=o.threads,
                 requests=requests, light_mode=o.light_mode, cache_dir=o.cache_dir,
             )
-            self._shared = base.acquire(path, engine, opts, o.batch_size, o.batch_timeout_ms)
+            self._shared = acquire(path, engine, opts, o.batch_size, o.batch_timeout_ms)
         except InferenceError as e:
             raise type(e)(f"{self._where}, engine {engine}: {e}") from e
         self.engine_name = engine
@@ -200,7 +201,7 @@ class Inference(Calculator):
         shared = getattr(self, "_shared", None)
         if shared is not None:
             self._shared = None
-            base.release(shared)
+            release(shared)
 
     def close(self, ctx) -> None:
         self._release()

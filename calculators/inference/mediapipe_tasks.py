@@ -7,7 +7,7 @@ own Tasks API, with vpipe payloads out.
 - ``MediaPipePoseLandmarker``: IMAGE (Image) → DETECTIONS (one per pose, 33 keypoints).
 
 The landmarkers need ``.task`` bundles; the catalog makes them from MediaPipe's own models
-(``zoo:hand-landmarker``, ``zoo:pose-landmarker``, see ``calculators.inference.task_bundle``).
+(``zoo:hand-landmarker``, ``zoo:pose-landmarker``, see ``models.task_bundle``).
 
 Timestamps: one output per input, same timestamp (``timestamp_offset = 0``). In ``running_mode:
 image`` (the default) every frame is independent and one task object is shared (under a lock) by
@@ -36,7 +36,8 @@ from pipeline import Calculator, Input, Output, register
 
 from calculators.types import Detections, Image, Mask
 
-from .base import DeviceError, InferenceError, ModelLoadError, checksum, log, require
+from .engine import DeviceError, InferenceError, ModelLoadError, log, require
+from .model_cache import checksum
 
 
 class _TaskOptions(BaseModel):
@@ -102,7 +103,7 @@ class _TaskCalculator(Calculator):
         o = ctx.options
         self._where = f"node {ctx.node!r} ({ctx.calculator}, model {o.model})"
         try:
-            from calculators.catalog import resolve
+            from models.catalog import resolve
 
             path = Path(resolve(o.model))
         except Exception as e:

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import DeviceError, Engine, EngineOptions, ModelLoadError, TensorSpec, require
+from .engine import DeviceError, Engine, EngineOptions, ModelLoadError, TensorSpec, require
 
 
 class NcnnEngine(Engine):

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import DeviceError, Engine, EngineOptions, TensorSpec, require
+from .engine import DeviceError, Engine, EngineOptions, TensorSpec, require
 
 _ORT_TYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import DeviceError, Engine, EngineOptions, TensorSpec, require
+from .engine import DeviceError, Engine, EngineOptions, TensorSpec, require
 
 _PRECISION_HINT = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 _VIRTUAL = ("AUTO", "MULTI", "HETERO", "BATCH")

@@ -30,7 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import DeviceError, Engine, EngineOptions, ModelLoadError, TensorSpec, checksum, log, require
+from .engine import DeviceError, Engine, EngineOptions, ModelLoadError, TensorSpec, log, require
+from .model_cache import checksum
 
 
 def _cudart():
@@ -138,7 +139,7 @@ class TensorRtEngine(Engine):
         if opts.cache_dir:
             root = Path(opts.cache_dir)
         else:
-            from calculators.catalog import cache_dir
+            from models.catalog import cache_dir
 
             root = cache_dir() / "tensorrt"
         target = root / f"{path.stem}-{digest}.engine"

@@ -88,7 +88,7 @@ class VideoReader:
         self.uri = options.uri
         if self.uri.startswith(("sample:", "zoo:")):
             # A catalog name (the sample videos): resolved to the verified cached file.
-            from calculators.catalog import resolve
+            from models.catalog import resolve
 
             self.uri = str(resolve(self.uri))
         self.network = is_network_uri(self.uri)

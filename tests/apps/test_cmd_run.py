@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.cmd_run import CliError, parse_set_value, parse_sets
+from apps.common import CliError, parse_set_value, parse_sets
 from tests.apps.conftest import GRAPHS, REPO, run_vpipe
 
 

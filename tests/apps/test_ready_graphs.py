@@ -23,7 +23,7 @@ def carphone() -> tuple[Path, int]:
     """The sample video and its frame count; skips when the catalog cannot provide the model."""
     import av
 
-    from calculators import catalog
+    from models import catalog
 
     try:
         catalog.resolve("zoo:blazeface-short")

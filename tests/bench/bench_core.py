@@ -12,7 +12,6 @@ baseline measured in the same run.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import threading
@@ -21,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from _meta import write_json  # noqa: E402  (tests/bench: machine, versions, command in the JSON)
 from pipeline import Graph  # noqa: E402
 
 
@@ -123,12 +123,11 @@ def main() -> None:
         print(f"{n} worker(s): chain_10 / hand loop of 10 = {results['chain_10'][n] / loop10:.1f}x; "
               f"targets: chain_10 <= 30 us ({'met' if results['chain_10'][n] <= 30 else 'NOT met'}), "
               f"added node <= 3 us ({'met' if per_node[n] <= 3 else 'NOT met'})")
-    res = {"packets": a.packets, "repeats": a.repeats, "cpu_count": __import__("os").cpu_count(),
+    res = {"packets": a.packets, "repeats": a.repeats,
            "us_per_packet": {k: {str(n): v for n, v in d.items()} for k, d in results.items()},
            "us_per_added_node": {str(n): v for n, v in per_node.items()},
            "hand_loop_us": {"1": loop1, "10": loop10}, "targets": {"chain_10_us": 30, "added_node_us": 3}}
-    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.json).write_text(json.dumps(res, indent=2))
+    print(f"wrote {write_json(a.json, 'core', res)}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ the median of per-round ratios (both sides measured in the same round), with the
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -37,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+
+from _meta import write_json  # noqa: E402  (tests/bench: machine, versions, command in the JSON)
 
 SIZE = (1280, 720)
 
@@ -188,14 +189,15 @@ def serial_full(video: Path, model: Path, out: Path, fmt: str = "RGB") -> tuple[
 
     from calculators.annotate.draw import draw_detections
     from calculators.image.ops import image_to_tensor
-    from calculators.inference import base
+    from calculators.inference import model_cache
+    from calculators.inference.engine import EngineOptions
     from calculators.postprocess.geometry import project_detections, scale_detections
     from calculators.postprocess.nms import weighted_nms
     from calculators.postprocess.ssd import BLAZEFACE_SHORT_ANCHORS, BLAZEFACE_SHORT_DECODE, decode_ssd, ssd_anchors
     from calculators.sinks.video_writer import video_frame
     from calculators.types import Detections, Image
 
-    shared = base.acquire(model, "openvino", base.EngineOptions(threads=1))  # as graphs/face_detector.yaml
+    shared = model_cache.acquire(model, "openvino", EngineOptions(threads=1))  # as graphs/face_detector.yaml
     anchors = ssd_anchors(BLAZEFACE_SHORT_ANCHORS)
     av_fmt = {"RGB": "rgb24", "I420": "yuv420p"}[fmt]
     try:
@@ -223,7 +225,7 @@ def serial_full(video: Path, model: Path, out: Path, fmt: str = "RGB") -> tuple[
                 o.mux(p)
         return time.perf_counter() - t0, n
     finally:
-        base.release(shared)
+        model_cache.release(shared)
 
 
 def main() -> None:
@@ -234,7 +236,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import calculators  # noqa: F401
-    from calculators.catalog import resolve
+    from models.catalog import resolve
 
     model = resolve("zoo:blazeface-short")
     video = ROOT / "out" / "bench" / f"carphone_720p_x{args.loops}.mp4"
@@ -294,20 +296,12 @@ def main() -> None:
         med, lo, hi = ratio(*pair)
         ratios[f"{pair[0]}_vs_{pair[1]}"] = {"median": med, "min": lo, "max": hi}
         print(f"{name:40s} {fps[key]:9.1f} {med:6.2f}x [{lo:.2f}-{hi:.2f}]  {base}")
-    import av
-    import mediapipe
-    import openvino
-
     result = {
-        "benchmark": "face_detection", "command": " ".join([sys.executable, *sys.argv]),
         "frames": len(frames), "size": list(SIZE), "repeats": args.repeats,
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor(), "machine": platform.machine()},
-        "versions": {"av": av.__version__, "mediapipe": mediapipe.__version__, "openvino": openvino.__version__},
         "fps_median": fps, "fps_runs": runs,
         "ratios": ratios,
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=2))
+    write_json(args.json, "face_detection", result, libraries=["av", "mediapipe", "openvino"])
     print(f"written: {args.json}")
 
 

@@ -44,7 +44,7 @@ MODELS = {
 def frames_as_tensors(size, layout, value_range, fmt, n=8):
     import av
 
-    from calculators.catalog import resolve
+    from models.catalog import resolve
     from calculators.image.ops import image_to_tensor
     from calculators.types import Image
 
@@ -153,8 +153,8 @@ def calculator_own_cost_us(model_path: str, tensor, n: int = 20000) -> float:
 
 
 def bench_model(name, calls, repeats):
-    from calculators.catalog import resolve
-    from calculators.inference import base
+    from models.catalog import resolve
+    from calculators.inference import model_cache
 
     ref, size, layout, rng, fmt = MODELS[name]
     path = str(resolve(ref))
@@ -162,7 +162,7 @@ def bench_model(name, calls, repeats):
     arrays = [t.data for t in tensors]
     runner = GraphRunner(path)
     try:
-        (shared,) = [s for k, s in base._cache.items() if k[0] == str(Path(path).resolve())]
+        (shared,) = [s for k, s in model_cache._cache.items() if k[0] == str(Path(path).resolve())]
         engine = shared.engine
         request = engine.compiled.create_infer_request()  # the same compiled model, bare
         for x in arrays:  # warm-up
@@ -207,7 +207,7 @@ def main(argv=None):
            "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
            "calls": args.calls, "repeats": args.repeats, "results": results}
     try:
-        from calculators.inference.bench import machine_info
+        from apps.engine_bench import machine_info
 
         out["machine"] = machine_info()
     except Exception:  # noqa: BLE001 - informative only

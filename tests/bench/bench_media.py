@@ -131,7 +131,7 @@ def main() -> None:
     ap.add_argument("--json", default="out/bench/media.json")
     args = ap.parse_args()
 
-    from calculators.catalog import resolve
+    from models.catalog import resolve
     from calculators.sources import synthetic_frame
     import cv2
 

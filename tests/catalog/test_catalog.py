@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from calculators import catalog
-from calculators.catalog import (
+from models import catalog
+from models.catalog import (
     CatalogError, ChecksumError, Entry, FetchError, cached_path, entries, entry, input_range, is_cached, pull,
     resolve,
 )
@@ -128,10 +128,10 @@ def test_input_range_comes_from_the_catalog_entry(tmp_path):
 
 @pytest.mark.parametrize("ref, exc, match", [
     ("/no/such/model.onnx", FileNotFoundError, r"'/no/such/model.onnx' is neither an existing file nor a catalog entry"),
-    ("blazefase-short", FileNotFoundError, r"Closest catalog names: blazeface-short"),
+    ("blazefase-short", FileNotFoundError, r"neither an existing file nor a catalog entry; did you mean 'blazeface-short'"),
     ("zoo:carphone", CatalogError, r"carphone is a media entry; write sample:carphone"),
     ("sample:centerface", CatalogError, r"centerface is a model entry; write zoo:centerface"),
-    ("zoo:centreface", CatalogError, r"no catalog entry named 'centreface'; did you mean centerface"),
+    ("zoo:centreface", CatalogError, r"no catalog entry named 'centreface'; did you mean 'centerface'"),
 ])
 def test_bad_references_name_the_cause(ref, exc, match):
     with pytest.raises(exc, match=match):

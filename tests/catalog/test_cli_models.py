@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from apps import cmd_models
-from calculators.catalog import entries, entry
+from models.catalog import entries, entry
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_pull_then_path_then_list(app, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["models", "pull"], "name one or more entries, or pass --all"),
-    (["models", "pull", "bkes"], "no catalog entry named 'bkes'; did you mean bikes"),
+    (["models", "pull", "bkes"], "no catalog entry named 'bkes'; did you mean 'bikes'"),
     (["models", "path", "zoo:bikes"], "bikes is a media entry; write sample:bikes"),
 ])
 def test_bad_requests_exit_with_the_cause(app, args, message):

@@ -10,8 +10,8 @@ import zipfile
 
 import pytest
 
-from calculators import catalog
-from calculators.catalog import CatalogError, Entry, cached_path, entry, pull, resolve, sha256_file
+from models import catalog
+from models.catalog import CatalogError, Entry, cached_path, entry, pull, resolve, sha256_file
 
 needs_mp = pytest.mark.skipif(importlib.util.find_spec("mediapipe") is None,
                               reason="mediapipe not installed (pip install vpipe[mediapipe])")
@@ -125,7 +125,7 @@ def test_corrupt_bundle_is_rebuilt(tmp_path):
 
 def test_normalization_maps_pixels_onto_the_range():
     pytest.importorskip("mediapipe")
-    from calculators.inference.task_bundle import TaskBundleError, normalization
+    from models.task_bundle import TaskBundleError, normalization
 
     assert normalization((0, 1)) == (0.0, 255.0)
     assert normalization((-1, 1)) == (127.5, 127.5)
@@ -136,7 +136,7 @@ def test_normalization_maps_pixels_onto_the_range():
 
 @needs_mp
 def test_not_a_tflite_model_is_named(tmp_path):
-    from calculators.inference.task_bundle import TaskBundleError, add_tasks_metadata, write_task_bundle
+    from models.task_bundle import TaskBundleError, add_tasks_metadata, write_task_bundle
 
     with pytest.raises(TaskBundleError, match=r"junk: not a TFLite flatbuffer"):
         add_tasks_metadata(b"\0" * 64, name="x", value_range=(0, 1), where="junk")

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calculators.catalog import resolve
-from calculators.inference.convert import (
+from models.catalog import resolve
+from models.convert import (
     ConversionCheckError, ConversionError, Tolerance, TOLERANCES, convert,
 )
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calculators.catalog import resolve
+from models.catalog import resolve
 
 
 def installed(module: str) -> bool:
@@ -46,7 +46,7 @@ def centerface_ncnn() -> Path:
     """CenterFace converted to ncnn (.param/.bin) by the project's converter (pnnx), checked there."""
     if not installed("pnnx"):
         pytest.skip("pnnx not installed: cannot make the ncnn CenterFace (pip install pnnx)")
-    from calculators.inference.convert import convert
+    from models.convert import convert
 
     report = convert("zoo:centerface", "ncnn", shape=[1, 3, 480, 640])
     return Path(report.path)

@@ -11,8 +11,9 @@ import pytest
 
 from pipeline.testing import run_calculator
 
-from calculators.inference import base
-from calculators.inference.base import EngineNotInstalledError, ModelFormatError, pick_engine
+from calculators.inference import selection
+from calculators.inference.engine import EngineNotInstalledError, ModelFormatError
+from calculators.inference.selection import pick_engine
 
 from .conftest import installed, needs_ov
 
@@ -20,7 +21,7 @@ X86 = platform.machine().lower() in ("x86_64", "amd64")
 
 
 @pytest.mark.parametrize("name, expected", [
-    ("m.onnx", "onnxruntime" if installed("onnxruntime") and not base._has_nvidia_gpu() else None),
+    ("m.onnx", "onnxruntime" if installed("onnxruntime") and not selection._has_nvidia_gpu() else None),
     ("m.xml", "openvino"),
     ("m.tflite", "openvino"),
     ("m.param", "ncnn"),

@@ -36,7 +36,7 @@ def test_bench_engines_writes_table_json_and_png(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["zoo:blazeface-short", "--engines", "tflite"], "unknown engine(s) ['tflite']"),
-    (["zoo:blazefase-short"], "no catalog entry named 'blazefase-short'; did you mean blazeface-short"),
+    (["zoo:blazefase-short"], "no catalog entry named 'blazefase-short'; did you mean 'blazeface-short'"),
     (["sample:carphone"], "no installed engine reads carphone.mp4"),
 ])
 def test_bench_engines_bad_requests_are_clear_errors(tmp_path, args, message):
@@ -54,7 +54,7 @@ def test_bench_run_unknown_name_lists_benchmarks():
 @needs_ncnn
 def test_bench_runs_ncnn_on_an_onnx_model_through_the_checked_converter(centerface_ncnn):
     # centerface_ncnn made (and cached) the conversion bench asks for: same model, same 1x3x480x640.
-    from calculators.inference.bench import bench_engines
+    from apps.engine_bench import bench_engines
 
     report = bench_engines("zoo:centerface", ["ncnn"], iters=3, in_flight=2, seconds=0.1, log=lambda m: None)
     (row,) = report.rows
@@ -71,7 +71,7 @@ def test_bench_runs_engines_that_cannot_read_a_tflite_model_on_its_checked_conve
     # TFLite is read by OpenVINO only (the reference); ONNX Runtime gets the tflite2onnx model (its
     # input NCHW where the TFLite one is NHWC) and ncnn the pnnx conversion of that, each fed the
     # same frames laid out for it, each output paired with the reference's by size.
-    from calculators.inference.bench import bench_engines
+    from apps.engine_bench import bench_engines
 
     # No engines named: every installed one, readers first (TensorRT is not installed here).
     report = bench_engines("zoo:blazeface-short", None, iters=3, in_flight=2, seconds=0.1, log=lambda m: None)

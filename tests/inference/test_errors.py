@@ -10,7 +10,7 @@ import pytest
 from pipeline import GraphRunError
 from pipeline.testing import run_calculator
 
-from calculators.inference import base
+from calculators.inference import model_cache
 from calculators.types import Tensor
 
 from .conftest import installed, needs_ncnn, needs_ort, needs_ov
@@ -20,7 +20,7 @@ from .conftest import installed, needs_ncnn, needs_ort, needs_ov
 def _nothing_left_loaded():
     """Every failed open (or first packet) releases what it had acquired."""
     yield
-    assert base.loaded_models() == []
+    assert model_cache.loaded_models() == []
 
 
 def _run(options, value=None):

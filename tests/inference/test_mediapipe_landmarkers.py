@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calculators.catalog import resolve
+from models.catalog import resolve
 
 from .conftest import needs_mp, run_graph
 

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.skipif(_gpu_count() == 0, reason="no Vulkan GPU visible
 
 
 def _converted(ref: str, shape):
-    from calculators.inference.convert import convert
+    from models.convert import convert
 
     try:
         return convert(ref, "ncnn", shape=shape).path
@@ -43,7 +43,7 @@ def _frames(n: int) -> list[np.ndarray]:
     """RGB carphone frames (OpenCV reads the MP4, so PyAV is not needed where this runs)."""
     import cv2
 
-    from calculators.catalog import resolve
+    from models.catalog import resolve
 
     cap = cv2.VideoCapture(str(resolve("sample:carphone")))
     frames = []
@@ -91,7 +91,8 @@ def test_ncnn_vulkan_agrees_with_ncnn_cpu_through_the_inference_calculator(ref, 
     # Steady-state latency of the engine alone (printed for docs/engines.md, not asserted).
     import statistics
 
-    from calculators.inference.base import EngineOptions, engine_class
+    from calculators.inference.engine import EngineOptions
+    from calculators.inference.selection import engine_class
 
     lat = {}
     for device in DEVICES:

@@ -9,8 +9,8 @@ import pytest
 
 from pipeline.testing import run_calculator
 
-from calculators.inference import base
-from calculators.inference.base import EngineOptions
+from calculators.inference import model_cache
+from calculators.inference.engine import EngineOptions
 from calculators.types import Tensor
 
 from .conftest import needs_mp, needs_ort, needs_ov, run_graph, video_source
@@ -47,41 +47,41 @@ def _graph(uri, infer_nodes: list[dict], size=(320, 256)) -> dict:
 
 @needs_ov
 def test_two_nodes_naming_one_model_load_it_once(carphone, centerface):
-    loads = base.stats.loads
+    loads = model_cache.stats.loads
     opts = {"model": str(centerface), "engine": "openvino"}
     config = _graph(carphone, [{"options": opts}, {"options": dict(opts)}])
 
     got = run_graph(config, ["raw0", "raw1"], timeout=120)
-    assert base.stats.loads - loads == 1, "two nodes naming the same model and options must share one load"
+    assert model_cache.stats.loads - loads == 1, "two nodes naming the same model and options must share one load"
     assert len(got["raw0"]) == len(got["raw1"]) == FRAMES
     for (_, a), (_, b) in zip(got["raw0"], got["raw1"]):
         assert all(np.array_equal(x.data, y.data) for x, y in zip(a, b))
     # Released when the last node closed.
-    assert not [m for m in base.loaded_models() if m[0] == str(centerface.resolve())], base.loaded_models()
+    assert not [m for m in model_cache.loaded_models() if m[0] == str(centerface.resolve())], model_cache.loaded_models()
 
 
 @needs_ov
 def test_refcount_and_different_options_load_separately(centerface):
-    a = base.acquire(centerface, "openvino", EngineOptions())
-    b = base.acquire(centerface, "openvino", EngineOptions())
-    c = base.acquire(centerface, "openvino", EngineOptions(threads=1))
+    a = model_cache.acquire(centerface, "openvino", EngineOptions())
+    b = model_cache.acquire(centerface, "openvino", EngineOptions())
+    c = model_cache.acquire(centerface, "openvino", EngineOptions(threads=1))
     try:
         assert a is b and a.refs == 2 and c is not a
         assert a.engine is b.engine
     finally:
-        base.release(a)
+        model_cache.release(a)
         assert b.engine.compiled is not None  # still held by b
-        base.release(b)
-        base.release(c)
+        model_cache.release(b)
+        model_cache.release(c)
     assert a.engine.compiled is None and c.engine.compiled is None
-    assert base.loaded_models() == []
+    assert model_cache.loaded_models() == []
 
 
 @needs_ort
 def test_batcher_stacks_concurrent_requests_and_splits_results(centerface):
     """Four concurrent callers with batch_size 4 run as ONE batch (it fills, so nobody waits for
     the timeout), and each gets exactly its own rows, equal to running alone."""
-    shared = base.acquire(centerface, "onnxruntime", EngineOptions(threads=1), batch_size=4, batch_timeout_ms=60_000)
+    shared = model_cache.acquire(centerface, "onnxruntime", EngineOptions(threads=1), batch_size=4, batch_timeout_ms=60_000)
     try:
         rng = np.random.default_rng(0)
         xs = [rng.random((1, 3, 64, 96), np.float32) * 255 for _ in range(4)]
@@ -104,17 +104,17 @@ def test_batcher_stacks_concurrent_requests_and_splits_results(centerface):
             for x, y in zip(r, a):
                 assert x.shape == y.shape and np.abs(x - y).max() < 1e-4
     finally:
-        base.release(shared)
+        model_cache.release(shared)
 
 
 @needs_ort
 def test_batcher_runs_a_partial_batch_at_its_deadline(centerface):
-    shared = base.acquire(centerface, "onnxruntime", EngineOptions(threads=1), batch_size=8, batch_timeout_ms=20)
+    shared = model_cache.acquire(centerface, "onnxruntime", EngineOptions(threads=1), batch_size=8, batch_timeout_ms=20)
     try:
         out = shared.batcher.infer([np.zeros((1, 3, 32, 32), np.float32)])
         assert shared.batcher.batches == [1] and out[0].shape == (1, 1, 8, 8)
     finally:
-        base.release(shared)
+        model_cache.release(shared)
 
 
 @needs_ort
@@ -134,7 +134,7 @@ def test_openvino_async_requests_in_flight_keep_timestamp_order(carphone_frames,
     sync = _infer(carphone_frames, model=str(centerface), engine="openvino")
     in_flight = _infer(carphone_frames, 3, model=str(centerface), engine="openvino")
     # requests defaults to the node's max_in_flight: the engine prepared 3 (an AsyncInferQueue)
-    (_, _, engine, options, *_), = [k for k in base.stats.load_keys[-2:] if k[3].requests > 1]
+    (_, _, engine, options, *_), = [k for k in model_cache.stats.load_keys[-2:] if k[3].requests > 1]
     assert engine == "openvino" and options.requests == 3
     ts = [t for t, _ in in_flight]
     assert ts == sorted(ts) == [t for t, _ in sync] and len(ts) == FRAMES
@@ -145,7 +145,7 @@ def test_openvino_async_requests_in_flight_keep_timestamp_order(carphone_frames,
 
 @needs_ov
 def test_openvino_async_queue_directly(centerface):
-    shared = base.acquire(centerface, "openvino", EngineOptions(requests=3))
+    shared = model_cache.acquire(centerface, "openvino", EngineOptions(requests=3))
     try:
         eng = shared.engine
         assert eng._queue is not None, "requests > 1 must use AsyncInferQueue"
@@ -157,38 +157,38 @@ def test_openvino_async_queue_directly(centerface):
             t.start()
         for t in threads:
             t.join(60)
-        ref = base.acquire(centerface, "onnxruntime", EngineOptions())
+        ref = model_cache.acquire(centerface, "onnxruntime", EngineOptions())
         try:
             for x, o in zip(xs, out):
                 for a, b in zip(o, ref.engine.infer([x])):
                     assert np.abs(a - b).max() < 1e-4
         finally:
-            base.release(ref)
+            model_cache.release(ref)
     finally:
-        base.release(shared)
+        model_cache.release(shared)
 
 
 @needs_ov
 def test_openvino_default_is_f32_and_bf16_is_a_choice(centerface):
-    shared = base.acquire(centerface, "openvino", EngineOptions())
+    shared = model_cache.acquire(centerface, "openvino", EngineOptions())
     try:
         assert "f32" in shared.engine.precision_used
     finally:
-        base.release(shared)
+        model_cache.release(shared)
     from calculators.inference.openvino_engine import core
 
     if "BF16" not in core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         pytest.skip("this CPU has no bf16: only the f32 default is checked")
-    fast = base.acquire(centerface, "openvino", EngineOptions(precision="bf16"))
-    exact = base.acquire(centerface, "onnxruntime", EngineOptions())
+    fast = model_cache.acquire(centerface, "openvino", EngineOptions(precision="bf16"))
+    exact = model_cache.acquire(centerface, "onnxruntime", EngineOptions())
     try:
         assert "bf16" in fast.engine.precision_used
         x = np.random.default_rng(2).random((1, 3, 128, 160), np.float32) * 255
         err = max(float(np.abs(a - b).max()) for a, b in zip(fast.engine.infer([x]), exact.engine.infer([x])))
         assert err > 1e-3, "bf16 should visibly differ from f32 (that is why f32 is the default)"
     finally:
-        base.release(fast)
-        base.release(exact)
+        model_cache.release(fast)
+        model_cache.release(exact)
 
 
 @needs_mp
@@ -213,7 +213,7 @@ def test_mediapipe_tasks_shared_and_closed(carphone, blazeface):
 
 @needs_mp
 def test_mediapipe_segmenter_outputs_a_frame_sized_mask(carphone):
-    from calculators.catalog import resolve
+    from models.catalog import resolve
     from calculators.types import Mask
 
     config = {"name": "mp_seg", "nodes": [

@@ -11,8 +11,8 @@ import os
 import numpy as np
 import pytest
 
-from calculators.inference import base
-from calculators.inference.base import EngineOptions
+from calculators.inference import model_cache
+from calculators.inference.engine import EngineOptions
 
 from .conftest import installed
 
@@ -31,20 +31,20 @@ def test_centerface_tensorrt_matches_onnxruntime_and_is_cached(tmp_path, centerf
     opts = EngineOptions.with_extra({"profile": PROFILE}, device="cuda:0", precision=precision,
                                     cache_dir=str(tmp_path))
     x = np.random.default_rng(0).random((1, 3, 480, 640), np.float32) * 255
-    ref = base.acquire(centerface, "onnxruntime", EngineOptions(device="cpu"))
-    trt = base.acquire(centerface, "tensorrt", opts)
+    ref = model_cache.acquire(centerface, "onnxruntime", EngineOptions(device="cpu"))
+    trt = model_cache.acquire(centerface, "tensorrt", opts)
     try:
         built = list(tmp_path.glob("*.engine"))
         assert len(built) == 1, f"expected one cached engine in {tmp_path}, found {built}"
         for a, b in zip(trt.engine.infer([x]), ref.engine.infer([x])):
             assert a.shape == b.shape and float(np.abs(a - b).max()) <= atol
     finally:
-        base.release(trt)
-        base.release(ref)
+        model_cache.release(trt)
+        model_cache.release(ref)
     mtime = built[0].stat().st_mtime_ns
-    again = base.acquire(centerface, "tensorrt", opts)  # loads the cached engine, no rebuild
+    again = model_cache.acquire(centerface, "tensorrt", opts)  # loads the cached engine, no rebuild
     try:
         assert built[0].stat().st_mtime_ns == mtime and list(tmp_path.glob("*.engine")) == built
         assert again.engine.infer([x])[0].shape == (1, 1, 120, 160)
     finally:
-        base.release(again)
+        model_cache.release(again)

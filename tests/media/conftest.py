@@ -20,7 +20,7 @@ from pipeline import Graph
 @pytest.fixture(scope="session")
 def sample():
     """``sample("carphone")`` -> local path of a catalog sample video (skips when it cannot be had)."""
-    from calculators.catalog import resolve
+    from models.catalog import resolve
 
     def get(name: str) -> Path:
         try:

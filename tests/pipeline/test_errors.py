@@ -204,3 +204,25 @@ nodes:
 """) as g:
             g.start()
             raise RuntimeError("user code")
+
+
+@pytest.mark.parametrize("word, candidates, kwargs, expected", [
+    ("PassThru", ["PassThrough", "Counter"], {}, "; did you mean 'PassThrough'?"),
+    ("passthrough", ["PassThrough"], {}, "; did you mean 'PassThrough'?"),  # case only: still found
+    ("zzz", ["PassThrough"], {}, ""),
+    ("IMAG", ["IMAGE", "IMAGES", "MASK"], {"n": 1}, "; did you mean 'IMAGE'?"),
+    ("bkes", ["bikes", "carphone"], {"cutoff": 0.5}, "; did you mean 'bikes'?"),
+])
+def test_did_you_mean_is_the_one_suggestion(word, candidates, kwargs, expected):
+    from pipeline.errors import did_you_mean
+
+    assert did_you_mean(word, candidates, **kwargs) == expected
+
+
+def test_unknown_stream_in_observe_offers_the_closest():
+    from pipeline import Graph
+
+    g = Graph.from_yaml("inputs: [frames]\nnodes:\n  - calculator: PassThrough\n    inputs: {IN: frames}\n"
+                     "    outputs: {OUT: passed}\n")
+    with pytest.raises(KeyError, match=r"has no stream 'pased'; did you mean 'passed'\?"):
+        g.observe("pased", lambda p: None)

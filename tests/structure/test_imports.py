@@ -32,3 +32,13 @@ def test_calculators_import_without_any_engine():
             "print('ok')")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok"
+
+
+def test_the_catalog_imports_no_calculator_vision_or_engine_library():
+    # `vpipe models list` needs the catalog only: no calculator family, OpenCV, PyAV or engine.
+    r = run("import sys, models.catalog\n"
+            "models.catalog.entries()\n"
+            f"bad = sorted({{m.split('.')[0] for m in sys.modules}} & set({VISION!r} + ['numpy', 'pipeline']))\n"
+            "print(bad)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", f"models.catalog imported {r.stdout.strip()}"

@@ -7,7 +7,7 @@ import pytest
 
 
 def _resolve(ref: str):
-    from calculators.catalog import resolve
+    from models.catalog import resolve
 
     try:
         return resolve(ref)

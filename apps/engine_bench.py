@@ -21,8 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
-from . import base
-from .base import EngineOptions, InferenceError
+from calculators.inference import selection
+from calculators.inference.engine import Engine, EngineOptions, InferenceError, TensorSpec
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 
@@ -76,14 +76,14 @@ def machine_info() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "versions": versions}
 
 
-def sample_inputs(specs: list[base.TensorSpec], shape: Sequence[int] | None, value_range: tuple[float, float],
+def sample_inputs(specs: list[TensorSpec], shape: Sequence[int] | None, value_range: tuple[float, float],
                   frames: int = 4) -> list[list[np.ndarray]]:
     """Real frames of sample:carphone shaped for each image input (random data for others)."""
     import av
 
-    from calculators.catalog import resolve
+    from models.catalog import resolve
 
-    from .convert import frame_input, image_layout
+    from models.convert import frame_input, image_layout
 
     images = []
     with av.open(str(resolve("sample:carphone"))) as c:
@@ -109,7 +109,7 @@ def sample_inputs(specs: list[base.TensorSpec], shape: Sequence[int] | None, val
     return feeds
 
 
-def _latencies(eng: base.Engine, feeds, iters: int) -> list[float]:
+def _latencies(eng: Engine, feeds, iters: int) -> list[float]:
     out = []
     for i in range(iters):
         t0 = time.perf_counter()
@@ -118,7 +118,7 @@ def _latencies(eng: base.Engine, feeds, iters: int) -> list[float]:
     return out
 
 
-def _throughput(eng: base.Engine, feeds, n: int, seconds: float) -> float:
+def _throughput(eng: Engine, feeds, n: int, seconds: float) -> float:
     count = [0] * n
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -182,34 +182,34 @@ def _paired(got: list[np.ndarray], ref: list[np.ndarray]) -> list[tuple[np.ndarr
 def bench_engines(model: str, engines: Sequence[str] | None = None, precisions: Sequence[str] = ("fp32",),
                   iters: int = 50, in_flight: int = 2, seconds: float = 2.0, shape: Sequence[int] | None = None,
                   threads: int | None = None, devices: Sequence[str] = ("auto",), log=print) -> Report:
-    from calculators.catalog import input_range, resolve
+    from models.catalog import input_range, resolve
 
     path = Path(resolve(model))
-    suffix = base.model_suffix(path)
-    readers = [e for e in base._FORMATS.get(suffix, ()) if base.is_installed(e)]
+    suffix = selection.model_suffix(path)
+    readers = [e for e in selection._FORMATS.get(suffix, ()) if selection.is_installed(e)]
     if engines:
         engines = list(engines)
-        unknown = [e for e in engines if e not in base.ENGINES]
+        unknown = [e for e in engines if e not in selection.ENGINES]
         if unknown:
-            raise ValueError(f"unknown engine(s) {unknown}; choose from {', '.join(base.ENGINES)}")
+            raise ValueError(f"unknown engine(s) {unknown}; choose from {', '.join(selection.ENGINES)}")
     else:
         # Every installed engine: those that read the model, then (for ONNX and TFLite, which
         # `vpipe convert` converts) the others, on the checked conversion.
         engines = list(readers)
         if suffix in (".onnx", ".tflite"):
-            engines += [e for e in CONVERT_TO if e not in engines and base.is_installed(e)]
+            engines += [e for e in CONVERT_TO if e not in engines and selection.is_installed(e)]
     if not engines:
         raise InferenceError(f"no installed engine reads {path.name}")
     value_range = input_range(model) or ((0.0, 255.0) if suffix == ".onnx" else (0.0, 1.0))
     # The reference reads the model as it is: ONNX Runtime for ONNX, else the first installed reader.
-    if suffix == ".onnx" and base.is_installed("onnxruntime"):
+    if suffix == ".onnx" and selection.is_installed("onnxruntime"):
         reference = "onnxruntime"
     elif readers:
         reference = readers[0]
     else:
         raise InferenceError(f"no installed engine reads {path.name} to serve as the reference "
-                             f"(readers of {suffix}: {', '.join(base._FORMATS.get(suffix, ())) or 'none'})")
-    ref_engine = base.engine_class(reference)(path, EngineOptions(device="cpu" if reference != "tensorrt" else "auto"))
+                             f"(readers of {suffix}: {', '.join(selection._FORMATS.get(suffix, ())) or 'none'})")
+    ref_engine = selection.engine_class(reference)(path, EngineOptions(device="cpu" if reference != "tensorrt" else "auto"))
     try:
         feeds = sample_inputs(ref_engine.inputs, shape, value_range)
         ref_out = [ref_engine.infer(f) for f in feeds]
@@ -223,10 +223,10 @@ def bench_engines(model: str, engines: Sequence[str] | None = None, precisions: 
         try:
             eng_path = path
             converted_shapes: list = []
-            if eng_name not in base._FORMATS.get(suffix, ()) and eng_name in CONVERT_TO:
+            if eng_name not in selection._FORMATS.get(suffix, ()) and eng_name in CONVERT_TO:
                 # An engine that cannot read the model gets it through the project's checked
                 # converter (cached): ncnn .param/.bin from ONNX, ONNX from TFLite, ...
-                from .convert import convert
+                from models.convert import convert
 
                 target = CONVERT_TO[eng_name]
                 # an ONNX source may have dynamic dims: build for the benchmark's input shape
@@ -235,8 +235,8 @@ def bench_engines(model: str, engines: Sequence[str] | None = None, precisions: 
                 eng_path = Path(conv.path)
                 converted_shapes = list(conv.input_shapes.values())
                 row.note = f"converted by vpipe convert --to {target}"
-            base.check_format(eng_name, eng_path)
-            cls = base.engine_class(eng_name)
+            selection.check_format(eng_name, eng_path)
+            cls = selection.engine_class(eng_name)
             opts = EngineOptions(precision=prec, threads=threads, device=device)
             t0 = time.perf_counter()
             eng = cls(eng_path, opts)

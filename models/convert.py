@@ -1,6 +1,6 @@
 """Model conversion between engines' formats, each result checked against its source on real inputs.
 
-    from calculators.inference.convert import convert
+    from models.convert import convert
     report = convert("zoo:centerface", "openvino")     # ONNX -> OpenVINO IR
     report.path                                         # the converted model's main file
     report.max_abs_error                                # worst error over frames and random inputs
@@ -36,9 +36,10 @@ from typing import Callable, Literal, Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from calculators.catalog import sha256_file
+from .catalog import sha256_file
 
-from . import base
+from calculators.inference.engine import Engine, EngineOptions, InferenceError
+from calculators.inference.selection import engine_class
 
 __all__ = [
     "convert", "ConversionError", "ConversionCheckError", "ConversionReport", "TOLERANCES",
@@ -164,18 +165,18 @@ def _onnx_spec(path: Path) -> _Spec:
     return _Spec(ins, [o.name for o in m.graph.output])
 
 
-def _load(engine: str, path: Path) -> base.Engine:
+def _load(engine: str, path: Path) -> Engine:
     """``path`` on vpipe's own ``engine`` at f32, on the CPU (on the GPU for TensorRT)."""
-    options = base.EngineOptions(device="cuda" if engine == "tensorrt" else "cpu", precision="fp32")
+    options = EngineOptions(device="cuda" if engine == "tensorrt" else "cpu", precision="fp32")
     try:
-        return base.engine_class(engine)(path, options)
-    except (base.InferenceError, ImportError) as err:
+        return engine_class(engine)(path, options)
+    except (InferenceError, ImportError) as err:
         raise ConversionError(f"checking {path} on {engine}: {err}") from err
     except Exception as err:  # the runtime's own parse errors
         raise ConversionError(f"{engine} could not load {path}: {type(err).__name__}: {err}") from err
 
 
-def _runner(eng: base.Engine, names: dict[str, str] | None = None) -> Runner:
+def _runner(eng: Engine, names: dict[str, str] | None = None) -> Runner:
     """Runs ``eng`` on feeds keyed by the source model's names and answers under them too
     (``names``: source name -> the converted model's name, for inputs and outputs alike)."""
     source_of = {dst: src for src, dst in (names or {}).items()}
@@ -264,7 +265,7 @@ def _sample_frames(n_per_video: int = 2) -> list[tuple[str, np.ndarray]]:
     """RGB frames spread over the sample videos (carphone has a face, bikes has none)."""
     import av
 
-    from calculators.catalog import resolve
+    from models.catalog import resolve
 
     frames = []
     for video in ("carphone", "bikes"):
@@ -432,7 +433,7 @@ def convert(model: str | os.PathLike, to: Target, *, shape: Sequence[int] | None
     when the converted model's outputs differ beyond ``tolerance`` (default: ``TOLERANCES``);
     nothing is cached then.
     """
-    from calculators.catalog import cache_dir, input_range, resolve
+    from models.catalog import cache_dir, input_range, resolve
 
     if to not in TARGETS:
         raise ConversionError(f"unknown target {to!r}; choose one of {', '.join(TARGETS)}")

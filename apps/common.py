@@ -1,0 +1,212 @@
+"""What the graph commands share: finding a graph, ``--set`` values, plugins, and one-line errors.
+
+Every command that takes a graph (run, validate, viz, profile, the demo) starts here:
+
+- a graph argument is a path, or a name looked up in the directories of ``--graph-path`` /
+  ``$VPIPE_GRAPH_PATH`` (separated like ``PATH``), then in the built-in ``graphs/``; an unknown name is
+  an error that offers the closest names;
+- ``--set`` values are YAML scalars (``--set threshold=0.5`` is a float, ``--set output=null`` is
+  ``None``, ``--set source=clip.mp4`` a string) and override the graph's declared side packets; a key
+  the graph does not declare is refused with the closest names;
+- ``--plugin`` modules are imported before the graph is loaded;
+- a user error is ``CliError``; ``fail()`` prints it as ``error: <one line>`` on stderr and gives the
+  exit status (1: the graph is wrong or the run failed, 2: the command line is wrong).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+from pipeline.errors import did_you_mean
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_EXP_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+EXIT_FAILED = 1  # the graph is wrong or the run failed
+EXIT_USAGE = 2  # the command line is wrong (unknown graph, bad --set, bad plugin)
+
+
+class CliError(Exception):
+    """A user error with a one-line message, reported as ``error: ...`` and a non-zero exit."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE):
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------------------------------------
+# Graph names, --set values, plugins
+
+
+def graphs_dir() -> Path:
+    """The directory of the ready graph files (the ``graphs`` package)."""
+    import graphs
+
+    return Path(graphs.__file__).resolve().parent
+
+
+def graph_dirs() -> list[Path]:
+    """Where graph names are looked up: ``$VPIPE_GRAPH_PATH`` (os.pathsep-separated), then ``graphs/``."""
+    extra = [Path(p) for p in os.environ.get("VPIPE_GRAPH_PATH", "").split(os.pathsep) if p]
+    return [d for d in extra if d.is_dir()] + [graphs_dir()]
+
+
+def graph_names() -> list[str]:
+    """The names of the graphs that ``vpipe run NAME`` finds (file stems)."""
+    return sorted({p.stem for d in graph_dirs() for p in d.iterdir()
+                   if p.suffix in (".yaml", ".yml") and p.is_file()})
+
+
+def resolve_graph(ref: str) -> Path:
+    """A graph argument → its file: an existing path, else the graph of that name in ``graphs/``."""
+    p = Path(ref)
+    if p.is_file():
+        return p
+    if p.is_dir():
+        raise CliError(f"graph '{ref}' is a directory, not a graph file")
+    stem = p.name[: -len(p.suffix)] if p.suffix in (".yaml", ".yml") else p.name
+    if p.parent == Path("."):
+        for d in graph_dirs():
+            for suffix in (".yaml", ".yml"):
+                candidate = d / f"{stem}{suffix}"
+                if candidate.is_file():
+                    return candidate
+    names = graph_names()
+    hint = did_you_mean(stem, names, cutoff=0.5) or (f"; known graphs: {', '.join(names)}" if names else "")
+    where = " or ".join(str(d) for d in graph_dirs())
+    raise CliError(f"unknown graph '{ref}': no such file and no graph of that name in {where}{hint}")
+
+
+def parse_set_value(raw: str) -> Any:
+    """A ``--set`` value as a YAML scalar: int, float, bool, null or str."""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        problem = str(e).splitlines()[0]
+        raise ValueError(f"not a YAML scalar ({problem}); quote it to pass a string") from None
+    if isinstance(value, str) and _EXP_FLOAT.match(raw.strip()):
+        return float(raw)  # YAML 1.1 reads 1e-3 as text; YAML 1.2 and every user read a number
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return raw.strip()  # YAML would turn 2024-01-01 into a date; a side packet wants the text
+    if isinstance(value, (dict, list)):
+        kind = "mapping" if isinstance(value, dict) else "list"
+        raise ValueError(f"must be a scalar (int, float, bool, null or string), got a {kind}; "
+                         "quote it to pass a string")
+    return value
+
+
+def parse_sets(items: list[str] | None) -> dict[str, Any]:
+    """``["key=value", ...]`` → ``{key: scalar}``; raises ``CliError`` naming the bad item."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, eq, raw = item.partition("=")
+        key = key.strip()
+        if not eq:
+            raise CliError(f"bad --set '{item}': expected key=value")
+        if not _KEY.match(key):
+            raise CliError(f"bad --set '{item}': '{key}' is not a side packet name "
+                           "(letters, digits and underscores)")
+        try:
+            out[key] = parse_set_value(raw)
+        except ValueError as e:
+            raise CliError(f"bad --set '{item}': value {e}") from None
+    return out
+
+
+def load_plugins(modules: list[str] | None) -> None:
+    """Imports the user calculator modules named with ``--plugin``."""
+    if not modules:
+        return
+    from pipeline import registry
+
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)  # `vpipe --plugin my_calcs` finds my_calcs.py beside the user
+    for m in modules:
+        try:
+            registry.load_plugin(m)
+        except Exception as e:  # noqa: BLE001 - any import failure is the user's to see
+            raise CliError(f"cannot import plugin '{m}': {type(e).__name__}: {e}") from None
+
+
+def check_side_packets(graph, path: Path, values: dict[str, Any]) -> None:
+    """Refuses a ``--set`` key that the graph does not declare, offering the closest names."""
+    declared = set(declared_side_packets(graph))
+    for key in values:
+        if key not in declared:
+            hint = did_you_mean(key, sorted(declared), cutoff=0.5) or (
+                f"; it declares {', '.join(sorted(declared))}" if declared else "; it declares none")
+            raise CliError(f"bad --set '{key}': {path} declares no side packet '{key}'{hint}")
+
+
+def declared_side_packets(graph) -> dict[str, Any]:
+    return dict(graph.spec.side_packets)
+
+
+def load_graph(ref: str, plugins: list[str] | None = None):
+    """Resolves, imports plugins and loads a graph; returns (Graph, path)."""
+    from pipeline import Graph
+
+    path = resolve_graph(ref)
+    load_plugins(plugins)
+    return Graph.from_yaml(path), path
+
+
+def load_or_exit(ref: str, plugins: list[str] | None = None, sets: list[str] | None = None):
+    """What every graph command does first: parses ``--set``, imports plugins, loads the graph and
+    checks the ``--set`` keys against it; returns (Graph, path, side packets) or exits with the
+    one-line cause (status 2 for the command line, 1 for the graph)."""
+    from pipeline import GraphConfigError
+
+    try:
+        sides = parse_sets(sets)
+        g, path = load_graph(ref, plugins)
+        check_side_packets(g, path, sides)
+    except CliError as e:
+        raise fail(str(e), e.code)
+    except GraphConfigError as e:
+        raise fail(config_message(e), EXIT_FAILED)
+    return g, path, sides
+
+
+def plugins_or_exit(modules: list[str] | None) -> None:
+    """``load_plugins`` for a command: a plugin that does not import ends it with the cause."""
+    try:
+        load_plugins(modules)
+    except CliError as e:
+        raise fail(str(e), e.code)
+
+
+def _print_error(message: str) -> None:
+    lines = str(message).splitlines() or [""]
+    sys.stderr.write(f"error: {lines[0]}\n")
+    if len(lines) > 1:
+        sys.stderr.write("\n".join(lines[1:]) + "\n")
+    sys.stderr.flush()
+
+
+def config_message(e, what: str = "in the graph") -> str:
+    """A ``GraphConfigError`` for stderr: the problem itself when one, else a count then each."""
+    if len(e.problems) == 1:
+        return str(e.problems[0])
+    return f"{len(e.problems)} problems {what}\n{e}"
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    _print_error(message)
+    return typer.Exit(code)
+
+
+def stdout_console():
+    """The console for tables: the terminal's width, or 120 columns in a pipe or a log."""
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 120)

@@ -1,0 +1,158 @@
+"""The run state: where one run of a graph stands, and the one condition everything waits on.
+
+States, and the only moves between them::
+
+    RUNNING ──drain()──▶ DRAINING ──last node finished──▶ DONE
+       │                    │
+       ├──────cancel()──────┴──▶ CANCELLED
+       └──── fail(err) from any state ──▶ FAILED   (the first error is the run's error)
+    RUNNING ──last node finished──▶ DONE
+
+- RUNNING: sources produce, nodes process.
+- DRAINING: a clean stop was asked for (``Graph.request_stop``, ``ctx.stop_run()``, later the first
+  Ctrl-C): sources stop and close their outputs, graph inputs close, and what is already queued
+  flows on into the sinks. The run becomes DONE when the last node has closed.
+- CANCELLED: stop at once (``Graph.cancel``): queued work is discarded; ``close`` still runs on every
+  opened calculator when the run is shut down.
+- FAILED: a calculator, an observer or the framework raised; like CANCELLED, and ``wait()`` raises
+  the first error. An error while closing after DONE or CANCELLED also moves the run to FAILED.
+- DONE: every node finished on its own (its inputs closed) or after DRAINING.
+
+CANCELLED, FAILED and DONE are *ended*: ``Graph.wait`` returns from its wait and shuts the run down
+(joins the source threads and workers, closes what is open). ``stopping`` is true in CANCELLED and
+FAILED: the hot path reads that one attribute to drop work.
+
+The one condition, ``cond`` (a ``threading.Condition``), is notified on every change of state and
+whenever something a waiter may be waiting for happens: queue space freed (throttled sources and a
+blocked ``Graph.add_packet``), an executor gone idle (the throttle's deadlock relief), a packet for
+a poller. Every wait of the framework outside the executors' own work queues is
+``wait_until(predicate, timeout)`` on it, with no polling: a waiter wakes because something it
+reads changed, or the run ended. ``stop_event`` (a ``threading.Event``) is set when the run leaves
+RUNNING, for calculators that pace themselves with ``ctx.stop_event.wait(delay)``.
+
+For the code that stops runs (signals, drain bounds): ``drain()`` and ``cancel()`` return whether they
+changed the state (so a second Ctrl-C can tell it is the second), ``wait_until`` with a deadline is
+how a bounded drain waits, and ``state`` may be read at any time without the lock.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from typing import Callable
+
+from .errors import GraphRunError
+
+
+class State(enum.Enum):
+    RUNNING = "running"
+    DRAINING = "draining"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    DONE = "done"
+
+
+_ENDED = frozenset((State.CANCELLED, State.FAILED, State.DONE))
+
+
+class RunState:
+    """One run's state, its errors and the condition every framework wait uses."""
+
+    __slots__ = ("state", "stopping", "cond", "stop_event", "error", "errors", "unfinished")
+
+    def __init__(self) -> None:
+        self.state = State.RUNNING
+        self.stopping = False  # CANCELLED or FAILED: drop queued work, stop at once
+        self.cond = threading.Condition(threading.Lock())
+        self.stop_event = threading.Event()
+        self.error: GraphRunError | None = None
+        self.errors: list[GraphRunError] = []
+        self.unfinished = 0  # nodes that have not finished yet
+
+    # -- reading --------------------------------------------------------------------------------
+
+    @property
+    def ended(self) -> bool:
+        return self.state in _ENDED
+
+    def is_set(self) -> bool:
+        """``ended``, in the form of ``threading.Event.is_set`` (a run's end read like an event)."""
+        return self.state in _ENDED
+
+    @property
+    def running(self) -> bool:
+        """True while nothing asked the run to stop (sources may produce)."""
+        return self.state is State.RUNNING
+
+    # -- moves ----------------------------------------------------------------------------------
+
+    def _move(self, state: State) -> None:
+        """Under ``cond``: the new state, its flags, and everyone woken."""
+        self.state = state
+        if state is State.CANCELLED or state is State.FAILED:
+            self.stopping = True
+        if state is not State.DONE:
+            self.stop_event.set()
+        self.cond.notify_all()
+
+    def start(self, nodes: int) -> None:
+        with self.cond:
+            self.unfinished = nodes
+            if nodes == 0:
+                self._move(State.DONE)
+
+    def drain(self) -> bool:
+        """RUNNING → DRAINING. Returns False when the run was already stopping or ended."""
+        with self.cond:
+            if self.state is not State.RUNNING:
+                return False
+            self._move(State.DRAINING)
+            return True
+
+    def cancel(self) -> bool:
+        """RUNNING/DRAINING → CANCELLED. Returns False when the run had already ended."""
+        with self.cond:
+            if self.state in _ENDED:
+                return False
+            self._move(State.CANCELLED)
+            return True
+
+    def fail(self, err: GraphRunError) -> None:
+        """Records an error; the first one becomes the run's error and the run FAILED."""
+        with self.cond:
+            self.errors.append(err)
+            if self.error is None:
+                self.error = err
+            if self.state is not State.FAILED:
+                self._move(State.FAILED)
+
+    def node_finished(self) -> None:
+        with self.cond:
+            self.unfinished -= 1
+            if self.unfinished <= 0 and (self.state is State.RUNNING or self.state is State.DRAINING):
+                self._move(State.DONE)
+
+    # -- waiting --------------------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """Wakes every waiter to re-read what it waits for (queue space, idleness, a packet)."""
+        with self.cond:
+            self.cond.notify_all()
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Waits on ``cond`` until ``predicate()`` (read under the lock) is true or ``timeout``
+        seconds passed; returns the predicate's last value. The caller's predicate should also
+        be true once the run has ended, unless it means to wait past the end."""
+        with self.cond:
+            if timeout is None:
+                while not predicate():
+                    self.cond.wait()
+                return True
+            deadline = time.monotonic() + timeout
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(left)
+            return True

@@ -1,0 +1,278 @@
+"""The scheduler: executors (named pools of worker threads), the source threads, and throttling.
+
+- An ``Executor`` keeps a priority queue of activated nodes, downstream (deeper) first, so packets
+  drain before sources make more. A worker pops a node and runs its steps; a node its step made
+  ready runs *inline* next on the same worker when it shares the executor (a hop costs a few
+  microseconds), and is queued otherwise. A node that still has work goes back to the queue only
+  when its calls are long enough that another worker gains from pipelining it (``HANDOFF_NS``).
+- Sources run on threads of their own (``run_source``): each ``process`` call emits through
+  ``OutputHandle.add``, which waits in ``throttle`` while an input queue with overflow ``block`` is
+  full. Only sources and the Python feed are throttled, never interior nodes, so throttling cannot
+  deadlock; should every source be throttled while nothing can run (a sync input waiting on a
+  stream that does not advance), the throttle lifts with one warning.
+- Waits outside the executors' own queues are on the run state's condition (run_state.py): a
+  queue that had been full getting room (``queue_freed``) and an executor going idle notify it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from .calculator import STOP
+from .run_state import State
+
+if TYPE_CHECKING:
+    from .node import NodeRuntime
+    from .run_state import RunState
+
+log = logging.getLogger("vpipe")
+
+_perf_ns = time.perf_counter_ns
+HANDOFF_NS = 50_000  # mean process() time above which a node's backlog goes to idle workers
+
+
+def default_threads() -> int:
+    return max(2, min(4, os.cpu_count() or 2))
+
+
+class Executor:
+    """A named pool of worker threads taking ready nodes, downstream (deeper) nodes first."""
+
+    def __init__(self, sched: "Scheduler", name: str, threads: int):
+        self.sched = sched
+        self.name = name
+        self.nthreads = threads
+        self.cond = threading.Condition(threading.Lock())
+        self.heap: list = []
+        self.seq = itertools.count()
+        self.idle = 0
+        self.busy = 0
+        self.shutdown = False
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for i in range(self.nthreads):
+            th = threading.Thread(target=self._worker, name=f"vpipe-{self.name}-{i}", daemon=True)
+            self.threads.append(th)
+            th.start()
+
+    def submit(self, node: "NodeRuntime") -> None:
+        with self.cond:
+            heapq.heappush(self.heap, (-node.depth, next(self.seq), node))
+            if self.idle:
+                self.cond.notify()
+
+    def stop(self, discard: bool) -> None:
+        with self.cond:
+            self.shutdown = True
+            if discard:
+                self.heap.clear()
+            self.cond.notify_all()
+
+    def _worker(self) -> None:
+        sched = self.sched
+        ready: list = []
+        local: list[NodeRuntime] = []
+        cond = self.cond
+        while True:
+            with cond:
+                while not self.heap and not self.shutdown:
+                    self.idle += 1
+                    if self.busy == 0:
+                        sched.executor_idle(self)
+                    cond.wait()
+                    self.idle -= 1
+                if self.shutdown and not self.heap:
+                    return
+                node = heapq.heappop(self.heap)[2]
+                self.busy += 1
+            try:
+                local.append(node)
+                while local:
+                    node = local.pop()
+                    more = node.step(ready, sched.trace)
+                    if more:
+                        # Let an idle worker pipeline this node while we carry its packet on, when
+                        # its calls are long enough to gain from it: for a call of microseconds the
+                        # hand-off costs more than it saves (two threads only trade the GIL).
+                        if self.idle and ready and node.time_ns > HANDOFF_NS * node.count:
+                            self.submit(node)
+                        else:
+                            local.append(node)
+                    if ready:
+                        if len(ready) == 1:
+                            n = ready[0]
+                            if n.executor is self:
+                                local.append(n)
+                            else:
+                                n.executor.submit(n)
+                        else:
+                            # Run the deepest same-executor node inline; queue the others (a node
+                            # may appear twice: each entry is one activation).
+                            best = -1
+                            for i, n in enumerate(ready):
+                                if n.executor is self and (best < 0 or n.depth > ready[best].depth):
+                                    best = i
+                            for i, n in enumerate(ready):
+                                if i != best:
+                                    n.executor.submit(n)
+                            if best >= 0:
+                                local.append(ready[best])
+                        ready.clear()
+            except BaseException as e:  # noqa: BLE001 - a bug in the framework itself
+                node.fail("scheduler", None, e)
+                local.clear()
+                ready.clear()
+            finally:
+                with cond:
+                    self.busy -= 1
+
+
+class Scheduler:
+    """The executors, the source threads and the throttle of one run."""
+
+    def __init__(self, run: "RunState", executors: dict[str, int], trace: list | None):
+        self.run = run
+        self.trace = trace
+        self.executors = {name: Executor(self, name, n) for name, n in executors.items()}
+        self.nodes: list[NodeRuntime] = []
+        self.source_threads: list[threading.Thread] = []
+        self.full_queues = 0  # input queues with overflow block that are full
+        self.full_lock = threading.Lock()
+        self.relief_warned = False
+        self.graph_name = ""
+
+    # -- starting and stopping -------------------------------------------------------------------
+
+    def start(self, nodes: list["NodeRuntime"]) -> None:
+        """Starts the workers, activates the nodes that have no forward input (only back edges)
+        and starts one thread per source."""
+        self.nodes = nodes
+        for ex in self.executors.values():
+            ex.start()
+        ready: list = []
+        for node in nodes:
+            if node.is_source:
+                th = threading.Thread(target=self.run_source, args=(node,), name=f"vpipe-source-{node.name}",
+                                      daemon=True)
+                self.source_threads.append(th)
+            elif not node.forward_queues:
+                with node.lock:
+                    if node.active == 0:
+                        node.active += 1
+                        ready.append(node)
+        self.dispatch(ready)
+        for th in self.source_threads:
+            th.start()
+
+    def join(self) -> None:
+        """Waits for the sources to stop, then for the workers (discarding queued work when the
+        run is stopping)."""
+        me = threading.current_thread()
+        for th in self.source_threads:
+            if th is not me:
+                th.join()
+        for ex in self.executors.values():
+            ex.stop(discard=self.run.stopping)
+        for ex in self.executors.values():
+            for th in ex.threads:
+                if th is not me:
+                    th.join()
+
+    def dispatch(self, ready: list) -> None:
+        """Hands ready nodes found outside a worker (feed, sources) to their executors."""
+        if ready:
+            for n in ready:
+                n.executor.submit(n)
+            ready.clear()
+
+    # -- sources -----------------------------------------------------------------------------------
+
+    def run_source(self, node: "NodeRuntime") -> None:
+        run = self.run
+        ctx = node.ctx
+        calc = node.calc
+        ready = ctx._ready
+        trace = self.trace
+        stop = run.stop_event
+        first_out = next(iter(node.outputs.values()), None)
+        try:
+            while not stop.is_set():
+                self.throttle(node)
+                if stop.is_set():
+                    break
+                last = first_out.last if first_out is not None else None
+                start = _perf_ns()
+                r = calc.process(ctx)
+                end = _perf_ns()
+                node.count += 1
+                node.time_ns += end - start
+                if trace is not None and first_out is not None and first_out.last != last:
+                    # one event per call that emitted, at the timestamp it emitted
+                    trace.append((node.name, threading.current_thread().name, first_out.last, start, end))
+                self.dispatch(ready)
+                if r is STOP:
+                    break
+        except BaseException as e:  # noqa: BLE001
+            node.fail("source", None, e)
+        ready.clear()
+        with node.lock:
+            if node.finished:
+                return
+            node.finished = True
+        if not run.stopping:
+            try:
+                node._close_node(ready)
+            except BaseException as e:  # noqa: BLE001
+                node.fail("close", None, e)
+            self.dispatch(ready)
+        run.node_finished()
+
+    # -- throttling --------------------------------------------------------------------------------
+
+    def throttle(self, node: "NodeRuntime") -> None:
+        """A source waits here while an input queue with overflow ``block`` is full."""
+        if self.full_queues <= 0:
+            return
+        self.run.wait_until(self._may_produce)
+
+    def _may_produce(self) -> bool:
+        if self.full_queues <= 0 or self.run.state is not State.RUNNING:
+            return True
+        if self._all_idle():
+            if not self.relief_warned:
+                self.relief_warned = True
+                log.warning("graph '%s': every source is throttled by a full queue while nothing can run; "
+                            "letting sources go on (a sync input waits on a stream that does not advance?)",
+                            self.graph_name)
+            return True
+        return False
+
+    def adjust_full(self, delta: int) -> None:
+        with self.full_lock:
+            self.full_queues += delta
+
+    def queue_freed(self) -> None:
+        """A full queue has room again: throttled sources and a blocked feed may go on."""
+        self.adjust_full(-1)
+        self.run.notify()
+
+    def executor_idle(self, ex: Executor) -> None:
+        if self.full_queues > 0:
+            self.run.notify()
+
+    def _all_idle(self) -> bool:
+        for ex in self.executors.values():
+            if ex.busy or ex.heap:
+                return False
+        for node in self.nodes:
+            if node.active and not node.is_source:
+                return False
+        return True
+

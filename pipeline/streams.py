@@ -1,0 +1,160 @@
+"""Streams and queues: a stream's bound and fan-out, a node's bounded input queue on it, and the
+direct consumers of a stream (observer callbacks, pollers).
+
+A producer calls ``Stream.send`` (a packet) or ``Stream.set_bound`` (the bound moves without one);
+each consumer's ``InputQueue`` gets it through its node (``NodeRuntime.deliver``/``advance``), which
+appends any node that became ready to the caller's ``ready`` list. Nothing here schedules: the
+caller hands ``ready`` on (see scheduler.py).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from .errors import TimestampError
+from .timestamp import Packet, Timestamp
+
+if TYPE_CHECKING:
+    from .node import NodeRuntime
+    from .run_state import RunState
+
+DONE = Timestamp.DONE
+
+
+class ObserverFailed(Exception):
+    """Raised through the producer when an observer callback failed (already recorded)."""
+
+
+class DirectConsumer:
+    """Something that receives a stream's packets directly (observers, pollers)."""
+
+    __slots__ = ("on_packet", "on_bound")
+
+    def __init__(self, on_packet, on_bound=None):
+        self.on_packet = on_packet
+        self.on_bound = on_bound
+
+
+class Stream:
+    """One producer, any number of consumers; timestamps strictly increase."""
+
+    __slots__ = ("name", "producer", "bound", "last", "queues", "direct")
+
+    def __init__(self, name: str, producer: str | None):
+        self.name = name
+        self.producer = producer  # node name, or None for a graph input
+        self.bound = Timestamp.MIN  # the smallest timestamp still allowed
+        self.last = None
+        self.queues: list[InputQueue] = []
+        self.direct: list[DirectConsumer] = []
+
+    def send(self, packet: Packet, ready: list) -> None:
+        t = packet.timestamp
+        if t < self.bound:
+            if self.bound == DONE:
+                raise TimestampError(
+                    f"stream '{self.name}': node '{self.producer}' sent a packet at {Timestamp.name(t)} "
+                    "after the stream was closed")
+            last = Timestamp.name(self.last)
+            raise TimestampError(
+                f"stream '{self.name}': node '{self.producer or 'graph input'}' sent a packet at timestamp "
+                f"{Timestamp.name(t)}, but the last timestamp on it was {last} (next allowed: "
+                f"{Timestamp.name(self.bound)}). Timestamps on a stream must strictly increase: a source "
+                "re-using a timestamp, or a calculator emitting at an earlier timestamp than the one it "
+                "processes (declare timestamp_offset = None and emit in order)")
+        self.last = t
+        self.bound = t + 1
+        for q in self.queues:
+            q.node.deliver(q, packet, ready)
+        for c in self.direct:
+            c.on_packet(packet)
+
+    def set_bound(self, bound: int, ready: list) -> None:
+        if bound <= self.bound:
+            return
+        self.bound = bound
+        for q in self.queues:
+            q.node.advance(q, bound, ready)
+        for c in self.direct:
+            if c.on_bound is not None:
+                c.on_bound(bound)
+
+    def close(self, ready: list) -> None:
+        self.set_bound(DONE, ready)
+
+
+class InputQueue:
+    """A node's bounded input queue on one stream."""
+
+    __slots__ = ("node", "tag", "stream", "dq", "bound", "capacity", "overflow", "back_edge",
+                 "peak", "drops", "full")
+
+    def __init__(self, node: "NodeRuntime", tag: str, stream: Stream, capacity: int, overflow: str, back_edge: bool):
+        self.node = node
+        self.tag = tag
+        self.stream = stream
+        self.dq: deque[Packet] = deque()
+        self.bound = Timestamp.MIN
+        self.capacity = capacity
+        self.overflow = overflow
+        self.back_edge = back_edge
+        self.peak = 0
+        self.drops = 0
+        self.full = False
+
+
+class Poller:
+    """Pulls packets of one output stream: ``get(timeout)`` returns a Packet, or None at the end
+    (the stream closed, or the run ended: cancelled or failed, then ``wait()`` tells which).
+
+    It waits on the run's condition, so it wakes when a packet comes, the stream closes or the
+    run ends, whichever is first."""
+
+    def __init__(self, stream: str):
+        self.stream = stream
+        self._dq: deque[Packet] = deque()
+        self._closed = False  # the stream is done
+        self._done = False  # get() returned None
+        self._run: "RunState | None" = None
+
+    def _attach(self, run: "RunState") -> None:
+        self._run = run
+
+    def _on_packet(self, p: Packet) -> None:
+        cond = self._run.cond
+        with cond:
+            self._dq.append(p)
+            cond.notify_all()
+
+    def _on_bound(self, b: int) -> None:
+        if b == DONE:
+            cond = self._run.cond
+            with cond:
+                self._closed = True
+                cond.notify_all()
+
+    def _ready(self) -> bool:
+        return bool(self._dq) or self._closed or self._run.ended
+
+    def get(self, timeout: float | None = None) -> Packet | None:
+        """The next packet; None when the stream is done. Raises TimeoutError after ``timeout`` s."""
+        if self._done:
+            return None
+        run = self._run
+        if run is None:
+            raise RuntimeError(f"poller of '{self.stream}': start() the graph before get()")
+        if not run.wait_until(self._ready, timeout):
+            raise TimeoutError(f"no packet on stream '{self.stream}' within {timeout} s")
+        with run.cond:
+            if self._dq:
+                return self._dq.popleft()
+        self._done = True
+        return None
+
+    def __iter__(self):
+        while True:
+            p = self.get()
+            if p is None:
+                return
+            yield p
