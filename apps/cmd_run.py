@@ -3,7 +3,9 @@
 - ``vpipe run GRAPH [--set key=value ...] [--plugin module]`` runs a graph file (a path, or the name
   of a graph: see ``apps/common.py`` for the lookup) with a progress bar, then prints a summary
   (frames, fps, drops, time per node). On error the exit status is 1 and the first line of stderr is
-  the one-line cause.
+  the one-line cause. Ctrl-C or SIGTERM stops the run cleanly (the graph drains into the sinks for at
+  most ``--drain-timeout`` s, files are finalized) and exits 130 or 143; a second signal stops it at
+  once; a calculator stuck in a call for ``--stuck-timeout`` s is named and abandoned.
 - ``vpipe validate GRAPH...`` loads every graph and reports every problem at once as
   ``file:line: message``; exit status 1 when any.
 """
@@ -17,6 +19,7 @@ import typer
 
 from apps.common import EXIT_FAILED, CliError, load_or_exit, plugins_or_exit, resolve_graph, stdout_console
 from apps.progress import run_or_exit, summary_table
+from pipeline.graph import DRAIN_TIMEOUT_S, STUCK_TIMEOUT_S
 
 # ---------------------------------------------------------------------------------------------
 # Commands
@@ -27,9 +30,18 @@ def run_command(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a side packet: key=value (YAML scalar)."),
     plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    drain_timeout: float = typer.Option(DRAIN_TIMEOUT_S, "--drain-timeout", min=0,
+                                        help="On Ctrl-C/SIGTERM, seconds to drain the graph into the sinks."),
+    stuck_timeout: float = typer.Option(STUCK_TIMEOUT_S, "--stuck-timeout", min=0,
+                                        help="Seconds to wait for a call still running at the stop before "
+                                             "naming the node as stuck."),
 ) -> None:
-    """Runs a graph with a progress bar and prints a summary."""
+    """Runs a graph with a progress bar and prints a summary.
+
+    Exit status: 0 done, 1 the graph or the run failed, 2 bad command line, 130 stopped by Ctrl-C,
+    143 stopped by SIGTERM."""
     g, _path, sides = load_or_exit(graph, plugin, set_)
+    g.drain_timeout, g.stuck_timeout = drain_timeout, stuck_timeout
     stdout_console().print(summary_table(run_or_exit(g, sides, quiet=quiet)))
 
 

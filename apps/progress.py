@@ -3,11 +3,15 @@
 ``run_with_progress`` starts a graph and shows frames, fps and ETA on stderr (the total read from
 the sources' video files before the run, or from their stream info once open; live counters
 otherwise); ``run_or_exit`` turns a failed run into the exit status (1, the cause first on stderr;
-130 on Ctrl-C); ``summary_table`` is the per-node table ``vpipe run`` and the demo print.
+130 on Ctrl-C, 143 on SIGTERM); ``summary_table`` is the per-node table ``vpipe run`` and the demo
+print. While a graph runs, SIGINT and SIGTERM stop it as ``pipeline/signals.py`` explains: the
+first cleanly (sources stop, the graph drains into the sinks), the second at once.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -167,16 +171,28 @@ def run_with_progress(graph, side_packets: dict[str, Any], *, trace: bool = Fals
 
     if counted is not None:
         graph.observe(counted, on_frame)
+    from pipeline.signals import StopSignals
+
+    stop_signals = StopSignals(graph, (signal.SIGINT, signal.SIGTERM), on_signal=_tell_stopping(graph))
     with progress:
         t0[0] = time.perf_counter()
         try:
-            graph.start(side_packets, trace=trace)
-            graph.wait()  # on Ctrl-C it cancels the run cleanly and re-raises
-        except KeyboardInterrupt:
-            # Ctrl-C may also land between start() and wait(): stop the run here too, so that
-            # every calculator is closed and no thread outlives the command.
-            _stop(graph)
+            with stop_signals:
+                try:
+                    graph.start(side_packets, trace=trace)
+                    graph.wait()
+                except KeyboardInterrupt:
+                    # A second signal while calculators opened (signals.py, rule 2): make sure the
+                    # run is over, every calculator closed and no thread outlives the command.
+                    _stop(graph)
+                    raise
+        except BaseException as e:
+            if stop_signals.received:
+                raise Interrupted(stop_signals.received[0], graph.errors) from e
             raise
+        else:
+            if stop_signals.received:
+                raise Interrupted(stop_signals.received[0], graph.errors)
         finally:
             wall = time.perf_counter() - t0[0]
             n = count[0]
@@ -185,12 +201,46 @@ def run_with_progress(graph, side_packets: dict[str, Any], *, trace: bool = Fals
     return RunResult(wall, count[0], graph.stats())
 
 
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal (``signum``); ``errors``: the run's errors, stuck nodes too."""
+
+    def __init__(self, signum: int, errors: list):
+        super().__init__(signum)
+        self.signum = signum
+        self.errors = errors
+
+
+def _tell_stopping(graph):
+    """What ``vpipe run`` prints on a terminal when a stop signal comes (from the signal helper
+    thread; os.write, so it never waits on a stream the main thread is writing to)."""
+    from pipeline.signals import NAMES
+
+    def tell(signum: int, count: int) -> None:
+        if not os.isatty(2):
+            return  # in a log, the first line stays the one-line cause ("error: interrupted ...")
+        name = NAMES.get(signum, f"signal {signum}")
+        if count == 1:
+            msg = (f"stopping ({name}): sources stopped, draining what is in the graph into the sinks "
+                   f"(at most {graph.drain_timeout:g} s); {name} again to stop at once\n")
+        else:
+            msg = f"stopping at once ({name} again): finalizing the sinks\n"
+        os.write(2, msg.encode())
+
+    return tell
+
+
 def run_or_exit(graph, side_packets: dict[str, Any], *, trace: bool = False, quiet: bool = False) -> RunResult:
-    """``run_with_progress`` for a command: a failed run exits 1 with its cause first, Ctrl-C 130."""
-    from pipeline import GraphConfigError, GraphRunError
+    """``run_with_progress`` for a command: a failed run exits 1 with its cause first, Ctrl-C 130,
+    SIGTERM 143 (with a line for each node found stuck)."""
+    from pipeline import GraphConfigError, GraphRunError, NodeStuckError
+    from pipeline.signals import EXIT_CODES, NAMES
 
     try:
         return run_with_progress(graph, side_packets, trace=trace, quiet=quiet)
+    except Interrupted as e:
+        stuck = [err.args[0] for err in e.errors if isinstance(err, NodeStuckError)]
+        name = NAMES.get(e.signum, f"signal {e.signum}")
+        raise fail("\n".join([f"interrupted ({name}): the run was stopped", *stuck]), EXIT_CODES.get(e.signum, 130))
     except GraphRunError as e:
         if interrupted(e):
             raise fail("interrupted (Ctrl-C): the run was stopped", 130)

@@ -67,6 +67,11 @@ class NodeRuntime:
         self.opened = False
         self.closed = False
         self.finished = False
+        # The call running now ("process", "close", "source"; None between calls), set under the
+        # lock where a call is taken, so the shutdown never closes a node while its call runs.
+        self.calling: str | None = None
+        # A sink (no outputs) keeps writing what reached it while a stopping run shuts down.
+        self.sink = not spec.outputs
         self.active = 0
         self.max_in_flight = spec.max_in_flight
         self.policy = policy_for(spec.policy, spec.latest_size)
@@ -154,17 +159,18 @@ class NodeRuntime:
             q = self.queues[0]
             with self.lock:
                 dq = q.dq
-                if dq and not run.stopping:
+                if dq and (not run.stopping or (self.sink and not run.halted)):
                     p = dq.popleft()
                     if q.full:
                         self.queue_popped(q)
+                    self.calling = "process"
                 else:
                     p = None
             if p is not None:
                 return self._run_simple(p, q, ready, trace)
         call = None
         with self.lock:
-            if run.stopping:
+            if run.stopping and not (self.sink and not run.halted):
                 self.active -= 1
                 return False
             policy = self.policy
@@ -180,6 +186,8 @@ class NodeRuntime:
             elif self.max_in_flight > 1 and inputs.inputs is not None:
                 call = InFlightCall(inputs.timestamp)
                 self.inflight.append(call)
+            elif inputs.inputs is not None:
+                self.calling = "process"
         if inputs is None:  # close
             self._close_node(ready)
             with self.lock:
@@ -197,7 +205,7 @@ class NodeRuntime:
         else:
             self._process_concurrent(call, inputs.inputs, ready, trace)
         with self.lock:
-            if not run.stopping and self.policy.readiness(self):
+            if (not run.stopping or (self.sink and not run.halted)) and self.policy.readiness(self):
                 return True
             self.active -= 1
             return False
@@ -213,11 +221,13 @@ class NodeRuntime:
         try:
             self.calc.process(ctx)
         except BaseException as e:  # noqa: BLE001 - every failure stops the run
+            self.calling = None
             self.fail("process", t, e)
             with self.lock:
                 self.active -= 1
             return False
         end = _perf_ns()
+        self.calling = None
         self.count += 1
         self.time_ns += end - start
         if trace is not None:
@@ -247,7 +257,7 @@ class NodeRuntime:
         if not self._run_call(p.timestamp, {q.tag: p}, ready, trace):
             return False
         with self.lock:
-            if not run.stopping:
+            if not run.stopping or (self.sink and not run.halted):
                 if q.dq:
                     return True
                 # bound_readiness() for the single input, inlined: this is per packet
@@ -268,6 +278,7 @@ class NodeRuntime:
         try:
             self.calc.process(ctx)
         except BaseException as e:  # noqa: BLE001
+            call.done = True  # it returned (by raising): no longer a call in progress
             self.fail("process", t, e)
             return
         end = _perf_ns()
@@ -311,12 +322,48 @@ class NodeRuntime:
         ctx.timestamp = None
         ctx.inputs = {}
         ctx._ready = ready
-        if self.opened and not self.closed:
-            self.closed = True
+        with self.lock:
+            closing = self.opened and not self.closed and not self.run.halted
+            if closing:
+                self.closed = True
+                self.calling = "close"
+        if closing:
             try:
                 self.calc.close(ctx)
             except BaseException as e:  # noqa: BLE001
+                self.calling = None
                 self.fail("close", None, e)
+            self.calling = None
         for s in self.outputs.values():
             s.close(ready)
+
+    def close_at_shutdown(self) -> bool:
+        """The shutdown's close of a node that did not finish on its own. False when it is not to be
+        closed now: not opened, already closed, or in a call (stuck: never closed under it)."""
+        with self.lock:
+            if not self.opened or self.closed or self.calling is not None or any(not c.done for c in self.inflight):
+                return False
+            self.closed = True
+            self.calling = "close"
+        ctx = self.ctx
+        ctx.timestamp = None
+        ctx.inputs = {}
+        try:
+            self.calc.close(ctx)
+        except BaseException as e:  # noqa: BLE001
+            err = GraphRunError(self.name, self.spec.calculator, "close", None, e)
+            err.__cause__ = e
+            self.run.fail(err)
+        finally:
+            self.calling = None
+        return True
+
+    def call_in_progress(self) -> tuple[str, int | None] | None:
+        """(phase, timestamp) of the call running now, or None (read under the lock)."""
+        with self.lock:
+            if self.calling is not None:
+                return self.calling, (self.ctx.timestamp if self.calling == "process" and self.max_in_flight == 1
+                                      else None)
+            running = [c.timestamp for c in self.inflight if not c.done]
+        return ("process", running[0]) if running else None
 

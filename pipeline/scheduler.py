@@ -57,6 +57,7 @@ class Executor:
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
+        self.sched.run.threads_started(self.nthreads)
         for i in range(self.nthreads):
             th = threading.Thread(target=self._worker, name=f"vpipe-{self.name}-{i}", daemon=True)
             self.threads.append(th)
@@ -76,6 +77,12 @@ class Executor:
             self.cond.notify_all()
 
     def _worker(self) -> None:
+        try:
+            self._work()
+        finally:
+            self.sched.run.thread_ended()  # the shutdown waits for this, with a deadline
+
+    def _work(self) -> None:
         sched = self.sched
         ready: list = []
         local: list[NodeRuntime] = []
@@ -168,22 +175,32 @@ class Scheduler:
                         node.active += 1
                         ready.append(node)
         self.dispatch(ready)
+        self.run.threads_started(len(self.source_threads))
         for th in self.source_threads:
             th.start()
 
-    def join(self) -> None:
-        """Waits for the sources to stop, then for the workers (discarding queued work when the
-        run is stopping)."""
+    def join(self) -> list[threading.Thread]:
+        """Waits for the sources to stop and the workers to run out of work (sinks write what
+        reached them, also when the run is stopping), until the run's stuck deadline; returns the
+        threads still running then (each stuck in a call)."""
+        run = self.run
         me = threading.current_thread()
-        for th in self.source_threads:
-            if th is not me:
-                th.join()
         for ex in self.executors.values():
-            ex.stop(discard=self.run.stopping)
-        for ex in self.executors.values():
-            for th in ex.threads:
-                if th is not me:
-                    th.join()
+            ex.stop(discard=False)  # a stopping run's non-sink steps return at once
+        threads = [th for th in self.source_threads + [t for ex in self.executors.values() for t in ex.threads]
+                   if th is not me]
+        mine = 1 if me in self.source_threads or any(me in ex.threads for ex in self.executors.values()) else 0
+
+        def over() -> bool:
+            return run.threads <= mine or run.past_stuck_deadline()
+
+        while not run.wait_until(over, max(0.0, run.stuck_deadline - time.monotonic())):
+            pass  # the deadline moved later: cannot happen (it only comes forward); re-check
+        if run.threads > mine:
+            return [th for th in threads if th.is_alive()]
+        for th in threads:
+            th.join()  # each has left its loop: this returns at once
+        return []
 
     def dispatch(self, ready: list) -> None:
         """Hands ready nodes found outside a worker (feed, sources) to their executors."""
@@ -195,6 +212,12 @@ class Scheduler:
     # -- sources -----------------------------------------------------------------------------------
 
     def run_source(self, node: "NodeRuntime") -> None:
+        try:
+            self._source_loop(node)
+        finally:
+            self.run.thread_ended()
+
+    def _source_loop(self, node: "NodeRuntime") -> None:
         run = self.run
         ctx = node.ctx
         calc = node.calc
@@ -208,9 +231,11 @@ class Scheduler:
                 if stop.is_set():
                     break
                 last = first_out.last if first_out is not None else None
+                node.calling = "source"
                 start = _perf_ns()
                 r = calc.process(ctx)
                 end = _perf_ns()
+                node.calling = None
                 node.count += 1
                 node.time_ns += end - start
                 if trace is not None and first_out is not None and first_out.last != last:
@@ -220,6 +245,7 @@ class Scheduler:
                 if r is STOP:
                     break
         except BaseException as e:  # noqa: BLE001
+            node.calling = None
             node.fail("source", None, e)
         ready.clear()
         with node.lock:

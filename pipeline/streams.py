@@ -13,6 +13,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from .errors import TimestampError
+from .readonly import freeze
 from .timestamp import Packet, Timestamp
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class Stream:
         self.direct: list[DirectConsumer] = []
 
     def send(self, packet: Packet, ready: list) -> None:
+        freeze(packet.value)  # handed out read-only: a consumer writing into it fails (readonly.py)
         t = packet.timestamp
         if t < self.bound:
             if self.bound == DONE:

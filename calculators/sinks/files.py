@@ -33,7 +33,8 @@ from pipeline import Any, Calculator, Input, register
 
 
 class ImageWriterOptions(BaseModel):
-    pattern: str = Field(description="file name pattern with {index} and/or {timestamp}, e.g. out/f_{index:05d}.png")
+    pattern: str = Field(description="file name pattern with {index} and/or {timestamp}, e.g. out/f_{index:05d}.png",
+                         json_schema_extra={"file": "write"})
     quality: int = Field(95, ge=0, le=100, description="JPEG/WebP quality")
     make_dirs: bool = Field(True, description="create the pattern's folder when missing")
 
@@ -103,7 +104,8 @@ class ImageWriter(Calculator):
 
 
 class JsonlWriterOptions(BaseModel):
-    path: str = Field(description="output .jsonl file (truncated at open unless append)")
+    path: str = Field(description="output .jsonl file (truncated at open unless append)",
+                      json_schema_extra={"file": "write"})
     key: str | None = Field(None, description='the value\'s key; default "detections" for Detections, else "value"')
     append: bool = False
 
