@@ -188,11 +188,11 @@ def run_with_progress(graph, side_packets: dict[str, Any], *, trace: bool = Fals
                     raise
         except BaseException as e:
             if stop_signals.received:
-                raise Interrupted(stop_signals.received[0], graph.errors) from e
+                raise Interrupted(stop_signals.first or stop_signals.received[0], graph.errors) from e
             raise
         else:
             if stop_signals.received:
-                raise Interrupted(stop_signals.received[0], graph.errors)
+                raise Interrupted(stop_signals.first or stop_signals.received[0], graph.errors)
         finally:
             wall = time.perf_counter() - t0[0]
             n = count[0]
@@ -235,12 +235,16 @@ def run_or_exit(graph, side_packets: dict[str, Any], *, trace: bool = False, qui
     from pipeline import GraphConfigError, GraphRunError, NodeStuckError
     from pipeline.signals import EXIT_CODES, NAMES
 
+    _exit_on_late_signals()
     try:
         return run_with_progress(graph, side_packets, trace=trace, quiet=quiet)
     except Interrupted as e:
-        stuck = [err.args[0] for err in e.errors if isinstance(err, NodeStuckError)]
+        notes = [err.args[0] for err in e.errors if isinstance(err, NodeStuckError)]
+        if graph.drain_expired:
+            notes.insert(0, f"the drain did not finish within --drain-timeout {graph.drain_timeout:g} s: stopped at "
+                            "once (the sinks kept what had reached them)")
         name = NAMES.get(e.signum, f"signal {e.signum}")
-        raise fail("\n".join([f"interrupted ({name}): the run was stopped", *stuck]), EXIT_CODES.get(e.signum, 130))
+        raise fail("\n".join([f"interrupted ({name}): the run was stopped", *notes]), EXIT_CODES.get(e.signum, 130))
     except GraphRunError as e:
         if interrupted(e):
             raise fail("interrupted (Ctrl-C): the run was stopped", 130)
@@ -249,6 +253,20 @@ def run_or_exit(graph, side_packets: dict[str, Any], *, trace: bool = False, qui
         raise fail(config_message(e, "with the side packets"), EXIT_FAILED)
     except KeyboardInterrupt:
         raise fail("interrupted (Ctrl-C): the run was stopped", 130)
+
+
+def _exit_on_late_signals() -> None:
+    """Outside the run (before it, and while the command reports and exits after it), SIGINT and
+    SIGTERM end the command at once with 130 / 143, instead of Python's defaults (a traceback, or
+    death by the signal). The run's own handler (pipeline/signals.py) comes back to this one."""
+    from pipeline.signals import EXIT_CODES
+
+    def leave(signum, _frame):
+        raise SystemExit(EXIT_CODES.get(signum, 128 + signum))
+
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, leave)
 
 
 def _stop(graph) -> None:

@@ -352,6 +352,11 @@ class Graph:
         return self._run.state
 
     @property
+    def drain_expired(self) -> bool:
+        """True when a clean stop did not drain within ``drain_timeout`` and was cut short."""
+        return self._run.drain_expired
+
+    @property
     def done(self) -> bool:
         """True once the run has ended (done, cancelled or failed); ``wait()`` then returns at once."""
         return self._started and self._run.ended
@@ -413,9 +418,9 @@ class Graph:
             if state is State.DRAINING:
                 drain_left = run.drain_deadline - now
                 if drain_left <= 0:
-                    if run.expire_drain():
-                        log.warning("graph '%s': the drain did not finish within drain_timeout=%g s; stopping at "
-                                    "once (sinks keep what reached them)", self.name, self.drain_timeout)
+                    if run.expire_drain():  # reported by drain_expired (vpipe run prints it after its cause)
+                        log.info("graph '%s': the drain did not finish within drain_timeout=%g s; stopping at "
+                                 "once (sinks keep what reached them)", self.name, self.drain_timeout)
                     continue
                 left = drain_left if left is None else min(left, drain_left)
             if left is not None and left <= 0:
@@ -448,7 +453,7 @@ class Graph:
             phase, t = call
             stack = next((st for st in stacks.values() if _in_stack(st, node)), "")
             err = NodeStuckError(node.name, node.spec.calculator, phase, t, self._run.stuck_bound, stack)
-            log.error("%s", err.args[0])
+            log.info("%s", err.args[0])  # the error itself reaches whoever waits (wait() raises it)
             self._run.fail(err)
 
     def _close_opened(self) -> None:
@@ -475,7 +480,7 @@ class Graph:
                     frames = sys._current_frames()
                     stack = "".join(traceback.format_stack(frames[th.ident])) if th.ident in frames else ""
                     err = NodeStuckError(node.name, node.spec.calculator, "close", None, self.stuck_timeout, stack)
-                    log.error("%s", err.args[0])
+                    log.info("%s", err.args[0])
                     run.fail(err)
                     todo = todo[todo.index(node) + 1:]
                     break

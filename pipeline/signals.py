@@ -93,6 +93,7 @@ class StopSignals:
         self.stop_event = stop_event
         self.only_default = only_default
         self.received: list[int] = []  # appended by the handler (main thread), no lock needed
+        self.first: int | None = None  # the first signal to arrive (Python runs pending handlers by number)
         self._acted = 0
         self._previous: dict[int, object] = {}
         self._pipe: tuple[int, int] | None = None
@@ -170,6 +171,8 @@ class StopSignals:
     def _act(self, signum: int) -> None:
         self._acted += 1
         count = self._acted
+        if self.first is None:
+            self.first = signum
         if self.on_signal is not None:
             try:
                 self.on_signal(signum, count)

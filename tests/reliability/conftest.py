@@ -159,6 +159,24 @@ class Notifier:
                 pass
 
 
+def wait_delivered(proc: subprocess.Popen, signum: int, timeout: float = 10) -> None:
+    """Waits (bounded) until the kernel has handed ``signum`` to the process: it is no longer in
+    its pending sets (/proc/PID/status), so a signal sent next is never merged with it and always
+    arrives after it."""
+    bit = 1 << (signum - 1)
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                masks = [int(line.split()[1], 16) for line in f if line.startswith(("SigPnd:", "ShdPnd:"))]
+        except (OSError, ValueError):
+            return
+        if not any(m & bit for m in masks):
+            return
+        assert time.monotonic() < deadline, f"signal {signum} still pending after {timeout} s"
+        time.sleep(0.001)  # the kernel's pending set has no event to wait on
+
+
 def run_cli(args: list[str], *, notifier: Notifier | None = None, steps: tuple = (), timeout: float = 60) -> CliRun:
     """Runs ``vpipe ARGS --plugin tests.reliability.faults`` and plays ``steps`` against it:
     ``("notify", word)`` waits for the word on the notifier pipe, ``("stderr", text)`` waits for
@@ -195,6 +213,7 @@ def run_cli(args: list[str], *, notifier: Notifier | None = None, steps: tuple =
                 if t0 is None:
                     t0 = time.monotonic()
                 proc.send_signal(arg)
+                wait_delivered(proc, arg)
         proc.wait(timeout)  # stdout is a summary table: far below a pipe's buffer
         out = proc.stdout.read()
         stop_s = None if t0 is None else time.monotonic() - t0

@@ -37,8 +37,9 @@ REACHED = threading.Event()
 PERIOD_US = 40_000
 
 
-def _notify(fd: int | None, what: str) -> None:
-    REACHED.set()
+def _notify(fd: int | None, what: str, fault: bool = True) -> None:
+    if fault:
+        REACHED.set()
     if fd is not None:
         os.write(fd, (what + "\n").encode())
 
@@ -129,7 +130,7 @@ class Frames(Calculator):
         ctx.outputs["FRAMES"].add(Image(frame, "RGB"), self.i * PERIOD_US)
         self.i += 1
         if o.notify_after is not None and self.i == o.notify_after:
-            _notify(o.notify_fd, "running")
+            _notify(o.notify_fd, "running", fault=False)
         return None
 
     def close(self, ctx):
