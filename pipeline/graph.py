@@ -439,6 +439,7 @@ class Graph:
             alive = self._sched.join()
             if alive:
                 run.halt()
+                alive = self._sched.finish_sink_calls(run.stuck_bound)
                 self._report_stuck(alive)
         self._close_opened()
         self._end_time = time.perf_counter()

@@ -202,6 +202,22 @@ class Scheduler:
             th.join()  # each has left its loop: this returns at once
         return []
 
+    def finish_sink_calls(self, timeout: float) -> list[threading.Thread]:
+        """After ``halt``: a sink still in a call (writing a frame that reached it) gets up to
+        ``timeout`` to finish it, so its file can still be finalized; returns the threads still
+        running then."""
+        run = self.run
+        me = threading.current_thread()
+        threads = [th for th in self.source_threads + [t for ex in self.executors.values() for t in ex.threads]
+                   if th is not me]
+        mine = len(self.source_threads) + sum(len(ex.threads) for ex in self.executors.values()) - len(threads)
+
+        def settled() -> bool:
+            return run.threads <= mine or not any(n.sink and n.calling is not None for n in self.nodes)
+
+        run.wait_until(settled, timeout)
+        return [th for th in threads if th.is_alive()]
+
     def dispatch(self, ready: list) -> None:
         """Hands ready nodes found outside a worker (feed, sources) to their executors."""
         if ready:
