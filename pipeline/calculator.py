@@ -73,6 +73,10 @@ class Calculator:
     timestamp_offset: ClassVar[int | None] = 0
     policy: ClassVar[str | dict] = "sync"
     max_in_flight: ClassVar[int] = 1
+    # True: also call process() when only an input's timestamp bound moves (every input empty at
+    # ctx.timestamp = the new bound - 1; read bounds with ctx.input_bound(TAG)), like MediaPipe's
+    # SetProcessTimestampBounds. For calculators that track timestamps, e.g. FlowLimiter.
+    process_timestamp_bounds: ClassVar[bool] = False
     # Registered name; set by ``register``.
     name: ClassVar[str] = ""
 

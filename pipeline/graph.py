@@ -226,7 +226,7 @@ class Graph:
             node.options = options.get(name)
             for tag, s in ns.outputs.items():
                 self._streams[s] = Stream(s, name)
-                node.outputs[tag] = self._streams[s]
+                node.add_output(tag, self._streams[s])
             self._nodes.append(node)
 
     def _wire(self) -> None:
@@ -235,7 +235,7 @@ class Graph:
             for i in node.spec.inputs:
                 stream = self._streams[i.stream]
                 q = InputQueue(node, i.tag, stream, i.capacity, i.overflow, i.back_edge)
-                stream.queues.append(q)
+                stream.add_queue(q)
                 node.wire_input(q)
         for stream, observers in self._observers.items():
             for ob in observers:
@@ -248,9 +248,9 @@ class Graph:
                 continue
             for ob in observers:
                 if isinstance(ob, Poller):
-                    self._streams[stream].direct.append(DirectConsumer(ob._on_packet, ob._on_bound))
+                    self._streams[stream].add_direct(DirectConsumer(ob._on_packet, ob._on_bound))
                 else:
-                    self._streams[stream].direct.append(DirectConsumer(self._wrap_observer(stream, ob)))
+                    self._streams[stream].add_direct(DirectConsumer(self._wrap_observer(stream, ob)))
 
     def _wrap_observer(self, stream: str, cb):
         run = self._run
@@ -280,6 +280,7 @@ class Graph:
             node.side = side
             try:
                 node.calc = node.cls()
+                node.process = node.calc.process
                 node.ctx = make_context(node)
                 node.calc.open(node.ctx)
                 node.opened = True
@@ -428,42 +429,70 @@ class Graph:
             run.wait_until(lambda: run.ended or run.state is not state, left)
         return True
 
+    def wait_until_idle(self, timeout: float | None = None) -> None:
+        """Waits until no node has work left: every packet fed so far has gone as far as it can
+        (MediaPipe's ``WaitUntilIdle``). Source threads are not counted: while a source produces,
+        this may return in a lull between its packets. Returns at once when the run has ended;
+        raises the run's error, or ``TimeoutError`` after ``timeout`` seconds."""
+        if not self._started:
+            raise RuntimeError("start() the graph before wait_until_idle()")
+        run, sched = self._run, self._sched
+        with run.cond:
+            sched.idle_waiters += 1
+        try:
+            ok = run.wait_until(lambda: run.ended or sched.idle(), timeout)
+        finally:
+            with run.cond:
+                sched.idle_waiters -= 1
+        if run.error is not None:
+            raise run.error
+        if not ok:
+            raise TimeoutError(f"graph '{self.name}' did not become idle within {timeout} s")
+
     def _shutdown(self) -> None:
         """Joins the run's threads (until the stuck deadline), names the nodes stuck in a call,
         and closes every opened node not stuck, sinks first."""
         if self._end_time is not None:
             return
         run = self._run
+        stuck: set[NodeRuntime] = set()
         if self._sched is not None:
             run.stop_calls_by(self.stuck_timeout)
             alive = self._sched.join()
             if alive:
                 run.halt()
                 alive = self._sched.finish_sink_calls(run.stuck_bound)
-                self._report_stuck(alive)
-        self._close_opened()
+                stuck = self._report_stuck(alive)
+        self._close_opened(stuck)
         self._end_time = time.perf_counter()
 
-    def _report_stuck(self, alive: list[threading.Thread]) -> None:
+    def _report_stuck(self, alive: list[threading.Thread]) -> set[NodeRuntime]:
+        """Names each node whose call a thread still alive is in (read off the thread's stack,
+        which costs nothing while the run goes well), records it as a ``NodeStuckError``, and
+        returns those nodes (never to be closed). Any other thread still alive is in no call."""
         frames = sys._current_frames()
-        stacks = {th.ident: "".join(traceback.format_stack(frames[th.ident])) for th in alive if th.ident in frames}
-        for node in self._nodes:
-            call = node.call_in_progress()
-            if call is None:
+        stuck = set()
+        for th in alive:
+            frame = frames.get(th.ident)
+            found = _call_in(frame) if frame is not None else None
+            if found is None:
                 continue
-            phase, t = call
-            stack = next((st for st in stacks.values() if _in_stack(st, node)), "")
+            node, phase = found
+            t = node.ctx.timestamp if phase == "process" and node.max_in_flight == 1 else None
+            stack = "".join(traceback.format_stack(frame))
             err = NodeStuckError(node.name, node.spec.calculator, phase, t, self._run.stuck_bound, stack)
             log.info("%s", err.args[0])  # the error itself reaches whoever waits (wait() raises it)
             self._run.fail(err)
+            stuck.add(node)
+        return stuck
 
-    def _close_opened(self) -> None:
-        """Closes every opened node that is not closed yet, sinks first (their files matter most),
-        each in a closer thread given ``stuck_timeout``: a close that does not return is named as
-        stuck and left, and the next closer takes the rest."""
+    def _close_opened(self, stuck: set | frozenset = frozenset()) -> None:
+        """Closes every opened node that is not closed yet and not ``stuck`` in a call, sinks
+        first (their files matter most), each in a closer thread given ``stuck_timeout``: a close
+        that does not return is named as stuck and left, and the next closer takes the rest."""
         sinks = [n for n in self._nodes if n.sink]
         todo = sinks + [n for n in reversed(self._nodes) if not n.sink]
-        todo = [n for n in todo if n.opened and not n.closed]
+        todo = [n for n in todo if n.opened and not n.closed and n not in stuck]
         run = self._run
         while todo:
             closer = _Closer(todo, run)
@@ -605,11 +634,27 @@ class _Closer:
                 run.cond.notify_all()
 
 
-def _in_stack(stack: str, node: NodeRuntime) -> bool:
-    """Whether a formatted thread stack is in one of ``node``'s calls (its calculator's methods)."""
-    cls = type(node.calc)
-    code = getattr(cls, "__module__", "")
-    mod = sys.modules.get(code)
-    path = getattr(mod, "__file__", None)
-    return bool(path) and f'File "{path}"' in stack
+# The frames of the framework that run a calculator's call: (function name, phase, local holding the node).
+_CALL_FRAMES = {
+    ("step", "process", "self"), ("_call", "process", "self"), ("_process_concurrent", "process", "self"),
+    ("_close_node", "close", "self"), ("close_at_shutdown", "close", "self"), ("_source_loop", "source", "node"),
+}
+_CALL_NAMES = {name: (phase, local) for name, phase, local in _CALL_FRAMES}
 
+
+def _call_in(frame) -> tuple[NodeRuntime, str] | None:
+    """(node, phase) of the calculator call a thread's stack is in, innermost first; None if none."""
+    from . import node as _node_module, scheduler as _sched_module
+
+    files = {_node_module.__file__, _sched_module.__file__}
+    f = frame
+    while f is not None:
+        code = f.f_code
+        hit = _CALL_NAMES.get(code.co_name)
+        if hit is not None and code.co_filename in files:
+            phase, local = hit
+            node = f.f_locals.get(local)
+            if isinstance(node, NodeRuntime):
+                return node, phase
+        f = f.f_back
+    return None

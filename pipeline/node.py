@@ -6,9 +6,32 @@ into the input queue, and when the node's policy says it is ready and it may tak
 to the producer's ``ready`` list. A worker then calls ``step`` once per activation: it takes an input
 set from the policy, runs ``process`` (or only moves bounds, or closes), applies the offset contract
 to the outputs, and says whether the node still has work (it stays activated) or not (``active``
-goes down). A node with one forward input, one call at a time, sync or immediate (most nodes) takes
-the fast path ``_run_simple``. With ``max_in_flight > 1`` calls run concurrently; their outputs are
-buffered per call (``InFlightCall``) and flushed in start order.
+goes down).
+
+Three ways through ``step``:
+
+- the fast path (``simple``: one forward input, sync or immediate, one call at a time, no bound-only
+  processing; most nodes): pop, call, propagate, all inline and without a lock, since this is paid
+  on every hop. A simple node's activation is a claim token (``claim``, a one-key dict whose
+  ``pop``/set are atomic under the GIL) instead of ``active`` under the lock: a producer appends the
+  packet, then moves the queue's bound, then tries to claim; the worker holding the claim pops, and
+  when it runs out of work releases the claim and looks once more (a producer that came after that
+  look claims the node itself). Whoever reads a queue without the lock reads its bound *before* its
+  packets: a packet below a bound read is then always seen. The lock still guards the rare paths
+  (a queue filling up or getting room again).
+- the general path: the policy's ``readiness``/``take`` (policies.py), then a call, a bound-only call
+  (``process_timestamp_bounds``), a bound propagation without a call, or the close;
+- ``max_in_flight > 1``: calls run concurrently; each call's outputs are buffered in its
+  ``InFlightCall`` and flushed in start order, so outputs stay in timestamp order.
+
+A stopping run (cancelled or failed) drops work at every node but the sinks (nodes without outputs,
+``sink``): they go on writing what reached them until the run is ``halted`` (run_state.py), so a
+failure elsewhere still leaves their files whole. ``close_at_shutdown`` closes what did not finish,
+once no call of the node can run (see its docstring).
+
+The offset contract (bound propagation) is written once, in ``_bound_after`` and ``_advance_outputs``.
+With ``max_in_flight > 1`` every emission, bounds included, goes through ``_flush``, one thread at a
+time, so no two threads ever write the same output stream.
 """
 
 from __future__ import annotations
@@ -36,18 +59,26 @@ _perf_ns = time.perf_counter_ns
 
 class InFlightCall:
     """A ``process`` call of a ``max_in_flight > 1`` node, in start order: its timestamp, whether
-    it returned, and the outputs it buffered (``(stream, Packet | bound)``)."""
+    it returned, and the outputs it buffered (``(stream, Packet | bound)``). A bounds-only entry
+    carries only bounds (the offset contract's, for timestamps with no call)."""
 
-    __slots__ = ("timestamp", "done", "buffer")
+    __slots__ = ("timestamp", "done", "buffer", "bounds_only")
 
-    def __init__(self, timestamp: int):
+    def __init__(self, timestamp: int, bounds_only: bool = False, streams=()):
         self.timestamp = timestamp
-        self.done = False
-        self.buffer: list = []
+        self.done = bounds_only
+        self.bounds_only = bounds_only
+        self.buffer: list = [(s, timestamp) for s in streams] if bounds_only else []
 
 
 class NodeRuntime:
     """The running state of one node: its queues, its calculator and its scheduling flags."""
+
+    __slots__ = ("graph", "run", "sched", "spec", "name", "cls", "depth", "lock", "queues", "forward_queues",
+                 "outputs", "out_streams", "calc", "process", "options", "side", "opened", "closed", "finished",
+                 "active", "max_in_flight", "policy", "immediate", "offset", "process_bounds", "propagated",
+                 "is_source", "simple", "executor", "ctx", "inflight", "flushing", "count", "time_ns", "drops",
+                 "q0", "tag0", "claim", "sink", "__weakref__")
 
     def __init__(self, graph: "Graph", spec: _config.NodeSpec, depth: int, run: "RunState", sched: "Scheduler"):
         self.graph = graph
@@ -61,24 +92,23 @@ class NodeRuntime:
         self.queues: list[InputQueue] = []
         self.forward_queues: list[InputQueue] = []
         self.outputs: dict[str, Stream] = {}
+        self.out_streams: tuple[Stream, ...] = ()
         self.calc = None
+        self.process = None  # the calculator's bound process method
         self.options = None
         self.side: dict = {}
         self.opened = False
         self.closed = False
         self.finished = False
-        # The call running now ("process", "close", "source"; None between calls), set under the
-        # lock where a call is taken, so the shutdown never closes a node while its call runs.
-        self.calling: str | None = None
-        # A sink (no outputs) keeps writing what reached it while a stopping run shuts down.
-        self.sink = not spec.outputs
         self.active = 0
         self.max_in_flight = spec.max_in_flight
         self.policy = policy_for(spec.policy, spec.latest_size)
+        self.immediate = spec.policy == "immediate"
         self.offset = self.cls.timestamp_offset
+        self.process_bounds = bool(getattr(self.cls, "process_timestamp_bounds", False))
         self.propagated = Timestamp.MIN
         self.is_source = self.cls.is_source()
-        self.simple = False  # one forward input, sync or immediate: set when queues are wired
+        self.simple = False  # set when queues are wired
         self.executor: Executor | None = None
         self.ctx: Context | None = None
         # max_in_flight > 1: calls in start order, flushed in order
@@ -88,13 +118,27 @@ class NodeRuntime:
         self.count = 0
         self.time_ns = 0
         self.drops = 0
+        self.q0: InputQueue | None = None
+        self.tag0 = ""
+        self.claim = {0: True}  # simple nodes: present when free; popped by whoever activates the node
+        self.sink = not spec.outputs  # writes what reached it even while a stopping run shuts down
+
+    def add_output(self, tag: str, stream: Stream) -> None:
+        self.outputs[tag] = stream
+        self.out_streams = tuple(self.outputs.values())
 
     def wire_input(self, q: InputQueue) -> None:
         self.queues.append(q)
         if not q.back_edge:
             self.forward_queues.append(q)
-        self.simple = (len(self.queues) == 1 and len(self.forward_queues) == 1
+        self.simple = (len(self.queues) == 1 and len(self.forward_queues) == 1 and not self.process_bounds
                        and self.policy.name in ("sync", "immediate") and self.max_in_flight == 1)
+        self.q0 = self.queues[0]
+        self.tag0 = self.q0.tag
+
+    def is_active(self) -> bool:
+        """Whether the node is activated (scheduled, or running a step)."""
+        return (0 not in self.claim) if self.simple else self.active > 0
 
     def fail(self, phase: str, t: int | None, e: BaseException) -> None:
         """Records the failure of this node's ``phase`` at t; the run stops."""
@@ -107,34 +151,68 @@ class NodeRuntime:
     # -- delivery (called by producers, any thread) -------------------------------------------
 
     def deliver(self, q: InputQueue, packet: Packet, ready: list) -> None:
+        if self.simple:
+            dq = q.dq
+            n = len(dq)
+            if n < q.room:  # the common case: room to spare
+                dq.append(packet)  # the packet first, then the bound (see the module's docstring)
+                if n >= q.peak:
+                    q.peak = n + 1
+                q.bound = packet[1] + 1
+            else:
+                with self.lock:
+                    if not self._deliver_full(q, packet, len(dq)):
+                        return
+            if self.claim.pop(0, False):
+                ready.append(self)
+            return
         with self.lock:
             dq = q.dq
             n = len(dq)
-            if n >= q.capacity:
-                ov = q.overflow
-                if ov == "drop_oldest":
-                    dq.popleft()
-                    q.drops += 1
-                    n -= 1
-                elif ov == "reject":
-                    q.drops += 1
-                    if q.bound <= packet.timestamp:
-                        q.bound = packet.timestamp + 1
-                    return
-            dq.append(packet)
-            n += 1
-            if n > q.peak:
-                q.peak = n
-            q.bound = packet.timestamp + 1
-            if n >= q.capacity and q.overflow == "block" and not q.full:
-                q.full = True
-                self.sched.adjust_full(1)
-            if self.active < self.max_in_flight and not self.finished and (
-                    self.simple or self.policy.readiness(self)):
+            if n < q.room:
+                dq.append(packet)
+                if n >= q.peak:
+                    q.peak = n + 1
+                q.bound = packet[1] + 1
+            elif not self._deliver_full(q, packet, n):
+                return
+            if self.active < self.max_in_flight and not self.finished and self.policy.readiness(self):
                 self.active += 1
                 ready.append(self)
 
+    def _deliver_full(self, q: InputQueue, packet: Packet, n: int) -> bool:
+        """deliver() for a queue that is full or becomes full; False when the packet is refused."""
+        dq = q.dq
+        if n >= q.capacity:
+            ov = q.overflow
+            if ov == "drop_oldest":
+                dq.popleft()
+                q.drops += 1
+                n -= 1
+            elif ov == "reject":
+                q.drops += 1
+                if q.bound <= packet[1]:
+                    q.bound = packet[1] + 1
+                return False
+        dq.append(packet)
+        n += 1
+        if n > q.peak:
+            q.peak = n
+        q.bound = packet[1] + 1
+        if n >= q.capacity and q.overflow == "block" and not q.full:
+            q.full = True
+            self.sched.adjust_full(1)
+        return True
+
     def advance(self, q: InputQueue, bound: int, ready: list) -> None:
+        if self.simple:
+            if bound <= q.bound:
+                return
+            q.bound = bound
+            if (q.dq or bound == DONE or (self.offset is not None and bound > self.propagated)) and \
+                    self.claim.pop(0, False):
+                ready.append(self)
+            return
         with self.lock:
             if bound <= q.bound:
                 return
@@ -149,25 +227,125 @@ class NodeRuntime:
             q.full = False
             self.sched.queue_freed()
 
+    # -- the offset contract, once ---------------------------------------------------------------
+
+    def _bound_after(self, t: int) -> int:
+        """After a call at t: the earliest timestamp still to come on the forward inputs, which
+        the outputs may advance to (reads without the lock see older, smaller values: safe).
+        sync consumed every input at t; immediate may still see t on another input. Inputs that
+        are done do not close the outputs here: close() may still emit after t."""
+        nb = DONE
+        for q in self.forward_queues:
+            b = q.bound
+            dq = q.dq
+            v = dq[0][1] if dq else b
+            if v < nb:
+                nb = v
+        if nb == DONE or (nb <= t and not self.immediate):
+            nb = t + 1
+        return nb
+
+    def _advance_outputs(self, nb: int, ready: list) -> None:
+        """The offset contract's promise after a call: every output's bound up to nb."""
+        if nb > self.propagated:
+            self.propagated = nb
+            self._set_output_bounds(nb, ready)
+
+    def _set_output_bounds(self, nb: int, ready: list) -> None:
+        for s in self.out_streams:
+            if s.bound < nb:
+                s.set_bound(nb, ready)
+
     # -- running (worker threads) ---------------------------------------------------------------
 
     def step(self, ready: list, trace: list | None) -> bool:
         """Runs one task. Returns True if the node may have more work (it stays scheduled)."""
+        if not self.simple:
+            return self._step_general(ready, trace)
+        # The fast path, every hop of most graphs: pop, call, propagate, see if there is more.
+        q = self.q0
+        dq = q.dq
         run = self.run
-        if self.simple:
-            # Fast path: one forward input, one call at a time (most nodes).
-            q = self.queues[0]
+        if not dq or run.stopping and not (self.sink and not run.halted):
+            return self._simple_idle(ready)
+        p = dq.popleft()  # the claim makes this worker the queue's only consumer
+        if q.full:
             with self.lock:
-                dq = q.dq
-                if dq and (not run.stopping or (self.sink and not run.halted)):
-                    p = dq.popleft()
-                    if q.full:
-                        self.queue_popped(q)
-                    self.calling = "process"
-                else:
-                    p = None
-            if p is not None:
-                return self._run_simple(p, q, ready, trace)
+                self.queue_popped(q)
+        t = p[1]
+        ctx = self.ctx
+        ctx.timestamp = t
+        ctx.inputs = {self.tag0: p}
+        ctx._ready = ready
+        start = _perf_ns()
+        try:
+            self.process(ctx)
+        except BaseException as e:  # noqa: BLE001 - every failure stops the run
+            self.fail("process", t, e)
+            self.claim[0] = True
+            return False
+        end = _perf_ns()
+        self.count += 1
+        self.time_ns += end - start
+        if trace is not None:
+            trace.append((self.name, threading.current_thread().name, t, start, end))
+        if self.offset is not None:
+            # _advance_outputs(_bound_after(t)) for the one input, inlined
+            b = q.bound
+            nb = dq[0][1] if dq else b
+            if nb == DONE:
+                nb = t + 1
+            if nb > self.propagated:
+                self.propagated = nb
+                for s in self.out_streams:
+                    if s.bound < nb:
+                        s.set_bound(nb, ready)
+        if dq:
+            return not run.stopping or self._simple_idle(ready)  # (a sink drains: see _simple_idle)
+        # _simple_idle() for its common case, inlined: nothing left, release the claim, look again
+        claim = self.claim
+        claim[0] = True
+        b = q.bound
+        if not dq and b != DONE and (self.offset is None or b <= self.propagated) or run.stopping:
+            return False
+        if not claim.pop(0, False):
+            return False  # a producer claimed it: it is scheduled
+        return self._simple_idle(ready)
+
+    def _simple_idle(self, ready: list) -> bool:
+        """A simple node holding its claim with no packet in hand: closes, propagates a bound, or
+        releases the claim. True when a packet is queued after all (the worker steps again)."""
+        q = self.q0
+        dq = q.dq
+        run = self.run
+        claim = self.claim
+        offset = self.offset
+        while True:
+            if run.stopping and not (self.sink and dq and not run.halted):
+                claim[0] = True
+                return False
+            b = q.bound
+            if dq:
+                return True
+            if b == DONE:
+                if not self.finished:
+                    self.finished = True
+                    self._close_node(ready)
+                    run.node_finished()
+                return False  # the claim is kept: a finished node is never activated again
+            if offset is not None and b > self.propagated:
+                self.propagated = b
+                self._set_output_bounds(b, ready)
+                continue
+            claim[0] = True
+            b = q.bound
+            if not (dq or b == DONE or (offset is not None and b > self.propagated)):
+                return False
+            if not claim.pop(0, False):
+                return False  # a producer claimed it after all: it is scheduled
+
+    def _step_general(self, ready: list, trace) -> bool:
+        run = self.run
         call = None
         with self.lock:
             if run.stopping and not (self.sink and not run.halted):
@@ -183,91 +361,56 @@ class NodeRuntime:
                     self.active -= 1
                     return False
                 self.finished = True
-            elif self.max_in_flight > 1 and inputs.inputs is not None:
-                call = InFlightCall(inputs.timestamp)
+            elif self.max_in_flight > 1:
+                call = InFlightCall(inputs.timestamp, inputs.inputs is None, self.out_streams)
                 self.inflight.append(call)
-            elif inputs.inputs is not None:
-                self.calling = "process"
         if inputs is None:  # close
             self._close_node(ready)
             with self.lock:
                 self.active -= 1
             run.node_finished()
             return False
-        if inputs.inputs is None:  # bound only
-            b = inputs.timestamp
-            for s in self.outputs.values():
-                if s.bound < b:
-                    s.set_bound(b, ready)
-        elif call is None:
-            if not self._run_call(inputs.timestamp, inputs.inputs, ready, trace):
-                return False
-        else:
-            self._process_concurrent(call, inputs.inputs, ready, trace)
+        if call is not None:
+            if not call.bounds_only:
+                self._process_concurrent(call, inputs.inputs, ready, trace)
+            self._flush(ready)  # a bounds-only set too: every emission of the node goes through it
+        elif inputs.inputs is None:  # bounds only, no call (take() recorded them as propagated)
+            self._set_output_bounds(inputs.timestamp, ready)
+        elif not self._call(inputs.timestamp, inputs.inputs, inputs.bounds, ready, trace):
+            return False
         with self.lock:
             if (not run.stopping or (self.sink and not run.halted)) and self.policy.readiness(self):
                 return True
             self.active -= 1
             return False
 
-    def _run_call(self, t: int, inputs: dict, ready: list, trace) -> bool:
+    def _call(self, t: int, inputs: dict, bounds: dict | None, ready: list, trace) -> bool:
         """One ``process`` call at t, then the offset contract's bound propagation.
         Returns False when the call failed (the run is stopping; the node is released)."""
         ctx = self.ctx
         ctx.timestamp = t
         ctx.inputs = inputs
         ctx._ready = ready
+        ctx._bounds = bounds
         start = _perf_ns()
         try:
-            self.calc.process(ctx)
+            self.process(ctx)
         except BaseException as e:  # noqa: BLE001 - every failure stops the run
-            self.calling = None
             self.fail("process", t, e)
             with self.lock:
                 self.active -= 1
             return False
         end = _perf_ns()
-        self.calling = None
         self.count += 1
         self.time_ns += end - start
         if trace is not None:
             trace.append((self.name, threading.current_thread().name, t, start, end))
         if self.offset is not None:
-            # Outputs may advance to the earliest timestamp still to come on the inputs
-            # (reads without the lock see older, smaller values: safe, never too far).
-            nb = DONE
-            for q in self.forward_queues:
-                dq = q.dq
-                v = dq[0].timestamp if dq else q.bound
-                if v < nb:
-                    nb = v
-            # sync consumed every input at t; immediate may still see t on another input. Inputs
-            # that are done do not close the outputs here: close() may still emit after t.
-            if nb == DONE or (nb <= t and self.policy.name != "immediate"):
-                nb = t + 1
-            if nb > self.propagated:
-                self.propagated = nb
-                for s in self.outputs.values():
-                    if s.bound < nb:
-                        s.set_bound(nb, ready)
+            self._advance_outputs(self._bound_after(t), ready)
         return True
 
-    def _run_simple(self, p: Packet, q: InputQueue, ready: list, trace) -> bool:
-        run = self.run
-        if not self._run_call(p.timestamp, {q.tag: p}, ready, trace):
-            return False
-        with self.lock:
-            if not run.stopping or (self.sink and not run.halted):
-                if q.dq:
-                    return True
-                # bound_readiness() for the single input, inlined: this is per packet
-                b = q.bound
-                if b == DONE or (self.offset is not None and b > self.propagated):
-                    return True
-            self.active -= 1
-            return False
-
     def _process_concurrent(self, call: InFlightCall, inputs: dict, ready: list, trace) -> None:
+        """One of several concurrent calls: its outputs go to ``call.buffer``."""
         t = call.timestamp
         ctx = self.ctx
         ctx.timestamp = t
@@ -276,11 +419,12 @@ class NodeRuntime:
         ctx._buffer = call.buffer
         start = _perf_ns()
         try:
-            self.calc.process(ctx)
+            self.process(ctx)
         except BaseException as e:  # noqa: BLE001
-            call.done = True  # it returned (by raising): no longer a call in progress
             self.fail("process", t, e)
             return
+        finally:
+            ctx._buffer = None
         end = _perf_ns()
         if trace is not None:
             trace.append((self.name, threading.current_thread().name, t, start, end))
@@ -288,82 +432,73 @@ class NodeRuntime:
             self.count += 1
             self.time_ns += end - start
             call.done = True
+
+    def _flush(self, ready: list) -> None:
+        """max_in_flight > 1: emits the finished calls' buffered outputs in start order, each call's
+        bound after it (offset contract), and once nothing is in flight, the inputs' bound. One
+        thread at a time flushes; a thread that finds another flushing leaves its call to it."""
+        with self.lock:
             if self.flushing:
                 return
             self.flushing = True
+        offset = self.offset
         while True:
             with self.lock:
                 batch = []
                 while self.inflight and self.inflight[0].done:
                     batch.append(self.inflight.popleft())
                 if not batch:
-                    self.flushing = False
-                    pending_bound = None
-                    if not self.inflight and self.offset is not None:
-                        pending_bound = input_bound(self)
-                    break
+                    if not self.inflight and offset is not None:
+                        b = input_bound(self)
+                        if b != DONE and b > self.propagated:
+                            self.propagated = b
+                            batch.append(InFlightCall(b, True, self.out_streams))
+                    if not batch:
+                        self.flushing = False
+                        return
             for c in batch:
                 for stream, item in c.buffer:
                     if isinstance(item, Packet):
                         stream.send(item, ready)
                     else:
                         stream.set_bound(item, ready)
-                if self.offset is not None and self.policy.name != "immediate":
-                    for s in self.outputs.values():
-                        if s.bound < c.timestamp + 1:
-                            s.set_bound(c.timestamp + 1, ready)
-        if pending_bound is not None and pending_bound != DONE:
-            for s in self.outputs.values():
-                if s.bound < pending_bound:
-                    s.set_bound(pending_bound, ready)
+                if offset is not None and not self.immediate and not c.bounds_only:
+                    self._set_output_bounds(c.timestamp + 1, ready)
 
     def _close_node(self, ready: list) -> None:
         ctx = self.ctx
         ctx.timestamp = None
         ctx.inputs = {}
         ctx._ready = ready
-        with self.lock:
-            closing = self.opened and not self.closed and not self.run.halted
-            if closing:
-                self.closed = True
-                self.calling = "close"
-        if closing:
+        ctx._buffer = None
+        ctx._bounds = None
+        if self.opened and not self.closed:
+            self.closed = True
             try:
                 self.calc.close(ctx)
             except BaseException as e:  # noqa: BLE001
-                self.calling = None
                 self.fail("close", None, e)
-            self.calling = None
-        for s in self.outputs.values():
+        for s in self.out_streams:
             s.close(ready)
 
     def close_at_shutdown(self) -> bool:
-        """The shutdown's close of a node that did not finish on its own. False when it is not to be
-        closed now: not opened, already closed, or in a call (stuck: never closed under it)."""
+        """The shutdown's close of a node that did not finish on its own; False when it is not
+        opened or already closed. The shutdown calls it only once no call of this node can run:
+        the run's threads have ended, or it is halted and no thread left is in this node's call
+        (graph.py reads that off their stacks), so a node is never closed under its call."""
         with self.lock:
-            if not self.opened or self.closed or self.calling is not None or any(not c.done for c in self.inflight):
+            if not self.opened or self.closed:
                 return False
             self.closed = True
-            self.calling = "close"
         ctx = self.ctx
         ctx.timestamp = None
         ctx.inputs = {}
+        ctx._buffer = None
+        ctx._bounds = None
         try:
             self.calc.close(ctx)
         except BaseException as e:  # noqa: BLE001
             err = GraphRunError(self.name, self.spec.calculator, "close", None, e)
             err.__cause__ = e
             self.run.fail(err)
-        finally:
-            self.calling = None
         return True
-
-    def call_in_progress(self) -> tuple[str, int | None] | None:
-        """(phase, timestamp) of the call running now, or None (read under the lock)."""
-        with self.lock:
-            if self.calling is not None:
-                return self.calling, (self.ctx.timestamp if self.calling == "process" and self.max_in_flight == 1
-                                      else None)
-            running = [c.timestamp for c in self.inflight if not c.done]
-        return ("process", running[0]) if running else None
-

@@ -19,7 +19,16 @@ The policies (see docs/graphs.md, "Input policies"):
   once (counted as drops). MediaPipe's FixedSizeInputStreamHandler.
 
 Bounds are written once, here: ``input_bound`` (the earliest timestamp still to come on the forward
-inputs) and ``bound_readiness``/``take_bound`` (the offset contract's propagation and the close).
+inputs) and ``bound_readiness``/``take_bound`` (the offset contract's propagation, bound-only calls
+and the close).
+
+Bound-only processing (a calculator with ``process_timestamp_bounds = True``, MediaPipe's
+``SetProcessTimestampBounds``): when an input's bound moves with no packet (a producer's
+``set_next_timestamp_bound``, or the offset contract of a node that emitted nothing), the node is
+called with every input empty at ``ctx.timestamp`` = the new bound minus one, and reads each
+input's bound with ``ctx.input_bound(TAG)``. Each queue's ``seen`` is the bound the calculator has
+been shown; a call is due when a queue with no packet has ``bound > seen``. A bound moving to Done
+calls ``close`` instead (when every forward input is done), never ``process``.
 """
 
 from __future__ import annotations
@@ -48,20 +57,23 @@ READY_TO_CLOSE = Readiness.READY_TO_CLOSE
 
 class InputSet:
     """One call's inputs: ``inputs`` maps every input tag to its Packet or None; None for a
-    bound-only set, whose ``timestamp`` is the new input bound."""
+    bounds-only set (no call: the offset contract moves the outputs to ``timestamp``). ``bounds``
+    (nodes with ``process_timestamp_bounds``): each input's bound as this call sees it."""
 
-    __slots__ = ("timestamp", "inputs")
+    __slots__ = ("timestamp", "inputs", "bounds")
 
-    def __init__(self, timestamp: int, inputs: dict | None):
+    def __init__(self, timestamp: int, inputs: dict | None, bounds: dict | None = None):
         self.timestamp = timestamp
         self.inputs = inputs
+        self.bounds = bounds
 
 
 def input_bound(node: "NodeRuntime") -> int:
     """The earliest timestamp still to come on the node's forward inputs (DONE when all are)."""
     b = DONE
     for q in node.forward_queues:
-        v = q.dq[0].timestamp if q.dq else q.bound
+        qb = q.bound  # the bound before the packets (node.py's docstring says why)
+        v = q.dq[0][1] if q.dq else qb
         if v < b:
             b = v
     return b
@@ -75,6 +87,31 @@ def next_timestamp(node: "NodeRuntime") -> int | None:
             h = q.dq[0].timestamp
             if t is None or h < t:
                 t = h
+    return t
+
+
+def record_bounds(node: "NodeRuntime", inputs: dict) -> dict:
+    """process_timestamp_bounds: each input's bound as a call with ``inputs`` sees it (after its
+    packet, if it has one; the queue's bound when it is empty, unless that is Done), recorded as
+    seen."""
+    bounds = {}
+    for q in node.queues:
+        p = inputs.get(q.tag)
+        if p is not None:
+            q.seen = p[1] + 1
+        elif not q.dq and q.seen < q.bound != DONE:
+            q.seen = q.bound
+        bounds[q.tag] = q.seen
+    return bounds
+
+
+def _moved_bound(node: "NodeRuntime") -> int | None:
+    """The lowest bound that moved past what the calculator was shown on an empty input."""
+    t = None
+    for q in node.queues:
+        b = q.bound
+        if not q.dq and b > q.seen and b != DONE and (t is None or b < t):
+            t = b
     return t
 
 
@@ -92,13 +129,15 @@ class Policy:
 
     @staticmethod
     def bound_readiness(node: "NodeRuntime") -> Readiness:
-        """With no settled packet: close when every forward input is done; process bounds only
-        when the offset contract has something to propagate."""
+        """With no settled packet: close when every forward input is done; otherwise a bound-only
+        call when one is due, or bounds to propagate under the offset contract."""
         if node.inflight and node.max_in_flight > 1:
             return NOT_READY  # calls in flight may still emit: bounds and close wait for them
         b = input_bound(node)
         if b == DONE:
             return NOT_READY if node.finished else READY_TO_CLOSE
+        if node.process_bounds and _moved_bound(node) is not None:
+            return READY_TO_PROCESS
         if node.offset is not None and b > node.propagated:
             return READY_TO_PROCESS
         return NOT_READY
@@ -108,7 +147,14 @@ class Policy:
         if node.inflight and node.max_in_flight > 1:
             return None
         b = input_bound(node)
-        if b != DONE and node.offset is not None and b > node.propagated:
+        if b == DONE:
+            return None
+        if node.process_bounds:
+            t = _moved_bound(node)
+            if t is not None:
+                inputs = {q.tag: None for q in node.queues}
+                return InputSet(t - 1, inputs, record_bounds(node, inputs))
+        if node.offset is not None and b > node.propagated:
             node.propagated = b
             return InputSet(b, None)
         return None
@@ -144,7 +190,7 @@ class SyncPolicy(Policy):
                         node.queue_popped(q)
                 else:
                     inputs[q.tag] = None
-            return InputSet(t, inputs)
+            return InputSet(t, inputs, record_bounds(node, inputs) if node.process_bounds else None)
         return self.take_bound(node)
 
 
@@ -170,7 +216,7 @@ class ImmediatePolicy(Policy):
             node.queue_popped(best)
         inputs = {q.tag: None for q in node.queues}
         inputs[best.tag] = p
-        return InputSet(p.timestamp, inputs)
+        return InputSet(p.timestamp, inputs, record_bounds(node, inputs) if node.process_bounds else None)
 
 
 class LatestPolicy(SyncPolicy):

@@ -84,6 +84,7 @@ class Executor:
 
     def _work(self) -> None:
         sched = self.sched
+        trace = sched.trace
         ready: list = []
         local: list[NodeRuntime] = []
         cond = self.cond
@@ -103,7 +104,7 @@ class Executor:
                 local.append(node)
                 while local:
                     node = local.pop()
-                    more = node.step(ready, sched.trace)
+                    more = node.step(ready, trace)
                     if more:
                         # Let an idle worker pipeline this node while we carry its packet on, when
                         # its calls are long enough to gain from it: for a call of microseconds the
@@ -153,6 +154,7 @@ class Scheduler:
         self.full_queues = 0  # input queues with overflow block that are full
         self.full_lock = threading.Lock()
         self.relief_warned = False
+        self.idle_waiters = 0  # callers of Graph.wait_until_idle: executors going idle notify them
         self.graph_name = ""
 
     # -- starting and stopping -------------------------------------------------------------------
@@ -213,7 +215,7 @@ class Scheduler:
         mine = len(self.source_threads) + sum(len(ex.threads) for ex in self.executors.values()) - len(threads)
 
         def settled() -> bool:
-            return run.threads <= mine or not any(n.sink and n.calling is not None for n in self.nodes)
+            return run.threads <= mine or not any(n.sink and n.is_active() and not n.finished for n in self.nodes)
 
         run.wait_until(settled, timeout)
         return [th for th in threads if th.is_alive()]
@@ -247,11 +249,9 @@ class Scheduler:
                 if stop.is_set():
                     break
                 last = first_out.last if first_out is not None else None
-                node.calling = "source"
                 start = _perf_ns()
                 r = calc.process(ctx)
                 end = _perf_ns()
-                node.calling = None
                 node.count += 1
                 node.time_ns += end - start
                 if trace is not None and first_out is not None and first_out.last != last:
@@ -261,7 +261,6 @@ class Scheduler:
                 if r is STOP:
                     break
         except BaseException as e:  # noqa: BLE001
-            node.calling = None
             node.fail("source", None, e)
         ready.clear()
         with node.lock:
@@ -306,15 +305,19 @@ class Scheduler:
         self.run.notify()
 
     def executor_idle(self, ex: Executor) -> None:
-        if self.full_queues > 0:
+        if self.full_queues > 0 or self.idle_waiters > 0:
             self.run.notify()
+
+    def idle(self) -> bool:
+        """No node is activated and no executor has work (source threads are not counted)."""
+        return self._all_idle()
 
     def _all_idle(self) -> bool:
         for ex in self.executors.values():
             if ex.busy or ex.heap:
                 return False
         for node in self.nodes:
-            if node.active and not node.is_source:
+            if not node.is_source and node.is_active():
                 return False
         return True
 

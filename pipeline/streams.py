@@ -40,7 +40,7 @@ class DirectConsumer:
 class Stream:
     """One producer, any number of consumers; timestamps strictly increase."""
 
-    __slots__ = ("name", "producer", "bound", "last", "queues", "direct")
+    __slots__ = ("name", "producer", "bound", "last", "queues", "direct", "_targets", "_on_packet")
 
     def __init__(self, name: str, producer: str | None):
         self.name = name
@@ -49,28 +49,42 @@ class Stream:
         self.last = None
         self.queues: list[InputQueue] = []
         self.direct: list[DirectConsumer] = []
+        self._targets: tuple = ()  # (deliver, queue) per consumer queue: what send() walks
+        self._on_packet: tuple = ()  # the direct consumers' on_packet
+
+    def add_queue(self, q: "InputQueue") -> None:
+        self.queues.append(q)
+        self._targets = tuple((x.node.deliver, x) for x in self.queues)
+
+    def add_direct(self, c: DirectConsumer) -> None:
+        self.direct.append(c)
+        self._on_packet = tuple(x.on_packet for x in self.direct)
 
     def send(self, packet: Packet, ready: list) -> None:
-        freeze(packet.value)  # handed out read-only: a consumer writing into it fails (readonly.py)
-        t = packet.timestamp
+        freeze(packet[0])  # handed out read-only: a consumer writing into it fails (readonly.py)
+        t = packet[1]
         if t < self.bound:
-            if self.bound == DONE:
-                raise TimestampError(
-                    f"stream '{self.name}': node '{self.producer}' sent a packet at {Timestamp.name(t)} "
-                    "after the stream was closed")
-            last = Timestamp.name(self.last)
-            raise TimestampError(
-                f"stream '{self.name}': node '{self.producer or 'graph input'}' sent a packet at timestamp "
-                f"{Timestamp.name(t)}, but the last timestamp on it was {last} (next allowed: "
-                f"{Timestamp.name(self.bound)}). Timestamps on a stream must strictly increase: a source "
-                "re-using a timestamp, or a calculator emitting at an earlier timestamp than the one it "
-                "processes (declare timestamp_offset = None and emit in order)")
+            self._refuse(t)
         self.last = t
         self.bound = t + 1
-        for q in self.queues:
-            q.node.deliver(q, packet, ready)
-        for c in self.direct:
-            c.on_packet(packet)
+        for deliver, q in self._targets:
+            deliver(q, packet, ready)
+        if self._on_packet:
+            for on_packet in self._on_packet:
+                on_packet(packet)
+
+    def _refuse(self, t: int) -> None:
+        if self.bound == DONE:
+            raise TimestampError(
+                f"stream '{self.name}': node '{self.producer}' sent a packet at {Timestamp.name(t)} "
+                "after the stream was closed")
+        last = Timestamp.name(self.last)
+        raise TimestampError(
+            f"stream '{self.name}': node '{self.producer or 'graph input'}' sent a packet at timestamp "
+            f"{Timestamp.name(t)}, but the last timestamp on it was {last} (next allowed: "
+            f"{Timestamp.name(self.bound)}). Timestamps on a stream must strictly increase: a source "
+            "re-using a timestamp, or a calculator emitting at an earlier timestamp than the one it "
+            "processes (declare timestamp_offset = None and emit in order)")
 
     def set_bound(self, bound: int, ready: list) -> None:
         if bound <= self.bound:
@@ -89,7 +103,7 @@ class Stream:
 class InputQueue:
     """A node's bounded input queue on one stream."""
 
-    __slots__ = ("node", "tag", "stream", "dq", "bound", "capacity", "overflow", "back_edge",
+    __slots__ = ("node", "tag", "stream", "dq", "bound", "seen", "capacity", "room", "overflow", "back_edge",
                  "peak", "drops", "full")
 
     def __init__(self, node: "NodeRuntime", tag: str, stream: Stream, capacity: int, overflow: str, back_edge: bool):
@@ -97,8 +111,10 @@ class InputQueue:
         self.tag = tag
         self.stream = stream
         self.dq: deque[Packet] = deque()
-        self.bound = Timestamp.MIN
+        self.bound = Timestamp.MIN  # the smallest timestamp that may still arrive
+        self.seen = Timestamp.MIN  # process_timestamp_bounds: the bound the calculator was shown
         self.capacity = capacity
+        self.room = capacity - 1  # below this many queued, a packet neither fills nor overflows it
         self.overflow = overflow
         self.back_edge = back_edge
         self.peak = 0

@@ -1,15 +1,95 @@
-"""Run one calculator on timestamped packets, in the manner of MediaPipe's CalculatorRunner.
+"""Test helpers: one way to build, feed and collect a graph (``GraphRun``), and one node run on
+timestamped packets in the manner of MediaPipe's CalculatorRunner (``run_calculator``).
+
+    with GraphRun(yaml_text, collect=["out"]) as r:
+        r.start()
+        r.feed("in", [(0, "a"), (10, "b")])
+        r.finish()
+    assert r.out["out"] == [(0, "a"), (10, "b")]
 
     out = run_calculator("PassThrough", inputs={"IN:0": [(0, "a"), (10, "b")]})
     assert out["OUT:0"] == [(0, "a"), (10, "b")]
+
+A ``GraphRun`` never leaves a run going: leaving the ``with`` block cancels a run that has not
+ended and waits for it (bounded by ``timeout``), so a failing assertion leaves no thread behind.
+Coordination with calculators under test goes through side packets (an event, a list), never
+through module globals.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable
 
 from . import registry
 from .graph import Graph
+
+
+class GraphRun:
+    """A graph under test: built from YAML text, a path, a dict or a ``Graph``; the packets of each
+    stream in ``collect`` gathered as ``(timestamp, value)`` in ``out[stream]``."""
+
+    def __init__(self, graph, collect: Iterable[str] = (), threads: int | None = None, timeout: float = 30.0):
+        if isinstance(graph, Graph):
+            self.graph = graph
+        elif isinstance(graph, dict):
+            self.graph = Graph.from_dict(graph, threads=threads)
+        else:
+            self.graph = Graph.from_yaml(Path(graph) if isinstance(graph, Path) else graph, threads=threads)
+        self.timeout = timeout
+        self.out: dict[str, list[tuple[int, object]]] = {}
+        for s in collect:
+            self.collect(s)
+
+    def collect(self, stream: str) -> list[tuple[int, object]]:
+        """Gathers ``stream``'s packets (call before ``start``); returns the list it fills."""
+        got = self.out.setdefault(stream, [])
+        self.graph.observe(stream, lambda p: got.append((p.timestamp, p.value)))
+        return got
+
+    def start(self, side_packets: dict | None = None) -> "GraphRun":
+        self.graph.start(side_packets)
+        return self
+
+    def feed(self, stream: str, packets: Iterable[tuple[int, object]], idle: bool = False) -> None:
+        """Feeds ``(timestamp, value)`` packets to graph input ``stream``; with ``idle``, waits
+        after each until the graph is idle (each packet goes as far as it can before the next)."""
+        for t, v in packets:
+            self.graph.add_packet(stream, v, t)
+            if idle:
+                self.graph.wait_until_idle(self.timeout)
+
+    def feed_merged(self, inputs: dict[str, Iterable[tuple[int, object]]]) -> None:
+        """Feeds several inputs in timestamp order across them (ties: in the order given)."""
+        merged = sorted(((t, i, s, v) for s, pkts in inputs.items() for i, (t, v) in enumerate(pkts)),
+                        key=lambda r: (r[0], r[1]))
+        for t, _, s, v in merged:
+            self.graph.add_packet(s, v, t)
+
+    def finish(self) -> dict[str, list[tuple[int, object]]]:
+        """Closes the graph inputs and waits for the end; raises the run's error."""
+        self.graph.close_all_inputs()
+        self.graph.wait(self.timeout)
+        return self.out
+
+    def run(self, inputs: dict | None = None, side_packets: dict | None = None) -> dict[str, list]:
+        """start, feed_merged, finish."""
+        self.start(side_packets)
+        self.feed_merged(inputs or {})
+        return self.finish()
+
+    def __enter__(self) -> "GraphRun":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        g = self.graph
+        if g._started and g._end_time is None:
+            g.cancel()
+            try:
+                g.wait(self.timeout)
+            except Exception:  # noqa: BLE001 - the test's own failure is the one to report
+                if exc_type is None:
+                    raise
 
 
 def _stream(tag: str, prefix: str) -> str:
@@ -42,12 +122,11 @@ def run_calculator(
         outputs = []
         for t, port in cls.outputs.items():
             outputs += [f"{t}:{i}" for i in range(n_indexed)] if port.multiple else [t]
-    out_tags = outputs
     side_packets = dict(side_packets or {})
     node = {
         "calculator": cls.name,
         "inputs": {},
-        "outputs": {t: _stream(t, "out") for t in out_tags},
+        "outputs": {t: _stream(t, "out") for t in outputs},
         "options": options or {},
     }
     for tag in inputs:
@@ -67,19 +146,7 @@ def run_calculator(
         "side_packets": {f"side_{t.lower()}": None for t in side_packets},
         "nodes": [node],
     }, threads=threads)
-    results: dict[str, list] = {t: [] for t in out_tags}
-    for tag in out_tags:
-        graph.observe(_stream(tag, "out"), lambda p, tag=tag: results[tag].append((p.timestamp, p.value)))
-    graph.start({f"side_{t.lower()}": v for t, v in side_packets.items()})
-    try:
-        merged = sorted(((t, i, tag, v) for tag, pkts in inputs.items() for i, (t, v) in enumerate(pkts)),
-                        key=lambda r: (r[0], r[1]))
-        for t, _, tag, v in merged:
-            graph.add_packet(_stream(tag, "in"), v, t)
-        graph.close_all_inputs()
-    except BaseException:
-        graph.cancel()
-        graph.wait(timeout)
-        raise
-    graph.wait(timeout)
-    return results
+    with GraphRun(graph, collect=[_stream(t, "out") for t in outputs], timeout=timeout) as r:
+        out = r.run({_stream(t, "in"): pkts for t, pkts in inputs.items()},
+                    {f"side_{t.lower()}": v for t, v in side_packets.items()})
+    return {t: out[_stream(t, "out")] for t in outputs}

@@ -34,15 +34,15 @@ class PassThrough(Calculator):
     outputs = {"OUT": Output(Any, multiple=True, doc="OUT:i carries IN:i")}
 
     def open(self, ctx):
-        pairs = [(i.tag, ctx.outputs.get("OUT" + i.tag[2:])) for i in ctx._node.spec.inputs]
-        self.pairs = [(i, o) for i, o in pairs if o is not None]
+        self.pairs = [(tag, ctx.outputs["OUT" + tag[2:]]) for tag in ctx.input_tags
+                      if ctx.connected("OUT" + tag[2:])]
 
     def process(self, ctx):
         inputs = ctx.inputs
         for tag, out in self.pairs:
             p = inputs[tag]
             if p is not None:
-                out.add(p.value)
+                out.add_packet(p)
 
 
 class GateOptions(BaseModel):
@@ -69,8 +69,8 @@ class Gate(Calculator):
 
     def open(self, ctx):
         self.state = ctx.options.allow
-        tags = [i.tag for i in ctx._node.spec.inputs if i.tag.startswith("IN")]
-        self.pairs = [(t, ctx.outputs.get("OUT" + t[2:])) for t in tags]
+        self.pairs = [(t, ctx.outputs["OUT" + t[2:]] if ctx.connected("OUT" + t[2:]) else None)
+                      for t in ctx.input_tags if t.startswith("IN")]
 
     def process(self, ctx):
         allow = ctx.inputs.get("ALLOW")

@@ -1,30 +1,48 @@
-"""Per-packet cost of the core: Python feed to observed output.
+"""Per-packet cost of the core (Python feed to observed output), against MediaPipe's C++ graph.
 
 Topologies: 1 PassThrough, a chain of 10 PassThrough nodes, and a diamond (input to two
-PassThrough nodes whose outputs meet in one PassThrough with two synchronised inputs). Each is
-run ``--repeats`` times with ``--packets`` packets; the median per-packet time is reported, with a
-hand-written loop calling the same PassThrough ``process`` 1 and 10 times per packet as the
-baseline measured in the same run.
+PassThrough nodes whose outputs meet in one PassThrough with two synchronised inputs), under 1
+and the default number of workers. Baselines measured in the same run, in interleaved rounds:
 
-    python tests/bench/bench_core.py [--packets 20000] [--repeats 3] [--json out/bench/core.json]
+- MediaPipe 0.10.21's ``CalculatorGraph`` (``PassThroughCalculator`` chains of 1 and 10, fed from
+  Python, the same packet count), in a subprocess of the environment ``make_mp_env.sh`` makes
+  (``--mp-python``; the benchmark says so plainly when it is absent);
+- optionally vpipe's core at another git revision (``--ref REV``, e.g. the commit before a change),
+  from ``git archive`` in a temporary folder, in a subprocess: the "no regression" check;
+- a hand-written loop calling the same PassThrough ``process`` 1 and 10 times per packet.
+
+The median over rounds is reported; the table gives the ratios and the targets (chain of 10 at
+<= 0.7x MediaPipe's figure, each added node <= 1.5 us, 1 node and diamond no slower than --ref).
+A JSON file records the figures, the machine, the versions and the command.
+
+    python tests/bench/bench_core.py [--packets 20000] [--rounds 5] [--ref REV] [--json out/bench/core.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, os.environ.get("VPIPE_BENCH_ROOT", str(ROOT)))
 
 from _meta import write_json  # noqa: E402  (tests/bench: machine, versions, command in the JSON)
 from pipeline import Graph  # noqa: E402
 
+MP_PYTHON = os.environ.get("VPIPE_MP_ENV", "/work/envs/mp01021") + "/bin/python"
+TARGET_CHAIN_VS_MP = 0.7
+TARGET_ADDED_NODE_US = 1.5
 
-def chain(n: int) -> dict:
+
+def chain(n: int) -> tuple[dict, str]:
     nodes = []
     prev = "in"
     for i in range(n):
@@ -33,7 +51,7 @@ def chain(n: int) -> dict:
     return {"inputs": ["in"], "outputs": [prev], "nodes": nodes}, prev
 
 
-def diamond() -> dict:
+def diamond() -> tuple[dict, str]:
     return {
         "inputs": ["in"],
         "nodes": [
@@ -44,15 +62,15 @@ def diamond() -> dict:
     }, "c"
 
 
+CASES = {"passthrough_1": chain(1), "chain_10": chain(10), "diamond": diamond()}
+
+
 def run_graph(spec: dict, out: str, packets: int, threads: int | None) -> float:
     g = Graph.from_dict(spec, threads=threads)
-    done = threading.Event()
     count = [0]
 
     def cb(p):
         count[0] += 1
-        if count[0] == packets:
-            done.set()
 
     g.observe(out, cb)
     g.start()
@@ -67,7 +85,7 @@ def run_graph(spec: dict, out: str, packets: int, threads: int | None) -> float:
 
 
 def run_loop(n: int, packets: int) -> float:
-    """The baseline: the same work by hand, one thread, no framework."""
+    """The same work by hand, one thread, no framework."""
     from calculators.flow.basic import PassThrough
     from pipeline.timestamp import Packet
 
@@ -77,6 +95,9 @@ def run_loop(n: int, packets: int) -> float:
 
         def add(self, v, t=None):
             self.got.append(v)
+
+        def add_packet(self, p):
+            self.got.append(p.value)
 
     class Ctx:
         pass
@@ -97,37 +118,140 @@ def run_loop(n: int, packets: int) -> float:
     return (time.perf_counter() - t0) / packets * 1e6
 
 
+def vpipe_round(packets: int, thread_counts: list[int]) -> dict:
+    return {name: {str(n): run_graph(spec, out, packets, n) for n in thread_counts}
+            for name, (spec, out) in CASES.items()}
+
+
+def mp_round(mp_python: str, packets: int) -> dict:
+    r = subprocess.run([mp_python, str(Path(__file__).with_name("mp_graph_baseline.py")), "--packets", str(packets),
+                        "--chains", "1", "10"], capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise SystemExit(f"the MediaPipe baseline failed:\n{r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def ref_round(ref_root: Path, packets: int, thread_counts: list[int]) -> dict:
+    env = dict(os.environ, VPIPE_BENCH_ROOT=str(ref_root))
+    r = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", "--packets", str(packets),
+                        "--threads", ",".join(map(str, thread_counts))], capture_output=True, text=True,
+                       timeout=600, env=env, cwd=str(ref_root))
+    if r.returncode != 0:
+        raise SystemExit(f"the --ref run failed:\n{r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def export_ref(ref: str, into: Path) -> str:
+    """The core and the built-in calculators at git revision ``ref``, under ``into``."""
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", ref], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "pipeline", "calculators"],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return commit
+
+
+def median_of(rounds: list[dict], *keys) -> float:
+    vals = []
+    for r in rounds:
+        for k in keys:
+            r = r[k]
+        vals.append(r)
+    return statistics.median(vals)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--packets", type=int, default=20000)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", default=None, help="comma-separated worker counts (default: 1 and the default)")
+    ap.add_argument("--mp-python", default=MP_PYTHON, help="python of the mediapipe==0.10.21 environment")
+    ap.add_argument("--ref", default=None, help="git revision of vpipe to compare with (no-regression check)")
     ap.add_argument("--json", default="out/bench/core.json")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     from pipeline.graph import default_threads
 
-    cases = {"passthrough_1": chain(1), "chain_10": chain(10), "diamond": diamond()}
-    thread_counts = [a.threads] if a.threads else sorted({1, default_threads()})
-    results = {}
-    loop1 = statistics.median(run_loop(1, a.packets) for _ in range(a.repeats))
-    loop10 = statistics.median(run_loop(10, a.packets) for _ in range(a.repeats))
-    print(f"{'case':<24}" + "".join(f"{f'{n} worker(s) us/pkt':>22}" for n in thread_counts))
-    for name, (spec, out) in cases.items():
-        results[name] = {n: statistics.median(run_graph(spec, out, a.packets, n) for _ in range(a.repeats))
-                         for n in thread_counts}
-        print(f"{name:<24}" + "".join(f"{results[name][n]:>22.2f}" for n in thread_counts))
-    per_node = {n: (results["chain_10"][n] - results["passthrough_1"][n]) / 9 for n in thread_counts}
-    print(f"{'added node (chain)':<24}" + "".join(f"{per_node[n]:>22.2f}" for n in thread_counts))
-    print(f"hand-written loop: 1 node {loop1:.2f} us, 10 nodes {loop10:.2f} us per packet")
+    thread_counts = [int(x) for x in a.threads.split(",")] if a.threads else sorted({1, default_threads()})
+    if a.worker:  # one round of the vpipe cases, for --ref
+        print(json.dumps(vpipe_round(a.packets, thread_counts)))
+        return
+
+    have_mp = Path(a.mp_python).exists()
+    if not have_mp:
+        print(f"MediaPipe 0.10.21 baseline ABSENT: no {a.mp_python} (make it with "
+              "bash tests/bench/make_mp_env.sh); measuring vpipe only")
+    tmp = tempfile.TemporaryDirectory(prefix="vpipe-bench-ref-") if a.ref else None
+    ref_commit = export_ref(a.ref, Path(tmp.name)) if a.ref else None
+
+    load_at_start = os.getloadavg()
+    ours, mp, ref, loops = [], [], [], []
+    for i in range(a.rounds):  # interleaved, so that load on a shared machine hits all alike
+        ours.append(vpipe_round(a.packets, thread_counts))
+        if have_mp:
+            mp.append(mp_round(a.mp_python, a.packets))
+        if ref_commit:
+            ref.append(ref_round(Path(tmp.name), a.packets, thread_counts))
+        loops.append({"1": run_loop(1, a.packets), "10": run_loop(10, a.packets)})
+        print(f"round {i + 1}/{a.rounds} done", file=sys.stderr)
+
+    res: dict = {"vpipe": {}, "ref": {}, "mediapipe": {}, "hand_loop": {}}
+    for case in CASES:
+        res["vpipe"][case] = {str(n): median_of(ours, case, str(n)) for n in thread_counts}
+        if ref:
+            res["ref"][case] = {str(n): median_of(ref, case, str(n)) for n in thread_counts}
+    if mp:
+        res["mediapipe"] = {"chain_1": median_of(mp, "us_per_packet", "1"),
+                            "chain_10": median_of(mp, "us_per_packet", "10"), "version": mp[0]["mediapipe"]}
+    res["hand_loop"] = {k: median_of(loops, k) for k in ("1", "10")}
+
+    cols = [f"vpipe {n}w" for n in thread_counts] + ([f"ref {n}w" for n in thread_counts] if ref else [])
+    print(f"\nus per packet, median of {a.rounds} rounds of {a.packets} packets")
+    print(f"{'case':<22}" + "".join(f"{c:>12}" for c in cols) + (f"{'mediapipe':>12}" if mp else ""))
+    for case in CASES:
+        row = [res["vpipe"][case][str(n)] for n in thread_counts]
+        if ref:
+            row += [res["ref"][case][str(n)] for n in thread_counts]
+        mpv = res["mediapipe"].get({"passthrough_1": "chain_1"}.get(case, case)) if mp else None
+        print(f"{case:<22}" + "".join(f"{v:>12.2f}" for v in row) + (f"{mpv:>12.2f}" if mpv is not None else
+                                                                         ("" if not mp else f"{'-':>12}")))
+    added = {str(n): (res["vpipe"]["chain_10"][str(n)] - res["vpipe"]["passthrough_1"][str(n)]) / 9
+             for n in thread_counts}
+    res["vpipe_us_per_added_node"] = added
+    print(f"{'added node (chain)':<22}" + "".join(f"{added[str(n)]:>12.2f}" for n in thread_counts))
+    print(f"hand-written loop: 1 node {res['hand_loop']['1']:.2f} us, 10 nodes {res['hand_loop']['10']:.2f} us")
+    verdicts = {}
     for n in thread_counts:
-        print(f"{n} worker(s): chain_10 / hand loop of 10 = {results['chain_10'][n] / loop10:.1f}x; "
-              f"targets: chain_10 <= 30 us ({'met' if results['chain_10'][n] <= 30 else 'NOT met'}), "
-              f"added node <= 3 us ({'met' if per_node[n] <= 3 else 'NOT met'})")
-    res = {"packets": a.packets, "repeats": a.repeats,
-           "us_per_packet": {k: {str(n): v for n, v in d.items()} for k, d in results.items()},
-           "us_per_added_node": {str(n): v for n, v in per_node.items()},
-           "hand_loop_us": {"1": loop1, "10": loop10}, "targets": {"chain_10_us": 30, "added_node_us": 3}}
+        k = str(n)
+        line = f"{n} worker(s): added node {added[k]:.2f} us (target <= {TARGET_ADDED_NODE_US}: " \
+               f"{'met' if added[k] <= TARGET_ADDED_NODE_US else 'NOT met'})"
+        verdicts[f"added_node_{k}w"] = added[k] <= TARGET_ADDED_NODE_US
+        if mp:
+            ratio = res["vpipe"]["chain_10"][k] / res["mediapipe"]["chain_10"]
+            verdicts[f"chain_10_vs_mediapipe_{k}w"] = ratio
+            line += f"; chain_10 / MediaPipe chain_10 = {ratio:.2f}x (target <= {TARGET_CHAIN_VS_MP}: " \
+                    f"{'met' if ratio <= TARGET_CHAIN_VS_MP else 'NOT met'})"
+        if ref:
+            for case in ("passthrough_1", "diamond", "chain_10"):
+                r = res["vpipe"][case][k] / res["ref"][case][k]
+                verdicts[f"{case}_vs_ref_{k}w"] = r
+                line += f"; {case} / ref = {r:.2f}x"
+        print(line)
+    if not mp:
+        print("MediaPipe baseline ABSENT: the chain_10 target was not checked")
+    res.update({"packets": a.packets, "rounds": a.rounds, "threads": thread_counts, "verdicts": verdicts,
+                "targets": {"chain_10_vs_mediapipe": TARGET_CHAIN_VS_MP, "added_node_us": TARGET_ADDED_NODE_US},
+                "ref": {"rev": a.ref, "commit": ref_commit, **res["ref"]} if ref_commit else None,
+                "load_average_at_start": load_at_start, "vpipe_commit": _git_head(),
+                "mediapipe_baseline": res["mediapipe"].get("version") if mp else "absent"})
     print(f"wrote {write_json(a.json, 'core', res)}")
+    if tmp is not None:
+        tmp.cleanup()
+
+
+def _git_head() -> str | None:
+    r = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return r.stdout.strip() or None
 
 
 if __name__ == "__main__":

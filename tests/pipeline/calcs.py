@@ -63,12 +63,13 @@ class FailOptions(BaseModel):
 
 @register
 class TestFail(Calculator):
-    """Raises in the phase given by its options (process: at timestamp ``at``)."""
+    """Raises in the phase given by its options (process: at timestamp ``at``); appends its node's
+    name to the side packet CLOSED (a list) when closed."""
 
     inputs = {"IN": Input(Any)}
     outputs = {"OUT": Output(Any, optional=True)}
+    side_inputs = {"CLOSED": SideInput(list, optional=True)}
     Options = FailOptions
-    closed = []
 
     def open(self, ctx):
         if ctx.options.phase == "open":
@@ -80,35 +81,38 @@ class TestFail(Calculator):
         ctx.outputs["OUT"].add(ctx.inputs["IN"].value)
 
     def close(self, ctx):
-        TestFail.closed.append(ctx.node)
+        if ctx.side.get("CLOSED") is not None:
+            ctx.side["CLOSED"].append(ctx.node)
         if ctx.options.phase == "close":
             raise RuntimeError("boom in close")
 
 
-class BlockOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    key: str
+class Gate:
+    """A test's hold on a TestBlocker (given as its side packet GATE): ``entered`` is set when a
+    call has begun, ``release()`` lets the calls go on."""
 
+    def __init__(self):
+        self.entered = threading.Event()
+        self.released = threading.Event()
 
-GATES: dict[str, threading.Event] = {}
-ENTERED: dict[str, threading.Event] = {}
+    def release(self) -> None:
+        self.released.set()
 
 
 @register
 class TestBlocker(Calculator):
-    """Waits on the event GATES[key] in each process call (released by the test)."""
+    """Waits in each process call until the test releases its GATE side packet (a ``Gate``)."""
 
     inputs = {"IN": Input(Any)}
     outputs = {"OUT": Output(Any)}
-    Options = BlockOptions
+    side_inputs = {"GATE": SideInput(Gate)}
 
     def open(self, ctx):
-        self.gate = GATES[ctx.options.key]
-        self.entered = ENTERED[ctx.options.key]
+        self.gate = ctx.side["GATE"]
 
     def process(self, ctx):
-        self.entered.set()
-        if not self.gate.wait(10):
+        self.gate.entered.set()
+        if not self.gate.released.wait(10):
             raise TimeoutError("test gate was never released")
         ctx.outputs["OUT"].add(ctx.inputs["IN"].value)
 

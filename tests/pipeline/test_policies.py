@@ -5,14 +5,12 @@ import threading
 import pytest
 
 from pipeline import Graph, Timestamp
-from pipeline.testing import run_calculator
-from tests.pipeline import calcs
+from pipeline.testing import GraphRun, run_calculator
+from tests.pipeline.calcs import Gate
 
 
 def collect(g, stream):
-    got = []
-    g.observe(stream, lambda p: got.append((p.timestamp, p.value)))
-    return got
+    return GraphRun(g).collect(stream)
 
 
 def test_sync_with_gaps_gives_empty_inputs(threads, no_thread_leak):
@@ -102,17 +100,17 @@ nodes:
   - calculator: TestBlocker
     inputs: [admitted]
     outputs: [done]
-    options: {key: loop}
+    side_inputs: {GATE: gate}
+side_packets: {gate: null}
 """, threads=threads)
-    calcs.GATES["loop"] = gate = threading.Event()
-    calcs.ENTERED["loop"] = entered = threading.Event()
+    gate = Gate()
     got = collect(g, "done")
-    g.start()
+    g.start({"gate": gate})
     g.add_packet("frames", "f0", 0)
-    assert entered.wait(5), "frame 0 never reached the slow node"
+    assert gate.entered.wait(5), "frame 0 never reached the slow node"
     for t in (1, 2, 3):  # arrive while frame 0 is in flight: dropped
         g.add_packet("frames", f"f{t}", t)
-    gate.set()
+    gate.release()
     g.close_all_inputs()
     g.wait()
     assert got[0] == (0, "f0")
@@ -133,25 +131,25 @@ def test_flow_limiter_drops_while_busy_and_keeps_queue():
 
 
 def test_throttling_keeps_memory_bounded_under_slow_sink(no_thread_leak):
-    calcs.GATES["slow"] = gate = threading.Event()
-    calcs.ENTERED["slow"] = threading.Event()
+    gate = Gate()
     g = Graph.from_yaml("""
+side_packets: {gate: null}
 nodes:
   - calculator: TestEndless
     outputs: [n]
   - calculator: TestBlocker
     inputs: {IN: {stream: n, capacity: 5}}
     outputs: [m]
-    options: {key: slow}
+    side_inputs: {GATE: gate}
 """)
-    g.start()
-    assert calcs.ENTERED["slow"].wait(5)
+    g.start({"gate": gate})
+    assert gate.entered.wait(5)
     # The source can fill the queue (5) and then must wait: it may not run ahead unboundedly.
     # The throttled source is blocked on a condition; its count stays put while the sink waits.
     stats = g.stats()["TestBlocker"]
     assert stats["queue_peak"] <= 6, stats
     produced_before = g.stats()["TestEndless"]["count"]
-    gate.set()
+    gate.release()
     g.cancel()
     g.wait()
     assert produced_before <= 8, f"source ran ahead of a full queue: {produced_before} packets"
@@ -159,15 +157,14 @@ nodes:
 
 
 def test_add_packet_blocks_when_full_then_continues(no_thread_leak):
-    calcs.GATES["feed"] = gate = threading.Event()
-    calcs.ENTERED["feed"] = entered = threading.Event()
+    gate = Gate()
     g = Graph.from_dict({
-        "inputs": ["in"],
+        "inputs": ["in"], "side_packets": {"gate": None},
         "nodes": [{"calculator": "TestBlocker", "inputs": {"IN": {"stream": "in", "capacity": 2}},
-                   "outputs": ["o"], "options": {"key": "feed"}}],
+                   "outputs": ["o"], "side_inputs": {"GATE": "gate"}}],
     })
     got = collect(g, "o")
-    g.start()
+    g.start({"gate": gate})
     fed = []
 
     def feed():
@@ -177,11 +174,11 @@ def test_add_packet_blocks_when_full_then_continues(no_thread_leak):
 
     th = threading.Thread(target=feed)
     th.start()
-    assert entered.wait(5)
+    assert gate.entered.wait(5)
     th.join(0.5)
     assert th.is_alive(), "add_packet did not block on a full queue"
     assert len(fed) <= 4
-    gate.set()
+    gate.release()
     th.join(10)
     assert not th.is_alive()
     g.close_all_inputs()
@@ -192,24 +189,23 @@ def test_add_packet_blocks_when_full_then_continues(no_thread_leak):
 def test_drop_oldest_and_reject(no_thread_leak):
     from pipeline import QueueFullError
 
-    calcs.GATES["ov"] = gate = threading.Event()
-    calcs.ENTERED["ov"] = entered = threading.Event()
+    gate = Gate()
     g = Graph.from_dict({
-        "inputs": ["in", "in2"],
+        "inputs": ["in", "in2"], "side_packets": {"gate": None},
         "nodes": [
             {"calculator": "TestBlocker", "inputs": {"IN": {"stream": "in", "capacity": 2, "overflow": "drop_oldest"}},
-             "outputs": ["o"], "options": {"key": "ov"}},
+             "outputs": ["o"], "side_inputs": {"GATE": "gate"}},
             {"calculator": "PassThrough", "inputs": [{"stream": "in2", "capacity": 1, "overflow": "reject"}],
              "outputs": ["o2"]},
         ],
     }, threads=1)
     got = collect(g, "o")
-    g.start()
+    g.start({"gate": gate})
     g.add_packet("in", 0, 0)
-    assert entered.wait(5)
+    assert gate.entered.wait(5)
     for t in range(1, 6):
         g.add_packet("in", t, t)  # queue keeps the newest 2
-    gate.set()
+    gate.release()
     g.close_input("in")
     # The only worker is free now; fill in2 is racy, so only check the error path when full.
     g.close_input("in2")
@@ -222,20 +218,19 @@ def test_drop_oldest_and_reject(no_thread_leak):
 def test_reject_raises_on_full_feed(no_thread_leak):
     from pipeline import QueueFullError
 
-    calcs.GATES["rej"] = gate = threading.Event()
-    calcs.ENTERED["rej"] = entered = threading.Event()
+    gate = Gate()
     g = Graph.from_dict({
-        "inputs": ["in"],
+        "inputs": ["in"], "side_packets": {"gate": None},
         "nodes": [{"calculator": "TestBlocker", "inputs": {"IN": {"stream": "in", "capacity": 1, "overflow": "reject"}},
-                   "outputs": ["o"], "options": {"key": "rej"}}],
+                   "outputs": ["o"], "side_inputs": {"GATE": "gate"}}],
     })
-    g.start()
+    g.start({"gate": gate})
     g.add_packet("in", 0, 0)
-    assert entered.wait(5)
+    assert gate.entered.wait(5)
     g.add_packet("in", 1, 1)
     with pytest.raises(QueueFullError, match=r"input 'IN' of node 'TestBlocker' is full \(1 packets\) and its overflow policy is reject"):
         g.add_packet("in", 2, 2)
-    gate.set()
+    gate.release()
     g.close_all_inputs()
     g.wait()
 
@@ -434,22 +429,21 @@ nodes:
 def test_close_may_emit_after_the_inputs_are_done(threads, no_thread_leak):
     # The input is closed before the node processes its last packet: its outputs must stay open
     # until close() has run, so a calculator can flush there.
-    calcs.GATES["flush"] = gate = threading.Event()
-    calcs.ENTERED["flush"] = entered = threading.Event()
+    gate = Gate()
     g = Graph.from_dict({
-        "inputs": ["in"],
+        "inputs": ["in"], "side_packets": {"gate": None},
         "nodes": [
-            {"calculator": "TestBlocker", "inputs": ["in"], "outputs": ["held"], "options": {"key": "flush"}},
+            {"calculator": "TestBlocker", "inputs": ["in"], "outputs": ["held"], "side_inputs": {"GATE": "gate"}},
             {"calculator": "TestSumOnClose", "inputs": ["held"], "outputs": ["total"]},
         ],
     }, threads=threads)
     got = collect(g, "total")
-    g.start()
+    g.start({"gate": gate})
     g.add_packet("in", 5, 10)
-    assert entered.wait(5)
+    assert gate.entered.wait(5)
     g.add_packet("in", 7, 20)
     g.close_input("in")
-    gate.set()
+    gate.release()
     g.wait()
     assert got == [(21, 12)]
 
