@@ -3,22 +3,32 @@
 Each ``apps/cmd_*.py`` module defines ``register(app)`` and adds its commands to the one Typer app,
 so every sub-command (run, validate, viz, profile, calculators, models, convert, bench) hangs off
 the same entry point.
+
+Failures are reported by ``apps.errors``: one ``error:`` line for what a user can fix, a traceback
+only for bugs, or for everything with ``--debug`` (accepted anywhere on the command line) or
+``VPIPE_DEBUG=1``.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
+import sys
+from pathlib import Path
 
 import typer
 
 app = typer.Typer(
     name="vpipe",
-    help="vpipe: a streaming vision pipeline framework (graphs of calculators, any inference engine).",
+    help="vpipe: a streaming vision pipeline framework (graphs of calculators, any inference engine). "
+         "Add --debug (or set VPIPE_DEBUG=1) to any command to see the traceback of a failure.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+DEBUG_FLAG = "--debug"
 
 
 def _register_commands() -> None:
@@ -29,9 +39,43 @@ def _register_commands() -> None:
             importlib.import_module(f"apps.{info.name}").register(app)
 
 
+def _take_debug_flag(argv: list[str]) -> list[str]:
+    """Removes ``--debug`` (before a ``--``) from the arguments and turns it into ``VPIPE_DEBUG=1``."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    if DEBUG_FLAG in argv[:end]:
+        os.environ["VPIPE_DEBUG"] = "1"
+        argv = [a for a in argv[:end] if a != DEBUG_FLAG] + argv[end:]
+    return argv
+
+
+def _drop_current_folder_from_path() -> None:
+    """``python -m apps.cli`` puts the current folder first on ``sys.path``, as the installed ``vpipe``
+    does not: a graph's plugin, or a stray ``json.py``, there must not be importable by its name.
+    Kept only when it is the source tree that holds ``apps`` itself."""
+    source_tree = Path(__file__).resolve().parents[1]
+    cwd = Path.cwd().resolve()
+    if cwd == source_tree:
+        return
+    sys.path[:] = [p for p in sys.path if not (p in ("", ".") or Path(p).resolve() == cwd)]
+
+
 def main() -> None:
+    from apps import errors
+
+    argv = _take_debug_flag(sys.argv[1:])
+    _drop_current_folder_from_path()
+    errors.install_notice_handler()
     _register_commands()
-    app()
+    try:
+        app(args=argv, prog_name="vpipe")
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted (Ctrl-C)\n")
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - the top of the command: every failure is reported here
+        lines = errors.uncaught_text(e).splitlines()
+        sys.stderr.write(f"error: {lines[0]}\n" + "".join(f"{ln}\n" for ln in lines[1:]))
+        sys.stderr.flush()
+        sys.exit(1)
 
 
 if __name__ == "__main__":

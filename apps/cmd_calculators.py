@@ -15,14 +15,14 @@ from typing import Optional
 
 import typer
 
-from apps.common import fail, plugins_or_exit, stdout_console
+from apps.common import PLUGIN_HELP, fail, plugins_or_exit, stdout_console
 from apps.gen_reference import all_calculators, calculator_markdown, describe, write
 
 
 def calculators_command(
     name: Optional[str] = typer.Argument(None, help="A calculator to describe in full."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write the reference pages into this directory."),
-    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=PLUGIN_HELP),
 ) -> None:
     """Lists the built-in calculators, or describes one: ports, types, options, example node."""
     from rich.markdown import Markdown

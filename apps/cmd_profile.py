@@ -22,7 +22,8 @@ from typing import Any, Iterable, Optional
 
 import typer
 
-from apps.common import fail, load_or_exit, stdout_console
+from apps.common import PLUGIN_HELP, TRUST_HELP, fail, load_or_exit, stdout_console
+from apps.errors import silence_native_stderr
 from apps.progress import RunResult, graph_name, run_or_exit
 
 TraceEvent = tuple  # (node, thread, timestamp_us | None, start_ns, end_ns)
@@ -197,14 +198,17 @@ def profile_command(
     output: Path = typer.Option(Path("trace.json"), "--output", "-o", help="Chrome trace file to write."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Latency PNG (default: the trace path with .png)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a side packet: key=value (YAML scalar)."),
-    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=PLUGIN_HELP),
+    trust: bool = typer.Option(False, "--trust", help=TRUST_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Runs a graph with tracing: per-node table, latency percentiles, Perfetto trace and a plot."""
     if output.suffix.lower() != ".json":
         raise fail(f"cannot write '{output}': the trace is a .json file", 2)
     plot = plot or output.with_suffix(".png")
-    g, path, sides = load_or_exit(graph, plugin, set_)
+    if quiet:
+        silence_native_stderr()
+    g, path, sides = load_or_exit(graph, plugin, set_, trust)
     result = run_or_exit(g, sides, trace=True, quiet=quiet)
     events = [tuple(ev) for ev in g.trace_events()]
     order = [n["name"] for n in g.topology()["nodes"]]

@@ -17,7 +17,9 @@ from typing import Optional
 
 import typer
 
-from apps.common import EXIT_FAILED, CliError, load_or_exit, plugins_or_exit, resolve_graph, stdout_console
+from apps.common import (EXIT_FAILED, PLUGIN_HELP, TRUST_HELP, CliError, load_or_exit, plugins_or_exit, resolve_graph,
+                         stdout_console)
+from apps.errors import silence_native_stderr
 from apps.progress import run_or_exit, summary_table
 from pipeline.graph import DRAIN_TIMEOUT_S, STUCK_TIMEOUT_S
 
@@ -28,8 +30,10 @@ from pipeline.graph import DRAIN_TIMEOUT_S, STUCK_TIMEOUT_S
 def run_command(
     graph: str = typer.Argument(..., help="A graph file, or the name of a graph in graphs/."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a side packet: key=value (YAML scalar)."),
-    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=PLUGIN_HELP),
+    trust: bool = typer.Option(False, "--trust", help=TRUST_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, and no messages that native "
+                                                             "libraries (TFLite, OpenCV) print themselves."),
     drain_timeout: float = typer.Option(DRAIN_TIMEOUT_S, "--drain-timeout", min=0,
                                         help="On Ctrl-C/SIGTERM, seconds to drain the graph into the sinks."),
     stuck_timeout: float = typer.Option(STUCK_TIMEOUT_S, "--stuck-timeout", min=0,
@@ -40,16 +44,20 @@ def run_command(
 
     Exit status: 0 done, 1 the graph or the run failed, 2 bad command line, 130 stopped by Ctrl-C,
     143 stopped by SIGTERM."""
-    g, _path, sides = load_or_exit(graph, plugin, set_)
+    if quiet:
+        silence_native_stderr()
+    g, _path, sides = load_or_exit(graph, plugin, set_, trust)
     g.drain_timeout, g.stuck_timeout = drain_timeout, stuck_timeout
     stdout_console().print(summary_table(run_or_exit(g, sides, quiet=quiet)))
 
 
 def validate_command(
     graphs: list[str] = typer.Argument(..., help="Graph files or names of graphs in graphs/."),
-    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=PLUGIN_HELP),
+    trust: bool = typer.Option(False, "--trust", help=TRUST_HELP),
 ) -> None:
-    """Checks graph files without running them; prints every problem as file:line: message."""
+    """Checks graph files without running them; prints every problem as file:line: message.
+    It imports only the plugins given with --plugin, allowed in the user config, or of a --trust-ed file."""
     from pipeline import Graph, GraphConfigError
 
     plugins_or_exit(plugin)
@@ -62,7 +70,7 @@ def validate_command(
             problems += 1
             continue
         try:
-            g = Graph.from_yaml(path)
+            g = Graph.from_yaml(path, trust=trust)
         except GraphConfigError as e:
             for p in e.problems:
                 print(str(p))

@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 import typer
 
-from apps.common import EXIT_FAILED, CliError, fail, load_or_exit
+from apps.common import EXIT_FAILED, PLUGIN_HELP, TRUST_HELP, CliError, fail, load_or_exit
 
 DEFAULT_CAPACITY = 100
 FORMATS = (".svg", ".png", ".html", ".mmd", ".dot")
@@ -290,10 +290,11 @@ def write_picture(topology: dict, name: str, out: Path, graph_outputs: list[str]
 def viz_command(
     graph: str = typer.Argument(..., help="A graph file, or the name of a graph in graphs/."),
     output: Path = typer.Option(..., "--output", "-o", help="Picture to write: .svg, .png, .html, .mmd or .dot."),
-    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help="Import a user calculator module."),
+    plugin: Optional[list[str]] = typer.Option(None, "--plugin", help=PLUGIN_HELP),
+    trust: bool = typer.Option(False, "--trust", help=TRUST_HELP),
 ) -> None:
     """Draws a graph: ports, policies, back edges and executors."""
-    g, path, _ = load_or_exit(graph, plugin)
+    g, path, _ = load_or_exit(graph, plugin, trust=trust)
     topology = g.topology()
     for n, spec in zip(topology["nodes"], g.spec.nodes):
         n["when"] = spec.when  # optional nodes (`when: $name`) are drawn with their switch

@@ -5,17 +5,18 @@ Every command that takes a graph (run, validate, viz, profile, the demo) starts 
 - a graph argument is a path, or a name looked up in the directories of ``--graph-path`` /
   ``$VPIPE_GRAPH_PATH`` (separated like ``PATH``), then in the built-in ``graphs/``; an unknown name is
   an error that offers the closest names;
-- ``--set`` values are YAML scalars (``--set threshold=0.5`` is a float, ``--set output=null`` is
-  ``None``, ``--set source=clip.mp4`` a string) and override the graph's declared side packets; a key
-  the graph does not declare is refused with the closest names;
-- ``--plugin`` modules are imported before the graph is loaded;
+- ``--set`` values are YAML 1.2 scalars, read as graph files are (``--set threshold=0.5`` is a float,
+  ``--set output=null`` is ``None``, ``--set source=clip.mp4`` a string, ``--set display=off`` the text
+  ``off``, which switches a ``when: $display`` node off) and override the graph's declared side packets;
+  a key the graph does not declare is refused with the closest names;
+- ``--plugin`` modules (names or ``.py`` paths, ``pipeline.plugins``) are imported before the graph is
+  loaded; the graph's own ``plugins:`` only with the user's consent (``--trust``, the allowlist);
 - a user error is ``CliError``; ``fail()`` prints it as ``error: <one line>`` on stderr and gives the
   exit status (1: the graph is wrong or the run failed, 2: the command line is wrong).
 """
 
 from __future__ import annotations
 
-import datetime
 import os
 import re
 import sys
@@ -23,18 +24,19 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 
-from pipeline.errors import did_you_mean
+from pipeline.errors import UserError, did_you_mean
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_EXP_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 EXIT_FAILED = 1  # the graph is wrong or the run failed
 EXIT_USAGE = 2  # the command line is wrong (unknown graph, bad --set, bad plugin)
 
+PLUGIN_HELP = "Import a user calculator module: a module name (my_pkg.calcs) or a file path (./face_blur.py)."
+TRUST_HELP = "Trust the graph file: import the plugins its 'plugins:' list names (and its subgraphs')."
 
-class CliError(Exception):
+
+class CliError(UserError):
     """A user error with a one-line message, reported as ``error: ...`` and a non-zero exit."""
 
     def __init__(self, message: str, code: int = EXIT_USAGE):
@@ -86,16 +88,16 @@ def resolve_graph(ref: str) -> Path:
 
 
 def parse_set_value(raw: str) -> Any:
-    """A ``--set`` value as a YAML scalar: int, float, bool, null or str."""
+    """A ``--set`` value as a YAML 1.2 scalar, read as a graph file's values are: int, float, bool
+    (only true/false), null or str (``off``, ``no``, ``2024-01-01`` and ``1:30`` stay text)."""
+    from pipeline import GraphConfigError
+    from pipeline.graph_yaml import load_yaml
+
     try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError as e:
-        problem = str(e).splitlines()[0]
+        value = load_yaml(raw, "--set")
+    except GraphConfigError as e:
+        problem = e.problems[0].message.removeprefix("invalid YAML: ")
         raise ValueError(f"not a YAML scalar ({problem}); quote it to pass a string") from None
-    if isinstance(value, str) and _EXP_FLOAT.match(raw.strip()):
-        return float(raw)  # YAML 1.1 reads 1e-3 as text; YAML 1.2 and every user read a number
-    if isinstance(value, (datetime.date, datetime.datetime)):
-        return raw.strip()  # YAML would turn 2024-01-01 into a date; a side packet wants the text
     if isinstance(value, (dict, list)):
         kind = "mapping" if isinstance(value, dict) else "list"
         raise ValueError(f"must be a scalar (int, float, bool, null or string), got a {kind}; "
@@ -122,19 +124,15 @@ def parse_sets(items: list[str] | None) -> dict[str, Any]:
 
 
 def load_plugins(modules: list[str] | None) -> None:
-    """Imports the user calculator modules named with ``--plugin``."""
-    if not modules:
-        return
-    from pipeline import registry
+    """Imports the user calculator modules named with ``--plugin``: module names (from the import
+    path as it is; the current folder is not added) or file paths (``./face_blur.py``)."""
+    from pipeline import plugins
 
-    cwd = str(Path.cwd())
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)  # `vpipe --plugin my_calcs` finds my_calcs.py beside the user
-    for m in modules:
+    for m in modules or []:
         try:
-            registry.load_plugin(m)
-        except Exception as e:  # noqa: BLE001 - any import failure is the user's to see
-            raise CliError(f"cannot import plugin '{m}': {type(e).__name__}: {e}") from None
+            plugins.load(m)
+        except plugins.PluginError as e:
+            raise CliError(str(e)) from e
 
 
 def check_side_packets(graph, path: Path, values: dict[str, Any]) -> None:
@@ -151,16 +149,17 @@ def declared_side_packets(graph) -> dict[str, Any]:
     return dict(graph.spec.side_packets)
 
 
-def load_graph(ref: str, plugins: list[str] | None = None):
-    """Resolves, imports plugins and loads a graph; returns (Graph, path)."""
+def load_graph(ref: str, plugins: list[str] | None = None, trust: bool = False):
+    """Resolves, imports plugins and loads a graph (``trust``: import the plugins it names);
+    returns (Graph, path)."""
     from pipeline import Graph
 
     path = resolve_graph(ref)
     load_plugins(plugins)
-    return Graph.from_yaml(path), path
+    return Graph.from_yaml(path, trust=trust), path
 
 
-def load_or_exit(ref: str, plugins: list[str] | None = None, sets: list[str] | None = None):
+def load_or_exit(ref: str, plugins: list[str] | None = None, sets: list[str] | None = None, trust: bool = False):
     """What every graph command does first: parses ``--set``, imports plugins, loads the graph and
     checks the ``--set`` keys against it; returns (Graph, path, side packets) or exits with the
     one-line cause (status 2 for the command line, 1 for the graph)."""
@@ -168,7 +167,7 @@ def load_or_exit(ref: str, plugins: list[str] | None = None, sets: list[str] | N
 
     try:
         sides = parse_sets(sets)
-        g, path = load_graph(ref, plugins)
+        g, path = load_graph(ref, plugins, trust)
         check_side_packets(g, path, sides)
     except CliError as e:
         raise fail(str(e), e.code)

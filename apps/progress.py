@@ -4,8 +4,9 @@
 the sources' video files before the run, or from their stream info once open; live counters
 otherwise); ``run_or_exit`` turns a failed run into the exit status (1, the cause first on stderr;
 130 on Ctrl-C, 143 on SIGTERM); ``summary_table`` is the per-node table ``vpipe run`` and the demo
-print. While a graph runs, SIGINT and SIGTERM stop it as ``pipeline/signals.py`` explains: the
-first cleanly (sources stop, the graph drains into the sinks), the second at once.
+print (with the nodes left out because their outputs reach no sink or observer). While a graph
+runs, SIGINT and SIGTERM stop it as ``pipeline/signals.py`` explains: the first cleanly (sources
+stop, the graph drains into the sinks), the second at once.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from apps.common import EXIT_FAILED, config_message, declared_side_packets, fail
+from apps.errors import run_error_text
 
 # ---------------------------------------------------------------------------------------------
 # Stats and topology access
@@ -123,6 +125,7 @@ class RunResult:
     wall_s: float
     frames: int
     stats: dict[str, dict[str, Any]]
+    left_out: tuple[str, ...] = ()  # nodes not run: their outputs reached no sink or observer
 
 
 def run_with_progress(graph, side_packets: dict[str, Any], *, trace: bool = False,
@@ -170,7 +173,7 @@ def run_with_progress(graph, side_packets: dict[str, Any], *, trace: bool = Fals
             progress.update(task, completed=n, fps=n / elapsed if elapsed > 0 else 0.0)
 
     if counted is not None:
-        graph.observe(counted, on_frame)
+        graph.observe(counted, on_frame, wanted=False)  # counts frames; asks for nothing to run
     from pipeline.signals import StopSignals
 
     stop_signals = StopSignals(graph, (signal.SIGINT, signal.SIGTERM), on_signal=_tell_stopping(graph))
@@ -198,7 +201,7 @@ def run_with_progress(graph, side_packets: dict[str, Any], *, trace: bool = Fals
             n = count[0]
             progress.update(task, completed=n, total=total if total and n <= total else n or None,
                             fps=n / wall if wall > 0 else 0.0)
-    return RunResult(wall, count[0], graph.stats())
+    return RunResult(wall, count[0], graph.stats(), tuple(graph.left_out))
 
 
 class Interrupted(KeyboardInterrupt):
@@ -248,7 +251,7 @@ def run_or_exit(graph, side_packets: dict[str, Any], *, trace: bool = False, qui
     except GraphRunError as e:
         if interrupted(e):
             raise fail("interrupted (Ctrl-C): the run was stopped", 130)
-        raise fail(str(e), EXIT_FAILED)
+        raise fail(run_error_text(e), EXIT_FAILED)
     except GraphConfigError as e:  # side packet values are checked at start
         raise fail(config_message(e, "with the side packets"), EXIT_FAILED)
     except KeyboardInterrupt:
@@ -307,4 +310,7 @@ def summary_table(result: RunResult, title: str = "summary"):
                   f"{100 * time_s / result.wall_s:.1f}" if result.wall_s > 0 else "-",
                   str(s.get("queue_peak") if s.get("queue_peak") is not None else "-"),
                   str(int(s.get("drops") or 0)))
+    if result.left_out:
+        t.caption = f"left out (their outputs reach no sink or observer): {', '.join(result.left_out)}"
+        t.caption_justify = "left"
     return t

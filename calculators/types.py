@@ -256,16 +256,20 @@ class Detections:
     def to_json(self) -> list[dict]:
         """The JSONL form: [{"box": [...], "score": f, "label": s, "keypoints": [[x, y], ...]}]."""
         out = []
+        # tolist() once: Python floats, not a numpy scalar per value
+        boxes, scores = self.xyxy.tolist(), self.scores.tolist()
+        kps = None if self.keypoints is None else self.keypoints.tolist()
+        ids = None if self.tracker_ids is None else self.tracker_ids.tolist()
         for i in range(len(self)):
             d: dict[str, Any] = {
-                "box": [round(float(v), 2) for v in self.xyxy[i]],
-                "score": round(float(self.scores[i]), 4),
+                "box": [round(v, 2) for v in boxes[i]],
+                "score": round(scores[i], 4),
                 "label": self.labels[i],
             }
-            if self.keypoints is not None:
-                d["keypoints"] = [[round(float(x), 2), round(float(y), 2)] for x, y in self.keypoints[i]]
-            if self.tracker_ids is not None:
-                d["id"] = int(self.tracker_ids[i])
+            if kps is not None:
+                d["keypoints"] = [[round(x, 2), round(y, 2)] for x, y in kps[i]]
+            if ids is not None:
+                d["id"] = ids[i]
             out.append(d)
         return out
 

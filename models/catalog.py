@@ -37,6 +37,7 @@ from typing import Any, Callable, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+
 __all__ = [
     "CatalogError", "ChecksumError", "FetchError", "Entry", "Wheel",
     "resolve", "pull", "pull_all", "entry", "entries", "cache_dir", "cached_path", "is_cached",
@@ -55,6 +56,8 @@ ProgressFn = Callable[[str, int, "int | None", str], None]
 
 class CatalogError(RuntimeError):
     """A catalog entry could not be resolved or pulled."""
+
+    user_error = True  # a pipeline.errors.UserError in all but name: the catalog does not import pipeline
 
 
 class ChecksumError(CatalogError):

@@ -40,6 +40,7 @@ from .catalog import sha256_file
 
 from calculators.inference.engine import Engine, EngineOptions, InferenceError
 from calculators.inference.selection import engine_class
+from pipeline.errors import UserError
 
 __all__ = [
     "convert", "ConversionError", "ConversionCheckError", "ConversionReport", "TOLERANCES",
@@ -53,7 +54,7 @@ _VERSION = 1
 _DEFAULT_HW = (480, 640)
 
 
-class ConversionError(RuntimeError):
+class ConversionError(UserError, RuntimeError):
     """A model could not be converted (unsupported pair, missing converter, converter failure)."""
 
 

@@ -30,12 +30,14 @@ import zipfile
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
+from pipeline.errors import UserError
+
 _METADATA_NAME = "TFLITE_METADATA"
 _MIN_PARSER_VERSION = "1.0.0"  # every field written here exists since metadata schema 1.0.0
 _ALIGNMENT = 16  # member data offsets in the zip (MediaPipe's bundles use 4; 16 suits SIMD loads too)
 
 
-class TaskBundleError(ValueError):
+class TaskBundleError(UserError, ValueError):
     """A model cannot be given Tasks metadata (not a TFLite model, not one image input, bad range)."""
 
 

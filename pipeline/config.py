@@ -14,15 +14,23 @@ from pathlib import Path
 from typing import Any as _Any
 
 import networkx as nx
-import yaml
 
+from . import plugins as _plugins
 from . import registry
 from .calculator import Any, type_name, types_compatible
 from .errors import GraphConfigError, Problem, did_you_mean
+from .graph_yaml import LDict, LList, decode, load_yaml  # noqa: F401 - LDict/LList/load_yaml are used by callers
 
 OVERFLOW_POLICIES = ("block", "drop_oldest", "reject")
 POLICIES = ("sync", "immediate", "latest")
 DEFAULT_CAPACITY = 100
+# Limits on what a graph file may ask for (docs/graphs.md, "Limits"); YAML's own are in graph_yaml.
+MAX_NODES = 100_000  # nodes, subgraphs inlined
+MAX_SUBGRAPHS = 1_000  # subgraph inclusions in one graph, at any depth
+MAX_SUBGRAPH_DEPTH = 8  # subgraphs inside subgraphs
+MAX_THREADS = 1024  # threads of one executor
+MAX_IN_FLIGHT = 1024  # max_in_flight of one node
+MAX_CAPACITY = 1_000_000  # an input queue's capacity, and N of policy {latest: N}
 _REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 _TAG = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?::(\d+))?$")
 GRAPH_KEYS = ("name", "description", "inputs", "outputs", "side_packets", "nodes", "executors", "plugins")
@@ -30,68 +38,11 @@ NODE_KEYS = ("name", "calculator", "subgraph", "inputs", "outputs", "side_inputs
              "options", "policy", "executor", "max_in_flight", "comment", "when")
 
 
-# ---------------------------------------------------------------------------------------------
-# YAML with line numbers
+_NO_KEY = object()
 
 
-class LDict(dict):
-    """A mapping that remembers the line of each key (1-based)."""
-
-    line: int | None = None
-    key_lines: dict
-
-    def line_of(self, key) -> int | None:
-        return getattr(self, "key_lines", {}).get(key, self.line)
-
-
-class LList(list):
-    line: int | None = None
-    item_lines: list
-
-    def line_of(self, index: int) -> int | None:
-        lines = getattr(self, "item_lines", [])
-        return lines[index] if index < len(lines) else self.line
-
-
-class _LineLoader(yaml.SafeLoader):
-    pass
-
-
-def _construct_mapping(loader, node):
-    loader.flatten_mapping(node)
-    d = LDict()
-    d.line = node.start_mark.line + 1
-    d.key_lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        d[key] = loader.construct_object(value_node, deep=True)
-        d.key_lines[key] = key_node.start_mark.line + 1
-    return d
-
-
-def _construct_sequence(loader, node):
-    lst = LList(loader.construct_object(child, deep=True) for child in node.value)
-    lst.line = node.start_mark.line + 1
-    lst.item_lines = [child.start_mark.line + 1 for child in node.value]
-    return lst
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
-
-
-def load_yaml(text: str, file: str) -> _Any:
-    try:
-        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.MarkedYAMLError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark else None
-        raise GraphConfigError([Problem(file, line, f"invalid YAML: {e.problem}")]) from None
-    except yaml.YAMLError as e:
-        raise GraphConfigError([Problem(file, None, f"invalid YAML: {e}")]) from None
-
-
-def _line(obj, key=None, default=None):
-    if key is not None and isinstance(obj, LDict):
+def _line(obj, key=_NO_KEY, default=None):
+    if key is not _NO_KEY and isinstance(obj, LDict):
         return obj.line_of(key)
     if isinstance(obj, (LDict, LList)):
         return obj.line
@@ -178,17 +129,39 @@ def split_tag(tag: str) -> tuple[str, int | None]:
 
 
 class _Collector:
-    def __init__(self):
+    """The problems found while loading one graph, and what bounds the work of loading it."""
+
+    def __init__(self, trust: bool = False):
         self.problems: list[Problem] = []
+        self.trust = trust
+        self.allowlist: list[str] | None = None  # the user's, read when a plugin first needs it
+        self.unloaded: list[str] = []  # plugins named but not loaded (no consent, or import failed)
+        self.subgraphs = 0  # inclusions so far
+        self.nodes = 0  # nodes so far, subgraphs inlined
+        self.including: list[str] = []  # the chain of subgraph files being inlined
+        self.files: dict[str, _Any] = {}  # subgraph file -> its data, read once however often included
+        self.too_big = False
 
     def add(self, file, line, message):
-        self.problems.append(Problem(file, line, message))
+        self.problems.append(Problem(file, line, _LONG_QUOTED.sub(_shorten, message)))
+
+
+_LONG_QUOTED = re.compile(r"'([^'\s]{200,})'")  # a quoted name of 200+ characters (prose has spaces)
+
+
+def _shorten(m: re.Match) -> str:
+    """A name quoted in a message, cut to a readable length (a graph file's names may be huge)."""
+    text = m.group(1)
+    return f"'{text[:50]}...{text[-12:]}' ({len(text):,} characters)"
 
 
 def parse(data: _Any, file: str, search_paths: list[Path] | None = None,
-          _problems: _Collector | None = None, _depth: int = 0) -> GraphSpec:
-    """Normalises a graph mapping into a ``GraphSpec``, inlining subgraphs; raises on problems."""
-    pc = _problems or _Collector()
+          _problems: _Collector | None = None, _depth: int = 0, *, trust: bool = False) -> GraphSpec:
+    """Normalises a graph mapping into a ``GraphSpec``, inlining subgraphs; raises on problems.
+
+    ``trust``: import the plugins the graph names without asking (see ``pipeline.plugins``).
+    """
+    pc = _problems or _Collector(trust)
     spec = _parse(data, file, pc, search_paths or [], _depth)
     if _problems is None:
         _validate(spec, pc)
@@ -197,59 +170,128 @@ def parse(data: _Any, file: str, search_paths: list[Path] | None = None,
     return spec
 
 
-def _as_list(v, file, line, what, pc) -> list:
+def _as_list(v, file, line, what, pc) -> list[str]:
+    """A list of names (a single name is a list of one); anything else is a problem."""
     if v is None:
         return []
     if isinstance(v, str):
         return [v]
     if isinstance(v, list):
-        return list(v)
-    pc.add(file, line, f"'{what}' must be a list of names, got {type(v).__name__}")
+        out = []
+        for i, item in enumerate(v):
+            if isinstance(item, str):
+                out.append(item)
+            else:
+                pc.add(file, v.line_of(i) if isinstance(v, LList) else line,
+                       f"'{what}' must list names; item {i + 1} is {_kind(item)}")
+        return out
+    pc.add(file, line, f"'{what}' must be a list of names, got {_kind(v)}")
     return []
+
+
+def _kind(v) -> str:
+    """What a YAML value is, in words, for a message."""
+    if isinstance(v, bool):
+        return f"the boolean {str(v).lower()}"
+    if v is None:
+        return "null"
+    if isinstance(v, (int, float)):
+        return f"the number {v!r}"
+    if isinstance(v, str):
+        return f"the text {v!r}" if len(v) <= 40 else "a text"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, dict):
+        return "a mapping"
+    return type(v).__name__
+
+
+def _bounded_int(v, low: int, high: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+def _shown(v) -> str:
+    """A value for a message, never longer than a line (a value may be huge)."""
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+_FALSE_WORDS = ("false", "no", "off")
+_TRUE_WORDS = ("true", "yes", "on")
+
+
+def as_bool(v) -> bool | None:
+    """A value where the graph expects a boolean: true/false, or the words yes/no/on/off (any case)
+    that YAML 1.1 read as booleans; None when it is none of these (the caller reports it)."""
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str):
+        w = v.strip().lower()
+        if w in _TRUE_WORDS:
+            return True
+        if w in _FALSE_WORDS:
+            return False
+    return None
+
+
+def switched_on(value) -> bool:
+    """Whether a node with ``when: $name`` runs for this side packet value: it runs unless the value is
+    null, false, 0, empty, or the text false/no/off (so ``--set display=off`` switches it off)."""
+    if isinstance(value, str):
+        return bool(value.strip()) and value.strip().lower() not in _FALSE_WORDS
+    return bool(value)
 
 
 def _parse(data, file, pc: _Collector, search_paths, depth) -> GraphSpec:
     if not isinstance(data, dict):
-        pc.add(file, _line(data), "a graph file must be a mapping with a 'nodes' list")
+        what = "empty" if data is None else _kind(data)
+        pc.add(file, _line(data, default=1), f"a graph file must be a mapping with a 'nodes' list; this one is {what}")
         return GraphSpec("graph", file, [], [], {}, {}, [], [])
     for key in data:
         if key not in GRAPH_KEYS:
-            pc.add(file, _line(data, key), f"unknown graph key '{key}' (allowed: {', '.join(GRAPH_KEYS)})")
-    name = str(data.get("name") or Path(file).stem)
-    inputs = [str(s) for s in _as_list(data.get("inputs"), file, _line(data, "inputs"), "inputs", pc)]
-    outputs = [str(s) for s in _as_list(data.get("outputs"), file, _line(data, "outputs"), "outputs", pc)]
+            pc.add(file, _line(data, key), f"unknown graph key {_shown(key)} (allowed: {', '.join(GRAPH_KEYS)})")
+    name = data.get("name")
+    if name is not None and not isinstance(name, (str, int, float)):
+        pc.add(file, _line(data, "name"), f"'name' must be a text, got {_kind(name)}")
+        name = None
+    name = str(name or Path(file).stem)
+    inputs = _as_list(data.get("inputs"), file, _line(data, "inputs"), "inputs", pc)
+    outputs = _as_list(data.get("outputs"), file, _line(data, "outputs"), "outputs", pc)
     sp = data.get("side_packets") or {}
     side_packets: dict[str, _Any] = {}
     sp_lines = {}
     if isinstance(sp, list):
         for i, s in enumerate(sp):
-            side_packets[str(s)] = None
-            sp_lines[str(s)] = _line(sp, None) if not isinstance(sp, LList) else sp.line_of(i)
+            if not isinstance(s, str):
+                pc.add(file, sp.line_of(i) if isinstance(sp, LList) else _line(data, "side_packets"),
+                       f"'side_packets' must list names; item {i + 1} is {_kind(s)}")
+                continue
+            side_packets[s] = None
+            sp_lines[s] = sp.line_of(i) if isinstance(sp, LList) else _line(data, "side_packets")
     elif isinstance(sp, dict):
         for k, v in sp.items():
             side_packets[str(k)] = v
             sp_lines[str(k)] = _line(sp, k)
     else:
-        pc.add(file, _line(data, "side_packets"), "'side_packets' must be a mapping name: default")
+        pc.add(file, _line(data, "side_packets"), f"'side_packets' must be a mapping name: default, got {_kind(sp)}")
     executors: dict[str, int] = {}
     ex = data.get("executors") or {}
     if not isinstance(ex, dict):
-        pc.add(file, _line(data, "executors"), "'executors' must be a mapping name: {threads: N}")
+        pc.add(file, _line(data, "executors"), f"'executors' must be a mapping name: {{threads: N}}, got {_kind(ex)}")
         ex = {}
     for k, v in ex.items():
+        if isinstance(v, dict):
+            for key in v:
+                if key != "threads":
+                    pc.add(file, _line(v, key, _line(ex, k)), f"executor '{k}': unknown key {_shown(key)} (allowed: threads)")
         threads = v.get("threads", 1) if isinstance(v, dict) else v
-        if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-            pc.add(file, _line(ex, k), f"executor '{k}': threads must be a positive integer, got {threads!r}")
+        if not _bounded_int(threads, 1, MAX_THREADS):
+            pc.add(file, _line(v, "threads", _line(ex, k)),
+                   f"executor '{k}': threads must be an integer from 1 to {MAX_THREADS}, got {_shown(threads)}")
             threads = 1
         executors[str(k)] = threads
-    plugins = [str(p) for p in _as_list(data.get("plugins"), file, _line(data, "plugins"), "plugins", pc)]
-    for i, mod in enumerate(plugins):
-        try:
-            registry.load_plugin(mod)
-        except Exception as e:  # noqa: BLE001 - report every import problem as config problem
-            pl = data.get("plugins")
-            pc.add(file, pl.line_of(i) if isinstance(pl, LList) else _line(data, "plugins"),
-                   f"cannot import plugin module '{mod}': {type(e).__name__}: {e}")
+    plugins = _as_list(data.get("plugins"), file, _line(data, "plugins"), "plugins", pc)
+    _load_plugins(plugins, data, file, pc)
     spec = GraphSpec(name, file, inputs, outputs, side_packets, executors, plugins, [],
                      sp_lines, str(data.get("description") or ""))
     nodes = data.get("nodes")
@@ -257,21 +299,55 @@ def _parse(data, file, pc: _Collector, search_paths, depth) -> GraphSpec:
         pc.add(file, _line(data), "the graph has no 'nodes' list")
         nodes = []
     if not isinstance(nodes, list):
-        pc.add(file, _line(data, "nodes"), "'nodes' must be a list")
+        pc.add(file, _line(data, "nodes"), f"'nodes' must be a list, got {_kind(nodes)}")
         nodes = []
     used_names: dict[str, int] = {}
     for idx, nd in enumerate(nodes):
         line = nodes.line_of(idx) if isinstance(nodes, LList) else None
+        if pc.too_big:
+            break
         if not isinstance(nd, dict):
-            pc.add(file, line, f"node #{idx + 1} must be a mapping with a 'calculator'")
+            pc.add(file, line, f"node #{idx + 1} must be a mapping with a 'calculator', got {_kind(nd)}")
             continue
         if "subgraph" in nd:
             _inline_subgraph(spec, nd, file, line, pc, search_paths, depth, used_names)
             continue
+        pc.nodes += 1
+        if pc.nodes > MAX_NODES:
+            pc.too_big = True
+            pc.add(file, line, f"the graph has more than {MAX_NODES:,} nodes (subgraphs included)")
+            break
         node = _parse_node(nd, idx, file, line, pc, used_names)
         if node is not None:
             spec.nodes.append(node)
     return spec
+
+
+def _load_plugins(plugins: list[str], data, file: str, pc: _Collector) -> None:
+    """Imports the graph's plugins that the user consented to (see ``pipeline.plugins``); every other
+    one is a problem that says how to consent."""
+    base_dir = Path(file).resolve().parent if file and not file.startswith("<") else None
+    listed = data.get("plugins")
+    for i, ref in enumerate(plugins):
+        line = listed.line_of(i) if isinstance(listed, LList) else _line(data, "plugins")
+        if _plugins.is_loaded(ref, base_dir):
+            continue
+        if not pc.trust:
+            if pc.allowlist is None:
+                try:
+                    pc.allowlist = _plugins.allowlist()
+                except GraphConfigError as e:
+                    pc.problems.extend(e.problems)
+                    pc.allowlist = []
+            if not _plugins.is_allowed(ref, base_dir, pc.allowlist):
+                pc.unloaded.append(ref)
+                pc.add(file, line, f"plugin '{ref}' is not loaded: {_plugins.consent_hint(ref)}")
+                continue
+        try:
+            _plugins.load(ref, base_dir)
+        except _plugins.PluginError as e:
+            pc.unloaded.append(ref)
+            pc.add(file, line, str(e))
 
 
 def _unique_name(base: str, used: dict[str, int]) -> str:
@@ -290,15 +366,20 @@ def _unique_name(base: str, used: dict[str, int]) -> str:
 def _parse_node(nd: dict, idx: int, file: str, line, pc: _Collector, used_names) -> NodeSpec | None:
     for key in nd:
         if key not in NODE_KEYS:
-            pc.add(file, _line(nd, key), f"unknown node key '{key}' (allowed: {', '.join(NODE_KEYS)})")
+            pc.add(file, _line(nd, key), f"unknown node key {_shown(key)} (allowed: {', '.join(NODE_KEYS)})")
     calc_name = nd.get("calculator")
     if not isinstance(calc_name, str) or not calc_name:
-        pc.add(file, line, f"node #{idx + 1} has no 'calculator' (the name of a registered calculator)")
+        got = "" if calc_name is None else f", got {_kind(calc_name)}"
+        pc.add(file, _line(nd, "calculator", line),
+               f"node #{idx + 1} has no 'calculator' (the name of a registered calculator){got}")
         return None
     cls = registry.find(calc_name)
     if cls is None:
-        pc.add(file, _line(nd, "calculator"), registry.unknown_message(calc_name))
+        pc.add(file, _line(nd, "calculator"), registry.unknown_message(calc_name, pc.unloaded))
     explicit = nd.get("name")
+    if explicit is not None and not isinstance(explicit, (str, int, float)):
+        pc.add(file, _line(nd, "name"), f"node #{idx + 1}: 'name' must be a text, got {_kind(explicit)}")
+        explicit = None
     if explicit is not None:
         name = str(explicit)
         if name in used_names:
@@ -308,16 +389,23 @@ def _parse_node(nd: dict, idx: int, file: str, line, pc: _Collector, used_names)
         name = _unique_name(calc_name, used_names)
     default_policy = getattr(cls, "policy", "sync") if cls else "sync"
     policy, latest_size = _parse_policy(nd.get("policy", default_policy), file, _line(nd, "policy"), name, pc)
-    executor = str(nd.get("executor", "default"))
+    executor = nd.get("executor", "default")
+    if not isinstance(executor, str):
+        pc.add(file, _line(nd, "executor"), f"node '{name}': 'executor' must name an executor, got {_kind(executor)}")
+        executor = "default"
     mif = nd.get("max_in_flight", getattr(cls, "max_in_flight", 1) if cls else 1)
-    if not isinstance(mif, int) or isinstance(mif, bool) or mif < 1:
-        pc.add(file, _line(nd, "max_in_flight"), f"node '{name}': max_in_flight must be a positive integer, got {mif!r}")
+    if not _bounded_int(mif, 1, MAX_IN_FLIGHT):
+        pc.add(file, _line(nd, "max_in_flight"),
+               f"node '{name}': max_in_flight must be an integer from 1 to {MAX_IN_FLIGHT}, got {_shown(mif)}")
         mif = 1
     options = nd.get("options") or {}
     if not isinstance(options, dict):
-        pc.add(file, _line(nd, "options"), f"node '{name}': 'options' must be a mapping")
+        pc.add(file, _line(nd, "options"), f"node '{name}': 'options' must be a mapping, got {_kind(options)}")
         options = {}
-    opt_lines = {k: _line(options, k) for k in options}
+    for k in [k for k in options if not isinstance(k, str)]:
+        pc.add(file, _line(options, k), f"node '{name}': option names are text, got {_kind(k)}")
+    options = {k: v for k, v in options.items() if isinstance(k, str)}
+    opt_lines = {k: _line(nd.get("options"), k) for k in options}
     inputs = _parse_inputs(nd.get("inputs"), cls, name, file, _line(nd, "inputs", line), pc)
     outputs = _parse_names(nd.get("outputs"), cls, "outputs", name, file, _line(nd, "outputs", line), pc)
     side_inputs = _parse_names(nd.get("side_inputs"), cls, "side_inputs", name, file, _line(nd, "side_inputs", line), pc)
@@ -326,7 +414,8 @@ def _parse_node(nd: dict, idx: int, file: str, line, pc: _Collector, used_names)
     if "when" in nd:
         m = _REF.match(str(nd["when"])) if isinstance(nd["when"], str) else None
         if m is None:
-            pc.add(file, _line(nd, "when"), f"node '{name}': 'when' must name a side packet as $name, got {nd['when']!r}")
+            pc.add(file, _line(nd, "when"), f"node '{name}': 'when' must name a side packet as $name, "
+                                            f"got {_shown(nd['when'])}")
         else:
             when = m.group(1)
     return NodeSpec(name, calc_name, cls, inputs, outputs, side_inputs, side_outputs, dict(options), policy,
@@ -341,9 +430,12 @@ def _parse_policy(p, file, line, name, pc) -> tuple[str, int]:
             return p, 1
     elif isinstance(p, dict) and len(p) == 1 and "latest" in p:
         n = p["latest"]
-        if isinstance(n, int) and not isinstance(n, bool) and n >= 1:
+        if _bounded_int(n, 1, MAX_CAPACITY):
             return "latest", n
-    pc.add(file, line, f"node '{name}': unknown policy {p!r} (use sync, immediate, latest or {{latest: N}})")
+        pc.add(file, _line(p, "latest", line), f"node '{name}': policy {{latest: N}} keeps N timestamps, an integer "
+                                               f"from 1 to {MAX_CAPACITY:,}; got {_shown(n)}")
+        return "sync", 1
+    pc.add(file, line, f"node '{name}': unknown policy {_shown(p)} (use sync, immediate, latest or {{latest: N}})")
     return "sync", 1
 
 
@@ -378,7 +470,7 @@ def _canonical_tags(items: list, cls, kind, name, file, line, pc) -> list[tuple[
         for k, v in items.items():
             out.append((str(k), v, _line(items, k, line)))
         return out
-    pc.add(file, line, f"node '{name}': '{kind}' must be a list of streams or a mapping TAG: stream")
+    pc.add(file, line, f"node '{name}': '{kind}' must be a list of names or a mapping TAG: name, got {_kind(items)}")
     return []
 
 
@@ -426,20 +518,28 @@ def _parse_inputs(items, cls, name, file, line, pc) -> list[InputSpec]:
                                                   "(allowed: stream, back_edge, capacity, overflow)")
             stream = v.get("stream")
             if not isinstance(stream, str):
-                pc.add(file, ln, f"node '{name}': input '{tag}' needs 'stream: NAME'")
+                got = "" if stream is None else f", got {_kind(stream)}"
+                pc.add(file, _line(v, "stream", ln), f"node '{name}': input '{tag}' needs 'stream: NAME'{got}")
                 continue
             cap = v.get("capacity", DEFAULT_CAPACITY)
-            if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
-                pc.add(file, _line(v, "capacity", ln), f"node '{name}': input '{tag}': capacity must be a positive integer, got {cap!r}")
+            if not _bounded_int(cap, 1, MAX_CAPACITY):
+                pc.add(file, _line(v, "capacity", ln), f"node '{name}': input '{tag}': capacity must be an integer "
+                                                       f"from 1 to {MAX_CAPACITY:,}, got {_shown(cap)}")
                 cap = DEFAULT_CAPACITY
             ov = v.get("overflow", "block")
-            if ov not in OVERFLOW_POLICIES:
-                pc.add(file, _line(v, "overflow", ln), f"node '{name}': input '{tag}': unknown overflow policy {ov!r} "
-                                                       f"(use {', '.join(OVERFLOW_POLICIES)})")
+            if not isinstance(ov, str) or ov not in OVERFLOW_POLICIES:
+                pc.add(file, _line(v, "overflow", ln), f"node '{name}': input '{tag}': unknown overflow policy "
+                                                       f"{_shown(ov)} (use {', '.join(OVERFLOW_POLICIES)})")
                 ov = "block"
-            result.append(InputSpec(tag, stream, bool(v.get("back_edge", False)), cap, ov, ln))
+            back_edge = as_bool(v.get("back_edge", False))
+            if back_edge is None:
+                pc.add(file, _line(v, "back_edge", ln), f"node '{name}': input '{tag}': back_edge must be true or "
+                                                        f"false, got {_shown(v.get('back_edge'))}")
+                back_edge = False
+            result.append(InputSpec(tag, stream, back_edge, cap, ov, ln))
         else:
-            pc.add(file, ln, f"node '{name}': input '{tag}' must be a stream name or a mapping with 'stream'")
+            pc.add(file, ln, f"node '{name}': input '{tag}' must be a stream name or a mapping with 'stream', "
+                             f"got {_kind(v)}")
     return result
 
 
@@ -454,7 +554,7 @@ def _parse_names(items, cls, kind, name, file, line, pc) -> dict[str, str]:
         if tag is None:
             continue
         if not isinstance(v, str):
-            pc.add(file, ln, f"node '{name}': {kind[:-1].replace('_', ' ')} '{tag}' must be {what}, got {v!r}")
+            pc.add(file, ln, f"node '{name}': {kind[:-1].replace('_', ' ')} '{tag}' must be {what}, got {_kind(v)}")
             continue
         result[tag] = v
     return result
@@ -473,15 +573,41 @@ def find_graph_file(ref: str, base_dir: Path | None, search_paths: list[Path]) -
         for d in ([base_dir] if base_dir else []) + list(search_paths):
             candidates += [d / f"{ref}.yaml", d / f"{ref}.yml"]
     for c in candidates:
-        if c.is_file():
-            return c
+        try:
+            if c.is_file():
+                return c
+        except (OSError, ValueError):  # a name too long for the file system, or with a NUL
+            continue
     return None
 
 
+def _read_graph_file(path: Path, file: str, line, pc: _Collector):
+    """A graph file's data, or None after adding the problem (unreadable, not UTF-8, bad YAML)."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        pc.add(file, line, f"cannot read graph file {path}: {e.strerror or e}")
+        return None
+    try:
+        return load_yaml(decode(data, str(path)), str(path))
+    except GraphConfigError as e:
+        pc.problems.extend(e.problems)
+        return None
+
+
 def _inline_subgraph(spec: GraphSpec, nd: dict, file, line, pc: _Collector, search_paths, depth, used_names):
-    ref = str(nd.get("subgraph"))
-    if depth > 8:
-        pc.add(file, line, f"subgraph '{ref}' nests more than 8 levels (a subgraph including itself?)")
+    ref = nd.get("subgraph")
+    if not isinstance(ref, str) or not ref:
+        pc.add(file, _line(nd, "subgraph", line), f"'subgraph' must name a graph file, got {_kind(ref)}")
+        return
+    if depth >= MAX_SUBGRAPH_DEPTH:
+        pc.add(file, _line(nd, "subgraph", line), f"subgraph '{ref}' nests more than {MAX_SUBGRAPH_DEPTH} levels deep")
+        return
+    pc.subgraphs += 1
+    if pc.subgraphs > MAX_SUBGRAPHS:
+        pc.too_big = True
+        pc.add(file, _line(nd, "subgraph", line), f"the graph includes more than {MAX_SUBGRAPHS:,} subgraphs "
+                                                  "(counting every inclusion, at any depth)")
         return
     base_dir = Path(file).parent if file and not file.startswith("<") else None
     path = find_graph_file(ref, base_dir, search_paths)
@@ -489,10 +615,23 @@ def _inline_subgraph(spec: GraphSpec, nd: dict, file, line, pc: _Collector, sear
         pc.add(file, _line(nd, "subgraph", line), f"subgraph '{ref}' not found (looked beside {file} and in "
                                                   f"{', '.join(map(str, search_paths)) or 'no search path'})")
         return
-    inner_pc = _Collector()
-    sub = _parse(load_yaml(path.read_text(), str(path)), str(path), inner_pc, search_paths, depth + 1)
-    pc.problems.extend(inner_pc.problems)
-    prefix = _unique_name(str(nd.get("name") or sub.name), used_names)
+    key = str(path.resolve())
+    if key in pc.including:
+        chain = " -> ".join(Path(f).name for f in pc.including[pc.including.index(key):] + [key])
+        pc.add(file, _line(nd, "subgraph", line), f"subgraph '{ref}' includes itself ({chain})")
+        return
+    if key not in pc.files:
+        pc.files[key] = _read_graph_file(path, file, _line(nd, "subgraph", line), pc)
+    data = pc.files[key]
+    if data is None:
+        return
+    pc.including.append(key)
+    try:
+        sub = _parse(data, str(path), pc, search_paths, depth + 1)
+    finally:
+        pc.including.pop()
+    label = nd.get("name")
+    prefix = _unique_name(str(label) if isinstance(label, (str, int, float)) and label != "" else sub.name, used_names)
     # Outer wiring: tags are the subgraph's stream names upper-cased, or positions.
     def wiring(key, names):
         items = nd.get(key)
@@ -502,31 +641,50 @@ def _inline_subgraph(spec: GraphSpec, nd: dict, file, line, pc: _Collector, sear
         if isinstance(items, list):
             if len(items) > len(names):
                 pc.add(file, _line(nd, key, line), f"subgraph '{ref}' has {len(names)} {key}, {len(items)} wired")
-            for i, v in enumerate(items[: len(names)]):
-                mapping[names[i]] = v
+            pairs = [(names[i], v, items.line_of(i) if isinstance(items, LList) else _line(nd, key, line))
+                     for i, v in enumerate(items[: len(names)])]
         elif isinstance(items, dict):
             upper = {n.upper(): n for n in names}
+            pairs = []
             for k, v in items.items():
                 inner = upper.get(str(k).upper())
                 if inner is None:
-                    pc.add(file, _line(items, k, line), f"subgraph '{ref}' has no {key[:-1]} '{k}' "
-                                                        f"(it has: {', '.join(n.upper() for n in names)})")
+                    pc.add(file, _line(items, k, line), f"subgraph '{ref}' has no {key[:-1]} {_shown(k)} "
+                                                        f"(it has: {', '.join(n.upper() for n in names) or 'none'})")
                     continue
-                mapping[inner] = v
+                pairs.append((inner, v, _line(items, k, line)))
+        else:
+            pc.add(file, _line(nd, key, line), f"subgraph '{ref}': '{key}' must be a list of streams or a mapping "
+                                               f"NAME: stream, got {_kind(items)}")
+            return mapping
+        for inner, v, ln in pairs:
+            stream = v.get("stream") if isinstance(v, dict) else v
+            if not isinstance(stream, str):
+                pc.add(file, ln, f"subgraph '{ref}': {key[:-1]} '{inner}' must be wired to a stream name, got {_kind(v)}")
+                continue
+            mapping[inner] = stream
         return mapping
 
     in_map = wiring("inputs", sub.inputs)
     out_map = wiring("outputs", sub.outputs)
     side_map = {}
-    for k, v in (nd.get("side_inputs") or {}).items():
-        side_map[str(k).lower()] = str(v)
+    side = nd.get("side_inputs")
+    if isinstance(side, dict):
+        for k, v in side.items():
+            if isinstance(v, str):
+                side_map[str(k).lower()] = v
+            else:
+                pc.add(file, _line(side, k, line), f"subgraph '{ref}': side input {_shown(k)} must name a side "
+                                                   f"packet, got {_kind(v)}")
+    elif side is not None:
+        pc.add(file, _line(nd, "side_inputs", line), f"subgraph '{ref}': 'side_inputs' must be a mapping "
+                                                     f"INNER: outer (side packet names), got {_kind(side)}")
 
     def rename(stream: str) -> str:
         if stream in in_map:
-            v = in_map[stream]
-            return v["stream"] if isinstance(v, dict) else str(v)
+            return in_map[stream]
         if stream in out_map:
-            return str(out_map[stream])
+            return out_map[stream]
         return f"{prefix}/{stream}"
 
     for k, v in sub.side_packets.items():
@@ -595,7 +753,9 @@ def validate_options(node: NodeSpec, options: dict, skip: set[str] = frozenset()
             msg = err.get("msg")
             if err.get("type") == "extra_forbidden":
                 msg = "unknown option"
-            got_s = "" if err.get("type") in ("missing",) else f" (got {got!r})"
+            elif err.get("type") == "value_error" and str(msg).startswith("Value error, "):
+                msg = str(msg)[len("Value error, "):]  # a validator's own sentence
+            got_s = "" if err.get("type") in ("missing",) else f" (got {_shown(got)})"
             out.append((node.option_lines.get(key, node.line),
                         f"node '{node.name}': option '{where}': {msg}{got_s}; {cls.name} options: {schema_text(model)}"))
         return out
@@ -680,14 +840,29 @@ def _validate(spec: GraphSpec, pc: _Collector) -> None:
                "with 'back_edge: true'")
 
 
-def load(source, search_paths: list[Path] | None = None) -> GraphSpec:
-    """Loads a graph from a path, YAML text or a mapping."""
+def load(source, search_paths: list[Path] | None = None, *, trust: bool = False) -> GraphSpec:
+    """Loads a graph from a path, YAML text (str or bytes) or a mapping.
+
+    ``trust``: import the plugins the graph names without asking (see ``pipeline.plugins``).
+    """
     if isinstance(source, dict):
-        return parse(source, "<dict>", search_paths)
+        return parse(source, "<dict>", search_paths, trust=trust)
+    if isinstance(source, bytes):
+        return parse(load_yaml(decode(source, "<string>"), "<string>"), "<string>", search_paths, trust=trust)
     if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
                                            and source.strip().endswith((".yaml", ".yml"))):
         path = Path(source)
         if not path.is_file():
-            raise GraphConfigError([Problem(str(path), None, "graph file not found")])
-        return parse(load_yaml(path.read_text(), str(path)), str(path), search_paths)
-    return parse(load_yaml(str(source), "<string>"), "<string>", search_paths)
+            what = "is a folder, not a graph file" if path.is_dir() else "graph file not found"
+            raise GraphConfigError([Problem(str(path), None, what)])
+        pc = _Collector(trust)
+        data = _read_graph_file(path, str(path), None, pc)
+        if pc.problems:
+            raise GraphConfigError(pc.problems)
+        pc.including.append(str(path.resolve()))
+        spec = _parse(data, str(path), pc, search_paths or [], 0)
+        _validate(spec, pc)
+        if pc.problems:
+            raise GraphConfigError(pc.problems)
+        return spec
+    return parse(load_yaml(str(source), "<string>"), "<string>", search_paths, trust=trust)

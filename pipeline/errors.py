@@ -6,6 +6,10 @@
   so it surfaces as the ``GraphRunError`` cause).
 - ``QueueFullError``: ``add_packet`` on an input whose overflow policy is ``reject`` and is full.
 - ``GraphCancelled`` is not an error: ``wait()`` returns normally after ``cancel()``.
+- ``UserError``: a mark, not a kind: a failure whose message says all a user needs (what, where, the fix),
+  such as an unreadable video, a missing model, an engine that cannot take a model. The ``vpipe``
+  command prints it as one line, without a traceback (unless ``--debug``). Calculator errors of that
+  sort (``MediaError``, ``InferenceError``, ``CatalogError``, ...) derive from it, and so may a user's.
 
 ``did_you_mean()`` is the one way every message offers the closest names for a misspelt one.
 """
@@ -39,6 +43,13 @@ class VpipeError(Exception):
     """Base of vpipe's errors."""
 
 
+class UserError(VpipeError):
+    """A failure a user fixes from its message alone; no traceback is shown for it (see module doc).
+    A class that cannot derive from it (one that must not import ``pipeline``) sets ``user_error = True``."""
+
+    user_error = True
+
+
 @dataclass(frozen=True)
 class Problem:
     file: str
@@ -50,7 +61,7 @@ class Problem:
         return f"{where}: {self.message}"
 
 
-class GraphConfigError(VpipeError):
+class GraphConfigError(UserError):
     """A graph that cannot run, with every problem found (each with file and line)."""
 
     def __init__(self, problems: list[Problem]):

@@ -5,8 +5,9 @@
 1. ``_resolve``: side packets (declared defaults, then the values given), ``when:`` (nodes switched
    off), every node's options with their ``$refs`` validated; all problems raise together as one
    ``GraphConfigError`` before anything is built.
-2. ``_build``: the run state, the scheduler with its executors, a ``Stream`` per stream and a
-   ``NodeRuntime`` per node, in topological order (depth: downstream-first priority).
+2. ``_build``: nodes whose outputs reach nothing are left out (``unused_nodes``); then the
+   scheduler with its executors, a ``Stream`` per stream and a ``NodeRuntime`` per node, in
+   topological order (depth: downstream-first priority).
 3. ``_wire``: an ``InputQueue`` per node input on its stream; observers and pollers on theirs.
 4. ``_open``: side inputs, the calculator and its context, ``open(ctx)``, in topological order, in
    the caller's thread (a failure closes what was opened and raises).
@@ -42,6 +43,8 @@ from .scheduler import Executor, Scheduler, default_threads
 from .streams import DirectConsumer, InputQueue, ObserverFailed, Poller, Stream
 from .timestamp import Packet, Timestamp
 
+_tuple_new = tuple.__new__  # builds a Packet without the namedtuple's Python-level __new__
+
 __all__ = ["Context", "Executor", "Graph", "NodeRuntime", "Poller", "State", "Stream", "default_threads"]
 
 log = logging.getLogger("vpipe")
@@ -71,20 +74,26 @@ class Graph:
         self.stuck_timeout = float(stuck_timeout)
         self._opening = False  # start() is opening calculators in the caller's thread (signals.py, rule 2)
         self._observers: dict[str, list] = {}
+        self._wanted: set[str] = set()  # streams observed or polled by someone who wants them
         self._started = False
         self._reset_run_state()
 
     # -- construction ---------------------------------------------------------------------------
 
     @classmethod
-    def from_yaml(cls, source, search_paths: list | None = None, threads: int | None = None, **bounds) -> "Graph":
-        """From a path or YAML text (``bounds``: ``drain_timeout``, ``stuck_timeout``)."""
+    def from_yaml(cls, source, search_paths: list | None = None, threads: int | None = None, *,
+                  trust: bool = False, **bounds) -> "Graph":
+        """From a path or YAML text. ``trust=True`` imports the plugins it names (``pipeline.plugins``);
+        ``bounds``: ``drain_timeout``, ``stuck_timeout``."""
         paths = [Path(p) for p in (search_paths or [])]
-        return cls(_config.load(source if not isinstance(source, Path) else source, paths), threads, **bounds)
+        return cls(_config.load(source if not isinstance(source, Path) else source, paths, trust=trust), threads,
+                   **bounds)
 
     @classmethod
-    def from_dict(cls, data: dict, search_paths: list | None = None, threads: int | None = None, **bounds) -> "Graph":
-        return cls(_config.parse(data, "<dict>", [Path(p) for p in (search_paths or [])]), threads, **bounds)
+    def from_dict(cls, data: dict, search_paths: list | None = None, threads: int | None = None, *,
+                  trust: bool = False, **bounds) -> "Graph":
+        return cls(_config.parse(data, "<dict>", [Path(p) for p in (search_paths or [])], trust=trust), threads,
+                   **bounds)
 
     def _reset_run_state(self) -> None:
         self._run = RunState(self.drain_timeout)
@@ -98,15 +107,23 @@ class Graph:
         self._executors: dict[str, Executor] = {}
         self._start_time = None
         self._end_time = None
+        self.left_out: tuple[str, ...] = ()  # nodes not run: their outputs reach no sink or observer
 
     # -- observation ----------------------------------------------------------------------------
 
-    def observe(self, stream: str, callback: Callable[[Packet], None]) -> None:
-        """Calls ``callback(packet)`` for every packet on ``stream`` (in the producer's thread)."""
+    def observe(self, stream: str, callback: Callable[[Packet], None], *, wanted: bool = True) -> None:
+        """Calls ``callback(packet)`` for every packet on ``stream`` (in the producer's thread).
+
+        An observer wants the stream: its producers run even when no sink takes their outputs.
+        ``wanted=False`` watches without asking (a progress counter): the stream's producer runs
+        only if something else needs it (see ``unused_nodes``).
+        """
         if self._started:
             raise RuntimeError("observe() must be called before start()")
         self._check_stream(stream)
         self._observers.setdefault(stream, []).append(callback)
+        if wanted:
+            self._wanted.add(stream)
 
     def poller(self, stream: str) -> Poller:
         if self._started:
@@ -114,6 +131,7 @@ class Graph:
         self._check_stream(stream)
         p = Poller(stream)
         self._observers.setdefault(stream, []).append(p)
+        self._wanted.add(stream)
         return p
 
     def _check_stream(self, stream: str) -> None:
@@ -170,7 +188,7 @@ class Graph:
                 problems.append(Problem(spec.file, None, f"side packet '{k}' is given but the graph does not declare "
                                                          f"it (declared: {', '.join(spec.side_packets) or 'none'})"))
         # Nodes switched off by `when: $name` (a null/false side packet), e.g. optional sinks.
-        disabled = {n.name for n in spec.nodes if n.when is not None and not values.get(n.when)}
+        disabled = {n.name for n in spec.nodes if n.when is not None and not _config.switched_on(values.get(n.when))}
         if disabled:
             producers = spec.producers()
             spec = dataclasses.replace(spec, nodes=[n for n in spec.nodes if n.name not in disabled])
@@ -204,6 +222,10 @@ class Graph:
 
     def _build(self, spec: _config.GraphSpec, options: dict) -> None:
         """The scheduler, the streams and a NodeRuntime per node, in topological order."""
+        unused = unused_nodes(spec, self._wanted)
+        if unused:
+            self.left_out = tuple(n.name for n in spec.nodes if n.name in unused)
+            spec = dataclasses.replace(spec, nodes=[n for n in spec.nodes if n.name not in unused])
         self._run_spec = spec
         run = self._run
         self._sched = sched = Scheduler(run, {"default": self.threads, **spec.executors}, self._trace)
@@ -327,7 +349,7 @@ class Graph:
         ready: list = []
         try:
             with self._feed_lock:
-                s.send(Packet(value, timestamp), ready)
+                s.send(_tuple_new(Packet, (value, timestamp)), ready)
         except ObserverFailed:
             raise run.error from None
         self._sched.dispatch(ready)
@@ -658,3 +680,37 @@ def _call_in(frame) -> tuple[NodeRuntime, str] | None:
                 return node, phase
         f = f.f_back
     return None
+
+
+
+def unused_nodes(spec: _config.GraphSpec, wanted: set[str]) -> set[str]:
+    """The nodes whose work nobody receives: none of their output streams or side packets reaches
+    a sink (a node without outputs), a ``wanted`` stream (observed or polled), or a node that is
+    itself used.
+
+    Such nodes are not run (an ``Annotate`` whose drawings no sink takes costs a full-frame draw
+    per frame); ``Graph.left_out`` names them. Back edges count as consumers like any input. A
+    graph with no sink and no observer at all is run whole: nothing says which of its results
+    are wanted, so every node is (MediaPipe runs every node, always).
+    """
+    producer = {s: n.name for n in spec.nodes for s in n.outputs.values()}
+    side_producer = {s: n.name for n in spec.nodes for s in n.side_outputs.values()}
+    feeds: dict[str, set[str]] = {n.name: set() for n in spec.nodes}  # node -> nodes it needs
+    for n in spec.nodes:
+        for i in n.inputs:
+            if i.stream in producer:
+                feeds[n.name].add(producer[i.stream])
+        for sp in n.side_inputs.values():
+            if sp in side_producer:
+                feeds[n.name].add(side_producer[sp])
+    used = {n.name for n in spec.nodes if not n.outputs}
+    used |= {producer[s] for s in wanted if s in producer}
+    if not used:
+        return set()
+    todo = list(used)
+    while todo:
+        for dep in feeds[todo.pop()]:
+            if dep not in used:
+                used.add(dep)
+                todo.append(dep)
+    return {n.name for n in spec.nodes} - used

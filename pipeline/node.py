@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 
 from . import config as _config
 from .errors import GraphRunError
-from .policies import READY_TO_CLOSE, READY_TO_PROCESS, input_bound, policy_for
+from .policies import READY_TO_CLOSE, input_bound, policy_for
 from .streams import InputQueue, ObserverFailed, Stream
 from .timestamp import Packet, Timestamp
 
@@ -138,7 +138,9 @@ class NodeRuntime:
 
     def is_active(self) -> bool:
         """Whether the node is activated (scheduled, or running a step)."""
-        return (0 not in self.claim) if self.simple else self.active > 0
+        if self.simple:  # a finished simple node keeps its claim for good: it is not working
+            return 0 not in self.claim and not self.finished
+        return self.active > 0
 
     def fail(self, phase: str, t: int | None, e: BaseException) -> None:
         """Records the failure of this node's ``phase`` at t; the run stops."""
@@ -186,9 +188,12 @@ class NodeRuntime:
         if n >= q.capacity:
             ov = q.overflow
             if ov == "drop_oldest":
-                dq.popleft()
-                q.drops += 1
-                n -= 1
+                try:
+                    dq.popleft()
+                    q.drops += 1
+                except IndexError:  # a simple node's worker took it first (it pops without the lock)
+                    pass
+                n = len(dq)
             elif ov == "reject":
                 q.drops += 1
                 if q.bound <= packet[1]:
@@ -352,11 +357,9 @@ class NodeRuntime:
                 self.active -= 1
                 return False
             policy = self.policy
-            r = policy.readiness(self)
-            inputs = policy.take(self) if r is READY_TO_PROCESS else None
+            inputs = policy.take(self)  # None when nothing is ready to process
             if inputs is None:
-                if r is READY_TO_PROCESS:
-                    r = policy.readiness(self)  # latest dropped what was queued: maybe closing now
+                r = policy.readiness(self)  # then maybe closing
                 if r is not READY_TO_CLOSE or self.active > 1 or self.finished:
                     self.active -= 1
                     return False

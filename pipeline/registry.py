@@ -2,7 +2,8 @@
 
 Calculators register by name. The built-in library is found through the ``vpipe.calculators``
 entry point group (so ``pipeline`` never imports ``calculators``); user calculators come only from
-modules named explicitly (``plugins:`` in a graph file, ``--plugin`` on the command line).
+modules loaded explicitly (``pipeline.plugins``: ``--plugin`` on the command line, or a graph file's
+``plugins:`` with the user's consent).
 """
 
 from __future__ import annotations
@@ -62,11 +63,6 @@ def load_builtins() -> None:
         _builtins_loaded = True
 
 
-def load_plugin(module: str) -> None:
-    """Imports a user calculator module named explicitly."""
-    importlib.import_module(module)
-
-
 def get(name: str) -> type:
     load_builtins()
     try:
@@ -85,8 +81,13 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def unknown_message(name: str) -> str:
+def unknown_message(name: str, unloaded: list[str] | None = None) -> str:
+    """``unloaded``: the plugins the graph names that were not loaded (the calculator may be theirs)."""
     from .errors import did_you_mean
 
     hint = did_you_mean(name, names())
-    return f"unknown calculator '{name}'{hint} (user calculators need their module under 'plugins:')"
+    if unloaded:
+        return (f"unknown calculator '{name}'{hint}; it may come from the graph's plugin "
+                f"{', '.join(repr(p) for p in unloaded)}, which was not loaded (see above)")
+    return (f"unknown calculator '{name}'{hint} (a user calculator is known once its plugin is loaded: "
+            "--plugin MODULE_OR_FILE.py, or the graph's 'plugins:' list)")

@@ -104,8 +104,7 @@ class Executor:
                 local.append(node)
                 while local:
                     node = local.pop()
-                    more = node.step(ready, trace)
-                    if more:
+                    if node.step(ready, trace):
                         # Let an idle worker pipeline this node while we carry its packet on, when
                         # its calls are long enough to gain from it: for a call of microseconds the
                         # hand-off costs more than it saves (two threads only trade the GIL).
@@ -115,11 +114,12 @@ class Executor:
                             local.append(node)
                     if ready:
                         if len(ready) == 1:
-                            n = ready[0]
+                            n = ready.pop()
                             if n.executor is self:
                                 local.append(n)
                             else:
                                 n.executor.submit(n)
+                            continue
                         else:
                             # Run the deepest same-executor node inline; queue the others (a node
                             # may appear twice: each entry is one activation).

@@ -16,6 +16,7 @@ pixels, so detections can be projected onto the source frame.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
 import cv2
@@ -99,6 +100,51 @@ def warp(data: np.ndarray, transform: Transform, border: float | Sequence[float]
                           borderMode=cv2.BORDER_CONSTANT, borderValue=border)
 
 
+class _PlaneWarp:
+    """How one plane is resampled into the tensor grid: the OpenCV call and its fixed arguments,
+    computed once per (transform, plane size, border) instead of once per frame."""
+
+    __slots__ = ("resize", "matrix", "size", "flags", "border")
+
+    def __init__(self, transform: Transform, border: tuple[float, ...], interpolation: str) -> None:
+        try:
+            flags = INTERPOLATIONS[interpolation]
+        except KeyError:
+            raise ValueError(f"interpolation must be one of {tuple(INTERPOLATIONS)}, got {interpolation!r}") from None
+        m = transform.matrix
+        tw, th = transform.tensor_size
+        fw, fh = transform.frame_size
+        self.size = (tw, th)
+        # A pure scale of the whole frame is a plain resize, which OpenCV does faster than a warp
+        # (and INTER_AREA only exists for resize).
+        self.resize = bool(m[0, 1] == 0 and m[1, 0] == 0 and m[0, 2] == 0 and m[1, 2] == 0
+                           and abs(m[0, 0] * tw - fw) < 1e-9 and abs(m[1, 1] * th - fh) < 1e-9)
+        if not self.resize and flags == cv2.INTER_AREA:
+            flags = cv2.INTER_LINEAR
+        self.flags = flags
+        self.matrix = None if self.resize else forward_matrix(transform)
+        self.border = border
+
+    def __call__(self, data: np.ndarray) -> np.ndarray:
+        if self.resize:
+            return cv2.resize(data, self.size, interpolation=self.flags)
+        return cv2.warpAffine(data, self.matrix, self.size, flags=self.flags, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=self.border)
+
+
+@lru_cache(maxsize=64)
+def _i420_warps(matrix: bytes, frame_size: tuple[int, int], tensor_size: tuple[int, int], border: float,
+                interpolation: str) -> tuple[_PlaneWarp, _PlaneWarp]:
+    """The luma and chroma warps of an I420 frame into one tensor grid (cached: a video's frames,
+    or a tracker's unchanged region, reuse them)."""
+    luma = Transform(np.frombuffer(matrix, np.float64).reshape(2, 3), frame_size, tensor_size)
+    # Chroma sample i covers luma pixels 2i and 2i+1 (FFmpeg's yuv420p -> RGB replicates it so).
+    chroma = Transform(luma.matrix * 0.5, (frame_size[0] // 2, frame_size[1] // 2), tensor_size)
+    by, bu, bv = rgb_to_yuv((float(border),) * 3)
+    return (_PlaneWarp(luma, (float(by),) * 4, interpolation),
+            (_PlaneWarp(chroma, (float(bu),) * 4, interpolation), _PlaneWarp(chroma, (float(bv),) * 4, interpolation)))
+
+
 def warp_i420(image: Image, transform: Transform, format: str = "RGB", border: float = 0,
               interpolation: str = "linear") -> np.ndarray:
     """Resamples an I420 frame into the tensor grid of ``transform``, in ``format``.
@@ -109,16 +155,13 @@ def warp_i420(image: Image, transform: Transform, format: str = "RGB", border: f
     converted. ``border`` is a grey level (as in :func:`warp`), turned into its YUV value.
     """
     y, u, v = image.planes()
-    by, bu, bv = rgb_to_yuv((float(border),) * 3)
-    fw, fh = transform.frame_size
-    tw, th = transform.tensor_size
-    # Chroma sample i covers luma pixels 2i and 2i+1 (FFmpeg's yuv420p -> RGB replicates it so).
-    chroma = Transform(transform.matrix * 0.5, (fw // 2, fh // 2), (tw, th))
-    ys = warp(y, transform, by, interpolation)
+    luma, (cu, cv) = _i420_warps(np.ascontiguousarray(transform.matrix, np.float64).tobytes(),
+                                 tuple(transform.frame_size), tuple(transform.tensor_size), float(border),
+                                 interpolation)
+    ys = luma(y)
     if format == "GRAY":
         return cv2.LUT(ys, _Y_TO_GRAY)
-    yuv = cv2.merge([ys, warp(u, chroma, bu, interpolation), warp(v, chroma, bv, interpolation)])
-    rgb = cv2.transform(yuv, _YUV_TO_RGB)  # 3x4 affine per pixel, saturated to uint8
+    rgb = cv2.transform(cv2.merge([ys, cu(u), cv(v)]), _YUV_TO_RGB)  # 3x4 affine per pixel, saturated to uint8
     if format == "RGB":
         return rgb
     return Image(rgb, "RGB").to(format).data

@@ -28,13 +28,15 @@ from typing import Any, ClassVar, Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.errors import UserError
+
 log = logging.getLogger("vpipe.inference")
 
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
 
 
 # --------------------------------------------------------------------------------------- errors
-class InferenceError(RuntimeError):
+class InferenceError(UserError, RuntimeError):
     """Base class of the errors raised by the inference calculators."""
 
 

@@ -22,11 +22,21 @@ def project_detections(det: Detections, transform: Transform, clip: bool = False
     """
     if len(det) == 0:
         return det
-    x0, y0, x1, y1 = det.xyxy.T
-    corners = np.stack([np.stack([x0, y0], 1), np.stack([x1, y0], 1), np.stack([x1, y1], 1),
-                        np.stack([x0, y1], 1)], axis=1)
-    mapped = transform.to_frame(corners)
-    xyxy = np.concatenate([mapped.min(axis=1), mapped.max(axis=1)], axis=1).astype(np.float32)
+    m = transform.matrix
+    if m[0, 1] == 0 and m[1, 0] == 0:
+        # No rotation (letterbox, crop, stretch): corners map on their own axis, so the hull is
+        # the two mapped corners, in order (a negative scale swaps them).
+        scale = np.array([m[0, 0], m[1, 1], m[0, 0], m[1, 1]])
+        shift = np.array([m[0, 2], m[1, 2], m[0, 2], m[1, 2]])
+        mapped = det.xyxy.astype(np.float64) * scale + shift
+        xyxy = np.concatenate([np.minimum(mapped[:, :2], mapped[:, 2:]),
+                               np.maximum(mapped[:, :2], mapped[:, 2:])], axis=1).astype(np.float32)
+    else:
+        x0, y0, x1, y1 = det.xyxy.T
+        corners = np.stack([np.stack([x0, y0], 1), np.stack([x1, y0], 1), np.stack([x1, y1], 1),
+                            np.stack([x0, y1], 1)], axis=1)
+        mapped = transform.to_frame(corners)
+        xyxy = np.concatenate([mapped.min(axis=1), mapped.max(axis=1)], axis=1).astype(np.float32)
     kp = None if det.keypoints is None else transform.to_frame(det.keypoints).astype(np.float32)
     if clip:
         w, h = transform.frame_size

@@ -41,18 +41,40 @@ def hard_nms(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float, score_t
     return np.asarray(keep, np.int64).reshape(-1)
 
 
+def pairwise_iou(boxes: np.ndarray) -> np.ndarray:
+    """(N, N) IoU of every pair of (N, 4) xyxy ``boxes``: row i is ``box_iou(boxes[i], boxes)``."""
+    x0 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    y0 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    x1 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    y1 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = areas[:, None] + areas[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, inter / union, 0.0)
+    return iou.astype(np.float32)
+
+
+# Between these many candidates the IoU of every pair is computed at once (N^2 floats); outside,
+# one row per kept detection (fewer numpy calls for a handful, bounded memory for thousands).
+_PAIRWISE_MIN, _PAIRWISE_MAX = 16, 512
+
+
 def weighted_nms(det: Detections, iou_threshold: float = 0.3, max_detections: int = 0) -> Detections:
     """MediaPipe's weighted NMS. Returns new Detections, best score first."""
     if len(det) == 0:
         return det
     order = np.argsort(-det.scores, kind="stable")
-    remaining = order
     boxes, scores, kps = det.xyxy, det.scores, det.keypoints
+    # Rows of IoU one at a time for a few candidates; all pairs at once when many would be kept.
+    pairwise = pairwise_iou(boxes) if _PAIRWISE_MIN <= len(det) <= _PAIRWISE_MAX else None
     out_boxes, out_kps, picked = [], [], []
+    remaining = order
     while remaining.size:
         top = remaining[0]
-        iou = box_iou(boxes[top], boxes[remaining])
-        members = remaining[iou > iou_threshold]
+        iou = pairwise[top, remaining] if pairwise is not None else box_iou(boxes[top], boxes[remaining])
+        overlap = iou > iou_threshold
+        members = remaining[overlap]
         if members.size == 0:  # a degenerate (zero-area) top box overlaps nothing, not even itself
             members = remaining[:1]
         w = scores[members][:, None]
@@ -66,9 +88,10 @@ def weighted_nms(det: Detections, iou_threshold: float = 0.3, max_detections: in
         if max_detections and len(picked) >= max_detections:
             break
     idx = np.asarray(picked, np.int64)
-    sel = det.select(idx)
-    return sel.replace(xyxy=np.asarray(out_boxes, np.float32),
-                       keypoints=None if kps is None else np.asarray(out_kps, np.float32))
+    return Detections(np.asarray(out_boxes, np.float32), scores[idx], det.class_ids[idx],
+                      tuple(det.labels[i] for i in picked),
+                      None if kps is None else np.asarray(out_kps, np.float32),
+                      None if det.tracker_ids is None else det.tracker_ids[idx])
 
 
 def nms(det: Detections, iou_threshold: float, method: str = "hard", class_agnostic: bool = True,

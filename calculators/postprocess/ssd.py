@@ -126,6 +126,10 @@ def ssd_anchors(options: SsdAnchorOptions) -> np.ndarray:
     return out
 
 
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
 def decode_ssd(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray,
                options: SsdDecodeOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Decodes SSD regressors and scores, keeping those at or above ``min_score_thresh``.
@@ -133,6 +137,10 @@ def decode_ssd(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarra
     ``raw_boxes``: (num_boxes, num_coords) (a leading batch of 1 is accepted); ``raw_scores``:
     (num_boxes, num_classes). Returns (xyxy (M, 4), scores (M,), class_ids (M,), keypoints
     (M, K, 2)), all normalised to the tensor ([0, 1] inside it).
+
+    The sigmoid is monotonic, so the raw logits are compared with the threshold's logit first and
+    only the few boxes near or above it are scored and decoded; the scores of those are computed
+    exactly as MediaPipe does (clip, sigmoid), so the result is the same as scoring every box.
     """
     o = options
     boxes = np.asarray(raw_boxes, dtype=np.float32).reshape(-1, o.num_coords)
@@ -141,29 +149,37 @@ def decode_ssd(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarra
         raise ValueError(f"expected {o.num_boxes} boxes and as many anchors, got {n} boxes and "
                          f"{anchors.shape[0]} anchors")
     scores = np.asarray(raw_scores, dtype=np.float32).reshape(n, -1)
+    t = o.min_score_thresh
+    if o.sigmoid_score and 1e-4 < t < 1.0 - 1e-4:
+        # A margin far wider than float32 rounding of the sigmoid keeps every box that could pass.
+        top = scores[:, 0] if scores.shape[1] == 1 else scores.max(axis=1)
+        near = np.flatnonzero(top >= _logit(t) - 1e-3)
+    elif not o.sigmoid_score:
+        near = np.flatnonzero((scores[:, 0] if scores.shape[1] == 1 else scores.max(axis=1)) >= t)
+    else:
+        near = np.arange(n)
+    s = scores[near]
     if o.score_clipping_thresh is not None:
-        scores = np.clip(scores, -o.score_clipping_thresh, o.score_clipping_thresh)
+        s = np.clip(s, -o.score_clipping_thresh, o.score_clipping_thresh)
     if o.sigmoid_score:
-        scores = (1.0 / (1.0 + np.exp(-scores.astype(np.float64)))).astype(np.float32)
-    class_ids = scores.argmax(axis=1)
-    best = scores[np.arange(n), class_ids]
-    keep = np.flatnonzero(best >= o.min_score_thresh)
+        s = (1.0 / (1.0 + np.exp(-s.astype(np.float64)))).astype(np.float32)
+    class_ids = s.argmax(axis=1)
+    best = s[np.arange(len(near)), class_ids]
+    passed = best >= t
+    keep = near[passed]
+    best, class_ids = best[passed], class_ids[passed]
     b = boxes[keep]
     a = anchors[keep]
+    anchor_xy, anchor_wh = a[:, 0:2], a[:, 2:4]
     off = o.box_coord_offset
-    if o.reverse_output_order:
-        x, y, w, h = b[:, off], b[:, off + 1], b[:, off + 2], b[:, off + 3]
-    else:
-        y, x, h, w = b[:, off], b[:, off + 1], b[:, off + 2], b[:, off + 3]
-    cx = x / o.x_scale * a[:, 2] + a[:, 0]
-    cy = y / o.y_scale * a[:, 3] + a[:, 1]
-    w = w / o.w_scale * a[:, 2]
-    h = h / o.h_scale * a[:, 3]
-    xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
-    kp = np.zeros((len(keep), o.num_keypoints, 2), np.float32)
-    for k in range(o.num_keypoints):
-        base = o.keypoint_coord_offset + k * o.num_values_per_keypoint
-        kx, ky = (b[:, base], b[:, base + 1]) if o.reverse_output_order else (b[:, base + 1], b[:, base])
-        kp[:, k, 0] = kx / o.x_scale * a[:, 2] + a[:, 0]
-        kp[:, k, 1] = ky / o.y_scale * a[:, 3] + a[:, 1]
-    return xyxy.astype(np.float32), best[keep].astype(np.float32), class_ids[keep].astype(np.int32), kp
+    xy, wh = b[:, off:off + 2], b[:, off + 2:off + 4]
+    k0 = o.keypoint_coord_offset
+    kp = b[:, k0:k0 + o.num_keypoints * o.num_values_per_keypoint].reshape(
+        len(keep), o.num_keypoints, o.num_values_per_keypoint)[:, :, :2]
+    if not o.reverse_output_order:  # (y, x) and (h, w) order
+        xy, wh, kp = xy[:, ::-1], wh[:, ::-1], kp[:, :, ::-1]
+    centre = xy / np.array([o.x_scale, o.y_scale], np.float32) * anchor_wh + anchor_xy
+    half = wh / np.array([o.w_scale, o.h_scale], np.float32) * anchor_wh / 2
+    xyxy = np.concatenate([centre - half, centre + half], axis=1)
+    kp = kp / np.array([o.x_scale, o.y_scale], np.float32) * anchor_wh[:, None] + anchor_xy[:, None]
+    return xyxy.astype(np.float32), best.astype(np.float32), class_ids.astype(np.int32), kp.astype(np.float32)

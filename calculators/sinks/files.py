@@ -172,9 +172,17 @@ class JsonlWriter(Calculator):
         if packet is None:
             return
         value = packet.value
-        key = ctx.options.key or ("detections" if isinstance(value, Detections) else "value")
+        is_det = isinstance(value, Detections)
+        key = ctx.options.key or ("detections" if is_det else "value")
         try:
-            line = json.dumps({"timestamp_us": int(ctx.timestamp), key: to_jsonable(value)}, allow_nan=False)
+            line = None
+            if is_det:  # to_json() is plain JSON already, unless a value is not finite
+                try:
+                    line = json.dumps({"timestamp_us": int(ctx.timestamp), key: value.to_json()}, allow_nan=False)
+                except ValueError:
+                    pass
+            if line is None:
+                line = json.dumps({"timestamp_us": int(ctx.timestamp), key: to_jsonable(value)}, allow_nan=False)
         except (TypeError, ValueError) as e:
             raise TypeError(f"{self.who}: value at {ctx.timestamp} µs cannot be written as JSON: {e}") from e
         self.file.write(line + "\n")

@@ -170,7 +170,8 @@ class PreviewServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                        name=f"{self.name} http", daemon=True)
         self.thread.start()
-        log.info("%s: serving the preview at %s", self.name, self.url)
+        # A notice: the vpipe command prints it (the user needs the address, a chosen port above all).
+        log.info("%s: serving the preview at %s", self.name, self.url, extra={"notice": True})
         return self.url
 
     def _register(self) -> int:

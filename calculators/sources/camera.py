@@ -21,12 +21,14 @@ Example node:
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from calculators.sources.common import MediaError, OutputFormat, VideoInfo, bgr_to_image, set_side_output
 from calculators.types import Image
@@ -49,6 +51,30 @@ class CameraSourceOptions(BaseModel):
     max_reconnects: int | None = Field(None, ge=0, description="consecutive failed reopen attempts before giving up")
     backoff_s: float = Field(0.5, gt=0)
     max_backoff_s: float = Field(5.0, gt=0)
+
+    @field_validator("device")
+    @classmethod
+    def _index_not_negative(cls, v):
+        # OpenCV crashes the process (SIGSEGV) on a negative index instead of failing to open.
+        if isinstance(v, int) and v < 0:
+            raise ValueError(f"a camera index is 0 or more (0 = /dev/video0), got {v}")
+        return v
+
+
+def missing_device(device: int | str, backend: str) -> str | None:
+    """On Linux, why a V4L2 camera cannot be there (checked before OpenCV, which may crash on it)."""
+    if not sys.platform.startswith("linux") or backend not in ("any", "v4l2"):
+        return None
+    if isinstance(device, int):
+        path = Path(f"/dev/video{device}")
+    elif device.startswith("/dev/"):
+        path = Path(device)
+    else:
+        return None  # a URL, a file or a GStreamer pipeline: OpenCV says
+    if path.exists():
+        return None
+    found = sorted(str(p) for p in Path("/dev").glob("video*"))
+    return f"no such device {path} (cameras here: {', '.join(found) if found else 'none'})"
 
 
 _BACKENDS = {"any": "CAP_ANY", "v4l2": "CAP_V4L2", "ffmpeg": "CAP_FFMPEG", "gstreamer": "CAP_GSTREAMER",
@@ -123,6 +149,9 @@ class CameraGrabber:
                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.o.read_timeout_s * 1000)]
         if self.o.size:
             params += [cv2.CAP_PROP_FRAME_WIDTH, int(self.o.size[0]), cv2.CAP_PROP_FRAME_HEIGHT, int(self.o.size[1])]
+        missing = missing_device(self.o.device, self.o.backend)
+        if missing:
+            raise MediaError(f"{self._where()}: {missing}")
         cap = cv2.VideoCapture(self.o.device, api, params)
         if not cap.isOpened():
             cap.release()

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import numpy as np
 
 from calculators.types import Image
+from pipeline.errors import UserError
 
 OutputFormat = Literal["RGB", "BGR", "GRAY"]
 # VideoSource also gives the decoder's own planar YUV, with no conversion.
@@ -24,7 +25,7 @@ AV_FORMATS = {"RGB": "rgb24", "BGR": "bgr24", "GRAY": "gray", "RGBA": "rgba", "B
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "rtp", "srt", "tcp", "hls")
 
 
-class MediaError(RuntimeError):
+class MediaError(UserError, RuntimeError):
     """A media file, stream or device that cannot be read or written; the message names it and why."""
 
 

@@ -26,13 +26,20 @@ class Result:
         return (self.err.splitlines() or [""])[0]
 
 
-def run_vpipe(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
-    """Runs the ``vpipe`` command's real entry point; the test plugin module is importable."""
-    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]), "COLUMNS": "160"}
+USER_CONFIG = HERE / "vpipe_config.yaml"  # allows the test plugin, as a user's config would
+
+
+def run_vpipe(*args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None) -> Result:
+    """Runs the ``vpipe`` command's real entry point; the test plugin module is importable, and the
+    user config is ``USER_CONFIG`` (it allows graph files to import the test plugin), never the
+    config of whoever runs the tests."""
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]), "COLUMNS": "160",
+                "VPIPE_CONFIG": str(USER_CONFIG)}
     full_env.pop("VPIPE_GRAPH_PATH", None)
+    full_env.pop("VPIPE_DEBUG", None)
     full_env.update(env or {})
     try:
-        proc = subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=REPO, env=full_env,
+        proc = subprocess.run([sys.executable, "-m", "apps.cli", *args], cwd=cwd or REPO, env=full_env,
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"vpipe {' '.join(args)} did not finish within {timeout} s; stderr so far: {e.stderr!r}")

@@ -33,6 +33,8 @@ def _row(out: str, node: str) -> list[str]:
     ("null", None), ("~", None), ("", None), ("clip.mp4", "clip.mp4"), ("'3'", "3"),
     ('"true"', "true"), ("2024-01-01", "2024-01-01"), ("rtsp://h:8554/cam", "rtsp://h:8554/cam"),
     ("sample:carphone", "sample:carphone"),
+    # YAML 1.2, as graph files are read: only true/false are booleans; no octal, no sexagesimal.
+    ("off", "off"), ("no", "no"), ("yes", "yes"), ("010", 10), ("1:30", "1:30"), ("0x10", 16),
 ])
 def test_set_values_are_yaml_scalars(raw, expected):
     value = parse_set_value(raw)
@@ -113,8 +115,9 @@ def test_failed_run_reports_the_cause_first():
 def test_missing_plugin_is_a_clear_error():
     r = run_vpipe("run", str(GRAPHS / "limited.yaml"), "--plugin", "no_such_vpipe_plugin")
     assert r.rc == 2
-    assert r.first_err_line == ("error: cannot import plugin 'no_such_vpipe_plugin': ModuleNotFoundError: "
-                                "No module named 'no_such_vpipe_plugin'")
+    assert r.first_err_line == ("error: cannot load plugin 'no_such_vpipe_plugin': tried it as a module name, and no "
+                                "module named 'no_such_vpipe_plugin' is on the import path; a plugin file is named "
+                                "by its path, e.g. ./my_calcs.py")
 
 
 def test_run_of_a_wrong_graph_lists_problems_and_runs_nothing():
@@ -179,7 +182,7 @@ def test_ctrl_c_stops_the_run_cleanly(tmp_path: Path):
     import sys
     import time
 
-    from tests.apps.conftest import HERE
+    from tests.apps.conftest import HERE, USER_CONFIG
 
     fifo = tmp_path / "ticker.fifo"
     os.mkfifo(fifo)
@@ -189,7 +192,7 @@ def test_ctrl_c_stops_the_run_cleanly(tmp_path: Path):
         "  - calculator: Ticker\n    outputs: {OUT: numbers}\n"
         f"    options: {{count: 1000000, period_us: 10000, realtime: true, fifo: '{fifo}'}}\n"
         "  - calculator: PassThrough\n    inputs: {IN:0: numbers}\n    outputs: {OUT:0: out}\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(HERE)]), "VPIPE_CONFIG": str(USER_CONFIG)}
     proc = subprocess.Popen([sys.executable, "-m", "apps.cli", "run", str(graph)], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # Our own writer end keeps the pipe from reading as ended before the Ticker opens it.

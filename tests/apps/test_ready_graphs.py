@@ -82,6 +82,19 @@ def test_run_without_sinks_still_runs_and_reports(carphone):
     assert not set(SINKS) & set(rows), f"sinks switched off by 'when:' ran: {set(SINKS) & set(rows)}"
 
 
+def test_run_with_only_detections_leaves_annotate_out(carphone, tmp_path: Path):
+    # Nothing takes the annotated frames: Annotate is not run, and the summary says so.
+    _, frames = carphone
+    jsonl = tmp_path / "d.jsonl"
+    r = run_vpipe("run", "face_detection", "--set", f"detections={jsonl}")
+    assert r.rc == 0, r.err
+    rows = _rows(r.out)
+    assert "Annotate" not in rows and int(rows["JsonlWriter"][2]) == frames
+    assert "left out (their outputs reach no sink or observer): Annotate" in r.out
+    lines = [json.loads(s) for s in jsonl.read_text().splitlines()]
+    assert len(lines) == frames and sum(1 for r in lines if r["detections"]) >= 0.95 * frames
+
+
 def test_demo_writes_both_files_and_prints_the_summary(carphone, tmp_path: Path):
     _, frames = carphone
     video, jsonl = tmp_path / "out" / "annotated.mp4", tmp_path / "out" / "detections.jsonl"

@@ -1,6 +1,22 @@
 """Face detection throughput on carphone scaled to 1280x720 (made here from the sample clip).
 
-Two comparisons, each measured in the same process, interleaved, median of ``--repeats`` runs:
+Default mode (``--mode whole``), the user's command at the machine's limit:
+
+- whole process: ``vpipe run face_detection`` with only ``detections`` (and
+  ``face_detection_centerface``, ``selfie_segmentation`` with ``output``), each alternated in
+  ``--rounds`` rounds with the loops of ``face_loops.py`` (MediaPipe Tasks' loop, the hand-written
+  two-thread loop, the bare-engine loops), on a long and a short clip (their difference is the
+  steady state); wall time and the child's CPU time of every process;
+- CPU per stage: each graph once in process, every calculator's ``process`` on its thread's CPU
+  clock and every thread's CPU from /proc (scheduling = vpipe's threads outside ``process``,
+  native threads = FFmpeg's and the runtimes'), beside the floor of the same stage measured in the
+  loop in the same rounds;
+- the GIL check: PyAV decoding alone, beside a thread busy in native code, beside one busy in Python.
+
+    python tests/bench/bench_face_detection.py [--rounds 5] [--graphs face_detection,...] [--frames 1200]
+
+``--mode in-process``: the earlier comparisons, each measured in the same process, interleaved,
+median of ``--repeats`` runs:
 
 1. decode + detect: the graph (VideoSource -> face_detector subgraph, frames decoded with PyAV into
    I420 as the ready graph does and detected with BlazeFace on OpenVINO, stages in parallel)
@@ -18,12 +34,13 @@ Two floors are measured too: PyAV decoding alone (no detector can be faster than
 decode -> x264 encode alone (the full graph cannot beat the two stages that bound it). Ratios are
 the median of per-round ratios (both sides measured in the same round), with their spread.
 
-    python tests/bench/bench_face_detection.py [--repeats 5] [--loops 2] [--json out/bench/face_detection.json]
+    python tests/bench/bench_face_detection.py --mode in-process [--repeats 5] [--loops 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -42,8 +59,9 @@ from _meta import write_json  # noqa: E402  (tests/bench: machine, versions, com
 SIZE = (1280, 720)
 
 
-def make_720p(src: Path, dst: Path, loops: int) -> int:
-    """carphone scaled to 1280x720, repeated ``loops`` times, H.264 (made once, then reused)."""
+def make_720p(src: Path, dst: Path, loops: int, limit: int | None = None) -> int:
+    """carphone scaled to 1280x720, repeated ``loops`` times (cut at ``limit`` frames), H.264
+    (made once, then reused)."""
     import av
     import cv2
 
@@ -63,6 +81,8 @@ def make_720p(src: Path, dst: Path, loops: int) -> int:
         n = 0
         for _ in range(loops):
             for rgb in frames:
+                if limit is not None and n >= limit:
+                    break
                 for p in s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                     out.mux(p)
                 n += 1
@@ -228,13 +248,8 @@ def serial_full(video: Path, model: Path, out: Path, fmt: str = "RGB") -> tuple[
         model_cache.release(shared)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--loops", type=int, default=2, help="times the 120-frame clip is repeated in the 720p file")
-    ap.add_argument("--json", default=str(ROOT / "out" / "bench" / "face_detection.json"))
-    args = ap.parse_args()
-
+def in_process(args) -> None:
+    """The in-process comparisons (decode + detect, full graph against serial loops)."""
     import calculators  # noqa: F401
     from models.catalog import resolve
 
@@ -301,8 +316,308 @@ def main() -> None:
         "fps_median": fps, "fps_runs": runs,
         "ratios": ratios,
     }
-    write_json(args.json, "face_detection", result, libraries=["av", "mediapipe", "openvino"])
+    write_json(args.json, "face_detection_in_process", result, libraries=["av", "mediapipe", "openvino"])
     print(f"written: {args.json}")
+
+
+# --------------------------------------------------------------------- 3. whole process
+# Each ready graph as the user runs it (``vpipe run``, a process of its own) against the loops of
+# face_loops.py, alternated in rounds on the same files. ``long`` and ``short`` are the same clip
+# cut at two lengths: (long - short) is the steady state, with the process start and the model
+# compile taken out.
+CASES = {
+    "face_detection": {
+        "graph": lambda v, o: ["run", "face_detection", "--set", f"source={v}", "--set", f"detections={o}.jsonl"],
+        "loops": ["tasks", "hand_blazeface"], "floor": "hand_blazeface",
+        "stages": {"decode": ["VideoSource"], "tensor": ["detector/ImageToTensor"],
+                   "inference": ["detector/Inference"],
+                   "post": ["detector/SsdDetectionsDecoder", "detector/NonMaxSuppression", "detector/ProjectDetections"],
+                   "sink": ["JsonlWriter"]},
+        "side": lambda v, o: {"source": str(v), "detections": f"{o}.jsonl"},
+    },
+    "face_detection_centerface": {
+        "graph": lambda v, o: ["run", "face_detection_centerface", "--set", f"source={v}", "--set",
+                               f"detections={o}.jsonl"],
+        "loops": ["bare_centerface"], "floor": "bare_centerface",
+        "stages": {"decode": ["VideoSource"], "tensor": ["ImageToTensor"], "inference": ["Inference"],
+                   "post": ["CenterFaceDecoder", "NonMaxSuppression", "ProjectDetections"], "sink": ["JsonlWriter"]},
+        "side": lambda v, o: {"source": str(v), "detections": f"{o}.jsonl"},
+    },
+    "selfie_segmentation": {
+        "graph": lambda v, o: ["run", "selfie_segmentation", "--set", f"source={v}", "--set", f"output={o}.mp4"],
+        "loops": ["bare_selfie"], "floor": "bare_selfie",
+        "stages": {"decode": ["VideoSource"], "inference": ["MediaPipeImageSegmenter"], "post": ["BackgroundEffect"],
+                   "sink": ["VideoWriter"]},
+        "side": lambda v, o: {"source": str(v), "output": f"{o}.mp4"},
+    },
+}
+
+
+def run_process(argv: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child: user + system) of one whole process."""
+    import resource
+    import subprocess
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({r.returncode}):\n{r.stderr[-3000:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def whole_process(args) -> dict:
+    from models.catalog import resolve
+
+    src = resolve("sample:carphone")
+    bench = ROOT / "out" / "bench"
+    videos = {}
+    for name in args.graphs:
+        n = args.frames if name == "face_detection" else args.frames_other
+        short = args.short if name == "face_detection" else args.short_other
+        videos[name] = {"long": (bench / f"carphone_720p_{n}.mp4", n),
+                        "short": (bench / f"carphone_720p_{short}.mp4", short)}
+        for path, frames in videos[name].values():
+            make_720p(src, path, -(-frames // 120), frames)
+    tmp = Path(tempfile.mkdtemp(prefix="vpipe_bench_whole_"))
+    py = sys.executable
+    runs: dict = {}
+    stages: dict = {}
+    for rnd in range(args.rounds):
+        for name in args.graphs:
+            case = CASES[name]
+            for length, (video, frames) in videos[name].items():
+                who = {"vpipe": [py, "-m", "apps.cli", *case["graph"](video, tmp / f"{name}_vpipe"), "-q"]}
+                for loop in case["loops"]:
+                    who[loop] = [py, str(Path(__file__).with_name("face_loops.py")), loop, str(video),
+                                 str(tmp / f"{name}_{loop}.out")]
+                order = list(who) if rnd % 2 == 0 else list(reversed(who))  # alternate who goes first
+                for key in order:
+                    wall, cpu = run_process(who[key])
+                    runs.setdefault(name, {}).setdefault(length, {}).setdefault(key, []).append((wall, cpu))
+                    if key != "vpipe":
+                        st = json.loads(Path(f"{tmp / f'{name}_{key}.out'}.stages.json").read_text())
+                        assert st["frames"] == frames, (name, key, st["frames"], frames)
+                        if length == "long":
+                            stages.setdefault(name, {}).setdefault(key, []).append(st)
+                    print(f"round {rnd + 1} {name} {length:5s} {key:15s} wall {wall:6.2f} s  cpu {cpu:6.2f} s",
+                          flush=True)
+    return {"runs": runs, "loop_stages": stages,
+            "frames": {n: {k: v[1] for k, v in vs.items()} for n, vs in videos.items()}}
+
+
+def per_round(runs: dict, name: str, num: str, den: str, steady: bool, idx: int = 0) -> list[float]:
+    """num/den speed ratio (den's time over num's) per round; ``steady``: long minus short."""
+    r = runs[name]
+    out = []
+    for i in range(len(r["long"][num])):
+        a = r["long"][num][i][idx] - (r["short"][num][i][idx] if steady else 0.0)
+        b = r["long"][den][i][idx] - (r["short"][den][i][idx] if steady else 0.0)
+        out.append(b / a if a > 0 else float("nan"))
+    return out
+
+
+# ------------------------------------------------------------ 4. CPU per stage, in process
+def stage_cpu(name: str, video: Path, out: Path) -> dict:
+    """One in-process run of the ready graph with every calculator's ``process`` timed on its own
+    thread's CPU clock, and every thread's CPU read from /proc: CPU microseconds per frame per
+    node, the vpipe threads' CPU outside ``process`` (the scheduler's own cost), and the native
+    threads' (FFmpeg's, the runtime's)."""
+    import threading
+
+    import calculators  # noqa: F401
+    from pipeline import Graph, registry
+
+    case = CASES[name]
+    graph = Graph.from_yaml(ROOT / "graphs" / f"{name}.yaml")
+    node_cpu: dict[str, float] = {}
+    thread_cpu: dict[int, float] = {}
+    patched: dict[type, object] = {}
+    for ns in graph.spec.nodes:
+        cls = registry.get(ns.calculator)
+        if cls in patched:
+            continue
+        patched[cls] = orig = cls.__dict__["process"]
+
+        def process(self, ctx, _orig=orig):
+            t0 = time.thread_time()
+            try:
+                return _orig(self, ctx)
+            finally:
+                t1 = time.thread_time()
+                node_cpu[ctx.node] = node_cpu.get(ctx.node, 0.0) + t1 - t0
+                thread_cpu[threading.get_native_id()] = t1
+
+        cls.process = process
+    seen: dict[int, tuple[str, float]] = {}
+    stop = threading.Event()
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def sample() -> None:
+        while True:
+            for task in os.listdir("/proc/self/task"):
+                try:
+                    stat = Path(f"/proc/self/task/{task}/stat").read_text()
+                except OSError:
+                    continue
+                comm = stat[stat.index("(") + 1:stat.rindex(")")]
+                fields = stat[stat.rindex(")") + 2:].split()
+                seen[int(task)] = (comm, (int(fields[11]) + int(fields[12])) / tick)
+            if stop.wait(0.05):
+                return
+
+    sampler = threading.Thread(target=sample, name="bench-sampler", daemon=True)
+    sampler.start()
+    c0 = time.process_time()
+    try:
+        graph.run(case["side"](video, out))
+    finally:
+        cpu_total = time.process_time() - c0
+        stop.set()
+        sampler.join()
+        for cls, orig in patched.items():
+            cls.process = orig  # the class's own again
+    frames = graph.stats()[case["stages"]["decode"][0]]["count"] - 1  # the last call says STOP
+    py_threads = set(thread_cpu) | {threading.main_thread().native_id, sampler.native_id}
+    native = sum(cpu for tid, (_, cpu) in seen.items() if tid not in py_threads)
+    by_name: dict[str, float] = {}
+    for tid, (comm, cpu) in seen.items():
+        if tid not in py_threads:
+            by_name[comm] = by_name.get(comm, 0.0) + cpu
+    in_workers = sum(thread_cpu.values())
+    us = {stage: 1e6 * sum(node_cpu.get(n, 0.0) for n in nodes) / frames for stage, nodes in case["stages"].items()}
+    us["scheduling"] = 1e6 * (in_workers - sum(node_cpu.values())) / frames
+    us["native threads"] = 1e6 * native / frames
+    return {"frames": frames, "us_per_frame": us, "cpu_total_s": cpu_total, "left_out": list(graph.left_out),
+            "nodes_us_per_frame": {k: 1e6 * v / frames for k, v in node_cpu.items()},
+            "native_threads_us_per_frame": {k: 1e6 * v / frames for k, v in by_name.items()}}
+
+
+def gil_check(video: Path) -> dict:
+    """PyAV decoding (one thread) alone, beside a thread busy in native code without the GIL
+    (hashing: the same competition for the cores), and beside a thread busy in Python (holding the
+    GIL): the difference between the last two is what the GIL costs the decoder."""
+    import hashlib
+    import threading
+
+    import av
+
+    def decode(n_max: int = 300) -> tuple[float, float]:
+        with av.open(str(video)) as c:
+            s = c.streams.video[0]
+            s.thread_type = "SLICE"
+            s.codec_context.thread_count = 1
+            t0, c0, n = time.perf_counter(), time.thread_time(), 0
+            for f in c.decode(s):
+                f.to_ndarray(format="yuv420p")
+                n += 1
+                if n >= n_max:
+                    break
+            return n / (time.perf_counter() - t0), 1e6 * (time.thread_time() - c0) / n
+
+    def beside(work) -> tuple[float, float]:
+        stop = threading.Event()
+        t = threading.Thread(target=work, args=(stop,), daemon=True)
+        t.start()
+        try:
+            return decode()
+        finally:
+            stop.set()
+            t.join()
+
+    def python_loop(stop) -> None:
+        x = 0
+        while not stop.is_set():
+            x += 1
+
+    def native_loop(stop) -> None:
+        block = bytes(1 << 22)  # hashlib drops the GIL for large buffers
+        while not stop.is_set():
+            hashlib.sha256(block).digest()
+
+    out = {}
+    for name, fn in (("alone", decode), ("native", lambda: beside(native_loop)), ("python", lambda: beside(python_loop))):
+        fps, cpu = fn()
+        out[f"{name}_fps"], out[f"{name}_cpu_us"] = fps, cpu
+    out["switch_interval_s"] = sys.getswitchinterval()
+    return out
+
+
+def report(args, whole: dict, stage: dict, gil: dict | None) -> dict:
+    med = statistics.median
+    summary: dict = {}
+    print(f"\nwhole process, {args.rounds} alternated rounds ({os.cpu_count()} CPUs; the machine may be shared): "
+          "speed ratio = baseline time / vpipe time, median of the per-round ratios [min-max]")
+    print(f"{'graph':28s} {'against':16s} {'whole':>18s} {'steady':>18s} {'cpu s vpipe':>12s} {'cpu s base':>11s}")
+    for name in args.graphs:
+        case = CASES[name]
+        for base in case["loops"]:
+            w = per_round(whole["runs"], name, "vpipe", base, False)
+            st = per_round(whole["runs"], name, "vpipe", base, True)
+            cv = med(x[1] for x in whole["runs"][name]["long"]["vpipe"])
+            cb = med(x[1] for x in whole["runs"][name]["long"][base])
+            summary[f"{name}_vs_{base}"] = {"whole": {"median": med(w), "min": min(w), "max": max(w)},
+                                            "steady": {"median": med(st), "min": min(st), "max": max(st)},
+                                            "cpu_s_vpipe": cv, "cpu_s_baseline": cb}
+            print(f"{name:28s} {base:16s} {med(w):6.2f}x [{min(w):.2f}-{max(w):.2f}] "
+                  f"{med(st):6.2f}x [{min(st):.2f}-{max(st):.2f}] {cv:12.2f} {cb:11.2f}")
+    for name in args.graphs:
+        case = CASES[name]
+        floor = whole["loop_stages"][name][case["floor"]]
+        fl = {k: med(1e6 * r["cpu_s"].get(k, 0.0) / r["frames"] for r in floor) for k in case["stages"]}
+        g = stage[name]["us_per_frame"]
+        print(f"\n{name}: CPU microseconds per frame, graph in process ({stage[name]['frames']} frames; left out: "
+              f"{', '.join(stage[name]['left_out']) or 'none'}) beside the floor measured in {case['floor']} "
+              "(same rounds, median)")
+        print(f"{'stage':16s} {'graph':>8s} {'floor':>8s}")
+        for k in (*case["stages"], "scheduling", "native threads"):
+            print(f"{k:16s} {g[k]:8.0f} {fl[k]:8.0f}" if k in fl else f"{k:16s} {g[k]:8.0f} {'-':>8s}")
+        print("  native threads by name: " + ", ".join(
+            f"{k} {v:.0f}" for k, v in sorted(stage[name]["native_threads_us_per_frame"].items(), key=lambda kv: -kv[1])))
+        summary[f"{name}_stages"] = {"graph_us": g, "floor_us": fl}
+    if gil:
+        print(f"\nGIL check, PyAV decoding on one thread: alone {gil['alone_fps']:.0f} frames/s "
+              f"({gil['alone_cpu_us']:.0f} us CPU/frame); beside a thread busy in native code "
+              f"{gil['native_fps']:.0f} frames/s ({gil['native_cpu_us']:.0f} us); beside a thread busy in "
+              f"Python {gil['python_fps']:.0f} frames/s ({gil['python_cpu_us']:.0f} us)")
+    return summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mode", choices=["whole", "in-process"], default="whole")
+    ap.add_argument("--rounds", type=int, default=5, help="whole: alternated rounds")
+    ap.add_argument("--graphs", default=",".join(CASES), help="whole: comma-separated ready graphs")
+    ap.add_argument("--frames", type=int, default=1200, help="whole: frames of the face_detection clip")
+    ap.add_argument("--frames-other", type=int, default=300, help="whole: frames for the other graphs")
+    ap.add_argument("--short", type=int, default=200, help="whole: frames of the short clip (steady state)")
+    ap.add_argument("--short-other", type=int, default=100, help="whole: short clip for the other graphs")
+    ap.add_argument("--repeats", type=int, default=5, help="in-process: interleaved rounds")
+    ap.add_argument("--loops", type=int, default=2, help="in-process: times the 120-frame clip is repeated")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    if args.mode == "in-process":
+        args.json = args.json or str(ROOT / "out" / "bench" / "face_detection_in_process.json")
+        return in_process(args)
+    args.graphs = [g for g in args.graphs.split(",") if g]
+    unknown = set(args.graphs) - set(CASES)
+    if unknown:
+        raise SystemExit(f"unknown graphs {sorted(unknown)}; choose from {', '.join(CASES)}")
+    args.json = args.json or str(ROOT / "out" / "bench" / "face_detection.json")
+    whole = whole_process(args)
+    tmp = Path(tempfile.mkdtemp(prefix="vpipe_bench_stages_"))
+    stage = {}
+    for name in args.graphs:
+        n = args.frames if name == "face_detection" else args.frames_other
+        stage[name] = stage_cpu(name, ROOT / "out" / "bench" / f"carphone_720p_{n}.mp4", tmp / name)
+    gil = gil_check(ROOT / "out" / "bench" / f"carphone_720p_{args.frames}.mp4") if "face_detection" in args.graphs else None
+    summary = report(args, whole, stage, gil)
+    out = write_json(args.json, "face_detection", {"summary": summary, "whole": whole, "stages_in_process": stage,
+                                                   "gil": gil, "rounds": args.rounds},
+                     libraries=["av", "mediapipe", "openvino", "onnxruntime", "opencv-contrib-python"])
+    print(f"written: {out}")
 
 
 if __name__ == "__main__":

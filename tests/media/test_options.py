@@ -296,6 +296,20 @@ def test_threads_sets_the_decoder_thread_count(short_video, threads):
         r.close()
 
 
+@pytest.mark.parametrize("thread_type", ["frame", "slice"])
+def test_thread_type_sets_the_decoder_threading(short_video, thread_type):
+    from calculators.sources import VideoReader
+    from calculators.sources.video import VideoSourceOptions
+
+    r = VideoReader(VideoSourceOptions(uri=str(short_video), threads=2, thread_type=thread_type))
+    try:
+        r.open()
+        assert len(list(r.frames())) == 10
+        assert r.stream.codec_context.thread_type.name == thread_type.upper()
+    finally:
+        r.close()
+
+
 def test_stream_index_picks_the_video_stream(tmp_path):
     import av
 

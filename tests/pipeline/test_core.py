@@ -232,3 +232,20 @@ def test_graph_run_cancels_a_run_left_going(no_thread_leak):
             raise AssertionError("a failing test")
     assert r.graph.state is State.CANCELLED and r.graph._end_time is not None
 
+
+
+def test_idle_after_one_branch_finished(no_thread_leak):
+    # A node that finished (its input closed) is not working: the graph is idle while the other
+    # input still runs.
+    spec = {"inputs": ["a", "b"], "nodes": [
+        {"calculator": "PassThrough", "name": "pa", "inputs": ["a"], "outputs": ["oa"]},
+        {"calculator": "PassThrough", "name": "pb", "inputs": ["b"], "outputs": ["ob"]},
+    ]}
+    with GraphRun(spec, collect=["ob"]) as r:
+        r.start()
+        r.graph.close_input("a")
+        r.feed("b", [(0, "x")], idle=True)
+        assert r.out["ob"] == [(0, "x")]
+        r.feed("b", [(1, "y")], idle=True)
+        assert r.out["ob"] == [(0, "x"), (1, "y")]
+        r.finish()

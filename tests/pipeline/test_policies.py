@@ -55,39 +55,31 @@ def test_bounds_propagate_through_a_node_that_emits_nothing(threads, no_thread_l
 
 
 def test_immediate_sequence(no_thread_leak):
-    got = []
-    g = Graph.from_dict({
+    spec = {
         "inputs": ["a", "b"],
         "nodes": [{"calculator": "TestJoin", "inputs": {"A": "a", "B": "b"}, "outputs": ["j"],
                    "policy": "immediate"}],
-    })
+    }
     # TestJoin emits at ctx.timestamp: feed distinct timestamps so each call emits once.
-    g.observe("j", lambda p: got.append((p.timestamp, p.value)))
-    g.start()
-    g.add_packet("a", "a0", 0)
-    g.add_packet("b", "b5", 5)
-    g.add_packet("a", "a10", 10)
-    g.close_all_inputs()
-    g.wait()
+    with GraphRun(spec, collect=["j"]) as r:
+        got = r.run({"a": [(0, "a0"), (10, "a10")], "b": [(5, "b5")]})["j"]
     assert got == [(0, ("a0", None)), (5, (None, "b5")), (10, ("a10", None))]
 
 
 def test_latest_drops_oldest_timestamps_on_all_inputs(no_thread_leak):
     # A latest(1) join whose input B lags: when B arrives, only the newest A survives.
-    g = Graph.from_dict({
+    spec = {
         "inputs": ["a", "b"],
         "nodes": [{"calculator": "TestJoin", "inputs": {"A": "a", "B": "b"}, "outputs": ["j"],
                    "policy": {"latest": 1}}],
-    }, threads=1)
-    got = collect(g, "j")
-    g.start()
-    for t in (0, 10, 20):
-        g.add_packet("a", t, t)       # not settled: B's bound is still at Min
-    g.add_packet("b", "b20", 20)      # settles 0, 10, 20 at once; latest(1) keeps 20
-    g.close_all_inputs()
-    g.wait()
+    }
+    with GraphRun(spec, collect=["j"], threads=1) as r:
+        r.start()
+        r.feed("a", [(0, 0), (10, 10), (20, 20)])  # not settled: B's bound is still at Min
+        r.feed("b", [(20, "b20")])                 # settles 0, 10, 20 at once; latest(1) keeps 20
+        got = r.finish()["j"]
     assert got == [(20, (20, "b20"))]
-    assert g.stats()["TestJoin"]["drops"] == 2
+    assert r.graph.stats()["TestJoin"]["drops"] == 2
 
 
 def test_back_edge_loop_with_flow_limiter(threads, no_thread_leak):
@@ -306,11 +298,8 @@ nodes:
     outputs: [o]
     options: {factor: $factor}
 """)
-    got = collect(g, "o")
-    g.start({"factor": 7})
-    g.add_packet("in", 2, 0)
-    g.close_all_inputs()
-    g.wait()
+    with GraphRun(g, collect=["o"]) as r:
+        got = r.run({"in": [(0, 2)]}, side_packets={"factor": 7})["o"]
     assert got == [(0, 14)]
 
 

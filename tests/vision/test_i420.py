@@ -86,6 +86,28 @@ def test_image_to_tensor_from_i420_matches_the_rgb_path(yuv_and_rgb, size, fit, 
         assert np.abs(b.data[0, :10]).max() <= 1
 
 
+@pytest.mark.parametrize("fit, roi, border", [("letterbox", None, 0), ("letterbox", None, 255), ("crop", None, 0),
+                                               ("stretch", None, 0), ("letterbox", (20, 10, 150, 120), 0)])
+def test_i420_warp_reuses_its_plane_maps_with_the_same_pixels(yuv_and_rgb, fit, roi, border):
+    # warp_i420 keeps each plane's OpenCV arguments per transform; the pixels are those of warping
+    # every plane afresh (luma through the transform, chroma through the halved one).
+    import cv2
+
+    from calculators.image.ops import _YUV_TO_RGB, fit_transform, warp, warp_i420
+    from calculators.types import Transform
+
+    for yuv, _ in yuv_and_rgb:
+        image = Image(yuv, "I420")
+        tr = fit_transform(image.size, (128, 96), fit, roi)
+        y, u, v = image.planes()
+        by, bu, bv = rgb_to_yuv((border,) * 3)
+        chroma = Transform(tr.matrix * 0.5, (image.width // 2, image.height // 2), tr.tensor_size)
+        planes = cv2.merge([warp(y, tr, by), warp(u, chroma, bu), warp(v, chroma, bv)])
+        want = cv2.transform(planes, _YUV_TO_RGB)
+        for _ in range(2):  # computed, then from the cache
+            assert np.array_equal(warp_i420(image, tr, "RGB", border), want)
+
+
 def test_crop_of_an_i420_frame_is_rgb(yuv_and_rgb):
     yuv, rgb = yuv_and_rgb[0]
     out, _ = crop(Image(yuv, "I420"), (10, 20, 60, 80))

@@ -175,3 +175,101 @@ def test_empty_detections_keep_their_keypoint_count():
     assert Detections.empty(21).keypoints.shape == (0, 21, 2)
     assert Detections.empty().keypoints is None
     assert Detections(np.zeros((0, 4)), np.zeros(0), keypoints=[]).keypoints.shape == (0, 0, 2)
+
+
+# -- the fast paths give what the plain computation gives, bit for bit ----------------------------
+def _decode_ssd_every_box(raw_boxes, raw_scores, anchors, o):
+    """MediaPipe's decoding written plainly: score every box, then keep those at the threshold."""
+    boxes = np.asarray(raw_boxes, np.float32).reshape(-1, o.num_coords)
+    scores = np.asarray(raw_scores, np.float32).reshape(boxes.shape[0], -1)
+    if o.score_clipping_thresh is not None:
+        scores = np.clip(scores, -o.score_clipping_thresh, o.score_clipping_thresh)
+    if o.sigmoid_score:
+        scores = (1.0 / (1.0 + np.exp(-scores.astype(np.float64)))).astype(np.float32)
+    cls = scores.argmax(axis=1)
+    best = scores[np.arange(len(scores)), cls]
+    keep = np.flatnonzero(best >= o.min_score_thresh)
+    b, a = boxes[keep], anchors[keep]
+    x, y, w, h = (b[:, 0], b[:, 1], b[:, 2], b[:, 3]) if o.reverse_output_order else (b[:, 1], b[:, 0], b[:, 3], b[:, 2])
+    cx, cy = x / o.x_scale * a[:, 2] + a[:, 0], y / o.y_scale * a[:, 3] + a[:, 1]
+    w, h = w / o.w_scale * a[:, 2], h / o.h_scale * a[:, 3]
+    xyxy = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    kp = np.zeros((len(keep), o.num_keypoints, 2), np.float32)
+    for k in range(o.num_keypoints):
+        i = o.keypoint_coord_offset + k * o.num_values_per_keypoint
+        kx, ky = (b[:, i], b[:, i + 1]) if o.reverse_output_order else (b[:, i + 1], b[:, i])
+        kp[:, k, 0], kp[:, k, 1] = kx / o.x_scale * a[:, 2] + a[:, 0], ky / o.y_scale * a[:, 3] + a[:, 1]
+    return xyxy.astype(np.float32), best[keep].astype(np.float32), cls[keep].astype(np.int32), kp
+
+
+@pytest.mark.parametrize("changes, classes", [
+    ({}, 1),
+    ({"min_score_thresh": 0.0}, 1),       # everything passes: no prefilter
+    ({"min_score_thresh": 0.9}, 1),
+    ({"min_score_thresh": 1.0}, 1),       # only scores that round to 1.0 in float32
+    ({"reverse_output_order": False}, 1),
+    ({"sigmoid_score": False, "min_score_thresh": 0.3}, 1),
+    ({"score_clipping_thresh": None}, 1),
+    ({}, 3),                              # several classes: the best one per box
+])
+def test_decode_ssd_scores_only_boxes_near_the_threshold_with_the_same_result(changes, classes):
+    anchors = ssd_anchors(BLAZEFACE_SHORT_ANCHORS)
+    o = BLAZEFACE_SHORT_DECODE.model_copy(update=changes)
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        boxes = rng.normal(0, 20, (1, 896, 16)).astype(np.float32)
+        scores = rng.normal(-3, 3, (1, 896, classes)).astype(np.float32)
+        scores[0, rng.integers(0, 896, 6), 0] = [0.0, 1e-8, -1e-8, 150.0, -150.0, 17.0]  # edges, clipping
+        got = decode_ssd(boxes, scores, anchors, o)
+        want = _decode_ssd_every_box(boxes, scores, anchors, o)
+        for g, w in zip(got, want):
+            assert g.dtype == w.dtype and np.array_equal(g, w)
+
+
+def _weighted_nms_row_by_row(det, thr):
+    order = np.argsort(-det.scores, kind="stable")
+    boxes, out_b, out_k, picked = det.xyxy, [], [], []
+    while order.size:
+        top = order[0]
+        iou = box_iou(boxes[top], boxes[order])
+        members = order[iou > thr]
+        if members.size == 0:
+            members = order[:1]
+        w = det.scores[members][:, None]
+        out_b.append((boxes[members] * w).sum(axis=0) / float(w.sum()))
+        out_k.append((det.keypoints[members] * w[:, :, None]).sum(axis=0) / float(w.sum()))
+        picked.append(top)
+        order = order[iou <= thr]
+        order = order[order != top]
+    return np.asarray(out_b, np.float32), det.scores[picked], np.asarray(out_k, np.float32)
+
+
+@pytest.mark.parametrize("n", [1, 7, 40, 600])  # 16..512 candidates take the all-pairs IoU path
+def test_weighted_nms_matches_the_row_by_row_computation(n):
+    rng = np.random.default_rng(n)
+    centres = rng.uniform(20, 100, (n, 2)) + rng.normal(0, 1, (n, 2))
+    sizes = rng.uniform(5, 30, (n, 2))
+    det = Detections(np.concatenate([centres - sizes / 2, centres + sizes / 2], 1), rng.uniform(0.5, 1, n),
+                     keypoints=rng.uniform(0, 128, (n, 6, 2)))
+    got = weighted_nms(det, 0.3)
+    boxes, scores, kps = _weighted_nms_row_by_row(det, 0.3)
+    assert np.array_equal(got.xyxy, boxes) and np.array_equal(got.scores, scores)
+    assert np.array_equal(got.keypoints, kps) and got.labels == ("",) * len(got)
+
+
+@pytest.mark.parametrize("matrix", [
+    [[10.0, 0, 0], [0, 10.0, -280.0]],      # letterbox 1280x720 -> 128x128
+    [[-2.0, 0, 500.0], [0, 3.3, -7.0]],     # a mirror: the corners swap
+    [[1.0, 0.2, 5.0], [0.1, 1.1, 3.0]],     # sheared: the hull of the four corners
+])
+def test_projection_of_boxes_is_the_hull_of_their_mapped_corners(matrix):
+    from calculators.types import Transform
+
+    rng = np.random.default_rng(3)
+    tr = Transform(np.array(matrix), (640, 480), (128, 128))
+    det = Detections(rng.uniform(-10, 140, (9, 4)), rng.random(9), keypoints=rng.uniform(0, 128, (9, 6, 2)))
+    x0, y0, x1, y1 = det.xyxy.T
+    corners = tr.to_frame(np.stack([np.stack(c, 1) for c in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))], axis=1))
+    got = project_detections(det, tr)
+    assert np.array_equal(got.xyxy, np.concatenate([corners.min(axis=1), corners.max(axis=1)], 1).astype(np.float32))
+    assert np.array_equal(got.keypoints, tr.to_frame(det.keypoints).astype(np.float32))
