@@ -102,7 +102,7 @@ def test_an_error_in_one_branch_still_hands_the_other_sinks_what_reached_them(tm
     """Before: an exception in one branch left 15 of 60 frames in the other branch's mp4."""
     g = Graph.from_dict({"nodes": [
         node("Frames", "src", outputs={"FRAMES": "frames"}, count=60),
-        node("Fault", "bad", inputs={"IN": "frames"}, outputs={"OUT": "unused"}, phase="process", at=30 * P),
+        node("Fault", "bad", inputs={"IN": "frames"}, phase="process", at=30 * P),
         # The writer encodes slower than 'bad' passes frames on: frames wait in its queue.
         node("VideoWriter", "video", inputs={"IMAGE": "frames"}, path=str(tmp_path / "out.mp4")),
     ]})
@@ -163,7 +163,7 @@ def test_writing_into_a_received_frame_is_an_error_naming_the_calculator(tmp_pat
     sibling VideoWriter, silently."""
     g = Graph.from_dict({"nodes": [
         node("Frames", "src", outputs={"FRAMES": "frames"}, count=20),
-        node("Fault", "scribbler", inputs={"IN": "frames"}, outputs={"OUT": "unused"}, scribble=True),
+        node("Fault", "scribbler", inputs={"IN": "frames"}, scribble=True),
         node("VideoWriter", "video", inputs={"IMAGE": "frames"}, path=str(tmp_path / "out.mp4")),
     ]})
     with pytest.raises(GraphRunError, match=r"node 'scribbler' \(Fault\) failed in process at timestamp 0: "
@@ -195,7 +195,7 @@ def test_a_hung_calculator_cannot_block_cancel(tmp_path, phase):
     forever and the mp4 stayed 48 bytes."""
     g = Graph.from_dict({"nodes": [
         node("Frames", "src", outputs={"FRAMES": "frames"}, count=None if phase == "process" else 30),
-        node("Fault", "stuck", inputs={"IN": "frames"}, outputs={"OUT": "unused"}, phase=phase, kind="hang",
+        node("Fault", "stuck", inputs={"IN": "frames"}, phase=phase, kind="hang",
              at=10 * P),
         node("VideoWriter", "video", inputs={"IMAGE": "frames"}, path=str(tmp_path / "out.mp4")),
     ]}, stuck_timeout=0.5)
@@ -257,7 +257,7 @@ def test_second_signal_exits_at_once_and_finalizes_the_sinks(tmp_path):
     n = Notifier()
     try:
         src = node("Frames", "src", outputs={"FRAMES": "frames"}, count=None, notify_fd=n.w)
-        bad = node("Fault", "stuck", inputs={"IN": "frames"}, outputs={"OUT": "checked"}, phase="process",
+        bad = node("Fault", "stuck", inputs={"IN": "frames"}, phase="process",
                    kind="hang", at=20 * P, notify_fd=n.w)
         g = write_graph(tmp_path / "g.yaml", src, bad,
                         node("VideoWriter", "video", inputs={"IMAGE": "frames"}, path=str(tmp_path / "out.mp4")))
@@ -277,7 +277,7 @@ def test_a_hung_calculator_is_named_when_the_stop_bound_passes(tmp_path):
     n = Notifier()
     try:
         src = node("Frames", "src", outputs={"FRAMES": "frames"}, count=None)
-        bad = node("Fault", "stuck", inputs={"IN": "frames"}, outputs={"OUT": "checked"}, phase="process",
+        bad = node("Fault", "stuck", inputs={"IN": "frames"}, phase="process",
                    kind="hang", at=20 * P, notify_fd=n.w)
         g = write_graph(tmp_path / "g.yaml", src, bad,
                         node("VideoWriter", "video", inputs={"IMAGE": "frames"}, path=str(tmp_path / "out.mp4")))
@@ -446,7 +446,7 @@ def test_a_drain_past_drain_timeout_stops_at_once(tmp_path):
     the stuck node is named after stuck_timeout, and the sink keeps what reached it."""
     g = Graph.from_dict({"nodes": [
         node("Frames", "src", outputs={"FRAMES": "frames"}, count=None),
-        node("Fault", "stuck", inputs={"IN": "frames"}, outputs={"OUT": "unused"}, phase="process", kind="hang",
+        node("Fault", "stuck", inputs={"IN": "frames"}, phase="process", kind="hang",
              at=5 * P),
         node("VideoWriter", "video", inputs={"IMAGE": "frames"}, path=str(tmp_path / "out.mp4")),
     ]}, drain_timeout=0.3, stuck_timeout=0.3)
