@@ -4,7 +4,9 @@
   file (a path, or the name of a graph: see ``apps/common.py`` for the lookup) with a progress bar,
   then prints a summary (frames, fps, drops, time per node). ``--pace``/``--loop`` set the graph's
   ``pace``/``loop`` side packets (a file played as a live source, for the preview). On error the exit status is 1 and the first line of stderr is
-  the one-line cause.
+  the one-line cause. Ctrl-C or SIGTERM stops the run cleanly (the graph drains into the sinks for at
+  most ``--drain-timeout`` s, files are finalized) and exits 130 or 143; a second signal stops it at
+  once; a calculator stuck in a call for ``--stuck-timeout`` s is named and abandoned.
 - ``vpipe validate GRAPH...`` loads every graph and reports every problem at once as
   ``file:line: message``; exit status 1 when any.
 """
@@ -21,6 +23,7 @@ from apps.common import (EXIT_FAILED, GRAPH_PATH_HELP, PLUGIN_HELP, TRUST_HELP, 
                          plugins_or_exit, resolve_graph, run_flags, search_dirs, stdout_console)
 from apps.errors import silence_native_stderr
 from apps.progress import run_or_exit, summary_table
+from pipeline.graph import DRAIN_TIMEOUT_S, STUCK_TIMEOUT_S
 
 # ---------------------------------------------------------------------------------------------
 # Commands
@@ -60,9 +63,17 @@ def run_command(
                                         "the graph's `pace` side packet."),
     loop: bool = typer.Option(False, "--loop", help="Files and images start again at the end (until Ctrl-C). "
                                                     "Sets the graph's `loop` side packet."),
+    drain_timeout: float = typer.Option(DRAIN_TIMEOUT_S, "--drain-timeout", min=0,
+                                        help="On Ctrl-C/SIGTERM, seconds to drain the graph into the sinks."),
+    stuck_timeout: float = typer.Option(STUCK_TIMEOUT_S, "--stuck-timeout", min=0,
+                                        help="Seconds to wait for a call still running at the stop before "
+                                             "naming the node as stuck."),
 ) -> None:
     """Runs a graph with a progress bar and prints a summary; with --inputs once per input (batch),
-    with --streams once per live stream (see docs/cluster.md)."""
+    with --streams once per live stream (see docs/cluster.md).
+
+    Exit status: 0 done, 1 the graph or the run failed, 2 bad command line, 130 stopped by Ctrl-C,
+    143 stopped by SIGTERM."""
     if quiet:
         silence_native_stderr()
     if inputs or streams or ray is not None or jobs is not None:
@@ -72,6 +83,7 @@ def run_command(
                                       ray=ray, cpus_per_run=cpus_per_run, manifest=manifest, resume=resume,
                                       retries=retries, quiet=quiet))
     g, path, sides = load_or_exit(graph, plugin, set_, trust, fed=True, graph_path=graph_path)
+    g.drain_timeout, g.stuck_timeout = drain_timeout, stuck_timeout
     try:
         sides = run_flags(g, path, sides, pace.value if pace else None, loop)
     except CliError as e:

@@ -3,12 +3,16 @@
 ``run_with_progress`` starts a graph and shows frames, fps and ETA on stderr (the total read from
 the sources' video files before the run, or from their stream info once open; live counters
 otherwise); ``run_or_exit`` turns a failed run into the exit status (1, the cause first on stderr;
-130 on Ctrl-C); ``summary_table`` is the per-node table ``vpipe run`` and the demo print (with the nodes left
-out because their outputs reach no sink or observer).
+130 on Ctrl-C, 143 on SIGTERM); ``summary_table`` is the per-node table ``vpipe run`` and the demo
+print (with the nodes left out because their outputs reach no sink or observer). While a graph
+runs, SIGINT and SIGTERM stop it as ``pipeline/signals.py`` explains: the first cleanly (sources
+stop, the graph drains into the sinks), the second at once.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -170,16 +174,28 @@ def run_with_progress(graph, side_packets: dict[str, Any], *, trace: bool = Fals
 
     if counted is not None:
         graph.observe(counted, on_frame, wanted=False)  # counts frames; asks for nothing to run
+    from pipeline.signals import StopSignals
+
+    stop_signals = StopSignals(graph, (signal.SIGINT, signal.SIGTERM), on_signal=_tell_stopping(graph))
     with progress:
         t0[0] = time.perf_counter()
         try:
-            graph.start(side_packets, trace=trace)
-            graph.wait()  # on Ctrl-C it cancels the run cleanly and re-raises
-        except KeyboardInterrupt:
-            # Ctrl-C may also land between start() and wait(): stop the run here too, so that
-            # every calculator is closed and no thread outlives the command.
-            _stop(graph)
+            with stop_signals:
+                try:
+                    graph.start(side_packets, trace=trace)
+                    graph.wait()
+                except KeyboardInterrupt:
+                    # A second signal while calculators opened (signals.py, rule 2): make sure the
+                    # run is over, every calculator closed and no thread outlives the command.
+                    _stop(graph)
+                    raise
+        except BaseException as e:
+            if stop_signals.received:
+                raise Interrupted(stop_signals.first or stop_signals.received[0], graph.errors) from e
             raise
+        else:
+            if stop_signals.received:
+                raise Interrupted(stop_signals.first or stop_signals.received[0], graph.errors)
         finally:
             wall = time.perf_counter() - t0[0]
             n = count[0]
@@ -188,12 +204,50 @@ def run_with_progress(graph, side_packets: dict[str, Any], *, trace: bool = Fals
     return RunResult(wall, count[0], graph.stats(), tuple(graph.left_out))
 
 
-def run_or_exit(graph, side_packets: dict[str, Any], *, trace: bool = False, quiet: bool = False) -> RunResult:
-    """``run_with_progress`` for a command: a failed run exits 1 with its cause first, Ctrl-C 130."""
-    from pipeline import GraphConfigError, GraphRunError
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal (``signum``); ``errors``: the run's errors, stuck nodes too."""
 
+    def __init__(self, signum: int, errors: list):
+        super().__init__(signum)
+        self.signum = signum
+        self.errors = errors
+
+
+def _tell_stopping(graph):
+    """What ``vpipe run`` prints on a terminal when a stop signal comes (from the signal helper
+    thread; os.write, so it never waits on a stream the main thread is writing to)."""
+    from pipeline.signals import NAMES
+
+    def tell(signum: int, count: int) -> None:
+        if not os.isatty(2):
+            return  # in a log, the first line stays the one-line cause ("error: interrupted ...")
+        name = NAMES.get(signum, f"signal {signum}")
+        if count == 1:
+            msg = (f"stopping ({name}): sources stopped, draining what is in the graph into the sinks "
+                   f"(at most {graph.drain_timeout:g} s); {name} again to stop at once\n")
+        else:
+            msg = f"stopping at once ({name} again): finalizing the sinks\n"
+        os.write(2, msg.encode())
+
+    return tell
+
+
+def run_or_exit(graph, side_packets: dict[str, Any], *, trace: bool = False, quiet: bool = False) -> RunResult:
+    """``run_with_progress`` for a command: a failed run exits 1 with its cause first, Ctrl-C 130,
+    SIGTERM 143 (with a line for each node found stuck)."""
+    from pipeline import GraphConfigError, GraphRunError, NodeStuckError
+    from pipeline.signals import EXIT_CODES, NAMES
+
+    _exit_on_late_signals()
     try:
         return run_with_progress(graph, side_packets, trace=trace, quiet=quiet)
+    except Interrupted as e:
+        notes = [err.args[0] for err in e.errors if isinstance(err, NodeStuckError)]
+        if graph.drain_expired:
+            notes.insert(0, f"the drain did not finish within --drain-timeout {graph.drain_timeout:g} s: stopped at "
+                            "once (the sinks kept what had reached them)")
+        name = NAMES.get(e.signum, f"signal {e.signum}")
+        raise fail("\n".join([f"interrupted ({name}): the run was stopped", *notes]), EXIT_CODES.get(e.signum, 130))
     except GraphRunError as e:
         if interrupted(e):
             raise fail("interrupted (Ctrl-C): the run was stopped", 130)
@@ -202,6 +256,20 @@ def run_or_exit(graph, side_packets: dict[str, Any], *, trace: bool = False, qui
         raise fail(config_message(e, "with the side packets"), EXIT_FAILED)
     except KeyboardInterrupt:
         raise fail("interrupted (Ctrl-C): the run was stopped", 130)
+
+
+def _exit_on_late_signals() -> None:
+    """Outside the run (before it, and while the command reports and exits after it), SIGINT and
+    SIGTERM end the command at once with 130 / 143, instead of Python's defaults (a traceback, or
+    death by the signal). The run's own handler (pipeline/signals.py) comes back to this one."""
+    from pipeline.signals import EXIT_CODES
+
+    def leave(signum, _frame):
+        raise SystemExit(EXIT_CODES.get(signum, 128 + signum))
+
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, leave)
 
 
 def _stop(graph) -> None:

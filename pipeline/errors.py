@@ -153,3 +153,36 @@ def _rebuild_run_error(cls, node, calculator, phase, timestamp, cause, cause_tra
     err.cause, err.cause_traceback = cause, cause_traceback
     err.__cause__ = cause
     return err
+
+class StuckCall(VpipeError):
+    """The cause of a ``NodeStuckError``: a call that did not return within its bound."""
+
+
+class NodeStuckError(GraphRunError):
+    """A calculator did not return from a call within the run's ``stuck_timeout`` after the run was
+    stopped; it was abandoned (its thread left running, the node never closed under it).
+    ``cause_traceback`` is where its thread is stuck."""
+
+    def __init__(self, node: str, calculator: str, phase: str, timestamp: int | None, bound_s: float,
+                 stack: str = ""):
+        from .timestamp import Timestamp
+
+        cause = StuckCall(f"no return within {bound_s:g} s of the stop")
+        super().__init__(node, calculator, phase, timestamp, cause)
+        self.bound_s = bound_s
+        self.cause_traceback = stack or self.cause_traceback
+        at = "" if timestamp is None else f" at timestamp {Timestamp.name(timestamp)}"
+        self.args = (f"node '{node}' ({calculator}) is stuck in {phase}{at}: it did not return within "
+                     f"{bound_s:g} s of the stop; abandoned (its thread is left running, the node is not closed)",)
+
+    def __str__(self) -> str:
+        return f"{self.args[0]}\n\nWhere it is stuck:\n{self.cause_traceback}"
+
+    def __reduce__(self):
+        return (_rebuild_stuck, (self.node, self.calculator, self.phase, self.timestamp, self.bound_s,
+                                 self.cause_traceback))
+
+
+def _rebuild_stuck(*args) -> "NodeStuckError":
+    return NodeStuckError(*args)
+

@@ -22,16 +22,21 @@ threads, throttling; ``run_state.py`` the run state and its condition; this file
 from __future__ import annotations
 
 import dataclasses
+import logging
+import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Callable
 
 import networkx as nx
 
 from . import config as _config
+from . import paths as _paths
+from . import signals as _signals
 from .context import Context, make_context
-from .errors import GraphConfigError, GraphRunError, Problem, QueueFullError
+from .errors import GraphConfigError, GraphRunError, NodeStuckError, Problem, QueueFullError
 from .node import NodeRuntime
 from .run_state import RunState, State
 from .scheduler import Executor, Scheduler, default_threads
@@ -43,16 +48,32 @@ _tuple_new = tuple.__new__  # builds a Packet without the namedtuple's Python-le
 
 __all__ = ["Context", "Executor", "Graph", "NodeRuntime", "Poller", "State", "Stream", "default_threads"]
 
+log = logging.getLogger("vpipe")
+
+DRAIN_TIMEOUT_S = 10.0  # a clean stop drains what is in the graph for at most this long
+STUCK_TIMEOUT_S = 5.0  # a shutdown waits at most this long for calls in progress (and for each close)
+
 
 class Graph:
     """A graph of calculators. Build with ``from_yaml``/``from_dict``; run with ``run`` or
     ``start`` + ``add_packet`` + ``close_input`` + ``wait``. Usable as a context manager (cancels
-    and waits on exit)."""
+    and waits on exit).
 
-    def __init__(self, spec: _config.GraphSpec, threads: int | None = None):
+    ``drain_timeout``: how long a clean stop (``request_stop``, Ctrl-C) lets what is already in the
+    graph flow into the sinks before it stops at once (default 10 s). ``stuck_timeout``: how long
+    the shutdown waits for calls still running, and for each ``close``, before it names the node
+    as stuck and abandons it (default 5 s). See docs/graphs.md, "Stopping"."""
+
+    def __init__(self, spec: _config.GraphSpec, threads: int | None = None, *,
+                 drain_timeout: float = DRAIN_TIMEOUT_S, stuck_timeout: float = STUCK_TIMEOUT_S):
+        if drain_timeout < 0 or stuck_timeout < 0:
+            raise ValueError(f"drain_timeout and stuck_timeout must be >= 0 s, got {drain_timeout} and {stuck_timeout}")
         self.spec = spec
         self.name = spec.name
         self.threads = threads or default_threads()
+        self.drain_timeout = float(drain_timeout)
+        self.stuck_timeout = float(stuck_timeout)
+        self._opening = False  # start() is opening calculators in the caller's thread (signals.py, rule 2)
         self._observers: dict[str, list] = {}
         self._wanted: set[str] = set()  # streams observed or polled by someone who wants them
         self._started = False
@@ -62,18 +83,21 @@ class Graph:
 
     @classmethod
     def from_yaml(cls, source, search_paths: list | None = None, threads: int | None = None, *,
-                  trust: bool = False) -> "Graph":
-        """From a path or YAML text. ``trust=True`` imports the plugins it names (``pipeline.plugins``)."""
+                  trust: bool = False, **bounds) -> "Graph":
+        """From a path or YAML text. ``trust=True`` imports the plugins it names (``pipeline.plugins``);
+        ``bounds``: ``drain_timeout``, ``stuck_timeout``."""
         paths = [Path(p) for p in (search_paths or [])]
-        return cls(_config.load(source if not isinstance(source, Path) else source, paths, trust=trust), threads)
+        return cls(_config.load(source if not isinstance(source, Path) else source, paths, trust=trust), threads,
+                   **bounds)
 
     @classmethod
     def from_dict(cls, data: dict, search_paths: list | None = None, threads: int | None = None, *,
-                  trust: bool = False) -> "Graph":
-        return cls(_config.parse(data, "<dict>", [Path(p) for p in (search_paths or [])], trust=trust), threads)
+                  trust: bool = False, **bounds) -> "Graph":
+        return cls(_config.parse(data, "<dict>", [Path(p) for p in (search_paths or [])], trust=trust), threads,
+                   **bounds)
 
     def _reset_run_state(self) -> None:
-        self._run = RunState()
+        self._run = RunState(self.drain_timeout)
         self._sched: Scheduler | None = None
         self._feed_lock = threading.Lock()
         self._fed: set[str] = set()  # graph inputs whose first packet's type was checked
@@ -134,14 +158,24 @@ class Graph:
             raise
         self._build(spec, options)
         self._wire()
-        self._open()
-        self._start_time = time.perf_counter()
-        try:
-            self._launch()
-        except BaseException:
-            self.cancel()
-            self._shutdown()
-            raise
+        # Ctrl-C while opening and launching never lands inside threading's locks (signals.py):
+        # the first asks for a clean stop, a second leaves a hung open() with StopSignal.
+        with _signals.watching(self) as watch:
+            self._opening = True
+            try:
+                self._open()
+            finally:
+                self._opening = False
+            self._start_time = time.perf_counter()
+            try:
+                self._launch()
+            except BaseException:
+                self.cancel()
+                self._shutdown()
+                raise
+        if watch.received:  # Ctrl-C while starting (library use): end the run, then say so
+            self.wait()
+            raise KeyboardInterrupt
         return self
 
     def _resolve(self, given: dict) -> tuple[_config.GraphSpec, dict]:
@@ -180,6 +214,10 @@ class Graph:
             model = ns.cls.Options
             if model is not None and not node_problems:
                 options[ns.name] = model.model_validate(opts)
+        if not problems:
+            # An output on an input (or two outputs on one file) would destroy data: refused now.
+            problems += _paths.check_files([(ns.name, ns.calculator, ns.cls.Options, options.get(ns.name), ns.file,
+                                             ns.line) for ns in spec.nodes])
         if problems:
             raise GraphConfigError(problems)
         return spec, options
@@ -355,6 +393,11 @@ class Graph:
         return self._run.state
 
     @property
+    def drain_expired(self) -> bool:
+        """True when a clean stop did not drain within ``drain_timeout`` and was cut short."""
+        return self._run.drain_expired
+
+    @property
     def done(self) -> bool:
         """True once the run has ended (done, cancelled or failed); ``wait()`` then returns at once."""
         return self._started and self._run.ended
@@ -365,8 +408,9 @@ class Graph:
         return self._run
 
     def request_stop(self) -> None:
-        """Ends the run cleanly: sources stop producing and graph inputs close; what is in
-        flight drains; ``wait()`` returns normally."""
+        """Ends the run cleanly: sources stop producing and graph inputs close; what is already
+        in the graph drains into the sinks (for at most ``drain_timeout``, then the run stops at
+        once); ``wait()`` returns normally."""
         self._run.drain()
         for s in self.spec.inputs:
             try:
@@ -374,28 +418,56 @@ class Graph:
             except Exception:  # noqa: BLE001 - already closed
                 pass
 
-    def cancel(self) -> None:
-        """Stops the run at once: sources stop, queued packets are discarded, every opened
-        calculator is closed. ``wait()`` then returns without error."""
-        self._run.cancel()
+    def cancel(self, stuck_timeout: float | None = None) -> None:
+        """Stops the run at once: sources stop, nothing more is processed except that every sink
+        writes what already reached it, then every opened calculator is closed. ``wait()`` then
+        returns without error, unless a calculator stayed stuck in a call for ``stuck_timeout``
+        (default: the graph's): ``NodeStuckError`` names it. A second Ctrl-C passes a short one."""
+        self._run.cancel(stuck_timeout)
 
     def wait(self, timeout: float | None = None) -> None:
-        """Waits for the run to end; raises the run's error (``GraphRunError``) if any.
+        """Waits for the run to end; raises the run's error (``GraphRunError``) if any, or
+        ``TimeoutError`` after ``timeout`` s (the run goes on: cancel it).
 
-        On Ctrl-C the run is cancelled cleanly and ``KeyboardInterrupt`` propagates."""
+        Ctrl-C (where no other SIGINT handler is installed) stops the run as ``request_stop`` does,
+        a second one as ``cancel`` does; ``KeyboardInterrupt`` is raised once the run has ended."""
         if not self._started:
             raise RuntimeError("start() the graph before wait()")
         run = self._run
         try:
-            if not run.wait_until(run.is_set, timeout):
-                raise TimeoutError(f"graph '{self.name}' did not finish within {timeout} s")
-        except KeyboardInterrupt:
+            with _signals.watching(self) as watch:
+                if not self._wait_end(timeout):
+                    raise TimeoutError(f"graph '{self.name}' did not finish within {timeout} s")
+                self._shutdown()
+        except KeyboardInterrupt:  # a SIGINT handler of the user's raised it
             self.cancel()
             self._shutdown()
             raise
-        self._shutdown()
+        if watch.received:
+            raise KeyboardInterrupt
         if run.error is not None:
             raise run.error
+
+    def _wait_end(self, timeout: float | None) -> bool:
+        """Waits for the run to end; a drain past ``drain_timeout`` is cut short (cancelled)."""
+        run = self._run
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not run.ended:
+            state = run.state
+            now = time.monotonic()
+            left = None if deadline is None else deadline - now
+            if state is State.DRAINING:
+                drain_left = run.drain_deadline - now
+                if drain_left <= 0:
+                    if run.expire_drain():  # reported by drain_expired (vpipe run prints it after its cause)
+                        log.info("graph '%s': the drain did not finish within drain_timeout=%g s; stopping at "
+                                 "once (sinks keep what reached them)", self.name, self.drain_timeout)
+                    continue
+                left = drain_left if left is None else min(left, drain_left)
+            if left is not None and left <= 0:
+                return False
+            run.wait_until(lambda: run.ended or run.state is not state, left)
+        return True
 
     def wait_until_idle(self, timeout: float | None = None) -> None:
         """Waits until no node has work left: every packet fed so far has gone as far as it can
@@ -418,26 +490,71 @@ class Graph:
             raise TimeoutError(f"graph '{self.name}' did not become idle within {timeout} s")
 
     def _shutdown(self) -> None:
+        """Joins the run's threads (until the stuck deadline), names the nodes stuck in a call,
+        and closes every opened node not stuck, sinks first."""
         if self._end_time is not None:
             return
+        run = self._run
+        stuck: set[NodeRuntime] = set()
         if self._sched is not None:
-            self._sched.join()
-        self._close_opened()
+            run.stop_calls_by(self.stuck_timeout)
+            alive = self._sched.join()
+            if alive:
+                run.halt()
+                alive = self._sched.finish_sink_calls(run.stuck_bound)
+                stuck = self._report_stuck(alive)
+        self._close_opened(stuck)
         self._end_time = time.perf_counter()
 
-    def _close_opened(self) -> None:
-        for node in self._nodes:
-            if node.opened and not node.closed:
-                node.closed = True
-                ctx = node.ctx
-                ctx.timestamp = None
-                ctx.inputs = {}
-                try:
-                    node.calc.close(ctx)
-                except BaseException as e:  # noqa: BLE001
-                    err = GraphRunError(node.name, node.spec.calculator, "close", None, e)
-                    err.__cause__ = e
-                    self._run.fail(err)
+    def _report_stuck(self, alive: list[threading.Thread]) -> set[NodeRuntime]:
+        """Names each node whose call a thread still alive is in (read off the thread's stack,
+        which costs nothing while the run goes well), records it as a ``NodeStuckError``, and
+        returns those nodes (never to be closed). Any other thread still alive is in no call."""
+        frames = sys._current_frames()
+        stuck = set()
+        for th in alive:
+            frame = frames.get(th.ident)
+            found = _call_in(frame) if frame is not None else None
+            if found is None:
+                continue
+            node, phase = found
+            t = node.ctx.timestamp if phase == "process" and node.max_in_flight == 1 else None
+            stack = "".join(traceback.format_stack(frame))
+            err = NodeStuckError(node.name, node.spec.calculator, phase, t, self._run.stuck_bound, stack)
+            log.info("%s", err.args[0])  # the error itself reaches whoever waits (wait() raises it)
+            self._run.fail(err)
+            stuck.add(node)
+        return stuck
+
+    def _close_opened(self, stuck: set | frozenset = frozenset()) -> None:
+        """Closes every opened node that is not closed yet and not ``stuck`` in a call, sinks
+        first (their files matter most), each in a closer thread given ``stuck_timeout``: a close
+        that does not return is named as stuck and left, and the next closer takes the rest."""
+        sinks = [n for n in self._nodes if n.sink]
+        todo = sinks + [n for n in reversed(self._nodes) if not n.sink]
+        todo = [n for n in todo if n.opened and not n.closed and n not in stuck]
+        run = self._run
+        while todo:
+            closer = _Closer(todo, run)
+            th = threading.Thread(target=closer.close_all, name="vpipe-close", daemon=True)
+            th.start()
+            while True:
+                with run.cond:
+                    node, since, finished = closer.current, closer.since, closer.finished
+                if finished:
+                    th.join()
+                    todo = []
+                    break
+                left = since + self.stuck_timeout - time.monotonic()
+                if left <= 0:
+                    frames = sys._current_frames()
+                    stack = "".join(traceback.format_stack(frames[th.ident])) if th.ident in frames else ""
+                    err = NodeStuckError(node.name, node.spec.calculator, "close", None, self.stuck_timeout, stack)
+                    log.info("%s", err.args[0])
+                    run.fail(err)
+                    todo = todo[todo.index(node) + 1:]
+                    break
+                run.wait_until(lambda: closer.finished or closer.current is not node, left)
 
     def _teardown_unstarted(self) -> None:
         self._end_time = time.perf_counter()
@@ -531,6 +648,56 @@ class Graph:
                 "side_packets": dict(spec.side_packets), "executors": dict(spec.executors),
                 "nodes": nodes, "edges": edges}
 
+
+class _Closer:
+    """Closes nodes one after another in a thread of its own, telling the run's condition after
+    each; ``current`` and ``since`` say which close runs now and since when."""
+
+    def __init__(self, nodes: list[NodeRuntime], run: RunState):
+        self.nodes = nodes
+        self.run = run
+        self.current: NodeRuntime | None = None
+        self.since = time.monotonic()
+        self.finished = False
+
+    def close_all(self) -> None:
+        run = self.run
+        try:
+            for node in self.nodes:
+                with run.cond:
+                    self.current, self.since = node, time.monotonic()
+                    run.cond.notify_all()
+                node.close_at_shutdown()
+        finally:
+            with run.cond:
+                self.finished = True
+                run.cond.notify_all()
+
+
+# The frames of the framework that run a calculator's call: (function name, phase, local holding the node).
+_CALL_FRAMES = {
+    ("step", "process", "self"), ("_call", "process", "self"), ("_process_concurrent", "process", "self"),
+    ("_close_node", "close", "self"), ("close_at_shutdown", "close", "self"), ("_source_loop", "source", "node"),
+}
+_CALL_NAMES = {name: (phase, local) for name, phase, local in _CALL_FRAMES}
+
+
+def _call_in(frame) -> tuple[NodeRuntime, str] | None:
+    """(node, phase) of the calculator call a thread's stack is in, innermost first; None if none."""
+    from . import node as _node_module, scheduler as _sched_module
+
+    files = {_node_module.__file__, _sched_module.__file__}
+    f = frame
+    while f is not None:
+        code = f.f_code
+        hit = _CALL_NAMES.get(code.co_name)
+        if hit is not None and code.co_filename in files:
+            phase, local = hit
+            node = f.f_locals.get(local)
+            if isinstance(node, NodeRuntime):
+                return node, phase
+        f = f.f_back
+    return None
 
 
 

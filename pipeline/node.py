@@ -24,6 +24,11 @@ Three ways through ``step``:
 - ``max_in_flight > 1``: calls run concurrently; each call's outputs are buffered in its
   ``InFlightCall`` and flushed in start order, so outputs stay in timestamp order.
 
+A stopping run (cancelled or failed) drops work at every node but the sinks (nodes without outputs,
+``sink``): they go on writing what reached them until the run is ``halted`` (run_state.py), so a
+failure elsewhere still leaves their files whole. ``close_at_shutdown`` closes what did not finish,
+once no call of the node can run (see its docstring).
+
 The offset contract (bound propagation) is written once, in ``_bound_after`` and ``_advance_outputs``.
 With ``max_in_flight > 1`` every emission, bounds included, goes through ``_flush``, one thread at a
 time, so no two threads ever write the same output stream.
@@ -73,7 +78,7 @@ class NodeRuntime:
                  "outputs", "out_streams", "calc", "process", "options", "side", "opened", "closed", "finished",
                  "active", "max_in_flight", "policy", "immediate", "offset", "process_bounds", "propagated",
                  "is_source", "simple", "executor", "ctx", "inflight", "flushing", "count", "time_ns", "drops",
-                 "q0", "tag0", "claim", "__weakref__")
+                 "q0", "tag0", "claim", "sink", "__weakref__")
 
     def __init__(self, graph: "Graph", spec: _config.NodeSpec, depth: int, run: "RunState", sched: "Scheduler"):
         self.graph = graph
@@ -116,6 +121,7 @@ class NodeRuntime:
         self.q0: InputQueue | None = None
         self.tag0 = ""
         self.claim = {0: True}  # simple nodes: present when free; popped by whoever activates the node
+        self.sink = not spec.outputs  # writes what reached it even while a stopping run shuts down
 
     def add_output(self, tag: str, stream: Stream) -> None:
         self.outputs[tag] = stream
@@ -265,7 +271,7 @@ class NodeRuntime:
         q = self.q0
         dq = q.dq
         run = self.run
-        if not dq or run.stopping:
+        if not dq or run.stopping and not (self.sink and not run.halted):
             return self._simple_idle(ready)
         p = dq.popleft()  # the claim makes this worker the queue's only consumer
         if q.full:
@@ -300,7 +306,7 @@ class NodeRuntime:
                     if s.bound < nb:
                         s.set_bound(nb, ready)
         if dq:
-            return not run.stopping or self._simple_idle(ready)
+            return not run.stopping or self._simple_idle(ready)  # (a sink drains: see _simple_idle)
         # _simple_idle() for its common case, inlined: nothing left, release the claim, look again
         claim = self.claim
         claim[0] = True
@@ -320,7 +326,7 @@ class NodeRuntime:
         claim = self.claim
         offset = self.offset
         while True:
-            if run.stopping:
+            if run.stopping and not (self.sink and dq and not run.halted):
                 claim[0] = True
                 return False
             b = q.bound
@@ -347,7 +353,7 @@ class NodeRuntime:
         run = self.run
         call = None
         with self.lock:
-            if run.stopping:
+            if run.stopping and not (self.sink and not run.halted):
                 self.active -= 1
                 return False
             policy = self.policy
@@ -376,7 +382,7 @@ class NodeRuntime:
         elif not self._call(inputs.timestamp, inputs.inputs, inputs.bounds, ready, trace):
             return False
         with self.lock:
-            if not run.stopping and self.policy.readiness(self):
+            if (not run.stopping or (self.sink and not run.halted)) and self.policy.readiness(self):
                 return True
             self.active -= 1
             return False
@@ -477,3 +483,25 @@ class NodeRuntime:
                 self.fail("close", None, e)
         for s in self.out_streams:
             s.close(ready)
+
+    def close_at_shutdown(self) -> bool:
+        """The shutdown's close of a node that did not finish on its own; False when it is not
+        opened or already closed. The shutdown calls it only once no call of this node can run:
+        the run's threads have ended, or it is halted and no thread left is in this node's call
+        (graph.py reads that off their stacks), so a node is never closed under its call."""
+        with self.lock:
+            if not self.opened or self.closed:
+                return False
+            self.closed = True
+        ctx = self.ctx
+        ctx.timestamp = None
+        ctx.inputs = {}
+        ctx._buffer = None
+        ctx._bounds = None
+        try:
+            self.calc.close(ctx)
+        except BaseException as e:  # noqa: BLE001
+            err = GraphRunError(self.name, self.spec.calculator, "close", None, e)
+            err.__cause__ = e
+            self.run.fail(err)
+        return True

@@ -33,6 +33,17 @@ RUNNING, for calculators that pace themselves with ``ctx.stop_event.wait(delay)`
 For the code that stops runs (signals, drain bounds): ``drain()`` and ``cancel()`` return whether they
 changed the state (so a second Ctrl-C can tell it is the second), ``wait_until`` with a deadline is
 how a bounded drain waits, and ``state`` may be read at any time without the lock.
+
+Bounds (the Graph's ``drain_timeout`` and ``stuck_timeout``, docs/graphs.md "Stopping"):
+
+- ``drain_deadline``: set by ``drain()``; ``Graph.wait`` cancels a drain still going past it.
+- ``stuck_deadline``: how long the shutdown waits for the threads of the run; set when the shutdown
+  begins (``stop_calls_by``) and brought forward by ``cancel(stuck_timeout=...)`` (a second Ctrl-C).
+  Until then sinks keep writing what reached them, also in CANCELLED and FAILED (``sinks_drain``).
+- ``halted``: set once that deadline passed: nothing more is called, not even a sink; a node still
+  in a call is stuck, named and abandoned (never closed while its call runs).
+- ``threads``: the run's threads still running; each one's end notifies ``cond``, which is how the
+  shutdown waits for them with a deadline.
 """
 
 from __future__ import annotations
@@ -59,16 +70,24 @@ _ENDED = frozenset((State.CANCELLED, State.FAILED, State.DONE))
 class RunState:
     """One run's state, its errors and the condition every framework wait uses."""
 
-    __slots__ = ("state", "stopping", "cond", "stop_event", "error", "errors", "unfinished")
+    __slots__ = ("state", "stopping", "cond", "stop_event", "error", "errors", "unfinished", "drain_timeout",
+                 "drain_deadline", "drain_expired", "stuck_deadline", "stuck_bound", "halted", "threads")
 
-    def __init__(self) -> None:
+    def __init__(self, drain_timeout: float = 10.0) -> None:
         self.state = State.RUNNING
-        self.stopping = False  # CANCELLED or FAILED: drop queued work, stop at once
+        self.stopping = False  # CANCELLED or FAILED: drop queued work, stop at once (sinks drain)
         self.cond = threading.Condition(threading.Lock())
         self.stop_event = threading.Event()
         self.error: GraphRunError | None = None
         self.errors: list[GraphRunError] = []
         self.unfinished = 0  # nodes that have not finished yet
+        self.drain_timeout = drain_timeout
+        self.drain_deadline: float | None = None
+        self.drain_expired = False  # the drain was cut short by its bound
+        self.stuck_deadline: float | None = None
+        self.stuck_bound = 0.0  # the wait that set stuck_deadline, in s (for the report)
+        self.halted = False  # nothing more is called (past stuck_deadline)
+        self.threads = 0
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -107,16 +126,60 @@ class RunState:
         with self.cond:
             if self.state is not State.RUNNING:
                 return False
+            self.drain_deadline = time.monotonic() + self.drain_timeout
             self._move(State.DRAINING)
             return True
 
-    def cancel(self) -> bool:
-        """RUNNING/DRAINING → CANCELLED. Returns False when the run had already ended."""
+    def cancel(self, stuck_timeout: float | None = None) -> bool:
+        """RUNNING/DRAINING → CANCELLED. Returns False when the run had already ended. With
+        ``stuck_timeout``, the shutdown waits no longer than that from now for calls in progress."""
         with self.cond:
+            if stuck_timeout is not None:
+                self._bring_forward(stuck_timeout)
             if self.state in _ENDED:
+                self.cond.notify_all()
                 return False
             self._move(State.CANCELLED)
             return True
+
+    def expire_drain(self) -> bool:
+        """DRAINING past its deadline → CANCELLED (what was still queued is dropped)."""
+        with self.cond:
+            if self.state is not State.DRAINING:
+                return False
+            self.drain_expired = True
+            self._move(State.CANCELLED)
+            return True
+
+    def _bring_forward(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        if self.stuck_deadline is None or deadline < self.stuck_deadline:
+            self.stuck_deadline = deadline
+            self.stuck_bound = timeout
+
+    def stop_calls_by(self, timeout: float) -> None:
+        """The shutdown begins: threads have until ``timeout`` s from now (or an earlier deadline)."""
+        with self.cond:
+            self._bring_forward(timeout)
+
+    def past_stuck_deadline(self) -> bool:
+        return self.stuck_deadline is not None and time.monotonic() >= self.stuck_deadline
+
+    def halt(self) -> None:
+        """Nothing more is called, not even a sink (the stuck deadline passed)."""
+        with self.cond:
+            self.halted = True
+            self.stopping = True
+            self.cond.notify_all()
+
+    def threads_started(self, n: int) -> None:
+        with self.cond:
+            self.threads += n
+
+    def thread_ended(self) -> None:
+        with self.cond:
+            self.threads -= 1
+            self.cond.notify_all()
 
     def fail(self, err: GraphRunError) -> None:
         """Records an error; the first one becomes the run's error and the run FAILED."""

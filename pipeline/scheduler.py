@@ -57,6 +57,7 @@ class Executor:
         self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
+        self.sched.run.threads_started(self.nthreads)
         for i in range(self.nthreads):
             th = threading.Thread(target=self._worker, name=f"vpipe-{self.name}-{i}", daemon=True)
             self.threads.append(th)
@@ -76,6 +77,12 @@ class Executor:
             self.cond.notify_all()
 
     def _worker(self) -> None:
+        try:
+            self._work()
+        finally:
+            self.sched.run.thread_ended()  # the shutdown waits for this, with a deadline
+
+    def _work(self) -> None:
         sched = self.sched
         trace = sched.trace
         ready: list = []
@@ -170,22 +177,48 @@ class Scheduler:
                         node.active += 1
                         ready.append(node)
         self.dispatch(ready)
+        self.run.threads_started(len(self.source_threads))
         for th in self.source_threads:
             th.start()
 
-    def join(self) -> None:
-        """Waits for the sources to stop, then for the workers (discarding queued work when the
-        run is stopping)."""
+    def join(self) -> list[threading.Thread]:
+        """Waits for the sources to stop and the workers to run out of work (sinks write what
+        reached them, also when the run is stopping), until the run's stuck deadline; returns the
+        threads still running then (each stuck in a call)."""
+        run = self.run
         me = threading.current_thread()
-        for th in self.source_threads:
-            if th is not me:
-                th.join()
         for ex in self.executors.values():
-            ex.stop(discard=self.run.stopping)
-        for ex in self.executors.values():
-            for th in ex.threads:
-                if th is not me:
-                    th.join()
+            ex.stop(discard=False)  # a stopping run's non-sink steps return at once
+        threads = [th for th in self.source_threads + [t for ex in self.executors.values() for t in ex.threads]
+                   if th is not me]
+        mine = 1 if me in self.source_threads or any(me in ex.threads for ex in self.executors.values()) else 0
+
+        def over() -> bool:
+            return run.threads <= mine or run.past_stuck_deadline()
+
+        while not run.wait_until(over, max(0.0, run.stuck_deadline - time.monotonic())):
+            pass  # the deadline moved later: cannot happen (it only comes forward); re-check
+        if run.threads > mine:
+            return [th for th in threads if th.is_alive()]
+        for th in threads:
+            th.join()  # each has left its loop: this returns at once
+        return []
+
+    def finish_sink_calls(self, timeout: float) -> list[threading.Thread]:
+        """After ``halt``: a sink still in a call (writing a frame that reached it) gets up to
+        ``timeout`` to finish it, so its file can still be finalized; returns the threads still
+        running then."""
+        run = self.run
+        me = threading.current_thread()
+        threads = [th for th in self.source_threads + [t for ex in self.executors.values() for t in ex.threads]
+                   if th is not me]
+        mine = len(self.source_threads) + sum(len(ex.threads) for ex in self.executors.values()) - len(threads)
+
+        def settled() -> bool:
+            return run.threads <= mine or not any(n.sink and n.is_active() and not n.finished for n in self.nodes)
+
+        run.wait_until(settled, timeout)
+        return [th for th in threads if th.is_alive()]
 
     def dispatch(self, ready: list) -> None:
         """Hands ready nodes found outside a worker (feed, sources) to their executors."""
@@ -197,6 +230,12 @@ class Scheduler:
     # -- sources -----------------------------------------------------------------------------------
 
     def run_source(self, node: "NodeRuntime") -> None:
+        try:
+            self._source_loop(node)
+        finally:
+            self.run.thread_ended()
+
+    def _source_loop(self, node: "NodeRuntime") -> None:
         run = self.run
         ctx = node.ctx
         calc = node.calc

@@ -13,6 +13,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from .errors import TimestampError
+from .readonly import FREEZERS, _new as _first_freeze
 from .timestamp import Packet, Timestamp
 
 if TYPE_CHECKING:
@@ -60,6 +61,10 @@ class Stream:
         self._on_packet = tuple(x.on_packet for x in self.direct)
 
     def send(self, packet: Packet, ready: list) -> None:
+        v = packet[0]  # handed out read-only: a consumer writing into it fails (readonly.py)
+        f = FREEZERS.get(v.__class__, _first_freeze)
+        if f is not None:
+            f(v)
         t = packet[1]
         if t < self.bound:
             self._refuse(t)

@@ -38,7 +38,8 @@ from pipeline import Any, Calculator, Input, register
 class ImageWriterOptions(BaseModel):
     pattern: str = Field(description="file name pattern with {index}, {timestamp}, {name} or {stem} (the source "
                                      "image's file name, from PATH), e.g. out/f_{index:05d}.png or out/{name}; "
-                                     "without a field: one image")
+                                     "without a field: one image",
+                         json_schema_extra={"file": "write"})
     quality: int = Field(95, ge=0, le=100, description="JPEG/WebP quality")
     make_dirs: bool = Field(True, description="create the pattern's folder when missing")
 
@@ -127,7 +128,8 @@ class ImageWriter(Calculator):
 
 
 class JsonlWriterOptions(BaseModel):
-    path: str = Field(description="output .jsonl file (truncated at open unless append)")
+    path: str = Field(description="output .jsonl file (truncated at open unless append)",
+                      json_schema_extra={"file": "write"})
     key: str | None = Field(None, description='the value\'s key; default "detections" for Detections, else "value"')
     append: bool = False
     make_dirs: bool = Field(True, description="create the file's folder when missing")

@@ -35,7 +35,8 @@ SHORT_TIME_BASE = ("mpeg4", "h263", "h263p", "msmpeg4", "msmpeg4v2", "flv")
 
 
 class VideoWriterOptions(BaseModel):
-    path: str = Field(description="output file; the container comes from the extension (.mp4, .mkv, .mov, .avi, .ts)")
+    path: str = Field(description="output file; the container comes from the extension (.mp4, .mkv, .mov, .avi, .ts)",
+                      json_schema_extra={"file": "write"})
     codec: str = Field("auto", description="auto: libx264, else libopenh264, else mpeg4 (logged); or any FFmpeg encoder name")
     crf: int | None = Field(23, ge=0, le=63, description="constant quality (x264: 0 lossless .. 51); ignored when bitrate is set")
     bitrate: int | None = Field(None, gt=0, description="target bits per second (instead of crf)")

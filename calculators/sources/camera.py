@@ -38,7 +38,8 @@ log = logging.getLogger("vpipe.sources.camera")
 
 
 class CameraSourceOptions(BaseModel):
-    device: int | str = Field(0, description="a device index (0 = /dev/video0), a device path, or any source OpenCV opens")
+    device: int | str = Field(0, description="a device index (0 = /dev/video0), a device path, or any source OpenCV opens",
+                              json_schema_extra={"file": "read"})
     size: tuple[int, int] | None = Field(None, description="requested (width, height); the device may pick the closest")
     fps: float | None = Field(None, gt=0, description="requested frame rate")
     format: OutputFormat = "RGB"

@@ -30,7 +30,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", "
 
 
 class ImageSourceOptions(BaseModel):
-    path: str = Field(description="an image file, a folder (its images) or a glob pattern")
+    path: str = Field(description="an image file, a folder (its images) or a glob pattern",
+                      json_schema_extra={"file": "read"})
     rate: float = Field(30.0, gt=0, description="images per second of timestamps")
     order: Literal["name", "natural"] = Field(
         "name", description="name: sorted by file name; natural: numbers compared as numbers (img2 < img10)")

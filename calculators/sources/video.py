@@ -23,6 +23,7 @@ from typing import Iterator, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
+from calculators.sources.av_interrupt import abortable
 from calculators.sources.common import (
     AV_FORMATS, MediaError, MonotonicTimestamps, Pacer, VideoInfo, VideoOutputFormat, is_network_uri,
     set_side_output,
@@ -35,7 +36,7 @@ log = logging.getLogger("vpipe.sources.video")
 
 class VideoSourceOptions(BaseModel):
     uri: str = Field(description="a file path, a URL (rtsp://, http(s)://, udp://, tcp://, srt://, ...) "
-                                 "or a catalog sample (sample:carphone)")
+                                 "or a catalog sample (sample:carphone)", json_schema_extra={"file": "read"})
     start_s: float | None = Field(None, ge=0, description="skip frames before this presentation time")
     stop_s: float | None = Field(None, gt=0, description="stop at this presentation time (exclusive)")
     loop: bool | int = Field(False, description="true: repeat forever; an int n >= 1: play n times in all")
@@ -58,6 +59,10 @@ class VideoSourceOptions(BaseModel):
     max_backoff_s: float = Field(5.0, gt=0)
     strict: bool = Field(False, description="a truncated or corrupt file is an error instead of a warning")
     av_options: dict[str, str] = Field(default_factory=dict, description="FFmpeg format options, e.g. {rtsp_transport: tcp}")
+
+
+class Stopped(Exception):
+    """The run stopped while the reader waited for the network (not an error)."""
 
 
 def _to_us(pts: int, time_base) -> int:
@@ -165,9 +170,16 @@ class VideoReader:
             if not os.access(self.uri, os.R_OK):
                 raise MediaError(f"{self._where()}: permission denied")
         t0 = time.monotonic()
+        if self.stop_event.is_set():
+            raise Stopped(f"{self._where()}: stopped before opening")
         try:
-            container = av.open(self.uri, mode="r", options=dict(self.o.av_options),
-                                timeout=(self.o.open_timeout_s, self.o.read_timeout_s))
+            with abortable(self.stop_event):  # a stop ends the open at FFmpeg's next poll
+                container = av.open(self.uri, mode="r", options=dict(self.o.av_options),
+                                    timeout=(self.o.open_timeout_s, self.o.read_timeout_s))
+        except av.error.ExitError as e:
+            if self.stop_event.is_set():
+                raise Stopped(f"{self._where()}: stopped while opening") from e
+            raise MediaError(f"{self._where()}: no answer within open_timeout_s={self.o.open_timeout_s}") from e
         except av.error.ProtocolNotFoundError as e:
             scheme = self.uri.partition("://")[0].lower()
             others = ", ".join(f"{p}://" for p in ("rtsp", "http(s)", "udp", "tcp", "rtmp") if not p.startswith(scheme))
@@ -175,8 +187,6 @@ class VideoReader:
                 f"{self._where()}: unsupported URL scheme {scheme!r}: the FFmpeg inside PyAV was built without "
                 f"the {scheme} protocol; use a file path or another protocol ({others}), or a PyAV built "
                 f"with {scheme}") from e
-        except av.error.ExitError as e:
-            raise MediaError(f"{self._where()}: no answer within open_timeout_s={self.o.open_timeout_s}") from e
         except (av.error.FFmpegError, OSError) as e:
             if isinstance(e, av.error.FFmpegError) and time.monotonic() - t0 >= self.o.open_timeout_s:
                 # The timeout cut a read short and the demuxer reported that as its own error
@@ -245,7 +255,12 @@ class VideoReader:
         import av
 
         last = None
-        for packet in self.container.demux(self.stream):
+        demux = self.container.demux(self.stream)
+        while True:
+            with abortable(self.stop_event):  # a stop ends a blocked network read at once
+                packet = next(demux, None)
+            if packet is None:
+                return
             try:
                 decoded = packet.decode()
             except av.error.InvalidDataError as e:
@@ -266,6 +281,12 @@ class VideoReader:
 
     def frames(self) -> Iterator[tuple[int, np.ndarray]]:
         """Decoded frames as (timestamp_us, array in the output format), until the end or a stop."""
+        try:
+            yield from self._frames()
+        except Stopped:  # a stop while reopening or reconnecting
+            return
+
+    def _frames(self) -> Iterator[tuple[int, np.ndarray]]:
         import av
 
         if self.container is None:
@@ -424,14 +445,18 @@ class VideoSource(Calculator):
     def open(self, ctx):
         self.reader = VideoReader(ctx.options, name=f"{ctx.calculator} {ctx.node!r}",
                                   stop_event=ctx.stop_event)
-        info = self.reader.open()
+        self.iter = None
+        try:
+            info = self.reader.open()
+        except Stopped:  # the run was stopped while a network stream was opening
+            return
         set_side_output(ctx, "INFO", info)
         self.pacer = Pacer(self.reader.stop_event) if ctx.options.pace == "realtime" else None
         self.iter = self.reader.frames()
         self.format = ctx.options.format
 
     def process(self, ctx):
-        if ctx.stopping:
+        if ctx.stopping or self.iter is None:
             return STOP
         item = next(self.iter, None)
         if item is None:
