@@ -47,7 +47,9 @@ class MediaWriterOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str = Field(description="a folder (out/: one image per frame, named after its source image), an image "
-                                  "file (x.png: one image) or a video file (x.mp4)")
+                                  "file (x.png: one image) or a video file (x.mp4)",
+                      json_schema_extra={"file": "write"})
+    threads: int = Field(0, ge=0, description="a video file: encoder threads (0: FFmpeg picks)")
 
 
 @register
@@ -80,7 +82,7 @@ class MediaWriter(Calculator):
         elif self.kind == "images":
             inner, options = ImageWriter(), ImageWriterOptions(pattern=path)
         else:
-            inner, options = VideoWriter(), VideoWriterOptions(path=path)
+            inner, options = VideoWriter(), VideoWriterOptions(path=path, threads=ctx.options.threads)
         self.inner, self.inner_ctx = inner, ChosenContext(ctx, options)
         inner.open(self.inner_ctx)
 

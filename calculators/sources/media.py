@@ -64,7 +64,8 @@ class MediaSourceOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: int | str = Field(description="a video file, sample:NAME, a stream URL, a camera index or device, "
-                                          "an image file, a folder of images or a glob")
+                                          "an image file, a folder of images or a glob",
+                              json_schema_extra={"file": "read"})
     format: VideoOutputFormat = Field(
         "RGB", description="pixel format of the frames; I420 (no conversion) where the decoder gives it: "
                            "video files and streams; cameras and images give RGB then")
@@ -74,6 +75,7 @@ class MediaSourceOptions(BaseModel):
     loop: bool = Field(False, description="files and images: start again at the end, for ever")
     thread_type: Literal["auto", "frame", "slice"] = Field(
         "auto", description="video files and streams: the decoder's threading (VideoSource's thread_type)")
+    threads: int = Field(0, ge=0, description="video files and streams: decoder threads (0: FFmpeg picks)")
 
 
 @register
@@ -119,7 +121,8 @@ class MediaSource(Calculator):
                                                                loop=o.loop)
         else:
             inner, options = VideoSource(), VideoSourceOptions(uri=str(o.source), format=o.format, pace=o.pace,
-                                                               loop=o.loop, thread_type=o.thread_type)
+                                                               loop=o.loop, thread_type=o.thread_type,
+                                                               threads=o.threads)
         self.inner, self.inner_ctx = inner, ChosenContext(ctx, options)
         self.path_open = self.kind == "images"
         inner.open(self.inner_ctx)

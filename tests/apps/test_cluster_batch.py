@@ -144,8 +144,8 @@ def test_thread_caps_set_every_threads_option_to_the_budget():
     assert by_calc["Inference"].options["threads"] == 1  # the graph's own choice, within the budget
     capped = cap_graph_threads(spec, 2)
     assert by_calc["Inference"].options["threads"] == 1
-    assert by_calc["VideoSource"].options["threads"] == by_calc["VideoWriter"].options["threads"] == 2
-    assert f"{by_calc['VideoSource'].name}.threads" in capped
+    assert by_calc["MediaSource"].options["threads"] == by_calc["MediaWriter"].options["threads"] == 2
+    assert f"{by_calc['MediaSource'].name}.threads" in capped
     spec = Graph.from_dict({"executors": {"gpu": 4}, "nodes": [
         {"calculator": "VideoSource", "name": "src", "outputs": {"FRAMES": "f"}, "options": {"uri": "x", "threads": 8}}]}).spec
     assert cap_graph_threads(spec, 1) == ["src.threads"]

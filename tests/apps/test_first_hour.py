@@ -426,3 +426,23 @@ def test_media_source_passes_the_decoder_threading_on():
         assert source.inner.reader.stream.codec_context.thread_type.name == thread_type.upper()
         g.cancel()
         g.wait(30)
+
+
+def test_media_source_and_writer_pass_threads_on(tmp_path):
+    from pipeline import Graph
+    from tests.media.test_network import FrameCounter
+
+    g = Graph.from_dict({"nodes": [
+        {"calculator": "MediaSource", "outputs": {"FRAMES": "frames"},
+         "options": {"source": "sample:carphone", "threads": 1}},
+        {"calculator": "MediaWriter", "inputs": {"IMAGE": "frames"},
+         "options": {"path": str(tmp_path / "out.mp4"), "threads": 1}}]})
+    frames = FrameCounter()
+    g.observe("frames", frames)
+    g.start()
+    frames.wait_count(2, 30, "two frames")
+    nodes = {n.name: n.calc for n in g._nodes}
+    assert nodes["MediaSource"].inner.reader.stream.codec_context.thread_count == 1
+    assert nodes["MediaWriter"].inner_ctx.options.threads == 1  # what VideoWriter is opened with
+    g.cancel()
+    g.wait(30)
