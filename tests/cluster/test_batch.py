@@ -66,7 +66,7 @@ def test_ray_batch_matches_vpipe_run_and_isolates_a_corrupt_file(ray_cluster, vi
     bad = by_name["corrupt"]
     assert bad["status"] == "failed" and bad["attempts"] == 1
     # the real cause, as the source reported it: its node, its phase, the file
-    assert bad["error"].startswith("node 'VideoSource' (VideoSource) failed in open: MediaError: ") and \
+    assert bad["error"].startswith("node 'MediaSource' (MediaSource) failed in open: MediaError: ") and \
         "corrupt.mp4" in bad["error"], bad
     assert not (out / "corrupt.mp4").exists() and not (out / "corrupt.jsonl").exists()
     worker_nodes = {n.node_id for n in ray_cluster.workers}
