@@ -61,7 +61,7 @@ def test_graph_blocks_load_validate_and_run():
 
 # Lines of the README's command block that need what a test machine has not: a camera, or a run
 # that ends only with Ctrl-C (both are tested in tests/apps/test_first_hour.py).
-NOT_RUN = ("source=0", "--loop")
+NOT_RUN = ("source=0", "--loop", "--ray auto")  # a webcam, a run until Ctrl-C, a running cluster (tests/cluster)
 
 
 def test_readme_commands_run_as_written(tmp_path: Path):
@@ -78,6 +78,9 @@ def test_readme_commands_run_as_written(tmp_path: Path):
     photos = tmp_path / "photos"
     photos.mkdir()
     shutil.copy(catalog.resolve("sample:carphone"), tmp_path / "clip.mp4")
+    (tmp_path / "videos").mkdir()  # the batch line's inputs
+    for name in ("a.mp4", "b.mp4"):
+        shutil.copy(tmp_path / "clip.mp4", tmp_path / "videos" / name)
     cap = cv2.VideoCapture(str(tmp_path / "clip.mp4"))
     for i in range(2):
         ok, frame = cap.read()
