@@ -212,6 +212,9 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
         self.errors = errors
 
+    def __reduce__(self):
+        return (type(self), (self.signum, self.errors))
+
 
 def _tell_stopping(graph):
     """What ``vpipe run`` prints on a terminal when a stop signal comes (from the signal helper

@@ -72,6 +72,9 @@ class StopSignal(KeyboardInterrupt):
         super().__init__(NAMES.get(signum, f"signal {signum}"))
         self.signum = signum
 
+    def __reduce__(self):
+        return (type(self), (self.signum,))
+
 
 def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()

@@ -45,7 +45,20 @@ def examples() -> list[tuple[BaseException, dict]]:
 
     report = _conversion_report()
     problems = [Problem("g.yaml", 3, "unknown calculator 'Foo'"), Problem("g.yaml", None, "no outputs")]
+    import signal
+
+    from apps.progress import Interrupted
+    from calculators.sources.video import Stopped
+    from pipeline.errors import NodeStuckError, StuckCall
+    from pipeline.signals import StopSignal
+
     return [
+        (NodeStuckError("n", "Calc", "process", 5, 5.0, "  File x, line 1"),
+         {"node": "n", "calculator": "Calc", "phase": "process", "timestamp": 5, "bound_s": 5.0}),
+        (StuckCall("no return within 5 s of the stop"), {}),
+        (StopSignal(signal.SIGTERM), {"signum": signal.SIGTERM}),
+        (Stopped("stopped while waiting for the network"), {}),
+        (Interrupted(signal.SIGINT, []), {"signum": signal.SIGINT, "errors": []}),
         (VpipeError("base"), {}),
         (UserError("fix it from the message"), {}),
         (PluginError("cannot import plugin 'x'"), {}),
