@@ -446,3 +446,30 @@ def test_media_source_and_writer_pass_threads_on(tmp_path):
     assert nodes["MediaWriter"].inner_ctx.options.threads == 1  # what VideoWriter is opened with
     g.cancel()
     g.wait(30)
+
+
+def test_media_source_loop_and_pace_reach_the_video_source(tmp_path):
+    from pipeline import Graph
+    from tests.media.test_network import FrameCounter
+
+    # loop: a 120-frame clip keeps giving frames past its end; pace reaches the reader it picks
+    g = Graph.from_dict({"nodes": [
+        {"calculator": "MediaSource", "outputs": {"FRAMES": "frames"},
+         "options": {"source": "sample:carphone", "loop": True, "pace": "realtime"}}]})
+    frames = FrameCounter()
+    g.observe("frames", frames)
+    g.start()
+    frames.wait_count(1, 30, "a frame")
+    source = next(n for n in g._nodes if n.name == "MediaSource").calc
+    assert source.inner_ctx.options.pace == "realtime" and source.inner_ctx.options.loop is True
+    g.cancel()
+    g.wait(30)
+    g = Graph.from_dict({"nodes": [
+        {"calculator": "MediaSource", "outputs": {"FRAMES": "frames"},
+         "options": {"source": "sample:carphone", "loop": True}}]})
+    frames = FrameCounter()
+    g.observe("frames", frames)
+    g.start()
+    frames.wait_count(130, 60, "more frames than the 120-frame clip has")
+    g.cancel()
+    g.wait(30)

@@ -221,6 +221,22 @@ def test_tensors_to_landmarks_heatmap_refinement_and_wrong_model():
                        options={**base, "world_output": 9})
 
 
+def test_tensors_to_landmarks_output_positions_and_presence_activation():
+    rois = R([[50, 50, 40, 40, 0]])
+    outs = list(_outputs(n=1, score=(5.0,), hand=(0.5,)))
+    swapped = Tensors([outs[1], outs[0]] + outs[2:])  # the score first, the landmarks second
+    base = {"num_landmarks": 3, "tensor_size": [40, 40]}
+    out = run_calculator("TensorsToLandmarks", inputs={"TENSORS": [(1, swapped)], "ROIS": [(1, rois)]},
+                         options={**base, "landmarks_output": 1, "score_output": 0,
+                                  "presence_activation": "sigmoid"})
+    lm = out["LANDMARKS"][0][1]
+    assert len(lm) == 1 and np.allclose(lm.points[0, 0], [40, 50, 4])  # read from output 1
+    assert np.allclose(lm.presence, 1.0)  # sigmoid(100); 100 without the activation
+    with pytest.raises(Exception, match="num_landmarks"):  # output 0 (the score) is no landmark tensor
+        run_calculator("TensorsToLandmarks", inputs={"TENSORS": [(1, swapped)], "ROIS": [(1, rois)]},
+                       options={**base, "score_output": 0})
+
+
 # ------------------------------------------------------------------------------------ smoothing
 def _track(n=4, k=2, step=5.0, world=True):
     out = []
