@@ -149,7 +149,7 @@ def test_the_attention_face_mesh_model_fails_clearly_naming_node_and_model(carph
 
 
 def test_an_engine_that_cannot_read_the_models_fails_before_any_frame(carphone_clip):
-    with pytest.raises(GraphRunError, match=r"mesh/.*engine 'ncnn' cannot load TFLite models"):
+    with pytest.raises(GraphRunError, match=r"mesh/.*engine 'ncnn' cannot read face_landmark.tflite and converting it to ncnn failed: tflite2onnx"):
         run_graph("face_mesh", "faces", {"source": str(carphone_clip.path), "engine": "ncnn"})
 
 
