@@ -148,7 +148,8 @@ def test_ctrl_c_stops_every_stream_with_outputs_finalized(ray_cluster, tmp_path)
 
 def test_a_stream_that_keeps_failing_is_dead_once_its_restarts_are_used(ray_cluster, tmp_path):
     ray_cluster.wait_for_cpus(1)
-    missing = tmp_path / "missing" / "records.jsonl"  # its folder does not exist: JsonlWriter fails in open
+    (tmp_path / "afile").write_text("")
+    missing = tmp_path / "afile" / "records.jsonl"  # its folder cannot be made (a file is there): JsonlWriter fails in open
     streams = {"stall_s": 3, "max_restarts": 1, "streams": {"broken": {"records": str(missing)}}}
     stop = threading.Event()
     timer = threading.Timer(90, stop.set)  # a bound: were it never declared dead, the run stops here
@@ -161,5 +162,5 @@ def test_a_stream_that_keeps_failing_is_dead_once_its_restarts_are_used(ray_clus
     (row,) = result.statuses
     assert row["state"] == "dead", row
     assert row["restarts"] == 1  # restarted once by the supervisor, for its error, then out of restarts
-    assert "out of restarts (1)" in row["last_error"] and "does not exist" in row["last_error"], row
+    assert "out of restarts (1)" in row["last_error"] and "is not a directory" in row["last_error"], row
     assert result.exit_code == 1
