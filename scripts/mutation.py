@@ -25,6 +25,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -166,7 +167,10 @@ def main() -> int:
     cmd += args.only
     if not args.no_run:
         print(f"{package}: {' '.join(cmd)} (in {tree})", flush=True)
-        subprocess.run(cmd, cwd=tree, env=env)
+        # SIGINT back to its default for mutmut and the tests: a job started in the background by a
+        # shell without job control inherits SIGINT ignored, and then Python installs no handler
+        # (the tests that send Ctrl-C hang, and the stats run fails on them)
+        subprocess.run(cmd, cwd=tree, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     status = results(tree)
     equivalent = equivalent_mutants()
