@@ -85,10 +85,10 @@ def test_closest_names_best_first_and_ignores_case_only_when_needed():
     assert closest("passthrough", ["PassThrough"]) == ["PassThrough"]
     assert closest("abcdef", ["abcdxy", "abcdex", "abcdex", "abcxyz"]) == ["abcdex", "abcdxy"]  # once each
     assert len(closest("abc", ["abd", "abe", "abf", "abg"])) == 3  # at most 3
-    assert closest("abc", ["abd", "abe"], n=1) == ["abd"]
+    assert closest("abcdef", ["abcdxy", "abcdex"], n=1) == ["abcdex"]
     assert closest("abcd", ["abxy"]) == [] and closest("abcd", ["abxy"], cutoff=0.5) == ["abxy"]
     assert closest("abcd", ["ABXY"], cutoff=0.5) == ["ABXY"]
-    assert did_you_mean("Pass", ["Pass1", "Pass2"]) == "; did you mean 'Pass1', 'Pass2'?"
+    assert did_you_mean("Passes", ["Passe", "Pass"]) == "; did you mean 'Passe', 'Pass'?"
     assert did_you_mean("zzz", []) == ""
 
 
