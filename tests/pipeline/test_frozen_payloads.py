@@ -125,3 +125,16 @@ def test_freeze_is_what_sending_does():
     c = np.zeros(3)
     freeze([c])
     assert not c.flags.writeable
+
+
+def test_freeze_finds_the_freezer_of_a_type_it_never_saw():
+    @dataclasses.dataclass
+    class Fresh:  # a new type: no freezer remembered for it yet
+        data: np.ndarray
+
+    a = np.zeros(2)
+    freeze(Fresh(a))
+    assert not a.flags.writeable
+    b = np.zeros(2)
+    freeze(Fresh(b))  # the remembered freezer
+    assert not b.flags.writeable

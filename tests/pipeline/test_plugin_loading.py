@@ -187,6 +187,24 @@ def test_a_wrong_user_config_is_one_line_with_its_line(config, text, line, messa
     assert str(e.value) == f"{config}:{line}: {message}"
 
 
+def test_a_user_config_that_is_no_yaml_names_the_file(config):
+    config.write_text("plugins: [a\n")
+    with pytest.raises(GraphConfigError) as e:
+        plugins.allowlist()
+    assert e.value.problems[0].file == str(config) and "invalid YAML" in str(e.value)
+    config.write_bytes("plugins: [a]\n".encode("utf-16"))
+    with pytest.raises(GraphConfigError) as e:
+        plugins.allowlist()
+    assert str(e.value) == f"{config}:1: the file is UTF-16 text (PowerShell's '>' writes UTF-16); save it as UTF-8"
+
+
+def test_a_wrong_plugins_entry_names_its_own_line(config):
+    config.write_text("<<: {}\nplugins: 3\n")  # the mapping starts a line above the key
+    with pytest.raises(GraphConfigError) as e:
+        plugins.allowlist()
+    assert e.value.problems[0].line == 2
+
+
 def test_an_unreadable_user_config_names_why(config):
     config.mkdir()
     with pytest.raises(GraphConfigError) as e:
