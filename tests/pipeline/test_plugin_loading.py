@@ -69,6 +69,14 @@ def test_a_file_already_imported_under_its_name_is_that_module(tmp_path, monkeyp
     import calcs_pre  # noqa: F401 - the user imported it first
 
     assert plugins.load("calcs_pre.py", tmp_path) is sys.modules["calcs_pre"]
+    assert plugins.load("calcs_pre.py", tmp_path) is sys.modules["calcs_pre"]  # and stays that module
+    assert plugins.is_loaded("calcs_pre.py", tmp_path)
+
+
+def test_a_failing_file_that_removed_itself_is_still_a_plugin_error(tmp_path, clean_modules):
+    (tmp_path / "calcs_gone.py").write_text("import sys\ndel sys.modules[__name__]\nraise ValueError('gone')\n")
+    with pytest.raises(PluginError, match="importing it failed: ValueError: gone"):
+        plugins.load("calcs_gone.py", tmp_path)
 
 
 def test_a_file_whose_module_name_is_taken_is_refused(tmp_path, clean_modules):
