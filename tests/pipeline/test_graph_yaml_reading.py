@@ -170,3 +170,9 @@ def test_undecodable_bytes_name_their_line_and_column():
     assert message.endswith("cannot be decoded (it looks like UTF-16); save the file as UTF-8")
     seven = "abcdefg".encode("utf-16-le")[:14] + b"\xff\xfe"  # 7 NULs: no hint
     assert not _problem(gy.decode, seven, "f")[1].endswith("(it looks like UTF-16); save the file as UTF-8")
+
+
+def test_a_command_line_value_is_named_value_in_its_problem():
+    with pytest.raises(GraphConfigError) as e:
+        gy.load_scalar("!!int 'x'")
+    assert str(e.value) == "<value>:1: 'x' is not an integer"
