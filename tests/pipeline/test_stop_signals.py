@@ -58,7 +58,7 @@ def _kill(signum):
 def _handlers_back():
     """Puts back the handlers a test set itself (whether ``StopSignals`` puts back its own is checked
     in the tests)."""
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
     yield
     for s, h in before.items():
         signal.signal(s, h)
@@ -88,7 +88,8 @@ def test_first_signal_drains_and_second_cancels_with_a_short_bound(caplog):
     assert {s: signal.getsignal(s) for s in before} == before  # the handlers there before are back
     assert watch.received == [signal.SIGINT, signal.SIGTERM] and watch.first == signal.SIGINT
     assert told == [(signal.SIGINT, 1), (signal.SIGTERM, 2)]
-    assert "Ctrl-C: stopping cleanly (draining for at most 2.5 s)" in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.name == "vpipe"] == [
+        "Ctrl-C: stopping cleanly (draining for at most 2.5 s)"]
     assert signal.set_wakeup_fd(-1) == previous_wakeup  # the wakeup fd given back
     signal.set_wakeup_fd(previous_wakeup)
 
@@ -113,6 +114,17 @@ def test_only_the_signals_asked_for_are_handled():
         assert g.wait_calls(1) == ["request_stop"]
 
 
+def test_another_signal_is_named_by_its_number_and_a_bare_graph_drains_for_0_s(caplog):
+    g = FakeGraph()
+    del g.drain_timeout
+    with caplog.at_level(logging.INFO, logger="vpipe"):
+        with StopSignals(g, (signal.SIGUSR1,)):
+            _kill(signal.SIGUSR1)
+            assert g.wait_calls(1) == ["request_stop"]
+    assert [r.getMessage() for r in caplog.records if r.name == "vpipe"] == [
+        f"{int(signal.SIGUSR1)}: stopping cleanly (draining for at most 0 s)"]
+
+
 def test_a_failing_notification_does_not_stop_the_stop(caplog):
     g = FakeGraph()
 
@@ -123,7 +135,8 @@ def test_a_failing_notification_does_not_stop_the_stop(caplog):
         with StopSignals(g, (signal.SIGINT,), on_signal=boom):
             _kill(signal.SIGINT)
             assert g.wait_calls(1) == ["request_stop"]
-    assert "stop signal notification failed" in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
+        "stop signal notification failed"]
 
 
 def test_a_users_own_handler_is_left_alone_with_only_default():
