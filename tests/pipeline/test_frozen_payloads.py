@@ -29,6 +29,25 @@ GRAPH = {"name": "frozen", "inputs": ["in"],
          "nodes": [{"calculator": "TestForward", "inputs": {"IN": "in"}, "outputs": {"OUT": "out"}}]}
 
 
+def _fresh(base: type) -> type:
+    """A new subclass of ``base``: a payload type never seen before, so that its freezer is looked up
+    here and not remembered from an earlier test (``FREEZERS`` is filled on first sight of a type)."""
+    return type(f"Fresh{base.__name__.title()}", (base,), {})
+
+
+def _fresh_record() -> type:
+    """A new dataclass type like ``_Record``."""
+
+    @dataclasses.dataclass
+    class Record:
+        image: np.ndarray
+        mask: np.ndarray | None
+        extra: object
+        count: int = 0
+
+    return Record
+
+
 def _send(*payloads):
     """Feeds each payload through a node; returns what the observer of its output received."""
     with GraphRun(GRAPH, collect=["out"]) as r:
@@ -138,3 +157,44 @@ def test_freeze_finds_the_freezer_of_a_type_it_never_saw():
     b = np.zeros(2)
     freeze(Fresh(b))  # the remembered freezer
     assert not b.flags.writeable
+
+
+def test_first_sight_of_each_kind_of_payload_type():
+    """Each test above may meet a type an earlier one already met; here every type is new."""
+    arr = np.zeros(3).view(_fresh(np.ndarray))
+    Record = _fresh_record()
+    image, extra = np.zeros(2), np.zeros(2)
+    in_tuple, in_list, in_dict = np.zeros(1), np.zeros(1), np.zeros(1)
+    got = _send(arr, Record(image, None, extra), _fresh(tuple)((in_tuple, 1)), _fresh(list)([in_list]),
+                _fresh(dict)(k=in_dict), _fresh(int)(5), _fresh(str)("s"))
+    assert got[0] is arr and not arr.flags.writeable
+    assert not image.flags.writeable and extra.flags.writeable
+    assert not in_tuple.flags.writeable and not in_list.flags.writeable and not in_dict.flags.writeable
+    assert got[5] == 5 and got[6] == "s"
+
+
+def test_items_of_types_never_seen_are_frozen():
+    Record = _fresh_record()
+    inner, sub = np.zeros(1), np.zeros(1).view(_fresh(np.ndarray))
+    r = Record(np.zeros(1), None, None)
+    _send([Record(inner, None, None), sub], {"r": r})
+    assert not inner.flags.writeable and not sub.flags.writeable and not r.image.flags.writeable
+    big = _fresh(list)([np.zeros(1) for _ in range(MAX_ITEMS + 1)])
+    _send(big)
+    assert all(a.flags.writeable for a in big)  # too many items: not walked, even on first sight
+
+
+def test_a_fresh_dataclass_freezes_only_its_ndarray_fields_including_subclasses():
+    Record = _fresh_record()
+    image, mask, extra = np.zeros(3), np.ones(3).view(_fresh(np.ndarray)), np.zeros(2)
+    (got,) = _send(Record(image, mask, extra, 2))
+    assert got.image is image and not image.flags.writeable and not mask.flags.writeable
+    assert extra.flags.writeable and got.count == 2
+
+    @dataclasses.dataclass
+    class NoArrays:
+        a: int
+        b: object
+
+    arr = np.zeros(2)
+    assert _send(NoArrays(1, arr))[0].b is arr and arr.flags.writeable

@@ -203,7 +203,18 @@ def test_without_a_graph_the_signal_sets_the_stop_event():
     with StopSignals(None, (signal.SIGINT,), stop_event=stop) as watch:
         _kill(signal.SIGINT)
         assert stop.is_set()
-    assert watch.received == [signal.SIGINT]
+        _kill(signal.SIGINT)  # a second one raises nothing: there is no graph being opened
+    assert watch.received == [signal.SIGINT, signal.SIGINT]
+
+
+def test_a_second_signal_raises_only_while_opening():
+    g = FakeGraph()
+    del g._opening  # a graph object that never says it is opening
+    with StopSignals(g, (signal.SIGINT,)) as watch:
+        _kill(signal.SIGINT)
+        _kill(signal.SIGINT)
+        assert g.wait_calls(2) == ["request_stop", ("cancel", 1.0)]
+    assert watch.received == [signal.SIGINT, signal.SIGINT]
 
 
 def test_stop_signal_names_and_pickles():
