@@ -4,6 +4,7 @@
     .venv/bin/python scripts/mutation.py postprocess   # calculators/postprocess
     .venv/bin/python scripts/mutation.py pipeline      # pipeline/
     .venv/bin/python scripts/mutation.py flow --max-children 1 --only 'calculators.flow.flow_limiter*'
+    .venv/bin/python scripts/mutation.py pipeline --keep --survivors   # the last run's survivors again
 
 Each target is run in its own copy of the repository under ``out/mutation/<target>/`` (mutmut
 writes its mutated tree, ``mutants/``, there, never in the work tree), against the test files
@@ -153,11 +154,21 @@ def main() -> int:
     ap.add_argument("--only", action="append", default=[],
                     help="mutant names to run (glob, e.g. 'calculators.flow.basic*'; repeatable)")
     ap.add_argument("--keep", action="store_true", help="reuse out/mutation/<target> (results of a previous run)")
+    ap.add_argument("--survivors", action="store_true",
+                    help="with --keep: run again only the survivors of the last run (after adding tests)")
     ap.add_argument("--no-run", action="store_true", help="only report the results of the last run (with --keep)")
     args = ap.parse_args()
 
     package, _, threshold = TARGETS[args.target]
     tree = ROOT / "out" / "mutation" / args.target
+    if args.survivors:
+        listed = tree / "survivors.txt"
+        if not (args.keep and listed.exists()):
+            ap.error("--survivors needs --keep and a previous run's survivors.txt")
+        args.only += [line.split(":")[0] for line in listed.read_text().splitlines() if line.strip()]
+        if not args.only:
+            print("no survivors to run again")
+            args.no_run = True
     if not args.no_run:
         prepare(args.target, tree, args.only, args.keep and tree.exists())
     # made before mutmut starts: a PYTHONPATH folder missing at start-up is never looked in again
