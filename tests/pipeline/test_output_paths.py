@@ -131,7 +131,7 @@ def test_file_urls_are_files_and_other_urls_and_catalog_names_are_not(tmp_path):
     url = f"file://{video}"
     assert _problems({"r": {"path": url}}, {"w": {"path": str(video)}}) == [_overwrite(str(video))]
     assert _problems({"r": {"path": str(video)}}, {"w": {"path": url}}) == [_overwrite(url)]
-    for same in ("rtsp://camera/stream", "sample:bigbuckbunny", "http://host/a.mp4", ""):
+    for same in ("rtsp://camera/stream", "sample:bigbuckbunny", "Sample:bigbuckbunny", "http://host/a.mp4", ""):
         assert _problems({"r": {"path": same}}, {"w": {"path": same}}) == [], same
     assert _problems({"r": {}}, {"w": {}}) == []  # None: no file
 
