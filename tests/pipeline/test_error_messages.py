@@ -82,15 +82,28 @@ def test_a_stuck_node_report():
 
 def test_closest_names_best_first_and_ignores_case_only_when_needed():
     assert closest("IMAGE", ["IMAGES", "IMAGE", "MASK"]) == ["IMAGE", "IMAGES"]
-    assert closest("image", ["IMAGE", "Image"]) == ["Image"]  # as written first
-    assert closest("passthrough", ["PassThrough"]) == ["PassThrough"]
+    # matched as written first: a name that differs from another only in case is not replaced by it
+    assert closest("Image", ["Image", "IMAGE"]) == ["Image"]
+    # nothing close as written: compared ignoring case, answered as written in the candidates
+    assert closest("imag", ["IMAGE", "MASK"]) == ["IMAGE"]
+    assert closest("ABCDEF", ["abcdxy", "abcdex"], n=1) == ["abcdex"]
+    assert closest("ABCD", ["abxy"], cutoff=0.5) == ["abxy"] and closest("ABCD", ["abxy"]) == []
     assert closest("abcdef", ["abcdxy", "abcdex", "abcdex", "abcxyz"]) == ["abcdex", "abcdxy"]  # once each
     assert len(closest("abc", ["abd", "abe", "abf", "abg"])) == 3  # at most 3
     assert closest("abcdef", ["abcdxy", "abcdex"], n=1) == ["abcdex"]
     assert closest("abcd", ["abxy"]) == [] and closest("abcd", ["abxy"], cutoff=0.5) == ["abxy"]
-    assert closest("abcd", ["ABXY"], cutoff=0.5) == ["ABXY"]
+    # the cutoff holds as written too: a match there keeps the case-only one out
+    assert closest("abcd", ["abxy", "ABCD"], cutoff=0.5) == ["abxy"]
     assert did_you_mean("Passes", ["Passe", "Pass"]) == "; did you mean 'Passe', 'Pass'?"
+    assert did_you_mean("abc", ["abd", "abe", "abf", "abg"]).count("'") == 6  # three names
+    assert did_you_mean("abcd", ["abxy"], cutoff=0.5) == "; did you mean 'abxy'?"
+    assert did_you_mean("abcdef", ["abcdxy", "abcdex"], n=1) == "; did you mean 'abcdex'?"
     assert did_you_mean("zzz", []) == ""
+
+
+def test_a_remote_cause_without_a_traceback():
+    cause = RemoteCause("pkg.Weird", "it broke")
+    assert cause.traceback_text == "" and str(cause) == "pkg.Weird: it broke"
 
 
 def test_a_cause_that_cannot_cross_is_named_with_its_traceback():
