@@ -5,6 +5,7 @@
     .venv/bin/python scripts/mutation.py pipeline      # pipeline/
     .venv/bin/python scripts/mutation.py flow --max-children 1 --only 'calculators.flow.flow_limiter*'
     .venv/bin/python scripts/mutation.py pipeline --keep --survivors   # the last run's survivors again
+    .venv/bin/python scripts/mutation.py pipeline --keep --unchecked   # what a stopped run did not reach
 
 Each target is run in its own copy of the repository under ``out/mutation/<target>/`` (mutmut
 writes its mutated tree, ``mutants/``, there, never in the work tree), against the test files
@@ -156,18 +157,23 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="reuse out/mutation/<target> (results of a previous run)")
     ap.add_argument("--survivors", action="store_true",
                     help="with --keep: run again only the survivors of the last run (after adding tests)")
+    ap.add_argument("--unchecked", action="store_true",
+                    help="with --keep: run the mutants a stopped run did not reach (its 'not checked' ones)")
     ap.add_argument("--no-run", action="store_true", help="only report the results of the last run (with --keep)")
     args = ap.parse_args()
 
     package, _, threshold = TARGETS[args.target]
     tree = ROOT / "out" / "mutation" / args.target
-    if args.survivors:
+    if args.survivors or args.unchecked:
         listed = tree / "survivors.txt"
         if not (args.keep and listed.exists()):
-            ap.error("--survivors needs --keep and a previous run's survivors.txt")
-        args.only += [line.split(":")[0] for line in listed.read_text().splitlines() if line.strip()]
+            ap.error("--survivors and --unchecked need --keep and a previous run (its survivors.txt)")
+        if args.survivors:
+            args.only += [line.split(":")[0] for line in listed.read_text().splitlines() if line.strip()]
+        if args.unchecked:
+            args.only += [k for k, v in results(tree).items() if v == "not checked"]
         if not args.only:
-            print("no survivors to run again")
+            print("nothing to run again")
             args.no_run = True
     if not args.no_run:
         prepare(args.target, tree, args.only, args.keep and tree.exists())
