@@ -49,6 +49,23 @@ class TestPathWriter(Calculator):
         pass
 
 
+class _TwoWritesOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    log: str | None = Field(None, json_schema_extra={"file": "write"})  # first, and often unset
+    path: str | None = Field(None, json_schema_extra={"file": "write"})
+
+
+@register
+class TestTwoWriter(Calculator):
+    """A sink with two file options, ``log`` and ``path``."""
+
+    inputs = {"IN": Input(Any)}
+    Options = _TwoWritesOptions
+
+    def process(self, ctx):
+        pass
+
+
 def _graph(readers: dict[str, dict], writers: dict[str, dict]) -> Graph:
     """A YAML graph file text: each reader feeds every writer."""
     nodes = []
@@ -213,3 +230,14 @@ def test_two_writers_with_patterns_that_meet_are_refused(tmp_path):
     other = str(tmp_path / "g_{index:05d}.png")
     assert _problems({"r": {}}, {"w": {"path": pattern}, "w2": {"path": other}}) == []
     assert _problems({"r": {}}, {"w": {"path": str(tmp_path / "x.png")}, "w2": {"path": pattern}}) == []
+
+
+def test_every_file_option_of_a_node_is_checked_even_after_an_unset_one(tmp_path):
+    video = tmp_path / "in.mp4"
+    video.write_bytes(b"x")
+    g = Graph.from_dict({"name": "paths", "nodes": [
+        {"name": "r", "calculator": "TestPathReader", "outputs": {"OUT": "s"}, "options": {"path": str(video)}},
+        {"name": "w", "calculator": "TestTwoWriter", "inputs": {"IN": "s"}, "options": {"path": str(video)}},
+    ]})
+    with pytest.raises(GraphConfigError, match=r"node 'w' \(TestTwoWriter\) would overwrite .* \(option path\)"):
+        g.start()

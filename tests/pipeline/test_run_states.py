@@ -133,8 +133,9 @@ def test_halt_stops_every_call_without_changing_the_state():
 def test_threads_are_counted():
     rs = RunState()
     rs.threads_started(3)
+    rs.threads_started(2)
     rs.thread_ended()
-    assert rs.threads == 2
+    assert rs.threads == 4
 
 
 def test_wait_until_returns_the_predicate_and_times_out():
