@@ -241,3 +241,18 @@ def test_every_file_option_of_a_node_is_checked_even_after_an_unset_one(tmp_path
     ]})
     with pytest.raises(GraphConfigError, match=r"node 'w' \(TestTwoWriter\) would overwrite .* \(option path\)"):
         g.start()
+
+
+def test_two_writers_problem_carries_the_file_and_the_second_writers_line(tmp_path):
+    out = tmp_path / "out.mp4"
+    f = tmp_path / "g.yaml"
+    f.write_text(textwrap.dedent(f"""\
+        name: paths
+        nodes:
+          - {{calculator: TestPathReader, name: r, outputs: {{OUT: s}}}}
+          - {{calculator: TestPathWriter, name: w, inputs: {{IN: s}}, options: {{path: "{out}"}}}}
+          - {{calculator: TestPathWriter, name: w2, inputs: {{IN: s}}, options: {{path: "{out}"}}}}
+        """))
+    with pytest.raises(GraphConfigError) as e:
+        Graph.from_yaml(f).start()
+    assert str(e.value) == f"{f}:5: {_twice(str(out), 'w2', 'w')}"
