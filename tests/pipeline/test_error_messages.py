@@ -39,7 +39,7 @@ def test_a_run_error_names_node_calculator_phase_and_timestamp():
     assert err.args[0] == "node 'detector' (Inference) failed in process at timestamp 33366: ValueError: bad tensor"
     assert (err.node, err.calculator, err.phase, err.timestamp, err.cause) == (
         "detector", "Inference", "process", 33_366, cause)
-    assert err.cause_traceback.startswith("Traceback (most recent call last):")
+    assert err.cause_traceback == "".join(traceback.format_exception(ValueError, cause, cause.__traceback__))
     assert err.cause_traceback.rstrip().endswith("ValueError: bad tensor")
     assert str(err) == f"{err.args[0]}\n\nOriginal traceback:\n{err.cause_traceback}"
     special = GraphRunError("n", "C", "close", Timestamp.POSTSTREAM, cause)
