@@ -198,3 +198,12 @@ def test_a_fresh_dataclass_freezes_only_its_ndarray_fields_including_subclasses(
 
     arr = np.zeros(2)
     assert _send(NoArrays(1, arr))[0].b is arr and arr.flags.writeable
+
+
+def test_an_ndarray_field_holding_something_else_is_left_as_it_is():
+    Record = _fresh_record()
+    items, image = [1, 2], np.zeros(1)
+    (got,) = _send(Record(items, None, None))
+    assert got.image is items
+    (got,) = _send(Record(image, (3,), None))  # the same type again: its remembered freezer
+    assert got.mask == (3,) and not image.flags.writeable

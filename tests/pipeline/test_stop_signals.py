@@ -47,11 +47,18 @@ class FakeGraph:
         return list(self.calls)
 
 
-def _kill(signum):
-    """Sends ``signum`` to this process; its Python handler runs in the main thread at once."""
-    os.kill(os.getpid(), signum)
-    for _ in range(100):  # a few bytecodes: where the main thread runs the pending handler
-        pass
+def _kill(signum, raises=False):
+    """Sends ``signum`` to this process; its Python handler runs in the main thread at once. Unless
+    ``raises``, an exception from the handler fails the test (a KeyboardInterrupt escaping a test
+    would end the whole pytest run as interrupted instead)."""
+    try:
+        os.kill(os.getpid(), signum)
+        for _ in range(100):  # a few bytecodes: where the main thread runs the pending handler
+            pass
+    except KeyboardInterrupt as e:
+        if raises:
+            raise
+        pytest.fail(f"the signal raised {type(e).__name__} where it must not")
 
 
 @pytest.fixture(autouse=True)
@@ -191,7 +198,7 @@ def test_a_second_signal_while_opening_raises_stop_signal():
         _kill(signal.SIGINT)  # the first does not raise
         g.wait_calls(1)
         with pytest.raises(StopSignal) as e:
-            _kill(signal.SIGINT)
+            _kill(signal.SIGINT, raises=True)
     assert e.value.signum == signal.SIGINT and str(e.value) == "Ctrl-C"
     assert isinstance(e.value, KeyboardInterrupt)
     assert watch.received == [signal.SIGINT, signal.SIGINT]
