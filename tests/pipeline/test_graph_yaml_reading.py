@@ -176,3 +176,9 @@ def test_a_command_line_value_is_named_value_in_its_problem():
     with pytest.raises(GraphConfigError) as e:
         gy.load_scalar("!!int 'x'")
     assert str(e.value) == "<value>:1: 'x' is not an integer"
+
+
+def test_the_first_item_has_its_own_line():
+    data = gy.load_yaml("d: [\n  5,\n  6]\n", "f")
+    assert data["d"].line == 1 and data["d"].item_lines == [2, 3]
+    assert (data["d"].line_of(0), data["d"].line_of(1), data["d"].line_of(2)) == (2, 3, 1)
