@@ -284,3 +284,41 @@ def test_protected_under_a_users_handler_leaves_it():
     with protected():
         _kill(signal.SIGINT)
     assert got == [signal.SIGINT]
+
+
+def test_the_helper_thread_is_a_daemon_named_vpipe_signals_while_installed():
+    def helpers():
+        return [t for t in threading.enumerate() if t.name == "vpipe-signals"]
+
+    assert helpers() == []
+    with StopSignals(FakeGraph(), (signal.SIGINT,)):
+        (t,) = helpers()
+        assert t.daemon
+    assert helpers() == []
+
+
+def test_only_default_checks_each_signal_on_its_own():
+    signal.signal(signal.SIGINT, lambda s, f: None)  # the user's own, for SIGINT only
+    with StopSignals(FakeGraph(), (signal.SIGINT, signal.SIGTERM), only_default=True) as watch:
+        assert list(watch._previous) == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) == watch._handle
+
+
+def test_a_signal_of_someone_elses_handler_does_not_stop_the_graph():
+    got = []
+    signal.signal(signal.SIGUSR1, lambda s, f: got.append(s))
+    g = FakeGraph()
+    with StopSignals(g, (signal.SIGINT,)):
+        _kill(signal.SIGUSR1)  # its byte reaches our wakeup pipe too
+        _kill(signal.SIGINT)
+        assert g.wait_calls(1) == ["request_stop"]
+    assert got == [signal.SIGUSR1] and g.calls == ["request_stop"]
+
+
+def test_a_handled_signal_whose_byte_is_not_yet_read_is_acted_on_at_exit():
+    g = FakeGraph()
+    told = []
+    with StopSignals(g, (signal.SIGINT,), on_signal=lambda s, n: told.append((s, n))):
+        # the Python handler ran (as the C handler can let it, before writing the wakeup byte)
+        signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
+    assert told == [(signal.SIGINT, 1)] and g.calls == ["request_stop"]
