@@ -189,20 +189,27 @@ def test_a_copy_of_a_received_frame_may_be_changed(tmp_path, no_thread_leak):
 # -- Hangs -------------------------------------------------------------------------------------------
 
 
+def started_with_a_hang(tmp_path: Path, phase: str, *, at: int, count: int | None, **bounds) -> tuple[Graph, StreamLog]:
+    """Frames -> Fault (hangs in ``phase``, at timestamp ``at`` in process) -> VideoWriter (out.mp4),
+    started and run until the fault is reached; the log of the frames sent to the writer."""
+    g = Graph.from_dict({"nodes": [
+        node("Frames", "src", outputs={"FRAMES": "frames"}, count=count),
+        node("Fault", "stuck", inputs={"IN": "frames"}, phase=phase, kind="hang", at=at),
+        node("VideoWriter", "video", inputs={"IMAGE": "frames"}, path=str(tmp_path / "out.mp4")),
+    ]}, **bounds)
+    reached = StreamLog()
+    g.observe("frames", reached)
+    g.start()
+    assert faults.REACHED.wait(30), f"the fault in {phase} was never reached"
+    return g, reached
+
+
 @pytest.mark.parametrize("phase", ["process", "close"])
 def test_a_hung_calculator_cannot_block_cancel(tmp_path, phase):
     """Before: with a calculator hung in process or close, cancel() and wait(timeout) blocked
     forever and the mp4 stayed 48 bytes."""
-    g = Graph.from_dict({"nodes": [
-        node("Frames", "src", outputs={"FRAMES": "frames"}, count=None if phase == "process" else 30),
-        node("Fault", "stuck", inputs={"IN": "frames"}, phase=phase, kind="hang",
-             at=10 * P),
-        node("VideoWriter", "video", inputs={"IMAGE": "frames"}, path=str(tmp_path / "out.mp4")),
-    ]}, stuck_timeout=0.5)
-    reached = StreamLog()
-    g.observe("frames", reached)
-    g.start()
-    assert faults.REACHED.wait(30)
+    g, reached = started_with_a_hang(tmp_path, phase, at=10 * P, count=None if phase == "process" else 30,
+                                     stuck_timeout=0.5)
     t0 = time.monotonic()
     g.cancel()
     with pytest.raises(GraphRunError, match=rf"node 'stuck' \(Fault\) is stuck in {phase}"):
@@ -481,16 +488,8 @@ def test_ctrl_c_during_start_is_clean(no_thread_leak):
 def test_a_drain_past_drain_timeout_stops_at_once(tmp_path):
     """request_stop() with a calculator that never returns: the drain is cut at drain_timeout, then
     the stuck node is named after stuck_timeout, and the sink keeps what reached it."""
-    g = Graph.from_dict({"nodes": [
-        node("Frames", "src", outputs={"FRAMES": "frames"}, count=None),
-        node("Fault", "stuck", inputs={"IN": "frames"}, phase="process", kind="hang",
-             at=5 * P),
-        node("VideoWriter", "video", inputs={"IMAGE": "frames"}, path=str(tmp_path / "out.mp4")),
-    ]}, drain_timeout=0.3, stuck_timeout=0.3)
-    reached = StreamLog()
-    g.observe("frames", reached)
-    g.start()
-    assert faults.REACHED.wait(30)
+    g, reached = started_with_a_hang(tmp_path, "process", at=5 * P, count=None, drain_timeout=0.3,
+                                     stuck_timeout=0.3)
     t0 = time.monotonic()
     g.request_stop()
     with pytest.raises(GraphRunError, match=r"node 'stuck' \(Fault\) is stuck in process at timestamp 200000: "

@@ -21,13 +21,18 @@ DELAY_S = 0.050
 QUEUE_BOUND = 2
 
 
-def _register_slow():
-    from pipeline import Any, Calculator, Input, Output, register, registry
+def _register_once(cls):
+    """Registers a test calculator the first time a test needs it."""
+    from pipeline import register, registry
 
     try:
-        return registry.get("SlowDown50ms")
+        return registry.get(cls.__name__)
     except Exception:  # noqa: BLE001 - not registered yet
-        pass
+        return register(cls)
+
+
+def _register_slow():
+    from pipeline import Any, Calculator, Input, Output
 
     class SlowDown50ms(Calculator):
         """Makes the inference branch 50 ms slower (a sleep releases the GIL as native inference does)."""
@@ -39,7 +44,7 @@ def _register_slow():
             time.sleep(DELAY_S)
             ctx.outputs["OUT"].add(ctx.inputs["IN"].value)
 
-    return register(SlowDown50ms)
+    return _register_once(SlowDown50ms)
 
 
 class InFlight:
@@ -68,12 +73,7 @@ IN_FLIGHT: list[InFlight] = []  # the counter of the graph being run
 
 
 def _register_leave():
-    from pipeline import Any, Calculator, Input, Output, register, registry
-
-    try:
-        return registry.get("LeaveBranch")
-    except Exception:  # noqa: BLE001 - not registered yet
-        pass
+    from pipeline import Any, Calculator, Input, Output
 
     class LeaveBranch(Calculator):
         """Passes the branch's output on to the FlowLimiter's FINISHED, counting the frame out first."""
@@ -85,7 +85,7 @@ def _register_leave():
             IN_FLIGHT[-1].leave()
             ctx.outputs["OUT"].add(ctx.inputs["IN"].value)
 
-    return register(LeaveBranch)
+    return _register_once(LeaveBranch)
 
 
 def _graph(carphone_path, blazeface_path, limiter: bool):
