@@ -345,7 +345,9 @@ class CameraGrabber:
             # A read returns within read_timeout_s (OpenCV's own timeout); PyAV's at once.
             self.thread.join(self.o.read_timeout_s + 2.0)
             if self.thread.is_alive():
+                # Its capture is still in a call: releasing it under that call would be unsafe.
                 log.error("%s: grabber thread did not stop within %.1f s", self._where(), self.o.read_timeout_s + 2.0)
+                return
             self.thread = None
         if self.cap is not None:
             self.cap.release()
