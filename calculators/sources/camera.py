@@ -161,9 +161,11 @@ class StreamCapture:
     stop (an enclosing ``abortable`` block); it raises ``Stopped`` when stopped while opening."""
 
     def __init__(self, o: CameraSourceOptions, name: str, stop_event: threading.Event) -> None:
+        # Slice threads only: frame threads hold back a frame per thread, a live camera wants it now.
         self.reader = VideoReader(VideoSourceOptions(
             uri=o.device, format=o.format, size=o.size, open_timeout_s=o.open_timeout_s,
-            read_timeout_s=o.read_timeout_s, reconnect="never"), name=name, stop_event=stop_event)
+            read_timeout_s=o.read_timeout_s, reconnect="never", thread_type="slice"), name=name,
+            stop_event=stop_event)
         self.fps = self.reader.open().fps
         self._frames = self.reader.frames()
 
