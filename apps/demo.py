@@ -37,7 +37,7 @@ def resolve_source(source: str) -> str | int:
 
 def is_live(source: str) -> bool:
     """A camera or a stream URL (MediaSource's own reading of ``source``)."""
-    from calculators.sources import source_kind
+    from calculators.sources.media import source_kind
 
     return source_kind(source) in ("camera", "stream")
 

@@ -50,8 +50,8 @@ __all__ = ["Context", "Executor", "Graph", "NodeRuntime", "Poller", "State", "St
 
 log = logging.getLogger("vpipe")
 
-DRAIN_TIMEOUT_S = 10.0  # a clean stop drains what is in the graph for at most this long
-STUCK_TIMEOUT_S = 5.0  # a shutdown waits at most this long for calls in progress (and for each close)
+DRAIN_TIMEOUT_S = _signals.DRAIN_TIMEOUT_S  # the stop bounds live with the rest of stopping (signals.py)
+STUCK_TIMEOUT_S = _signals.STUCK_TIMEOUT_S
 
 
 class Graph:
