@@ -65,7 +65,6 @@ def main(
     display: Optional[bool] = typer.Option(None, help="show a window (default: for live sources, when a display exists)"),
     preview: Optional[int] = typer.Option(None, help="serve a browser preview on this port"),
 ) -> None:
-    import calculators  # noqa: F401  (registers the built-in calculators)
     from apps.common import stdout_console
     from apps.progress import run_or_exit, summary_table
 
