@@ -90,10 +90,24 @@ def test_import_calculators_and_pipeline_load_no_opencv_engine_or_calculator_mod
     r = run("import sys, calculators, pipeline\n"
             "from pipeline import registry\n"
             "assert len(registry.names()) >= 40\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cv2', 'av', 'numpy', 'networkx', 'pydantic')\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cv2', 'av', 'numpy', 'networkx', 'pydantic',\n"
+            "                                                          'typer', 'rich', 'matplotlib')\n"
             "             or m.split('.')[0] in " + repr(ENGINES) + " or m.count('.') >= 2 and m.startswith('calculators.')))")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]", f"import calculators, pipeline loaded {r.stdout.strip()}"
+
+
+def test_loading_a_graph_in_python_imports_no_cli_library_and_only_its_calculators():
+    r = run("import sys\n"
+            "from pipeline import Graph\n"
+            "Graph.from_yaml('face_detection')\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'matplotlib', 'apps', 'mediapipe')\n"
+            "             or m.startswith(('calculators.landmarks.landmarks', 'calculators.inference.mediapipe_tasks'))))\n"
+            "print('calculators.inference.calculator' in sys.modules)")
+    assert r.returncode == 0, r.stderr
+    bad, named = r.stdout.strip().splitlines()
+    assert bad == "[]", f"Graph.from_yaml('face_detection') imported {bad}"
+    assert named == "True"
 
 
 def test_vpipe_help_and_models_list_load_no_framework_vision_or_engine(tmp_path):
