@@ -728,7 +728,8 @@ class _Openers:
         """Opens ``node`` (its side inputs already set) in a thread of its own."""
         th = threading.Thread(target=self._open, args=(node,), name=f"vpipe-open:{node.name}", daemon=True)
         self.threads[node] = th
-        th.start()
+        with _signals.protected():  # a second Ctrl-C must not land inside threading's start (rule 3)
+            th.start()
 
     def _open(self, node: NodeRuntime) -> None:
         failure = None
