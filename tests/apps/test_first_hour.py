@@ -97,7 +97,7 @@ def test_graph_from_yaml_finds_builtin_graphs_by_name(tmp_path: Path):
     ("photo.JPG", "images"), ("shots/*.png", "images"), ("{tmp}", "images"),
 ])
 def test_source_kind_follows_what_source_is(tmp_path: Path, source, kind):
-    from calculators.sources import source_kind
+    from calculators.sources.media import source_kind
 
     assert source_kind(str(tmp_path) if source == "{tmp}" else source) == kind
 
@@ -166,7 +166,7 @@ def test_camera_index_is_a_camera(tmp_path: Path):
 def _limited(live: bool):
     """TestSeq (10 frames at once) -> FlowLimiter (INFO given) -> TestBlocker held until the
     limiter has seen every frame; returns (frames out, drops)."""
-    from calculators.sources import VideoInfo
+    from calculators.sources.common import VideoInfo
     from pipeline import Graph
     from tests.media.conftest import wait_for
     from tests.pipeline import calcs
