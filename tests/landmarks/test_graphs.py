@@ -199,21 +199,58 @@ def test_hand_landmark_stage_agrees_with_mediapipe_on_its_own_regions(bigbuckbun
     assert m["same_presence"] >= 0.95 and m["mean"] <= 0.02 and m["p95"] <= 0.05, m
 
 
-def test_hands_graph_tracks_hands_on_bigbuckbunny(bigbuckbunny_clip):
-    """The whole hands graph finds and tracks the hands MediaPipe finds, where the detection is not
-    at the edge of the detector's threshold: the first hand appears on the same frame, labelled as
-    MediaPipe labels it, and the tracking loop keeps the detector off while two hands are tracked."""
+def test_hands_graph_agrees_with_mediapipe_on_bigbuckbunny(bigbuckbunny_clip):
+    """The whole hands graph against MediaPipe's on bigbuckbunny: the hand present on the same frames
+    (>= 95 %), mean error <= 2 %, labelled as MediaPipe labels it, at most two hands.
+
+    The 95th percentile is held to 8 %, not 5 %: this clip's hands move fast and score near the
+    thresholds, so the tracking loop is chaotic. MediaPipe fed the same frames with 1 % of the pixel
+    values raised by one level agrees with itself on only ~55 % of frames (it loses the hand at
+    frame 45 and never finds it again; ``test_mediapipe_hands_on_bigbuckbunny_is_this_sensitive``),
+    while this graph, fed the same pixels, keeps within ~6 % at p95."""
     clip = bigbuckbunny_clip
     run = run_graph("hands", "hands", {"source": str(clip.path)})
     ref = reference("hands", clip, {"max_num_hands": 2})
     m = compare(ref["frames"], run.frames, clip.size)
     print(f"\nhands on bigbuckbunny: same presence {m['same_presence']:.1%} (MediaPipe {m['ref_present']}, "
-          f"vpipe {m['ours_present']}), error mean {m['mean']:.2%} p95 {m['p95']:.2%}")
+          f"vpipe {m['ours_present']}), error mean {m['mean']:.2%} p95 {m['p95']:.2%} max {m['max']:.2%}; "
+          f"detector on {run.stats['hands/detector_model']['count']}/{clip.count} frames")
+    assert m["ref_present"] > 0.5 * clip.count, "the clip shows a hand (else the test proves nothing)"
+    assert m["same_presence"] >= 0.95 and m["mean"] <= 0.02 and m["p95"] <= 0.08, m
     first_ref = next(i for i, r in enumerate(ref["frames"]) if r)
-    first_ours = next(i for i, (_, lm) in enumerate(run.frames) if len(lm) and lm.scores.max() > 0.5)
-    assert abs(first_ours - first_ref) <= 1
+    first_ours = next(i for i, (_, lm) in enumerate(run.frames) if len(lm))
+    assert first_ours == first_ref
     assert run.frames[first_ours][1].labels[0] == ref["frames"][first_ref][0]["label"]
     assert all(len(lm) <= 2 for _, lm in run.frames)
+
+
+def test_mediapipe_hands_on_bigbuckbunny_is_this_sensitive(bigbuckbunny_clip, clips_dir):
+    """Why the hands p95 bound above is 8 %: MediaPipe against itself, fed frames that differ by one
+    level on 1 % of the pixel values, loses the hand on many frames (a bit-level change flips a
+    presence score at its threshold and the track never comes back)."""
+    from tests.landmarks.conftest import Clip
+
+    clip = bigbuckbunny_clip
+    frames = np.load(clip.frames)
+    bumped = frames.astype(np.int16)
+    bumped[np.random.default_rng(0).random(frames.shape[:3]) < 0.01] += 1
+    path = clips_dir / "bigbuckbunny_bumped.npy"
+    np.save(path, np.clip(bumped, 0, 255).astype(np.uint8))
+    ref = reference("hands", clip, {"max_num_hands": 2})
+    other = reference("hands", Clip(clip.path, path, clip.timestamps, clip.size, clip.count), {"max_num_hands": 2})
+    w, h = clip.size
+
+    class Points:  # MediaPipe's normalised landmarks as the pixel arrays compare() reads
+        def __init__(self, objs):
+            self.points = np.asarray([np.asarray(o["landmarks"]) * (w, h, w) for o in objs]).reshape(len(objs), 21, 3)
+
+        def __len__(self):
+            return len(self.points)
+
+    m = compare(ref["frames"], [(0, Points(o)) for o in other["frames"]], clip.size)
+    print(f"\nMediaPipe vs MediaPipe on 1 %-bumped frames: same presence {m['same_presence']:.1%}, "
+          f"error mean {m['mean']:.2%} p95 {m['p95']:.2%}")
+    assert m["same_presence"] < 0.9, m
 
 
 def test_live_graph_tracks_faces_from_a_camera_like_source(carphone_clip):
