@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from calculators.types import Detections, Image, Landmarks, Rects, Tensor, Tensors
-from pipeline import Graph
+from pipeline import Graph, GraphRunError
 from pipeline.testing import run_calculator
 
 R = lambda rows, size=(100, 100): Rects(np.asarray(rows, np.float64).reshape(-1, 5), size)  # noqa: E731
@@ -71,6 +71,26 @@ def test_detector_gate_passes_frames_while_too_few_are_tracked():
 
 
 # -------------------------------------------------------------------------------------- rects
+@pytest.mark.parametrize("side, chosen", [
+    ({"complexity": 0}, "lite.tflite"),
+    ({"complexity": 1}, "full.tflite"),
+    ({"complexity": 0, "model": "mine.tflite"}, "mine.tflite"),   # a model named outright wins
+])
+def test_model_choice_picks_the_model_by_complexity(side, chosen):
+    def node(models):
+        spec = {"calculator": "ModelChoice", "side_inputs": {"COMPLEXITY": "complexity"},
+                "side_outputs": {"MODEL": "chosen"}, "options": {"models": models}}
+        if "model" in side:
+            spec["side_inputs"]["MODEL"] = "model"
+        return Graph.from_dict({"name": "choice", "side_packets": {"complexity": 1, "model": None}, "nodes": [spec]})
+
+    g = node({0: "lite.tflite", 1: "full.tflite"})
+    g.run(side)
+    assert g.side_packet("chosen") == chosen
+    with pytest.raises(GraphRunError, match=r"ModelChoice\): model_complexity 1 has no model here; choose one of \[0, 2\]"):
+        node({0: "lite.tflite", 2: "heavy.tflite"}).run({"complexity": 1})
+
+
 def test_detections_to_rects_options_and_frame_size():
     det = Detections([[0, 0, 20, 10], [50, 50, 60, 60]], [0.9, 0.8], keypoints=[[[0, 5], [0, 0]], [[55, 55], [55, 50]]])
     img = Image(np.zeros((100, 200, 3), np.uint8))

@@ -253,6 +253,31 @@ def test_mediapipe_hands_on_bigbuckbunny_is_this_sensitive(bigbuckbunny_clip, cl
     assert m["same_presence"] < 0.9, m
 
 
+def test_hands_model_complexity_picks_the_lite_models(bigbuckbunny_clip):
+    """model_complexity 0 runs palm-detection-lite and hand-landmark-lite, as MediaPipe's
+    Hands(model_complexity=0) does: on bigbuckbunny MediaPipe's lite models find no hand on any
+    frame (its full ones find one on 84), and neither do ours."""
+    clip = bigbuckbunny_clip
+    run = run_graph("hands", "hands", {"source": str(clip.path), "model_complexity": 0})
+    assert run.side["chosen_detector_model"] == "zoo:palm-detection-lite"
+    assert run.side["chosen_landmark_model"] == "zoo:hand-landmark-lite"
+    ref = reference("hands", clip, {"max_num_hands": 2, "model_complexity": 0})
+    m = compare(ref["frames"], run.frames, clip.size)
+    assert m["same_presence"] >= 0.95, m
+    full = reference("hands", clip, {"max_num_hands": 2})
+    assert sum(1 for r in full["frames"] if r) > 50 > m["ours_present"]
+
+
+def test_hands_model_named_outright_wins_and_unknown_complexity_fails(carphone_clip):
+    run = run_graph("hands", "hands", {"source": str(carphone_clip.path), "model_complexity": 0,
+                                       "landmark_model": "zoo:hand-landmark-full"}, timeout=120)
+    assert run.side["chosen_detector_model"] == "zoo:palm-detection-lite"
+    assert run.side["chosen_landmark_model"] == "zoo:hand-landmark-full"
+    with pytest.raises(GraphRunError, match=r"hands/detector_choice.*model_complexity 2 has no model here; "
+                                             r"choose one of \[0, 1\]"):
+        run_graph("hands", "hands", {"source": str(carphone_clip.path), "model_complexity": 2})
+
+
 def test_live_graph_tracks_faces_from_a_camera_like_source(carphone_clip):
     g = Graph.from_yaml(str(REPO / "graphs" / "face_mesh_live.yaml"))
     got, done = [], threading.Event()
