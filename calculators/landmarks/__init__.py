@@ -3,7 +3,7 @@ the tracking loop, landmark decoding and smoothing.
 
 Pure functions live in ``geometry`` (rects, ROI maps), ``decode`` (tensors to points), ``filters``
 (One Euro, velocity, low-pass) and ``connections`` (MediaPipe's landmark connection lists, data);
-the calculators in ``rects``, ``tracking`` and ``landmarks`` wrap them.
+the calculators in ``rects``, ``tracking``, ``landmarks`` and ``segmentation`` wrap them.
 """
 
-from calculators.landmarks import landmarks, rects, tracking  # noqa: F401  (registers them)
+from calculators.landmarks import landmarks, rects, segmentation, tracking  # noqa: F401  (registers them)

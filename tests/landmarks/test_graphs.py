@@ -278,6 +278,46 @@ def test_hands_model_named_outright_wins_and_unknown_complexity_fails(carphone_c
         run_graph("hands", "hands", {"source": str(carphone_clip.path), "model_complexity": 2})
 
 
+def _pose_masks(clip, side: dict) -> dict:
+    g = Graph.from_yaml(str(REPO / "graphs" / "pose.yaml"))
+    got = {}
+    g.observe("segmentation", lambda p: got.__setitem__(p.timestamp, p.value))
+    g.start({"source": str(clip.path), **side})
+    g.wait(300)
+    return got
+
+
+@pytest.mark.parametrize("smooth", [True, False])
+def test_pose_segmentation_agrees_with_mediapipe(smooth, carphone_clip, clips_dir):
+    """enable_segmentation: a frame-sized person mask per frame, against MediaPipe's
+    (Pose(enable_segmentation=True, smooth_segmentation=...)): IoU of the masks at 0.5 >= 0.95 on
+    every frame. smooth_segmentation changes the masks (each mode is compared with MediaPipe's)."""
+    clip = carphone_clip
+    masks_path = clips_dir / f"pose_masks_{smooth}.npy"
+    reference("pose", clip, {"enable_segmentation": True, "smooth_segmentation": smooth}, ["--masks", str(masks_path)])
+    ref = np.load(masks_path)
+    got = _pose_masks(clip, {"enable_segmentation": True, "smooth_segmentation": smooth})
+    other = _pose_masks(clip, {"enable_segmentation": True, "smooth_segmentation": not smooth})
+    stamps = [int(t) for t in np.load(clip.timestamps)]
+    assert sorted(got) == stamps, "a mask on every frame (the person is tracked on all of them)"
+    ious = []
+    for i, t in enumerate(stamps):
+        m = got[t]
+        assert m.data.shape == (clip.size[1], clip.size[0]) and m.frame_size == clip.size
+        a, b = m.data > 0.5, ref[i] > 0.5
+        ious.append((a & b).sum() / max(1, (a | b).sum()))
+    change = float(np.mean([np.abs(got[t].data - other[t].data).mean() for t in stamps]))
+    print(f"\npose segmentation (smooth {smooth}) on carphone: IoU with MediaPipe min {min(ious):.3f} "
+          f"mean {np.mean(ious):.3f}; mean |smoothed - unsmoothed| {change:.4f}")
+    assert min(ious) >= 0.95 and (ref[0] > 0.5).mean() > 0.2
+    assert change > 0.001, "smooth_segmentation must change the masks"
+
+
+def test_pose_without_enable_segmentation_sends_no_mask(carphone_clip):
+    got = _pose_masks(carphone_clip, {})
+    assert got == {}
+
+
 def test_live_graph_tracks_faces_from_a_camera_like_source(carphone_clip):
     g = Graph.from_yaml(str(REPO / "graphs" / "face_mesh_live.yaml"))
     got, done = [], threading.Event()
