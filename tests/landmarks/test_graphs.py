@@ -71,6 +71,23 @@ def test_static_image_mode_detects_on_every_frame(carphone_clip):
     assert run.stats["mesh/detector/Inference"]["count"] == carphone_clip.count
 
 
+@pytest.mark.parametrize("name, clip_name, side", [
+    ("pose", "carphone_clip", {}),
+    ("hands", "bigbuckbunny_clip", {"max_num_hands": 1}),
+])
+def test_static_image_mode_runs_the_detector_on_every_frame(name, clip_name, side, request):
+    """static_image_mode true: no tracking, the detector on every frame (while tracking, pose's
+    runs on one frame of carphone, and one-hand tracking rests the palm detector on bigbuckbunny).
+    Hands found on every frame from the palm detector alone are few on bigbuckbunny (its palm
+    scores sit at the threshold), so only the detector's count is checked."""
+    clip = request.getfixturevalue(clip_name)
+    stream, _, detector = GRAPHS[name]
+    tracked = run_graph(name, stream, {"source": str(clip.path), **side})
+    static = run_graph(name, stream, {"source": str(clip.path), "static_image_mode": True, **side})
+    assert static.stats[detector]["count"] == clip.count
+    assert tracked.stats[detector]["count"] < 0.5 * clip.count
+
+
 def test_min_tracking_confidence_ends_tracks(carphone_clip):
     # Nothing scores above 1.0: every track ends at once, so every frame is detected on again and
     # no face is reported (carphone's face scores 0.9999998 and up, so lower bars all pass).
