@@ -213,7 +213,9 @@ def test_hand_landmark_stage_agrees_with_mediapipe_on_its_own_regions(bigbuckbun
     print(f"\nhand landmarks on MediaPipe's regions, bigbuckbunny: same presence {m['same_presence']:.1%}, "
           f"error mean {m['mean']:.2%} p95 {m['p95']:.2%} ({m['matched']} hands)")
     assert m["ref_present"] > 50 and m["matched"] >= 0.95 * sum(len(r) for r in ref["frames"])
-    assert m["same_presence"] >= 0.95 and m["mean"] <= 0.02 and m["p95"] <= 0.05, m
+    # Sampled as MediaPipe's OpenCV samples (ops.warp_affine) the crops are its own to the bit:
+    # 0.00 % here; OpenCV 5's float warpAffine gave 0.13 % mean.
+    assert m["same_presence"] == 1.0 and m["mean"] <= 0.0005 and m["p95"] <= 0.001, m
 
 
 def test_hands_graph_agrees_with_mediapipe_on_bigbuckbunny(bigbuckbunny_clip):
