@@ -32,6 +32,52 @@ INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest":
                   "cubic": cv2.INTER_CUBIC}
 
 
+def _fixed_point_maps(to_frame: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``cv2.remap``'s fixed-point maps for the 2x3 tensor -> frame map ``to_frame``: each tensor
+    pixel's frame position rounded to 1/32 pixel (integer part, CV_16SC2; fraction index, CV_16UC1)."""
+    w, h = size
+    m = np.asarray(to_frame, np.float64) * 32.0  # 32 = 1 << INTER_BITS; a power of two, so exact
+    xs, ys = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)[:, None]
+    a, b, c, d, e, f = (float(v) for v in m.ravel())
+    lim = 32767.0 * 32  # positions stay within int16 pixels, as OpenCV saturates them
+    if max(abs(p * u + q * v + r) for p, q, r in ((a, b, c), (d, e, f)) for u in (0, w - 1) for v in (0, h - 1)) > lim:
+        x = np.clip(a * xs + (b * ys + c), -lim, lim)  # an affine map is extreme at the corners
+        y = np.clip(d * xs + (e * ys + f), -lim, lim)
+        c = f = 0.0
+    else:
+        x, y = a * xs, d * xs
+    # floor(v + 0.5) by truncating v + 0.5 + 2^21 (folded into the constant term): many times
+    # faster than np.rint here, and the same but on exact halves.
+    off = 1 << 21
+    x = (x + (b * ys + (c + 0.5 + off))).astype(np.int32) - off if x.ndim == 1 else (x + (0.5 + off)).astype(np.int32) - off
+    y = (y + (e * ys + (f + 0.5 + off))).astype(np.int32) - off if y.ndim == 1 else (y + (0.5 + off)).astype(np.int32) - off
+    xy = cv2.merge([(x >> 5).astype(np.int16), (y >> 5).astype(np.int16)])
+    return xy, ((y & 31) << 5 | (x & 31)).astype(np.uint16)
+
+
+def warp_affine(data: np.ndarray, to_frame: np.ndarray, size: tuple[int, int], flags: int,
+                border_mode: int = cv2.BORDER_CONSTANT, border_value: float | Sequence[float] = 0,
+                maps: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """``data`` resampled onto a ``size`` (width, height) grid through the 2x3 tensor -> frame map
+    ``to_frame``, as MediaPipe's ImageToTensorCalculator samples it.
+
+    Bilinear sampling is OpenCV 4's fixed-point warp (the one inside mediapipe 0.10.21's
+    ``warpPerspective``): each position rounded to 1/32 pixel, then ``cv2.remap``'s fixed-point
+    weights. OpenCV 5's ``warpAffine`` interpolates in floating point instead, which moves about 2 %
+    of the pixels by one level, enough to move a palm detection score by 0.01 across the 0.5
+    threshold (docs/graphs.md, "Matching MediaPipe"). ``maps`` are :func:`_fixed_point_maps`' (for a
+    map used on many frames). Other interpolations go to ``cv2.warpAffine``."""
+    if not isinstance(border_value, (int, float)):
+        border_value = tuple(float(b) for b in border_value)
+    else:
+        border_value = (float(border_value),) * 4
+    if flags != cv2.INTER_LINEAR:
+        return cv2.warpAffine(data, cv2.invertAffineTransform(np.asarray(to_frame, np.float64)), size, flags=flags,
+                              borderMode=border_mode, borderValue=border_value)
+    xy, frac = maps if maps is not None else _fixed_point_maps(to_frame, size)
+    return cv2.remap(data, xy, frac, cv2.INTER_LINEAR, borderMode=border_mode, borderValue=border_value)
+
+
 def roi_for_fit(frame_size: tuple[int, int], tensor_size: tuple[int, int], fit: str,
                 roi: Sequence[float] | None = None) -> tuple[float, float, float, float]:
     """The (x0, y0, width, height) region of the frame mapped onto the tensor.
@@ -92,19 +138,21 @@ def warp(data: np.ndarray, transform: Transform, border: float | Sequence[float]
         return cv2.resize(data, (tw, th), interpolation=flags)
     if flags == cv2.INTER_AREA:
         flags = cv2.INTER_LINEAR
-    if not isinstance(border, (int, float)):
-        border = tuple(float(b) for b in border)
-    else:
-        border = (float(border),) * 4
-    return cv2.warpAffine(data, forward_matrix(transform), (tw, th), flags=flags,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+    maps = _cached_maps(np.ascontiguousarray(m, np.float64).tobytes(), (tw, th)) if flags == cv2.INTER_LINEAR else None
+    return warp_affine(data, m, (tw, th), flags, cv2.BORDER_CONSTANT, border, maps)
+
+
+@lru_cache(maxsize=16)
+def _cached_maps(matrix: bytes, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed-point maps of a whole-frame fit (the same for every frame of a video)."""
+    return _fixed_point_maps(np.frombuffer(matrix, np.float64).reshape(2, 3), size)
 
 
 class _PlaneWarp:
     """How one plane is resampled into the tensor grid: the OpenCV call and its fixed arguments,
     computed once per (transform, plane size, border) instead of once per frame."""
 
-    __slots__ = ("resize", "matrix", "size", "flags", "border")
+    __slots__ = ("resize", "matrix", "size", "flags", "border", "maps")
 
     def __init__(self, transform: Transform, border: tuple[float, ...], interpolation: str) -> None:
         try:
@@ -122,14 +170,14 @@ class _PlaneWarp:
         if not self.resize and flags == cv2.INTER_AREA:
             flags = cv2.INTER_LINEAR
         self.flags = flags
-        self.matrix = None if self.resize else forward_matrix(transform)
+        self.matrix = None if self.resize else transform.matrix
+        self.maps = _fixed_point_maps(transform.matrix, self.size) if not self.resize and flags == cv2.INTER_LINEAR else None
         self.border = border
 
     def __call__(self, data: np.ndarray) -> np.ndarray:
         if self.resize:
             return cv2.resize(data, self.size, interpolation=self.flags)
-        return cv2.warpAffine(data, self.matrix, self.size, flags=self.flags, borderMode=cv2.BORDER_CONSTANT,
-                              borderValue=self.border)
+        return warp_affine(data, self.matrix, self.size, self.flags, cv2.BORDER_CONSTANT, self.border, self.maps)
 
 
 @lru_cache(maxsize=64)

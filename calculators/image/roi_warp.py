@@ -3,7 +3,8 @@
 MediaPipe's ImageToTensorCalculator (OpenCV converter) maps a rotated rect's corners onto the
 tensor's corners (``cv::getPerspectiveTransform`` of ``cv::boxPoints``, then ``warpPerspective``,
 bilinear, ``BORDER_REPLICATE`` unless told otherwise). For a rect that map is affine, so each crop
-here is one ``cv2.warpAffine`` by :func:`calculators.landmarks.geometry.roi_matrix`. An I420 frame
+here is one warp by :func:`calculators.landmarks.geometry.roi_matrix`, sampled as MediaPipe's
+OpenCV does (:func:`calculators.image.ops.warp_affine`). An I420 frame
 is cropped plane by plane (the half-size chroma planes through the halved map) and only the small
 crop is converted to the model's format, as :func:`calculators.image.ops.warp_i420` does for the
 whole frame.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from calculators.image.ops import _YUV_TO_RGB, INTERPOLATIONS
+from calculators.image.ops import _YUV_TO_RGB, INTERPOLATIONS, warp_affine
 from calculators.landmarks.geometry import roi_matrix
 from calculators.types import _Y_TO_GRAY, Image, Rects, rgb_to_yuv
 
@@ -23,8 +24,7 @@ BORDERS = {"replicate": cv2.BORDER_REPLICATE, "constant": cv2.BORDER_CONSTANT}
 
 def _warp(plane: np.ndarray, to_frame: np.ndarray, size: tuple[int, int], flags: int, border: int,
           value: float) -> np.ndarray:
-    return cv2.warpAffine(plane, cv2.invertAffineTransform(to_frame), size, flags=flags, borderMode=border,
-                          borderValue=(float(value),) * 4)
+    return warp_affine(plane, to_frame, size, flags, border, value)
 
 
 def warp_rect(image: Image, rect: np.ndarray, tensor_size: tuple[int, int], format: str = "RGB",

@@ -3,7 +3,7 @@ the tracking loop, landmark decoding and smoothing.
 
 Pure functions live in ``geometry`` (rects, ROI maps), ``decode`` (tensors to points), ``filters``
 (One Euro, velocity, low-pass) and ``connections`` (MediaPipe's landmark connection lists, data);
-the calculators in ``rects``, ``tracking`` and ``landmarks`` wrap them.
+the calculators in ``rects``, ``tracking``, ``landmarks`` and ``segmentation`` wrap them.
 """
 
 # Which module of this family registers each calculator: the registry imports a module only when a
@@ -14,7 +14,10 @@ CALCULATORS = {
     "DetectorGate": "tracking",
     "LandmarksSmoothing": "landmarks",
     "LandmarksToRects": "rects",
+    "MaskSmoothing": "segmentation",
+    "ModelChoice": "tracking",
     "PreviousLoopback": "tracking",
     "RectTransformation": "rects",
     "TensorsToLandmarks": "landmarks",
+    "TensorsToRoiMask": "segmentation",
 }

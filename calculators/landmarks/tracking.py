@@ -1,4 +1,5 @@
-"""The tracking loop's two calculators: the previous frame's value, and the gate in front of the detector.
+"""The tracking loop's calculators: the previous frame's value, the gate in front of the detector, and
+the choice of model files by MediaPipe's model_complexity.
 
 A landmark tracking graph (docs/graphs.md, "ROI tracking loops") carries the rects computed from
 frame t-1's landmarks back over a back edge; ``PreviousLoopback`` re-stamps them at frame t (as
@@ -7,6 +8,7 @@ only when fewer objects are tracked than asked for (MediaPipe's ...HasMinSize + 
 
 - ``PreviousLoopback``: MAIN (Any), LOOP (Any, back edge) -> PREV_LOOP (Any).
 - ``DetectorGate``: IMAGE (Image), ROIS (Rects, optional) -> IMAGE (Image).
+- ``ModelChoice``: side inputs COMPLEXITY, MODEL (optional) -> side output MODEL (model_complexity -> model file).
 Example nodes:
     - calculator: PreviousLoopback
       inputs: {MAIN: frames, LOOP: {stream: next_rois, back_edge: true}}
@@ -24,7 +26,7 @@ from collections import deque
 from pydantic import BaseModel, ConfigDict, Field
 
 from calculators.types import Image, Rects
-from pipeline import Any, Calculator, Input, Output, register
+from pipeline import STOP, Any, Calculator, Input, Output, SideInput, SideOutput, register
 
 
 class PreviousLoopbackOptions(BaseModel):
@@ -131,3 +133,47 @@ class DetectorGate(Calculator):
         if tracked is not None and len(tracked) >= ctx.options.min_count:
             return
         ctx.outputs["IMAGE"].add(image)
+
+
+class ModelChoiceOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    models: dict[int, str] = Field(..., min_length=1, description="model (zoo:NAME or path) per model_complexity")
+
+
+@register
+class ModelChoice(Calculator):
+    """Picks the model file for MediaPipe's ``model_complexity`` (0 lite, 1 full, 2 heavy), unless a
+    model is named outright.
+
+    Ports: none (a side-packet node: it sends no stream and ends at once).
+    Side inputs: COMPLEXITY (int), MODEL (str, optional: when set, it wins over COMPLEXITY).
+    Side output: MODEL (str), for an ``Inference`` node's MODEL side input.
+    Options: models {complexity: model}. An unknown complexity is an error naming the ones there are.
+    Example node:
+        - calculator: ModelChoice
+          side_inputs: {COMPLEXITY: model_complexity, MODEL: landmark_model}
+          side_outputs: {MODEL: chosen_landmark_model}
+          options: {models: {0: "zoo:hand-landmark-lite", 1: "zoo:hand-landmark-full"}}
+    """
+
+    side_inputs = {"COMPLEXITY": SideInput(int, doc="MediaPipe's model_complexity"),
+                   "MODEL": SideInput(str, optional=True, doc="a model named outright (wins when set)")}
+    side_outputs = {"MODEL": SideOutput(str, doc="the model to run")}
+    Options = ModelChoiceOptions
+
+    def open(self, ctx) -> None:
+        side = ctx.side or {}
+        model = side.get("MODEL")
+        if model is None:
+            key = side.get("COMPLEXITY")
+            models = ctx.options.models
+            try:
+                model = models[int(key)]
+            except (KeyError, TypeError, ValueError):
+                raise ValueError(f"node {ctx.node!r} (ModelChoice): model_complexity {key!r} has no model here; "
+                                 f"choose one of {sorted(models)}") from None
+        ctx.side_outputs["MODEL"].set(str(model))
+
+    def process(self, ctx):
+        return STOP

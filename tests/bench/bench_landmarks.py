@@ -2,8 +2,8 @@
 
 For each of face_mesh and pose (carphone scaled to 1280x720, made here) and hands (bigbuckbunny,
 1280x720 already): the vpipe tracker subgraph (``graphs/<name>_tracker.yaml``, what the ready graph
-runs, without the optional sinks) reading the video file with VideoSource (decode included, I420
-as the ready graphs do) against mediapipe 0.10.21's legacy solution (``mp.solutions``, the same
+runs, without the optional sinks) reading the video file with VideoSource (decode included, I420 for
+face_mesh and pose, RGB for hands, as the ready graphs do) against mediapipe 0.10.21's legacy solution (``mp.solutions``, the same
 model files) fed the same frames already decoded to RGB in memory, in a plain loop (only its
 ``process()`` calls are timed, in its own environment; the graph is timed from the end of
 ``start()``, its models loaded, to its end, decoding included: tests/landmarks/mp_reference.py). Rounds
@@ -35,18 +35,18 @@ from _meta import interleaved, median, round_ratios, write_json  # noqa: E402
 from tests.landmarks.conftest import decode_clip, make_720p  # noqa: E402
 
 MP_ENV = Path(os.environ.get("VPIPE_MP_ENV", "/work/envs/mp01021"))
-CASES = {  # graph: (sample, make 720p?, subgraph, side packets, MediaPipe solution, its options)
-    "face_mesh": ("carphone", True, "face_mesh_tracker", {}, "face_mesh", {}),
-    "pose": ("carphone", True, "pose_tracker", {}, "pose", {}),
-    "hands": ("bigbuckbunny", False, "hand_tracker", {}, "hands", {"max_num_hands": 2}),
+CASES = {  # graph: (sample, make 720p?, subgraph, side packets, MediaPipe solution, its options, decoded format)
+    "face_mesh": ("carphone", True, "face_mesh_tracker", {}, "face_mesh", {}, "I420"),
+    "pose": ("carphone", True, "pose_tracker", {}, "pose", {}, "I420"),
+    "hands": ("bigbuckbunny", False, "hand_tracker", {}, "hands", {"max_num_hands": 2}, "RGB"),
 }
 
 
-def graph_runner(path: Path, subgraph: str, side: dict):
+def graph_runner(path: Path, subgraph: str, side: dict, format: str = "I420"):
     from pipeline import Graph
 
     spec = {"name": f"bench_{subgraph}", "side_packets": {}, "nodes": [
-        {"calculator": "VideoSource", "outputs": {"FRAMES": "frames"}, "options": {"uri": str(path), "format": "I420"}},
+        {"calculator": "VideoSource", "outputs": {"FRAMES": "frames"}, "options": {"uri": str(path), "format": format}},
         {"subgraph": subgraph, "name": "t", "inputs": {"FRAMES": "frames"}, "outputs": {"LANDMARKS": "landmarks"}},
     ]}
 
@@ -93,11 +93,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmpd = Path(tmp)
         for name in args.graphs:
-            sample, scale, subgraph, side, solution, mp_opts = CASES[name]
+            sample, scale, subgraph, side, solution, mp_opts, fmt = CASES[name]
             src = resolve(f"sample:{sample}")
             video = make_720p(src, tmpd / f"{sample}_720p.mp4", args.frames) if scale else src
             clip = decode_clip(video, tmpd, max_frames=args.frames if scale else None)  # a made clip has --frames
-            graph = graph_runner(video, subgraph, side)
+            graph = graph_runner(video, subgraph, side, fmt)
             mp = mp_runner(clip.frames, clip.timestamps, solution, mp_opts, tmpd / f"mp_{name}.json")
 
             def vpipe_case():

@@ -124,6 +124,7 @@ def reference(solution: str, clip: Clip, options: dict | None = None, extra: lis
 class GraphRun:
     frames: list            # [(timestamp, Landmarks)] per frame, in order
     stats: dict
+    side: dict              # the run's side packets (given, defaulted and made by nodes)
 
 
 def run_graph(name: str, stream: str, side_packets: dict, timeout: float = 300.0) -> GraphRun:
@@ -134,7 +135,7 @@ def run_graph(name: str, stream: str, side_packets: dict, timeout: float = 300.0
     g.observe(stream, lambda p: got.append((p.timestamp, p.value)))
     g.start(side_packets)
     g.wait(timeout)
-    return GraphRun(got, g.stats())
+    return GraphRun(got, g.stats(), dict(g._side_values))
 
 
 def compare(ref_frames: list, ours: list, size: tuple[int, int]) -> dict:

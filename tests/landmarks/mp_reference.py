@@ -12,6 +12,8 @@ MediaPipe gives them, "visibility": [...], "label": handedness label, "label_sco
 landmarks ({"rects": [{"palm": [...], "landmarks": [...]} per frame]}, NormalizedRect fields).
 ``--timestamps``: microseconds per frame, fed as MediaPipe's packet timestamps (the smoothing
 filters read them), instead of the solution's 33333 us steps.
+``--masks PATH`` (pose with ``enable_segmentation``): also each frame's segmentation mask, as a
+(N, H, W) float32 .npy (NaN where MediaPipe gave none).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def main() -> None:
     ap.add_argument("--timestamps")
     ap.add_argument("--options", default="{}")
     ap.add_argument("--rects", action="store_true")
+    ap.add_argument("--masks")
     args = ap.parse_args()
     import mediapipe as mp
 
@@ -82,13 +85,19 @@ def main() -> None:
         with open(args.out, "w") as f:
             json.dump({"frames": results, "rects": rects, "seconds": 0.0}, f)
         return
+    masks = np.full(frames.shape[:3], np.nan, np.float32) if args.masks else None
     with cls(**opts) as sol:
         t0 = time.perf_counter()
         for i in range(len(frames)):
             if stamps is not None:  # process() adds 33333 before stamping the packets
                 sol._simulated_timestamp = int(stamps[i]) - 33333
-            results.append(_objects(sol.process(np.ascontiguousarray(frames[i])), args.solution))
+            r = sol.process(np.ascontiguousarray(frames[i]))
+            results.append(_objects(r, args.solution))
+            if masks is not None and getattr(r, "segmentation_mask", None) is not None:
+                masks[i] = r.segmentation_mask
         seconds = time.perf_counter() - t0
+    if masks is not None:
+        np.save(args.masks, masks)
     with open(args.out, "w") as f:
         json.dump({"frames": results, "seconds": seconds}, f)
 

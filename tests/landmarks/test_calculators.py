@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from calculators.types import Detections, Image, Landmarks, Rects, Tensor, Tensors
-from pipeline import Graph
+from pipeline import Graph, GraphRunError
 from pipeline.testing import run_calculator
 
 R = lambda rows, size=(100, 100): Rects(np.asarray(rows, np.float64).reshape(-1, 5), size)  # noqa: E731
@@ -71,6 +71,26 @@ def test_detector_gate_passes_frames_while_too_few_are_tracked():
 
 
 # -------------------------------------------------------------------------------------- rects
+@pytest.mark.parametrize("side, chosen", [
+    ({"complexity": 0}, "lite.tflite"),
+    ({"complexity": 1}, "full.tflite"),
+    ({"complexity": 0, "model": "mine.tflite"}, "mine.tflite"),   # a model named outright wins
+])
+def test_model_choice_picks_the_model_by_complexity(side, chosen):
+    def node(models):
+        spec = {"calculator": "ModelChoice", "side_inputs": {"COMPLEXITY": "complexity"},
+                "side_outputs": {"MODEL": "chosen"}, "options": {"models": models}}
+        if "model" in side:
+            spec["side_inputs"]["MODEL"] = "model"
+        return Graph.from_dict({"name": "choice", "side_packets": {"complexity": 1, "model": None}, "nodes": [spec]})
+
+    g = node({0: "lite.tflite", 1: "full.tflite"})
+    g.run(side)
+    assert g.side_packet("chosen") == chosen
+    with pytest.raises(GraphRunError, match=r"ModelChoice\): model_complexity 1 has no model here; choose one of \[0, 2\]"):
+        node({0: "lite.tflite", 2: "heavy.tflite"}).run({"complexity": 1})
+
+
 def test_detections_to_rects_options_and_frame_size():
     det = Detections([[0, 0, 20, 10], [50, 50, 60, 60]], [0.9, 0.8], keypoints=[[[0, 5], [0, 0]], [[55, 55], [55, 50]]])
     img = Image(np.zeros((100, 200, 3), np.uint8))
@@ -309,3 +329,53 @@ def test_annotate_draws_landmark_connections_sized_to_the_frame():
 
     with pytest.raises(GraphConfigError, match="tentacles"):
         run_calculator("Annotate", inputs={"IMAGE": [(1, img)]}, options={"connections": ["tentacles"]})
+
+
+# ------------------------------------------------------------------------------ segmentation
+def _mask_outputs(scores=(0.9, 0.2)):
+    """Two crops: a mask output (8x8 logits, +10 on the left half) and presence scores."""
+    m = np.full((2, 8, 8, 1), -10.0, np.float32)
+    m[:, :, :4] = 10.0
+    return Tensors([Tensor(np.asarray(scores, np.float32).reshape(2, 1), "", "flag"), Tensor(m, "", "mask")])
+
+
+def test_tensors_to_roi_mask_warps_each_kept_crops_mask_into_the_frame():
+    rois = R([[50, 50, 40, 40, 0], [20, 20, 20, 20, 0]])
+    out = run_calculator("TensorsToRoiMask", inputs={"TENSORS": [(5, _mask_outputs())], "ROIS": [(5, rois)]},
+                         options={"mask_output": 1, "tensor_size": [16, 16], "activation": "sigmoid",
+                                  "score_output": 0, "min_score": 0.5})
+    (t, mask), = out["MASK"]
+    assert t == 5 and mask.data.shape == (100, 100) and mask.frame_size == (100, 100)
+    # crop 0 (score 0.9) covers x 30..70, its left half is foreground; crop 1 (0.2) is dropped
+    assert mask.data[50, 40] > 0.99 and mask.data[50, 60] < 0.01 and mask.data[20, 15] == 0.0
+    assert mask.data[5, 5] == 0.0, "zero outside the rects"
+    raw = run_calculator("TensorsToRoiMask", inputs={"TENSORS": [(5, _mask_outputs())], "ROIS": [(5, rois)]},
+                         options={"mask_output": 1, "tensor_size": [16, 16], "activation": "none"})
+    assert raw["MASK"][0][1].data.max() > 9.0, "activation none keeps the values"
+    assert raw["MASK"][0][1].data[20, 15] > 9.0, "without score_output every crop is kept"
+    logits = run_calculator("TensorsToRoiMask", inputs={"TENSORS": [(5, _mask_outputs((3.0, -3.0)))], "ROIS": [(5, rois)]},
+                            options={"mask_output": 1, "tensor_size": [16, 16], "score_output": 0,
+                                     "score_activation": "sigmoid", "min_score": 0.9})
+    m = logits["MASK"][0][1].data
+    assert m[50, 40] > 0.99 and m[20, 15] == 0.0  # sigmoid(3) = 0.95 > 0.9 kept, sigmoid(-3) not
+    with pytest.raises(GraphRunError, match=r"the mask is output 4, but the model has 2 outputs"):
+        run_calculator("TensorsToRoiMask", inputs={"TENSORS": [(5, _mask_outputs())], "ROIS": [(5, rois)]},
+                       options={"mask_output": 4, "tensor_size": [16, 16]})
+
+
+def test_mask_smoothing_blends_uncertain_pixels_with_the_previous_mask():
+    from calculators.types import Mask
+
+    cur = Mask(np.array([[0.5, 1.0]], np.float32), (2, 1))
+    prev = Mask(np.array([[0.0, 0.0]], np.float32), (2, 1))
+    out = run_calculator("MaskSmoothing", inputs={"MASK": [(1, cur)], "PREVIOUS": [(1, prev)]},
+                         options={"combine_with_previous_ratio": 0.7})
+    got = out["MASK"][0][1].data
+    # 0.5 is fully uncertain: keeps 0.7 of the previous (0.5 - 0.7 * 0.5); 1.0 is certain: unchanged
+    assert np.allclose(got, [[0.15, 1.0]], atol=1e-4)  # (the polynomial leaves 1.0 at 0.99997)
+    half = run_calculator("MaskSmoothing", inputs={"MASK": [(1, cur)], "PREVIOUS": [(1, prev)]},
+                          options={"combine_with_previous_ratio": 0.2})
+    assert np.allclose(half["MASK"][0][1].data, [[0.4, 1.0]], atol=1e-4)
+    off = run_calculator("MaskSmoothing", inputs={"MASK": [(1, cur)], "PREVIOUS": [(1, prev)]},
+                         options={"enabled": False})
+    assert off["MASK"][0][1] is cur

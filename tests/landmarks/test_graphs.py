@@ -71,6 +71,23 @@ def test_static_image_mode_detects_on_every_frame(carphone_clip):
     assert run.stats["mesh/detector/Inference"]["count"] == carphone_clip.count
 
 
+@pytest.mark.parametrize("name, clip_name, side", [
+    ("pose", "carphone_clip", {}),
+    ("hands", "bigbuckbunny_clip", {"max_num_hands": 1}),
+])
+def test_static_image_mode_runs_the_detector_on_every_frame(name, clip_name, side, request):
+    """static_image_mode true: no tracking, the detector on every frame (while tracking, pose's
+    runs on one frame of carphone, and one-hand tracking rests the palm detector on bigbuckbunny).
+    Hands found on every frame from the palm detector alone are few on bigbuckbunny (its palm
+    scores sit at the threshold), so only the detector's count is checked."""
+    clip = request.getfixturevalue(clip_name)
+    stream, _, detector = GRAPHS[name]
+    tracked = run_graph(name, stream, {"source": str(clip.path), **side})
+    static = run_graph(name, stream, {"source": str(clip.path), "static_image_mode": True, **side})
+    assert static.stats[detector]["count"] == clip.count
+    assert tracked.stats[detector]["count"] < 0.5 * clip.count
+
+
 def test_min_tracking_confidence_ends_tracks(carphone_clip):
     # Nothing scores above 1.0: every track ends at once, so every frame is detected on again and
     # no face is reported (carphone's face scores 0.9999998 and up, so lower bars all pass).
@@ -169,6 +186,7 @@ def test_hand_landmark_stage_agrees_with_mediapipe_on_its_own_regions(bigbuckbun
         elif node.get("name") == "landmark_model":
             node = {**node, "options": {**node["options"], "model": "zoo:hand-landmark-full", "engine": "openvino"}}
             node.pop("executor")
+            node.pop("side_inputs")  # the model chosen by model_complexity, named here instead
         elif node.get("calculator") == "TensorsToLandmarks":
             node = {**node, "options": {**node["options"], "min_score": 0.5}}
         else:
@@ -196,24 +214,128 @@ def test_hand_landmark_stage_agrees_with_mediapipe_on_its_own_regions(bigbuckbun
     print(f"\nhand landmarks on MediaPipe's regions, bigbuckbunny: same presence {m['same_presence']:.1%}, "
           f"error mean {m['mean']:.2%} p95 {m['p95']:.2%} ({m['matched']} hands)")
     assert m["ref_present"] > 50 and m["matched"] >= 0.95 * sum(len(r) for r in ref["frames"])
-    assert m["same_presence"] >= 0.95 and m["mean"] <= 0.02 and m["p95"] <= 0.05, m
+    # Sampled as MediaPipe's OpenCV samples (ops.warp_affine) the crops are its own to the bit:
+    # 0.00 % here; OpenCV 5's float warpAffine gave 0.13 % mean.
+    assert m["same_presence"] == 1.0 and m["mean"] <= 0.0005 and m["p95"] <= 0.001, m
 
 
-def test_hands_graph_tracks_hands_on_bigbuckbunny(bigbuckbunny_clip):
-    """The whole hands graph finds and tracks the hands MediaPipe finds, where the detection is not
-    at the edge of the detector's threshold: the first hand appears on the same frame, labelled as
-    MediaPipe labels it, and the tracking loop keeps the detector off while two hands are tracked."""
+def test_hands_graph_agrees_with_mediapipe_on_bigbuckbunny(bigbuckbunny_clip):
+    """The whole hands graph against MediaPipe's on bigbuckbunny: the hand present on the same frames
+    (>= 95 %), mean error <= 2 %, labelled as MediaPipe labels it, at most two hands.
+
+    The 95th percentile is held to 8 %, not 5 %: this clip's hands move fast and score near the
+    thresholds, so the tracking loop is chaotic. MediaPipe fed the same frames with 1 % of the pixel
+    values raised by one level agrees with itself on only ~55 % of frames (it loses the hand at
+    frame 45 and never finds it again; ``test_mediapipe_hands_on_bigbuckbunny_is_this_sensitive``),
+    while this graph, fed the same pixels, keeps within ~6 % at p95."""
     clip = bigbuckbunny_clip
     run = run_graph("hands", "hands", {"source": str(clip.path)})
     ref = reference("hands", clip, {"max_num_hands": 2})
     m = compare(ref["frames"], run.frames, clip.size)
     print(f"\nhands on bigbuckbunny: same presence {m['same_presence']:.1%} (MediaPipe {m['ref_present']}, "
-          f"vpipe {m['ours_present']}), error mean {m['mean']:.2%} p95 {m['p95']:.2%}")
+          f"vpipe {m['ours_present']}), error mean {m['mean']:.2%} p95 {m['p95']:.2%} max {m['max']:.2%}; "
+          f"detector on {run.stats['hands/detector_model']['count']}/{clip.count} frames")
+    assert m["ref_present"] > 0.5 * clip.count, "the clip shows a hand (else the test proves nothing)"
+    assert m["same_presence"] >= 0.95 and m["mean"] <= 0.02 and m["p95"] <= 0.08, m
     first_ref = next(i for i, r in enumerate(ref["frames"]) if r)
-    first_ours = next(i for i, (_, lm) in enumerate(run.frames) if len(lm) and lm.scores.max() > 0.5)
-    assert abs(first_ours - first_ref) <= 1
+    first_ours = next(i for i, (_, lm) in enumerate(run.frames) if len(lm))
+    assert first_ours == first_ref
     assert run.frames[first_ours][1].labels[0] == ref["frames"][first_ref][0]["label"]
     assert all(len(lm) <= 2 for _, lm in run.frames)
+
+
+def test_mediapipe_hands_on_bigbuckbunny_is_this_sensitive(bigbuckbunny_clip, clips_dir):
+    """Why the hands p95 bound above is 8 %: MediaPipe against itself, fed frames that differ by one
+    level on 1 % of the pixel values, loses the hand on many frames (a bit-level change flips a
+    presence score at its threshold and the track never comes back)."""
+    from tests.landmarks.conftest import Clip
+
+    clip = bigbuckbunny_clip
+    frames = np.load(clip.frames)
+    bumped = frames.astype(np.int16)
+    bumped[np.random.default_rng(0).random(frames.shape[:3]) < 0.01] += 1
+    path = clips_dir / "bigbuckbunny_bumped.npy"
+    np.save(path, np.clip(bumped, 0, 255).astype(np.uint8))
+    ref = reference("hands", clip, {"max_num_hands": 2})
+    other = reference("hands", Clip(clip.path, path, clip.timestamps, clip.size, clip.count), {"max_num_hands": 2})
+    w, h = clip.size
+
+    class Points:  # MediaPipe's normalised landmarks as the pixel arrays compare() reads
+        def __init__(self, objs):
+            self.points = np.asarray([np.asarray(o["landmarks"]) * (w, h, w) for o in objs]).reshape(len(objs), 21, 3)
+
+        def __len__(self):
+            return len(self.points)
+
+    m = compare(ref["frames"], [(0, Points(o)) for o in other["frames"]], clip.size)
+    print(f"\nMediaPipe vs MediaPipe on 1 %-bumped frames: same presence {m['same_presence']:.1%}, "
+          f"error mean {m['mean']:.2%} p95 {m['p95']:.2%}")
+    assert m["same_presence"] < 0.9, m
+
+
+def test_hands_model_complexity_picks_the_lite_models(bigbuckbunny_clip):
+    """model_complexity 0 runs palm-detection-lite and hand-landmark-lite, as MediaPipe's
+    Hands(model_complexity=0) does: on bigbuckbunny MediaPipe's lite models find no hand on any
+    frame (its full ones find one on 84), and neither do ours."""
+    clip = bigbuckbunny_clip
+    run = run_graph("hands", "hands", {"source": str(clip.path), "model_complexity": 0})
+    assert run.side["chosen_detector_model"] == "zoo:palm-detection-lite"
+    assert run.side["chosen_landmark_model"] == "zoo:hand-landmark-lite"
+    ref = reference("hands", clip, {"max_num_hands": 2, "model_complexity": 0})
+    m = compare(ref["frames"], run.frames, clip.size)
+    assert m["same_presence"] >= 0.95, m
+    full = reference("hands", clip, {"max_num_hands": 2})
+    assert sum(1 for r in full["frames"] if r) > 50 > m["ours_present"]
+
+
+def test_hands_model_named_outright_wins_and_unknown_complexity_fails(carphone_clip):
+    run = run_graph("hands", "hands", {"source": str(carphone_clip.path), "model_complexity": 0,
+                                       "landmark_model": "zoo:hand-landmark-full"}, timeout=120)
+    assert run.side["chosen_detector_model"] == "zoo:palm-detection-lite"
+    assert run.side["chosen_landmark_model"] == "zoo:hand-landmark-full"
+    with pytest.raises(GraphRunError, match=r"hands/detector_choice.*model_complexity 2 has no model here; "
+                                             r"choose one of \[0, 1\]"):
+        run_graph("hands", "hands", {"source": str(carphone_clip.path), "model_complexity": 2})
+
+
+def _pose_masks(clip, side: dict) -> dict:
+    g = Graph.from_yaml(str(REPO / "graphs" / "pose.yaml"))
+    got = {}
+    g.observe("segmentation", lambda p: got.__setitem__(p.timestamp, p.value))
+    g.start({"source": str(clip.path), **side})
+    g.wait(300)
+    return got
+
+
+@pytest.mark.parametrize("smooth", [True, False])
+def test_pose_segmentation_agrees_with_mediapipe(smooth, carphone_clip, clips_dir):
+    """enable_segmentation: a frame-sized person mask per frame, against MediaPipe's
+    (Pose(enable_segmentation=True, smooth_segmentation=...)): IoU of the masks at 0.5 >= 0.95 on
+    every frame. smooth_segmentation changes the masks (each mode is compared with MediaPipe's)."""
+    clip = carphone_clip
+    masks_path = clips_dir / f"pose_masks_{smooth}.npy"
+    reference("pose", clip, {"enable_segmentation": True, "smooth_segmentation": smooth}, ["--masks", str(masks_path)])
+    ref = np.load(masks_path)
+    got = _pose_masks(clip, {"enable_segmentation": True, "smooth_segmentation": smooth})
+    other = _pose_masks(clip, {"enable_segmentation": True, "smooth_segmentation": not smooth})
+    stamps = [int(t) for t in np.load(clip.timestamps)]
+    assert sorted(got) == stamps, "a mask on every frame (the person is tracked on all of them)"
+    ious = []
+    for i, t in enumerate(stamps):
+        m = got[t]
+        assert m.data.shape == (clip.size[1], clip.size[0]) and m.frame_size == clip.size
+        a, b = m.data > 0.5, ref[i] > 0.5
+        ious.append((a & b).sum() / max(1, (a | b).sum()))
+    change = float(np.mean([np.abs(got[t].data - other[t].data).mean() for t in stamps]))
+    print(f"\npose segmentation (smooth {smooth}) on carphone: IoU with MediaPipe min {min(ious):.3f} "
+          f"mean {np.mean(ious):.3f}; mean |smoothed - unsmoothed| {change:.4f}")
+    assert min(ious) >= 0.95 and (ref[0] > 0.5).mean() > 0.2
+    assert change > 0.001, "smooth_segmentation must change the masks"
+
+
+def test_pose_without_enable_segmentation_sends_no_mask(carphone_clip):
+    got = _pose_masks(carphone_clip, {})
+    assert got == {}
 
 
 def test_live_graph_tracks_faces_from_a_camera_like_source(carphone_clip):
