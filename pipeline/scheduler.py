@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 from .calculator import STOP
@@ -85,8 +86,9 @@ class Executor:
     def _work(self) -> None:
         sched = self.sched
         trace = sched.trace
-        ready: list = []
-        local: list[NodeRuntime] = []
+        # deques, not lists: a list that goes 1 -> 0 -> 1 items (each hop) reallocates every time
+        ready: deque = deque()
+        local: deque[NodeRuntime] = deque()
         cond = self.cond
         while True:
             with cond:
