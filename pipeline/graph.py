@@ -676,7 +676,7 @@ class _Closer:
 
 # The frames of the framework that run a calculator's call: (function name, phase, local holding the node).
 _CALL_FRAMES = {
-    ("_step_simple", "process", "self"), ("_call", "process", "self"), ("_process_concurrent", "process", "self"),
+    ("step", "process", "self"), ("_call", "process", "self"), ("_process_concurrent", "process", "self"),
     ("_close_node", "close", "self"), ("close_at_shutdown", "close", "self"), ("_source_loop", "source", "node"),
 }
 _CALL_NAMES = {name: (phase, local) for name, phase, local in _CALL_FRAMES}

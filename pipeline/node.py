@@ -12,16 +12,15 @@ Three ways through ``step``:
 
 - the fast path (``simple``: one forward input, sync or immediate, one call at a time, no bound-only
   processing; most nodes): pop, call, propagate, all inline and without a lock, since this is paid
-  on every hop (``_step_simple``; ``step`` is set to it or to ``_step_general`` once the inputs are
-  wired). A simple node's activation is a claim token (``claim``, a one-key dict whose
+  on every hop. A simple node's activation is a claim token (``claim``, a one-key dict whose
   ``pop``/set are atomic under the GIL) instead of ``active`` under the lock: a producer appends the
   packet, then moves the queue's bound, then tries to claim (``Stream.send`` does this itself when
   the queue has room: the queue carries the claim; ``deliver`` only when it is about to fill); the
   worker holding the claim pops, and when it runs out of work releases the claim and looks once
   more (a producer that came after that look claims the node itself). ``fast_path = False`` puts
-  every node on the general path (the tests compare both). Whoever reads a queue without the lock reads its bound *before* its
-  packets: a packet below a bound read is then always seen. The lock still guards the rare paths
-  (a queue filling up or getting room again).
+  every node on the general path (the tests compare both). Whoever reads a queue without the lock
+  reads its bound *before* its packets: a packet below a bound read is then always seen. The lock
+  still guards the rare paths (a queue filling up or getting room again).
 - the general path: the policy's ``readiness``/``take`` (policies.py), then a call, a bound-only call
   (``process_timestamp_bounds``), a bound propagation without a call, or the close;
 - ``max_in_flight > 1``: calls run concurrently; each call's outputs are buffered in its
@@ -85,7 +84,7 @@ class NodeRuntime:
                  "outputs", "out_streams", "calc", "process", "options", "side", "opened", "closed", "finished",
                  "active", "max_in_flight", "policy", "immediate", "offset", "process_bounds", "propagated",
                  "is_source", "simple", "executor", "ctx", "inflight", "flushing", "count", "time_ns", "drops",
-                 "q0", "dq0", "tag0", "claim", "sink", "step", "__weakref__")
+                 "q0", "dq0", "tag0", "claim", "sink", "__weakref__")
 
     def __init__(self, graph: "Graph", spec: _config.NodeSpec, depth: int, run: "RunState", sched: "Scheduler"):
         self.graph = graph
@@ -128,9 +127,6 @@ class NodeRuntime:
         self.q0: InputQueue | None = None
         self.dq0: deque | None = None
         self.tag0 = ""
-        # step(ready, trace) -> bool: runs one task; True if the node may have more work (it
-        # stays scheduled). Chosen once the inputs are wired: the fast path or the general one.
-        self.step = self._step_general
         self.claim = {0: True}  # simple nodes: present when free; popped by whoever activates the node
         self.sink = not spec.outputs  # writes what reached it even while a stopping run shuts down
 
@@ -142,12 +138,12 @@ class NodeRuntime:
         self.queues.append(q)
         if not q.back_edge:
             self.forward_queues.append(q)
-        self.simple = (self.fast_path and len(self.queues) == 1 and len(self.forward_queues) == 1 and not self.process_bounds
-                       and self.policy.name in ("sync", "immediate") and self.max_in_flight == 1)
+        self.simple = (self.fast_path and len(self.queues) == 1 and len(self.forward_queues) == 1
+                       and not self.process_bounds and self.policy.name in ("sync", "immediate")
+                       and self.max_in_flight == 1)
         self.q0 = self.queues[0]
         self.dq0 = self.q0.dq
         self.tag0 = self.q0.tag
-        self.step = self._step_simple if self.simple else self._step_general
         for x in self.queues:  # a simple node's queue carries its claim: Stream.send pushes into it itself
             x.claim = self.claim if self.simple else None
 
@@ -270,8 +266,11 @@ class NodeRuntime:
 
     # -- running (worker threads) ---------------------------------------------------------------
 
-    def _step_simple(self, ready: list, trace: list | None) -> bool:
-        """The fast path, every hop of most graphs: pop, call, propagate, see if there is more."""
+    def step(self, ready: list, trace: list | None) -> bool:
+        """Runs one task. Returns True if the node may have more work (it stays scheduled)."""
+        if not self.simple:
+            return self._step_general(ready, trace)
+        # The fast path, every hop of most graphs: pop, call, propagate, see if there is more.
         dq = self.dq0
         run = self.run
         if not dq or run.stopping and not (self.sink and not run.halted):

@@ -107,8 +107,7 @@ class Executor:
                 while local:
                     node = local.pop()
                     while True:  # node steps; the node it made ready, on this executor, steps next
-                        step = node.step  # (a bound method in a slot: cheaper called from a local)
-                        if step(ready, trace):
+                        if node.step(ready, trace):
                             # Let an idle worker pipeline this node while we carry its packet on,
                             # when its calls are long enough to gain from it: for a call of
                             # microseconds the hand-off costs more than it saves (two threads only

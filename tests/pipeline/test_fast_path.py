@@ -1,7 +1,8 @@
 """The fast path of a hop (node.py: a simple node's claim token, the push ``Stream.send`` does
-itself into its queue, ``_step_simple``) is held to the general path's behaviour: each graph here
-runs with the fast path on and with every node on the general path (``NodeRuntime.fast_path``),
-and both must give the same packets, bounds, drops, stats and errors."""
+itself into its queue, the first branch of ``NodeRuntime.step``) is held to the general path's
+behaviour: each graph here runs with the fast path on and with every node on the general path
+(``NodeRuntime.fast_path``), and both must give the same packets, bounds, drops, stats and
+errors."""
 
 from __future__ import annotations
 
