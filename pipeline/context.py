@@ -51,10 +51,8 @@ class OutputHandle:
         ctx = self.ctx
         if timestamp is None:
             timestamp = ctx.timestamp
-            if timestamp is None:
-                raise ValueError(f"node '{ctx.node}': a source must give a timestamp to outputs['{self.tag}'].add")
-        elif type(timestamp) is not int:
-            timestamp = Timestamp.check(timestamp)
+        if type(timestamp) is not int:
+            timestamp = self._checked(timestamp)
         stream = self.stream
         if stream is None:  # an optional output left unconnected
             return
@@ -70,6 +68,15 @@ class OutputHandle:
                 sched.dispatch(ctx._ready)
         else:
             stream.send(_tuple_new(Packet, (value, timestamp)), ctx._ready)
+
+    def _checked(self, timestamp) -> int:
+        """A timestamp that is not a plain int: checked, or the error for a missing one."""
+        if timestamp is None:
+            ctx = self.ctx
+            raise ValueError(f"node '{ctx.node}': a source must give a timestamp to outputs['{self.tag}'].add"
+                             if ctx._source else
+                             f"node '{ctx.node}': outputs['{self.tag}'].add needs a timestamp outside process()")
+        return Timestamp.check(timestamp)
 
     def add_packet(self, packet: Packet) -> None:
         """Emits a received packet as it is: the same payload at the same timestamp (what a
@@ -108,10 +115,8 @@ class _WorkerOutput(OutputHandle):
         ctx = self.ctx
         if timestamp is None:
             timestamp = ctx.timestamp
-            if timestamp is None:
-                raise ValueError(f"node '{ctx.node}': outputs['{self.tag}'].add needs a timestamp outside process()")
-        elif type(timestamp) is not int:
-            timestamp = Timestamp.check(timestamp)
+        if type(timestamp) is not int:
+            timestamp = self._checked(timestamp)
         self.stream.send(_tuple_new(Packet, (value, timestamp)), ctx._ready)
 
     def add_packet(self, packet: Packet) -> None:

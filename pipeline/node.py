@@ -14,11 +14,13 @@ Three ways through ``step``:
   processing; most nodes): pop, call, propagate, all inline and without a lock, since this is paid
   on every hop. A simple node's activation is a claim token (``claim``, a one-key dict whose
   ``pop``/set are atomic under the GIL) instead of ``active`` under the lock: a producer appends the
-  packet, then moves the queue's bound, then tries to claim; the worker holding the claim pops, and
-  when it runs out of work releases the claim and looks once more (a producer that came after that
-  look claims the node itself). Whoever reads a queue without the lock reads its bound *before* its
-  packets: a packet below a bound read is then always seen. The lock still guards the rare paths
-  (a queue filling up or getting room again).
+  packet, then moves the queue's bound, then tries to claim (``Stream.send`` does this itself when
+  the queue has room: the queue carries the claim; ``deliver`` only when it is about to fill); the
+  worker holding the claim pops, and when it runs out of work releases the claim and looks once
+  more (a producer that came after that look claims the node itself). ``fast_path = False`` puts
+  every node on the general path (the tests compare both). Whoever reads a queue without the lock
+  reads its bound *before* its packets: a packet below a bound read is then always seen. The lock
+  still guards the rare paths (a queue filling up or getting room again).
 - the general path: the policy's ``readiness``/``take`` (policies.py), then a call, a bound-only call
   (``process_timestamp_bounds``), a bound propagation without a call, or the close;
 - ``max_in_flight > 1``: calls run concurrently; each call's outputs are buffered in its
@@ -74,11 +76,15 @@ class InFlightCall:
 class NodeRuntime:
     """The running state of one node: its queues, its calculator and its scheduling flags."""
 
+    # False puts every node on the general path: tests run the same graphs both ways and compare
+    # (tests/pipeline/test_fast_path.py), so the fast path is held to the general path's behaviour.
+    fast_path = True
+
     __slots__ = ("graph", "run", "sched", "spec", "name", "cls", "depth", "lock", "queues", "forward_queues",
                  "outputs", "out_streams", "calc", "process", "options", "side", "opened", "closed", "finished",
                  "active", "max_in_flight", "policy", "immediate", "offset", "process_bounds", "propagated",
                  "is_source", "simple", "executor", "ctx", "inflight", "flushing", "count", "time_ns", "drops",
-                 "q0", "tag0", "claim", "sink", "__weakref__")
+                 "q0", "dq0", "tag0", "claim", "sink", "__weakref__")
 
     def __init__(self, graph: "Graph", spec: _config.NodeSpec, depth: int, run: "RunState", sched: "Scheduler"):
         self.graph = graph
@@ -119,6 +125,7 @@ class NodeRuntime:
         self.time_ns = 0
         self.drops = 0
         self.q0: InputQueue | None = None
+        self.dq0: deque | None = None
         self.tag0 = ""
         self.claim = {0: True}  # simple nodes: present when free; popped by whoever activates the node
         self.sink = not spec.outputs  # writes what reached it even while a stopping run shuts down
@@ -131,10 +138,14 @@ class NodeRuntime:
         self.queues.append(q)
         if not q.back_edge:
             self.forward_queues.append(q)
-        self.simple = (len(self.queues) == 1 and len(self.forward_queues) == 1 and not self.process_bounds
-                       and self.policy.name in ("sync", "immediate") and self.max_in_flight == 1)
+        self.simple = (self.fast_path and len(self.queues) == 1 and len(self.forward_queues) == 1
+                       and not self.process_bounds and self.policy.name in ("sync", "immediate")
+                       and self.max_in_flight == 1)
         self.q0 = self.queues[0]
+        self.dq0 = self.q0.dq
         self.tag0 = self.q0.tag
+        for x in self.queues:  # a simple node's queue carries its claim: Stream.send pushes into it itself
+            x.claim = self.claim if self.simple else None
 
     def is_active(self) -> bool:
         """Whether the node is activated (scheduled, or running a step)."""
@@ -153,18 +164,10 @@ class NodeRuntime:
     # -- delivery (called by producers, any thread) -------------------------------------------
 
     def deliver(self, q: InputQueue, packet: Packet, ready: list) -> None:
-        if self.simple:
-            dq = q.dq
-            n = len(dq)
-            if n < q.room:  # the common case: room to spare
-                dq.append(packet)  # the packet first, then the bound (see the module's docstring)
-                if n >= q.peak:
-                    q.peak = n + 1
-                q.bound = packet[1] + 1
-            else:
-                with self.lock:
-                    if not self._deliver_full(q, packet, len(dq)):
-                        return
+        if self.simple:  # a queue with room to spare: Stream.send pushed the packet itself
+            with self.lock:
+                if not self._deliver_full(q, packet, len(q.dq)):
+                    return
             if self.claim.pop(0, False):
                 ready.append(self)
             return
@@ -268,23 +271,23 @@ class NodeRuntime:
         if not self.simple:
             return self._step_general(ready, trace)
         # The fast path, every hop of most graphs: pop, call, propagate, see if there is more.
-        q = self.q0
-        dq = q.dq
+        dq = self.dq0
         run = self.run
         if not dq or run.stopping and not (self.sink and not run.halted):
             return self._simple_idle(ready)
         p = dq.popleft()  # the claim makes this worker the queue's only consumer
+        q = self.q0
         if q.full:
             with self.lock:
                 self.queue_popped(q)
-        t = p[1]
         ctx = self.ctx
-        ctx.timestamp = t
+        t = ctx.timestamp = p[1]
         ctx.inputs = {self.tag0: p}
         ctx._ready = ready
+        process = self.process  # a bound method in a slot: called from a local, it is cheaper
         start = _perf_ns()
         try:
-            self.process(ctx)
+            process(ctx)
         except BaseException as e:  # noqa: BLE001 - every failure stops the run
             self.fail("process", t, e)
             self.claim[0] = True
@@ -295,10 +298,12 @@ class NodeRuntime:
         if trace is not None:
             trace.append((self.name, threading.current_thread().name, t, start, end))
         if self.offset is not None:
-            # _advance_outputs(_bound_after(t)) for the one input, inlined
-            b = q.bound
-            nb = dq[0][1] if dq else b
-            if nb == DONE:
+            # _advance_outputs(_bound_after(t)) for the one input, inlined; the bound is read
+            # before the packets (see the module's docstring)
+            nb = q.bound
+            if dq:
+                nb = dq[0][1]
+            elif nb == DONE:
                 nb = t + 1
             if nb > self.propagated:
                 self.propagated = nb

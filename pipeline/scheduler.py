@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 from .calculator import STOP
@@ -85,8 +86,9 @@ class Executor:
     def _work(self) -> None:
         sched = self.sched
         trace = sched.trace
-        ready: list = []
-        local: list[NodeRuntime] = []
+        # deques, not lists: a list that goes 1 -> 0 -> 1 items (each hop) reallocates every time
+        ready: deque = deque()
+        local: deque[NodeRuntime] = deque()
         cond = self.cond
         while True:
             with cond:
@@ -104,35 +106,39 @@ class Executor:
                 local.append(node)
                 while local:
                     node = local.pop()
-                    if node.step(ready, trace):
-                        # Let an idle worker pipeline this node while we carry its packet on, when
-                        # its calls are long enough to gain from it: for a call of microseconds the
-                        # hand-off costs more than it saves (two threads only trade the GIL).
-                        if self.idle and ready and node.time_ns > HANDOFF_NS * node.count:
-                            self.submit(node)
-                        else:
-                            local.append(node)
-                    if ready:
-                        if len(ready) == 1:
+                    while True:  # node steps; the node it made ready, on this executor, steps next
+                        if node.step(ready, trace):
+                            # Let an idle worker pipeline this node while we carry its packet on,
+                            # when its calls are long enough to gain from it: for a call of
+                            # microseconds the hand-off costs more than it saves (two threads only
+                            # trade the GIL).
+                            if self.idle and ready and node.time_ns > HANDOFF_NS * node.count:
+                                self.submit(node)
+                            else:
+                                local.append(node)
+                        if not ready:
+                            break
+                        if len(ready) == 1:  # the common case: the inline hop
                             n = ready.pop()
                             if n.executor is self:
-                                local.append(n)
-                            else:
+                                node = n
+                                continue
+                            n.executor.submit(n)
+                            break
+                        # Run the deepest same-executor node inline; queue the others (a node may
+                        # appear twice: each entry is one activation).
+                        best = -1
+                        for i, n in enumerate(ready):
+                            if n.executor is self and (best < 0 or n.depth > ready[best].depth):
+                                best = i
+                        for i, n in enumerate(ready):
+                            if i != best:
                                 n.executor.submit(n)
-                            continue
-                        else:
-                            # Run the deepest same-executor node inline; queue the others (a node
-                            # may appear twice: each entry is one activation).
-                            best = -1
-                            for i, n in enumerate(ready):
-                                if n.executor is self and (best < 0 or n.depth > ready[best].depth):
-                                    best = i
-                            for i, n in enumerate(ready):
-                                if i != best:
-                                    n.executor.submit(n)
-                            if best >= 0:
-                                local.append(ready[best])
+                        n = ready[best] if best >= 0 else None
                         ready.clear()
+                        if n is None:
+                            break
+                        node = n
             except BaseException as e:  # noqa: BLE001 - a bug in the framework itself
                 node.fail("scheduler", None, e)
                 local.clear()

@@ -5,6 +5,13 @@ A producer calls ``Stream.send`` (a packet) or ``Stream.set_bound`` (the bound m
 each consumer's ``InputQueue`` gets it through its node (``NodeRuntime.deliver``/``advance``), which
 appends any node that became ready to the caller's ``ready`` list. Nothing here schedules: the
 caller hands ``ready`` on (see scheduler.py).
+
+The one exception is paid on every hop, so ``send`` does it itself: the queue of a *simple* node
+(one input, one call at a time: node.py) carries the node's claim token (``InputQueue.claim``).
+When such a queue has room, ``send`` appends the packet, moves the queue's bound (in that order:
+node.py's docstring says why) and takes the claim, with no lock and no call into the node; whoever
+takes the claim puts the node on ``ready``. A queue about to fill, and every other queue, goes
+through ``NodeRuntime.deliver``.
 """
 
 from __future__ import annotations
@@ -49,12 +56,12 @@ class Stream:
         self.last = None
         self.queues: list[InputQueue] = []
         self.direct: list[DirectConsumer] = []
-        self._targets: tuple = ()  # (deliver, queue) per consumer queue: what send() walks
+        self._targets: tuple = ()  # the consumer queues: what send() walks
         self._on_packet: tuple = ()  # the direct consumers' on_packet
 
     def add_queue(self, q: "InputQueue") -> None:
         self.queues.append(q)
-        self._targets = tuple((x.node.deliver, x) for x in self.queues)
+        self._targets = tuple(self.queues)
 
     def add_direct(self, c: DirectConsumer) -> None:
         self.direct.append(c)
@@ -69,9 +76,21 @@ class Stream:
         if t < self.bound:
             self._refuse(t)
         self.last = t
-        self.bound = t + 1
-        for deliver, q in self._targets:
-            deliver(q, packet, ready)
+        b = self.bound = t + 1
+        for q in self._targets:
+            claim = q.claim
+            if claim is not None:  # a simple node's queue (see the module's docstring)
+                dq = q.dq
+                n = len(dq)
+                if n < q.room:  # the common case: room to spare
+                    dq.append(packet)
+                    if n >= q.peak:
+                        q.peak = n + 1
+                    q.bound = b
+                    if claim.pop(0, False):
+                        ready.append(q.node)
+                    continue
+            q.node.deliver(q, packet, ready)
         if self._on_packet:
             for on_packet in self._on_packet:
                 on_packet(packet)
@@ -107,7 +126,7 @@ class InputQueue:
     """A node's bounded input queue on one stream."""
 
     __slots__ = ("node", "tag", "stream", "dq", "bound", "seen", "capacity", "room", "overflow", "back_edge",
-                 "peak", "drops", "full")
+                 "peak", "drops", "full", "claim")
 
     def __init__(self, node: "NodeRuntime", tag: str, stream: Stream, capacity: int, overflow: str, back_edge: bool):
         self.node = node
@@ -123,6 +142,7 @@ class InputQueue:
         self.peak = 0
         self.drops = 0
         self.full = False
+        self.claim: dict | None = None  # the node's claim token when it is simple (set by its wiring)
 
 
 class Poller:

@@ -14,6 +14,9 @@ and the default number of workers. Baselines measured in the same run, in interl
 The median over rounds is reported, and the ratios are medians of per-round ratios (the load of a
 round hits both sides alike); the table gives the ratios and the targets (chain of 10 at
 <= 0.7x MediaPipe's figure, each added node <= 1.5 us, 1 node and diamond no slower than --ref).
+A second table gives the CPU time (user+sys of the process, all threads) of the same vpipe and
+--ref runs, which the load of a shared machine disturbs less than wall time (a thread waiting
+for a core costs wall time, not CPU time).
 A JSON file records the figures, the machine, the versions and the command.
 
     python tests/bench/bench_core.py [--packets 20000] [--repeats 5] [--ref REV] [--json out/bench/core.json]
@@ -66,7 +69,8 @@ def diamond() -> tuple[dict, str]:
 CASES = {"passthrough_1": chain(1), "chain_10": chain(10), "diamond": diamond()}
 
 
-def run_graph(spec: dict, out: str, packets: int, threads: int | None) -> float:
+def run_graph(spec: dict, out: str, packets: int, threads: int | None) -> tuple[float, float]:
+    """(wall, CPU) microseconds per packet; CPU is the process's user+sys time, all threads."""
     g = Graph.from_dict(spec, threads=threads)
     count = [0]
 
@@ -75,14 +79,16 @@ def run_graph(spec: dict, out: str, packets: int, threads: int | None) -> float:
 
     g.observe(out, cb)
     g.start()
+    c0 = time.process_time()
     t0 = time.perf_counter()
     for i in range(packets):
         g.add_packet("in", i, i)
     g.close_input("in")
     g.wait()
     dt = time.perf_counter() - t0
+    dc = time.process_time() - c0
     assert count[0] == packets, f"expected {packets} packets, got {count[0]}"
-    return dt / packets * 1e6
+    return dt / packets * 1e6, dc / packets * 1e6
 
 
 def run_loop(n: int, packets: int) -> float:
@@ -120,8 +126,13 @@ def run_loop(n: int, packets: int) -> float:
 
 
 def vpipe_round(packets: int, thread_counts: list[int]) -> dict:
-    return {name: {str(n): run_graph(spec, out, packets, n) for n in thread_counts}
-            for name, (spec, out) in CASES.items()}
+    """{case: {threads: wall us}}, and the CPU us per packet of the same runs under "cpu"."""
+    res: dict = {"cpu": {}}
+    for name, (spec, out) in CASES.items():
+        res[name], res["cpu"][name] = {}, {}
+        for n in thread_counts:
+            res[name][str(n)], res["cpu"][name][str(n)] = run_graph(spec, out, packets, n)
+    return res
 
 
 def mp_round(mp_python: str, packets: int) -> dict:
@@ -196,11 +207,14 @@ def main() -> None:
         loops.append({"1": run_loop(1, a.packets), "10": run_loop(10, a.packets)})
         print(f"round {i + 1}/{a.rounds} done", file=sys.stderr)
 
-    res: dict = {"vpipe": {}, "ref": {}, "mediapipe": {}, "hand_loop": {}}
+    res: dict = {"vpipe": {}, "ref": {}, "mediapipe": {}, "hand_loop": {}, "vpipe_cpu": {}, "ref_cpu": {}}
     for case in CASES:
         res["vpipe"][case] = {str(n): median_of(ours, case, str(n)) for n in thread_counts}
+        res["vpipe_cpu"][case] = {str(n): median_of(ours, "cpu", case, str(n)) for n in thread_counts}
         if ref:
             res["ref"][case] = {str(n): median_of(ref, case, str(n)) for n in thread_counts}
+            if all("cpu" in r for r in ref):  # (a --ref older than this benchmark's CPU column)
+                res["ref_cpu"][case] = {str(n): median_of(ref, "cpu", case, str(n)) for n in thread_counts}
     if mp:
         res["mediapipe"] = {"chain_1": median_of(mp, "us_per_packet", "1"),
                             "chain_10": median_of(mp, "us_per_packet", "10"), "version": mp[0]["mediapipe"]}
@@ -220,6 +234,19 @@ def main() -> None:
              for n in thread_counts}
     res["vpipe_us_per_added_node"] = added
     print(f"{'added node (chain)':<22}" + "".join(f"{added[str(n)]:>12.2f}" for n in thread_counts))
+    # CPU time (user+sys of the process, all its threads) of the same runs: what load on a shared
+    # machine disturbs least (a descheduled thread costs wall time, not CPU time)
+    added_cpu = {str(n): (res["vpipe_cpu"]["chain_10"][str(n)] - res["vpipe_cpu"]["passthrough_1"][str(n)]) / 9
+                 for n in thread_counts}
+    res["vpipe_cpu_us_per_added_node"] = added_cpu
+    print(f"\nCPU us per packet (user+sys, all threads), median of {a.rounds} rounds")
+    print(f"{'case':<22}" + "".join(f"{c:>12}" for c in cols[:len(thread_counts) * (2 if res['ref_cpu'] else 1)]))
+    for case in CASES:
+        row = [res["vpipe_cpu"][case][str(n)] for n in thread_counts]
+        if res["ref_cpu"]:
+            row += [res["ref_cpu"][case][str(n)] for n in thread_counts]
+        print(f"{case:<22}" + "".join(f"{v:>12.2f}" for v in row))
+    print(f"{'added node (chain)':<22}" + "".join(f"{added_cpu[str(n)]:>12.2f}" for n in thread_counts))
     print(f"hand-written loop: 1 node {res['hand_loop']['1']:.2f} us, 10 nodes {res['hand_loop']['10']:.2f} us")
     def per_round(num, den) -> dict:
         r = [a / b for a, b in zip(num, den)]
@@ -237,6 +264,10 @@ def main() -> None:
             for case in CASES:
                 res["round_ratios"][f"{case}_vs_ref_{k}w"] = per_round(
                     [r[case][k] for r in ours], [r[case][k] for r in ref])
+        if res["ref_cpu"]:
+            for case in CASES:
+                res["round_ratios"][f"{case}_cpu_vs_ref_{k}w"] = per_round(
+                    [r["cpu"][case][k] for r in ours], [r["cpu"][case][k] for r in ref])
         res["round_ratios"][f"added_node_vs_hand_loop_node_{k}w"] = per_round(
             [(r["chain_10"][k] - r["passthrough_1"][k]) / 9 for r in ours], [lp["10"] / 10 for lp in loops])
     verdicts = {}
@@ -257,6 +288,11 @@ def main() -> None:
                 r = res["round_ratios"][f"{case}_vs_ref_{k}w"]["median"]
                 verdicts[f"{case}_vs_ref_{k}w"] = r
                 line += f"; {case} / ref = {r:.2f}x"
+                if res["ref_cpu"]:
+                    rc = res["round_ratios"][f"{case}_cpu_vs_ref_{k}w"]["median"]
+                    verdicts[f"{case}_cpu_vs_ref_{k}w"] = rc
+                    line += f" (CPU {rc:.2f}x)"
+        line += f"; added node CPU {added_cpu[k]:.2f} us"
         print(line)
     if not mp:
         print("MediaPipe baseline ABSENT: the chain_10 target was not checked")
