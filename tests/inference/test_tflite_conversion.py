@@ -141,12 +141,17 @@ def test_folding_keeps_every_value_the_tflite_runtime_computes(tmp_path, carphon
             np.testing.assert_array_equal(got, ref)
 
 
-def _openvino_outputs(path: Path, x: np.ndarray) -> list[np.ndarray]:
+def _openvino(path: Path):
+    """OpenVINO's reading of ``path``, pinned to f32: a function from the NHWC input to the outputs."""
     import openvino as ov
 
     compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    res = compiled(x)
-    return [res[o] for o in compiled.outputs]
+
+    def run(x):
+        res = compiled(x)
+        return [res[o] for o in compiled.outputs]
+
+    return run
 
 
 # Measured on four carphone frames (max abs error against OpenVINO's f32 reading of the .tflite,
@@ -172,8 +177,9 @@ def test_converted_fp16_and_sparse_models_agree_with_openvino_on_the_tflite(carp
     order = [by_name[report.output_names[n]] for n in report.output_names] if engine == "ncnn" else range(len(eng.outputs))
     bounds = BOUNDS[name]
     worst = [0.0, 0.0]
+    openvino = _openvino(src)
     for x in _real_input(name, carphone_frames):
-        ref = _openvino_outputs(src, x)
+        ref = openvino(x)
         outs = eng.infer([np.ascontiguousarray(x.transpose(0, 3, 1, 2))])
         got = [np.asarray(outs[i]).reshape(r.shape) for i, r in zip(order, ref)]
         for k, (r, g) in enumerate(zip(ref, got)):
