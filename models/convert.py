@@ -360,6 +360,15 @@ def _tflite_to_onnx(src: Path, out: Path) -> Path:
     return dst
 
 
+def _tflite_custom_ops(path: Path) -> list[str]:
+    import tflite
+
+    model = tflite.Model.GetRootAsModel(path.read_bytes(), 0)
+    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+    return sorted({c.CustomCode().decode() for c in codes
+                   if max(c.BuiltinCode(), c.DeprecatedBuiltinCode()) == tflite.BuiltinOperator.CUSTOM and c.CustomCode()})
+
+
 def _tflite_output_shapes(path: Path) -> list[list[int]]:
     import tflite
 
@@ -589,6 +598,10 @@ def convert(model: str | os.PathLike, to: Target, *, shape: Sequence[int] | None
 
     started = time.perf_counter()
     if fmt == "tflite":
+        custom = _tflite_custom_ops(src)
+        if custom:  # MediaPipe's own ops: neither tflite2onnx nor the reference interpreter has them
+            raise ConversionError(f"tflite2onnx could not convert {src}: it uses custom TFLite ops "
+                                  f"({', '.join(custom)}) that no converter here knows")
         spec, ref_run, reference = _tflite_spec_and_runner(src)
     else:
         spec, ref_run, reference = _onnx_spec(src), _runner(_load("onnxruntime", src)), "onnxruntime (CPU)"

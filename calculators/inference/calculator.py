@@ -277,7 +277,8 @@ class Inference(Calculator):
             return
         arrays = self._arrays(packet.value)
         if self._perms:  # tensors in the source model's layout, for its conversion's
-            arrays = [np.ascontiguousarray(a.transpose(p[0])) if p is not None and a.shape == p[1] else a
+            # (any batch: split_batch feeds N crops to a batch-1 model)
+            arrays = [np.ascontiguousarray(a.transpose(p[0])) if p is not None and a.shape[1:] == p[1][1:] else a
                       for a, p in zip(arrays, self._perms + [None] * (len(arrays) - len(self._perms)))]
         if len(arrays) != self._n_in:
             raise self._mismatch(arrays)
