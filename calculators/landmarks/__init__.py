@@ -6,4 +6,4 @@ Pure functions live in ``geometry`` (rects, ROI maps), ``decode`` (tensors to po
 the calculators in ``rects``, ``tracking`` and ``landmarks`` wrap them.
 """
 
-from calculators.landmarks import landmarks, rects, tracking  # noqa: F401  (registers them)
+from calculators.landmarks import face_refinement, landmarks, rects, tracking  # noqa: F401  (registers them)
