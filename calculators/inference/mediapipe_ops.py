@@ -148,9 +148,15 @@ def read_model(core, path: Path):
     """``path`` as an ``ov.Model``: through the TFLite reader with MediaPipe's ops when the file
     uses them, else ``core.read_model``."""
     path = Path(path)
-    if path.suffix.lower() != ".tflite":
-        return core.read_model(str(path))
-    ops = custom_ops(path)
+    if path.suffix.lower() != ".tflite" or not any(n.encode() in path.read_bytes() for n in CUSTOM_OPS):
+        return core.read_model(str(path))  # (an op's name is stored in the file as plain text)
+    try:
+        ops = custom_ops(path)
+    except ImportError as err:
+        from .engine import ModelLoadError
+
+        raise ModelLoadError(f"{path.name} uses MediaPipe's custom ops; reading their options needs the "
+                             "'tflite' package: pip install vpipe[openvino]") from err
     if not any(name in CUSTOM_OPS for name, _ in ops):
         return core.read_model(str(path))
     from openvino.frontend import ConversionExtension, FrontEndManager
