@@ -12,6 +12,8 @@ does their work once, on the constants: each DENSIFY of a constant sparse tensor
 buffer on its output tensor, each DEQUANTIZE of a constant float16 tensor a float32 buffer, and the
 ops, with the tensors and buffers only they used, are removed. The values are the ones the TFLite
 runtime computes at load time: float16 -> float32 is exact, and densifying only places values.
+One more rewrite keeps every value: PAD ops that share a paddings tensor get a copy each, because
+tflite2onnx rewrites a PAD's paddings in place (pose-landmark-full shares them).
 
 The sparse format is TFLite's (``SparsityParameters`` in the schema; the runtime's converter is
 ``tensorflow/lite/kernels/internal/utils/sparsity_format_converter.cc``): a tensor of rank n with
