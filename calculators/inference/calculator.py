@@ -100,15 +100,17 @@ def model_input_shape(ref: str) -> tuple[int | None, ...]:
 _CONVERT_TO = {"onnxruntime": "onnx", "openvino": "openvino", "ncnn": "ncnn", "tensorrt": "tensorrt"}
 
 
-def readable_model(path: Path, engine: str, convert: str, where: str) -> tuple[Path, list]:
+def readable_model(path: Path, engine: str, convert: str, where: str) -> tuple[Path, list, dict]:
     """The model file ``engine`` loads for ``path``, converted (checked, cached) when it cannot read
-    ``path``'s format, and per input the (axis permutation, source shape) that takes a tensor in the
-    source's layout to the converted model's (None where nothing changes)."""
+    ``path``'s format; per input the (axis permutation, source shape) that takes a tensor in the
+    source's layout to the converted model's (None where nothing changes); and the source model's
+    output names in its order, each mapped to the converted model's name for it (empty when not
+    converted: ncnn names its blobs out0, out1... in an order of its own)."""
     from .selection import check_format
 
     try:
         check_format(engine, path)
-        return path, []
+        return path, [], {}
     except ModelFormatError as e:
         target = _CONVERT_TO.get(engine)
         if convert == "never" or target is None or path.suffix.lower() not in (".onnx", ".tflite"):
@@ -119,9 +121,12 @@ def readable_model(path: Path, engine: str, convert: str, where: str) -> tuple[P
     try:
         report = run_conversion(path, target)
         perms: list = []
+        outputs = dict(report.output_names)
         if path.suffix.lower() == ".tflite":
             # tflite2onnx turns NHWC inputs into NCHW; the TFLite shapes are the first step's inputs.
             first = report if target == "onnx" else run_conversion(path, "onnx")
+            if first is not report:  # TFLite name -> ONNX name -> the target's name
+                outputs = {src: report.output_names.get(mid, mid) for src, mid in first.output_names.items()}
             for src, dst in zip(first.input_shapes.values(), onnx_input_shapes(first.path).values()):
                 src, dst = list(src), list(dst)
                 nchw = len(src) == 4 and src != dst and dst == [src[0], src[3], src[1], src[2]]
@@ -132,7 +137,7 @@ def readable_model(path: Path, engine: str, convert: str, where: str) -> tuple[P
     log.warning("%s: engine %s cannot read %s; using its %s conversion to %s, checked against %s (max abs error "
                 "%.3g): %s", where, engine, path.name, "cached" if report.cached else "new", target,
                 report.reference, report.max_abs_error, report.path, extra={"notice": True})
-    return report.path, perms
+    return report.path, perms, outputs
 
 
 def _where(node: str, model: str) -> str:
@@ -186,12 +191,13 @@ class Inference(Calculator):
             raise ModelLoadError(f"{self._where}: model file not found: {path}")
         engine = o.engine
         self._perms: list = []
+        converted_outputs: dict = {}
         try:
             if engine == "auto":
                 engine = pick_engine(path, o.device)
                 log.info("%s: engine auto picked %s", self._where, engine)
             else:
-                path, self._perms = readable_model(path, engine, o.convert, self._where)
+                path, self._perms, converted_outputs = readable_model(path, engine, o.convert, self._where)
             requests = o.requests or max(ctx.max_in_flight, 1)
             opts = EngineOptions.with_extra(
                 o.engine_options, device=o.device, precision=o.precision, threads=o.threads,
@@ -210,14 +216,19 @@ class Inference(Calculator):
         self._rename_in = o.inputs or {}
         # Output selection and naming, fixed once: (index into engine outputs, name, layout).
         out_names = [s.name for s in eng.outputs]
+        index = {n: i for i, n in enumerate(out_names)}
+        if converted_outputs and all(c in index for c in converted_outputs.values()):
+            # a converted model answers as its source: the source's output names, in its order
+            index = {src: index[c] for src, c in converted_outputs.items()}
+            out_names = list(converted_outputs)
         if o.outputs:
-            unknown = [n for n in o.outputs if n not in out_names]
+            unknown = [n for n in o.outputs if n not in index]
             if unknown:
                 self._release()
                 raise InferenceError(f"{self._where}: no output named {unknown}; the model's outputs are {out_names}")
-            picks = [(out_names.index(n), new) for n, new in o.outputs.items()]
+            picks = [(index[n], new) for n, new in o.outputs.items()]
         else:
-            picks = list(enumerate(out_names))
+            picks = [(index[n], n) for n in out_names]
         self._picks = [(i, name, o.layouts.get(name, "")) for i, name in picks]
         # Payload names that the model does not have are an error at open, not per packet.
         bad = [m for m in self._rename_in.values() if m not in self._names]
@@ -267,7 +278,8 @@ class Inference(Calculator):
             return
         arrays = self._arrays(packet.value)
         if self._perms:  # tensors in the source model's layout, for its conversion's
-            arrays = [np.ascontiguousarray(a.transpose(p[0])) if p is not None and a.shape == p[1] else a
+            # (any batch: split_batch feeds N crops to a batch-1 model)
+            arrays = [np.ascontiguousarray(a.transpose(p[0])) if p is not None and a.shape[1:] == p[1][1:] else a
                       for a, p in zip(arrays, self._perms + [None] * (len(arrays) - len(self._perms)))]
         if len(arrays) != self._n_in:
             raise self._mismatch(arrays)

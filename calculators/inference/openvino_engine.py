@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from .engine import DeviceError, Engine, EngineOptions, TensorSpec, require
+from .mediapipe_ops import read_model
 
 _PRECISION_HINT = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 _VIRTUAL = ("AUTO", "MULTI", "HETERO", "BATCH")
@@ -99,7 +100,7 @@ class OpenVinoEngine(Engine):
         if options.threads:
             config["INFERENCE_NUM_THREADS"] = options.threads
         config.update(extra.get("config", {}))
-        model = c.read_model(str(path))
+        model = read_model(c, path)  # a .tflite with MediaPipe's custom ops gets them (mediapipe_ops.py)
         self.compiled = c.compile_model(model, self.device, config)
         self.inputs = [_spec(p, i, "input") for i, p in enumerate(self.compiled.inputs)]
         self.outputs = [_spec(p, i, "output") for i, p in enumerate(self.compiled.outputs)]

@@ -3,7 +3,7 @@ the tracking loop, landmark decoding and smoothing.
 
 Pure functions live in ``geometry`` (rects, ROI maps), ``decode`` (tensors to points), ``filters``
 (One Euro, velocity, low-pass) and ``connections`` (MediaPipe's landmark connection lists, data);
-the calculators in ``rects``, ``tracking``, ``landmarks`` and ``segmentation`` wrap them.
+the calculators in ``rects``, ``tracking``, ``landmarks``, ``segmentation`` and ``face_refinement`` wrap them.
 """
 
 # Which module of this family registers each calculator: the registry imports a module only when a
@@ -12,6 +12,7 @@ CALCULATORS = {
     "AssociateRects": "rects",
     "DetectionsToRects": "rects",
     "DetectorGate": "tracking",
+    "RefineFaceLandmarks": "face_refinement",
     "LandmarksSmoothing": "landmarks",
     "LandmarksToRects": "rects",
     "MaskSmoothing": "segmentation",

@@ -124,9 +124,12 @@ def test_openvino_reads_blazeface_tflite_exactly_when_pinned_to_f32():
 
 
 @needs_tflite2onnx
-@pytest.mark.parametrize("name, op", [("blazeface-full", "DENSIFY"), ("selfie-segmentation", "HARD_SWISH")])
-def test_tflite_ops_tflite2onnx_lacks_are_refused_clearly(tmp_path, name, op):
-    with pytest.raises(ConversionError, match=rf"tflite2onnx could not convert .*{name.split('-')[0]}.*Unsupported TFLite OP: \d+ {op}"):
+@pytest.mark.parametrize("name, ops", [
+    ("selfie-segmentation", "Convolution2DTransposeBias"),
+    ("face-landmark-with-attention", "Landmarks2TransformMatrix, TransformLandmarks, TransformTensorBilinear"),
+])
+def test_tflite_custom_ops_are_refused_clearly(tmp_path, name, ops):
+    with pytest.raises(ConversionError, match=rf"tflite2onnx could not convert .*{name.split('-')[0]}.*custom TFLite ops \({ops}\)"):
         convert(f"zoo:{name}", "onnx", cache=tmp_path)
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
 
