@@ -13,7 +13,8 @@
   find the model file), so its figures are the bound the framework is held to.
 - ``bare_centerface``: ``graphs/face_detection_centerface.yaml`` with only ``detections`` as two
   threads around the bare engine (ONNX Runtime, as ``engine: auto`` picks on a CPU): decode to
-  RGB, vpipe's ``image_to_tensor``, ``decode_centerface``, ``hard_nms``, ``project_detections``.
+  RGB, vpipe's ``image_to_tensor``, ``decode_centerface``, ``hard_nms``, ``project_detections``
+  (ONNX Runtime's threads not spinning, as the graph sets them).
 - ``bare_selfie``: ``graphs/selfie_segmentation.yaml`` with ``output`` as two threads around
   MediaPipe Tasks' ``ImageSegmenter``: decode to RGB, segment, ``blur_background``, x264 encode
   with VideoWriter's settings into ``OUT.mp4``.
@@ -258,7 +259,9 @@ def bare_centerface(video: Path, out: Path) -> None:
 
     t0 = time.thread_time()
     model = resolve("zoo:centerface")
-    engine = engine_class(pick_engine(model))(model, EngineOptions())
+    # The graph's engine settings: ONNX Runtime's pool sleeps between calls instead of spinning.
+    engine = engine_class(pick_engine(model))(model, EngineOptions.with_extra(
+        {"session_config": {"session.intra_op.allow_spinning": "0"}}))
     t0 = stages.add("compile", t0)
     def detect(rgb, t0):
         tensor, transform = image_to_tensor(Image(rgb, "RGB"), (320, 256), "letterbox", layout="NCHW")
