@@ -23,7 +23,7 @@ from apps.common import (EXIT_FAILED, GRAPH_PATH_HELP, PLUGIN_HELP, TRUST_HELP, 
                          plugins_or_exit, resolve_graph, run_flags, search_dirs, stdout_console)
 from apps.errors import silence_native_stderr
 from apps.progress import run_or_exit, summary_table
-from pipeline.graph import DRAIN_TIMEOUT_S, STUCK_TIMEOUT_S
+from pipeline.signals import DRAIN_TIMEOUT_S, STUCK_TIMEOUT_S  # not pipeline.graph: `vpipe --help` loads no scheduler
 
 # ---------------------------------------------------------------------------------------------
 # Commands

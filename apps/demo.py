@@ -37,7 +37,7 @@ def resolve_source(source: str) -> str | int:
 
 def is_live(source: str) -> bool:
     """A camera or a stream URL (MediaSource's own reading of ``source``)."""
-    from calculators.sources import source_kind
+    from calculators.sources.media import source_kind
 
     return source_kind(source) in ("camera", "stream")
 
@@ -65,7 +65,6 @@ def main(
     display: Optional[bool] = typer.Option(None, help="show a window (default: for live sources, when a display exists)"),
     preview: Optional[int] = typer.Option(None, help="serve a browser preview on this port"),
 ) -> None:
-    import calculators  # noqa: F401  (registers the built-in calculators)
     from apps.common import stdout_console
     from apps.progress import run_or_exit, summary_table
 

@@ -77,6 +77,10 @@ class Calculator:
     # ctx.timestamp = the new bound - 1; read bounds with ctx.input_bound(TAG)), like MediaPipe's
     # SetProcessTimestampBounds. For calculators that track timestamps, e.g. FlowLimiter.
     process_timestamp_bounds: ClassVar[bool] = False
+    # True: open() may run in a thread of its own, beside the other nodes' opens, from the start of
+    # Graph.start (a model load or compile while the source probes its file). For an open that
+    # touches nothing of another node's and needs no side packet another node's open sets.
+    open_concurrently: ClassVar[bool] = False
     # Registered name; set by ``register``.
     name: ClassVar[str] = ""
 

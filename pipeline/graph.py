@@ -10,7 +10,9 @@
    topological order (depth: downstream-first priority).
 3. ``_wire``: an ``InputQueue`` per node input on its stream; observers and pollers on theirs.
 4. ``_open``: side inputs, the calculator and its context, ``open(ctx)``, in topological order, in
-   the caller's thread (a failure closes what was opened and raises).
+   the caller's thread, except the nodes whose calculator declares ``open_concurrently`` (model
+   loads), each opened in a thread of its own beside the others (``_Openers``); a failure closes
+   what was opened and raises, naming the node.
 5. ``_launch``: the workers and the source threads start.
 
 Which file does what (docs/architecture.md draws the path of one packet through them):
@@ -50,8 +52,8 @@ __all__ = ["Context", "Executor", "Graph", "NodeRuntime", "Poller", "State", "St
 
 log = logging.getLogger("vpipe")
 
-DRAIN_TIMEOUT_S = 10.0  # a clean stop drains what is in the graph for at most this long
-STUCK_TIMEOUT_S = 5.0  # a shutdown waits at most this long for calls in progress (and for each close)
+DRAIN_TIMEOUT_S = _signals.DRAIN_TIMEOUT_S  # the stop bounds live with the rest of stopping (signals.py)
+STUCK_TIMEOUT_S = _signals.STUCK_TIMEOUT_S
 
 
 class Graph:
@@ -290,31 +292,67 @@ class Graph:
         return on_packet
 
     def _open(self) -> None:
-        """Side inputs, calculator and context, ``open(ctx)``: every node in topological order."""
-        for node in self._nodes:
-            ns = node.spec
-            side = {}
-            for tag, sp in ns.side_inputs.items():
-                if sp not in self._side_values:
-                    self._close_opened()
-                    self._teardown_unstarted()
-                    raise GraphConfigError([Problem(ns.file, ns.line, f"node '{ns.name}': side packet '{sp}' "
-                                                                      "was never set (give it to start())")])
-                side[tag] = self._side_values[sp]
-            node.side = side
-            try:
-                node.calc = node.cls()
-                node.process = node.calc.process
-                node.ctx = make_context(node)
-                node.calc.open(node.ctx)
-                node.opened = True
-            except BaseException as e:  # noqa: BLE001
-                self._close_opened()
-                self._teardown_unstarted()
-                if isinstance(e, KeyboardInterrupt):  # Ctrl-C while opening: not the node's fault
-                    raise
-                err = GraphRunError(ns.name, ns.calculator, "open", None, e)
-                raise err from e
+        """Side inputs, calculator and context, ``open(ctx)`` for every node, in topological order in
+        the caller's thread; a node whose calculator declares ``open_concurrently`` (a model load or
+        compile) opens in a thread of its own instead, from the start of the opening (or once the
+        nodes whose side outputs it reads have opened), beside the others: MediaPipe, too, opens
+        its nodes on its executors. The first failure ends the opening: opens in flight are waited
+        for, every node that opened is closed, and the error names the node that failed."""
+        background = _Openers(self)
+        producer = {sp: node for node in self._nodes for sp in node.spec.side_outputs.values()}
+
+        def producers_of(node: NodeRuntime) -> list[NodeRuntime]:
+            return [producer[sp] for sp in node.spec.side_inputs.values() if producer.get(sp) not in (None, node)]
+
+        try:
+            for node in self._nodes:
+                if node.cls.open_concurrently and not producers_of(node):
+                    self._set_side_inputs(node)
+                    background.start(node)
+            for node in self._nodes:
+                background.raise_failure()
+                if node in background.threads:
+                    continue
+                for dep in producers_of(node):
+                    background.wait_for(dep)
+                self._set_side_inputs(node)
+                if node.cls.open_concurrently:
+                    background.start(node)
+                else:
+                    self._open_node(node)
+            background.wait_for_all()
+            background.raise_failure()
+        except BaseException as e:
+            # A second Ctrl-C (StopSignal) leaves hung opens, as it leaves hung calls (signals.py).
+            bound = min(_signals.SECOND_SIGNAL_STUCK_S, self.stuck_timeout) if isinstance(e, KeyboardInterrupt) else None
+            stuck = background.finish(bound)
+            self._close_opened(stuck)
+            self._teardown_unstarted()
+            raise
+
+    def _set_side_inputs(self, node: NodeRuntime) -> None:
+        ns = node.spec
+        side = {}
+        for tag, sp in ns.side_inputs.items():
+            if sp not in self._side_values:
+                raise GraphConfigError([Problem(ns.file, ns.line, f"node '{ns.name}': side packet '{sp}' "
+                                                                  "was never set (give it to start())")])
+            side[tag] = self._side_values[sp]
+        node.side = side
+
+    def _open_node(self, node: NodeRuntime) -> None:
+        """The calculator, its context and ``open(ctx)`` (in whichever thread opens the node); a
+        failure is raised as the node's ``GraphRunError`` (Ctrl-C as itself: not the node's fault)."""
+        try:
+            node.calc = node.cls()
+            node.process = node.calc.process
+            node.ctx = make_context(node)
+            node.calc.open(node.ctx)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # noqa: BLE001
+            raise GraphRunError(node.spec.name, node.spec.calculator, "open", None, e) from e
+        node.opened = True
 
     def _launch(self) -> None:
         self._run.start(len(self._nodes))
@@ -672,6 +710,79 @@ class _Closer:
             with run.cond:
                 self.finished = True
                 run.cond.notify_all()
+
+
+class _Openers:
+    """The nodes ``Graph._open`` opens in threads of their own (``open_concurrently``): one thread
+    per node, each telling the run's condition when its open has returned or failed."""
+
+    def __init__(self, graph: "Graph"):
+        self.graph = graph
+        self.cond = graph._run.cond
+        self.threads: dict[NodeRuntime, threading.Thread] = {}
+        self.done: set[NodeRuntime] = set()
+        self.failure: BaseException | None = None
+        self.given_up = False
+
+    def start(self, node: NodeRuntime) -> None:
+        """Opens ``node`` (its side inputs already set) in a thread of its own."""
+        th = threading.Thread(target=self._open, args=(node,), name=f"vpipe-open:{node.name}", daemon=True)
+        self.threads[node] = th
+        with _signals.protected():  # a second Ctrl-C must not land inside threading's start (rule 3)
+            th.start()
+
+    def _open(self, node: NodeRuntime) -> None:
+        failure = None
+        try:
+            self.graph._open_node(node)
+        except BaseException as e:  # noqa: BLE001 - handed to the opening thread
+            failure = e
+        with self.cond:
+            self.done.add(node)
+            if failure is not None and self.failure is None:
+                self.failure = failure
+            late = self.given_up and node.opened
+            self.cond.notify_all()
+        if late:  # start() gave up waiting for this open: nobody else will close the node
+            node.close_at_shutdown()
+
+    def wait_for(self, node: NodeRuntime) -> None:
+        """Until ``node``'s open has returned, if it is opened here (its side outputs are set then)."""
+        if node in self.threads:
+            self.graph._run.wait_until(lambda: node in self.done)
+            self.raise_failure()
+
+    def wait_for_all(self) -> None:
+        self.graph._run.wait_until(lambda: len(self.done) == len(self.threads))
+        for th in self.threads.values():
+            th.join()
+
+    def raise_failure(self) -> None:
+        with self.cond:
+            failure = self.failure
+        if failure is not None:
+            raise failure
+
+    def finish(self, timeout: float | None) -> set[NodeRuntime]:
+        """After a failure: waits for the opens in flight (``timeout``: at most that long), then
+        returns the nodes still opening, which are named as stuck and close themselves when their
+        open returns."""
+        run = self.graph._run
+        run.wait_until(lambda: len(self.done) == len(self.threads), timeout)
+        with self.cond:
+            self.given_up = True
+            stuck = {n for n in self.threads if n not in self.done}
+        frames = sys._current_frames()
+        for node in stuck:
+            frame = frames.get(self.threads[node].ident)
+            stack = "".join(traceback.format_stack(frame)) if frame is not None else ""
+            err = NodeStuckError(node.name, node.spec.calculator, "open", None, timeout or 0.0, stack)
+            log.info("%s", err.args[0])
+            run.fail(err)
+        for node, th in self.threads.items():
+            if node not in stuck:
+                th.join()
+        return stuck
 
 
 # The frames of the framework that run a calculator's call: (function name, phase, local holding the node).

@@ -60,6 +60,8 @@ log = logging.getLogger("vpipe")
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal number, as shells report
 NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 SECOND_SIGNAL_STUCK_S = 1.0  # after a second signal, calls in progress get this long to return
+DRAIN_TIMEOUT_S = 10.0  # a clean stop drains what is in the graph for at most this long (Graph's default)
+STUCK_TIMEOUT_S = 5.0  # a shutdown waits at most this long for calls in progress (and for each close)
 
 _protect = 0  # depth of protected regions in the main thread
 _deferred: int | None = None  # a StopSignal that arrived inside a protected region

@@ -90,7 +90,6 @@ class GraphRunner:
     def __init__(self, graph_path: str, plugins: list[str] | None = None, cpus: int = 1,
                  search_paths: list[str] | None = None, on_frame=None, trust: bool = False) -> None:
         cap_process_threads(cpus)
-        import calculators  # noqa: F401 - registers the built-in calculators
         from pipeline import Graph
         from pipeline import plugins as user_plugins
 

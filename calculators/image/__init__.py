@@ -1,3 +1,9 @@
 """Image calculators: ImageToTensor, ColorConvert, Crop (pure operations in ``ops``)."""
 
-from calculators.image import color_convert, crop, image_to_tensor  # noqa: F401  (registers them)
+# Which module of this family registers each calculator: the registry imports a module only when a
+# graph names one of its calculators (tests/structure/test_registry.py checks this table).
+CALCULATORS = {
+    "ColorConvert": "color_convert",
+    "Crop": "crop",
+    "ImageToTensor": "image_to_tensor",
+}

@@ -163,6 +163,7 @@ class Inference(Calculator):
     outputs = {"TENSORS": Output(Tensors, doc="the model's outputs, named")}
     side_inputs = {"MODEL": SideInput(str, optional=True, doc="model path or catalog name")}
     Options = InferenceOptions
+    open_concurrently = True  # the engine import and model compile overlap the source's open
 
     def open(self, ctx) -> None:
         o: InferenceOptions = ctx.options

@@ -94,6 +94,7 @@ class _TaskCalculator(Calculator):
     """Shared open/close for the Tasks calculators (each takes IMAGE)."""
 
     inputs = {"IMAGE": Input(Image)}
+    open_concurrently = True  # creating the task (its model load) overlaps the source's open
     _kind = ""
 
     def _settings(self, o) -> dict[str, Any]:  # pragma: no cover - per subclass

@@ -6,4 +6,15 @@ Pure functions live in ``geometry`` (rects, ROI maps), ``decode`` (tensors to po
 the calculators in ``rects``, ``tracking`` and ``landmarks`` wrap them.
 """
 
-from calculators.landmarks import landmarks, rects, tracking  # noqa: F401  (registers them)
+# Which module of this family registers each calculator: the registry imports a module only when a
+# graph names one of its calculators (tests/structure/test_registry.py checks this table).
+CALCULATORS = {
+    "AssociateRects": "rects",
+    "DetectionsToRects": "rects",
+    "DetectorGate": "tracking",
+    "LandmarksSmoothing": "landmarks",
+    "LandmarksToRects": "rects",
+    "PreviousLoopback": "tracking",
+    "RectTransformation": "rects",
+    "TensorsToLandmarks": "landmarks",
+}

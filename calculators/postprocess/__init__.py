@@ -4,4 +4,15 @@ Pure functions live in ``ssd``, ``centerface``, ``yolo``, ``nms``, ``geometry``,
 ``masks``; the calculators wrap them.
 """
 
-from calculators.postprocess import decoders, detection_filters, segmentation  # noqa: F401  (registers them)
+# Which module of this family registers each calculator: the registry imports a module only when a
+# graph names one of its calculators (tests/structure/test_registry.py checks this table).
+CALCULATORS = {
+    "BackgroundEffect": "segmentation",
+    "CenterFaceDecoder": "decoders",
+    "IouTracking": "detection_filters",
+    "NonMaxSuppression": "detection_filters",
+    "ProjectDetections": "detection_filters",
+    "SegmentationMask": "segmentation",
+    "SsdDetectionsDecoder": "decoders",
+    "YoloDecoder": "decoders",
+}

@@ -126,7 +126,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from models.catalog import resolve
-    from calculators.sources import synthetic_frame
+    from calculators.sources.synthetic import synthetic_frame
     import cv2
 
     bikes = str(resolve("sample:bikes"))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from calculators.sinks.files import to_jsonable
-from calculators.sources import synthetic_frame
+from calculators.sources.synthetic import synthetic_frame
 from calculators.types import Detections, Image
 from pipeline import GraphRunError
 

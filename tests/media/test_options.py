@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from calculators.sinks.video_writer import VideoFileWriter, VideoWriterOptions
-from calculators.sources import synthetic_frame
+from calculators.sources.synthetic import synthetic_frame
 from calculators.types import Image
 from pipeline import GraphRunError
 
@@ -189,7 +189,7 @@ def test_a_frame_size_change_mid_stream_is_scaled_to_the_first_size(tmp_path, ca
 WRITER_CHILD = r"""
 import sys, cv2
 from calculators.sinks.video_writer import VideoFileWriter, VideoWriterOptions
-from calculators.sources import synthetic_frame
+from calculators.sources.synthetic import synthetic_frame
 from calculators.types import Image
 w = VideoFileWriter(VideoWriterOptions(path=sys.argv[1], fragmented=True, gop=10))
 for i in range(int(sys.argv[2])):
@@ -284,7 +284,7 @@ def test_bgr_format_is_rgb_reversed(short_video):
 
 @pytest.mark.parametrize("threads", [1, 3])
 def test_threads_sets_the_decoder_thread_count(short_video, threads):
-    from calculators.sources import VideoReader
+    from calculators.sources.video import VideoReader
     from calculators.sources.video import VideoSourceOptions
 
     r = VideoReader(VideoSourceOptions(uri=str(short_video), threads=threads))
@@ -298,7 +298,7 @@ def test_threads_sets_the_decoder_thread_count(short_video, threads):
 
 @pytest.mark.parametrize("thread_type", ["frame", "slice"])
 def test_thread_type_sets_the_decoder_threading(short_video, thread_type):
-    from calculators.sources import VideoReader
+    from calculators.sources.video import VideoReader
     from calculators.sources.video import VideoSourceOptions
 
     r = VideoReader(VideoSourceOptions(uri=str(short_video), threads=2, thread_type=thread_type))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from calculators.sinks.video_writer import VideoFileWriter, VideoWriterOptions
-from calculators.sources import synthetic_frame
+from calculators.sources.synthetic import synthetic_frame
 from calculators.types import Image
 from pipeline import GraphRunError
 

@@ -10,7 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from calculators.sources import MediaError, VideoInfo, VideoReader, synthetic_frame
+from calculators.sources.common import MediaError, VideoInfo
+from calculators.sources.synthetic import synthetic_frame
+from calculators.sources.video import VideoReader
 from calculators.sources.images import list_images
 from calculators.sources.video import VideoSourceOptions
 from calculators.types import Image

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from calculators.sources import synthetic_frame
+from calculators.sources.synthetic import synthetic_frame
 from calculators.types import Image
 from pipeline import GraphRunError
 

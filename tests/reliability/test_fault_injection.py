@@ -99,9 +99,12 @@ def test_a_fault_then_a_stop_signal(tmp_path, phase, kind, stop):
     finally:
         n.close()
     if kind == "raise":
-        # The error may end the run before the signal lands: either way it ends, and says why.
-        assert r.rc in (1, code), r.err
-        if r.rc == 1:
+        # The error may end the run before the signal lands: either way it ends, and says why. A
+        # signal that lands after the run, once Python's finalization has put the default handlers
+        # back (the command's own late-signal handler is gone by then), ends the process by that
+        # signal (-signum here, 128 + signum in a shell): only after the error line was written.
+        assert r.rc in (1, code, -signum), r.err
+        if r.rc in (1, -signum):
             where = "source" if phase == "source" else phase
             assert r.first_err_line.startswith("error: node "), r.err
             assert f"failed in {where}" in r.first_err_line and "injected fault" in r.first_err_line, r.err

@@ -28,7 +28,8 @@ def test_calculators_import_without_any_engine():
     r = run("import sys\n" + blocked +
             "import calculators\n"
             "from pipeline import registry\n"
-            "assert 'Inference' in registry.names() and 'VideoSource' in registry.names()\n"
+            "registry.load_builtins()  # every module of every family\n"
+            "assert registry.find('Inference') and registry.find('MediaPipeFaceDetector')\n"
             "print('ok')")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok"
@@ -57,3 +58,96 @@ def test_the_catalog_imports_no_calculator_vision_or_engine_library():
             "print(bad)")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]", f"models.catalog imported {r.stdout.strip()}"
+
+
+# ---------------------------------------------------------------------------------------------
+# What each command imports: only what it uses (the registry imports a calculator's module when a
+# graph names it; engines when a model is loaded; rich/typer only in the CLI; matplotlib never
+# unless a chart is drawn).
+
+ENGINE_MODULES = ["calculators.inference.onnxruntime_engine", "calculators.inference.openvino_engine",
+                  "calculators.inference.ncnn_engine", "calculators.inference.tensorrt_engine",
+                  "calculators.inference.mediapipe_tasks"]
+
+
+def vpipe_modules(*argv: str, tmp_path: Path) -> set[str]:
+    """The modules loaded by ``vpipe ARGV`` in a fresh process (read from ``sys.modules`` at exit)."""
+    out = tmp_path / "modules.txt"
+    code = ("import atexit, runpy, sys\n"
+            f"atexit.register(lambda: open({str(out)!r}, 'w').write('\\n'.join(sorted(sys.modules))))\n"
+            f"sys.argv = ['vpipe', *{list(argv)!r}]\n"
+            "runpy.run_module('apps.cli', run_name='__main__')\n")
+    r = run(code)
+    assert r.returncode == 0, f"vpipe {' '.join(argv)} failed: {r.stderr[-2000:]}"
+    return set(out.read_text().split())
+
+
+def tops(modules: set[str]) -> set[str]:
+    return {m.split(".")[0] for m in modules}
+
+
+def test_import_calculators_and_pipeline_load_no_opencv_engine_or_calculator_module():
+    r = run("import sys, calculators, pipeline\n"
+            "from pipeline import registry\n"
+            "assert len(registry.names()) >= 40\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cv2', 'av', 'numpy', 'networkx', 'pydantic',\n"
+            "                                                          'typer', 'rich', 'matplotlib')\n"
+            "             or m.split('.')[0] in " + repr(ENGINES) + " or m.count('.') >= 2 and m.startswith('calculators.')))")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", f"import calculators, pipeline loaded {r.stdout.strip()}"
+
+
+def test_loading_a_graph_in_python_imports_no_cli_library_and_only_its_calculators():
+    r = run("import sys\n"
+            "from pipeline import Graph\n"
+            "Graph.from_yaml('face_detection')\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'matplotlib', 'apps', 'mediapipe')\n"
+            "             or m.startswith(('calculators.landmarks.landmarks', 'calculators.inference.mediapipe_tasks'))))\n"
+            "print('calculators.inference.calculator' in sys.modules)")
+    assert r.returncode == 0, r.stderr
+    bad, named = r.stdout.strip().splitlines()
+    assert bad == "[]", f"Graph.from_yaml('face_detection') imported {bad}"
+    assert named == "True"
+
+
+def test_vpipe_help_and_models_list_load_no_framework_vision_or_engine(tmp_path):
+    for argv in (["--help"], ["models", "list"]):
+        loaded = vpipe_modules(*argv, tmp_path=tmp_path)
+        bad = tops(loaded) & {"cv2", "av", "numpy", "networkx", "calculators", "matplotlib", *ENGINES}
+        assert not bad, f"vpipe {' '.join(argv)} imported {sorted(bad)}"
+        assert "pipeline.graph" not in loaded, f"vpipe {' '.join(argv)} imported the scheduler (pipeline.graph)"
+        assert {"typer", "rich"} <= tops(loaded)  # the CLI's own libraries: the check above is not vacuous
+    assert "models.catalog" in loaded
+
+
+def test_validate_imports_the_named_calculators_and_no_engine(tmp_path):
+    loaded = vpipe_modules("validate", "face_detection", tmp_path=tmp_path)
+    assert {"calculators.sources.media", "calculators.inference.calculator", "calculators.image.image_to_tensor",
+            "calculators.sinks.files"} <= loaded
+    bad = [m for m in loaded if m.split(".")[0] in (*ENGINES, "matplotlib", "ray")
+           or m in ENGINE_MODULES or m.startswith(("calculators.landmarks.landmarks", "calculators.postprocess.segmentation"))]
+    assert not bad, f"vpipe validate face_detection imported {sorted(bad)}"
+
+
+def test_a_face_detection_run_imports_its_calculators_and_one_engine(tmp_path):
+    from tests.assets import resolve_or_skip
+
+    resolve_or_skip("sample:carphone")
+    resolve_or_skip("zoo:blazeface-short")
+    out = tmp_path / "d.jsonl"
+    loaded = vpipe_modules("run", "face_detection", "--set", f"detections={out}", "-q", tmp_path=tmp_path)
+    assert out.read_text().count("\n") > 100, "the run wrote no detections"
+    engines = sorted(m for m in ENGINE_MODULES if m in loaded)
+    assert len(engines) == 1 and engines[0] != "calculators.inference.mediapipe_tasks", \
+        f"engine auto must load one engine wrapper, got {engines}"
+    assert {"av", "cv2"} <= tops(loaded)  # the source decodes with PyAV, ImageToTensor resamples with OpenCV
+    unused = [m for m in loaded if m.startswith(("calculators.landmarks.landmarks", "calculators.landmarks.rects",
+                                                  "calculators.landmarks.tracking", "calculators.postprocess.segmentation",
+                                                  "calculators.sources.synthetic", "calculators.image.crop",
+                                                  "calculators.image.color_convert", "calculators.flow.basic"))]
+    assert not unused, f"the run imported calculator modules its graph does not name: {sorted(unused)}"
+    library = {"onnxruntime_engine": "onnxruntime", "openvino_engine": "openvino", "ncnn_engine": "ncnn",
+               "tensorrt_engine": "tensorrt"}[engines[0].rsplit(".", 1)[1]]
+    others = tops(loaded) & ({"mediapipe", "matplotlib", "ray", "tflite2onnx", "ai_edge_litert", "onnxruntime", "openvino",
+                              "ncnn", "tensorrt"} - {library})
+    assert library in tops(loaded) and not others, f"the run imported libraries it does not use: {sorted(others)}"
