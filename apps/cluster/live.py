@@ -209,7 +209,7 @@ def run_streams(graph: str | os.PathLike, streams: str | os.PathLike | dict, *, 
     state, fps, frames, drops, last_frame_age_s, restarts, node, last_error.
     """
     from apps.cluster.ray_pool import connect, import_ray
-    from apps.cluster.worker import thread_env
+    from apps.cluster.worker import worker_env
     from apps.common import load_graph
 
     ray = import_ray()
@@ -228,7 +228,7 @@ def run_streams(graph: str | os.PathLike, streams: str | os.PathLike | dict, *, 
     owns = connect(address)
     actor_cls = ray.remote(StreamActor).options(
         num_cpus=cpus_per_run, scheduling_strategy="SPREAD", max_restarts=restarts_max, max_concurrency=4,
-        runtime_env={"env_vars": thread_env(cpus_per_run)})
+        runtime_env={"env_vars": worker_env(cpus_per_run)})
     states = {name: StreamState(name) for name in spec.streams}
     code = 0
     display = _StatusDisplay(show)
