@@ -238,6 +238,19 @@ def test_cli_batch_with_cpus_per_run_and_manifest(clips, tmp_path):
     assert not (tmp_path / "out" / "vpipe-manifest.jsonl").exists()  # --manifest was used instead
 
 
+def test_cli_pin_and_no_pin(clips, tmp_path):
+    allowed = two_cores()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "VPIPE_CPU_SLOTS": str(tmp_path / "slots")}
+    for flag, expected in (("--pin", [allowed[:1]]), ("--no-pin", [allowed])):
+        book = tmp_path / f"{flag}.jsonl"
+        r = subprocess.run([sys.executable, "-m", "apps.cli", "run", str(CLUSTER_GRAPHS / "digest.yaml"), "--plugin", PLUGIN,
+                            "--inputs", str(clips / "a.mp4"), "--set", f"digests={tmp_path}/{flag}/{{stem}}.jsonl",
+                            "--jobs", "1", flag, "--manifest", str(book), "-q"],
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert [json.loads(line)["cpu_set"] for line in book.read_text().splitlines()] == expected, flag
+
+
 @pytest.mark.parametrize("args,message", [
     (["--ray", "face_detection"], "is not a Ray address"),
     (["--jobs", "0"], "--jobs must be at least 1"),

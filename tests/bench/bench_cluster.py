@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _meta import round_ratios, write_json  # noqa: E402  (tests/bench: machine, versions, command in the JSON)
+from tests.cluster.procs import cpu_seconds, descendants  # noqa: E402
 os.environ.setdefault("RAY_AUTH_MODE", "token")
 os.environ.setdefault("RAY_AUTH_TOKEN", uuid.uuid4().hex + uuid.uuid4().hex)
 
@@ -74,20 +75,6 @@ def make_clips(folder: Path, n: int, seconds: float = 1.0, fps: int = 30) -> lis
     return paths
 
 
-def proc_cpu(procs) -> float:
-    """CPU seconds (user + system) of the live processes among ``procs`` (psutil.Process)."""
-    import psutil
-
-    total = 0.0
-    for proc in procs:
-        try:
-            t = proc.cpu_times()
-        except psutil.Error:
-            continue
-        total += t.user + t.system
-    return total
-
-
 def self_cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -108,10 +95,10 @@ def timed_batch(graph: str, inputs: list[str], sides: dict, jobs: int, system: s
             now = time.perf_counter()
             spans.setdefault(info["pid"], []).append((now - info["seconds"], now, info["frames"], info["cpu_s"]))
 
-    sys0, me0, t0 = proc_cpu(system), self_cpu(), time.perf_counter()
+    sys0, me0, t0 = cpu_seconds(system), self_cpu(), time.perf_counter()
     records = run_batch(graph, inputs, sides, jobs=jobs, on_event=on_event, **kw)
     wall = time.perf_counter() - t0
-    sys_cpu, me_cpu = proc_cpu(system) - sys0, self_cpu() - me0
+    sys_cpu, me_cpu = cpu_seconds(system) - sys0, self_cpu() - me0
     bad = [r for r in records if r["status"] != "ok"]
     if bad:
         raise SystemExit(f"bench batch failed: {bad[0]}")
@@ -158,9 +145,7 @@ def main() -> None:
         cluster.add_node(num_cpus=1, object_store_memory=100 * MB)
     ray.init(address=cluster.address, log_to_driver=False, logging_level="WARNING")
     cluster.wait_for_nodes()
-    import psutil
-
-    system = set(psutil.Process().children(recursive=True))  # Ray's own processes (workers start later, per batch)
+    system = descendants(os.getpid())  # Ray's own processes (workers start later, per batch)
     try:
         clips = make_clips(work / "clips", args.paced_files) if not args.no_paced else []
         bikes = catalog.resolve("sample:bikes")
