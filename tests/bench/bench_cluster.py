@@ -24,7 +24,9 @@ CPU per frame (ms), which load disturbs less than wall time: ``worker`` is the w
 (every thread, user + system, as each record's ``cpu_s``) over the files after each worker's
 first; ``ray`` is the CPU of the cluster's own processes (raylets, GCS, agents, log monitor) over
 the batch; ``driver`` the CPU of this process (the Ray driver or the --jobs parent) over the batch;
-all divided by the batch's frames.
+all divided by the batch's frames. Before the rounds it prints where one run's CPU goes, thread by
+thread (``thread_profile``: one face file in this process as a ``--cpus-per-run 1`` worker runs it),
+and the share of a core Ray's own processes use idle.
 
     python tests/bench/bench_cluster.py [--repeats 3] [--paced-files 16] [--face-files 8] [--no-paced]
         [--json out/bench/cluster.json]
@@ -116,6 +118,57 @@ def timed_batch(graph: str, inputs: list[str], sides: dict, jobs: int, system: s
             "ray_ms": 1000 * sys_cpu / total, "driver_ms": 1000 * me_cpu / total}
 
 
+def thread_profile(video: str, work: Path, runs: int = 3) -> dict:
+    """One face-detection file at a time in this process, as a ``--cpus-per-run 1`` worker runs it
+    (``GraphRunner``, unpinned): CPU seconds of each thread over the run (sampled from
+    /proc/self/task every 20 ms: the run's threads end with it), named as Python names them; the
+    last of ``runs`` (the first loads the model)."""
+    import threading
+
+    from apps.cluster.plan import Job
+    from apps.cluster.worker import GraphRunner
+
+    def tasks() -> dict[str, float]:
+        out = {}
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/schedstat") as f:
+                    out[tid] = int(f.read().split()[0]) / 1e9
+            except OSError:
+                pass
+        return out
+
+    runner = GraphRunner(str(ROOT / "graphs" / "face_detection.yaml"), None, 1, pin=False)
+    for i in range(runs):
+        names, seen, stop = {}, {}, threading.Event()
+        base = tasks()
+
+        def watch():
+            while not stop.wait(0.02):
+                seen.update(tasks())
+                names.update({str(t.native_id): t.name for t in threading.enumerate()})
+
+        watcher = threading.Thread(target=watch, name="profile-watcher")
+        watcher.start()
+        out = str(work / f"profile-{i}.jsonl")
+        rec = runner.run(Job(i, video, {"source": video, "detections": out}, {"detections": out}), f"p{i}")
+        stop.set()
+        watcher.join()
+        seen.update(tasks())
+    runner.close()
+    per = {f"{names.get(t, 'native')}": round(c - base.get(t, 0.0), 3) for t, c in seen.items()
+           if c - base.get(t, 0.0) > 0.01 and names.get(t) != "profile-watcher"}
+    return {"frames": rec["frames"], "seconds": rec["seconds"], "cpu_s": rec["cpu_s"],
+            "threads_cpu_s": dict(sorted(per.items(), key=lambda kv: -kv[1]))}
+
+
+def ray_idle(pids: set[int], seconds: float = 10.0) -> float:
+    """The share of one core Ray's own processes use while no batch runs."""
+    c0, t0 = cpu_seconds(pids), time.perf_counter()
+    time.sleep(seconds)
+    return (cpu_seconds(pids) - c0) / (time.perf_counter() - t0)
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -135,6 +188,9 @@ def main() -> None:
     from models import catalog
 
     work = Path(tempfile.mkdtemp(prefix="vpipe-bench-cluster-"))
+    profile = thread_profile(str(catalog.resolve("sample:bikes")), work)
+    print(f"one run, --cpus-per-run 1, unpinned, in one process: {profile['frames']} frames in {profile['seconds']:.2f} s, "
+          f"{profile['cpu_s']:.2f} s CPU; by thread: {profile['threads_cpu_s']}", flush=True)
     # the cores the bench's workers claim: its own, so a test or batch running beside it does not
     # take them (and the figures say what they measured)
     os.environ["VPIPE_CPU_SLOTS"] = str(work / "cpu-slots")
@@ -146,6 +202,8 @@ def main() -> None:
     ray.init(address=cluster.address, log_to_driver=False, logging_level="WARNING")
     cluster.wait_for_nodes()
     system = descendants(os.getpid())  # Ray's own processes (workers start later, per batch)
+    idle = ray_idle(system)
+    print(f"Ray's own processes ({len(system)}), idle: {100 * idle:.1f} % of one core", flush=True)
     try:
         clips = make_clips(work / "clips", args.paced_files) if not args.no_paced else []
         bikes = catalog.resolve("sample:bikes")
@@ -220,7 +278,8 @@ def main() -> None:
         eff = f"{v['efficiency']:>8.2f}" if "efficiency" in v else f"{'':>8}"
         print(f"{k:<38}{v['median']:>8.2f}{v['min']:>7.2f}{v['max']:>7.2f}{eff}   {targets[k]}")
     out = write_json(args.json, "cluster", {"medians": med, "ratios": ratios, "targets": targets, "runs": runs,
-                                            "load_average": loads}, libraries=["ray", "av", "openvino", "onnxruntime"])
+                                            "load_average": loads, "thread_profile": profile,
+                                            "ray_idle_share_of_a_core": idle}, libraries=["ray", "av", "openvino", "onnxruntime"])
     print(f"written: {out}")
 
 
