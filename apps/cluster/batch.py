@@ -4,8 +4,9 @@
 (``apps/cluster/plan.py``), skips what the manifest says is done when ``resume``, and hands the
 jobs to workers: ``jobs`` local processes (``address=None``), or Ray actors (``address="local"``
 starts a Ray for the batch; ``"auto"``, ``"host:port"`` or ``"ray://host:10001"`` join a
-cluster). Either way the same ``GraphRunner`` runs each whole graph inside one worker process and
-only the job (paths, side packets) and its record cross processes.
+cluster). Either way the same ``GraphRunner`` runs each whole graph inside one worker process,
+held to ``cpus_per_run`` threads and (``pin``) cores, and only the job (paths, side packets) and
+its record cross processes.
 
 - A file that fails (unreadable, corrupt, a calculator error) is one ``failed`` record with the
   error's own text; it is not retried. A worker that dies (a killed process, a lost node) has its

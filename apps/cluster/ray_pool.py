@@ -2,8 +2,9 @@
 
 One actor per ``cpus_per_run`` CPUs of the cluster (or ``jobs`` of them), placed with the SPREAD
 strategy so runs land on every node before doubling up; each reserves ``num_cpus=cpus_per_run``
-and starts with the native thread pools capped to that (``runtime_env`` variables). The import
-and graph load (~1 s) are paid once per actor, not per file.
+and starts with the native thread pools capped to that (``runtime_env`` variables) and, with
+``pin``, its threads bound to cores of its own (``apps/cluster/worker.py``). The import and graph
+load (~1 s) are paid once per actor, not per file.
 
 An actor that dies (its process killed, its node lost) is replaced, and the file it held is
 handed back to the driver as lost, to be retried elsewhere. An actor whose constructor fails (the
