@@ -21,8 +21,8 @@ inference-executor threads run at once (face detection: about 0.35, 0.35 and 0.7
 compete for both. With ``pin`` (the default) each worker process claims ``cpus`` cores of this
 machine that no other worker holds (``claim_cpus``: a non-blocking ``flock`` on one file per core
 in ``$VPIPE_CPU_SLOTS`` or the temporary folder, released when the process ends, whatever the Ray
-node or batch that started it) and binds all its threads to them. A worker that finds every core held (more workers
-than cores) runs unpinned. Linux only (``os.sched_setaffinity``).
+node or batch that started it) and binds all its threads to them. A worker that finds every core
+held (more workers than cores) runs unpinned. Linux only (``os.sched_setaffinity``).
 """
 
 from __future__ import annotations
