@@ -67,6 +67,7 @@ def main() -> None:
     argv = normalize_ray_flag(_take_debug_flag(sys.argv[1:]))
     _drop_current_folder_from_path()
     errors.install_notice_handler()
+    errors.capture_native_stderr()  # before anything imports a native library that logs
     _register_commands()
     try:
         app(args=argv, prog_name="vpipe")

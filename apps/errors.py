@@ -8,18 +8,28 @@
 - ``--debug`` (anywhere on the command line) or ``VPIPE_DEBUG=1`` shows the traceback of every failure.
 - A log record a calculator marks as a notice (``log.info(..., extra={"notice": True})``, such as the
   web preview's address) is printed as it comes, even with ``-q``: the user needs it to go on.
-- ``-q`` sends what native libraries write straight to the process's stderr (TFLite's "Created
-  TensorFlow Lite XNNPACK delegate", absl's "Logging before InitGoogle()", OpenCV's warnings) to
-  /dev/null, while vpipe's own messages still reach the terminal.
+  vpipe's warnings and errors are printed too (the handler that prints notices would otherwise
+  keep Python's last-resort handler from printing them).
+- What native libraries write straight to file descriptor 2 never reaches the terminal in their
+  own log formats (TFLite's "INFO: Created TensorFlow Lite XNNPACK delegate", absl's "WARNING: All
+  log messages before absl::InitializeLog()", glog-style "E0000 00:00:... file.cc:417] ...",
+  OpenCV's "[ WARN:0@...]", FFmpeg's "[h264 @ 0x...]", ONNX Runtime's "... [W:onnxruntime:...]"):
+  ``capture_native_stderr`` points fd 2 at a pipe whose lines a thread reads, logs those at debug
+  level (``vpipe.native``) and passes any other line through; ``-q`` logs every line instead.
+  Python's ``sys.stderr`` writes to the real stderr, so vpipe's own lines are never held back.
+  ``--debug`` leaves fd 2 alone: everything native shows, as it comes. A line written just before
+  a native abort (``std::terminate``) may be lost with the process.
 """
 
 from __future__ import annotations
 
+import atexit
 import io
 import logging
 import os
 import re
 import sys
+import threading
 import traceback
 
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -70,51 +80,123 @@ def uncaught_text(exc: BaseException) -> str:
     return f"{line}\n{tb}{hint}\n\nerror: {line}"
 
 
-def silence_native_stderr() -> None:
-    """Points file descriptor 2 (where native libraries write) at /dev/null and gives Python's
-    ``sys.stderr`` a duplicate of the original, so only vpipe's own messages reach the terminal.
-    Does nothing under ``--debug``."""
-    if debug_enabled() or getattr(sys.stderr, "_vpipe_kept", False):
+# The log formats of the native libraries vpipe loads, as they write them to fd 2.
+NATIVE_LOG_LINE = re.compile(
+    r"[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\] "      # absl / glog: E0000 00:00:17.5 31080 text_format.cc:417]
+    r"|(?:INFO|WARNING|ERROR|VERBOSE): "                              # TFLite's minimal logger, absl's first line
+    r"|\[ ?(?:INFO|WARN|ERROR|DEBUG|FATAL|VERBOSE)[:\]]"             # OpenCV: [ WARN:0@0.5] global cap.cpp:...
+    r"|\[[\w,:-]+ @ 0x[0-9a-fA-F]+\] "                                # FFmpeg: [h264 @ 0x55d0c2a3e8c0]
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \[[VIWEF]:onnxruntime"  # ONNX Runtime
+)
+
+native_log = logging.getLogger("vpipe.native")
+
+
+class NativeStderr:
+    """File descriptor 2 pointed at a pipe that a thread (``vpipe-stderr``) reads line by line:
+    native libraries' log lines go to ``vpipe.native`` at debug level, any other line (or, when
+    ``quiet``, none) to the real stderr. ``sys.stderr`` becomes a stream on a duplicate of the real
+    stderr. ``restore()`` (at exit) puts fd 2 back and lets the thread pass on what is left."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        sys.stderr.flush()
+        self.kept = os.dup(2)
+        r, w = os.pipe()
+        os.dup2(w, 2)
+        os.close(w)
+        self._read = os.fdopen(r, "rb")
+        old = sys.stderr
+        new = io.TextIOWrapper(io.FileIO(self.kept, "w", closefd=False),
+                               encoding=getattr(old, "encoding", None) or "utf-8",
+                               errors="backslashreplace", line_buffering=True)
+        new._vpipe_kept = True  # type: ignore[attr-defined]
+        sys.stderr = new
+        # Handlers made before now hold the old object, which now writes into the pipe.
+        for logger in [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
+                                               if isinstance(lg, logging.Logger)]:
+            for handler in logger.handlers:
+                if isinstance(handler, logging.StreamHandler) and handler.stream is old:
+                    handler.setStream(new)
+        self.thread = threading.Thread(target=self._pump, name="vpipe-stderr", daemon=True)
+        self.thread.start()
+        self._restored = False
+        atexit.register(self.restore)
+
+    def _pump(self) -> None:
+        for raw in self._read:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if self.quiet or NATIVE_LOG_LINE.match(line):
+                native_log.debug("%s", line)
+                continue
+            view = memoryview(raw)
+            while view:
+                try:
+                    view = view[os.write(self.kept, view):]
+                except OSError:  # the terminal is gone: nothing to pass on to
+                    break
+        self._read.close()
+
+    def restore(self, wait_s: float = 0.5) -> None:
+        """Fd 2 is the real stderr again; what the pipe still holds is passed on (bounded: a child
+        process that inherited the pipe may keep it open)."""
+        if self._restored:
+            return
+        self._restored = True
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(self.kept, 2)  # closes our end of the pipe: the thread reads what is left, then EOF
+        self.thread.join(wait_s)
+
+
+_native: NativeStderr | None = None
+
+
+def capture_native_stderr(quiet: bool = False) -> None:
+    """Keeps native libraries' log lines off the terminal (see the module doc); with ``quiet``,
+    every line they write. Does nothing under ``--debug``, or where there is no fd 2."""
+    global _native
+    if debug_enabled():
+        return
+    if _native is not None:
+        _native.quiet = _native.quiet or quiet
         return
     try:
-        sys.stderr.flush()
-        kept = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-    except (OSError, ValueError):  # no real stderr (embedded, closed): nothing to silence
-        return
-    os.dup2(devnull, 2)
-    os.close(devnull)
-    old = sys.stderr
-    new = io.TextIOWrapper(io.FileIO(kept, "w"), encoding=getattr(old, "encoding", None) or "utf-8",
-                           errors="backslashreplace", line_buffering=True)
-    new._vpipe_kept = True  # type: ignore[attr-defined]
-    sys.stderr = new
-    # Handlers made before now hold the old object, which now writes to /dev/null.
-    for logger in [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
-                                           if isinstance(lg, logging.Logger)]:
-        for handler in logger.handlers:
-            if isinstance(handler, logging.StreamHandler) and handler.stream is old:
-                handler.setStream(new)
+        _native = NativeStderr(quiet)
+    except (OSError, ValueError):  # no real stderr (embedded, closed): nothing to capture
+        _native = None
 
 
-class _NoticeHandler(logging.Handler):
-    """Prints the records marked ``notice`` to the current ``sys.stderr``."""
+def silence_native_stderr() -> None:
+    """``-q``: nothing native libraries write reaches the terminal (vpipe's own messages do)."""
+    capture_native_stderr(quiet=True)
+
+
+class _TerminalHandler(logging.Handler):
+    """Prints vpipe's notices, and its warnings and errors where the application set up no logging
+    of its own (as Python's last-resort handler would, which stops looking once this handler is
+    found), to the current ``sys.stderr``."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return bool(getattr(record, "notice", False))
+        if getattr(record, "notice", False):
+            return True
+        return record.levelno >= logging.WARNING and not logging.getLogger().handlers
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             sys.stderr.write(record.getMessage() + "\n")
             sys.stderr.flush()
-        except Exception:  # noqa: BLE001 - a notice must never break a run
+        except Exception:  # noqa: BLE001 - a message must never break a run
             self.handleError(record)
 
 
 def install_notice_handler() -> None:
-    """Lets vpipe's INFO notices through to the terminal (other INFO records still go nowhere)."""
+    """Lets vpipe's INFO notices, warnings and errors through to the terminal (other INFO records
+    still go nowhere)."""
     logger = logging.getLogger("vpipe")
-    if not any(isinstance(h, _NoticeHandler) for h in logger.handlers):
-        logger.addHandler(_NoticeHandler(logging.INFO))
+    if not any(isinstance(h, _TerminalHandler) for h in logger.handlers):
+        logger.addHandler(_TerminalHandler(logging.INFO))
     if logger.level == logging.NOTSET or logger.level > logging.INFO:
         logger.setLevel(logging.INFO)

@@ -4,6 +4,8 @@
     .venv/bin/python scripts/mutation.py postprocess   # calculators/postprocess
     .venv/bin/python scripts/mutation.py pipeline      # pipeline/
     .venv/bin/python scripts/mutation.py flow --max-children 1 --only 'calculators.flow.flow_limiter*'
+    .venv/bin/python scripts/mutation.py pipeline --keep --survivors   # the last run's survivors again
+    .venv/bin/python scripts/mutation.py pipeline --keep --unchecked   # what a stopped run did not reach
 
 Each target is run in its own copy of the repository under ``out/mutation/<target>/`` (mutmut
 writes its mutated tree, ``mutants/``, there, never in the work tree), against the test files
@@ -25,6 +27,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +49,19 @@ TARGETS = {
     ], 0.90),
 }
 
+# tests left out of a target's run: each takes seconds, and a mutant that survives runs every test
+# that reaches its function, so these would cost their seconds again for each survivor; what they
+# pin is pinned as well by faster tests of the same files (the limits, the single-line messages)
+DESELECT = {
+    "pipeline": [
+        "tests/pipeline/test_hostile_graphs.py::test_load_and_start_take_time_linear_in_nodes",  # ~20 s, timing
+        "tests/pipeline/test_hostile_graphs.py::test_subgraph_fan_out_is_bounded",  # ~11 s
+        "tests/pipeline/test_fuzz_graph_files.py::test_documents_shaped_like_graphs",  # ~15 s, 80 examples
+        "tests/pipeline/test_fuzz_graph_files.py::test_a_ready_graph_mutated",  # ~3 s
+        "tests/pipeline/test_property.py::test_random_dags_deliver_exactly_once_in_order",  # ~3 s
+    ],
+}
+
 # copied into the run's tree: what the tests import and read
 COPY = ["pipeline", "calculators", "models", "apps", "graphs", "tests", "docs", "pyproject.toml"]
 
@@ -58,25 +74,62 @@ def equivalent_mutants() -> set[str]:
     return set(re.findall(r"`([\w.]+__mutmut_\d+)`", m.group(1))) if m else set()
 
 
-def prepare(target: str, tree: Path) -> None:
+def files_to_mutate(package: str, only: list[str]) -> list[str]:
+    """The source files the ``--only`` mutant names can be in, as globs (``pipeline.paths.*`` ->
+    ``pipeline/paths.py``); the whole package when a name does not lead to a file.
+
+    Why: mutmut generates the mutants of every file it may mutate before running any, and that
+    is slow on a big file (libcst: pipeline/config.py alone, 2,538 mutants, takes ~37 s of CPU,
+    all of pipeline/ ~65 s; at nice 19 on a loaded machine, many minutes). A run of part of a
+    target mutates only the files that part is in."""
+    globs = []
+    for pattern in only:
+        parts = []
+        for part in pattern.split("."):
+            if part.startswith(("x_", "xǁ")) or "__mutmut_" in part:
+                break
+            parts.append(part)
+            if any(c in part for c in "*?[") or (ROOT / "/".join(parts)).with_suffix(".py").is_file():
+                break
+        glob = "/".join(parts)
+        glob = glob if glob.endswith("*") else glob + ".py"
+        if not glob.startswith(package + "/") or not any(ROOT.glob(glob)):
+            return [f"{package}/*"]
+        globs.append(glob)
+    return sorted(set(globs)) or [f"{package}/*"]
+
+
+def prepare(target: str, tree: Path, only: list[str], keep: bool) -> None:
+    """Copies the repository into ``tree`` (unless ``keep``) and writes mutmut's setup.cfg there.
+    With ``keep``, the files mutated before stay mutated (their results are kept)."""
     package, tests, _ = TARGETS[target]
-    if tree.exists():
+    pytest_args = ["-p", "no:cacheprovider"] + [f"--deselect={t}" for t in DESELECT.get(target, [])]
+    mutate = files_to_mutate(package, only)
+    cfg = tree / "setup.cfg"
+    if keep and cfg.exists():
+        m = re.search(r"^only_mutate =\n((?:    .+\n)+)", cfg.read_text(), re.M)
+        before = [line.strip() for line in m.group(1).splitlines()] if m else []
+        mutate = [f"{package}/*"] if f"{package}/*" in before + mutate else sorted(set(before + mutate))
+    elif tree.exists():
         shutil.rmtree(tree)
-    tree.mkdir(parents=True)
+    tree.mkdir(parents=True, exist_ok=True)
+    # with keep, the copy is brought up to date (new tests, edited sources: mutmut mutates an edited
+    # file again and runs new tests for their stats) and mutmut's state in mutants/ stays
     for name in COPY:
         src = ROOT / name
         if src.is_dir():
-            shutil.copytree(src, tree / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(src, tree / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                            dirs_exist_ok=True)
         else:
             shutil.copy2(src, tree / name)
     top = package.split("/")[0]
     also = [c for c in COPY if c != top and (ROOT / c).is_dir()]
-    (tree / "setup.cfg").write_text(
+    cfg.write_text(
         "[mutmut]\n"
         f"source_paths = {top}\n"
-        f"only_mutate = {package}/*\n"
-        "also_copy =\n" + "".join(f"    {a}\n" for a in also)
-        + "pytest_add_cli_args =\n" + "".join(f"    {a}\n" for a in ("-p", "no:cacheprovider"))
+        "only_mutate =\n" + "".join(f"    {g}\n" for g in mutate)
+        + "also_copy =\n" + "".join(f"    {a}\n" for a in also)
+        + "pytest_add_cli_args =\n" + "".join(f"    {a}\n" for a in pytest_args)
         + "pytest_add_cli_args_test_selection =\n" + "".join(f"    {t}\n" for t in tests if (ROOT / t).exists())
         + "use_git_change_detection = False\n"
     )
@@ -102,13 +155,28 @@ def main() -> int:
     ap.add_argument("--only", action="append", default=[],
                     help="mutant names to run (glob, e.g. 'calculators.flow.basic*'; repeatable)")
     ap.add_argument("--keep", action="store_true", help="reuse out/mutation/<target> (results of a previous run)")
+    ap.add_argument("--survivors", action="store_true",
+                    help="with --keep: run again only the survivors of the last run (after adding tests)")
+    ap.add_argument("--unchecked", action="store_true",
+                    help="with --keep: run the mutants a stopped run did not reach (its 'not checked' ones)")
     ap.add_argument("--no-run", action="store_true", help="only report the results of the last run (with --keep)")
     args = ap.parse_args()
 
     package, _, threshold = TARGETS[args.target]
     tree = ROOT / "out" / "mutation" / args.target
-    if not (args.keep and tree.exists()):
-        prepare(args.target, tree)
+    if args.survivors or args.unchecked:
+        listed = tree / "survivors.txt"
+        if not (args.keep and listed.exists()):
+            ap.error("--survivors and --unchecked need --keep and a previous run (its survivors.txt)")
+        if args.survivors:
+            args.only += [line.split(":")[0] for line in listed.read_text().splitlines() if line.strip()]
+        if args.unchecked:
+            args.only += [k for k, v in results(tree).items() if v == "not checked"]
+        if not args.only:
+            print("nothing to run again")
+            args.no_run = True
+    if not args.no_run:
+        prepare(args.target, tree, args.only, args.keep and tree.exists())
     # made before mutmut starts: a PYTHONPATH folder missing at start-up is never looked in again
     (tree / "mutants").mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(tree / "mutants"), "PYTHONDONTWRITEBYTECODE": "1"}
@@ -116,17 +184,24 @@ def main() -> int:
     cmd += args.only
     if not args.no_run:
         print(f"{package}: {' '.join(cmd)} (in {tree})", flush=True)
-        subprocess.run(cmd, cwd=tree, env=env)
+        # SIGINT back to its default for mutmut and the tests: a job started in the background by a
+        # shell without job control inherits SIGINT ignored, and then Python installs no handler
+        # (the tests that send Ctrl-C hang, and the stats run fails on them)
+        subprocess.run(cmd, cwd=tree, env=env, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     status = results(tree)
     equivalent = equivalent_mutants()
-    counted = {k: v for k, v in status.items() if k not in equivalent and v not in ("skipped",)}
+    # "not checked": not run yet (a run of part of the target, or one stopped early)
+    unchecked = [k for k, v in status.items() if v == "not checked"]
+    counted = {k: v for k, v in status.items()
+               if k not in equivalent and v not in ("skipped", "not checked")}
     killed = [k for k, v in counted.items() if v in ("killed", "timeout", "segfault")]
     survivors = sorted(k for k, v in counted.items() if k not in killed)
     (tree / "survivors.txt").write_text("".join(f"{name}: {counted[name]}\n" for name in survivors))
     rate = len(killed) / len(counted) if counted else 0.0
     print(f"\n{package}: {len(status)} mutants, {len(equivalent & set(status))} listed as equivalent in "
-          f"docs/testing.md, {len(killed)} of {len(counted)} killed: {rate:.1%} (target {threshold:.0%})")
+          f"docs/testing.md, {len(unchecked)} not run, {len(killed)} of {len(counted)} killed: {rate:.1%} "
+          f"(target {threshold:.0%})")
     for name in survivors:
         print(f"  survived ({counted[name]}): {name}")
     print(f"survivors listed in {tree / 'survivors.txt'}; see one with: cd {tree} && mutmut show NAME")

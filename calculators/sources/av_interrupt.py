@@ -8,7 +8,7 @@ from the ``time`` module global of ``av.container.core`` (``time.monotonic()``, 
 and interrupts when the time is past the call's start plus its timeout.
 
 So a stop is a clock reading: ``abortable(stop_event)`` registers the calling thread, and while
-``stop_event`` is set, the clock that PyAV's callback reads reports a time ~30 years on to that
+``stop_event`` (or the stop event of an enclosing ``abortable`` block of the same thread) is set, the clock that PyAV's callback reads reports a time ~30 years on to that
 thread only; the call fails at its next poll with ``av.error.ExitError``, which the caller, seeing
 its stop event set, takes as a stop rather than an error. Every other thread, and every call
 made outside ``abortable``, reads the real monotonic clock: PyAV's own timeouts are unchanged.
@@ -33,7 +33,7 @@ from pipeline import signals
 
 log = logging.getLogger("vpipe.sources")
 
-_stops: dict[int, threading.Event] = {}  # thread ident -> the stop event of its current call
+_stops: dict[int, tuple[threading.Event, ...]] = {}  # thread ident -> the stop events of its nested blocks
 _installed: bool | None = None
 _lock = threading.Lock()
 _monotonic = _time.monotonic
@@ -52,9 +52,11 @@ class _StopAwareTime(types.ModuleType):
         self.__dict__.update({k: v for k, v in vars(_time).items() if not k.startswith("__") and k != "monotonic"})
 
     def monotonic(self) -> float:  # noqa: D401 - the clock PyAV's interrupt callback reads
-        ev = _stops.get(_get_ident())
-        if ev is not None and ev.is_set():
-            return _monotonic() + _LATE_S
+        events = _stops.get(_get_ident())
+        if events is not None:
+            for ev in events:
+                if ev.is_set():
+                    return _monotonic() + _LATE_S
         return _monotonic()
 
 
@@ -84,11 +86,12 @@ def install() -> bool:
 @contextmanager
 def abortable(stop_event: threading.Event):
     """A blocking PyAV call in this block returns (``av.error.ExitError``) soon after
-    ``stop_event`` is set."""
+    ``stop_event`` is set, or the event of an enclosing ``abortable`` block of this thread (a
+    reader owned by something that has its own stop: ``CameraSource``'s grabber)."""
     install()
     ident = _get_ident()
     previous = _stops.get(ident)
-    _stops[ident] = stop_event
+    _stops[ident] = (stop_event,) if previous is None else previous + (stop_event,)
     try:
         with signals.protected(stop_event):
             yield

@@ -5,6 +5,7 @@ messages that say what to do instead of hanging or printing internals."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -410,66 +411,46 @@ def test_ncnn_on_an_onnx_model_runs_its_conversion(photos: Path, tmp_path: Path)
     assert len(a) == len(b) == 4 and max(abs(x - y) for x, y in zip(a, b)) < 1.0, (a, b)
 
 
-def test_media_source_passes_the_decoder_threading_on():
+@contextmanager
+def media_source_running(options: dict, frames: int, *others: dict, timeout: float = 30):
+    """A MediaSource on ``sample:carphone`` with ``options`` (and ``others`` nodes), started;
+    yields its nodes' calculators by name once ``frames`` frames came out, then cancels it."""
     from pipeline import Graph
     from tests.media.test_network import FrameCounter
 
-    for thread_type in ("frame", "slice"):
-        g = Graph.from_dict({"nodes": [
-            {"calculator": "MediaSource", "outputs": {"FRAMES": "frames"},
-             "options": {"source": "sample:carphone", "thread_type": thread_type}}]})
-        frames = FrameCounter()
-        g.observe("frames", frames)
-        g.start()
-        frames.wait_count(1, 30, "a frame")
-        source = next(n for n in g._nodes if n.name == "MediaSource").calc
-        assert source.inner.reader.stream.codec_context.thread_type.name == thread_type.upper()
+    g = Graph.from_dict({"nodes": [
+        {"calculator": "MediaSource", "outputs": {"FRAMES": "frames"},
+         "options": {"source": "sample:carphone", **options}}, *others]})
+    counter = FrameCounter()
+    g.observe("frames", counter)
+    g.start()
+    try:
+        counter.wait_count(frames, timeout, f"{frames} frames")
+        yield {n.name: n.calc for n in g._nodes}
+    finally:
         g.cancel()
         g.wait(30)
 
 
+@pytest.mark.parametrize("thread_type", ["frame", "slice"])
+def test_media_source_passes_the_decoder_threading_on(thread_type):
+    with media_source_running({"thread_type": thread_type}, 1) as nodes:
+        codec = nodes["MediaSource"].inner.reader.stream.codec_context
+        assert codec.thread_type.name == thread_type.upper()
+
+
 def test_media_source_and_writer_pass_threads_on(tmp_path):
-    from pipeline import Graph
-    from tests.media.test_network import FrameCounter
-
-    g = Graph.from_dict({"nodes": [
-        {"calculator": "MediaSource", "outputs": {"FRAMES": "frames"},
-         "options": {"source": "sample:carphone", "threads": 1}},
-        {"calculator": "MediaWriter", "inputs": {"IMAGE": "frames"},
-         "options": {"path": str(tmp_path / "out.mp4"), "threads": 1}}]})
-    frames = FrameCounter()
-    g.observe("frames", frames)
-    g.start()
-    frames.wait_count(2, 30, "two frames")
-    nodes = {n.name: n.calc for n in g._nodes}
-    assert nodes["MediaSource"].inner.reader.stream.codec_context.thread_count == 1
-    assert nodes["MediaWriter"].inner_ctx.options.threads == 1  # what VideoWriter is opened with
-    g.cancel()
-    g.wait(30)
+    writer = {"calculator": "MediaWriter", "inputs": {"IMAGE": "frames"},
+              "options": {"path": str(tmp_path / "out.mp4"), "threads": 1}}
+    with media_source_running({"threads": 1}, 2, writer) as nodes:
+        assert nodes["MediaSource"].inner.reader.stream.codec_context.thread_count == 1
+        assert nodes["MediaWriter"].inner_ctx.options.threads == 1  # what VideoWriter is opened with
 
 
-def test_media_source_loop_and_pace_reach_the_video_source(tmp_path):
-    from pipeline import Graph
-    from tests.media.test_network import FrameCounter
-
-    # loop: a 120-frame clip keeps giving frames past its end; pace reaches the reader it picks
-    g = Graph.from_dict({"nodes": [
-        {"calculator": "MediaSource", "outputs": {"FRAMES": "frames"},
-         "options": {"source": "sample:carphone", "loop": True, "pace": "realtime"}}]})
-    frames = FrameCounter()
-    g.observe("frames", frames)
-    g.start()
-    frames.wait_count(1, 30, "a frame")
-    source = next(n for n in g._nodes if n.name == "MediaSource").calc
-    assert source.inner_ctx.options.pace == "realtime" and source.inner_ctx.options.loop is True
-    g.cancel()
-    g.wait(30)
-    g = Graph.from_dict({"nodes": [
-        {"calculator": "MediaSource", "outputs": {"FRAMES": "frames"},
-         "options": {"source": "sample:carphone", "loop": True}}]})
-    frames = FrameCounter()
-    g.observe("frames", frames)
-    g.start()
-    frames.wait_count(130, 60, "more frames than the 120-frame clip has")
-    g.cancel()
-    g.wait(30)
+def test_media_source_loop_and_pace_reach_the_video_source():
+    # pace reaches the reader it picks; loop: a 120-frame clip keeps giving frames past its end
+    with media_source_running({"loop": True, "pace": "realtime"}, 1) as nodes:
+        chosen = nodes["MediaSource"].inner_ctx.options
+        assert chosen.pace == "realtime" and chosen.loop is True
+    with media_source_running({"loop": True}, 130, timeout=60):
+        pass

@@ -103,6 +103,23 @@ def test_camera_read_timeout_ends_a_stalled_stream(server, no_leaked_threads):  
     assert 0.5 < stalled_for < 5, f"the stalled stream ended after {stalled_for:.1f} s"
 
 
+@pytest.mark.parametrize("fmt, shape", [("GRAY", (72, 88)), ("BGR", (72, 88, 3))])
+def test_camera_scales_a_stream_to_size_in_its_format(server, fmt, shape, no_leaked_threads):  # noqa: F811
+    """A network stream is read with PyAV: ``size`` scales its 176x144 frames and they come in
+    ``format``."""
+    g, frames = camera_graph(server.url, reconnect=False, size=[88, 72], format=fmt)
+    seen = set()
+    g.observe("frames", lambda p: seen.add((p.value.format, p.value.data.shape)))
+    g.start()
+    try:
+        frames.wait_count(3, 20, "frames from the stream")
+    finally:
+        g.cancel()
+        g.wait(20)
+    assert frames.sizes == {(88, 72)}
+    assert seen == {(fmt, shape)}
+
+
 # -- WebPreview max_fps -----------------------------------------------------------------------
 
 def mjpeg_part_times(url: str, seconds: float) -> list[float]:

@@ -3,7 +3,8 @@
 - ``Frames``: a source of small synthetic frames (frame i at i * 40 ms), optionally faulty in its
   own ``process`` (phase ``source``) or ``close``; endless when ``count`` is null.
 - ``Fault``: passes frames through and raises or hangs in ``open``, ``process`` (at timestamp
-  ``at``) or ``close``.
+  ``at``) or ``close``; ``kind: user_error`` raises what a user can fix (a ``UserError``), and
+  ``stderr_lines`` are written straight to file descriptor 2 first, as a native library writes.
 - ``Slow``: passes packets through after ``delay_s`` of work.
 - ``FrameRecord``: a frame -> ``{"t": timestamp, "mean": mean pixel}``, for a JsonlWriter.
 
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict
 
 from calculators.types import Image
 from pipeline import STOP, Any, Calculator, Input, Output, register
+from pipeline.errors import UserError
 
 RELEASE = threading.Event()
 REACHED = threading.Event()
@@ -44,17 +46,22 @@ def _notify(fd: int | None, what: str, fault: bool = True) -> None:
         os.write(fd, (what + "\n").encode())
 
 
-def _fault(kind: str, where: str) -> None:
+def _fault(kind: str, where: str, stderr_lines: list[str] = ()) -> None:
+    for line in stderr_lines:  # what C or C++ code writes: bytes on fd 2, past sys.stderr
+        os.write(2, (line + "\n").encode())
     if kind == "raise":
         raise RuntimeError(f"injected fault in {where}")
+    if kind == "user_error":
+        raise UserError(f"injected user error in {where}")
     RELEASE.wait()  # hang: until a test lets it go
 
 
 class FaultOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     phase: Literal["none", "open", "process", "close"] = "none"
-    kind: Literal["raise", "hang"] = "raise"
+    kind: Literal["raise", "user_error", "hang"] = "raise"
     at: int = 0  # process: the timestamp of the fault
+    stderr_lines: list[str] = []  # written to fd 2 just before the fault
     notify_fd: Optional[int] = None
     copy_frame: bool = False  # work on a copy of the frame received (the way to change a frame)
     scribble: bool = False  # zero the frame: the one received (an error) or the copy
@@ -72,14 +79,14 @@ class Fault(Calculator):
         o = ctx.options
         if o.phase == "open":
             _notify(o.notify_fd, "open")
-            _fault(o.kind, "open")
+            _fault(o.kind, "open", o.stderr_lines)
 
     def process(self, ctx):
         o = ctx.options
         value = ctx.inputs["IN"].value
         if o.phase == "process" and ctx.timestamp >= o.at:
             _notify(o.notify_fd, "process")
-            _fault(o.kind, "process")
+            _fault(o.kind, "process", o.stderr_lines)
         if o.copy_frame:
             value = value.with_data(value.data.copy())
         if o.scribble:

@@ -1,0 +1,85 @@
+"""What ``vpipe run`` leaves on the terminal: an expected failure is one line, whatever native
+libraries wrote to file descriptor 2 before it (their log lines are caught at fd 2, not by
+environment variables, which TFLite, absl and OpenCV do not all read), and vpipe's own warnings
+are printed (the handler that prints notices had made Python's last-resort handler stand down)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.reliability.conftest import node, run_cli, write_graph
+
+# One line in each native library's own format, as each writes it to fd 2 (seen in vpipe runs).
+NATIVE_LINES = [
+    "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "E0000 00:00:1796123480.066071   31080 text_format.cc:417] Error parsing text-format tensorflow.GraphDef",
+    "W0000 00:00:1796122688.017552   31563 inference_feedback_manager.cc:121] Feedback manager requires a model",
+    "[ WARN:0@0.013] global cap_v4l.cpp:999 open VIDEOIO(V4L2:/dev/video0): can't open camera by index",
+    "[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55d0c2a3e8c0] moov atom not found",
+    "2026-12-01 10:57:17.123456789 [W:onnxruntime:, graph.cc:1234 Graph] Initializer appears in graph inputs",
+]
+OTHER_LINE = "a line in no library's log format"
+ERROR_LINE = "error: node 'bad' (Fault) failed in open: injected user error in open"
+
+
+def failing_graph(tmp_path, lines: list[str]):
+    return write_graph(tmp_path / "g.yaml",
+                       node("Frames", "src", outputs={"FRAMES": "frames"}, count=3),
+                       node("Fault", "bad", inputs={"IN": "frames"}, phase="open", kind="user_error",
+                            stderr_lines=lines))
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ((), [OTHER_LINE, ERROR_LINE]),
+    (("-q",), [ERROR_LINE]),
+], ids=["plain", "quiet"])
+def test_native_log_lines_never_come_before_the_error_line(tmp_path, flags, expected):
+    """Before: every one of these lines was printed before vpipe's ``error:`` line unless ``-q``
+    was given. A line in no known format still passes (it may be why a process is about to die),
+    except with ``-q``."""
+    r = run_cli(["run", str(failing_graph(tmp_path, NATIVE_LINES + [OTHER_LINE])), *flags])
+    assert r.rc == 1, r.err
+    assert r.err.splitlines() == expected, r.err
+
+
+def test_debug_shows_what_native_libraries_wrote(tmp_path):
+    r = run_cli(["run", str(failing_graph(tmp_path, NATIVE_LINES)), "--debug"])
+    assert r.rc == 1, r.err
+    lines = r.err.splitlines()
+    assert lines[:len(NATIVE_LINES)] == NATIVE_LINES, r.err
+    assert lines[-1] == ERROR_LINE and "Traceback (most recent call last):" in r.err
+
+
+@pytest.fixture
+def odd_sized_video(tmp_path):
+    """A 3-frame 33x17 video (lossless FFV1 in Matroska: odd sizes are fine there)."""
+    import av
+    import numpy as np
+
+    path = tmp_path / "odd.mkv"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("ffv1", rate=25)
+        s.width, s.height, s.pix_fmt = 33, 17, "yuv444p"
+        for i in range(3):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.full((17, 33, 3), 40 * i, np.uint8), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+@pytest.mark.parametrize("flags", [(), ("-q",)], ids=["plain", "quiet"])
+def test_vpipe_warnings_reach_the_terminal(tmp_path, odd_sized_video, flags):
+    """Before: since the notice handler was added to the ``vpipe`` logger, a plain ``log.warning``
+    of a vpipe logger went nowhere (Python's last-resort handler is used only where no handler
+    is found). VideoSource warns that I420 needs even sizes and scales the frames."""
+    g = write_graph(tmp_path / "g.yaml",
+                    node("VideoSource", "src", outputs={"FRAMES": "frames"}, uri=str(odd_sized_video),
+                         format="I420"),
+                    node("FrameRecord", "record", inputs={"IMAGE": "frames"}, outputs={"RECORD": "records"}),
+                    node("JsonlWriter", "out", inputs={"IN": "records"}, path=str(tmp_path / "out.jsonl")))
+    r = run_cli(["run", str(g), *flags])
+    assert r.rc == 0, r.err
+    assert (f"VideoSource 'src': '{odd_sized_video}': format I420 needs an even width and height; frames of "
+            "33x17 are scaled to 34x18") in r.err.splitlines(), r.err
