@@ -16,11 +16,10 @@ tracks drift apart further than with OpenCV 5's float warp: pose in tracking mod
 frames) went from 1.2e-5 on the detected frame to 6.0e-3 by frame 28 on ONNX Runtime (under 6.2e-4
 with the float warp; 9.2e-5 at most on the same 30 frames without the loop).
 
-hands in tracking mode: the same hand on the same frames on every engine, and MediaPipe 0.10.21's
-own presence on these frames (0 hands on 108-111, one from 112, the paw found a second time on 129:
-mediapipe 0.10.21's Hands gives the same counts on these frames); the difference grows along the track (about 5e-5 on the
-detected frame, then each frame's region comes from the previous frame's landmarks): the mean point
-error reached 0.43 % (ONNX Runtime) and 0.55 % (ncnn) of the box at worst."""
+hands in tracking mode: the same hand on the same frames on every engine, with mediapipe 0.10.21's
+own counts on these frames (0 hands on 108-111, one from 112, the paw found a second time on 129);
+the difference grows along the track (about 5e-5 on the detected frame, then each frame's region
+comes from the previous frame's landmarks): the mean point error reached 0.43 % (ONNX Runtime) and 0.55 % (ncnn) of the box at worst."""
 
 from __future__ import annotations
 
