@@ -337,17 +337,21 @@ def test_pose_without_enable_segmentation_sends_no_mask(carphone_clip):
     assert got == {}
 
 
-def test_live_graph_tracks_faces_from_a_camera_like_source(carphone_clip):
+@pytest.mark.parametrize("refine, points", [(False, 468), (True, 478)])
+def test_live_graph_tracks_faces_from_a_camera_like_source(carphone_clip, refine, points):
     g = Graph.from_yaml(str(REPO / "graphs" / "face_mesh_live.yaml"))
     got, done = [], threading.Event()
 
     def on_faces(p):
         got.append((p.timestamp, len(p.value)))
+        if len(p.value):
+            sizes.add(p.value.num_points)
         if len(got) >= 15:
             done.set()
 
+    sizes: set = set()
     g.observe("faces", on_faces)
-    g.start({"source": str(carphone_clip.path)})
+    g.start({"source": str(carphone_clip.path), "refine_landmarks": refine})
     try:
         assert done.wait(120), f"only {len(got)} landmark packets in 120 s"
     finally:
@@ -356,13 +360,16 @@ def test_live_graph_tracks_faces_from_a_camera_like_source(carphone_clip):
             g.wait(30)
         except GraphRunError:
             pass
-    assert sum(n for _, n in got) >= 14
+    assert sum(n for _, n in got) >= 14 and sizes == {points}  # refine_landmarks reaches the subgraph
     stats = g.stats()
     assert stats["mesh/detector/Inference"]["count"] <= 3  # tracked, not re-detected
 
 
-@pytest.mark.parametrize("name, key, points", [("pose", "poses", 33), ("face_mesh", "faces", 468)])
-def test_vpipe_run_writes_landmarks_jsonl_and_the_annotated_video(name, key, points, carphone_clip, tmp_path):
+@pytest.mark.parametrize("name, key, points, extra", [
+    ("pose", "poses", 33, []), ("face_mesh", "faces", 468, []),
+    ("face_mesh", "faces", 478, ["--set", "refine_landmarks=true"]),  # the face mesh with attention: irises
+])
+def test_vpipe_run_writes_landmarks_jsonl_and_the_annotated_video(name, key, points, extra, carphone_clip, tmp_path):
     import json
 
     import av
@@ -371,7 +378,7 @@ def test_vpipe_run_writes_landmarks_jsonl_and_the_annotated_video(name, key, poi
 
     jsonl, video = tmp_path / "lm.jsonl", tmp_path / "annotated.mp4"
     r = run_vpipe("run", name, "--set", f"source={carphone_clip.path}", "--set", f"landmarks={jsonl}",
-                  "--set", f"output={video}", timeout=300)
+                  "--set", f"output={video}", *extra, timeout=300)
     assert r.rc == 0, r.err[-2000:]
     lines = [json.loads(s) for s in jsonl.read_text().splitlines()]
     assert [ln["timestamp_us"] for ln in lines] == list(np.load(carphone_clip.timestamps))
