@@ -50,6 +50,8 @@ def run_command(
                                                           "Ray; or an address: auto, host:port, ray://host:10001."),
     cpus_per_run: int = typer.Option(1, "--cpus-per-run", help="CPUs (threads) each run may use; engines, "
                                                                "FFmpeg and vpipe threads are capped to it."),
+    pin: bool = typer.Option(True, "--pin/--no-pin", help="With --inputs or --streams: bind each worker's threads "
+                                                          "to --cpus-per-run cores no other worker holds."),
     manifest: Optional[str] = typer.Option(None, "--manifest", help="With --inputs: the JSON-lines manifest "
                                                                     "(default: vpipe-manifest.jsonl beside the outputs)."),
     resume: bool = typer.Option(False, "--resume", help="With --inputs: skip inputs the manifest has as done."),
@@ -80,7 +82,7 @@ def run_command(
         from apps.cluster.cli import many_or_exit
 
         raise typer.Exit(many_or_exit(graph, set_, plugin, trust=trust, inputs=inputs, streams=streams, jobs=jobs,
-                                      ray=ray, cpus_per_run=cpus_per_run, manifest=manifest, resume=resume,
+                                      ray=ray, cpus_per_run=cpus_per_run, pin=pin, manifest=manifest, resume=resume,
                                       retries=retries, quiet=quiet))
     g, path, sides = load_or_exit(graph, plugin, set_, trust, fed=True, graph_path=graph_path)
     g.drain_timeout, g.stuck_timeout = drain_timeout, stuck_timeout

@@ -284,11 +284,11 @@ def _parse(data, file, pc: _Collector, search_paths, depth) -> GraphSpec:
         if isinstance(v, dict):
             for key in v:
                 if key != "threads":
-                    pc.add(file, _line(v, key, _line(ex, k)), f"executor '{k}': unknown key {_shown(key)} (allowed: threads)")
+                    pc.add(file, _line(v, key, _line(ex, k)), f"executor {_shown(str(k))}: unknown key {_shown(key)} (allowed: threads)")
         threads = v.get("threads", 1) if isinstance(v, dict) else v
         if not _bounded_int(threads, 1, MAX_THREADS):
             pc.add(file, _line(v, "threads", _line(ex, k)),
-                   f"executor '{k}': threads must be an integer from 1 to {MAX_THREADS}, got {_shown(threads)}")
+                   f"executor {_shown(str(k))}: threads must be an integer from 1 to {MAX_THREADS}, got {_shown(threads)}")
             threads = 1
         executors[str(k)] = threads
     plugins = _as_list(data.get("plugins"), file, _line(data, "plugins"), "plugins", pc)
@@ -893,7 +893,7 @@ def _validate(spec: GraphSpec, pc: _Collector) -> None:
         for line, msg in validate_options(n, n.options, skip=set(refs)):
             pc.add(file, line, msg)
         if n.executor != "default" and n.executor not in spec.executors:
-            pc.add(file, n.line, f"node '{n.name}': unknown executor '{n.executor}' (declare it under 'executors:')")
+            pc.add(file, n.line, f"node '{n.name}': unknown executor {_shown(n.executor)} (declare it under 'executors:')")
     for s in spec.outputs:
         if s not in prod_map:
             pc.add(file, None, f"graph output '{s}' is not produced by any node")

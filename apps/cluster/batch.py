@@ -4,8 +4,9 @@
 (``apps/cluster/plan.py``), skips what the manifest says is done when ``resume``, and hands the
 jobs to workers: ``jobs`` local processes (``address=None``), or Ray actors (``address="local"``
 starts a Ray for the batch; ``"auto"``, ``"host:port"`` or ``"ray://host:10001"`` join a
-cluster). Either way the same ``GraphRunner`` runs each whole graph inside one worker process and
-only the job (paths, side packets) and its record cross processes.
+cluster). Either way the same ``GraphRunner`` runs each whole graph inside one worker process,
+held to ``cpus_per_run`` threads and (``pin``) cores, and only the job (paths, side packets) and
+its record cross processes.
 
 - A file that fails (unreadable, corrupt, a calculator error) is one ``failed`` record with the
   error's own text; it is not retried. A worker that dies (a killed process, a lost node) has its
@@ -61,7 +62,7 @@ def run_batch(graph: str | os.PathLike, inputs: list[str] | str, side_packets: d
               address: str | None = None, jobs: int | None = None, cpus_per_run: int = 1,
               manifest: str | os.PathLike | None = None, resume: bool = False, plugins: list[str] | None = None,
               trust: bool = False, retries: int = DEFAULT_RETRIES, progress: bool = False,
-              on_event: Callable[[str, dict], None] | None = None) -> list[dict[str, Any]]:
+              on_event: Callable[[str, dict], None] | None = None, pin: bool = True) -> list[dict[str, Any]]:
     """Runs ``graph`` once per input; returns the records (one per input, in input order).
 
     ``inputs``: glob patterns, paths or URIs. ``side_packets``: values for every run, templated
@@ -70,6 +71,8 @@ def run_batch(graph: str | os.PathLike, inputs: list[str] | str, side_packets: d
     ``jobs`` defaults to the cluster's CPUs divided by ``cpus_per_run``. ``trust``: import the plugins
     the graph file names (as ``vpipe run --trust``), in the driver and in every worker. ``on_event(kind, info)``
     is called in the driver for ``"started"`` (job, worker), ``"record"`` and ``"lost"`` events.
+    ``pin``: each worker binds its threads to ``cpus_per_run`` cores no other worker holds
+    (``apps/cluster/worker.py``); False leaves the placement of threads to the kernel.
     """
     from apps.common import load_graph
 
@@ -84,11 +87,12 @@ def run_batch(graph: str | os.PathLike, inputs: list[str] | str, side_packets: d
     records: dict[str, dict] = dict(done)
     if todo:
         if address is None:
-            backend = LocalBackend(str(path), plugins, cpus_per_run, local_jobs(jobs, cpus_per_run, len(todo)), trust)
+            backend = LocalBackend(str(path), plugins, cpus_per_run, local_jobs(jobs, cpus_per_run, len(todo)), trust,
+                                   pin)
         else:
             from apps.cluster.ray_pool import RayBackend
 
-            backend = RayBackend(address, str(path), plugins, cpus_per_run, jobs, len(todo), trust)
+            backend = RayBackend(address, str(path), plugins, cpus_per_run, jobs, len(todo), trust, pin)
         with backend:
             _drive(backend, todo, book, records, retries, progress, on_event, total=len(all_jobs), skipped=len(done))
     return [records[j.input] for j in all_jobs]
@@ -189,11 +193,11 @@ class BatchProgress:
 # Local processes
 
 
-def _local_worker(conn, graph_path: str, plugins, cpus: int, trust: bool, counter) -> None:
+def _local_worker(conn, graph_path: str, plugins, cpus: int, trust: bool, pin: bool, counter) -> None:
     """The loop of one local worker process: a job in, its record out, until told to stop."""
     import signal
 
-    from apps.cluster.worker import GraphRunner
+    from apps.cluster.worker import GraphRunner, limits
 
     # Ctrl-C reaches the whole process group: the driver handles it and ends the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -202,8 +206,8 @@ def _local_worker(conn, graph_path: str, plugins, cpus: int, trust: bool, counte
         with counter.get_lock():
             counter.value += 1
 
-    runner = GraphRunner(graph_path, plugins, cpus, on_frame=count, trust=trust)
-    conn.send(("ready", None))
+    runner = GraphRunner(graph_path, plugins, cpus, on_frame=count, trust=trust, pin=pin)
+    conn.send(("ready", {"node": "local", "pid": os.getpid(), **limits()}))
     while True:
         msg = conn.recv()
         if msg is None:
@@ -217,6 +221,7 @@ class _Slot:
     def __init__(self, proc, conn) -> None:
         self.proc, self.conn = proc, conn
         self.ready = False
+        self.where: dict = {"node": "local", "pid": proc.pid}  # and the worker's limits, once ready
         self.job: tuple | None = None  # (handle, job, attempt) in flight
 
 
@@ -224,14 +229,14 @@ class LocalBackend:
     """``jobs`` worker processes, each with its own pipe: one that dies loses only its own file,
     and is replaced. Spawned, so no thread or lock of the driver is inherited."""
 
-    def __init__(self, graph_path: str, plugins, cpus: int, jobs: int, trust: bool = False) -> None:
+    def __init__(self, graph_path: str, plugins, cpus: int, jobs: int, trust: bool = False, pin: bool = True) -> None:
         import multiprocessing as mp
 
-        from apps.cluster.worker import thread_env
+        from apps.cluster.worker import worker_env
 
         self.ctx = mp.get_context("spawn")
-        self.args = (graph_path, plugins, cpus, trust)
-        self.env = thread_env(cpus)
+        self.args = (graph_path, plugins, cpus, trust, pin)
+        self.env = worker_env(cpus)
         self.jobs = max(1, jobs)
         self.counter = self.ctx.Value("q", 0)
         self.slots: list[_Slot] = []
@@ -270,7 +275,7 @@ class LocalBackend:
         self.handles += 1
         slot.job = (self.handles, job, attempt)
         slot.conn.send((job, attempt))
-        return self.handles, {"node": "local", "pid": slot.proc.pid}
+        return self.handles, dict(slot.where)
 
     def wait(self, timeout: float):
         from multiprocessing.connection import wait
@@ -286,6 +291,7 @@ class LocalBackend:
                     kind, value = "died", None
                 if kind == "ready":
                     slot.ready = True
+                    slot.where = value
                     continue
                 if kind == "record":
                     handle, _, _ = slot.job

@@ -59,7 +59,7 @@ def check_address(address: str) -> str:
 
 
 def many_or_exit(graph: str, sets, plugins, *, trust: bool = False, inputs, streams, jobs, ray, cpus_per_run: int,
-                 manifest, resume: bool, retries: int, quiet: bool) -> int:
+                 manifest, resume: bool, retries: int, quiet: bool, pin: bool = True) -> int:
     """``vpipe run`` with --inputs, --streams, --jobs or --ray: checks they go together, runs."""
     if inputs and streams:
         raise fail("give --inputs (a batch) or --streams (live streams), not both", EXIT_USAGE)
@@ -68,18 +68,18 @@ def many_or_exit(graph: str, sets, plugins, *, trust: bool = False, inputs, stre
             raise fail("--set does not go with --streams: give side packets per stream in the streams file",
                        EXIT_USAGE)
         return streams_or_exit(graph, streams, plugins=plugins, trust=trust, ray=ray, cpus_per_run=cpus_per_run,
-                               quiet=quiet)
+                               quiet=quiet, pin=pin)
     if not inputs:
         raise fail("--ray and --jobs run many inputs or streams: give --inputs or --streams too", EXIT_USAGE)
     _g, _path, sides = load_or_exit(graph, plugins, sets, trust)
     return batch_or_exit(graph, inputs, sides, plugins=plugins, trust=trust, jobs=jobs, ray=ray, cpus_per_run=cpus_per_run,
-                         manifest=manifest, resume=resume, retries=retries, quiet=quiet)
+                         manifest=manifest, resume=resume, retries=retries, quiet=quiet, pin=pin)
 
 
 def batch_or_exit(graph: str, inputs: list[str], sides: dict[str, Any], *, plugins, trust: bool = False,
                   jobs: int | None,
                   ray: str | None, cpus_per_run: int, manifest: str | None, resume: bool, retries: int,
-                  quiet: bool) -> int:
+                  quiet: bool, pin: bool = True) -> int:
     """Runs the batch, prints the summary; returns the exit status."""
     from apps.cluster.batch import BatchError, exit_code, run_batch, summary_table
     from apps.cluster.plan import PlanError
@@ -96,7 +96,7 @@ def batch_or_exit(graph: str, inputs: list[str], sides: dict[str, Any], *, plugi
         with _sigterm_interrupts():
             records = run_batch(graph, inputs, sides, address=ray, jobs=jobs, cpus_per_run=cpus_per_run,
                                 manifest=manifest, resume=resume, plugins=plugins, trust=trust, retries=retries,
-                                progress=not quiet)
+                                progress=not quiet, pin=pin)
     except CliError as e:
         raise fail(str(e), e.code)
     except PlanError as e:
@@ -114,7 +114,7 @@ def batch_or_exit(graph: str, inputs: list[str], sides: dict[str, Any], *, plugi
 
 
 def streams_or_exit(graph: str, streams_file: str, *, plugins, trust: bool = False, ray: str | None,
-                    cpus_per_run: int, quiet: bool) -> int:
+                    cpus_per_run: int, quiet: bool, pin: bool = True) -> int:
     from apps.cluster.batch import BatchError
     from apps.cluster.live import StreamsError, run_streams, status_table
 
@@ -123,7 +123,7 @@ def streams_or_exit(graph: str, streams_file: str, *, plugins, trust: bool = Fal
             raise CliError("--streams runs on Ray: add --ray (a local Ray) or --ray ADDRESS")
         check_address(ray)
         result = run_streams(graph, streams_file, address=ray, plugins=plugins, trust=trust, cpus_per_run=cpus_per_run,
-                             show=not quiet)
+                             show=not quiet, pin=pin)
     except CliError as e:
         raise fail(str(e), e.code)
     except (StreamsError, BatchError) as e:

@@ -108,7 +108,7 @@ class StreamActor:
     """Runs one stream's graph in this process (wrapped with ``ray.remote`` by ``run_streams``)."""
 
     def __init__(self, graph_path: str, plugins: list[str] | None, cpus: int, name: str,
-                 side_packets: dict[str, Any], trust: bool = False) -> None:
+                 side_packets: dict[str, Any], trust: bool = False, pin: bool = True) -> None:
         self.name = name
         self.started_at = time.time()  # tells the supervisor a new incarnation began
         self.t_start = time.monotonic()
@@ -116,7 +116,7 @@ class StreamActor:
         self.last_frame: float | None = None
         self.error: str | None = None
         self.ended = threading.Event()
-        self.runner = GraphRunner(graph_path, plugins, cpus, trust=trust)
+        self.runner = GraphRunner(graph_path, plugins, cpus, trust=trust, pin=pin)
         self.graph = self.runner.new_graph()
         stream = output_stream(self.graph)
         if stream is not None:
@@ -201,15 +201,16 @@ def run_streams(graph: str | os.PathLike, streams: str | os.PathLike | dict, *, 
                 stall_s: float | None = None,
                 max_restarts: int | None = None, stop: threading.Event | None = None,
                 on_status: Callable[[list[dict]], None] | None = None, show: bool = False,
-                poll_s: float = 0.5) -> StreamsResult:
+                poll_s: float = 0.5, pin: bool = True) -> StreamsResult:
     """Runs one actor per stream until ``stop`` is set, Ctrl-C or SIGTERM; returns the last status of
     every stream and the exit status (0; 130 Ctrl-C; 143 SIGTERM; 1 when a stream ran out of restarts).
 
     ``on_status(rows)`` is called in the driver after every poll with one row per stream: stream,
-    state, fps, frames, drops, last_frame_age_s, restarts, node, last_error.
+    state, fps, frames, drops, last_frame_age_s, restarts, node, last_error. ``pin``: each stream's
+    actor binds its threads to ``cpus_per_run`` cores no other worker holds (as a batch's workers).
     """
     from apps.cluster.ray_pool import connect, import_ray
-    from apps.cluster.worker import thread_env
+    from apps.cluster.worker import worker_env
     from apps.common import load_graph
 
     ray = import_ray()
@@ -228,13 +229,13 @@ def run_streams(graph: str | os.PathLike, streams: str | os.PathLike | dict, *, 
     owns = connect(address)
     actor_cls = ray.remote(StreamActor).options(
         num_cpus=cpus_per_run, scheduling_strategy="SPREAD", max_restarts=restarts_max, max_concurrency=4,
-        runtime_env={"env_vars": thread_env(cpus_per_run)})
+        runtime_env={"env_vars": worker_env(cpus_per_run)})
     states = {name: StreamState(name) for name in spec.streams}
     code = 0
     display = _StatusDisplay(show)
     try:
         for name, sides in spec.streams.items():
-            states[name].actor = actor_cls.remote(str(Path(path).resolve()), plugins, cpus_per_run, name, sides, trust)
+            states[name].actor = actor_cls.remote(str(Path(path).resolve()), plugins, cpus_per_run, name, sides, trust, pin)
         with display:
             while not stop.is_set():
                 _poll(ray, states, stall, poll_s, restarts_max)

@@ -2,8 +2,9 @@
 
 One actor per ``cpus_per_run`` CPUs of the cluster (or ``jobs`` of them), placed with the SPREAD
 strategy so runs land on every node before doubling up; each reserves ``num_cpus=cpus_per_run``
-and starts with the native thread pools capped to that (``runtime_env`` variables). The import
-and graph load (~1 s) are paid once per actor, not per file.
+and starts with the native thread pools capped to that (``runtime_env`` variables) and, with
+``pin``, its threads bound to cores of its own (``apps/cluster/worker.py``). The import and graph
+load (~1 s) are paid once per actor, not per file.
 
 An actor that dies (its process killed, its node lost) is replaced, and the file it held is
 handed back to the driver as lost, to be retried elsewhere. An actor whose constructor fails (the
@@ -18,7 +19,7 @@ from typing import Any
 
 from apps.cluster.batch import BatchError, Lost
 from apps.cluster.plan import Job
-from apps.cluster.worker import GraphRunner, thread_env
+from apps.cluster.worker import GraphRunner, limits, worker_env
 
 #: how long the batch waits for Ray to place a worker when none is alive, before giving up
 PLACEMENT_TIMEOUT_S = 120.0
@@ -61,11 +62,13 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
 class GraphActor:
     """The Ray actor of a batch worker (wrapped with ``ray.remote`` by ``RayBackend``)."""
 
-    def __init__(self, graph_path: str, plugins: list[str] | None, cpus: int, trust: bool = False) -> None:
-        self.runner = GraphRunner(graph_path, plugins, cpus, trust=trust)
+    def __init__(self, graph_path: str, plugins: list[str] | None, cpus: int, trust: bool = False,
+                 pin: bool = True) -> None:
+        self.runner = GraphRunner(graph_path, plugins, cpus, trust=trust, pin=pin)
 
     def where(self) -> dict[str, Any]:
-        return {"node": self.runner.node, "pid": self.runner.pid}
+        """Where this worker runs and what it is held to (``limits``: cores, OpenCV threads, variables)."""
+        return {"node": self.runner.node, "pid": self.runner.pid, **limits()}
 
     def run(self, job: Job, attempt: str) -> dict[str, Any]:
         return self.runner.run(job, attempt)
@@ -76,10 +79,10 @@ class GraphActor:
 
 class RayBackend:
     def __init__(self, address: str | None, graph_path: str, plugins, cpus: int, jobs: int | None, n_jobs: int,
-                 trust: bool = False) -> None:
+                 trust: bool = False, pin: bool = True) -> None:
         self.ray = import_ray()
         self.address = address
-        self.args = (graph_path, plugins, cpus, trust)
+        self.args = (graph_path, plugins, cpus, trust, pin)
         self.cpus = cpus
         self.want = jobs
         self.n_jobs = n_jobs
@@ -105,7 +108,7 @@ class RayBackend:
         cpus = self.cpus
         self.actor_cls = ray.remote(GraphActor).options(
             num_cpus=cpus, scheduling_strategy="SPREAD", max_restarts=0, max_concurrency=2,
-            runtime_env={"env_vars": thread_env(cpus)})
+            runtime_env={"env_vars": worker_env(cpus)})
         for _ in range(self.slots):
             self._start_actor()
         return self

@@ -14,6 +14,15 @@ sets higher, set to ``cpus``,
 every named executor capped to ``cpus``, OpenCV's pool set to ``cpus`` and the OpenMP/BLAS
 variables set before any engine loads. Two runs on two cores with default threads measured 36 fps
 against 45 fps with one thread each: oversubscription costs more than the threads bring.
+
+Capping thread pools is not enough for a run to use ``cpus`` cores: a graph's source, scheduler and
+inference-executor threads run at once (face detection: about 0.35, 0.35 and 0.7 s of CPU for a
+250-frame file), so an unpinned run spreads over every idle core, and two runs on two cores then
+compete for both. With ``pin`` (the default) each worker process claims ``cpus`` cores of this
+machine that no other worker holds (``claim_cpus``: a non-blocking ``flock`` on one file per core
+in ``$VPIPE_CPU_SLOTS`` or the temporary folder, released when the process ends, whatever the Ray
+node or batch that started it) and binds all its threads to them. A worker that finds every core
+held (more workers than cores) runs unpinned. Linux only (``os.sched_setaffinity``).
 """
 
 from __future__ import annotations
@@ -21,10 +30,11 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from apps.cluster.plan import Job
 
@@ -38,12 +48,75 @@ def thread_env(cpus: int) -> dict[str, str]:
     return {k: str(cpus) for k in THREAD_ENV}
 
 
+def worker_env(cpus: int) -> dict[str, str]:
+    """The environment of a worker process: the thread caps, and the driver's ``$VPIPE_CPU_SLOTS``
+    when it has one (the folder of core files its workers share)."""
+    env = thread_env(cpus)
+    if os.environ.get("VPIPE_CPU_SLOTS"):
+        env["VPIPE_CPU_SLOTS"] = os.environ["VPIPE_CPU_SLOTS"]
+    return env
+
+
 def cap_process_threads(cpus: int) -> None:
     """Caps this process's native thread pools (call before loading any model)."""
     os.environ.update(thread_env(cpus))
     import cv2
 
     cv2.setNumThreads(cpus)
+
+
+def slot_folder() -> Path:
+    """Where this machine's core files are: ``$VPIPE_CPU_SLOTS``, else one folder per user in the
+    temporary folder. Workers that share it never share a core."""
+    given = os.environ.get("VPIPE_CPU_SLOTS")
+    return Path(given) if given else Path(tempfile.gettempdir()) / f"vpipe-cpu-slots-{os.getuid()}"
+
+
+def claim_cpus(cpus: int, folder: Path | None = None) -> tuple[list[int], list[IO]] | None:
+    """Claims the first group of ``cpus`` cores of this process's allowed set (in order: cores 0-1,
+    2-3, ... for 2) that no other worker holds; returns the cores and their open core files (their
+    locks are the claim: keep them open; they end with the process), or None when every group is
+    held or the platform cannot pin."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    import fcntl
+
+    allowed = sorted(os.sched_getaffinity(0))
+    folder = folder or slot_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(len(allowed) // cpus):
+        cores, held = allowed[k * cpus:(k + 1) * cpus], []
+        for core in cores:
+            f = open(folder / f"core-{core}.lock", "a")  # noqa: SIM115 - held open: the lock is the claim
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.close()
+                break
+            held.append(f)
+        if len(held) == len(cores):
+            return cores, held
+        for f in held:
+            f.close()
+    return None
+
+
+def pin_process(cores: list[int]) -> None:
+    """Binds every thread of this process (those running now; later ones inherit it) to ``cores``."""
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(tid), cores)
+        except (ProcessLookupError, PermissionError):
+            pass  # a thread that ended meanwhile
+
+
+def limits() -> dict[str, Any]:
+    """What this process's runs are held to: its cores, OpenCV's threads, the thread variables."""
+    import cv2
+
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {"cpu_set": cores, "opencv_threads": cv2.getNumThreads(),
+            "env": {k: os.environ.get(k) for k in THREAD_ENV}}
 
 
 def cap_graph_threads(spec, cpus: int) -> list[str]:
@@ -88,8 +161,15 @@ class GraphRunner:
     """Runs whole graphs for one input at a time, in this process."""
 
     def __init__(self, graph_path: str, plugins: list[str] | None = None, cpus: int = 1,
-                 search_paths: list[str] | None = None, on_frame=None, trust: bool = False) -> None:
+                 search_paths: list[str] | None = None, on_frame=None, trust: bool = False,
+                 pin: bool = True) -> None:
         cap_process_threads(cpus)
+        self.slot: list[IO] = []  # the claimed cores' files (open while this runner lives)
+        if pin:
+            claim = claim_cpus(cpus)
+            if claim is not None:
+                cores, self.slot = claim
+                pin_process(cores)
         from pipeline import Graph
         from pipeline import plugins as user_plugins
 
@@ -117,7 +197,7 @@ class GraphRunner:
         removed when it fails); returns the record."""
         from calculators.inference import model_cache
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         self.frames_now = 0
         tmp = job.temp_outputs(attempt)
         sides = {**job.side_packets, **tmp}
@@ -143,7 +223,9 @@ class GraphRunner:
             for path in tmp.values():
                 _remove(path)
             record.update(status="failed", error=error_text(e), error_type=type(e).__name__)
-        record.update(frames=self.frames_now, seconds=round(time.perf_counter() - t0, 4))
+        # cpu_s: this process's CPU (every thread, user + system) over the run: one run at a time per process
+        record.update(frames=self.frames_now, seconds=round(time.perf_counter() - t0, 4),
+                      cpu_s=round(time.process_time() - c0, 4), cpu_set=limits()["cpu_set"])
         return record
 
     def _hold_models(self) -> None:
@@ -160,6 +242,9 @@ class GraphRunner:
         held, self.held = self.held, []
         for shared in held:
             model_cache.release(shared)
+        for f in self.slot:
+            f.close()  # the cores are free for another worker
+        self.slot = []
 
     def _count(self, _packet) -> None:
         with self._lock:

@@ -116,6 +116,15 @@ def fit_transform(frame_size: tuple[int, int], tensor_size: tuple[int, int], fit
     return Transform(matrix, (int(frame_size[0]), int(frame_size[1])), (int(tw), int(th)))
 
 
+@lru_cache(maxsize=64)
+def _whole_frame_transform(frame_size: tuple[int, int], tensor_size: tuple[int, int], fit: str) -> Transform:
+    """``fit_transform`` of a whole frame, made once per size: a video's frames share it (its
+    matrix is read-only, as every payload's is once sent)."""
+    transform = fit_transform(frame_size, tensor_size, fit)
+    transform.matrix.flags.writeable = False
+    return transform
+
+
 def forward_matrix(transform: Transform) -> np.ndarray:
     """The 2x3 frame -> tensor matrix (what ``cv2.warpAffine`` wants)."""
     return cv2.invertAffineTransform(transform.matrix)
@@ -273,7 +282,9 @@ def image_to_tensor(image: Image, size: tuple[int, int], fit: str = "letterbox",
     """
     if len(size) != 2 or min(size) <= 0:
         raise ValueError(f"size must be (width, height) with positive values, got {size}")
-    transform = fit_transform(image.size, (int(size[0]), int(size[1])), fit, roi)
+    tensor_size = (int(size[0]), int(size[1]))
+    transform = (_whole_frame_transform(image.size, tensor_size, fit) if roi is None
+                 else fit_transform(image.size, tensor_size, fit, roi))
     if image.format == "I420" and format != "I420":
         pixels = warp_i420(image, transform, format, border, interpolation)
     else:

@@ -23,7 +23,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from calculators.postprocess.centerface import decode_centerface
-from calculators.postprocess.geometry import scale_detections
 from calculators.postprocess.ssd import PRESETS, SsdAnchorOptions, SsdDecodeOptions, decode_ssd, ssd_anchors
 from calculators.postprocess.tensors import named_or_first, output_arrays, pick
 from calculators.postprocess.yolo import decode_yolo
@@ -89,6 +88,9 @@ class SsdDetectionsDecoder(Calculator):
         self.decode_options = SsdDecodeOptions(**d)
         self.anchors = ssd_anchors(self.anchor_options)
         self.size = (self.anchor_options.input_size_width, self.anchor_options.input_size_height)
+        sx, sy = self.size
+        self.box_scale = np.array([sx, sy, sx, sy], np.float32)
+        self.point_scale = np.array([sx, sy], np.float32)
 
     def _auto_preset(self, arrays) -> str:
         counts = {d.num_boxes: name for name, (_a, d) in PRESETS.items()}
@@ -108,8 +110,10 @@ class SsdDetectionsDecoder(Calculator):
         boxes = pick(arrays, self.o.boxes_output, lambda a: a.shape[-1] == nc and a.ndim >= 2, "the box regressors")
         scores = pick(arrays, self.o.scores_output, lambda a: a.shape[-1] != nc and a.ndim >= 2, "the scores")
         xyxy, s, c, kp = decode_ssd(boxes, scores, self.anchors, self.decode_options)
-        det = Detections(xyxy, s, c, _labels(c, self.o.labels), kp)
-        ctx.outputs["DETECTIONS"].add(scale_detections(det, *self.size))
+        # Into tensor pixels before the one Detections is built (scale_detections' arithmetic,
+        # without validating a second object per frame).
+        xyxy, kp = xyxy * self.box_scale, kp * self.point_scale
+        ctx.outputs["DETECTIONS"].add(Detections(xyxy, s, c, _labels(c, self.o.labels), kp))
 
 
 class CenterFaceDecoderOptions(BaseModel):

@@ -18,7 +18,7 @@ import pytest
 from apps.cluster import run_batch
 from apps.cluster.manifest import Manifest
 from apps.cluster.plan import PlanError, expand_inputs, plan, temp_name
-from apps.cluster.worker import cap_graph_threads
+from apps.cluster.worker import cap_graph_threads, claim_cpus
 from pipeline import Graph
 
 REPO = Path(__file__).resolve().parents[2]
@@ -152,6 +152,51 @@ def test_thread_caps_set_every_threads_option_to_the_budget():
     assert spec.nodes[0].options["threads"] == 1 and spec.executors == {"gpu": 1}
 
 
+def two_cores() -> list[int]:
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(allowed) < 2:
+        pytest.skip(f"pinning two workers needs two cores; this process may use {allowed or 'any (no affinity)'}")
+    return allowed
+
+
+def test_claim_cpus_gives_each_worker_cores_no_other_holds(tmp_path):
+    allowed = two_cores()
+    a_cores, a_files = claim_cpus(1, tmp_path)
+    b_cores, b_files = claim_cpus(1, tmp_path)
+    assert a_cores == allowed[:1] and b_cores == allowed[1:2]
+    two = claim_cpus(2, tmp_path)  # cores 0-1 and (if any) 2-3: the first group is held
+    assert two is None or two[0] == allowed[2:4]
+    for f in a_files + (two[1] if two else []):
+        f.close()  # a worker that ends gives its cores back
+    assert claim_cpus(1, tmp_path)[0] == allowed[:1]
+    assert claim_cpus(len(allowed) + 1, tmp_path) is None  # no group that big: the worker runs unpinned
+
+
+def test_jobs_pin_each_worker_to_its_core_and_apply_the_thread_caps(clips, tmp_path, monkeypatch):
+    from apps.cluster.batch import LocalBackend
+
+    allowed = two_cores()
+    monkeypatch.setenv("VPIPE_CPU_SLOTS", str(tmp_path / "slots"))  # the spawned workers read it
+    graph = str(CLUSTER_GRAPHS / "digest.yaml")
+    with LocalBackend(graph, [PLUGIN], 1, 2) as backend:
+        deadline = time.monotonic() + 120
+        while not all(s.ready for s in backend.slots):
+            assert time.monotonic() < deadline, "the two workers did not start within 120 s"
+            assert backend.wait(1.0) == []
+        workers = [s.where for s in backend.slots]  # what each worker process reports of itself
+    assert sorted(w["cpu_set"] for w in workers) == [allowed[:1], allowed[1:2]]
+    for w in workers:
+        assert w["opencv_threads"] == 1 and set(w["env"].values()) == {"1"}, w
+    records = run_batch(graph, str(clips / "*.mp4"), {"digests": f"{tmp_path}/p/{{stem}}.jsonl"}, jobs=2,
+                        plugins=[PLUGIN], manifest=tmp_path / "p.jsonl")
+    for r in records:
+        assert r["status"] == "ok" and len(r["cpu_set"]) == 1 and r["cpu_set"][0] in allowed, r
+        assert 0 < r["cpu_s"], r
+    records = run_batch(graph, str(clips / "a.mp4"), {"digests": f"{tmp_path}/u/{{stem}}.jsonl"}, jobs=1,
+                        plugins=[PLUGIN], pin=False, manifest=tmp_path / "u.jsonl")
+    assert records[0]["cpu_set"] == allowed  # unpinned: the kernel places its threads
+
+
 def test_jobs_retry_a_crashed_worker_and_record_a_failing_file(clips, tmp_path):
     (clips / "broken.mp4").write_bytes(b"not a video at all")
     out = tmp_path / "out"
@@ -191,6 +236,19 @@ def test_cli_batch_with_cpus_per_run_and_manifest(clips, tmp_path):
     assert len({x["pid"] for x in records}) == 1
     assert "2 ok, 0 failed of 2 files" in r.stdout
     assert not (tmp_path / "out" / "vpipe-manifest.jsonl").exists()  # --manifest was used instead
+
+
+def test_cli_pin_and_no_pin(clips, tmp_path):
+    allowed = two_cores()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "VPIPE_CPU_SLOTS": str(tmp_path / "slots")}
+    for flag, expected in (("--pin", [allowed[:1]]), ("--no-pin", [allowed])):
+        book = tmp_path / f"{flag}.jsonl"
+        r = subprocess.run([sys.executable, "-m", "apps.cli", "run", str(CLUSTER_GRAPHS / "digest.yaml"), "--plugin", PLUGIN,
+                            "--inputs", str(clips / "a.mp4"), "--set", f"digests={tmp_path}/{flag}/{{stem}}.jsonl",
+                            "--jobs", "1", flag, "--manifest", str(book), "-q"],
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert [json.loads(line)["cpu_set"] for line in book.read_text().splitlines()] == expected, flag
 
 
 @pytest.mark.parametrize("args,message", [

@@ -81,7 +81,8 @@ def test_nodes_switched_by_when_say_so(tmp_path: Path):
     notes = dict(re.findall(r'<b>([^<]+)</b><br/>[^<]*<br/><small>([^<]*)</small>', text))
     assert len(notes) == 12, notes
     assert [notes[n] for n in ("MediaWriter", "JsonlWriter", "Display", "WebPreview")] == [
-        "sync · when $output", "sync · when $detections", "sync · when $display", "sync · when $preview"]
+        "sync · when $output", "sync · executor inference · when $detections", "sync · when $display",
+        "sync · when $preview"]
     assert notes["Annotate"] == "sync" and notes["detector/Inference"] == "sync · executor inference"
 
 

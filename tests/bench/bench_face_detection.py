@@ -329,7 +329,7 @@ CASES = {
     "face_detection": {
         "graph": lambda v, o: ["run", "face_detection", "--set", f"source={v}", "--set", f"detections={o}.jsonl"],
         "loops": ["tasks", "hand_blazeface"], "floor": "hand_blazeface",
-        "stages": {"decode": ["VideoSource"], "tensor": ["detector/ImageToTensor"],
+        "stages": {"decode": ["MediaSource"], "tensor": ["detector/ImageToTensor"],
                    "inference": ["detector/Inference"],
                    "post": ["detector/SsdDetectionsDecoder", "detector/NonMaxSuppression", "detector/ProjectDetections"],
                    "sink": ["JsonlWriter"]},
@@ -339,15 +339,15 @@ CASES = {
         "graph": lambda v, o: ["run", "face_detection_centerface", "--set", f"source={v}", "--set",
                                f"detections={o}.jsonl"],
         "loops": ["bare_centerface"], "floor": "bare_centerface",
-        "stages": {"decode": ["VideoSource"], "tensor": ["ImageToTensor"], "inference": ["Inference"],
+        "stages": {"decode": ["MediaSource"], "tensor": ["ImageToTensor"], "inference": ["Inference"],
                    "post": ["CenterFaceDecoder", "NonMaxSuppression", "ProjectDetections"], "sink": ["JsonlWriter"]},
         "side": lambda v, o: {"source": str(v), "detections": f"{o}.jsonl"},
     },
     "selfie_segmentation": {
         "graph": lambda v, o: ["run", "selfie_segmentation", "--set", f"source={v}", "--set", f"output={o}.mp4"],
         "loops": ["bare_selfie"], "floor": "bare_selfie",
-        "stages": {"decode": ["VideoSource"], "inference": ["MediaPipeImageSegmenter"], "post": ["BackgroundEffect"],
-                   "sink": ["VideoWriter"]},
+        "stages": {"decode": ["MediaSource"], "inference": ["MediaPipeImageSegmenter"], "post": ["BackgroundEffect"],
+                   "sink": ["MediaWriter"]},
         "side": lambda v, o: {"source": str(v), "output": f"{o}.mp4"},
     },
 }
@@ -432,6 +432,11 @@ def stage_cpu(name: str, video: Path, out: Path) -> dict:
 
     case = CASES[name]
     graph = Graph.from_yaml(ROOT / "graphs" / f"{name}.yaml")
+    names = {ns.name for ns in graph.spec.nodes}
+    missing = sorted(n for nodes in case["stages"].values() for n in nodes if n not in names)
+    if missing:  # the ready graph changed: say so before the run, not with a KeyError after it
+        raise SystemExit(f"bench_face_detection: CASES[{name!r}] names nodes the graph does not have: "
+                         f"{', '.join(missing)}; its nodes are {', '.join(sorted(names))}")
     node_cpu: dict[str, float] = {}
     thread_cpu: dict[int, float] = {}
     patched: dict[type, object] = {}

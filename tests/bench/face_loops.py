@@ -13,7 +13,8 @@
   find the model file), so its figures are the bound the framework is held to.
 - ``bare_centerface``: ``graphs/face_detection_centerface.yaml`` with only ``detections`` as two
   threads around the bare engine (ONNX Runtime, as ``engine: auto`` picks on a CPU): decode to
-  RGB, vpipe's ``image_to_tensor``, ``decode_centerface``, ``hard_nms``, ``project_detections``.
+  RGB, vpipe's ``image_to_tensor``, ``decode_centerface``, ``hard_nms``, ``project_detections``
+  (ONNX Runtime's threads not spinning, as the graph sets them).
 - ``bare_selfie``: ``graphs/selfie_segmentation.yaml`` with ``output`` as two threads around
   MediaPipe Tasks' ``ImageSegmenter``: decode to RGB, segment, ``blur_background``, x264 encode
   with VideoWriter's settings into ``OUT.mp4``.
@@ -53,6 +54,11 @@ class Stages:
         Path(f"{out}.stages.json").write_text(json.dumps({"frames": self.frames, "cpu_s": self.cpu}))
 
 
+def pts_us(pts: int, time_base) -> int:
+    """A presentation time in microseconds, rounded as VideoSource rounds it."""
+    return (pts * time_base.numerator * 1_000_000 + time_base.denominator // 2) // time_base.denominator
+
+
 def decoder_thread(video: Path, fmt: str, q: queue.Queue, stages: Stages, thread_type: str) -> threading.Thread:
     """Decodes ``video`` into ``q`` as (timestamp_us, array) in ``fmt`` (PyAV's names), then _END."""
     import av
@@ -62,12 +68,12 @@ def decoder_thread(video: Path, fmt: str, q: queue.Queue, stages: Stages, thread
             with av.open(str(video)) as c:
                 s = c.streams.video[0]
                 s.thread_type = thread_type
-                if thread_type == "SLICE":  # one slice per frame here: decode in this thread, measurably
+                if thread_type == "SLICE":  # no slice threads: both slices of a frame decode in this thread
                     s.codec_context.thread_count = 1
                 tb = s.time_base
                 t0 = time.thread_time()
                 for f in c.decode(s):
-                    item = (int(f.pts * tb * 1_000_000), f.to_ndarray(format=fmt))
+                    item = (pts_us(f.pts, tb), f.to_ndarray(format=fmt))
                     t0 = stages.add("decode", t0)
                     q.put(item)
                     t0 = time.thread_time()
@@ -86,6 +92,27 @@ def jsonl_line(t_us: int, dets: list[dict]) -> str:
 def det_dict(box, score: float, kps) -> dict:
     return {"box": [round(v, 2) for v in box], "score": round(score, 4), "label": "face",
             "keypoints": [[round(x, 2), round(y, 2)] for x, y in kps]}
+
+
+def frames_from(q: queue.Queue):
+    """The decoder thread's (timestamp_us, array) items, up to its end mark."""
+    while True:
+        item = q.get()
+        if item is _END:
+            return
+        yield item
+
+
+def write_detections(q: queue.Queue, stages: Stages, out: Path, detect) -> None:
+    """The detector thread of a JSON-lines loop: ``detect(array, t0)`` returns the frame's
+    detections (``det_dict``s) and the thread clock after its last stage; one line per frame."""
+    with open(out, "w", encoding="utf-8") as f:
+        for t_us, data in frames_from(q):
+            dets, t0 = detect(data, time.thread_time())
+            f.write(jsonl_line(t_us, dets))
+            f.flush()
+            stages.frames += 1
+            stages.add("sink", t0)
 
 
 # --------------------------------------------------------------------------------- tasks
@@ -116,7 +143,7 @@ def tasks(video: Path, out: Path) -> None:
                     b = d.bounding_box
                     dets.append(det_dict([b.origin_x, b.origin_y, b.origin_x + b.width, b.origin_y + b.height],
                                          d.categories[0].score, [(k.x * w, k.y * h) for k in d.keypoints]))
-                f.write(jsonl_line(int(frame.pts * tb * 1_000_000), dets))
+                f.write(jsonl_line(pts_us(frame.pts, tb), dets))
                 f.flush()
                 stages.frames += 1
                 t0 = stages.add("sink", t0)
@@ -151,73 +178,66 @@ def hand_blazeface(video: Path, out: Path) -> None:
             for x in range(n):
                 anchors += [((x + 0.5) / n, (y + 0.5) / n)] * per_cell
     anchor_xy = np.asarray(anchors, np.float32)
-    yuv_to_rgb = None
-    plane_maps = None
     logit_min = math.log(0.5 / 0.5) - 1e-3
-    with open(out, "w", encoding="utf-8") as f:
-        while True:
-            item = q.get()
-            if item is _END:
-                break
-            t0 = time.thread_time()
-            t_us, data = item
-            h = data.shape[0] * 2 // 3
-            w = data.shape[1]
-            y, u, v = data[:h], data[h:h + h // 4].reshape(h // 2, w // 2), data[h + h // 4:].reshape(h // 2, w // 2)
-            if plane_maps is None:  # letterbox: the frame's long side spans the tensor
-                scale = 128.0 / max(w, h)
-                ox, oy = (128 - w * scale) / 2, (128 - h * scale) / 2
-                plane_maps = (np.float64([[scale, 0, ox], [0, scale, oy]]),
-                              np.float64([[2 * scale, 0, ox], [0, 2 * scale, oy]]))
-                inv = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]) / 255.0
-                m = np.linalg.inv(inv)
-                yuv_to_rgb = np.hstack([m, -(m @ np.array([16.0, 128.0, 128.0]))[:, None]])
-                to_frame = (1 / scale, -ox / scale, -oy / scale)
-            planes = cv2.merge([
-                cv2.warpAffine(y, plane_maps[0], (128, 128), flags=cv2.INTER_LINEAR, borderValue=(16,) * 4),
-                cv2.warpAffine(u, plane_maps[1], (128, 128), flags=cv2.INTER_LINEAR, borderValue=(128,) * 4),
-                cv2.warpAffine(v, plane_maps[1], (128, 128), flags=cv2.INTER_LINEAR, borderValue=(128,) * 4)])
-            tensor = cv2.transform(planes, yuv_to_rgb).astype(np.float32)
-            tensor *= 2.0 / 255.0
-            tensor -= 1.0
-            t0 = stages.add("tensor", t0)
-            res = request.infer(tensor[None], share_inputs=True)
-            boxes, scores = res[0], res[1]
-            if boxes.shape[-1] != 16:
-                boxes, scores = scores, boxes
-            t0 = stages.add("inference", t0)
-            logits = scores.reshape(-1)
-            near = np.flatnonzero(logits >= logit_min)
-            sc = (1.0 / (1.0 + np.exp(-np.clip(logits[near], -100, 100).astype(np.float64)))).astype(np.float32)
-            near, sc = near[sc >= 0.5], sc[sc >= 0.5]
-            raw = boxes.reshape(-1, 16)[near]
-            centre = raw[:, 0:2] / 128.0 + anchor_xy[near]
-            half = raw[:, 2:4] / 256.0
-            xyxy = np.concatenate([centre - half, centre + half], axis=1) * 128.0
-            kps = (raw[:, 4:16].reshape(-1, 6, 2) / 128.0 + anchor_xy[near][:, None]) * 128.0
-            dets = []
-            order = list(np.argsort(-sc, kind="stable"))
-            while order:  # MediaPipe's weighted NMS at IoU 0.3
-                top = order[0]
-                b = xyxy[order]
-                iw = np.clip(np.minimum(b[:, 2], b[0, 2]) - np.maximum(b[:, 0], b[0, 0]), 0, None)
-                ih = np.clip(np.minimum(b[:, 3], b[0, 3]) - np.maximum(b[:, 1], b[0, 1]), 0, None)
-                inter = iw * ih
-                area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-                iou = inter / np.maximum(area + area[0] - inter, 1e-12)
-                members = [order[i] for i in np.flatnonzero(iou > 0.3)] or [top]
-                wt = sc[members][:, None]
-                box = (xyxy[members] * wt).sum(axis=0) / wt.sum()
-                kp = (kps[members] * wt[:, :, None]).sum(axis=0) / wt.sum()
-                s_, tx, ty = to_frame
-                dets.append(det_dict((box * s_ + [tx, ty, tx, ty]).tolist(), float(sc[top]),
-                                     (kp * s_ + [tx, ty]).tolist()))
-                order = [order[i] for i in np.flatnonzero(iou <= 0.3) if order[i] != top]
-            t0 = stages.add("post", t0)
-            f.write(jsonl_line(t_us, dets))
-            f.flush()
-            stages.frames += 1
-            stages.add("sink", t0)
+    geometry: dict = {}
+
+    def detect(data, t0):
+        h = data.shape[0] * 2 // 3
+        w = data.shape[1]
+        y, u, v = data[:h], data[h:h + h // 4].reshape(h // 2, w // 2), data[h + h // 4:].reshape(h // 2, w // 2)
+        if not geometry:  # letterbox: the frame's long side spans the tensor
+            scale = 128.0 / max(w, h)
+            ox, oy = (128 - w * scale) / 2, (128 - h * scale) / 2
+            inv = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]) / 255.0
+            m = np.linalg.inv(inv)
+            geometry.update(luma=np.float64([[scale, 0, ox], [0, scale, oy]]),
+                            chroma=np.float64([[2 * scale, 0, ox], [0, 2 * scale, oy]]),
+                            yuv_to_rgb=np.hstack([m, -(m @ np.array([16.0, 128.0, 128.0]))[:, None]]),
+                            to_frame=(1 / scale, -ox / scale, -oy / scale))
+        g = geometry
+        planes = cv2.merge([
+            cv2.warpAffine(y, g["luma"], (128, 128), flags=cv2.INTER_LINEAR, borderValue=(16,) * 4),
+            cv2.warpAffine(u, g["chroma"], (128, 128), flags=cv2.INTER_LINEAR, borderValue=(128,) * 4),
+            cv2.warpAffine(v, g["chroma"], (128, 128), flags=cv2.INTER_LINEAR, borderValue=(128,) * 4)])
+        tensor = cv2.transform(planes, g["yuv_to_rgb"]).astype(np.float32)
+        tensor *= 2.0 / 255.0
+        tensor -= 1.0
+        t0 = stages.add("tensor", t0)
+        res = request.infer(tensor[None], share_inputs=True)
+        boxes, scores = res[0], res[1]
+        if boxes.shape[-1] != 16:
+            boxes, scores = scores, boxes
+        t0 = stages.add("inference", t0)
+        logits = scores.reshape(-1)
+        near = np.flatnonzero(logits >= logit_min)
+        sc = (1.0 / (1.0 + np.exp(-np.clip(logits[near], -100, 100).astype(np.float64)))).astype(np.float32)
+        near, sc = near[sc >= 0.5], sc[sc >= 0.5]
+        raw = boxes.reshape(-1, 16)[near]
+        centre = raw[:, 0:2] / 128.0 + anchor_xy[near]
+        half = raw[:, 2:4] / 256.0
+        xyxy = np.concatenate([centre - half, centre + half], axis=1) * 128.0
+        kps = (raw[:, 4:16].reshape(-1, 6, 2) / 128.0 + anchor_xy[near][:, None]) * 128.0
+        dets = []
+        order = list(np.argsort(-sc, kind="stable"))
+        while order:  # MediaPipe's weighted NMS at IoU 0.3
+            top = order[0]
+            b = xyxy[order]
+            iw = np.clip(np.minimum(b[:, 2], b[0, 2]) - np.maximum(b[:, 0], b[0, 0]), 0, None)
+            ih = np.clip(np.minimum(b[:, 3], b[0, 3]) - np.maximum(b[:, 1], b[0, 1]), 0, None)
+            inter = iw * ih
+            area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+            iou = inter / np.maximum(area + area[0] - inter, 1e-12)
+            members = [order[i] for i in np.flatnonzero(iou > 0.3)] or [top]
+            wt = sc[members][:, None]
+            box = (xyxy[members] * wt).sum(axis=0) / wt.sum()
+            kp = (kps[members] * wt[:, :, None]).sum(axis=0) / wt.sum()
+            s_, tx, ty = g["to_frame"]
+            dets.append(det_dict((box * s_ + [tx, ty, tx, ty]).tolist(), float(sc[top]),
+                                 (kp * s_ + [tx, ty]).tolist()))
+            order = [order[i] for i in np.flatnonzero(iou <= 0.3) if order[i] != top]
+        return dets, stages.add("post", t0)
+
+    write_detections(q, stages, out, detect)
     decoder.join()
     stages.write(out)
 
@@ -239,31 +259,25 @@ def bare_centerface(video: Path, out: Path) -> None:
 
     t0 = time.thread_time()
     model = resolve("zoo:centerface")
-    engine = engine_class(pick_engine(model))(model, EngineOptions())
+    # The graph's engine settings: ONNX Runtime's pool sleeps between calls instead of spinning.
+    engine = engine_class(pick_engine(model))(model, EngineOptions.with_extra(
+        {"session_config": {"session.intra_op.allow_spinning": "0"}}))
     t0 = stages.add("compile", t0)
-    with open(out, "w", encoding="utf-8") as f:
-        while True:
-            item = q.get()
-            if item is _END:
-                break
-            t0 = time.thread_time()
-            t_us, rgb = item
-            tensor, transform = image_to_tensor(Image(rgb, "RGB"), (320, 256), "letterbox", layout="NCHW")
-            t0 = stages.add("tensor", t0)
-            outs = engine.infer([tensor.data])
-            t0 = stages.add("inference", t0)
-            by_ch: dict[int, list] = {}
-            for a in outs:
-                by_ch.setdefault(a.shape[1], []).append(a)
-            xyxy, s, kp = decode_centerface(by_ch[1][0], by_ch[2][0], by_ch[2][1], by_ch[10][0], threshold=0.5)
-            det = Detections(xyxy, s, None, ("face",) * len(s), kp)
-            det = det.select(hard_nms(det.xyxy, det.scores, 0.3))
-            det = project_detections(det, transform)
-            t0 = stages.add("post", t0)
-            f.write(json.dumps({"timestamp_us": t_us, "detections": det.to_json()}, allow_nan=False) + "\n")
-            f.flush()
-            stages.frames += 1
-            stages.add("sink", t0)
+    def detect(rgb, t0):
+        tensor, transform = image_to_tensor(Image(rgb, "RGB"), (320, 256), "letterbox", layout="NCHW")
+        t0 = stages.add("tensor", t0)
+        outs = engine.infer([tensor.data])
+        t0 = stages.add("inference", t0)
+        by_ch: dict[int, list] = {}
+        for a in outs:
+            by_ch.setdefault(a.shape[1], []).append(a)
+        xyxy, s, kp = decode_centerface(by_ch[1][0], by_ch[2][0], by_ch[2][1], by_ch[10][0], threshold=0.5)
+        det = Detections(xyxy, s, None, ("face",) * len(s), kp)
+        det = det.select(hard_nms(det.xyxy, det.scores, 0.3))
+        det = project_detections(det, transform)
+        return det.to_json(), stages.add("post", t0)
+
+    write_detections(q, stages, out, detect)
     decoder.join()
     engine.close()
     stages.write(out)
@@ -292,12 +306,8 @@ def bare_selfie(video: Path, out: Path) -> None:
     try:
         with av.open(f"{out}.mp4", "w") as o:  # OUT.mp4: the container comes from the extension
             enc = None
-            while True:
-                item = q.get()
-                if item is _END:
-                    break
+            for _, rgb in frames_from(q):
                 t0 = time.thread_time()
-                _, rgb = item
                 result = seg.segment(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb))
                 mask = result.confidence_masks[0].numpy_view().reshape(rgb.shape[:2])
                 t0 = stages.add("inference", t0)

@@ -31,44 +31,14 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'vpip
 
 from ray.cluster_utils import Cluster  # noqa: E402
 
+from tests.cluster.procs import alive, descendants  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 GRAPHS = HERE / "graphs"
 PLUGIN = "tests.cluster.cluster_calcs"
 OBJECT_STORE = 100 * 1024 * 1024
 SYSTEM_CONFIG = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500,
                  "health_check_timeout_ms": 500, "health_check_failure_threshold": 3}
-
-
-def descendants(root: int) -> set[int]:
-    """Every live process below ``root`` (read from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] == "Z":
-            continue  # a zombie holds no resources; its parent reaps it
-        children.setdefault(int(fields[1]), []).append(int(entry))
-    out, todo = set(), [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in out:
-                out.add(child)
-                todo.append(child)
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 class LocalCluster:

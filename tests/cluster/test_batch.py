@@ -90,6 +90,7 @@ def test_local_jobs_give_the_same_outputs_as_ray(ray_cluster, videos, tmp_path):
     local = run_batch(graph, inputs, {"digests": str(tmp_path / "local" / "{index}-{name}.jsonl")},
                       jobs=2, plugins=[PLUGIN], manifest=tmp_path / "local.jsonl")
     assert [r["status"] for r in on_ray + local] == ["ok"] * 4
+    assert all(r["cpu_s"] > 0 and r["cpu_set"] for r in on_ray + local)  # each run's CPU and cores
     assert {r["node"] for r in on_ray} <= {n.node_id for n in ray_cluster.workers}
     assert [r["outputs"]["digests"] for r in local] == [str(tmp_path / "local" / "0-carphone.mp4.jsonl"),
                                                         str(tmp_path / "local" / "1-bikes.mp4.jsonl")]
@@ -97,6 +98,30 @@ def test_local_jobs_give_the_same_outputs_as_ray(ray_cluster, videos, tmp_path):
         a = (tmp_path / "ray" / f"{name}.jsonl").read_bytes()
         assert a == Path(local[i]["outputs"]["digests"]).read_bytes()
         assert len(a.splitlines()) == (120, 250)[i]
+
+
+def test_ray_workers_are_pinned_to_cores_of_their_own_and_capped(ray_cluster, tmp_path, monkeypatch):
+    """Each actor, on its own node (SPREAD), holds one core no other worker holds, with OpenCV's
+    pool and the OpenMP/BLAS variables at the budget, as the worker process itself reports."""
+    from apps.cluster.ray_pool import RayBackend
+
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        pytest.skip(f"two pinned workers need two cores; this machine lets the tests use {allowed}")
+    # a folder of core files for this test alone (the driver's reaches the workers): workers of
+    # the other tests, still ending, hold cores in the default one
+    monkeypatch.setenv("VPIPE_CPU_SLOTS", str(tmp_path / "slots"))
+    ray_cluster.wait_for_cpus(2)
+    with RayBackend(ray_cluster.address, str(GRAPHS / "digest.yaml"), [PLUGIN], 1, 2, 2) as backend:
+        deadline = time.monotonic() + 120
+        while len(backend.idle) < 2:
+            assert time.monotonic() < deadline, f"two actors did not start within 120 s: {backend.where}"
+            assert backend.wait(1.0) == []
+        workers = list(backend.where.values())
+    assert len({w["node"] for w in workers}) == 2, workers
+    assert sorted(w["cpu_set"] for w in workers) == [allowed[:1], allowed[1:2]], workers
+    for w in workers:
+        assert w["opencv_threads"] == 1 and set(w["env"].values()) == {"1"}, w
 
 
 def test_a_node_killed_mid_run_has_its_file_retried_elsewhere(ray_cluster, videos, tmp_path):

@@ -66,6 +66,11 @@ def _handlers_back():
     """Puts back the handlers a test set itself (whether ``StopSignals`` puts back its own is checked
     in the tests)."""
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    # Each test starts from Python's defaults, whatever an earlier test in this process left (an
+    # in-process `vpipe run` keeps its late-signal handlers: apps/progress.py)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGUSR1, signal.SIG_DFL)
     yield
     for s, h in before.items():
         signal.signal(s, h)

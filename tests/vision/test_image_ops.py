@@ -130,3 +130,16 @@ def test_image_converts_between_every_pixel_format(src, dst):
         assert img.data[0, 0, 0] == 200 and img.data[0, 0, 2] == 0
     if src != "GRAY" and dst in ("BGR", "BGRA"):
         assert img.data[0, 0, 2] == 200 and img.data[0, 0, 0] == 0
+
+
+def test_whole_frame_transform_is_made_once_per_size_and_read_only():
+    # A video's frames share one letterbox transform (its matrix cannot be changed by a consumer);
+    # an ROI still gets its own.
+    frame = Image(np.zeros((144, 176, 3), np.uint8))
+    _, a = image_to_tensor(frame, (128, 128), "letterbox")
+    _, b = image_to_tensor(Image(np.ones((144, 176, 3), np.uint8)), (128, 128), "letterbox")
+    assert a is b and not a.matrix.flags.writeable
+    assert np.array_equal(a.matrix, fit_transform((176, 144), (128, 128), "letterbox").matrix)
+    _, c = image_to_tensor(frame, (128, 128), "crop")
+    _, d = image_to_tensor(frame, (128, 128), "letterbox", roi=(0, 0, 88, 72))
+    assert c is not a and d is not a and d.frame_size == (176, 144)

@@ -102,6 +102,24 @@ def test_ssd_anchor_count_mismatch_names_both_counts():
              decode={"num_boxes": 3, "num_coords": 8, "num_keypoints": 2})
 
 
+def test_ssd_decoder_gives_decode_ssd_scaled_to_tensor_pixels_bit_for_bit():
+    # The node scales the decoded arrays itself (one Detections per frame): the same float32
+    # arithmetic as decode_ssd followed by scale_detections.
+    from calculators.postprocess.geometry import scale_detections
+    from calculators.postprocess.ssd import BLAZEFACE_SHORT_ANCHORS, BLAZEFACE_SHORT_DECODE, decode_ssd, ssd_anchors
+
+    rng = np.random.default_rng(11)
+    boxes = rng.normal(0, 20, (1, 896, 16)).astype(np.float32)
+    scores = rng.normal(-2, 3, (1, 896, 1)).astype(np.float32)
+    got = _one("SsdDetectionsDecoder", {"TENSORS": Tensors([Tensor(boxes), Tensor(scores)])}, preset="blazeface_short")
+    xyxy, s, c, kp = decode_ssd(boxes, scores, ssd_anchors(BLAZEFACE_SHORT_ANCHORS), BLAZEFACE_SHORT_DECODE)
+    want = scale_detections(Detections(xyxy, s, c, ("face",) * len(s), kp), 128, 128)
+    assert len(got) == len(want) > 10
+    for name in ("xyxy", "scores", "class_ids", "keypoints"):
+        g, w = getattr(got, name), getattr(want, name)
+        assert g.dtype == w.dtype and np.array_equal(g, w), name
+
+
 @pytest.mark.parametrize("layers, expect", [
     # one layer: the scale is the mean of min and max; the interpolated anchor sqrt(scale * 1)
     ({"num_layers": 1, "strides": [4], "min_scale": 0.2, "max_scale": 0.6}, [0.4, 0.4 ** 0.5]),
