@@ -44,6 +44,9 @@ class AnnotateOptions(BaseModel):
     mask_alpha: float = Field(0.5, ge=0.0, le=1.0)
     connections: list[Literal[CONNECTIONS]] = Field(default_factory=list,  # type: ignore[valid-type]
                                                     description="MediaPipe's landmark connection lists to draw")
+    optional_connections: list[Literal[CONNECTIONS]] = Field(  # type: ignore[valid-type]
+        default_factory=list, description="lists drawn only on landmarks that have their points "
+                                          "(face_mesh_irises: on 478 points, with refine_landmarks)")
     landmark_color: tuple[int, int, int] = Field((48, 255, 48), description="RGB of the connections")
     point_color: tuple[int, int, int] = Field((255, 48, 48), description="RGB of the landmark dots")
     point_radius: int = Field(2, ge=0, description="landmark dot radius (0: no dots)")
@@ -59,7 +62,9 @@ class Annotate(Calculator):
     Options: thickness; text_scale; show_labels/show_scores/show_keypoints/show_ids (default on);
     show_fps, show_latency (default off); color (RGB, default per class or track id); mask_color (RGB),
     mask_alpha; connections (MediaPipe's lists: face_mesh_tesselation, face_mesh_contours,
-    face_mesh_irises, hand, pose), landmark_color, point_color, point_radius (landmarks);
+    face_mesh_irises, hand, pose), optional_connections (drawn only where the landmarks have their
+    points, e.g. the irises of a face mesh with or without refine_landmarks), landmark_color,
+    point_color, point_radius (landmarks);
     relative_size (sizes scale with the frame height, 480 lines = as given).
     Example node:
         - calculator: Annotate
@@ -79,6 +84,7 @@ class Annotate(Calculator):
     def open(self, ctx) -> None:
         self.o = ctx.options
         self.edges = [connections(n) for n in self.o.connections]
+        self.optional = [connections(n) for n in self.o.optional_connections]
         self._fps = RateMeter()  # the same meter as WebPreview's fps and node rates
         self._origin = None  # (wall seconds, stream timestamp) of the first frame
 
@@ -113,10 +119,11 @@ class Annotate(Calculator):
                 if len(edges) and int(edges.max()) >= lms.num_points:
                     raise ValueError(f"node {ctx.node}: connections {name!r} join points up to {int(edges.max())}, "
                                      f"these landmarks have {lms.num_points}")
+            drawn = self.edges + [e for e in self.optional if not len(e) or int(e.max()) < lms.num_points]
             for i in range(len(lms)):
-                for j, edges in enumerate(self.edges or [None]):
+                for j, edges in enumerate(drawn or [None]):
                     draw_landmarks(canvas, lms.points[i], edges, fmt, thickness,
-                                   radius if j == len(self.edges or [None]) - 1 else 0,
+                                   radius if j == len(drawn or [None]) - 1 else 0,
                                    order(self.o.landmark_color), order(self.o.point_color))
         det = ctx.get("DETECTIONS")
         if det is not None and len(det):

@@ -100,6 +100,16 @@ def model_input_shape(ref: str) -> tuple[int | None, ...]:
 _CONVERT_TO = {"onnxruntime": "onnx", "openvino": "openvino", "ncnn": "ncnn", "tensorrt": "tensorrt"}
 
 
+def _openvino_hint(path: Path, engine: str) -> str:
+    """The way out for a .tflite with MediaPipe's custom ops that OpenVINO is given (mediapipe_ops.py)."""
+    if engine == "openvino" or path.suffix.lower() != ".tflite":
+        return ""
+    from .mediapipe_ops import CUSTOM_OPS, custom_ops
+
+    ops = {name for name, _ in custom_ops(path)}
+    return "; engine openvino runs it (--set engine=openvino)" if ops and ops <= set(CUSTOM_OPS) else ""
+
+
 def readable_model(path: Path, engine: str, convert: str, where: str) -> tuple[Path, list, dict]:
     """The model file ``engine`` loads for ``path``, converted (checked, cached) when it cannot read
     ``path``'s format; per input the (axis permutation, source shape) that takes a tensor in the
@@ -133,7 +143,7 @@ def readable_model(path: Path, engine: str, convert: str, where: str) -> tuple[P
                 perms.append(((0, 3, 1, 2), tuple(src)) if nchw else None)
     except ConversionError as e:
         raise ModelFormatError(f"engine {engine!r} cannot read {path.name} and converting it to {target} failed: "
-                               f"{str(e).splitlines()[0]}") from e
+                               f"{str(e).splitlines()[0]}{_openvino_hint(path, engine)}") from e
     log.warning("%s: engine %s cannot read %s; using its %s conversion to %s, checked against %s (max abs error "
                 "%.3g): %s", where, engine, path.name, "cached" if report.cached else "new", target,
                 report.reference, report.max_abs_error, report.path, extra={"notice": True})

@@ -8,6 +8,8 @@
   replace the mesh's x, y at their points (z stays the mesh's), each iris's 5 points are appended
   (468-472 left, 473-477 right) with z the mean mesh z of its eye's 16 contour points. Working on
   the tensors, before projection, is the same: every point goes through the same linear map.
+  The plain face mesh's outputs (mesh 468x3, face flag) pass through as they are, so that one
+  chain serves both models (the face_mesh graphs' ``refine_landmarks`` only picks the model).
 Timestamps: one output per input, same timestamp.
 Example node:
     - calculator: RefineFaceLandmarks
@@ -63,10 +65,11 @@ class RefineFaceLandmarksOptions(BaseModel):
 
 @register
 class RefineFaceLandmarks(Calculator):
-    """The face mesh with attention's seven outputs -> one 478-point landmark tensor and the face flag.
+    """The face mesh with attention's seven outputs -> one 478-point landmark tensor and the face flag;
+    the plain face mesh's two outputs pass through (468 points).
 
     Ports: TENSORS (the model's outputs for N crops, in its order) -> TENSORS (Tensors: "landmarks"
-    (N, 1434), "face_flag" (N, 1)).
+    (N, 1434), or (N, 1404) for the plain model, and "face_flag" (N, 1)).
     Options: none.
     Timestamps: one output per input, same timestamp.
     Example:
@@ -75,10 +78,11 @@ class RefineFaceLandmarks(Calculator):
           outputs: {TENSORS: refined}
     """
 
-    inputs = {"TENSORS": Input(Any, doc="the attention model's 7 outputs for N crops")}
-    outputs = {"TENSORS": Output(Tensors, doc="478 points x, y, z per crop, then the face flag")}
+    inputs = {"TENSORS": Input(Any, doc="the attention model's 7 outputs (or the plain model's 2) for N crops")}
+    outputs = {"TENSORS": Output(Tensors, doc="478 (or 468) points x, y, z per crop, then the face flag")}
     Options = RefineFaceLandmarksOptions
     SIZES = (1404, 160, 142, 142, 10, 10, 1)  # values per crop of each output
+    PLAIN = (1404, 1)  # face_landmark.tflite: mesh, face flag
 
     def open(self, ctx) -> None:
         self.where = f"node {ctx.node!r} (RefineFaceLandmarks)"
@@ -86,10 +90,16 @@ class RefineFaceLandmarks(Calculator):
     def process(self, ctx) -> None:
         arrays = [a for _, a in output_arrays(ctx.inputs["TENSORS"].value)]
         sizes = tuple(int(np.prod(a.shape[1:])) for a in arrays)
+        if sizes == self.PLAIN:
+            n = arrays[0].shape[0]
+            ctx.outputs["TENSORS"].add(Tensors([Tensor(arrays[0].reshape(n, 1404), "", "landmarks"),
+                                                Tensor(arrays[1].reshape(n, 1), "", "face_flag")]))
+            return
         if sizes != self.SIZES:
             raise ValueError(f"{self.where}: expected the face mesh with attention's outputs (values per crop "
-                             f"{list(self.SIZES)}), got {list(sizes)}: is the landmark model "
-                             "zoo:face-landmark-with-attention?")
+                             f"{list(self.SIZES)}) or the plain face mesh's ({list(self.PLAIN)}), got "
+                             f"{list(sizes)}: is the landmark model zoo:face-landmark-with-attention or "
+                             "zoo:face-landmark?")
         points = refine_face_landmarks(*arrays[:6])
         n = points.shape[0]
         ctx.outputs["TENSORS"].add(Tensors([Tensor(points.reshape(n, 478 * 3), "", "landmarks"),

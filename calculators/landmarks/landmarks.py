@@ -19,7 +19,7 @@ Example node:
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,7 +37,9 @@ Activation = Literal["none", "sigmoid"]
 class TensorsToLandmarksOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    num_landmarks: int = Field(..., ge=1, description="points in the landmark tensor (all of them, aux included)")
+    num_landmarks: Union[int, list[int]] = Field(..., description="points in the landmark tensor (all of them, aux "
+                                                                  "included); a list: the one count that splits "
+                                                                  "each crop's tensor evenly (face mesh: [468, 478])")
     tensor_size: tuple[int, int] = Field(..., description="the model input (width, height) the points are in")
     landmarks_output: int = Field(0, ge=0, description="position of the landmark tensor among the model outputs")
     score_output: Optional[int] = Field(1, ge=0, description="position of the object presence score (null: none)")
@@ -66,6 +68,9 @@ class TensorsToLandmarks(Calculator):
     Ports: TENSORS (the model's outputs, batch N; missing when there were no rects), ROIS (Rects:
     the N rects cropped, in the same order) -> LANDMARKS (Landmarks, frame pixels), ROIS (Rects of
     the objects kept, optional), AUX (Landmarks of the ``aux`` points, optional).
+    ``num_landmarks`` may list several counts (a graph whose model is chosen at run time, e.g. the
+    face mesh with or without refine_landmarks): each packet uses the one count that splits the
+    tensor evenly, an error when none or several do.
     For each crop: the presence score (``score_output``, sigmoid if asked) must be above
     ``min_score``; points x, y, z (z / normalize_z) in tensor pixels, visibility and presence
     (sigmoid if asked), refined from the heatmap if given, mapped through the rect (z scaled as x);
@@ -92,10 +97,23 @@ class TensorsToLandmarks(Calculator):
     def open(self, ctx) -> None:
         o = ctx.options
         self.o = o
-        self.keep = o.keep or o.num_landmarks
-        if self.keep > o.num_landmarks or (o.aux and not 0 <= o.aux[0] < o.aux[1] <= o.num_landmarks):
-            raise ValueError(f"node {ctx.node}: keep/aux must lie within the {o.num_landmarks} landmarks")
+        self.counts = [o.num_landmarks] if isinstance(o.num_landmarks, int) else sorted(set(o.num_landmarks))
+        if not self.counts or min(self.counts) < 1:
+            raise ValueError(f"node {ctx.node}: num_landmarks must be one or more counts >= 1, got {o.num_landmarks}")
+        least = self.counts[0]
+        if (o.keep or 1) > least or (o.aux and not 0 <= o.aux[0] < o.aux[1] <= least):
+            raise ValueError(f"node {ctx.node}: keep/aux must lie within the {least} landmarks")
         self.where = f"node {ctx.node!r} (TensorsToLandmarks)"
+
+    def _count(self, values: int) -> int:
+        """The landmark count of a tensor of ``values`` values per crop."""
+        fits = [c for c in self.counts if values % c == 0]
+        if len(fits) != 1:
+            raise ValueError(f"{self.where}: output {self.o.landmarks_output} has {values} values per crop, "
+                             + (f"not a multiple of num_landmarks={self.o.num_landmarks}: is this the right "
+                                "landmark model?" if not fits else
+                                f"which splits into each of {fits} landmarks (num_landmarks must tell them apart)"))
+        return fits[0]
 
     def _array(self, arrays, index: int | None, what: str, n: int):
         if index is None:
@@ -117,12 +135,10 @@ class TensorsToLandmarks(Calculator):
         if n and packet is None:
             raise ValueError(f"{self.where}: {n} rects at {ctx.timestamp} but no model outputs")
         arrays = output_arrays(packet.value) if packet is not None else []
-        rows = []
+        rows, count = [], self.counts[0]
         if n:
             lm_t = self._array(arrays, o.landmarks_output, "the landmark tensor", n)
-            if lm_t[0].size % o.num_landmarks:
-                raise ValueError(f"{self.where}: output {o.landmarks_output} has {lm_t[0].size} values per crop, "
-                                 f"not a multiple of num_landmarks={o.num_landmarks}: is this the right landmark model?")
+            count = self._count(lm_t[0].size)
             score_t = self._array(arrays, o.score_output, "the presence score", n)
             world_t = self._array(arrays, o.world_output, "the world landmarks", n)
             hand_t = self._array(arrays, o.handedness_output, "the handedness", n)
@@ -134,7 +150,7 @@ class TensorsToLandmarks(Calculator):
                     score = float(sigmoid(score)) if o.score_activation == "sigmoid" else score
                     if not score > o.min_score:
                         continue
-                pts, vis, pres = decode_landmarks(lm_t[i], o.num_landmarks, o.tensor_size,
+                pts, vis, pres = decode_landmarks(lm_t[i], count, o.tensor_size,
                                                   visibility_activation=o.visibility_activation,
                                                   presence_activation=o.presence_activation,
                                                   flip_horizontally=o.flip_horizontally, normalize_z=o.normalize_z)
@@ -147,19 +163,18 @@ class TensorsToLandmarks(Calculator):
                 world = None
                 if world_t is not None:
                     w = np.asarray(world_t[i], np.float64).reshape(-1)
-                    if w.size % o.num_landmarks:
-                        raise ValueError(f"{self.where}: world landmarks of {w.size} values for {o.num_landmarks} points")
-                    world = rotate_world(w.reshape(o.num_landmarks, -1)[:, :3], float(rects.data[i, 4]))
+                    if w.size % count:
+                        raise ValueError(f"{self.where}: world landmarks of {w.size} values for {count} points")
+                    world = rotate_world(w.reshape(count, -1)[:, :3], float(rects.data[i, 4]))
                 label, label_score = o.label, None
                 if hand_t is not None:
                     s = float(np.asarray(hand_t[i]).reshape(-1)[0])
                     label, label_score = (o.class_labels[0], s) if s >= 1.0 - s else (o.class_labels[1], 1.0 - s)
                 rows.append((i, score, frame_pts, vis, pres, world, label, label_score))
-        self._emit(ctx, rows, rects, size)
+        self._emit(ctx, rows, rects, size, o.keep or count)
 
-    def _emit(self, ctx, rows, rects: Rects, size) -> None:
+    def _emit(self, ctx, rows, rects: Rects, size, k: int) -> None:
         o = self.o
-        k = self.keep
 
         def build(sl: slice, count: int) -> Landmarks:
             if not rows:

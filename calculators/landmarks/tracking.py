@@ -143,11 +143,12 @@ class ModelChoiceOptions(BaseModel):
 
 @register
 class ModelChoice(Calculator):
-    """Picks the model file for MediaPipe's ``model_complexity`` (0 lite, 1 full, 2 heavy), unless a
-    model is named outright.
+    """Picks the model file for MediaPipe's ``model_complexity`` (0 lite, 1 full, 2 heavy), or for a
+    switch such as face mesh's ``refine_landmarks`` (false 0, true 1), unless a model is named outright.
 
     Ports: none (a side-packet node: it sends no stream and ends at once).
-    Side inputs: COMPLEXITY (int), MODEL (str, optional: when set, it wins over COMPLEXITY).
+    Side inputs: COMPLEXITY (int) or SWITCH (bool: false is key 0, true key 1), one of them;
+    MODEL (str, optional: when set, it wins over both).
     Side output: MODEL (str), for an ``Inference`` node's MODEL side input.
     Options: models {complexity: model}. An unknown complexity is an error naming the ones there are.
     Example node:
@@ -157,7 +158,8 @@ class ModelChoice(Calculator):
           options: {models: {0: "zoo:hand-landmark-lite", 1: "zoo:hand-landmark-full"}}
     """
 
-    side_inputs = {"COMPLEXITY": SideInput(int, doc="MediaPipe's model_complexity"),
+    side_inputs = {"COMPLEXITY": SideInput(int, optional=True, doc="MediaPipe's model_complexity"),
+                   "SWITCH": SideInput(bool, optional=True, doc="an on/off option (refine_landmarks): keys 0 and 1"),
                    "MODEL": SideInput(str, optional=True, doc="a model named outright (wins when set)")}
     side_outputs = {"MODEL": SideOutput(str, doc="the model to run")}
     Options = ModelChoiceOptions
@@ -166,12 +168,17 @@ class ModelChoice(Calculator):
         side = ctx.side or {}
         model = side.get("MODEL")
         if model is None:
-            key = side.get("COMPLEXITY")
+            switch = "SWITCH" in side
+            if switch == ("COMPLEXITY" in side):
+                raise ValueError(f"node {ctx.node!r} (ModelChoice): connect one of the side inputs COMPLEXITY "
+                                 "and SWITCH")
+            key = side["SWITCH"] if switch else side["COMPLEXITY"]
             models = ctx.options.models
             try:
-                model = models[int(key)]
+                model = models[int(bool(key)) if switch else int(key)]
             except (KeyError, TypeError, ValueError):
-                raise ValueError(f"node {ctx.node!r} (ModelChoice): model_complexity {key!r} has no model here; "
+                what = "the switch" if switch else "model_complexity"
+                raise ValueError(f"node {ctx.node!r} (ModelChoice): {what} {key!r} has no model here; "
                                  f"choose one of {sorted(models)}") from None
         ctx.side_outputs["MODEL"].set(str(model))
 

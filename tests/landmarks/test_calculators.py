@@ -91,6 +91,21 @@ def test_model_choice_picks_the_model_by_complexity(side, chosen):
         node({0: "lite.tflite", 2: "heavy.tflite"}).run({"complexity": 1})
 
 
+@pytest.mark.parametrize("refine, chosen", [(False, "plain.tflite"), (True, "attention.tflite")])
+def test_model_choice_picks_the_model_by_a_switch(refine, chosen):
+    """SWITCH (face mesh's refine_landmarks): false is key 0, true key 1; one of SWITCH/COMPLEXITY."""
+    def graph(side_inputs):
+        return Graph.from_dict({"name": "choice", "side_packets": {"refine": False, "complexity": 1}, "nodes": [
+            {"calculator": "ModelChoice", "side_inputs": side_inputs, "side_outputs": {"MODEL": "chosen"},
+             "options": {"models": {0: "plain.tflite", 1: "attention.tflite"}}}]})
+
+    g = graph({"SWITCH": "refine"})
+    g.run({"refine": refine})
+    assert g.side_packet("chosen") == chosen
+    with pytest.raises(GraphRunError, match=r"ModelChoice\): connect one of the side inputs COMPLEXITY and SWITCH"):
+        graph({"SWITCH": "refine", "COMPLEXITY": "complexity"}).run({})
+
+
 def test_detections_to_rects_options_and_frame_size():
     det = Detections([[0, 0, 20, 10], [50, 50, 60, 60]], [0.9, 0.8], keypoints=[[[0, 5], [0, 0]], [[55, 55], [55, 50]]])
     img = Image(np.zeros((100, 200, 3), np.uint8))
@@ -241,6 +256,25 @@ def test_tensors_to_landmarks_heatmap_refinement_and_wrong_model():
                        options={**base, "world_output": 9})
 
 
+def test_tensors_to_landmarks_takes_the_one_listed_count_that_fits():
+    """num_landmarks [468, 478]: the face mesh with or without refine_landmarks, read per packet."""
+    rois = R([[50, 50, 40, 40, 0]])
+    opts = {"num_landmarks": [4, 5], "tensor_size": [40, 40], "score_output": 1}
+    for k in (4, 5):
+        pts = np.tile(np.array([10, 20, 4], np.float32), k).reshape(1, k * 3)
+        outs = Tensors([Tensor(pts, "", "landmarks"), Tensor(np.array([[5.0]], np.float32), "", "flag")])
+        lm = run_calculator("TensorsToLandmarks", inputs={"TENSORS": [(1, outs)], "ROIS": [(1, rois)]},
+                            options=opts)["LANDMARKS"][0][1]
+        assert lm.num_points == k and np.allclose(lm.points[0, -1], [40, 50, 4])
+    both = Tensors([Tensor(np.zeros((1, 60), np.float32), "", "landmarks"), Tensor(np.array([[5.0]], np.float32), "", "f")])
+    with pytest.raises(GraphRunError, match=r"60 values per crop, which splits into each of \[4, 5, 6\] landmarks"):
+        run_calculator("TensorsToLandmarks", inputs={"TENSORS": [(1, both)], "ROIS": [(1, rois)]},
+                       options={**opts, "num_landmarks": [4, 5, 6]})
+    none = Tensors([Tensor(np.zeros((1, 7), np.float32), "", "landmarks"), Tensor(np.array([[5.0]], np.float32), "", "f")])
+    with pytest.raises(GraphRunError, match=r"7 values per crop, not a multiple of num_landmarks=\[4, 5\]"):
+        run_calculator("TensorsToLandmarks", inputs={"TENSORS": [(1, none)], "ROIS": [(1, rois)]}, options=opts)
+
+
 def test_tensors_to_landmarks_output_positions_and_presence_activation():
     rois = R([[50, 50, 40, 40, 0]])
     outs = list(_outputs(n=1, score=(5.0,), hand=(0.5,)))
@@ -329,6 +363,19 @@ def test_annotate_draws_landmark_connections_sized_to_the_frame():
 
     with pytest.raises(GraphConfigError, match="tentacles"):
         run_calculator("Annotate", inputs={"IMAGE": [(1, img)]}, options={"connections": ["tentacles"]})
+
+
+def test_annotate_draws_optional_connections_only_where_the_points_exist():
+    """optional_connections [face_mesh_irises]: drawn on 478 points, skipped (no error) on 468."""
+    img = Image(np.zeros((200, 200, 3), np.uint8))
+    opts = {"connections": [], "optional_connections": ["face_mesh_irises"], "landmark_color": [0, 255, 0],
+            "point_radius": 0, "thickness": 1}
+    pts = np.full((1, 478, 3), 5.0, np.float32)
+    pts[0, 469:473, :2] = [[100, 60], [140, 100], [100, 140], [60, 100]]  # left iris: a diamond
+    lit = lambda lm: int((run_calculator("Annotate", inputs={"IMAGE": [(1, img)], "LANDMARKS": [(1, lm)]},  # noqa: E731
+                                         options=opts)["IMAGE"][0][1].data[:, :, 1] > 100).sum())
+    assert lit(Landmarks(pts, frame_size=(200, 200))) > 100  # the iris edges 469-470-471-472 drawn
+    assert lit(Landmarks(pts[:, :468], frame_size=(200, 200))) == 0  # no irises: nothing, no error
 
 
 # ------------------------------------------------------------------------------ segmentation

@@ -129,52 +129,20 @@ def test_hands_tracking_on_every_engine_follows_the_same_hand(clips):
 # ---------------------------------------------------------------- refine_landmarks (478 points)
 
 
-def refined_face_mesh(source: str) -> dict:
-    """graphs/face_mesh_tracker.yaml with MediaPipe's refine_landmarks: the face mesh with attention
-    (its custom ops on OpenVINO, calculators/inference/mediapipe_ops.py), RefineFaceLandmarks, and
-    478 points decoded; fed by a VideoSource as graphs/face_mesh.yaml does."""
-    import yaml
-
-    from tests.landmarks.conftest import REPO
-
-    spec = yaml.safe_load((REPO / "graphs" / "face_mesh_tracker.yaml").read_text())
-    nodes = [{"calculator": "VideoSource", "outputs": {"FRAMES": "frames"},
-              "options": {"uri": "$source", "format": "I420"}}]
-    for node in spec["nodes"]:
-        if node.get("name") == "landmark_model":
-            node = {**node, "options": {**node["options"], "model": "zoo:face-landmark-with-attention",
-                                        "engine": "openvino"}}
-            nodes.append(node)
-            nodes.append({"calculator": "RefineFaceLandmarks", "inputs": {"TENSORS": "raw"},
-                          "outputs": {"TENSORS": "refined"}})
-            continue
-        if node.get("calculator") == "TensorsToLandmarks":
-            node = {**node, "inputs": {**node["inputs"], "TENSORS": "refined"},
-                    "options": {**node["options"], "num_landmarks": 478}}
-        nodes.append(node)
-    return {"name": "face_mesh_refined", "side_packets": {**spec["side_packets"], "source": source, "engine": "openvino"},
-            "nodes": nodes, "executors": spec.get("executors", {})}
-
-
-def _run(config: dict) -> list:
-    from pipeline import Graph
-
-    g = Graph.from_dict(config)
-    got: list = []
-    g.observe("landmarks", lambda p: got.append((p.timestamp, p.value)))
-    g.start()
-    g.wait(300)
-    return got
-
-
 def test_refine_landmarks_agrees_with_mediapipe_on_carphone(carphone_clip):
-    """Measured (carphone, 120 frames, against mediapipe 0.10.21's face_mesh with refine_landmarks):
-    100 % same presence, error mean 0.21 %, p95 0.31 % of the face box over all 478 points; the irises
-    alone (points 468-477) mean 0.22 %, p95 0.34 %."""
+    """``vpipe run face_mesh --set refine_landmarks=true``: the ready graph (ModelChoice picks the
+    face mesh with attention, its custom ops on OpenVINO, calculators/inference/mediapipe_ops.py;
+    RefineFaceLandmarks merges its outputs) against mediapipe 0.10.21's face_mesh with
+    refine_landmarks. Measured (carphone, 120 frames): 100 % same presence, error mean 0.21 %, p95
+    0.31 % of the face box over all 478 points; the irises alone (points 468-477) mean 0.22 %, p95
+    0.34 %. refine_landmarks false (the default) runs the plain model: 468 points."""
     from tests.landmarks.conftest import compare, reference
 
     clip = carphone_clip
-    got = _run(refined_face_mesh(str(clip.path)))
+    run = run_graph("face_mesh", "faces", {"source": str(clip.path), "refine_landmarks": True, "engine": "openvino"})
+    assert run.side["chosen_landmark_model"] == "zoo:face-landmark-with-attention"
+    got = run.frames
+    assert sum(1 for _, lm in got if len(lm)) > 0.9 * clip.count
     assert all(lm.points.shape[1:] == (478, 3) for _, lm in got if len(lm))
     ref = reference("face_mesh", clip, {"refine_landmarks": True})
     assert len(ref["frames"][0][0]["landmarks"]) == 478
@@ -191,6 +159,10 @@ def test_refine_landmarks_agrees_with_mediapipe_on_carphone(carphone_clip):
     assert m["same_presence"] >= 0.95 and m["ref_present"] > 0.9 * clip.count, m
     assert m["mean"] <= 0.02 and m["p95"] <= 0.05, m
     assert np.mean(iris) <= 0.02 and np.percentile(iris, 95) <= 0.05
+    plain = run_graph("face_mesh", "faces", {"source": str(clip.path), "refine_landmarks": False})
+    assert plain.side["chosen_landmark_model"] == "zoo:face-landmark"
+    assert sum(1 for _, lm in plain.frames if len(lm)) > 0.9 * clip.count
+    assert all(lm.points.shape[1:] == (468, 3) for _, lm in plain.frames if len(lm))
 
 
 def test_refinement_places_each_part_as_mediapipe_does():
@@ -213,16 +185,24 @@ def test_refinement_places_each_part_as_mediapipe_does():
                                    rtol=1e-6)
 
 
-def test_refinement_on_the_plain_model_fails_naming_node_and_model(carphone_clip):
+def test_refinement_passes_the_plain_model_through_and_refuses_other_models():
+    """The plain face mesh's two outputs pass unchanged (one chain serves refine_landmarks on and
+    off); any other model's outputs are an error naming the node and both models."""
+    from calculators.types import Tensor, Tensors
     from pipeline import GraphRunError
+    from pipeline.testing import run_calculator
 
-    config = refined_face_mesh(str(carphone_clip.path))
-    for node in config["nodes"]:
-        if node.get("name") == "landmark_model":
-            node["options"]["model"] = "zoo:face-landmark"
+    rng = np.random.default_rng(5)
+    mesh, flag = rng.uniform(0, 192, (2, 1, 1, 1404)).astype(np.float32), np.array([[[[2.0]]], [[[-1.0]]]], np.float32)
+    out = run_calculator("RefineFaceLandmarks", inputs={"TENSORS": [(3, Tensors([Tensor(mesh), Tensor(flag)]))]})
+    (t, got), = out["TENSORS"]
+    assert t == 3 and [x.name for x in got] == ["landmarks", "face_flag"]
+    np.testing.assert_array_equal(got[0].data, mesh.reshape(2, 1404))
+    np.testing.assert_array_equal(got[1].data, flag.reshape(2, 1))
+    pose = Tensors([Tensor(np.zeros((1, 195), np.float32)), Tensor(np.zeros((1, 1), np.float32))])
     with pytest.raises(GraphRunError, match=r"RefineFaceLandmarks.*expected the face mesh with attention's outputs.*"
-                                            r"got \[1404, 1\].*zoo:face-landmark-with-attention"):
-        _run(config)
+                                            r"got \[195, 1\].*zoo:face-landmark-with-attention or zoo:face-landmark"):
+        run_calculator("RefineFaceLandmarks", inputs={"TENSORS": [(1, pose)]})
 
 
 def test_mediapipe_ops_sample_and_map_as_defined():

@@ -156,13 +156,17 @@ def test_a_landmark_model_of_the_wrong_kind_fails_naming_node_and_model(carphone
     assert "mesh/landmark_model" in text and "pose_detection.tflite" in text and "expected (1, 224, 224, 3)" in text
 
 
-def test_an_engine_that_cannot_read_the_model_fails_before_any_frame(carphone_clip):
-    # the attention model's custom ops have no ONNX conversion either: named, before any frame
-    with pytest.raises(GraphRunError, match=r"mesh/landmark_model.*engine 'ncnn' cannot read face_landmark_with_attention"
-                                            r".tflite and converting it to ncnn failed: .*custom TFLite ops "
-                                            r"\(Landmarks2TransformMatrix, TransformLandmarks, TransformTensorBilinear\)"):
-        run_graph("face_mesh", "faces", {"source": str(carphone_clip.path), "engine": "ncnn",
-                                         "landmark_model": "zoo:face-landmark-with-attention"})
+@pytest.mark.parametrize("engine", ["ncnn", "onnxruntime"])
+def test_an_engine_that_cannot_read_the_model_fails_before_any_frame(carphone_clip, engine):
+    # refine_landmarks: the attention model's custom ops have no ONNX conversion: named, before any
+    # frame, with the way out (OpenVINO is given the ops, calculators/inference/mediapipe_ops.py)
+    target = "onnx" if engine == "onnxruntime" else engine
+    with pytest.raises(GraphRunError, match=rf"mesh/landmark_model.*engine '{engine}' cannot read face_landmark_with_"
+                                            rf"attention.tflite and converting it to {target} failed: .*custom TFLite ops "
+                                            r"\(Landmarks2TransformMatrix, TransformLandmarks, TransformTensorBilinear\)"
+                                            r".*; engine openvino runs it \(--set engine=openvino\)$"):
+        run_graph("face_mesh", "faces", {"source": str(carphone_clip.path), "engine": engine,
+                                         "refine_landmarks": True})
 
 
 def test_hand_landmark_stage_agrees_with_mediapipe_on_its_own_regions(bigbuckbunny_clip):
@@ -333,17 +337,24 @@ def test_pose_without_enable_segmentation_sends_no_mask(carphone_clip):
     assert got == {}
 
 
-def test_live_graph_tracks_faces_from_a_camera_like_source(carphone_clip):
+# refine_landmarks: the attention model is slower, so under load the limiter admits frames further
+# apart, the face moves further between them and a track is lost (then re-detected) more often:
+# seen 12 of 15 frames with a face on the shared 2-core machine at load ~5-10.
+@pytest.mark.parametrize("refine, points, min_faces, max_detections", [(False, 468, 14, 3), (True, 478, 8, 8)])
+def test_live_graph_tracks_faces_from_a_camera_like_source(carphone_clip, refine, points, min_faces, max_detections):
     g = Graph.from_yaml(str(REPO / "graphs" / "face_mesh_live.yaml"))
     got, done = [], threading.Event()
 
     def on_faces(p):
         got.append((p.timestamp, len(p.value)))
+        if len(p.value):
+            sizes.add(p.value.num_points)
         if len(got) >= 15:
             done.set()
 
+    sizes: set = set()
     g.observe("faces", on_faces)
-    g.start({"source": str(carphone_clip.path)})
+    g.start({"source": str(carphone_clip.path), "refine_landmarks": refine})
     try:
         assert done.wait(120), f"only {len(got)} landmark packets in 120 s"
     finally:
@@ -352,13 +363,16 @@ def test_live_graph_tracks_faces_from_a_camera_like_source(carphone_clip):
             g.wait(30)
         except GraphRunError:
             pass
-    assert sum(n for _, n in got) >= 14
+    assert sum(n for _, n in got) >= min_faces and sizes == {points}, got  # refine_landmarks reaches the subgraph
     stats = g.stats()
-    assert stats["mesh/detector/Inference"]["count"] <= 3  # tracked, not re-detected
+    assert stats["mesh/detector/Inference"]["count"] <= max_detections  # tracked, not re-detected
 
 
-@pytest.mark.parametrize("name, key, points", [("pose", "poses", 33), ("face_mesh", "faces", 468)])
-def test_vpipe_run_writes_landmarks_jsonl_and_the_annotated_video(name, key, points, carphone_clip, tmp_path):
+@pytest.mark.parametrize("name, key, points, extra", [
+    ("pose", "poses", 33, []), ("face_mesh", "faces", 468, []),
+    ("face_mesh", "faces", 478, ["--set", "refine_landmarks=true"]),  # the face mesh with attention: irises
+])
+def test_vpipe_run_writes_landmarks_jsonl_and_the_annotated_video(name, key, points, extra, carphone_clip, tmp_path):
     import json
 
     import av
@@ -367,7 +381,7 @@ def test_vpipe_run_writes_landmarks_jsonl_and_the_annotated_video(name, key, poi
 
     jsonl, video = tmp_path / "lm.jsonl", tmp_path / "annotated.mp4"
     r = run_vpipe("run", name, "--set", f"source={carphone_clip.path}", "--set", f"landmarks={jsonl}",
-                  "--set", f"output={video}", timeout=300)
+                  "--set", f"output={video}", *extra, timeout=300)
     assert r.rc == 0, r.err[-2000:]
     lines = [json.loads(s) for s in jsonl.read_text().splitlines()]
     assert [ln["timestamp_us"] for ln in lines] == list(np.load(carphone_clip.timestamps))
