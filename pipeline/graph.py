@@ -310,7 +310,7 @@ class Graph:
                     self._set_side_inputs(node)
                     background.start(node)
             for node in self._nodes:
-                background.raise_failure()
+                background.raise_failure(before=node)
                 if node in background.threads:
                     continue
                 for dep in producers_of(node):
@@ -328,6 +328,9 @@ class Graph:
             stuck = background.finish(bound)
             self._close_opened(stuck)
             self._teardown_unstarted()
+            first = background.first_failure(e)
+            if first is not e:
+                raise first from None
             raise
 
     def _set_side_inputs(self, node: NodeRuntime) -> None:
@@ -722,7 +725,11 @@ class _Openers:
         self.threads: dict[NodeRuntime, threading.Thread] = {}
         self.done: set[NodeRuntime] = set()
         self.failure: BaseException | None = None
+        self.failed: dict[NodeRuntime, BaseException] = {}  # every open that failed here
         self.given_up = False
+        # The error reported is the one opening one node after another would give (the first node
+        # in graph order that fails), whichever thread happens to fail first.
+        self.order = {node: i for i, node in enumerate(graph._nodes)}
 
     def start(self, node: NodeRuntime) -> None:
         """Opens ``node`` (its side inputs already set) in a thread of its own."""
@@ -739,8 +746,10 @@ class _Openers:
             failure = e
         with self.cond:
             self.done.add(node)
-            if failure is not None and self.failure is None:
-                self.failure = failure
+            if failure is not None:
+                self.failed[node] = failure
+                if self.failure is None or self.order[node] < self._failed_at():
+                    self.failure = failure
             late = self.given_up and node.opened
             self.cond.notify_all()
         if late:  # start() gave up waiting for this open: nobody else will close the node
@@ -750,18 +759,38 @@ class _Openers:
         """Until ``node``'s open has returned, if it is opened here (its side outputs are set then)."""
         if node in self.threads:
             self.graph._run.wait_until(lambda: node in self.done)
-            self.raise_failure()
+            self.raise_failure(before=node)
 
     def wait_for_all(self) -> None:
         self.graph._run.wait_until(lambda: len(self.done) == len(self.threads))
         for th in self.threads.values():
             th.join()
 
-    def raise_failure(self) -> None:
+    def _failed_at(self) -> int:
+        return min((self.order[n] for n in self.failed), default=len(self.order))
+
+    def raise_failure(self, before: NodeRuntime | None = None) -> None:
+        """Raises the first failure in graph order; with ``before``, only one of a node that comes
+        before it (the caller opens ``before`` next: a node before it would have failed first)."""
         with self.cond:
             failure = self.failure
+            if failure is not None and before is not None and self._failed_at() > self.order[before]:
+                failure = None
         if failure is not None:
             raise failure
+
+    def first_failure(self, e: BaseException) -> BaseException:
+        """After the opens in flight are over: the error to report for the opening ended by ``e``,
+        the failure of the first node in graph order (``e`` itself for a Ctrl-C or a failure of a
+        node before every background one)."""
+        if not isinstance(e, Exception):
+            return e
+        with self.cond:
+            failed = dict(self.failed)
+        mine = getattr(e, "node", None)
+        at = next((i for n, i in self.order.items() if n.name == mine), len(self.order))
+        earlier = [(self.order[n], f) for n, f in failed.items() if self.order[n] < at and isinstance(f, Exception)]
+        return min(earlier, key=lambda t: t[0])[1] if earlier else e
 
     def finish(self, timeout: float | None) -> set[NodeRuntime]:
         """After a failure: waits for the opens in flight (``timeout``: at most that long), then

@@ -225,3 +225,15 @@ def test_ctrl_c_while_a_background_open_hangs_leaves_it_named_and_it_closes_itse
     opener.join(WAIT_S)
     assert not opener.is_alive(), "the abandoned open never returned"
     assert log.closed == ["source", "model"], "a late open closes its own node"
+
+
+def test_when_several_opens_fail_the_first_node_in_graph_order_is_named(no_thread_leak):
+    # The model (a background open) fails first; the source (before it in graph order) fails after:
+    # the error is the one opening one node after another gives, not the one of the faster thread
+    # (seen in `vpipe run` with a missing model: ImageToTensor or Inference named by chance).
+    for _ in range(5):
+        log = Log()
+        g = graph(source={"wait": "model failing", "fail": True}, model={"set": "model failing", "fail": True})
+        with pytest.raises(GraphRunError, match=r"node 'source' \(OpenSource\) failed in open"):
+            g.start({"log": log})
+        assert log.opened == [] and log.closed == []
