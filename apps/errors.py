@@ -24,6 +24,8 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
+import fcntl
 import io
 import logging
 import os
@@ -92,6 +94,9 @@ NATIVE_LOG_LINE = re.compile(
 native_log = logging.getLogger("vpipe.native")
 
 
+PIPE_BYTES = 1 << 20  # what fd 2's pipe can hold before a writer waits for the reader
+
+
 class NativeStderr:
     """File descriptor 2 pointed at a pipe that a thread (``vpipe-stderr``) reads line by line:
     native libraries' log lines go to ``vpipe.native`` at debug level, any other line (or, when
@@ -103,6 +108,10 @@ class NativeStderr:
         sys.stderr.flush()
         self.kept = os.dup(2)
         r, w = os.pipe()
+        # A native library may write while it holds the GIL, which the reading thread needs: the
+        # pipe must hold a burst of such lines (64 KiB by default on Linux; 1 MiB is the usual max).
+        with contextlib.suppress(AttributeError, OSError):
+            fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         os.dup2(w, 2)
         os.close(w)
         self._read = os.fdopen(r, "rb")

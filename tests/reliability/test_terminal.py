@@ -5,6 +5,9 @@ are printed (the handler that prints notices had made Python's last-resort handl
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from tests.reliability.conftest import node, run_cli, write_graph
@@ -83,3 +86,27 @@ def test_vpipe_warnings_reach_the_terminal(tmp_path, odd_sized_video, flags):
     assert r.rc == 0, r.err
     assert (f"VideoSource 'src': '{odd_sized_video}': format I420 needs an even width and height; frames of "
             "33x17 are scaled to 34x18") in r.err.splitlines(), r.err
+
+
+_BURST = '''
+import ctypes
+from apps.errors import NativeStderr
+n = NativeStderr(quiet=True)
+libc = ctypes.PyDLL(None)  # a PyDLL call keeps the GIL, as a native library logging from C++ may
+line = b"W0000 00:00:1 native.cc:1] " + b"x" * 200 + b"\\n"
+burst = line * 1500  # ~340 KB in one call, GIL held: more than a default 64 KiB pipe
+libc.write(2, burst, len(burst))
+n.restore()
+print("done")
+'''
+
+
+def test_a_native_burst_written_under_the_gil_does_not_hang_the_process():
+    # With fd 2 on a 64 KiB pipe this deadlocked: the writer waits for the reader thread, the
+    # reader waits for the GIL the writer holds (a vpipe run that hung and ignored SIGTERM).
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-c", _BURST], capture_output=True, text=True, timeout=60,
+                       cwd=str(Path(__file__).resolve().parents[2]))
+    assert r.returncode == 0 and r.stdout.strip() == "done", (r.returncode, r.stdout, r.stderr[-500:])
+    assert r.stderr == "", "quiet: the native lines are dropped, none reaches the terminal"
