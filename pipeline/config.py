@@ -835,16 +835,17 @@ def validate_options(node: NodeSpec, options: dict, skip: set[str] = frozenset()
 
 def _validate(spec: GraphSpec, pc: _Collector) -> None:
     file = spec.file
-    producers: dict[str, list[tuple[str, int | None]]] = {}
+    # A node's problems name the file it was written in: an inlined subgraph's own (its lines are that file's)
+    producers: dict[str, list[tuple[str, str, int | None]]] = {}
     for s in spec.inputs:
-        producers.setdefault(s, []).append(("graph input", None))
+        producers.setdefault(s, []).append(("graph input", file, None))
     for n in spec.nodes:
         for tag, s in n.outputs.items():
-            producers.setdefault(s, []).append((f"node '{n.name}' output {tag}", n.line))
+            producers.setdefault(s, []).append((f"node '{n.name}' output {tag}", n.file, n.line))
     for s, prods in producers.items():
         if len(prods) > 1:
-            pc.add(file, prods[1][1], f"stream '{s}' has {len(prods)} producers ({'; '.join(p for p, _ in prods)}); "
-                                      "a stream has exactly one producer")
+            pc.add(prods[1][1], prods[1][2], f"stream '{s}' has {len(prods)} producers "
+                                             f"({'; '.join(p for p, _, _ in prods)}); a stream has exactly one producer")
     prod_map = spec.producers()
     side_available = set(spec.side_packets)
     for n in spec.nodes:
@@ -856,7 +857,7 @@ def _validate(spec: GraphSpec, pc: _Collector) -> None:
             if i.stream not in prod_map:
                 hint = (did_you_mean(i.stream, prod_map, n=2)
                         or "; produce it with a node output or declare it under 'inputs:'")
-                pc.add(file, i.line, f"node '{n.name}': input {i.tag} reads stream '{i.stream}', which has no producer{hint}")
+                pc.add(n.file, i.line, f"node '{n.name}': input {i.tag} reads stream '{i.stream}', which has no producer{hint}")
             elif cls is not None:
                 src_node, src_tag = prod_map[i.stream]
                 if src_node is not None and src_node.cls is not None:
@@ -865,7 +866,7 @@ def _validate(spec: GraphSpec, pc: _Collector) -> None:
                     ot = src_node.cls.outputs[ob].type
                     it = cls.inputs[ib].type
                     if not types_compatible(ot, it):
-                        pc.add(file, i.line,
+                        pc.add(n.file, i.line,
                                f"type mismatch on stream '{i.stream}': node '{src_node.name}' output {src_tag} "
                                f"carries {type_name(ot)}, but node '{n.name}' input {i.tag} takes {type_name(it)}")
         if cls is None:
@@ -873,27 +874,27 @@ def _validate(spec: GraphSpec, pc: _Collector) -> None:
         wired_in = {split_tag(i.tag)[0] for i in n.inputs}
         for tag, port in cls.inputs.items():
             if not port.optional and tag not in wired_in:
-                pc.add(file, n.line, f"node '{n.name}': required input '{tag}' of {cls.name} is not connected")
+                pc.add(n.file, n.line, f"node '{n.name}': required input '{tag}' of {cls.name} is not connected")
         wired_side = set(n.side_inputs)
         for tag, port in cls.side_inputs.items():
             if not port.optional and tag not in wired_side:
-                pc.add(file, n.line, f"node '{n.name}': required side input '{tag}' of {cls.name} is not connected")
+                pc.add(n.file, n.line, f"node '{n.name}': required side input '{tag}' of {cls.name} is not connected")
         for tag, sp in n.side_inputs.items():
             if sp not in side_available:
-                pc.add(file, n.line, f"node '{n.name}': side input {tag} names side packet '{sp}', which is not declared "
+                pc.add(n.file, n.line, f"node '{n.name}': side input {tag} names side packet '{sp}', which is not declared "
                                      "under 'side_packets:' nor produced by a node")
         refs = option_refs(n.options)
         for key, sp in refs.items():
             if sp not in side_available:
-                pc.add(file, n.option_lines.get(key, n.line),
+                pc.add(n.file, n.option_lines.get(key, n.line),
                        f"node '{n.name}': option '{key}' refers to side packet '${sp}', which is not declared under 'side_packets:'")
         if n.when is not None and n.when not in side_available:
-            pc.add(file, n.line, f"node '{n.name}': 'when: ${n.when}' names a side packet that is not declared "
+            pc.add(n.file, n.line, f"node '{n.name}': 'when: ${n.when}' names a side packet that is not declared "
                                  "under 'side_packets:'")
         for line, msg in validate_options(n, n.options, skip=set(refs)):
-            pc.add(file, line, msg)
+            pc.add(n.file, line, msg)
         if n.executor != "default" and n.executor not in spec.executors:
-            pc.add(file, n.line, f"node '{n.name}': unknown executor {_shown(n.executor)} (declare it under 'executors:')")
+            pc.add(n.file, n.line, f"node '{n.name}': unknown executor {_shown(n.executor)} (declare it under 'executors:')")
     for s in spec.outputs:
         if s not in prod_map:
             pc.add(file, None, f"graph output '{s}' is not produced by any node")
@@ -906,7 +907,7 @@ def _validate(spec: GraphSpec, pc: _Collector) -> None:
     if cycle:
         names = [e[0] for e in cycle] + [cycle[-1][1]]
         first = next((n for n in spec.nodes if n.name == cycle[-1][1]), None)
-        pc.add(file, first.line if first else None,
+        pc.add(first.file if first else file, first.line if first else None,
                f"cycle without a back edge: {' -> '.join(names)}; mark the input that closes the loop "
                "with 'back_edge: true'")
 
