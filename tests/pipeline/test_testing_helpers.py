@@ -56,13 +56,13 @@ def test_feed_merged_feeds_in_timestamp_order(monkeypatch):
 
 
 def test_feed_with_idle_lets_each_packet_through_before_the_next(monkeypatch):
-    with GraphRun(PASS, collect=["x"], timeout=12.5) as r:
+    with GraphRun("inputs: [a]\nnodes:\n  - {calculator: PassThrough, inputs: [a], outputs: [x]}\n", collect=["x"],
+                  timeout=12.5) as r:
         r.start()
         waits = []
         real = r.graph.wait_until_idle
         monkeypatch.setattr(r.graph, "wait_until_idle", lambda t: (real(t), waits.append((len(r.out["x"]), t))))
         r.feed("a", [(0, 1), (1, 2)], idle=True)
-        r.feed("b", [(1, 3)])
         assert waits == [(1, 12.5), (2, 12.5)]  # each packet out before the next goes in
         assert r.finish() == {"x": [(0, 1), (1, 2)]}
 
