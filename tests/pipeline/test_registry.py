@@ -31,7 +31,12 @@ def fresh_index(monkeypatch):
 def module_dir(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     made = []
-    yield lambda name, text: (tmp_path / f"{name}.py").write_text(text) or made.append(name)
+
+    def write(name: str, text: str) -> None:
+        (tmp_path / f"{name}.py").write_text(text)
+        made.append(name)
+
+    yield write
     for name in made:
         sys.modules.pop(name, None)
 
