@@ -107,6 +107,20 @@ def test_a_union_input_takes_each_of_its_types_in_a_graph():
     assert sorted(got) == ["<4>", "<8>"]
 
 
+def test_options_are_validated_by_their_annotations_of_any_type():
+    def gated(value: int, *, factor: int = 2, payload: Payload | None = None) -> int:
+        return value
+
+    cls = calculator(gated, register=False)
+    assert cls.__doc__ == ""  # no docstring: an empty one
+    with pytest.raises(Exception, match="valid integer"):
+        cls.Options(factor="lots")
+    p = Payload()
+    assert cls.Options(payload=p).payload is p  # a class pydantic does not know is checked with isinstance
+    with pytest.raises(Exception, match="instance of Payload"):
+        cls.Options(payload=3)
+
+
 def test_no_annotation_or_none_is_any():
     def f(value, other=None, *, opt=3):
         return None

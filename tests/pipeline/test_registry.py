@@ -141,14 +141,14 @@ def test_the_index_comes_from_the_entry_points(fresh_index, module_dir, monkeypa
     registers what it defines; an entry point's ``:attr`` is not part of the module name."""
     import importlib.metadata
 
-    module_dir("vpipe_test_tabled", "CALCULATORS = {'TestTabledX': 'vpipe_test_tabled_x', 'PassThrough': 'elsewhere'}\n")
+    module_dir("vpipe_test_tabledX", "CALCULATORS = {'TestTabledX': 'vpipe_test_tabled_x', 'PassThrough': 'elsewhere'}\n")
     module_dir("vpipe_test_untabled", "from pipeline import Calculator, Output, register\n"
                "@register\nclass TestUntabledY(Calculator):\n    outputs = {'OUT': Output(int)}\n")
     asked = []
 
     def entry_points(group):
         asked.append(group)
-        return [_EntryPoint("vpipe_test_tabled:CALCULATORS"), _EntryPoint("vpipe_test_untabled"),
+        return [_EntryPoint("vpipe_test_tabledX:CALCULATORS"), _EntryPoint("vpipe_test_untabled"),
                 _EntryPoint("calculators")]
 
     monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
@@ -159,7 +159,12 @@ def test_the_index_comes_from_the_entry_points(fresh_index, module_dir, monkeypa
     assert "TestTabledX" in names and "TestUntabledY" in names and "Annotate" in names
     assert registry._INDEX["TestTabledX"] == "vpipe_test_tabled_x"
     assert registry._INDEX["PassThrough"] == "elsewhere"  # the first table to name it wins
-    assert registry._TABLED == ["vpipe_test_tabled.", "calculators."]
+    assert registry._TABLED == ["vpipe_test_tabledX.", "calculators."]
+    with pytest.raises(ValueError) as ei:
+        registry.register(_calc("TestNotInTable", module="vpipe_test_tabledX.family.mod"))
+    assert str(ei.value) == ("calculator 'TestNotInTable' of vpipe_test_tabledX.family.mod is missing from the table "
+                             "of vpipe_test_tabledX (CALCULATORS in its family's __init__.py): add 'TestNotInTable': "
+                             "'mod' there")
     assert registry.find("TestUntabledY").__module__ == "vpipe_test_untabled"
     registry.names()
     assert asked == ["vpipe.calculators"]  # read once
@@ -173,3 +178,15 @@ def test_without_entry_points_the_source_trees_calculators_package_is_the_index(
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [])
     assert set(calculators.CALCULATORS) <= set(registry.names())
     assert registry._TABLED == ["calculators."]
+
+
+def test_without_entry_points_nor_a_calculators_package_only_the_registered_are_known(fresh_index, monkeypatch):
+    import importlib.metadata
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [])
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "calculators" else real(name, *a))
+    monkeypatch.setattr(registry, "_REGISTRY", {})
+    registry.register(_calc("TestAlone"))
+    assert registry.names() == ["TestAlone"] and registry._TABLED == []
