@@ -4,6 +4,8 @@ wrong line is a failure here (test_validation.py checks the main ones by pattern
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 
 from pydantic import Field
@@ -260,6 +262,28 @@ nodes:
 @pytest.mark.parametrize("text, expected", list(CASES.values()), ids=list(CASES))
 def test_every_problem_word_for_word_in_order(text, expected):
     assert problems(text) == expected
+
+
+@calculator(name="TestUnionOption")
+def union_option(value: int, *, mode: list[typing.Any] | int = 0) -> int:
+    return value
+
+
+def test_an_option_type_without_a_name_is_written_as_python_writes_it():
+    assert problems("inputs: [a]\nnodes:\n  - calculator: TestUnionOption\n    inputs: [a]\n    outputs: [b]\n"
+                    "    options: {mod: 1}\n") == [
+        "<string>:6: node 'TestUnionOption': option 'mod': unknown option; did you mean 'mode'?; TestUnionOption "
+        "options: {mode: list[Any] | int (default 0)}"]
+
+
+def test_a_text_is_quoted_up_to_40_characters_and_a_value_shown_up_to_60():
+    assert problems(f'nodes: "{"t" * 40}"\n') == [f"<string>:1: 'nodes' must be a list, got the text '{'t' * 40}'"]
+    assert problems(f'nodes: "{"t" * 41}"\n') == ["<string>:1: 'nodes' must be a list, got a text"]
+    seq = "nodes:\n  - calculator: TestSeq\n    outputs: [s]\n"
+    assert problems(seq + f'    max_in_flight: "{"x" * 58}"\n') == [
+        f"<string>:4: node 'TestSeq': max_in_flight must be an integer from 1 to 1024, got '{'x' * 58}'"]
+    assert problems(seq + f'    max_in_flight: "{"x" * 59}"\n') == [
+        f"<string>:4: node 'TestSeq': max_in_flight must be an integer from 1 to 1024, got '{'x' * 56}..."]
 
 
 def test_long_names_and_values_are_cut_to_a_line():
