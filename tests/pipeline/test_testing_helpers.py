@@ -132,3 +132,26 @@ def test_run_calculator_gives_side_packets_and_its_timeout():
             run_calculator("TestBlocker", inputs={"IN": [(0, 1)]}, side_packets={"GATE": gate}, timeout=0.3)
     finally:
         gate.release()
+
+
+def test_run_calculator_registers_a_class_under_its_own_name(monkeypatch):
+    from pipeline import Calculator, Input, Output, registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    def new(class_name, **attrs):
+        def process(self, ctx):
+            ctx.outputs["OUT"].add(ctx.inputs["IN"].value)
+
+        return type(class_name, (Calculator,), {"inputs": {"IN": Input(int)}, "outputs": {"OUT": Output(int)},
+                                                "process": process, **attrs})
+
+    named = new("Named", name="TestNamedNotRegistered")  # a name, not registered
+    assert run_calculator(named, inputs={"IN": [(0, 1)]}) == {"OUT": [(0, 1)]}
+    assert named.name == "TestNamedNotRegistered" and registry.find("TestNamedNotRegistered") is named
+    renamed = registry.register(name="TestRenamedCalc")(new("OtherName"))  # registered under another name
+    assert run_calculator(renamed, inputs={"IN": [(0, 2)]}) == {"OUT": [(0, 2)]}
+    assert renamed.name == "TestRenamedCalc" and registry.find("OtherName") is None and registry.find("Named") is None
+    bare = new("TestBareCalc")  # neither: registered under its class name
+    assert run_calculator(bare, inputs={"IN": [(0, 3)]}) == {"OUT": [(0, 3)]}
+    assert bare.name == "TestBareCalc" and registry.find("TestBareCalc") is bare
