@@ -155,3 +155,6 @@ def test_run_calculator_registers_a_class_under_its_own_name(monkeypatch):
     bare = new("TestBareCalc")  # neither: registered under its class name
     assert run_calculator(bare, inputs={"IN": [(0, 3)]}) == {"OUT": [(0, 3)]}
     assert bare.name == "TestBareCalc" and registry.find("TestBareCalc") is bare
+    with pytest.raises(TypeError) as ei:
+        run_calculator(int)
+    assert str(ei.value) == "register() expects a Calculator subclass, got <class 'int'>"
