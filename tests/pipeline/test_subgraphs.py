@@ -170,3 +170,79 @@ def test_a_subgraph_too_deep_and_one_including_itself(tmp_path):
     (tmp_path / "outer.yaml").write_text(outer.format("d3"))  # eight levels: allowed
     assert [n.name for n in Graph.from_yaml(tmp_path / "outer.yaml").spec.nodes] == [
         "d3/d4/d5/d6/d7/d8/d9/d10/PassThrough"]
+
+
+def test_wiring_problems_name_the_key_and_the_item_lines(tmp_path):
+    (tmp_path / "scaler.yaml").write_text(SCALER)
+    assert problems("""inputs: [a]
+nodes:
+  - name: first
+    subgraph: 5
+  - name: second
+    subgraph: scaler
+    inputs: [a]
+    outputs:
+      - {stream: b}
+      - 4
+""", tmp_path) == [
+        "T/outer.yaml:4: 'subgraph' must name a graph file, got the number 5",
+        "T/outer.yaml:10: subgraph 'scaler': output 'passed' must be wired to a stream name, got the number 4"]
+
+
+def test_a_text_graph_looks_for_its_subgraphs_on_the_search_path_only(tmp_path, monkeypatch):
+    """YAML text has no folder of its own: a subgraph in the working folder is not 'beside' it."""
+    monkeypatch.delenv("VPIPE_GRAPH_PATH", raising=False)
+    (tmp_path / "scaler_here.yaml").write_text(SCALER)
+    monkeypatch.chdir(tmp_path)
+    text = "inputs: [a]\nnodes:\n  - subgraph: scaler_here\n    inputs: [a]\n    outputs: [b]\n"
+    with pytest.raises(GraphConfigError) as ei:
+        Graph.from_yaml(text)
+    assert str(ei.value).startswith("<string>:3: subgraph 'scaler_here' not found (looked in ")
+    assert [n.name for n in Graph.from_yaml(text, [tmp_path]).spec.nodes][0] == "scaler/add"  # its name: scaler
+
+
+def test_a_subgraph_finds_its_own_subgraphs_on_the_search_path(tmp_path, monkeypatch):
+    monkeypatch.delenv("VPIPE_GRAPH_PATH", raising=False)
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    (one / "outer_sub.yaml").write_text("inputs: [x]\noutputs: [y]\nnodes:\n  - subgraph: inner_sub\n"
+                                        "    inputs: [x]\n    outputs: [y]\n")
+    (two / "inner_sub.yaml").write_text("inputs: [x]\noutputs: [y]\nnodes:\n"
+                                        "  - {calculator: PassThrough, inputs: [x], outputs: [y]}\n")
+    text = "inputs: [a]\nnodes:\n  - subgraph: outer_sub\n    inputs: [a]\n    outputs: [b]\n"
+    assert [n.name for n in Graph.from_yaml(text, [one, two]).spec.nodes] == ["outer_sub/inner_sub/PassThrough"]
+
+
+def test_a_subgraph_labelled_like_an_inlined_node_gets_a_name_of_its_own(tmp_path):
+    (tmp_path / "scaler.yaml").write_text(SCALER)
+    f = tmp_path / "outer.yaml"
+    f.write_text("inputs: [a]\nnodes:\n" + "".join(
+        f"  - subgraph: scaler\n    name: {label}\n    inputs: [a]\n    outputs: [{out}]\n"
+        for label, out in (("s", "b"), ("s/add", "c"), ("s/add", "d"))))
+    names = [n.name for n in Graph.from_yaml(f).spec.nodes if n.name.endswith("/add")]
+    assert names == ["s/add", "s/add_2/add", "s/add_3/add"]
+
+
+def test_the_subgraph_inclusions_are_bounded(tmp_path, monkeypatch):
+    from pipeline import config as _config
+
+    monkeypatch.setattr(_config, "MAX_SUBGRAPHS", 3)
+    (tmp_path / "scaler.yaml").write_text(SCALER)
+
+    def including(n):
+        return "inputs: [a]\nnodes:\n" + "".join(
+            f"  - name: s{i}\n    subgraph: scaler\n    inputs: [a]\n    outputs: [b{i}]\n" for i in range(n)) + \
+            "  - calculator: NoSuchCalculatorAfter\n"
+
+    f = tmp_path / "outer.yaml"
+    f.write_text(including(3))
+    with pytest.raises(GraphConfigError) as ei:
+        Graph.from_yaml(f)
+    assert [str(p).replace(str(tmp_path), "T") for p in ei.value.problems][0].startswith(
+        "T/outer.yaml:15: unknown calculator 'NoSuchCalculatorAfter'")  # three are allowed
+    f.write_text(including(4))
+    with pytest.raises(GraphConfigError) as ei:
+        Graph.from_yaml(f)
+    assert [str(p).replace(str(tmp_path), "T") for p in ei.value.problems] == [
+        "T/outer.yaml:16: the graph includes more than 3 subgraphs (counting every inclusion, at any depth)"]
