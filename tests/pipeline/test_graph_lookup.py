@@ -159,6 +159,8 @@ def test_find_graph_file_by_path_beside_the_including_file_first(tmp_path, monke
     assert find_graph_file(str(tmp_path / "none.yaml"), cwd) is None
     assert find_graph_file("g", base) == base / "g.yaml" and find_graph_file("g", cwd) == cwd / "g.yaml"
     assert find_graph_file("x" * 5000, base) is None  # a name too long for the file system
+    # a candidate the file system refuses (beside a folder whose path is too long) is passed over
+    assert find_graph_file("g.yaml", Path("/" + "d" * 5000)) == Path("g.yaml")
 
 
 class _EntryPoint:
@@ -177,7 +179,8 @@ def test_the_built_in_graph_folders_come_from_the_entry_points(monkeypatch, tmp_
 
     def entry_points(group):
         asked.append(group)
-        return [_EntryPoint("my_graph_pkg:x"), _EntryPoint("no_such_graph_pkg_9"), _EntryPoint("os")]
+        return [_EntryPoint("no_such_graph_pkg_8.sub"), _EntryPoint("my_graph_pkg:x"), _EntryPoint("no_such_graph_pkg_9"),
+                _EntryPoint("os")]  # a package that is not there (find_spec raises for its submodule), a plain module
 
     monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
     assert builtin_graph_dirs_uncached() == [tmp_path / "my_graph_pkg"]  # a plain module has no folder
@@ -198,3 +201,14 @@ nodes:
 """)
     assert [n.name for n in spec.nodes] == ["PassThrough", "PassThrough_2", "PassThrough_3", "PassThrough_4",
                                            "PassThrough_5", "PassThrough_6"]
+
+
+def test_subgraph_labels_are_numbered_like_names(tmp_path):
+    (tmp_path / "relay.yaml").write_text("inputs: [x]\noutputs: [y]\nnodes:\n"
+                                         "  - {calculator: PassThrough, inputs: [x], outputs: [y]}\n")
+    f = tmp_path / "outer.yaml"
+    f.write_text("inputs: [a]\nnodes:\n" + "".join(
+        f"  - {{subgraph: relay, name: {label}, inputs: [a], outputs: [b{i}]}}\n"
+        for i, label in enumerate(["s", "s", "s_2", "s_2"])))
+    assert [n.name for n in load(f).nodes] == ["s/PassThrough", "s_2/PassThrough", "s_2_2/PassThrough",
+                                               "s_2_3/PassThrough"]
