@@ -28,8 +28,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Literal, Union
@@ -331,6 +329,8 @@ def _copy_stream(src, dst, name: str, total: int | None, progress: ProgressFn | 
 
 
 def _fetch_url(e: Entry, src: UrlSource, tmp: Path, progress: ProgressFn | None) -> None:
+    import urllib.request  # here: resolving a cached entry (every run) needs no HTTP client
+
     req = urllib.request.Request(src.url, headers={"User-Agent": "vpipe"})
     with urllib.request.urlopen(req, timeout=30) as r, open(tmp, "wb") as f:
         length = r.headers.get("Content-Length")
@@ -424,7 +424,7 @@ def _pull_plain(e: Entry, dest: Path, progress: ProgressFn | None, wheels: _Whee
         except ChecksumError as err:
             failures.append(f"{src.describe()}: {err}")
             checksum_failures += 1
-        except (OSError, urllib.error.URLError, zipfile.BadZipFile, FetchError, EOFError) as err:
+        except (OSError, zipfile.BadZipFile, FetchError, EOFError) as err:  # urllib's URLError is an OSError
             failures.append(f"{src.describe()}: {type(err).__name__}: {err}")
         finally:
             tmp.unlink(missing_ok=True)

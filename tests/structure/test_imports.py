@@ -152,9 +152,11 @@ def test_a_face_detection_run_imports_its_calculators_and_one_engine(tmp_path):
                               "ncnn", "tensorrt"} - {library})
     assert library in tops(loaded) and not others, f"the run imported libraries it does not use: {sorted(others)}"
     # Start-up (issue 15): what a run does not need is not imported (networkx only names a cycle in
-    # a broken graph; OpenVINO's conversion tools only convert; the batch and stream machinery, the
-    # other commands, and with -q the progress bar, are not this command's).
+    # a broken graph; OpenVINO's conversion tools only convert; an HTTP server or client only serves
+    # a preview or downloads a model; the batch and stream machinery, the other commands, and with
+    # -q the progress bar, are not this command's).
     not_needed = sorted(m for m in loaded if tops({m}) == {"networkx"} or m.startswith((
-        "openvino.tools", "apps.cluster.batch", "apps.cluster.live", "rich.progress", "apps.gen_reference"))
+        "openvino.tools", "apps.cluster.batch", "apps.cluster.live", "rich.progress", "apps.gen_reference",
+        "http.server", "http.client", "urllib.request"))
         or (m.startswith("apps.cmd_") and m != "apps.cmd_run"))
     assert not not_needed, f"vpipe run face_detection -q imported what it does not use: {not_needed}"
