@@ -20,7 +20,6 @@ modification time changes).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import shutil
@@ -166,8 +165,25 @@ class _Catalog(_Strict):
     entries: dict[str, Entry]
 
 
-@functools.lru_cache(maxsize=None)
+_parsed: list = []  # the parsed catalog, once read
+_parse_lock = threading.Lock()
+
+
 def _catalog() -> _Catalog:
+    """catalog.yaml, read and validated once per process. Under a lock: the nodes of a graph open
+    in several threads (the model's and the source's), and both resolve at once; an lru_cache
+    would let each parse the file. ``_catalog.cache_clear()`` forgets it (tests)."""
+    if not _parsed:
+        with _parse_lock:
+            if not _parsed:
+                _parsed.append(_read_catalog())
+    return _parsed[0]
+
+
+_catalog.cache_clear = _parsed.clear  # type: ignore[attr-defined]
+
+
+def _read_catalog() -> _Catalog:
     raw = yaml.safe_load(CATALOG_FILE.read_text())
     wheels = {k: Wheel(name=k, **v) for k, v in raw.get("wheels", {}).items()}
     ents = {k: Entry(name=k, **v) for k, v in raw.get("entries", {}).items()}
