@@ -2,7 +2,8 @@
 
 Each ``apps/cmd_*.py`` module defines ``register(app)`` and adds its commands to the one Typer app,
 so every sub-command (run, validate, viz, profile, calculators, models, convert, bench) hangs off
-the same entry point.
+the same entry point. A command line that names a command imports and registers only its module
+(``COMMAND_MODULES``): ``vpipe run`` starts without the others' imports and options.
 
 Failures are reported by ``apps.errors``: one ``error:`` line for what a user can fix, a traceback
 only for bugs, or for everything with ``--debug`` (accepted anywhere on the command line) or
