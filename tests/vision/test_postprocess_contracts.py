@@ -151,13 +151,19 @@ def _dets(boxes, scores, classes=None, **extra):
 @pytest.mark.parametrize("method", ["hard", "weighted"])
 def test_nms_per_class_keeps_the_best_overall_up_to_the_cap(method):
     det = _dets([[0, 0, 10, 10], [1, 0, 11, 10], [50, 0, 60, 10], [51, 0, 61, 10]], [0.6, 0.9, 0.8, 0.7],
-                [0, 0, 1, 1], keypoints=np.arange(16, dtype=np.float32).reshape(4, 2, 2), tracker_ids=[4, 5, 6, 7])
+                [0, 0, 1, 1], keypoints=np.arange(16, dtype=np.float32).reshape(4, 2, 2), tracker_ids=[4, 5, 6, 7],
+                labels=("a", "a", "b", "b"))
     out = _one("NonMaxSuppression", {"DETECTIONS": det}, method=method, class_agnostic=False, max_detections=1,
                iou_threshold=0.3)
     assert out.scores.tolist() == pytest.approx([0.9]) and out.class_ids.tolist() == [0]
     both = _one("NonMaxSuppression", {"DETECTIONS": det}, method=method, class_agnostic=False, iou_threshold=0.3)
     assert sorted(both.scores.tolist()) == pytest.approx([0.8, 0.9])
     assert both.keypoints is not None and both.keypoints.shape == (2, 2, 2) and both.tracker_ids is not None
+    # each class's survivor keeps its class, label, keypoints and track id through the merge
+    assert both.class_ids.tolist() == [0, 1] and both.labels == ("a", "b")
+    assert both.tracker_ids.tolist() == [5, 6]
+    if method == "hard":
+        assert both.keypoints.tolist() == det.keypoints[[1, 2]].tolist()
     assert both.xyxy.dtype == np.float32
 
 
@@ -342,6 +348,28 @@ def test_background_blur_kernel_is_odd_and_at_least_3():
 
     out = _one("BackgroundEffect", {"IMAGE": Image(img), "MASK": mask}, kernel=4).data
     assert np.array_equal(out, cv2.GaussianBlur(img, (5, 5), 0))
+
+
+@pytest.mark.parametrize("kernel", [5, 31])
+def test_background_blur_of_i420_blurs_chroma_with_half_the_mask_and_half_the_kernel(kernel):
+    from calculators.postprocess.masks import blur_background
+    from calculators.types import Image
+
+    rng = np.random.default_rng(kernel)
+    h, w = 24, 32
+    data = rng.integers(0, 256, (h * 3 // 2, w)).astype(np.uint8)
+    mask = np.zeros((h, w), np.float32)
+    mask[4:20, 10:26] = 1.0
+    mask = cv2.GaussianBlur(mask, (5, 5), 0)
+    image = Image(data, "I420")
+    out = _one("BackgroundEffect", {"IMAGE": image, "MASK": Mask(mask)}, kernel=kernel)
+    assert out.format == "I420"
+    y, u, v = out.planes()
+    src_y, src_u, src_v = image.planes()
+    assert np.array_equal(y, blur_background(src_y, mask, kernel))
+    half = cv2.resize(mask, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    for got, src in ((u, src_u), (v, src_v)):
+        assert np.array_equal(got, blur_background(src, half, max(3, kernel // 2)))
 
 
 # -- IouTracking -----------------------------------------------------------------------------------
