@@ -339,3 +339,30 @@ def test_pairwise_iou_rows_are_box_iou_and_degenerate_pairs_are_quiet():
         assert np.array_equal(all_pairs[i], row), i
     assert all_pairs[0].tolist() == [0.0] * 30 and all_pairs[4, 5:].max() == 0.0
     assert all_pairs[2, 3] == pytest.approx(0.02 / 0.1) and np.diag(all_pairs)[2:].min() == pytest.approx(1.0)
+
+
+def test_decode_yolo_defaults_and_its_version_error():
+    rows = np.zeros((1, 12, 7), np.float32)         # v5 rows: auto tells them by shape
+    rows[0, 0] = [50, 40, 20, 10, 1.0, 0.25, 0.0]   # exactly the default threshold 0.25: kept
+    rows[0, 1] = [50, 40, 20, 10, 1.0, 0.0, 0.24]   # below it
+    xyxy, s, c = decode_yolo(rows)
+    assert s.tolist() == [0.25] and c.tolist() == [0] and xyxy.tolist() == [[40, 35, 60, 45]]
+    with pytest.raises(ValueError, match=r"^version must be v5, v8 or auto, got 'v9'$"):
+        decode_yolo(rows, "v9")
+
+
+@pytest.mark.parametrize("version", ["v5", "v8"])
+def test_decode_yolo_reads_half_precision_outputs_as_float32(version):
+    rng = np.random.default_rng(4)
+    rows = np.concatenate([rng.uniform(10, 600, (50, 4)), rng.uniform(0, 1, (50, 4))], 1)
+    out = (rows if version == "v5" else np.delete(rows, 4, axis=1).T)[None].astype(np.float16)
+    got = decode_yolo(out, version, 0.2)
+    want = decode_yolo(out.astype(np.float32), version, 0.2)
+    assert len(want[0]) > 5
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and np.array_equal(g, w)
+
+
+def test_hard_nms_of_no_boxes_gives_indices_that_index():
+    keep = hard_nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.5)
+    assert keep.dtype == np.int64 and np.zeros((0, 4))[keep].shape == (0, 4)

@@ -17,6 +17,15 @@ from pipeline import GraphRunError
 from pipeline.testing import run_calculator
 
 
+@pytest.fixture(autouse=True)
+def _fresh_anchors():
+    """Anchors computed in the test, not taken from ``ssd_anchors``' cache: a mutation tool's forked
+    runs inherit the cache its clean run filled, which would hide a mutant of the anchor code."""
+    from calculators.postprocess.ssd import ssd_anchors
+
+    ssd_anchors.cache_clear()
+
+
 def close(got, expected):
     np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(expected, np.float64), rtol=1e-5, atol=1e-5)
 
@@ -118,6 +127,32 @@ def test_ssd_decoder_gives_decode_ssd_scaled_to_tensor_pixels_bit_for_bit():
     for name in ("xyxy", "scores", "class_ids", "keypoints"):
         g, w = getattr(got, name), getattr(want, name)
         assert g.dtype == w.dtype and np.array_equal(g, w), name
+
+
+@pytest.mark.parametrize("preset", ["blazeface_short", "blazeface_full", "pose_detection", "palm_detection"])
+def test_ssd_preset_auto_is_the_preset_of_the_box_count(preset):
+    from calculators.postprocess.ssd import PRESETS
+
+    d = PRESETS[preset][1]
+    rng = np.random.default_rng(d.num_boxes)
+    boxes = rng.normal(0, 10, (1, d.num_boxes, d.num_coords)).astype(np.float32)
+    scores = rng.normal(-1, 2, (1, d.num_boxes, 1)).astype(np.float32)
+    # the scores first: auto reads the box count from the regressors, whatever their place
+    for tensors in (Tensors([Tensor(scores), Tensor(boxes)]), Tensors([Tensor(scores[0]), Tensor(boxes[0])])):
+        got = _one("SsdDetectionsDecoder", {"TENSORS": tensors}, preset="auto")
+        want = _one("SsdDetectionsDecoder", {"TENSORS": tensors}, preset=preset)
+        assert len(got) == len(want) > 0
+        assert np.array_equal(got.xyxy, want.xyxy) and np.array_equal(got.keypoints, want.keypoints)
+
+
+def test_ssd_preset_auto_without_a_known_box_count_names_the_presets_and_shapes():
+    # 896 boxes (short range's count) but 5 coordinates a box: no preset's regressors
+    tensors = Tensors([Tensor(np.zeros((1, 896, 5), np.float32)), Tensor(np.zeros((1, 896, 1), np.float32))])
+    with pytest.raises(GraphRunError, match=r"preset auto: no output has a box count of a known preset "
+                                            r"\(blazeface_short: 896 boxes, blazeface_full: 2304 boxes, "
+                                            r"pose_detection: 2254 boxes, palm_detection: 2016 boxes\); "
+                                            r"got shapes \[\(1, 896, 5\), \(1, 896, 1\)\]"):
+        _one("SsdDetectionsDecoder", {"TENSORS": tensors}, preset="auto")
 
 
 @pytest.mark.parametrize("layers, expect", [
@@ -232,6 +267,59 @@ def test_centerface_clips_boxes_at_the_tensor_edge_and_threshold_is_strict():
     assert empty.xyxy.shape == (0, 4) and empty.keypoints.shape == (0, 5, 2) and empty.xyxy.dtype == np.float32
 
 
+def test_centerface_box_starting_past_the_tensor_edge_is_clipped_to_it():
+    # an offset of 3 cells pushes the centre of the last cell past the right (bottom) edge
+    det = _one("CenterFaceDecoder", {"TENSORS": _centerface(at=(7, 9), offset=(3.0, 3.0))})
+    assert det.xyxy.tolist() == [[40, 32, 40, 32]]  # a 40x32 tensor; x0, y0 clipped as x1, y1 are
+
+
+def test_centerface_threshold_option_and_outputs_by_name():
+    maps = _centerface(heat_value=0.4, scale=(np.log(2.0), np.log(4.0)), offset=(0.25, 0.5))
+    assert len(_one("CenterFaceDecoder", {"TENSORS": maps})) == 0  # below the default 0.5
+    low = _one("CenterFaceDecoder", {"TENSORS": maps}, threshold=0.3)
+    assert low.scores.tolist() == pytest.approx([0.4])
+    # named: given in another order than the model's, and with two maps of 2 channels told apart
+    heat, scale, offset, lms = (t.data for t in maps)
+    named = {"lm": lms, "off": offset, "sc": scale, "hm": heat}
+    det = _one("CenterFaceDecoder", {"TENSORS": named}, threshold=0.3, outputs=["hm", "sc", "off", "lm"])
+    close(det.xyxy, low.xyxy)
+    close(det.xyxy, [[12, 11, 28, 19]])
+    swapped = _one("CenterFaceDecoder", {"TENSORS": named}, threshold=0.3, outputs=["hm", "off", "sc", "lm"])
+    assert not np.allclose(swapped.xyxy, det.xyxy)
+    with pytest.raises(GraphRunError, match=r"no model output named 'heat' for heat; outputs are \[\('lm'"):
+        _one("CenterFaceDecoder", {"TENSORS": named}, outputs=["heat", "sc", "off", "lm"])
+
+
+@pytest.mark.parametrize("drop, extra", [(None, 1), (None, 2), (1, None), (0, None)])
+def test_centerface_outputs_must_be_one_of_each_by_channels(drop, extra):
+    maps = list(_centerface())
+    if extra is not None:  # a second map of 1 (or a third of 2) channels: which is which is unknown
+        maps.append(Tensor(np.zeros((1, extra, 8, 10), np.float32)))
+    if drop is not None:
+        maps.pop(drop)
+    with pytest.raises(GraphRunError, match=r"CenterFace outputs must be 1, 2, 2 and 10 channel maps"):
+        _one("CenterFaceDecoder", {"TENSORS": Tensors(maps)})
+
+
+def test_centerface_half_precision_maps_decode_as_their_float32_values():
+    # a half-precision export gives float16 maps: decoded in float32, as the float32 maps are
+    maps = _centerface(scale=(np.log(3.0), np.log(5.0)), offset=(0.3, 0.7))
+    half = Tensors([Tensor(t.data.astype(np.float16)) for t in maps])
+    as32 = Tensors([Tensor(t.data.astype(np.float16).astype(np.float32)) for t in maps])
+    got, want = _one("CenterFaceDecoder", {"TENSORS": half}), _one("CenterFaceDecoder", {"TENSORS": as32})
+    for name in ("xyxy", "scores", "keypoints"):
+        assert np.array_equal(getattr(got, name), getattr(want, name)), name
+
+
+def test_decode_centerface_returns_float32_found_or_not():
+    from calculators.postprocess.centerface import decode_centerface
+
+    maps = [t.data for t in _centerface(scale=(np.log(3.0), np.log(5.0)), offset=(0.3, 0.7))]
+    for threshold in (0.5, 0.95):   # one face, none
+        out = decode_centerface(*maps, threshold=threshold)
+        assert [a.dtype for a in out] == [np.float32] * 3 and [a.shape[1:] for a in out] == [(4,), (), (5, 2)]
+
+
 # -- YoloDecoder -----------------------------------------------------------------------------------
 
 def test_yolo_threshold_is_inclusive_and_dtypes_are_fixed():
@@ -263,7 +351,7 @@ def test_yolo_labels_beyond_the_list_are_the_class_id():
     rows = np.zeros((1, 2, 8), np.float32)
     rows[0, 0] = [50, 40, 20, 10, 1.0, 0.0, 0.0, 0.9]
     det = _one("YoloDecoder", {"TENSORS": Tensors([Tensor(rows)])}, labels=["a", "b"], version="v5")
-    assert det.labels == ("2",)
+    assert det.labels == ("2",) and det.class_ids.tolist() == [2]
 
 
 # -- model outputs ---------------------------------------------------------------------------------
