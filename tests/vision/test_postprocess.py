@@ -366,3 +366,15 @@ def test_decode_yolo_reads_half_precision_outputs_as_float32(version):
 def test_hard_nms_of_no_boxes_gives_indices_that_index():
     keep = hard_nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.5)
     assert keep.dtype == np.int64 and np.zeros((0, 4))[keep].shape == (0, 4)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"iou_threshold": 1.5}, r"^iou_threshold must be in \[0, 1\], got 1.5$"),
+    ({"iou_threshold": -0.1}, r"^iou_threshold must be in \[0, 1\], got -0.1$"),
+    ({"max_age": -1}, r"^max_age must be >= 0 and min_hits >= 1, got -1, 1$"),
+    ({"min_hits": 0}, r"^max_age must be >= 0 and min_hits >= 1, got 5, 0$"),
+])
+def test_iou_tracker_refuses_out_of_range_settings(options, message):
+    with pytest.raises(ValueError, match=message):
+        IouTracker(**options)
+    IouTracker(iou_threshold=1.0, max_age=0, min_hits=1)  # the bounds themselves are fine
