@@ -160,6 +160,9 @@ def test_ssd_preset_auto_without_a_known_box_count_names_the_presets_and_shapes(
     ({"num_layers": 1, "strides": [4], "min_scale": 0.2, "max_scale": 0.6}, [0.4, 0.4 ** 0.5]),
     # two layers of the same stride: scales 0.2 and 0.6, each followed by its interpolated partner
     ({"num_layers": 2, "strides": [4, 4], "min_scale": 0.2, "max_scale": 0.6}, [0.2, (0.2 * 0.6) ** 0.5, 0.6, 0.6 ** 0.5]),
+    # three: the middle layer's scale is halfway, 0.4
+    ({"num_layers": 3, "strides": [4, 4, 4], "min_scale": 0.2, "max_scale": 0.6},
+     [0.2, (0.2 * 0.4) ** 0.5, 0.4, (0.4 * 0.6) ** 0.5, 0.6, 0.6 ** 0.5]),
 ])
 def test_ssd_anchor_sizes_follow_mediapipe_scales(layers, expect):
     """Anchor sizes (not fixed) as MediaPipe's SsdAnchorsCalculator makes them, read back through
