@@ -491,6 +491,34 @@ def test_tracking_two_detections_one_track_and_ages():
     assert ids.dtype == np.int64
 
 
+def test_tracking_threshold_is_strict_and_the_best_pair_goes_first():
+    a = _dets([[0, 0, 10, 10]], [0.9])
+    half = _dets([[0, 0, 10, 5]], [0.9])  # IoU exactly 0.5
+    assert _track([a, half], iou_threshold=0.5) == [[1], [2]]  # not above: a new track
+    assert _track([a, half], iou_threshold=0.49) == [[1], [1]]
+    # two tracks over one detection: the better overlap wins, whichever track came first
+    two = _dets([[4, 0, 14, 10], [0, 0, 10, 10]], [0.9, 0.9])
+    between = _dets([[3, 0, 13, 10]], [0.9])  # IoU 0.82 with track 1, 0.54 with track 2
+    assert _track([two, between]) == [[1, 2], [1]]
+
+
+def test_tracking_a_taken_detection_does_not_end_the_matching():
+    # pairs by IoU: (track 1, d0) 1.0, (track 2, d0) 0.67 - d0 taken -, (track 2, d1) 0.43
+    first = _dets([[0, 0, 10, 10], [2, 0, 12, 10]], [0.9, 0.9])
+    second = _dets([[0, 0, 10, 10], [6, 0, 16, 10]], [0.9, 0.9])
+    assert _track([first, second]) == [[1, 2], [1, 2]]
+
+
+def test_tracking_follows_a_moving_box_and_a_match_resets_its_age():
+    # each step overlaps the last position (IoU 0.43) but not the first (0.11)
+    steps = [_dets([[x, 0, x + 10, 10]], [0.9]) for x in (0, 4, 8)]
+    assert _track(steps) == [[1], [1], [1]]
+    a, empty = _dets([[0, 0, 10, 10]], [0.9]), Detections.empty()
+    assert _track([a, empty, a, empty, a], max_age=1) == [[1], [], [1], [], [1]]
+    assert _track([a, a, empty, a], max_age=1) == [[1], [1], [], [1]]
+    assert _track([a, a, a], max_age=0) == [[1], [1], [1]]
+
+
 @pytest.mark.parametrize("options, ok", [
     ({"iou_threshold": 0.0}, True), ({"iou_threshold": 1.0}, True), ({"max_age": 0}, True),
     ({"iou_threshold": 1.5}, False), ({"max_age": -1}, False), ({"min_hits": 0}, False),
