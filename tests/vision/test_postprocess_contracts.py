@@ -413,6 +413,21 @@ def test_segmentation_mask_to_a_frame_replicates_the_edge():
     assert mask.frame_size == (8, 8) and mask.data.shape == (8, 8) and mask.data.min() == pytest.approx(1.0)
 
 
+def test_segmentation_mask_is_clamped_to_0_1_and_output_picks_the_named_array():
+    probs = np.array([[-0.5, 0.25], [1.0, 1.5]], np.float32)[None, :, :, None]  # no activation: as given
+    mask = _one("SegmentationMask", {"TENSORS": Tensor(probs)}).data
+    assert mask.dtype == np.float32 and mask.tolist() == [[0.0, 0.25], [1.0, 1.0]]
+    other = np.full((1, 2, 2, 1), 0.75, np.float32)
+    named = _one("SegmentationMask", {"TENSORS": {"other": other, "mask": probs}}, output="mask").data
+    assert named.tolist() == [[0.0, 0.25], [1.0, 1.0]]
+
+
+def test_replace_background_refuses_a_colour_beyond_a_byte():
+    img = np.zeros((2, 2, 3), np.uint8)
+    with pytest.raises(OverflowError, match="300"):  # not wrapped around to another colour (44)
+        replace_background(img, np.zeros((2, 2), np.float32), (300, 0, 0))
+
+
 def test_blend_and_replace_background_helpers():
     img = np.full((4, 6, 3), 200, np.uint8)
     mask = np.zeros((4, 6), np.float32)
