@@ -378,3 +378,37 @@ def test_iou_tracker_refuses_out_of_range_settings(options, message):
     with pytest.raises(ValueError, match=message):
         IouTracker(**options)
     IouTracker(iou_threshold=1.0, max_age=0, min_hits=1)  # the bounds themselves are fine
+
+
+@pytest.mark.parametrize("matrix", [
+    [[1.0, 1.0, 0], [0, 1.0, 0]],       # shear in x only: not the axis-aligned fast path
+    [[1.0, 0, 0], [1.0, 1.0, 0]],       # shear in y only
+    [[1.0, 0, 0], [0.5, 1.0, 0]],
+    [[2.0, 0, 3.0], [0, 0.5, 1.0]],     # scale and shift, no keypoints
+])
+def test_projection_through_a_one_sided_shear_and_without_keypoints(matrix):
+    from calculators.types import Transform
+
+    rng = np.random.default_rng(8)
+    tr = Transform(np.array(matrix), (640, 480), (128, 128))
+    det = Detections(rng.uniform(0, 120, (6, 4)), rng.random(6))
+    x0, y0, x1, y1 = det.xyxy.T
+    corners = tr.to_frame(np.stack([np.stack(c, 1) for c in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))], axis=1))
+    got = project_detections(det, tr)
+    assert got.keypoints is None
+    assert np.allclose(got.xyxy, np.concatenate([corners.min(axis=1), corners.max(axis=1)], 1), atol=1e-4)
+
+
+def test_mask_from_tensor_softmax_is_stable_and_half_precision_is_read_as_float32():
+    logits = np.zeros((3, 3, 2), np.float32)  # H, W, C
+    logits[0, 0], logits[0, 1] = [200.0, 0.0], [-200.0, -300.0]
+    probs = mask_from_tensor(logits, "softmax", channel=0)
+    # no overflow and no 0 / 0 for logits far apart or far below the others
+    assert probs[0].tolist() == [1.0, 1.0, 0.5] and probs[1:].tolist() == [[0.5] * 3] * 2
+    half = np.random.default_rng(3).normal(0, 3, (1, 6, 8, 1)).astype(np.float16)
+    for activation in ("sigmoid", "none"):
+        got = mask_from_tensor(half, activation)
+        assert got.dtype == np.float32
+        assert np.array_equal(got, mask_from_tensor(half.astype(np.float32), activation)), activation
+    with pytest.raises(ValueError, match=r"^activation must be none, sigmoid or softmax, got 'relu'$"):
+        mask_from_tensor(half, "relu")
