@@ -59,6 +59,14 @@ def test_project_clip_clamps_every_side_to_a_non_square_frame():
     assert out.xyxy.dtype == np.float32 and out.keypoints.dtype == np.float32
 
 
+def test_project_without_a_transform_at_the_timestamp_says_what_to_connect():
+    det = Detections(np.array([[1, 2, 4, 8]], np.float32), np.array([0.9]))
+    with pytest.raises(GraphRunError, match=r"no TRANSFORM at timestamp 0 for the detections; connect the "
+                                            r"TRANSFORM output of the ImageToTensor that made the tensor"):
+        run_calculator("ProjectDetections", inputs={"DETECTIONS": [(0, det)],
+                                                     "TRANSFORM": [(1, Transform.identity((30, 20)))]})
+
+
 # -- SsdDetectionsDecoder --------------------------------------------------------------------------
 
 # one 2x1 feature map of a 4x2 input: two anchors, non-square (w 0.5, h 0.25 of the tensor)
