@@ -512,8 +512,11 @@ def stage_cpu(name: str, video: Path, out: Path) -> dict:
 
 def gil_check(video: Path) -> dict:
     """PyAV decoding (one thread) alone, beside a thread busy in native code without the GIL
-    (hashing: the same competition for the cores), and beside a thread busy in Python (holding the
-    GIL): the difference between the last two is what the GIL costs the decoder."""
+    (hashing: the same competition for the cores), beside a thread busy in Python (holding the
+    GIL): the difference between the last two is what the GIL costs the decoder; then beside
+    vpipe's face_detector subgraph kept busy (its workers' real mix of Python and native code),
+    at the default switch interval and at ``SHORT_SWITCH_S``: whether vpipe's workers starve the
+    decoder, and whether a shorter interval would give it back."""
     import hashlib
     import threading
 
@@ -552,12 +555,67 @@ def gil_check(video: Path) -> dict:
         while not stop.is_set():
             hashlib.sha256(block).digest()
 
+    def detector_graph(stop) -> None:
+        # vpipe's own workers busy beside the decoder: the face_detector subgraph (the ready
+        # graph's detections path, on its `inference` thread) fed one decoded I420 frame over
+        # and over, as fast as it takes them.
+        from calculators.types import Image
+        from models.catalog import resolve
+        from pipeline import Graph
+
+        with av.open(str(video)) as c:
+            frame = Image(next(c.decode(video=0)).to_ndarray(format="yuv420p"), "I420")
+        frame.data.flags.writeable = False
+        model = str(resolve("zoo:blazeface-short"))
+        graph = Graph.from_dict({
+            "name": "gil_detector", "inputs": ["frames"], "outputs": ["faces"],
+            "side_packets": {"model": model, "engine": "openvino"},
+            "nodes": [{"subgraph": "face_detector", "name": "detector", "inputs": {"FRAMES": "frames"},
+                       "outputs": {"DETECTIONS": "faces"}, "side_inputs": {"model": "model", "engine": "engine"}}]},
+            search_paths=[ROOT / "graphs"])
+        graph.observe("faces", lambda p: None)
+        graph.start()
+        try:
+            t = 0
+            ready.set()
+            while not stop.is_set():
+                graph.add_packet("frames", frame, t)  # blocks while the detector's queue is full
+                t += 33_333
+        finally:
+            graph.close_input("frames")
+            graph.wait()
+
+    ready = threading.Event()
+
+    def beside_detector(interval: float) -> tuple[float, float]:
+        previous = sys.getswitchinterval()
+        stop = threading.Event()
+        ready.clear()
+        t = threading.Thread(target=detector_graph, args=(stop,), daemon=True)
+        t.start()
+        try:
+            if not ready.wait(60):
+                raise SystemExit("gil_check: the detector graph did not start within 60 s")
+            sys.setswitchinterval(interval)
+            return decode()
+        finally:
+            sys.setswitchinterval(previous)
+            stop.set()
+            t.join()
+
     out = {}
-    for name, fn in (("alone", decode), ("native", lambda: beside(native_loop)), ("python", lambda: beside(python_loop))):
+    default = sys.getswitchinterval()
+    for name, fn in (("alone", decode), ("native", lambda: beside(native_loop)), ("python", lambda: beside(python_loop)),
+                     ("detector", lambda: beside_detector(default)),
+                     ("detector_short_switch", lambda: beside_detector(SHORT_SWITCH_S))):
         fps, cpu = fn()
         out[f"{name}_fps"], out[f"{name}_cpu_us"] = fps, cpu
-    out["switch_interval_s"] = sys.getswitchinterval()
+    out["switch_interval_s"] = default
+    out["short_switch_interval_s"] = SHORT_SWITCH_S
     return out
+
+
+SHORT_SWITCH_S = 0.0005  # the GIL check's second detector case: a 10x shorter switch interval
 
 
 def report(args, whole: dict, stage: dict, gil: dict | None) -> dict:
@@ -598,7 +656,11 @@ def report(args, whole: dict, stage: dict, gil: dict | None) -> dict:
         print(f"\nGIL check, PyAV decoding on one thread: alone {gil['alone_fps']:.0f} frames/s "
               f"({gil['alone_cpu_us']:.0f} us CPU/frame); beside a thread busy in native code "
               f"{gil['native_fps']:.0f} frames/s ({gil['native_cpu_us']:.0f} us); beside a thread busy in "
-              f"Python {gil['python_fps']:.0f} frames/s ({gil['python_cpu_us']:.0f} us)")
+              f"Python {gil['python_fps']:.0f} frames/s ({gil['python_cpu_us']:.0f} us); beside vpipe's "
+              f"face_detector subgraph busy on frames in memory {gil['detector_fps']:.0f} frames/s "
+              f"({gil['detector_cpu_us']:.0f} us), the same with a switch interval of "
+              f"{1e3 * gil['short_switch_interval_s']:g} ms instead of {1e3 * gil['switch_interval_s']:g} "
+              f"{gil['detector_short_switch_fps']:.0f} frames/s ({gil['detector_short_switch_cpu_us']:.0f} us)")
     return summary
 
 
