@@ -93,6 +93,21 @@ def test_box_iou():
         == pytest.approx([1.0, 1 / 3, 0.0])
 
 
+def test_iou_of_zero_area_boxes_is_zero_without_a_warning():
+    # A zero union (two zero-area boxes) gives 0, not NaN, and numpy is not asked to divide by it.
+    import warnings
+
+    from calculators.postprocess.nms import pairwise_iou
+
+    boxes = np.array([[5, 5, 5, 5], [5, 5, 5, 5], [0, 0, 10, 10], [5, 5, 5, 9]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        row, table = box_iou(boxes[0], boxes), pairwise_iou(boxes)
+    assert row.dtype == np.float32 and row.tolist() == [0.0, 0.0, 0.0, 0.0]
+    assert table.dtype == np.float32 and table[2].tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert np.array_equal(table[0], row)
+
+
 def test_projection_through_letterbox_lands_on_the_frame():
     t = fit_transform((176, 144), (128, 128), "letterbox")
     det = _det([[0, 16 * 128 / 176, 128, 128 - 16 * 128 / 176]], [1.0], [[[64, 64]]])
