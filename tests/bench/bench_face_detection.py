@@ -659,7 +659,7 @@ def report(args, whole: dict, stage: dict, gil: dict | None) -> dict:
               f"Python {gil['python_fps']:.0f} frames/s ({gil['python_cpu_us']:.0f} us); beside vpipe's "
               f"face_detector subgraph busy on frames in memory {gil['detector_fps']:.0f} frames/s "
               f"({gil['detector_cpu_us']:.0f} us), the same with a switch interval of "
-              f"{1e3 * gil['short_switch_interval_s']:g} ms instead of {1e3 * gil['switch_interval_s']:g} "
+              f"{1e3 * gil['short_switch_interval_s']:g} ms instead of {1e3 * gil['switch_interval_s']:g} ms: "
               f"{gil['detector_short_switch_fps']:.0f} frames/s ({gil['detector_short_switch_cpu_us']:.0f} us)")
     return summary
 
