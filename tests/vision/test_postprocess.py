@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import cv2
+
 import numpy as np
 import pytest
 
@@ -412,3 +414,12 @@ def test_mask_from_tensor_softmax_is_stable_and_half_precision_is_read_as_float3
         assert np.array_equal(got, mask_from_tensor(half.astype(np.float32), activation)), activation
     with pytest.raises(ValueError, match=r"^activation must be none, sigmoid or softmax, got 'relu'$"):
         mask_from_tensor(half, "relu")
+
+
+@pytest.mark.parametrize("shape", [(6, 8), (6, 8, 1), (1, 6, 8, 1), (1, 1, 6, 8)])
+def test_softmax_over_a_single_channel_is_refused(shape):
+    # one channel normalised over itself is 1.0 everywhere: a model file / option mismatch, said plainly
+    with pytest.raises(ValueError, match=r"^softmax needs a mask output with two or more channels, got "
+                                         + re.escape(str(shape)) + r": a single-channel output takes "
+                                         r"activation sigmoid \(logits\) or none$"):
+        mask_from_tensor(np.zeros(shape, np.float32), "softmax")
