@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import cv2
+
 import numpy as np
 import pytest
 
@@ -94,6 +96,21 @@ def test_nms_per_class_keeps_overlaps_of_different_classes():
 def test_box_iou():
     assert box_iou(np.array([0, 0, 10, 10.0]), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30.0]])).tolist() \
         == pytest.approx([1.0, 1 / 3, 0.0])
+
+
+def test_iou_of_zero_area_boxes_is_zero_without_a_warning():
+    # A zero union (two zero-area boxes) gives 0, not NaN, and numpy is not asked to divide by it.
+    import warnings
+
+    from calculators.postprocess.nms import pairwise_iou
+
+    boxes = np.array([[5, 5, 5, 5], [5, 5, 5, 5], [0, 0, 10, 10], [5, 5, 5, 9]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        row, table = box_iou(boxes[0], boxes), pairwise_iou(boxes)
+    assert row.dtype == np.float32 and row.tolist() == [0.0, 0.0, 0.0, 0.0]
+    assert table.dtype == np.float32 and table[2].tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert np.array_equal(table[0], row)
 
 
 def test_projection_through_letterbox_lands_on_the_frame():
@@ -412,3 +429,12 @@ def test_mask_from_tensor_softmax_is_stable_and_half_precision_is_read_as_float3
         assert np.array_equal(got, mask_from_tensor(half.astype(np.float32), activation)), activation
     with pytest.raises(ValueError, match=r"^activation must be none, sigmoid or softmax, got 'relu'$"):
         mask_from_tensor(half, "relu")
+
+
+@pytest.mark.parametrize("shape", [(6, 8), (6, 8, 1), (1, 6, 8, 1), (1, 1, 6, 8)])
+def test_softmax_over_a_single_channel_is_refused(shape):
+    # one channel normalised over itself is 1.0 everywhere: a model file / option mismatch, said plainly
+    with pytest.raises(ValueError, match=r"^softmax needs a mask output with two or more channels, got "
+                                         + re.escape(str(shape)) + r": a single-channel output takes "
+                                         r"activation sigmoid \(logits\) or none$"):
+        mask_from_tensor(np.zeros(shape, np.float32), "softmax")
