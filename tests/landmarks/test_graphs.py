@@ -135,7 +135,9 @@ def test_min_detection_confidence_and_frames_with_no_one(carphone_clip, clips_di
         assert run.stats[detector]["count"] == 30, f"{name}: nothing tracked, so the detector sees every frame"
 
 
-def test_a_face_leaving_the_frame_ends_its_track_without_a_stall(carphone_clip, clips_dir):
+@pytest.mark.parametrize("name", ["face_mesh", "pose"])
+def test_an_object_leaving_the_frame_ends_its_track_without_a_stall(name, carphone_clip, clips_dir):
+    stream, _, _ = GRAPHS[name]
     frames = np.load(carphone_clip.frames)[:60]
     moved = np.zeros_like(frames)
     for i, f in enumerate(frames):
@@ -143,17 +145,24 @@ def test_a_face_leaving_the_frame_ends_its_track_without_a_stall(carphone_clip, 
         if shift < f.shape[1]:
             moved[i, :, :f.shape[1] - shift] = f[:, shift:]
     path = _write_clip(clips_dir / "leaving.mp4", moved)
-    run = run_graph("face_mesh", "faces", {"source": str(path)}, timeout=120)
+    run = run_graph(name, stream, {"source": str(path)}, timeout=120)
     counts = [len(lm) for _, lm in run.frames]
     assert len(counts) == 60
     assert all(c == 1 for c in counts[:20]) and all(c == 0 for c in counts[-10:]), counts
 
 
-def test_a_landmark_model_of_the_wrong_kind_fails_naming_node_and_model(carphone_clip):
+@pytest.mark.parametrize("name, model, node, file, expected", [
+    ("face_mesh", "zoo:pose-detection", "mesh/landmark_model", "pose_detection.tflite", "(1, 224, 224, 3)"),
+    ("pose", "zoo:hand-landmark-full", "pose/landmark_model", "hand_landmark_full.tflite", "(1, 224, 224, 3)"),
+    ("hands", "zoo:pose-landmark-full", "hands/landmark_model", "pose_landmark_full.tflite", "(1, 256, 256, 3)"),
+])
+def test_a_landmark_model_of_the_wrong_kind_fails_naming_node_and_model(name, model, node, file, expected,
+                                                                        carphone_clip, bigbuckbunny_clip):
+    clip = bigbuckbunny_clip if name == "hands" else carphone_clip
     with pytest.raises(GraphRunError) as e:
-        run_graph("face_mesh", "faces", {"source": str(carphone_clip.path), "landmark_model": "zoo:pose-detection"})
+        run_graph(name, GRAPHS[name][0], {"source": str(clip.path), "landmark_model": model})
     text = str(e.value)
-    assert "mesh/landmark_model" in text and "pose_detection.tflite" in text and "expected (1, 224, 224, 3)" in text
+    assert f"node '{node}' (Inference" in text and file in text and f"expected {expected}" in text, text
 
 
 @pytest.mark.parametrize("engine", ["ncnn", "onnxruntime"])
