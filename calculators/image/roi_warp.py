@@ -18,7 +18,7 @@ import math
 import cv2
 import numpy as np
 
-from calculators.image.ops import _YUV_TO_RGB, INTERPOLATIONS, warp_affine
+from calculators.image.ops import _YUV_TO_RGB, INTERPOLATIONS, _fixed_point_maps, warp_affine
 from calculators.landmarks.geometry import roi_matrix
 from calculators.types import _Y_TO_GRAY, Image, Rects, rgb_to_yuv
 
@@ -91,8 +91,8 @@ def _row_plus_column(a: float, b: float, c: float, x0: np.ndarray, dx: np.ndarra
 
 
 def _warp(plane: np.ndarray, to_frame: np.ndarray, size: tuple[int, int], flags: int, border: int,
-          value: float) -> np.ndarray:
-    return warp_affine(plane, to_frame, size, flags, border, value)
+          value: float, maps=None) -> np.ndarray:
+    return warp_affine(plane, to_frame, size, flags, border, value, maps)
 
 
 def warp_rect(image: Image, rect: np.ndarray, tensor_size: tuple[int, int], format: str = "RGB",
@@ -119,9 +119,11 @@ def warp_rect(image: Image, rect: np.ndarray, tensor_size: tuple[int, int], form
     ys = _warp(y, m, size, flags, bmode, by)
     if format == "GRAY":
         return cv2.LUT(ys, _Y_TO_GRAY)
-    # Chroma sample i covers luma pixels 2i and 2i+1: halve the frame side of the map.
+    # Chroma sample i covers luma pixels 2i and 2i+1: halve the frame side of the map. U and V share
+    # one map (computing the fixed-point maps costs more than the remap itself).
     mc = m * 0.5
-    yuv = cv2.merge([ys, _warp(u, mc, size, flags, bmode, bu), _warp(v, mc, size, flags, bmode, bv)])
+    maps = _fixed_point_maps(mc, size) if flags == cv2.INTER_LINEAR else None
+    yuv = cv2.merge([ys, _warp(u, mc, size, flags, bmode, bu, maps), _warp(v, mc, size, flags, bmode, bv, maps)])
     rgb = cv2.transform(yuv, _YUV_TO_RGB)
     return rgb if format == "RGB" else Image(rgb, "RGB").to(format).data
 
