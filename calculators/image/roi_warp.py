@@ -64,13 +64,30 @@ def rect_maps(rect: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.n
     x0 = (xs // block) * block
     dx = xs - x0
     ys = np.arange(th, dtype=np.float64)[:, None]
-    wgt = (m[6] * x0 + m[7] * ys + m[8]) + m[6] * dx
-    wgt = np.divide(32.0, wgt, out=np.zeros_like(wgt), where=wgt != 0)
-    lim = float(2 ** 31 - 1)
-    x = np.rint(np.clip(((m[0] * x0 + m[1] * ys + m[2]) + m[0] * dx) * wgt, -lim - 1, lim)).astype(np.int64)
-    y = np.rint(np.clip(((m[3] * x0 + m[4] * ys + m[5]) + m[3] * dx) * wgt, -lim - 1, lim)).astype(np.int64)
-    xy = cv2.merge([np.clip(x >> 5, -32768, 32767).astype(np.int16), np.clip(y >> 5, -32768, 32767).astype(np.int16)])
+    wgt = _row_plus_column(m[6], m[7], m[8], x0, dx, ys)
+    if wgt.all():
+        np.divide(32.0, wgt, out=wgt)
+    else:  # a point at infinity: OpenCV's W = W ? INTER_TAB_SIZE / W : 0
+        wgt = np.divide(32.0, wgt, out=np.zeros_like(wgt), where=wgt != 0)
+    x = _row_plus_column(m[0], m[1], m[2], x0, dx, ys)
+    y = _row_plus_column(m[3], m[4], m[5], x0, dx, ys)
+    lim = 32767.0 * 32  # positions OpenCV keeps (saturated to int16 pixels); cvRound rounds half to even
+    for v in (x, y):
+        v *= wgt
+        np.rint(v, out=v)
+        if v.min() < -lim - 32 or v.max() > lim:
+            np.clip(v, -lim - 32, lim, out=v)
+    x, y = x.astype(np.int32), y.astype(np.int32)
+    xy = cv2.merge([(x >> 5).astype(np.int16), (y >> 5).astype(np.int16)])
     return xy, ((y & 31) << 5 | (x & 31)).astype(np.uint16)
+
+
+def _row_plus_column(a: float, b: float, c: float, x0: np.ndarray, dx: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """``((a * x0 + b * y) + c) + a * dx`` over the tensor grid, in that order (OpenCV's sums), in place."""
+    v = (a * x0)[None, :] + b * ys
+    v += c
+    v += a * dx
+    return v
 
 
 def _warp(plane: np.ndarray, to_frame: np.ndarray, size: tuple[int, int], flags: int, border: int,

@@ -47,6 +47,8 @@ class TensorsToRoiMaskOptions(BaseModel):
                                                                 "score is not above min_score gives no mask")
     score_activation: Literal["none", "sigmoid"] = "none"
     min_score: float = Field(0.5, description="presence threshold (min_tracking_confidence, as TensorsToLandmarks)")
+    enabled: bool = Field(True, description="false: no mask at all, only the bound advances (pose's "
+                                            "enable_segmentation false, as MediaPipe gates its segmentation nodes)")
 
 
 def mask_to_frame(mask: np.ndarray, rect: np.ndarray, tensor_size: tuple[int, int],
@@ -65,9 +67,11 @@ class TensorsToRoiMask(Calculator):
     """A landmark model's segmentation output as one frame-sized mask (the objects' masks merged by max).
 
     Ports: TENSORS (model outputs for the crops, one row per rect), ROIS (Rects) -> MASK (Mask,
-    float32 HxW in [0, 1], frame-sized). No mask when no rect, or when every object's presence score
-    is not above ``min_score``.
-    Options: mask_output; tensor_size; activation sigmoid|none; score_output; score_activation; min_score.
+    float32 HxW in [0, 1], frame-sized). No mask when no rect, when every object's presence score
+    is not above ``min_score``, or when ``enabled`` is false (the graph's drawing and writing nodes
+    stay connected and simply receive no mask).
+    Options: mask_output; tensor_size; activation sigmoid|none; score_output; score_activation;
+    min_score; enabled.
     Example node:
         - calculator: TensorsToRoiMask
           inputs: {TENSORS: raw, ROIS: rois}
@@ -83,7 +87,7 @@ class TensorsToRoiMask(Calculator):
         o = ctx.options
         rects: Rects = ctx.inputs["ROIS"].value
         packet = ctx.inputs.get("TENSORS")
-        if len(rects) == 0 or packet is None:
+        if not o.enabled or len(rects) == 0 or packet is None:
             return
         arrays = output_arrays(packet.value)
         for index, what in ((o.mask_output, "the mask"), (o.score_output, "the presence score")):

@@ -46,7 +46,10 @@ class PreviousLoopback(Calculator):
     value); MAIN timestamp t_k gets the LOOP packet of t_(k-1) as soon as it arrives, re-stamped at
     t_k; when LOOP's bound passes t_(k-1) without a packet (a loop that sent nothing for that frame),
     t_k gets a bound only, as in MediaPipe (the node is called on LOOP's bound moves alone,
-    ``process_timestamp_bounds``). Only MAIN's timestamps are kept while waiting (never the frames), so memory stays small;
+    ``process_timestamp_bounds``). When MAIN's bound moves without a packet (a stream that skips
+    timestamps, e.g. masks on frames without a person), PREV_LOOP's bound follows it once the
+    earlier MAIN packets are answered, and the next MAIN packet still gets the LOOP packet of the
+    last MAIN packet (MediaPipe's empty-MAIN case). Only MAIN's timestamps are kept while waiting (never the frames), so memory stays small;
     the frames wait, bounded, in the queues of the nodes that sync on PREV_LOOP. When MAIN ends
     before the last LOOP packets came back, the frames still waiting get no previous value.
     Options: disabled (send nothing: bounds only).
@@ -64,7 +67,8 @@ class PreviousLoopback(Calculator):
     process_timestamp_bounds = True
 
     def open(self, ctx) -> None:
-        self.pending: deque[int] = deque()   # MAIN timestamps not yet answered
+        self.pending: deque = deque()        # MAIN timestamps not yet answered; ("bound", b) for a bound move
+        self.main_bound: int | None = None   # MAIN's bound as last seen
         self.loops: deque = deque()          # LOOP packets not yet re-stamped
         self.prev_main: int | None = None    # the MAIN timestamp whose LOOP value the next one gets
         self.disabled = ctx.options.disabled
@@ -77,6 +81,12 @@ class PreviousLoopback(Calculator):
                 self.out.set_next_timestamp_bound(main.timestamp + 1)
                 return
             self.pending.append(main.timestamp)
+            self.main_bound = main.timestamp + 1
+        else:
+            bound = ctx.input_bound("MAIN")
+            if bound is not None and (self.main_bound is None or bound > self.main_bound):
+                self.main_bound = bound
+                self.pending.append(("bound", bound))
         if loop is not None and not self.disabled:
             self.loops.append(loop)
         self._flush(ctx.input_bound("LOOP") if loop is None else loop.timestamp + 1)
@@ -84,6 +94,10 @@ class PreviousLoopback(Calculator):
     def _flush(self, loop_bound: int) -> None:
         while self.pending:
             t = self.pending[0]
+            if isinstance(t, tuple):  # MAIN's bound moved without a packet: PREV_LOOP's follows
+                self.out.set_next_timestamp_bound(t[1])
+                self.pending.popleft()
+                continue
             if self.prev_main is None:  # the first frame has no previous one
                 self.out.set_next_timestamp_bound(t + 1)
             else:

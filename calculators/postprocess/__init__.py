@@ -10,6 +10,7 @@ CALCULATORS = {
     "BackgroundEffect": "segmentation",
     "CenterFaceDecoder": "decoders",
     "IouTracking": "detection_filters",
+    "MaskToImage": "segmentation",
     "NonMaxSuppression": "detection_filters",
     "ProjectDetections": "detection_filters",
     "SegmentationMask": "segmentation",

@@ -2,6 +2,7 @@
 
 - ``SegmentationMask``: TENSORS (model output), TRANSFORM -> MASK (Mask in frame pixels, float [0, 1]).
 - ``BackgroundEffect``: IMAGE, MASK -> IMAGE (background blurred, or replaced by a colour).
+- ``MaskToImage``: MASK -> IMAGE (the mask as a GRAY picture, 255 = foreground, to write or show).
 Timestamps: one output per input, same timestamp.
 Example nodes:
     - calculator: SegmentationMask
@@ -131,3 +132,36 @@ class BackgroundEffect(Calculator):
             else:
                 dst[...] = replace_background(src, m, (values[i],))
         return out
+
+
+class MaskToImageOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: Optional[float] = Field(None, ge=0.0, le=1.0, description="hard mask: 255 above this value, "
+                                                                         "0 elsewhere (default: the soft mask, scaled)")
+
+
+@register
+class MaskToImage(Calculator):
+    """A Mask as a GRAY image (0 background, 255 foreground), for a VideoWriter, a window or a preview.
+
+    Ports: MASK (Mask, float HxW in [0, 1]) -> IMAGE (Image, GRAY uint8, the mask's size).
+    Options: threshold (hard mask above it; default: round(mask * 255)).
+    Example node:
+        - calculator: MaskToImage
+          inputs: {MASK: segmentation}
+          outputs: {IMAGE: mask_frames}
+    """
+
+    inputs = {"MASK": Input(Mask)}
+    outputs = {"IMAGE": Output(Image)}
+    Options = MaskToImageOptions
+
+    def process(self, ctx) -> None:
+        data = ctx.inputs["MASK"].value.data
+        t = ctx.options.threshold
+        if t is None:
+            gray = np.rint(np.clip(data, 0.0, 1.0) * 255.0).astype(np.uint8)
+        else:
+            gray = np.where(data > t, 255, 0).astype(np.uint8)
+        ctx.outputs["IMAGE"].add(Image(gray, "GRAY"))

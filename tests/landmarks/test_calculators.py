@@ -56,6 +56,34 @@ def test_previous_loopback_answers_a_loop_bound_without_a_packet_at_once():
     g.wait(10)
 
 
+def test_previous_loopback_follows_a_main_bound_without_a_packet():
+    # MAIN skips frames 20 and 30 (a mask stream on frames without a person): PREV_LOOP's bound
+    # follows MAIN's, so a node syncing on the previous value runs those frames at once, and the
+    # next MAIN packet (40) still gets the loop value of the last MAIN packet (10).
+    g = Graph.from_dict({"name": "loop", "inputs": ["frames", "allow", "loop"], "nodes": [
+        {"calculator": "Gate", "inputs": {"IN:0": "frames", "ALLOW": "allow"}, "outputs": {"OUT:0": "main"}},
+        {"calculator": "PreviousLoopback", "inputs": {"MAIN": "main", "LOOP": {"stream": "loop", "back_edge": True}},
+         "outputs": {"PREV_LOOP": "prev"}},
+        {"calculator": "PassThrough", "inputs": {"IN:0": "frames", "IN:1": "prev"},
+         "outputs": {"OUT:0": "frames_out", "OUT:1": "prev_out"}}]})
+    seen, prev = [], []
+    g.observe("frames_out", lambda p: seen.append(p.timestamp))
+    g.observe("prev_out", lambda p: prev.append((p.timestamp, p.value)))
+    g.start()
+    for t, allow in ((10, True), (20, False), (30, False)):
+        g.add_packet("frames", f"f{t}", t)
+        g.add_packet("allow", allow, t)
+        if allow:
+            g.add_packet("loop", f"r{t}", t)
+    g.wait_until_idle(10)
+    assert seen == [10, 20, 30], "frames 20 and 30 must not wait for MAIN packets that never come"
+    g.add_packet("frames", "f40", 40)
+    g.add_packet("allow", True, 40)
+    g.close_all_inputs()
+    g.wait(10)
+    assert seen == [10, 20, 30, 40] and prev == [(40, "r10")]
+
+
 def test_previous_loopback_disabled_sends_no_value():
     out = run_calculator("PreviousLoopback", inputs={"MAIN": [(10, "a"), (20, "b")], "LOOP": [(10, "x")]},
                          options={"disabled": True})
@@ -408,6 +436,20 @@ def test_tensors_to_roi_mask_warps_each_kept_crops_mask_into_the_frame():
     with pytest.raises(GraphRunError, match=r"the mask is output 4, but the model has 2 outputs"):
         run_calculator("TensorsToRoiMask", inputs={"TENSORS": [(5, _mask_outputs())], "ROIS": [(5, rois)]},
                        options={"mask_output": 4, "tensor_size": [16, 16]})
+    off = run_calculator("TensorsToRoiMask", inputs={"TENSORS": [(5, _mask_outputs())], "ROIS": [(5, rois)]},
+                         options={"mask_output": 1, "tensor_size": [16, 16], "enabled": False})
+    assert off["MASK"] == [], "enabled false: no mask, the bound only"
+
+
+def test_mask_to_image_scales_or_thresholds_the_mask():
+    from calculators.types import Mask
+
+    mask = Mask(np.array([[0.0, 0.3, 0.5, 1.0]], np.float32), (4, 1))
+    soft = run_calculator("MaskToImage", inputs={"MASK": [(7, mask)]})["IMAGE"]
+    assert soft[0][0] == 7 and soft[0][1].format == "GRAY"
+    assert soft[0][1].data.tolist() == [[0, 76, 128, 255]]
+    hard = run_calculator("MaskToImage", inputs={"MASK": [(7, mask)]}, options={"threshold": 0.4})["IMAGE"]
+    assert hard[0][1].data.tolist() == [[0, 0, 255, 255]]
 
 
 def test_mask_smoothing_blends_uncertain_pixels_with_the_previous_mask():

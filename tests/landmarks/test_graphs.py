@@ -135,7 +135,9 @@ def test_min_detection_confidence_and_frames_with_no_one(carphone_clip, clips_di
         assert run.stats[detector]["count"] == 30, f"{name}: nothing tracked, so the detector sees every frame"
 
 
-def test_a_face_leaving_the_frame_ends_its_track_without_a_stall(carphone_clip, clips_dir):
+@pytest.mark.parametrize("name", ["face_mesh", "pose"])
+def test_an_object_leaving_the_frame_ends_its_track_without_a_stall(name, carphone_clip, clips_dir):
+    stream, _, _ = GRAPHS[name]
     frames = np.load(carphone_clip.frames)[:60]
     moved = np.zeros_like(frames)
     for i, f in enumerate(frames):
@@ -143,17 +145,24 @@ def test_a_face_leaving_the_frame_ends_its_track_without_a_stall(carphone_clip, 
         if shift < f.shape[1]:
             moved[i, :, :f.shape[1] - shift] = f[:, shift:]
     path = _write_clip(clips_dir / "leaving.mp4", moved)
-    run = run_graph("face_mesh", "faces", {"source": str(path)}, timeout=120)
+    run = run_graph(name, stream, {"source": str(path)}, timeout=120)
     counts = [len(lm) for _, lm in run.frames]
     assert len(counts) == 60
     assert all(c == 1 for c in counts[:20]) and all(c == 0 for c in counts[-10:]), counts
 
 
-def test_a_landmark_model_of_the_wrong_kind_fails_naming_node_and_model(carphone_clip):
+@pytest.mark.parametrize("name, model, node, file, expected", [
+    ("face_mesh", "zoo:pose-detection", "mesh/landmark_model", "pose_detection.tflite", "(1, 224, 224, 3)"),
+    ("pose", "zoo:hand-landmark-full", "pose/landmark_model", "hand_landmark_full.tflite", "(1, 224, 224, 3)"),
+    ("hands", "zoo:pose-landmark-full", "hands/landmark_model", "pose_landmark_full.tflite", "(1, 256, 256, 3)"),
+])
+def test_a_landmark_model_of_the_wrong_kind_fails_naming_node_and_model(name, model, node, file, expected,
+                                                                        carphone_clip, bigbuckbunny_clip):
+    clip = bigbuckbunny_clip if name == "hands" else carphone_clip
     with pytest.raises(GraphRunError) as e:
-        run_graph("face_mesh", "faces", {"source": str(carphone_clip.path), "landmark_model": "zoo:pose-detection"})
+        run_graph(name, GRAPHS[name][0], {"source": str(clip.path), "landmark_model": model})
     text = str(e.value)
-    assert "mesh/landmark_model" in text and "pose_detection.tflite" in text and "expected (1, 224, 224, 3)" in text
+    assert f"node '{node}' (Inference" in text and file in text and f"expected {expected}" in text, text
 
 
 @pytest.mark.parametrize("engine", ["ncnn", "onnxruntime"])
@@ -340,6 +349,55 @@ def test_pose_segmentation_agrees_with_mediapipe(smooth, carphone_clip, clips_di
 def test_pose_without_enable_segmentation_sends_no_mask(carphone_clip):
     got = _pose_masks(carphone_clip, {})
     assert got == {}
+
+
+def test_pose_segmentation_is_drawn_on_the_annotated_frames_and_written_as_a_video(carphone_clip, tmp_path):
+    """enable_segmentation tints the person on the annotated frames (what output, display and
+    preview show) and segmentation_output writes the mask as a grey video, one frame per mask;
+    without it the annotated frames carry no tint and flow frame by frame (the mask nodes send
+    bounds only, so Annotate never waits for a mask that will not come)."""
+    import av
+
+    def run(side):
+        g = Graph.from_yaml(str(REPO / "graphs" / "pose.yaml"))
+        got: dict = {"annotated": {}, "segmentation": {}}
+        poses: dict = {}
+        g.observe("poses", lambda p: poses.__setitem__(p.timestamp, len(got["annotated"])))
+        g.observe("annotated", lambda p: got["annotated"].__setitem__(p.timestamp, p.value))
+        g.observe("segmentation", lambda p: got["segmentation"].__setitem__(p.timestamp, p.value))
+        g.start({"source": str(carphone_clip.path), **side})
+        g.wait(300)
+        got["poses"] = poses
+        return got
+
+    video = tmp_path / "mask.mp4"
+    seg = run({"enable_segmentation": True, "segmentation_output": str(video)})
+    plain = run({})
+    stamps = [int(t) for t in np.load(carphone_clip.timestamps)]
+    assert sorted(seg["annotated"]) == sorted(plain["annotated"]) == stamps
+    assert sorted(seg["segmentation"]) == stamps and plain["segmentation"] == {}
+    # Frames annotated while poses were still coming: when the last pose came out, most frames were
+    # already drawn (a MaskSmoothing waiting on a mask bound that never moved drew ~none till the end).
+    assert plain["poses"][stamps[-1]] >= 0.75 * len(stamps), plain["poses"][stamps[-1]]
+    w, h = carphone_clip.size
+    inside, outside = [], []
+    for t in stamps:
+        m = seg["segmentation"][t].data
+        a = seg["annotated"][t].data[:h].astype(np.int16)   # the Y plane of the I420 frames
+        b = plain["annotated"][t].data[:h].astype(np.int16)
+        inside.append(np.abs(a - b)[m > 0.9].mean())
+        outside.append(np.abs(a - b)[m < 0.01].mean())
+    print(f"\npose segmentation drawn: mean |Y tinted - plain| inside the mask {np.mean(inside):.1f}, "
+          f"outside {np.mean(outside):.2f}")
+    assert np.mean(inside) > 10 and np.mean(outside) < 1.0
+    with av.open(str(video)) as c:
+        frames = [f.to_ndarray(format="gray") for f in c.decode(video=0)]
+    assert len(frames) == len(stamps) and frames[0].shape == (h, w)
+    ious = []
+    for f, t in zip(frames, stamps):
+        a, b = f > 127, seg["segmentation"][t].data > 0.5
+        ious.append((a & b).sum() / max(1, (a | b).sum()))
+    assert min(ious) > 0.95, f"the written mask is the graph's mask (IoU min {min(ious):.3f})"
 
 
 # refine_landmarks: the attention model is slower, so under load the limiter admits frames further
