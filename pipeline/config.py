@@ -8,13 +8,12 @@ and reported at once in one ``GraphConfigError`` before anything runs.
 from __future__ import annotations
 
 import functools
+import graphlib
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any as _Any
-
-import networkx as nx
 
 from . import plugins as _plugins
 from . import registry
@@ -105,7 +104,36 @@ class GraphSpec:
                 prod[s] = (n, tag)
         return prod
 
-    def nx_graph(self, include_back_edges: bool = True) -> nx.MultiDiGraph:
+    def predecessors(self) -> dict[str, list[str]]:
+        """Each node's producers over its inputs that are not back edges, each once, in input order."""
+        prod = self.producers()
+        preds: dict[str, list[str]] = {}
+        for n in self.nodes:
+            mine = preds.setdefault(n.name, [])
+            for i in n.inputs:
+                src = prod.get(i.stream)
+                if src and src[0] is not None and not i.back_edge and src[0].name not in mine:
+                    mine.append(src[0].name)
+        return preds
+
+    def topological_order(self) -> list[str]:
+        """The node names, each after its producers (back edges left out): the order networkx's
+        ``topological_sort`` gives on ``nx_graph(include_back_edges=False)`` (same rounds, same order
+        within each; tests/pipeline/test_topological_order.py compares them), from the standard
+        library's ``graphlib``, so loading and running a graph never imports networkx. A cycle raises
+        ``graphlib.CycleError``."""
+        ts: graphlib.TopologicalSorter = graphlib.TopologicalSorter()
+        for n in self.nodes:
+            ts.add(n.name)
+        for name, preds in self.predecessors().items():
+            ts.add(name, *preds)
+        return list(ts.static_order())
+
+    def nx_graph(self, include_back_edges: bool = True):
+        """The graph as a ``networkx.MultiDiGraph`` (one edge per input, attributes ``stream`` and
+        ``back_edge``): networkx is imported only here."""
+        import networkx as nx
+
         g = nx.MultiDiGraph()
         prod = self.producers()
         for n in self.nodes:
@@ -897,12 +925,14 @@ def _validate(spec: GraphSpec, pc: _Collector) -> None:
     for s in spec.outputs:
         if s not in prod_map:
             pc.add(file, None, f"graph output '{s}' is not produced by any node")
-    # Cycles without a back edge.
-    g = spec.nx_graph(include_back_edges=False)
+    # Cycles without a back edge: found by graphlib, named by networkx (the one import of it).
     try:
-        cycle = nx.find_cycle(g)
-    except nx.NetworkXNoCycle:
+        spec.topological_order()
         cycle = None
+    except graphlib.CycleError:
+        import networkx as nx
+
+        cycle = nx.find_cycle(spec.nx_graph(include_back_edges=False))
     if cycle:
         names = [e[0] for e in cycle] + [cycle[-1][1]]
         first = next((n for n in spec.nodes if n.name == cycle[-1][1]), None)
