@@ -316,12 +316,16 @@ def normalize(data: np.ndarray, value_range: Sequence[float] | None = None,
         return np.ascontiguousarray(data, dtype=np.uint8)
     if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype must be float32, float16 or uint8, got {dtype!r}")
-    out = data.astype(np.float32)
     if value_range is not None:
         lo, hi = (float(v) for v in value_range)
-        out *= (hi - lo) / 255.0
-        out += lo
-    elif mean is not None or std is not None:
+        # One pass (the cast inside the multiply, in float32 as astype then *= would be); adding a
+        # zero low end is skipped (x + 0.0 is x): this runs on every crop of a landmark loop.
+        out = np.multiply(data, np.float32((hi - lo) / 255.0), dtype=np.float32)
+        if lo != 0.0:
+            out += lo
+        return out.astype(np.float16) if dtype == "float16" else out
+    out = data.astype(np.float32)
+    if mean is not None or std is not None:
         m = np.asarray(mean if mean is not None else 0.0, np.float32)
         s = np.asarray(std if std is not None else 1.0, np.float32)
         if np.any(s == 0):

@@ -5,6 +5,7 @@ Nothing here is a calculator; it is kept free of graph code so it can be unit-te
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import deque
@@ -24,6 +25,41 @@ VideoOutputFormat = Literal["RGB", "BGR", "GRAY", "I420"]
 AV_FORMATS = {"RGB": "rgb24", "BGR": "bgr24", "GRAY": "gray", "RGBA": "rgba", "BGRA": "bgra", "I420": "yuv420p"}
 
 NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "rtp", "srt", "tcp", "hls")
+
+
+# CPython hands the GIL to a waiting thread only once per switch interval (5 ms by default) while
+# another thread runs Python. A decoder wants the GIL back after each native call (demux, decode,
+# conversion), so beside a Python-busy thread PyAV decoding fell from 197 to 17 frames/s
+# (docs/benchmarks.md). While a video reader is open the interval is at most this; the last
+# reader to close puts back the value it found.
+DECODER_SWITCH_INTERVAL_S = 0.0005
+
+
+class FastGilSwitch:
+    """Process-wide: the GIL switch interval at most ``DECODER_SWITCH_INTERVAL_S`` while at least
+    one holder has ``acquire``d and not yet ``release``d (each holder once)."""
+
+    _lock = threading.Lock()
+    _holders = 0
+    _saved: float | None = None
+
+    @classmethod
+    def acquire(cls) -> None:
+        with cls._lock:
+            if cls._holders == 0:
+                cls._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(cls._saved, DECODER_SWITCH_INTERVAL_S))
+            cls._holders += 1
+
+    @classmethod
+    def release(cls) -> None:
+        with cls._lock:
+            if cls._holders == 0:
+                return
+            cls._holders -= 1
+            if cls._holders == 0 and cls._saved is not None:
+                sys.setswitchinterval(cls._saved)
+                cls._saved = None
 
 
 class MediaError(UserError, RuntimeError):

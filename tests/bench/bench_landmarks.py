@@ -12,6 +12,16 @@ OpenVINO both use their default thread counts; the vpipe graph puts the detector
 model on one executor thread each, beside the decoder.
 
     python tests/bench/bench_landmarks.py [--repeats 3] [--graphs face_mesh pose hands] [--json out/bench/landmarks.json]
+        [--models] [--model-calls 100]
+
+``--models`` also times each graph's landmark model alone, per engine and runtime thread count
+(1 and 2): OpenVINO on the .tflite (f32, latency hint), ONNX Runtime and ncnn on the project's
+checked conversions (vpipe convert), and the TFLite interpreter with XNNPACK (ai-edge-litert,
+the runtime inside MediaPipe) when installed: median wall ms and CPU ms (user + sys of the
+process) per call on real 720p crops (the graph's own, taken from its rects), against
+MediaPipe's process() per frame of the same run. Whether 1.5x is reachable at all follows from
+these: the loop is sequential, so its frames/s is at most 1000 / (model ms + the rest of the
+loop), on two cores shared with decoding.
 
 Needs the MediaPipe environment: bash tests/bench/make_mp_env.sh (or VPIPE_MP_ENV).
 """
@@ -27,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
@@ -35,6 +47,8 @@ from _meta import interleaved, median, round_ratios, write_json  # noqa: E402
 from tests.landmarks.conftest import decode_clip, make_720p  # noqa: E402
 
 MP_ENV = Path(os.environ.get("VPIPE_MP_ENV", "/work/envs/mp01021"))
+LANDMARK_MODELS = {"face_mesh": ("zoo:face-landmark", (192, 192)), "pose": ("zoo:pose-landmark-full", (256, 256)),
+                   "hands": ("zoo:hand-landmark-full", (224, 224))}
 CASES = {  # graph: (sample, make 720p?, subgraph, side packets, MediaPipe solution, its options, decoded format)
     "face_mesh": ("carphone", True, "face_mesh_tracker", {}, "face_mesh", {}, "I420"),
     "pose": ("carphone", True, "pose_tracker", {}, "pose", {}, "I420"),
@@ -79,12 +93,87 @@ def mp_runner(frames: Path, stamps: Path, solution: str, options: dict, out: Pat
     return run
 
 
+def _crops(video: Path, subgraph: str, fmt: str, size: tuple[int, int], count: int = 8) -> list:
+    """``count`` crops the graph itself feeds its landmark model (its stream ``crops``), (1, H, W, 3) float32."""
+    from pipeline import Graph
+
+    spec = {"name": "bench_crops", "side_packets": {}, "nodes": [
+        {"calculator": "VideoSource", "outputs": {"FRAMES": "frames"}, "options": {"uri": str(video), "format": fmt}},
+        {"subgraph": subgraph, "name": "t", "inputs": {"FRAMES": "frames"}, "outputs": {"LANDMARKS": "landmarks"}}]}
+    g = Graph.from_dict(spec, search_paths=[ROOT / "graphs"])
+    got = []
+    g.observe("t/crops", lambda p: got.append(np.ascontiguousarray(p.value.data[:1])))
+    g.run()
+    step = max(1, len(got) // count)
+    return got[::step][:count]
+
+
+def model_rows(model: str, crops: list, calls: int) -> list[dict]:
+    """The bare landmark model per engine and thread count: median wall ms and CPU ms per call."""
+    from apps.engine_bench import CONVERT_TO, _adapt_feed
+    from calculators.inference import selection
+    from calculators.inference.engine import EngineOptions
+    from models.catalog import resolve
+
+    path = Path(resolve(model))
+    rows = []
+
+    def timed(label: str, threads: int, infer) -> None:
+        for x in crops[:4]:
+            infer(x)  # warm-up
+        walls = []
+        c0 = time.process_time()
+        for i in range(calls):
+            t0 = time.perf_counter()
+            infer(crops[i % len(crops)])
+            walls.append(time.perf_counter() - t0)
+        cpu = (time.process_time() - c0) / calls
+        rows.append({"engine": label, "threads": threads, "wall_ms": 1e3 * median(walls), "cpu_ms": 1e3 * cpu})
+
+    for engine in ("openvino", "onnxruntime", "ncnn"):
+        if not selection.is_installed(engine):
+            continue
+        eng_path, shapes = path, []
+        if engine not in selection._FORMATS.get(path.suffix, ()):
+            from models.convert import convert
+
+            conv = convert(model, CONVERT_TO[engine])
+            eng_path, shapes = Path(conv.path), list(conv.input_shapes.values())
+        for threads in (1, 2):
+            eng = selection.engine_class(engine)(eng_path, EngineOptions(threads=threads))
+            try:
+                wants = [sp.shape if sp.shape is not None else (shapes[i] if i < len(shapes) else None)
+                         for i, sp in enumerate(eng.inputs)]
+                own = {id(x): _adapt_feed([x], wants) for x in crops}
+                timed(engine + ("" if eng_path == path else " (converted)"), threads, lambda x: eng.infer(own[id(x)]))
+            finally:
+                eng.close()
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        return rows
+    for threads in (1, 2):
+        it = Interpreter(model_path=str(path), num_threads=threads)  # XNNPACK, as inside MediaPipe
+        it.allocate_tensors()
+        inp, outs = it.get_input_details()[0]["index"], [o["index"] for o in it.get_output_details()]
+
+        def litert(x, it=it, inp=inp, outs=outs):
+            it.set_tensor(inp, x)
+            it.invoke()
+            return [it.get_tensor(o) for o in outs]
+
+        timed("tflite (XNNPACK, ai-edge-litert)", threads, litert)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--graphs", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--frames", type=int, default=120, help="frames of the clips made from carphone")
     ap.add_argument("--json", default="out/bench/landmarks.json")
+    ap.add_argument("--models", action="store_true", help="also time each landmark model alone per engine and threads")
+    ap.add_argument("--model-calls", type=int, default=100, help="timed calls per engine and thread count")
     args = ap.parse_args()
     import calculators  # noqa: F401  (registers the calculators)
     from models.catalog import resolve
@@ -117,7 +206,15 @@ def main() -> None:
             print(f"{name:10s} {r['clip']:28s} vpipe {r['fps']['vpipe']:6.1f} fps  mediapipe "
                   f"{r['fps']['mediapipe']:6.1f} fps  speedup x{r['speedup_median']:.2f} "
                   f"({r['speedup_min']:.2f}..{r['speedup_max']:.2f})", flush=True)
-    write_json(args.json, "landmarks", {"repeats": args.repeats, "graphs": results}, libraries=["openvino", "av"])
+            if args.models:
+                model, size = LANDMARK_MODELS[name]
+                rows = model_rows(model, _crops(video, subgraph, fmt, size), args.model_calls)
+                r["models"] = {"model": model, "mediapipe_process_ms": 1e3 / r["fps"]["mediapipe"], "rows": rows}
+                print(f"  {model} alone (MediaPipe's whole process() per frame: {1e3 / r['fps']['mediapipe']:.2f} ms)")
+                for row in rows:
+                    print(f"    {row['engine']:34s} threads {row['threads']}  {row['wall_ms']:6.2f} ms wall  "
+                          f"{row['cpu_ms']:6.2f} ms CPU per call", flush=True)
+    write_json(args.json, "landmarks", {"repeats": args.repeats, "graphs": results}, libraries=["openvino", "av", "onnxruntime", "ncnn", "ai-edge-litert"])
     print(f"wrote {args.json}")
 
 

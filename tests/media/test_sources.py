@@ -187,6 +187,35 @@ def test_reader_unit_without_graph(sample):
     assert info.frame_count == 120 and [t for t, _ in frames] == [0, 33367, 66733]
 
 
+def test_an_open_video_shortens_the_gil_switch_interval_until_the_last_reader_closes(sample):
+    """A decoder beside a Python-busy thread waits up to a switch interval for the GIL after each
+    native call: while a video is open the interval is at most DECODER_SWITCH_INTERVAL_S, in a graph
+    too, and the value found before comes back when the last reader closes (each close counts once)."""
+    import sys
+
+    from calculators.sources.common import DECODER_SWITCH_INTERVAL_S
+
+    before = sys.getswitchinterval()
+    assert before > DECODER_SWITCH_INTERVAL_S  # CPython's default, 5 ms
+    a = VideoReader(VideoSourceOptions(uri=str(sample("carphone")), stop_s=0.1))
+    b = VideoReader(VideoSourceOptions(uri=str(sample("carphone")), stop_s=0.1))
+    a.open()
+    assert sys.getswitchinterval() == DECODER_SWITCH_INTERVAL_S
+    b.open()
+    a.close()
+    a.close()  # a second close does not release b's hold
+    assert sys.getswitchinterval() == DECODER_SWITCH_INTERVAL_S
+    b.close()
+    assert sys.getswitchinterval() == before
+    seen = []
+    g = graph({"calculator": "VideoSource", "outputs": {"FRAMES": "frames"},
+               "options": {"uri": str(sample("carphone")), "stop_s": 0.1}}, outputs=["frames"])
+    g.observe("frames", lambda p: seen.append(sys.getswitchinterval()))
+    g.start()
+    g.wait(60)
+    assert seen == [DECODER_SWITCH_INTERVAL_S] * 3 and sys.getswitchinterval() == before
+
+
 # -- ImageSource ----------------------------------------------------------------------------
 
 @pytest.fixture
