@@ -36,6 +36,7 @@ log = logging.getLogger("vpipe")
 
 _perf_ns = time.perf_counter_ns
 HANDOFF_NS = 50_000  # mean process() time above which a node's backlog goes to idle workers
+MAX_DIRECT_DEPTH = 16  # direct hops nested in one another at most (each is a few stack frames)
 
 
 def default_threads() -> int:
@@ -151,6 +152,10 @@ class Executor:
 class Scheduler:
     """The executors, the source threads and the throttle of one run."""
 
+    # False sends every packet through the queues: tests run the same graphs both ways and
+    # compare (tests/pipeline/test_direct_hop.py).
+    direct_hops = True
+
     def __init__(self, run: "RunState", executors: dict[str, int], trace: list | None):
         self.run = run
         self.trace = trace
@@ -166,9 +171,10 @@ class Scheduler:
     # -- starting and stopping -------------------------------------------------------------------
 
     def start(self, nodes: list["NodeRuntime"]) -> None:
-        """Starts the workers, activates the nodes that have no forward input (only back edges)
-        and starts one thread per source."""
+        """Plans the direct hops, starts the workers, activates the nodes that have no forward
+        input (only back edges) and starts one thread per source."""
         self.nodes = nodes
+        self.plan_direct_hops(nodes)
         for ex in self.executors.values():
             ex.start()
         ready: list = []
@@ -186,6 +192,33 @@ class Scheduler:
         self.run.threads_started(len(self.source_threads))
         for th in self.source_threads:
             th.start()
+
+    def plan_direct_hops(self, nodes: list["NodeRuntime"]) -> int:
+        """Chooses, once, the streams whose packets go straight into their consumer's ``process``
+        (streams.py, ``DirectStream``): a stream with one consumer and no observer, made by a node
+        that is not a source and runs one call at a time (so it emits only from its own steps, on
+        a worker of its executor), read by a simple node (node.py) on the same executor. At most
+        ``MAX_DIRECT_DEPTH`` direct hops follow one another; the next one takes the queue, and the
+        count starts again after it. None while tracing (``vpipe profile``: a direct call would
+        sit inside its producer's traced call). ``nodes`` is in topological order; returns how
+        many streams became direct."""
+        if not self.direct_hops or self.trace is not None:
+            return 0
+        nesting: dict = {}  # node -> how many direct hops deep its calls may run
+        made = 0
+        for node in nodes:
+            if node.is_source or node.max_in_flight != 1:
+                continue
+            level = nesting.get(node, 0) + 1
+            for s in node.out_streams:
+                if len(s.queues) != 1 or s.direct:
+                    continue
+                c = s.queues[0].node
+                if c.simple and c.executor is node.executor and level <= MAX_DIRECT_DEPTH:
+                    s.make_direct(node)
+                    nesting[c] = level
+                    made += 1
+        return made
 
     def join(self) -> list[threading.Thread]:
         """Waits for the sources to stop and the workers to run out of work (sinks write what
