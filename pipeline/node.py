@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 from . import config as _config
 from .errors import GraphRunError
 from .policies import READY_TO_CLOSE, input_bound, policy_for
+from .scheduler import HANDOFF_NS
 from .streams import InputQueue, ObserverFailed, Stream
 from .timestamp import Packet, Timestamp
 
@@ -57,6 +58,9 @@ if TYPE_CHECKING:
 
 DONE = Timestamp.DONE
 _perf_ns = time.perf_counter_ns
+# One call in this many is measured, for nodes with short calls (_timed_call); odd, so that a
+# node whose calls alternate (every other frame, one in 4 or 8) is not measured on one kind only.
+SAMPLE_EVERY = 17
 
 
 class InFlightCall:
@@ -83,7 +87,8 @@ class NodeRuntime:
     __slots__ = ("graph", "run", "sched", "spec", "name", "cls", "depth", "lock", "queues", "forward_queues",
                  "outputs", "out_streams", "calc", "process", "options", "side", "opened", "closed", "finished",
                  "active", "max_in_flight", "policy", "immediate", "offset", "process_bounds", "propagated",
-                 "is_source", "simple", "executor", "ctx", "inflight", "flushing", "count", "time_ns", "drops",
+                 "is_source", "simple", "executor", "ctx", "inflight", "flushing", "count", "sampled", "sampled_ns",
+                 "every", "timing", "drops",
                  "q0", "dq0", "tag0", "claim", "sink", "__weakref__")
 
     def __init__(self, graph: "Graph", spec: _config.NodeSpec, depth: int, run: "RunState", sched: "Scheduler"):
@@ -121,8 +126,11 @@ class NodeRuntime:
         self.inflight: deque[InFlightCall] = deque()
         self.flushing = False
         # stats
-        self.count = 0
-        self.time_ns = 0
+        self.count = 0  # process calls that returned
+        self.sampled = 0  # of them, the calls whose time was measured (see _timed_call)
+        self.sampled_ns = 0  # their total time
+        self.every = 1  # one call in this many is measured (see _timed_call)
+        self.timing = False  # a measured call is running (its emissions take the queues)
         self.drops = 0
         self.q0: InputQueue | None = None
         self.dq0: deque | None = None
@@ -284,19 +292,18 @@ class NodeRuntime:
         t = ctx.timestamp = p[1]
         ctx.inputs = {self.tag0: p}
         ctx._ready = ready
-        process = self.process  # a bound method in a slot: called from a local, it is cheaper
-        start = _perf_ns()
-        try:
-            process(ctx)
-        except BaseException as e:  # noqa: BLE001 - every failure stops the run
-            self.fail("process", t, e)
+        if self.count % self.every:  # a call left out of the process-time sample: no clock read
+            process = self.process  # a bound method in a slot: called from a local, it is cheaper
+            try:
+                process(ctx)
+            except BaseException as e:  # noqa: BLE001 - every failure stops the run
+                self.fail("process", t, e)
+                self.claim[0] = True
+                return False
+        elif not self._timed_call(ctx, t, trace):
             self.claim[0] = True
             return False
-        end = _perf_ns()
         self.count += 1
-        self.time_ns += end - start
-        if trace is not None:
-            trace.append((self.name, threading.current_thread().name, t, start, end))
         if self.offset is not None:
             # _advance_outputs(_bound_after(t)) for the one input, inlined; the bound is read
             # before the packets (see the module's docstring)
@@ -322,33 +329,65 @@ class NodeRuntime:
             return False  # a producer claimed it: it is scheduled
         return self._simple_idle(ready)
 
-    def call_direct(self, p: Packet, ready: list) -> int:
+    def call_direct(self, p: Packet, ready: list) -> None:
         """The direct hop (streams.py, ``DirectStream``): ``process`` of this simple node at once,
-        inside its producer's call, for one packet that never entered the queue. The producer
-        took the claim and saw the queue empty, and is the only one who could fill it: there is
-        nothing to look at afterwards, the claim is released. Returns the nanoseconds the call
-        took (the producer's time is measured around it: it takes them off its own)."""
+        inside its producer's (unmeasured) call, for one packet that never entered the queue. The
+        producer took the claim and saw the queue empty, and is the only one who could fill it:
+        there is nothing to look at afterwards, the claim is released."""
         ctx = self.ctx
         t = ctx.timestamp = p[1]
         ctx.inputs = {self.tag0: p}
         ctx._ready = ready
-        start = _perf_ns()
-        try:
-            self.process(ctx)
-        except BaseException as e:  # noqa: BLE001 - every failure stops the run
-            self.fail("process", t, e)
+        if self.count % self.every:  # (see _timed_call)
+            try:
+                self.process(ctx)
+            except BaseException as e:  # noqa: BLE001 - every failure stops the run
+                self.fail("process", t, e)
+                self.claim[0] = True
+                return
+        elif not self._timed_call(ctx, t, None):  # (no direct hop while tracing)
             self.claim[0] = True
-            return _perf_ns() - start
-        el = _perf_ns() - start
+            return
         self.count += 1
-        self.time_ns += el
         if self.offset is not None:  # the offset contract: the queue is empty, its bound is t + 1
             nb = self.propagated = t + 1
             for s in self.out_streams:
                 if s.bound < nb:
                     s.set_bound(nb, ready)
         self.claim[0] = True
-        return el
+
+    def _timed_call(self, ctx: "Context", t: int, trace: list | None) -> bool:
+        """One ``process`` call, measured: a sample of the node's process time. Reading the clock
+        costs as much as a short call (two reads: 0.1-0.6 µs on the VM of docs/benchmarks.md),
+        so a node whose measured calls average under ``HANDOFF_NS`` has only one call in
+        ``SAMPLE_EVERY`` measured (``every``: the first, and each whose count is a multiple of it);
+        a longer one, and every node while tracing, has every call measured. ``time_ns`` is the estimate the stats show. While
+        a measured call runs (``timing``), the node's packets take the queues, not a direct hop,
+        so the measure holds only the node's own call. Returns False when the call failed."""
+        self.timing = True
+        start = _perf_ns()
+        try:
+            self.process(ctx)
+        except BaseException as e:  # noqa: BLE001 - every failure stops the run
+            self.timing = False
+            self.fail("process", t, e)
+            return False
+        end = _perf_ns()
+        self.timing = False
+        n = self.sampled = self.sampled + 1
+        ns = self.sampled_ns = self.sampled_ns + end - start
+        if trace is not None:
+            trace.append((self.name, threading.current_thread().name, t, start, end))
+        else:
+            self.every = SAMPLE_EVERY if ns < HANDOFF_NS * n else 1
+        return True
+
+    @property
+    def time_ns(self) -> int:
+        """The node's total process time in ns: the measured calls' mean times the calls (exact
+        when every call is measured: sources, ``max_in_flight > 1``, long calls, tracing)."""
+        n = self.sampled
+        return self.sampled_ns * self.count // n if n else 0
 
     def _simple_idle(self, ready: list) -> bool:
         """A simple node holding its claim with no packet in hand: closes, propagates a bound, or
@@ -428,19 +467,19 @@ class NodeRuntime:
         ctx.inputs = inputs
         ctx._ready = ready
         ctx._bounds = bounds
-        start = _perf_ns()
-        try:
-            self.process(ctx)
-        except BaseException as e:  # noqa: BLE001 - every failure stops the run
-            self.fail("process", t, e)
+        if self.count % self.every:  # (see _timed_call)
+            try:
+                self.process(ctx)
+            except BaseException as e:  # noqa: BLE001 - every failure stops the run
+                self.fail("process", t, e)
+                with self.lock:
+                    self.active -= 1
+                return False
+        elif not self._timed_call(ctx, t, trace):
             with self.lock:
                 self.active -= 1
             return False
-        end = _perf_ns()
         self.count += 1
-        self.time_ns += end - start
-        if trace is not None:
-            trace.append((self.name, threading.current_thread().name, t, start, end))
         if self.offset is not None:
             self._advance_outputs(self._bound_after(t), ready)
         return True
@@ -464,9 +503,10 @@ class NodeRuntime:
         end = _perf_ns()
         if trace is not None:
             trace.append((self.name, threading.current_thread().name, t, start, end))
-        with self.lock:
+        with self.lock:  # concurrent calls: every one measured
             self.count += 1
-            self.time_ns += end - start
+            self.sampled += 1
+            self.sampled_ns += end - start
             call.done = True
 
     def _flush(self, ready: list) -> None:

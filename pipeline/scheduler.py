@@ -113,7 +113,7 @@ class Executor:
                             # when its calls are long enough to gain from it: for a call of
                             # microseconds the hand-off costs more than it saves (two threads only
                             # trade the GIL).
-                            if self.idle and ready and node.time_ns > HANDOFF_NS * node.count:
+                            if self.idle and ready and node.sampled_ns > HANDOFF_NS * node.sampled:
                                 self.submit(node)
                             else:
                                 local.append(node)
@@ -291,8 +291,9 @@ class Scheduler:
                 start = _perf_ns()
                 r = calc.process(ctx)
                 end = _perf_ns()
-                node.count += 1
-                node.time_ns += end - start
+                node.count += 1  # a source's calls are all measured
+                node.sampled += 1
+                node.sampled_ns += end - start
                 if trace is not None and first_out is not None and first_out.last != last:
                     # one event per call that emitted, at the timestamp it emitted
                     trace.append((node.name, threading.current_thread().name, first_out.last, start, end))

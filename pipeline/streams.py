@@ -20,7 +20,6 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from .errors import TimestampError
-from .scheduler import HANDOFF_NS
 from .readonly import FREEZERS, _new as _first_freeze
 from .timestamp import Packet, Timestamp
 
@@ -163,11 +162,11 @@ class DirectStream(Stream):
         p = self._from
         # (only this stream's producer pushes into q, and it is here: the consumer stays idle
         # until claimed, and nothing reaches its queue during the call)
-        if not dq and not p.run.stopping and p.time_ns <= HANDOFF_NS * p.count and q.claim.pop(0, False):
+        if not dq and not p.timing and not p.run.stopping and q.claim.pop(0, False):
             q.bound = b
             if not q.peak:
                 q.peak = 1  # the packet was in the node's hands, as a queued one would be
-            p.time_ns -= q.node.call_direct(packet, ready)
+            q.node.call_direct(packet, ready)
             return
         n = len(dq)  # the queue path: Stream.send's for a simple node's queue
         if n < q.room:
