@@ -58,9 +58,10 @@ if TYPE_CHECKING:
 
 DONE = Timestamp.DONE
 _perf_ns = time.perf_counter_ns
-# One call in this many is measured, for nodes with short calls (_timed_call); odd, so that a
-# node whose calls alternate (every other frame, one in 4 or 8) is not measured on one kind only.
-SAMPLE_EVERY = 17
+# One call in this many is measured, for nodes with short calls (_timed_call); a prime, so that
+# a node whose calls follow a shorter period (every other frame, one in 3, 4, 8...) is not
+# measured on one kind of call only.
+SAMPLE_EVERY = 31
 
 
 class InFlightCall:
@@ -345,9 +346,13 @@ class NodeRuntime:
                 self.fail("process", t, e)
                 self.claim[0] = True
                 return
-        elif not self._timed_call(ctx, t, None):  # (no direct hop while tracing)
-            self.claim[0] = True
-            return
+        else:  # (the node's first call is measured: it counts the packet in the queue's peak)
+            q = self.q0
+            if not q.peak:
+                q.peak = 1  # the packet was in the node's hands, as a queued one would be
+            if not self._timed_call(ctx, t, None):  # (no direct hop while tracing)
+                self.claim[0] = True
+                return
         self.count += 1
         if self.offset is not None:  # the offset contract: the queue is empty, its bound is t + 1
             nb = self.propagated = t + 1

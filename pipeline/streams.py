@@ -164,8 +164,6 @@ class DirectStream(Stream):
         # until claimed, and nothing reaches its queue during the call)
         if not dq and not p.timing and not p.run.stopping and q.claim.pop(0, False):
             q.bound = b
-            if not q.peak:
-                q.peak = 1  # the packet was in the node's hands, as a queued one would be
             q.node.call_direct(packet, ready)
             return
         n = len(dq)  # the queue path: Stream.send's for a simple node's queue
