@@ -26,6 +26,14 @@ Three ways through ``step``:
 - ``max_in_flight > 1``: calls run concurrently; each call's outputs are buffered in its
   ``InFlightCall`` and flushed in start order, so outputs stay in timestamp order.
 
+And one way around it: the direct hop (``call_direct``). A simple node whose input stream is a
+``DirectStream`` (streams.py; chosen at start by the scheduler) is called by that stream's
+``send`` itself, inside its producer's call, when it is idle: the packet never enters the queue.
+
+Process times are a sample (``_timed_call``): the clock is read around every call of a node
+whose calls are long, and around one call in ``SAMPLE_EVERY`` of the others; ``count`` is
+exact and ``time_ns`` the estimate.
+
 A stopping run (cancelled or failed) drops work at every node but the sinks (nodes without outputs,
 ``sink``): they go on writing what reached them until the run is ``halted`` (run_state.py), so a
 failure elsewhere still leaves their files whole. ``close_at_shutdown`` closes what did not finish,

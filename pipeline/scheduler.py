@@ -5,6 +5,9 @@
   ready runs *inline* next on the same worker when it shares the executor (a hop costs a few
   microseconds), and is queued otherwise. A node that still has work goes back to the queue only
   when its calls are long enough that another worker gains from pipelining it (``HANDOFF_NS``).
+- Cheaper than the inline hop, the direct hop (streams.py, ``DirectStream``): at start,
+  ``plan_direct_hops`` picks the streams whose consumer may be called straight from the
+  emission, inside the producer's call, on the producer's worker.
 - Sources run on threads of their own (``run_source``): each ``process`` call emits through
   ``OutputHandle.add``, which waits in ``throttle`` while an input queue with overflow ``block`` is
   full. Only sources and the Python feed are throttled, never interior nodes, so throttling cannot

@@ -12,6 +12,10 @@ When such a queue has room, ``send`` appends the packet, moves the queue's bound
 node.py's docstring says why) and takes the claim, with no lock and no call into the node; whoever
 takes the claim puts the node on ``ready``. A queue about to fill, and every other queue, goes
 through ``NodeRuntime.deliver``.
+
+Cheaper still, the direct hop: a ``DirectStream`` (a stream with one consumer, a simple node on
+its producer's executor) hands a packet to an idle consumer's ``process`` at once (its docstring
+says when), skipping the queue and the worker's ``ready`` list.
 """
 
 from __future__ import annotations
