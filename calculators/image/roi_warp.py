@@ -3,8 +3,9 @@
 MediaPipe's ImageToTensorCalculator (OpenCV converter) maps a rotated rect's corners onto the
 tensor's corners (``cv::getPerspectiveTransform`` of ``cv::boxPoints``, then ``warpPerspective``,
 bilinear, ``BORDER_REPLICATE`` unless told otherwise). For a rect that map is affine, so each crop
-here is one warp by :func:`calculators.landmarks.geometry.roi_matrix`, sampled as MediaPipe's
-OpenCV does (:func:`calculators.image.ops.warp_affine`). An I420 frame
+here is one warp. Bilinear crops of RGB/BGR/GRAY frames sample the positions MediaPipe's OpenCV 4
+samples, to the bit (:func:`rect_maps`); other interpolations and I420 planes warp by
+:func:`calculators.landmarks.geometry.roi_matrix` (:func:`calculators.image.ops.warp_affine`). An I420 frame
 is cropped plane by plane (the half-size chroma planes through the halved map) and only the small
 crop is converted to the model's format, as :func:`calculators.image.ops.warp_i420` does for the
 whole frame.
@@ -12,19 +13,69 @@ whole frame.
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
-from calculators.image.ops import _YUV_TO_RGB, INTERPOLATIONS, warp_affine
+from calculators.image.ops import _YUV_TO_RGB, INTERPOLATIONS, _fixed_point_maps, warp_affine
 from calculators.landmarks.geometry import roi_matrix
 from calculators.types import _Y_TO_GRAY, Image, Rects, rgb_to_yuv
 
 BORDERS = {"replicate": cv2.BORDER_REPLICATE, "constant": cv2.BORDER_CONSTANT}
 
 
+def _box_points(cx: float, cy: float, w: float, h: float, angle_degrees: float) -> np.ndarray:
+    """The rect's four corners as OpenCV 4's ``cv::RotatedRect::points`` computes them (float32,
+    in its order of operations). OpenCV 5's ``cv2.boxPoints`` rounds about half of them
+    differently in the last bit, enough to move some samples by a 1/32-pixel step."""
+    f = np.float32
+    cx, cy, w, h = f(cx), f(cy), f(w), f(h)
+    angle = float(f(angle_degrees)) * math.pi / 180.0
+    b, a = f(f(math.cos(angle)) * f(0.5)), f(f(math.sin(angle)) * f(0.5))
+    x0, y0 = f(f(cx - f(a * h)) - f(b * w)), f(f(cy + f(b * h)) - f(a * w))
+    x1, y1 = f(f(cx + f(a * h)) - f(b * w)), f(f(cy - f(b * h)) - f(a * w))
+    two = f(2.0)
+    return np.array([[x0, y0], [x1, y1], [f(two * cx) - x0, f(two * cy) - y0],
+                     [f(two * cx) - x1, f(two * cy) - y1]], np.float32)
+
+
+def rect_maps(rect: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``cv2.remap``'s fixed-point maps (CV_16SC2 positions, CV_16UC1 1/32-pixel fractions) of the
+    crop of ``rect`` (cx, cy, w, h, rotation; frame pixels) onto ``size``, as mediapipe 0.10.21's
+    ImageToTensorCalculator makes them: the rect in float32 (GetRoi), its corners
+    (:func:`_box_points`) mapped onto the tensor's by ``getPerspectiveTransform``, and each tensor
+    pixel's source position as OpenCV 4's ``warpPerspective`` computes it (the inverse matrix, in
+    blocks of 64 columns, rounded half to even to 1/32 pixel). The analytic affine map
+    (:func:`calculators.landmarks.geometry.roi_matrix`) differs from this one by ~1e-4 pixel, which
+    changes a few samples per crop and, on bigbuckbunny, moved the hand landmarks by 0.003 pixel
+    (median; 0.15 at most) on MediaPipe's own regions, which the tracking loop amplifies."""
+    cx, cy, w, h, r = (float(v) for v in rect)
+    f = np.float32
+    angle = float(f(f(r) * f(180.0))) / math.pi  # roi.rotation * 180.f / M_PI, stored as float
+    tw, th = int(size[0]), int(size[1])
+    corners = np.array([[0, th], [0, 0], [tw, 0], [tw, th]], np.float32)
+    m = cv2.getPerspectiveTransform(_box_points(cx, cy, w, h, float(f(angle))), corners)
+    m = cv2.invert(m, flags=cv2.DECOMP_LU)[1].ravel()
+    # warpPerspective walks the output in blocks (16 rows x 1024 // 16 columns for tensors this
+    # size) and adds x - block start to the block's start value: the same sums, in the same order.
+    block = min(1024 // min(16, th), tw)
+    xs = np.arange(tw, dtype=np.float64)
+    x0 = (xs // block) * block
+    dx = xs - x0
+    ys = np.arange(th, dtype=np.float64)[:, None]
+    wgt = (m[6] * x0 + m[7] * ys + m[8]) + m[6] * dx
+    wgt = np.divide(32.0, wgt, out=np.zeros_like(wgt), where=wgt != 0)
+    lim = float(2 ** 31 - 1)
+    x = np.rint(np.clip(((m[0] * x0 + m[1] * ys + m[2]) + m[0] * dx) * wgt, -lim - 1, lim)).astype(np.int64)
+    y = np.rint(np.clip(((m[3] * x0 + m[4] * ys + m[5]) + m[3] * dx) * wgt, -lim - 1, lim)).astype(np.int64)
+    xy = cv2.merge([np.clip(x >> 5, -32768, 32767).astype(np.int16), np.clip(y >> 5, -32768, 32767).astype(np.int16)])
+    return xy, ((y & 31) << 5 | (x & 31)).astype(np.uint16)
+
+
 def _warp(plane: np.ndarray, to_frame: np.ndarray, size: tuple[int, int], flags: int, border: int,
-          value: float) -> np.ndarray:
-    return warp_affine(plane, to_frame, size, flags, border, value)
+          value: float, maps=None) -> np.ndarray:
+    return warp_affine(plane, to_frame, size, flags, border, value, maps)
 
 
 def warp_rect(image: Image, rect: np.ndarray, tensor_size: tuple[int, int], format: str = "RGB",
@@ -44,15 +95,18 @@ def warp_rect(image: Image, rect: np.ndarray, tensor_size: tuple[int, int], form
     bmode = BORDERS[border]
     if image.format != "I420":
         src = image if image.format == format else image.to(format)
-        return _warp(src.data, m, size, flags, bmode, border_value)
+        maps = rect_maps(rect, size) if flags == cv2.INTER_LINEAR else None
+        return warp_affine(src.data, m, size, flags, bmode, border_value, maps)
     y, u, v = image.planes()
     by, bu, bv = rgb_to_yuv((float(border_value),) * 3)
     ys = _warp(y, m, size, flags, bmode, by)
     if format == "GRAY":
         return cv2.LUT(ys, _Y_TO_GRAY)
-    # Chroma sample i covers luma pixels 2i and 2i+1: halve the frame side of the map.
+    # Chroma sample i covers luma pixels 2i and 2i+1: halve the frame side of the map. U and V share
+    # one map (computing the fixed-point maps costs more than the remap itself).
     mc = m * 0.5
-    yuv = cv2.merge([ys, _warp(u, mc, size, flags, bmode, bu), _warp(v, mc, size, flags, bmode, bv)])
+    maps = _fixed_point_maps(mc, size) if flags == cv2.INTER_LINEAR else None
+    yuv = cv2.merge([ys, _warp(u, mc, size, flags, bmode, bu, maps), _warp(v, mc, size, flags, bmode, bv, maps)])
     rgb = cv2.transform(yuv, _YUV_TO_RGB)
     return rgb if format == "RGB" else Image(rgb, "RGB").to(format).data
 

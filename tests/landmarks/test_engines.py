@@ -19,8 +19,9 @@ with the float warp; 9.2e-5 at most on the same 30 frames without the loop).
 hands in tracking mode: the same hand on the same frames on every engine, with mediapipe 0.10.21's
 own counts on these frames (0 hands on 108-111, one from 112, the paw found a second time on 129);
 the difference grows along the track (about 5e-5 on the detected frame, then each frame's region
-comes from the previous frame's landmarks): the mean point error reached 0.43 % (ONNX Runtime) and
-0.55 % (ncnn) of the box at worst."""
+comes from the previous frame's landmarks): the mean point error reached 0.57 % (ONNX Runtime) and
+0.71 % (ncnn) of the box at worst (crops sampled at MediaPipe's positions, roi_warp.rect_maps;
+0.43 % / 0.55 % with the analytic affine map)."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -111,6 +112,58 @@ def test_warp_rect_crops_the_rotated_region_from_rgb_and_i420_alike():
     assert np.array_equal(outside[0, 0], base[0, 0])
     stack = warp_rects(image, Rects([rect, rect], (80, 60)), (16, 16), "GRAY")
     assert stack.shape == (2, 16, 16, 1)
+
+
+_OPENCV4_CROPS = """
+import math, sys, numpy as np, cv2
+rects, sizes, img = np.load(sys.argv[1]), [(224, 224), (256, 256), (192, 192), (48, 32), (100, 70)], np.load(sys.argv[2])
+out = {}
+for i, (cx, cy, w, h, r) in enumerate(rects):
+    f = np.float32  # ImageToTensorCalculator: GetRoi in float, RotatedRect(centre, size, rotation * 180.f / M_PI)
+    box = ((float(f(cx)), float(f(cy))), (float(f(w)), float(f(h))), float(f(float(f(r) * f(180.0)) / math.pi)))
+    tw, th = sizes[i % len(sizes)]
+    m = cv2.getPerspectiveTransform(cv2.boxPoints(box), np.array([[0, th], [0, 0], [tw, 0], [tw, th]], np.float32))
+    out[str(i)] = cv2.warpPerspective(img, m, (tw, th), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+np.savez(sys.argv[3], **out)
+print(cv2.__version__)
+"""
+
+
+def test_warp_rect_samples_as_mediapipe_opencv4_to_the_bit(tmp_path):
+    """Bilinear rect crops equal, bit for bit, what mediapipe 0.10.21's ImageToTensorCalculator makes
+    (its OpenCV 4 code path: boxPoints, getPerspectiveTransform, warpPerspective, replicated border),
+    run by OpenCV 4 in the mediapipe 0.10.21 environment, over rotations, sizes and rects leaving
+    the frame. The analytic affine map, sampled with the same fixed-point weights, differs on a few
+    pixels of most crops (which moves hand landmarks along a tracking loop)."""
+    import subprocess
+
+    from calculators.image.ops import warp_affine
+    from tests.landmarks.conftest import mp_python
+
+    py = mp_python()
+    rng = np.random.default_rng(7)
+    img = rng.integers(0, 256, (360, 640, 3), np.uint8)
+    rects = np.stack([rng.uniform(-50, 690, 60), rng.uniform(-50, 410, 60), rng.uniform(10, 500, 60),
+                      rng.uniform(10, 500, 60), rng.uniform(-4, 4, 60)], axis=1)
+    np.save(tmp_path / "rects.npy", rects)
+    np.save(tmp_path / "img.npy", img)
+    proc = subprocess.run([str(py), "-c", _OPENCV4_CROPS, str(tmp_path / "rects.npy"), str(tmp_path / "img.npy"),
+                           str(tmp_path / "crops.npz")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("4."), f"the reference needs OpenCV 4 (mediapipe 0.10.21's), got {proc.stdout}"
+    ref = np.load(tmp_path / "crops.npz")
+    sizes = [(224, 224), (256, 256), (192, 192), (48, 32), (100, 70)]
+    frame = Image(img, "RGB")
+    affine_differs = 0
+    for i, rect in enumerate(rects):
+        size = sizes[i % len(sizes)]
+        want = ref[str(i)]
+        got = warp_rect(frame, rect, size, border="replicate")
+        assert np.array_equal(got, want), f"rect {i} {rect.round(3).tolist()} -> {size}: " \
+            f"{int((got != want).any(-1).sum())} pixels differ"
+        affine = warp_affine(img, roi_matrix(rect, size), size, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
+        affine_differs += not np.array_equal(affine, want)
+    assert affine_differs > 10, "the test must tell the two samplings apart"
 
 
 def test_decode_landmarks_sigmoid_flip_and_normalize_z():

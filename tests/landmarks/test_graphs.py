@@ -211,22 +211,26 @@ def test_hand_landmark_stage_agrees_with_mediapipe_on_its_own_regions(bigbuckbun
     ours = [(int(t), got[int(t)]) for t in stamps]
     m = compare(ref["frames"], ours, clip.size)
     print(f"\nhand landmarks on MediaPipe's regions, bigbuckbunny: same presence {m['same_presence']:.1%}, "
-          f"error mean {m['mean']:.2%} p95 {m['p95']:.2%} ({m['matched']} hands)")
+          f"error mean {m['mean']:.2g} p95 {m['p95']:.2g} of the box ({m['matched']} hands)")
     assert m["ref_present"] > 50 and m["matched"] >= 0.95 * sum(len(r) for r in ref["frames"])
-    # Sampled as MediaPipe's OpenCV samples (ops.warp_affine) the crops are its own to the bit:
-    # 0.00 % here; OpenCV 5's float warpAffine gave 0.13 % mean.
-    assert m["same_presence"] == 1.0 and m["mean"] <= 0.0005 and m["p95"] <= 0.001, m
+    # The crops sample MediaPipe's positions (roi_warp.rect_maps): what is left is the engines'
+    # arithmetic, mean 4.4e-7 / p95 7.7e-7 of the box. The analytic affine map sampled with the
+    # same fixed-point weights gave 3.6e-5 / 9.9e-5; OpenCV 5's float warpAffine 1.3e-3 mean.
+    assert m["same_presence"] == 1.0 and m["mean"] <= 3e-6 and m["p95"] <= 1e-5, m
 
 
 def test_hands_graph_agrees_with_mediapipe_on_bigbuckbunny(bigbuckbunny_clip):
     """The whole hands graph against MediaPipe's on bigbuckbunny: the hand present on the same frames
-    (>= 95 %), mean error <= 2 %, labelled as MediaPipe labels it, at most two hands.
+    (>= 95 %), mean error <= 2 % and 95th percentile <= 5 % of the box, labelled as MediaPipe labels
+    it, at most two hands.
 
-    The 95th percentile is held to 8 %, not 5 %: this clip's hands move fast and score near the
-    thresholds, so the tracking loop is chaotic. MediaPipe fed the same frames with 1 % of the pixel
-    values raised by one level agrees with itself on only ~55 % of frames (it loses the hand at
-    frame 45 and never finds it again; ``test_mediapipe_hands_on_bigbuckbunny_is_this_sensitive``),
-    while this graph, fed the same pixels, keeps within ~6 % at p95."""
+    This clip's hands move fast and score near the thresholds, so the tracking loop is chaotic:
+    MediaPipe fed the same frames with 1 % of the pixel values raised by one level agrees with
+    itself on only ~55 % of frames (``test_mediapipe_hands_on_bigbuckbunny_is_this_sensitive``).
+    Measured: mean 0.93 %, p95 2.9 %, the worst frames (91-95, up to 9 %) where the paw sweeps; the
+    difference starts at the palm detector's (1e-6 between engines) and grows along the track. With
+    crops sampled by the analytic affine map instead of MediaPipe's (roi_warp.rect_maps) the p95
+    was 6.3 % (two frames with the handedness flipped)."""
     clip = bigbuckbunny_clip
     run = run_graph("hands", "hands", {"source": str(clip.path)})
     ref = reference("hands", clip, {"max_num_hands": 2})
@@ -235,7 +239,7 @@ def test_hands_graph_agrees_with_mediapipe_on_bigbuckbunny(bigbuckbunny_clip):
           f"vpipe {m['ours_present']}), error mean {m['mean']:.2%} p95 {m['p95']:.2%} max {m['max']:.2%}; "
           f"detector on {run.stats['hands/detector_model']['count']}/{clip.count} frames")
     assert m["ref_present"] > 0.5 * clip.count, "the clip shows a hand (else the test proves nothing)"
-    assert m["same_presence"] >= 0.95 and m["mean"] <= 0.02 and m["p95"] <= 0.08, m
+    assert m["same_presence"] >= 0.95 and m["mean"] <= 0.02 and m["p95"] <= 0.05, m
     first_ref = next(i for i, r in enumerate(ref["frames"]) if r)
     first_ours = next(i for i, (_, lm) in enumerate(run.frames) if len(lm))
     assert first_ours == first_ref
@@ -244,9 +248,10 @@ def test_hands_graph_agrees_with_mediapipe_on_bigbuckbunny(bigbuckbunny_clip):
 
 
 def test_mediapipe_hands_on_bigbuckbunny_is_this_sensitive(bigbuckbunny_clip, clips_dir):
-    """Why the hands p95 bound above is 8 %: MediaPipe against itself, fed frames that differ by one
-    level on 1 % of the pixel values, loses the hand on many frames (a bit-level change flips a
-    presence score at its threshold and the track never comes back)."""
+    """How chaotic the reference is on this clip: MediaPipe against itself, fed frames that differ by
+    one level on 1 % of the pixel values, loses the hand on many frames (a bit-level change flips a
+    presence score at its threshold and the track never comes back), so agreement with it on
+    bigbuckbunny needs crops sampled exactly as MediaPipe samples them."""
     from tests.landmarks.conftest import Clip
 
     clip = bigbuckbunny_clip

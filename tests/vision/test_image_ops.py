@@ -143,3 +143,40 @@ def test_whole_frame_transform_is_made_once_per_size_and_read_only():
     _, c = image_to_tensor(frame, (128, 128), "crop")
     _, d = image_to_tensor(frame, (128, 128), "letterbox", roi=(0, 0, 88, 72))
     assert c is not a and d is not a and d.frame_size == (176, 144)
+
+
+@pytest.mark.parametrize("frame_wh, tensor_wh, fit, channels, border", [
+    ((1280, 720), (128, 128), "letterbox", 1, 16.0),     # 16:9 into a square: rows of border above and below
+    ((640, 360), (128, 128), "letterbox", 1, 128.0),     # its chroma plane
+    ((720, 1280), (128, 128), "letterbox", 3, 0.0),      # portrait: columns of border left and right
+    ((176, 144), (192, 192), "letterbox", 3, 127.6),     # upscaled, a border OpenCV rounds
+    ((1281, 721), (128, 128), "letterbox", 1, 16.0),     # odd sizes
+    ((1280, 720), (128, 128), "stretch", 3, 0.0),        # no border: the whole grid
+    ((1280, 720), (224, 224), "crop", 3, 0.0),
+])
+def test_whole_frame_remap_skips_the_border_bit_for_bit(frame_wh, tensor_wh, fit, channels, border):
+    # The cached remap of a whole-frame fit samples only the box of tensor pixels whose taps touch
+    # the frame and fills the rest with the border: the result must be the full grid's, to the bit.
+    import cv2
+
+    from calculators.image.ops import _FixedRemap, warp, warp_affine
+
+    rng = np.random.default_rng(7)
+    shape = (frame_wh[1], frame_wh[0]) + ((channels,) if channels > 1 else ())
+    data = rng.integers(0, 256, shape, dtype=np.uint8)
+    transform = fit_transform(frame_wh, tensor_wh, fit)
+    value = (border,) * 4
+    expected = warp_affine(data, transform.matrix, tensor_wh, cv2.INTER_LINEAR, cv2.BORDER_CONSTANT, value)
+    remap = _FixedRemap(transform.matrix, tensor_wh, frame_wh)
+    got = remap(data, value)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert np.array_equal(got, expected)
+    if fit != "stretch":  # (warp makes a pure scale of the whole frame a cv2.resize)
+        assert np.array_equal(warp(data, transform, border), expected)
+    r0, r1, c0, c1 = remap.box
+    if fit == "letterbox" and frame_wh[0] > frame_wh[1]:
+        assert r0 > 0 and r1 < tensor_wh[1] and (c0, c1) == (0, tensor_wh[0])   # the band was left out
+    if fit == "letterbox" and frame_wh[0] < frame_wh[1]:
+        assert c0 > 0 and c1 < tensor_wh[0] and (r0, r1) == (0, tensor_wh[1])
+    if fit == "stretch":
+        assert remap.whole
