@@ -94,7 +94,7 @@ class NodeRuntime:
     fast_path = True
 
     __slots__ = ("graph", "run", "sched", "spec", "name", "cls", "depth", "lock", "queues", "forward_queues",
-                 "outputs", "out_streams", "calc", "process", "options", "side", "opened", "closed", "finished",
+                 "outputs", "out_streams", "bounded", "calc", "process", "options", "side", "opened", "closed", "finished",
                  "active", "max_in_flight", "policy", "immediate", "offset", "process_bounds", "propagated",
                  "is_source", "simple", "executor", "ctx", "inflight", "flushing", "count", "sampled", "sampled_ns",
                  "every", "timing", "drops",
@@ -113,6 +113,7 @@ class NodeRuntime:
         self.forward_queues: list[InputQueue] = []
         self.outputs: dict[str, Stream] = {}
         self.out_streams: tuple[Stream, ...] = ()
+        self.bounded: tuple[Stream, ...] = ()  # the outputs the offset contract moves: all, or none
         self.calc = None
         self.process = None  # the calculator's bound process method
         self.options = None
@@ -150,6 +151,7 @@ class NodeRuntime:
     def add_output(self, tag: str, stream: Stream) -> None:
         self.outputs[tag] = stream
         self.out_streams = tuple(self.outputs.values())
+        self.bounded = self.out_streams if self.offset is not None else ()
 
     def wire_input(self, q: InputQueue) -> None:
         self.queues.append(q)
@@ -362,11 +364,12 @@ class NodeRuntime:
                 self.claim[0] = True
                 return
         self.count += 1
-        if self.offset is not None:  # the offset contract: the queue is empty, its bound is t + 1
-            nb = self.propagated = t + 1
-            for s in self.out_streams:
-                if s.bound < nb:
-                    s.set_bound(nb, ready)
+        # the offset contract: the queue is empty and its bound is t + 1 (propagated is read only
+        # when there is an offset, so it is set without looking)
+        self.propagated = t + 1
+        for s in self.bounded:
+            if s.bound <= t:
+                s.set_bound(t + 1, ready)
         self.claim[0] = True
 
     def _timed_call(self, ctx: "Context", t: int, trace: list | None) -> bool:
