@@ -141,13 +141,13 @@ class DirectStream(Stream):
     """A stream whose one consumer is a simple node (node.py) on its producer's executor, with no
     observer: ``send`` calls the consumer's ``process`` at once, on the producer's thread, inside
     the producer's call (``NodeRuntime.call_direct``), when the consumer is idle (its claim is
-    free and its queue empty), the run is not stopping, and the producer's calls are short (its
-    mean ``process`` time at most the scheduler's ``HANDOFF_NS``: a long one's backlog is better
-    left to an idle worker, which needs the consumer to go through the worker's ``ready``).
-    Otherwise the packet takes the queue as on any stream. No lock, no queue, no trip through the
-    worker's loop: the hop is a call. The consumer's process time is taken off the producer's
-    (whose own is measured around its whole call). The scheduler limits how many direct hops
-    may nest (``MAX_DIRECT_DEPTH``), so a long chain does not go deep in the stack."""
+    free and its queue empty), the run is not stopping, and the producer's call is not a
+    measured one (``timing``: node.py's ``_timed_call``). A producer whose calls are long is
+    measured on every call, so it never hops directly: its backlog is better left to an idle
+    worker, which needs the consumer to go through the worker's ``ready``. Otherwise the packet
+    takes the queue as on any stream. No lock, no queue, no trip through the worker's loop: the
+    hop is a call, and no measured call holds another node's. The scheduler limits how many
+    direct hops may nest (``MAX_DIRECT_DEPTH``), so a long chain does not go deep in the stack."""
 
     __slots__ = ()
 
