@@ -2,7 +2,8 @@
 
 Each ``apps/cmd_*.py`` module defines ``register(app)`` and adds its commands to the one Typer app,
 so every sub-command (run, validate, viz, profile, calculators, models, convert, bench) hangs off
-the same entry point.
+the same entry point. A command line that names a command imports and registers only its module
+(``COMMAND_MODULES``): ``vpipe run`` starts without the others' imports and options.
 
 Failures are reported by ``apps.errors``: one ``error:`` line for what a user can fix, a traceback
 only for bugs, or for everything with ``--debug`` (accepted anywhere on the command line) or
@@ -31,12 +32,35 @@ app = typer.Typer(
 DEBUG_FLAG = "--debug"
 
 
-def _register_commands() -> None:
+@app.callback()
+def _group() -> None:
+    """Keeps ``vpipe COMMAND`` a group when only the named command is registered (Typer would
+    otherwise run a lone command as the program itself)."""
+
+
+# Which ``apps/cmd_*.py`` module registers each command: a command line that names one imports and
+# builds only that module (``vpipe run`` does not import the converter, the profiler or the
+# reference generator, nor has Typer build their options). tests/apps/test_cli_commands.py checks
+# the table against what the modules register.
+COMMAND_MODULES = {
+    "bench": "cmd_bench", "calculators": "cmd_calculators", "convert": "cmd_convert", "models": "cmd_models",
+    "profile": "cmd_profile", "run": "cmd_run", "validate": "cmd_run", "viz": "cmd_viz",
+}
+
+
+def command_modules() -> list[str]:
+    """Every ``apps/cmd_*.py`` module, by name."""
     import apps
 
-    for info in sorted(pkgutil.iter_modules(apps.__path__), key=lambda m: m.name):
-        if info.name.startswith("cmd_"):
-            importlib.import_module(f"apps.{info.name}").register(app)
+    return sorted(info.name for info in pkgutil.iter_modules(apps.__path__) if info.name.startswith("cmd_"))
+
+
+def _register_commands(argv: list[str] | None = None) -> None:
+    """Registers the command ``argv`` names (its module only), or every command when it names
+    none that is known (``vpipe``, ``vpipe --help``, a mistyped command: Typer then lists them all)."""
+    named = COMMAND_MODULES.get(argv[0]) if argv else None
+    for module in [named] if named else command_modules():
+        importlib.import_module(f"apps.{module}").register(app)
 
 
 def _take_debug_flag(argv: list[str]) -> list[str]:
@@ -68,7 +92,7 @@ def main() -> None:
     _drop_current_folder_from_path()
     errors.install_notice_handler()
     errors.capture_native_stderr()  # before anything imports a native library that logs
-    _register_commands()
+    _register_commands(argv)
     try:
         app(args=argv, prog_name="vpipe")
     except KeyboardInterrupt:

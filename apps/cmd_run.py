@@ -90,7 +90,8 @@ def run_command(
         sides = run_flags(g, path, sides, pace.value if pace else None, loop)
     except CliError as e:
         raise fail(str(e), e.code)
-    stdout_console().print(summary_table(run_or_exit(g, sides, quiet=quiet)))
+    result = run_or_exit(g, sides, quiet=quiet)  # first: the console (rich) is made after the run
+    stdout_console().print(summary_table(result))
 
 
 def validate_command(

@@ -11,6 +11,7 @@ stop, the graph drains into the sinks), the second at once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -136,26 +137,19 @@ def run_with_progress(graph, side_packets: dict[str, Any], *, trace: bool = Fals
     the progress bar matches the frame count a video file declares even when a flow limiter
     drops frames further down.
     """
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-
     topo = graph.topology()
     streams = source_streams(topo)
     counted = streams[0][1] if streams else None
-    total = expected_frames(graph, side_packets)
     count = [0]
     lock = threading.Lock()
-
-    console = Console(stderr=True)
-    # Without a known total (a live stream), the bar pulses and the counters still move.
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
-               TextColumn("{task.fields[fps]:>7.1f} fps"), TimeElapsedColumn(), TextColumn("ETA"),
-               TimeRemainingColumn()]
-    # Only a terminal gets the live bar: in a log it would be noise before the error line.
-    progress = Progress(*columns, console=console, transient=False, disable=quiet or not console.is_terminal,
-                        auto_refresh=True, refresh_per_second=5)
-    task = progress.add_task(graph_name(graph), total=total or None, fps=0.0)
+    # Only a terminal gets the live bar: in a log it would be noise before the error line. Without
+    # a bar (``quiet``, a pipe) nothing is read for it before the run, and with ``quiet`` rich is
+    # not even imported: the sources open and the model compiles that much sooner.
+    progress = None if quiet else _progress_bar(graph)
+    show = progress is not None and not progress[0].disable
+    total = expected_frames(graph, side_packets) if show else None
+    if show:
+        progress[0].update(progress[1], total=total or None)
     t0 = [0.0]
 
     def on_frame(_packet) -> None:
@@ -163,21 +157,24 @@ def run_with_progress(graph, side_packets: dict[str, Any], *, trace: bool = Fals
         with lock:
             count[0] += 1
             n = count[0]
+        if not show:
+            return
+        bar, task = progress
         if n == 1 and not total:
             # The sources are open now: a VideoSource has published its stream info.
             total = _info_frames(graph)
             if total:
-                progress.update(task, total=total)
+                bar.update(task, total=total)
         if n % 8 == 0 or n == total:
             elapsed = time.perf_counter() - t0[0]
-            progress.update(task, completed=n, fps=n / elapsed if elapsed > 0 else 0.0)
+            bar.update(task, completed=n, fps=n / elapsed if elapsed > 0 else 0.0)
 
     if counted is not None:
         graph.observe(counted, on_frame, wanted=False)  # counts frames; asks for nothing to run
     from pipeline.signals import StopSignals
 
     stop_signals = StopSignals(graph, (signal.SIGINT, signal.SIGTERM), on_signal=_tell_stopping(graph))
-    with progress:
+    with progress[0] if progress is not None else contextlib.nullcontext():
         t0[0] = time.perf_counter()
         try:
             with stop_signals:
@@ -199,9 +196,25 @@ def run_with_progress(graph, side_packets: dict[str, Any], *, trace: bool = Fals
         finally:
             wall = time.perf_counter() - t0[0]
             n = count[0]
-            progress.update(task, completed=n, total=total if total and n <= total else n or None,
-                            fps=n / wall if wall > 0 else 0.0)
+            if progress is not None:
+                progress[0].update(progress[1], completed=n, total=total if total and n <= total else n or None,
+                                   fps=n / wall if wall > 0 else 0.0)
     return RunResult(wall, count[0], graph.stats(), tuple(graph.left_out))
+
+
+def _progress_bar(graph):
+    """(a rich ``Progress`` on stderr, its task): disabled unless stderr is a terminal."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    # Without a known total (a live stream), the bar pulses and the counters still move.
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+               TextColumn("{task.fields[fps]:>7.1f} fps"), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn()]
+    bar = Progress(*columns, console=console, transient=False, disable=not console.is_terminal,
+                   auto_refresh=True, refresh_per_second=5)
+    return bar, bar.add_task(graph_name(graph), total=None, fps=0.0)
 
 
 class Interrupted(KeyboardInterrupt):

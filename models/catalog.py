@@ -20,7 +20,6 @@ modification time changes).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import shutil
@@ -28,8 +27,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Literal, Union
@@ -168,8 +165,25 @@ class _Catalog(_Strict):
     entries: dict[str, Entry]
 
 
-@functools.lru_cache(maxsize=None)
+_parsed: list = []  # the parsed catalog, once read
+_parse_lock = threading.Lock()
+
+
 def _catalog() -> _Catalog:
+    """catalog.yaml, read and validated once per process. Under a lock: the nodes of a graph open
+    in several threads (the model's and the source's), and both resolve at once; an lru_cache
+    would let each parse the file. ``_catalog.cache_clear()`` forgets it (tests)."""
+    if not _parsed:
+        with _parse_lock:
+            if not _parsed:
+                _parsed.append(_read_catalog())
+    return _parsed[0]
+
+
+_catalog.cache_clear = _parsed.clear  # type: ignore[attr-defined]
+
+
+def _read_catalog() -> _Catalog:
     raw = yaml.safe_load(CATALOG_FILE.read_text())
     wheels = {k: Wheel(name=k, **v) for k, v in raw.get("wheels", {}).items()}
     ents = {k: Entry(name=k, **v) for k, v in raw.get("entries", {}).items()}
@@ -331,6 +345,8 @@ def _copy_stream(src, dst, name: str, total: int | None, progress: ProgressFn | 
 
 
 def _fetch_url(e: Entry, src: UrlSource, tmp: Path, progress: ProgressFn | None) -> None:
+    import urllib.request  # here: resolving a cached entry (every run) needs no HTTP client
+
     req = urllib.request.Request(src.url, headers={"User-Agent": "vpipe"})
     with urllib.request.urlopen(req, timeout=30) as r, open(tmp, "wb") as f:
         length = r.headers.get("Content-Length")
@@ -424,7 +440,7 @@ def _pull_plain(e: Entry, dest: Path, progress: ProgressFn | None, wheels: _Whee
         except ChecksumError as err:
             failures.append(f"{src.describe()}: {err}")
             checksum_failures += 1
-        except (OSError, urllib.error.URLError, zipfile.BadZipFile, FetchError, EOFError) as err:
+        except (OSError, zipfile.BadZipFile, FetchError, EOFError) as err:  # urllib's URLError is an OSError
             failures.append(f"{src.describe()}: {type(err).__name__}: {err}")
         finally:
             tmp.unlink(missing_ok=True)

@@ -118,7 +118,7 @@ def _port_type(annotation) -> _TypingAny:
     if isinstance(annotation, type):
         return annotation
     origin = typing.get_origin(annotation)
-    if isinstance(origin, type):
+    if isinstance(origin, type) and origin is not types.UnionType:  # X | Y is a union (of anything), not a class
         return origin
     return Any
 

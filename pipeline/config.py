@@ -8,13 +8,12 @@ and reported at once in one ``GraphConfigError`` before anything runs.
 from __future__ import annotations
 
 import functools
+import graphlib
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any as _Any
-
-import networkx as nx
 
 from . import plugins as _plugins
 from . import registry
@@ -105,7 +104,36 @@ class GraphSpec:
                 prod[s] = (n, tag)
         return prod
 
-    def nx_graph(self, include_back_edges: bool = True) -> nx.MultiDiGraph:
+    def predecessors(self) -> dict[str, list[str]]:
+        """Each node's producers over its inputs that are not back edges, each once, in input order."""
+        prod = self.producers()
+        preds: dict[str, list[str]] = {}
+        for n in self.nodes:
+            mine = preds.setdefault(n.name, [])
+            for i in n.inputs:
+                src = prod.get(i.stream)
+                if src and src[0] is not None and not i.back_edge and src[0].name not in mine:
+                    mine.append(src[0].name)
+        return preds
+
+    def topological_order(self) -> list[str]:
+        """The node names, each after its producers (back edges left out): the order networkx's
+        ``topological_sort`` gives on ``nx_graph(include_back_edges=False)`` (same rounds, same order
+        within each; tests/pipeline/test_topological_order.py compares them), from the standard
+        library's ``graphlib``, so loading and running a graph never imports networkx. A cycle raises
+        ``graphlib.CycleError``."""
+        ts: graphlib.TopologicalSorter = graphlib.TopologicalSorter()
+        for n in self.nodes:
+            ts.add(n.name)
+        for name, preds in self.predecessors().items():
+            ts.add(name, *preds)
+        return list(ts.static_order())
+
+    def nx_graph(self, include_back_edges: bool = True):
+        """The graph as a ``networkx.MultiDiGraph`` (one edge per input, attributes ``stream`` and
+        ``back_edge``): networkx is imported only here."""
+        import networkx as nx
+
         g = nx.MultiDiGraph()
         prod = self.producers()
         for n in self.nodes:
@@ -835,16 +863,17 @@ def validate_options(node: NodeSpec, options: dict, skip: set[str] = frozenset()
 
 def _validate(spec: GraphSpec, pc: _Collector) -> None:
     file = spec.file
-    producers: dict[str, list[tuple[str, int | None]]] = {}
+    # A node's problems name the file it was written in: an inlined subgraph's own (its lines are that file's)
+    producers: dict[str, list[tuple[str, str, int | None]]] = {}
     for s in spec.inputs:
-        producers.setdefault(s, []).append(("graph input", None))
+        producers.setdefault(s, []).append(("graph input", file, None))
     for n in spec.nodes:
         for tag, s in n.outputs.items():
-            producers.setdefault(s, []).append((f"node '{n.name}' output {tag}", n.line))
+            producers.setdefault(s, []).append((f"node '{n.name}' output {tag}", n.file, n.line))
     for s, prods in producers.items():
         if len(prods) > 1:
-            pc.add(file, prods[1][1], f"stream '{s}' has {len(prods)} producers ({'; '.join(p for p, _ in prods)}); "
-                                      "a stream has exactly one producer")
+            pc.add(prods[1][1], prods[1][2], f"stream '{s}' has {len(prods)} producers "
+                                             f"({'; '.join(p for p, _, _ in prods)}); a stream has exactly one producer")
     prod_map = spec.producers()
     side_available = set(spec.side_packets)
     for n in spec.nodes:
@@ -856,7 +885,7 @@ def _validate(spec: GraphSpec, pc: _Collector) -> None:
             if i.stream not in prod_map:
                 hint = (did_you_mean(i.stream, prod_map, n=2)
                         or "; produce it with a node output or declare it under 'inputs:'")
-                pc.add(file, i.line, f"node '{n.name}': input {i.tag} reads stream '{i.stream}', which has no producer{hint}")
+                pc.add(n.file, i.line, f"node '{n.name}': input {i.tag} reads stream '{i.stream}', which has no producer{hint}")
             elif cls is not None:
                 src_node, src_tag = prod_map[i.stream]
                 if src_node is not None and src_node.cls is not None:
@@ -865,7 +894,7 @@ def _validate(spec: GraphSpec, pc: _Collector) -> None:
                     ot = src_node.cls.outputs[ob].type
                     it = cls.inputs[ib].type
                     if not types_compatible(ot, it):
-                        pc.add(file, i.line,
+                        pc.add(n.file, i.line,
                                f"type mismatch on stream '{i.stream}': node '{src_node.name}' output {src_tag} "
                                f"carries {type_name(ot)}, but node '{n.name}' input {i.tag} takes {type_name(it)}")
         if cls is None:
@@ -873,40 +902,42 @@ def _validate(spec: GraphSpec, pc: _Collector) -> None:
         wired_in = {split_tag(i.tag)[0] for i in n.inputs}
         for tag, port in cls.inputs.items():
             if not port.optional and tag not in wired_in:
-                pc.add(file, n.line, f"node '{n.name}': required input '{tag}' of {cls.name} is not connected")
+                pc.add(n.file, n.line, f"node '{n.name}': required input '{tag}' of {cls.name} is not connected")
         wired_side = set(n.side_inputs)
         for tag, port in cls.side_inputs.items():
             if not port.optional and tag not in wired_side:
-                pc.add(file, n.line, f"node '{n.name}': required side input '{tag}' of {cls.name} is not connected")
+                pc.add(n.file, n.line, f"node '{n.name}': required side input '{tag}' of {cls.name} is not connected")
         for tag, sp in n.side_inputs.items():
             if sp not in side_available:
-                pc.add(file, n.line, f"node '{n.name}': side input {tag} names side packet '{sp}', which is not declared "
+                pc.add(n.file, n.line, f"node '{n.name}': side input {tag} names side packet '{sp}', which is not declared "
                                      "under 'side_packets:' nor produced by a node")
         refs = option_refs(n.options)
         for key, sp in refs.items():
             if sp not in side_available:
-                pc.add(file, n.option_lines.get(key, n.line),
+                pc.add(n.file, n.option_lines.get(key, n.line),
                        f"node '{n.name}': option '{key}' refers to side packet '${sp}', which is not declared under 'side_packets:'")
         if n.when is not None and n.when not in side_available:
-            pc.add(file, n.line, f"node '{n.name}': 'when: ${n.when}' names a side packet that is not declared "
+            pc.add(n.file, n.line, f"node '{n.name}': 'when: ${n.when}' names a side packet that is not declared "
                                  "under 'side_packets:'")
         for line, msg in validate_options(n, n.options, skip=set(refs)):
-            pc.add(file, line, msg)
+            pc.add(n.file, line, msg)
         if n.executor != "default" and n.executor not in spec.executors:
-            pc.add(file, n.line, f"node '{n.name}': unknown executor {_shown(n.executor)} (declare it under 'executors:')")
+            pc.add(n.file, n.line, f"node '{n.name}': unknown executor {_shown(n.executor)} (declare it under 'executors:')")
     for s in spec.outputs:
         if s not in prod_map:
             pc.add(file, None, f"graph output '{s}' is not produced by any node")
-    # Cycles without a back edge.
-    g = spec.nx_graph(include_back_edges=False)
+    # Cycles without a back edge: found by graphlib, named by networkx (the one import of it).
     try:
-        cycle = nx.find_cycle(g)
-    except nx.NetworkXNoCycle:
+        spec.topological_order()
         cycle = None
+    except graphlib.CycleError:
+        import networkx as nx
+
+        cycle = nx.find_cycle(spec.nx_graph(include_back_edges=False))
     if cycle:
         names = [e[0] for e in cycle] + [cycle[-1][1]]
         first = next((n for n in spec.nodes if n.name == cycle[-1][1]), None)
-        pc.add(file, first.line if first else None,
+        pc.add(first.file if first else file, first.line if first else None,
                f"cycle without a back edge: {' -> '.join(names)}; mark the input that closes the loop "
                "with 'back_edge: true'")
 

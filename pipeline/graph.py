@@ -32,8 +32,6 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-import networkx as nx
-
 from . import config as _config
 from . import paths as _paths
 from . import signals as _signals
@@ -236,12 +234,11 @@ class Graph:
         sched.graph_name = self.name
         self._executors = sched.executors
         # Depth for downstream-first priority: longest path from any root over forward edges.
-        g = spec.nx_graph(include_back_edges=False)
-        order = list(nx.topological_sort(g))
+        preds = spec.predecessors()
+        order = spec.topological_order()
         depth: dict[str, int] = {}
         for n in order:
-            preds = list(g.predecessors(n))
-            depth[n] = 0 if not preds else max(depth[p] for p in preds) + 1
+            depth[n] = 0 if not preds[n] else max(depth[p] for p in preds[n]) + 1
         by_name = {n.name: n for n in spec.nodes}
         for s in spec.inputs:
             self._streams[s] = Stream(s, None)

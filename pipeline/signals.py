@@ -170,7 +170,10 @@ class StopSignals:
             for signum in data:
                 if signum == 0:
                     return
-                if signum in self._previous or signum in self.signums:
+                # every signal with a Python handler writes its number here (the wakeup fd is
+                # the process's): act only on the ones our handler took, so that under
+                # only_default a signal someone else handles is left alone
+                if signum in self._previous:
                     self._act(signum)
 
     def _act(self, signum: int) -> None:

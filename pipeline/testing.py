@@ -113,8 +113,9 @@ def run_calculator(
     for every connected output (all declared non-indexed outputs unless ``outputs`` is given).
     Errors raise exactly as in a real graph (``GraphRunError``)."""
     cls = registry.get(calculator) if isinstance(calculator, str) else calculator
-    if not getattr(cls, "name", ""):
-        registry.register(cls)
+    name = getattr(cls, "name", "")
+    if not name or registry.find(name) is not cls:  # a class made with register=False is registered here
+        registry.register(cls, name=name or None)
     inputs = {k: list(v) for k, v in (inputs or {}).items()}
     if outputs is None:
         n_indexed = max([sum(1 for k in inputs if k.split(":")[0] == t) for t, p in cls.inputs.items()

@@ -160,10 +160,15 @@ def main() -> int:
     ap.add_argument("--unchecked", action="store_true",
                     help="with --keep: run the mutants a stopped run did not reach (its 'not checked' ones)")
     ap.add_argument("--no-run", action="store_true", help="only report the results of the last run (with --keep)")
+    ap.add_argument("--copy", default="", metavar="NAME",
+                    help="run in a copy of its own, out/mutation/<target>-NAME, so that two parts of one "
+                         "target can run side by side (each keeps its own results)")
     args = ap.parse_args()
 
     package, _, threshold = TARGETS[args.target]
-    tree = ROOT / "out" / "mutation" / args.target
+    if args.copy and not re.fullmatch(r"[\w-]+", args.copy):
+        ap.error(f"--copy {args.copy!r}: letters, digits, '_' and '-' only")
+    tree = ROOT / "out" / "mutation" / (f"{args.target}-{args.copy}" if args.copy else args.target)
     if args.survivors or args.unchecked:
         listed = tree / "survivors.txt"
         if not (args.keep and listed.exists()):

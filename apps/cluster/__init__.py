@@ -11,13 +11,30 @@ that process; only paths, side packets and small records cross processes, never 
 - ``live.py``: ``run_streams`` (one Ray actor per live stream, a supervisor for stalls)
 - ``cli.py``: the ``vpipe run --inputs/--streams`` side of the command
 
-Nothing here imports Ray until a Ray run is asked for. See docs/cluster.md.
+Nothing here imports Ray until a Ray run is asked for, and importing the package imports none of
+its modules: ``run_batch``/``run_streams`` are read from theirs when first used, so ``vpipe run`` on
+one input (which needs ``cli.py``'s ``normalize_ray_flag`` only) loads no batch or stream machinery.
+See docs/cluster.md.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
 
-from apps.cluster.batch import run_batch
-from apps.cluster.live import run_streams
+_EXPORTS = {"run_batch": "batch", "run_streams": "live"}
 
-__all__ = ["run_batch", "run_streams"]
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from apps.cluster.batch import run_batch
+    from apps.cluster.live import run_streams
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'apps.cluster' has no attribute '{name}'")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

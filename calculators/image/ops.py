@@ -169,7 +169,7 @@ class _FixedRemap:
     into a square tensor leaves 44 % of it border. A tensor pixel none of whose four taps lies in
     the frame is the border value exactly (the fixed-point weights sum to 1), so only the box of
     rows and columns that touch the frame is remapped, into an array filled with the border:
-    bit for bit what remapping the whole grid gives (tests/image/test_ops.py checks it)."""
+    bit for bit what remapping the whole grid gives (tests/vision/test_image_ops.py checks it)."""
 
     __slots__ = ("size", "frame_size", "full", "maps", "box", "whole", "rows_only", "blanks")
 

@@ -62,7 +62,8 @@ class InferenceOptions(BaseModel):
     batch_size: int = Field(1, ge=1, description="stack up to N requests in flight into one batch")
     batch_timeout_ms: float = Field(5.0, ge=0, description="longest wait for a batch to fill")
     light_mode: bool = Field(True, description="ncnn: free intermediate blobs early")
-    cache_dir: str | None = Field(None, description="tensorrt: built engine cache folder")
+    cache_dir: str | None = Field(None, description="compiled-model cache folder: tensorrt engines, openvino blobs "
+                                                    "(default: the catalog cache)")
     split_batch: bool = Field(False, description="a batch of N on a model whose batch is 1 runs as N calls, "
                                                  "outputs stacked (one crop per region of interest)")
     engine_options: dict[str, Any] = Field(default_factory=dict, description="engine-specific settings")
@@ -162,7 +163,7 @@ class Inference(Calculator):
     Side inputs: MODEL (str, optional: overrides ``model``).
     Options: model, engine (auto|onnxruntime|openvino|tensorrt|ncnn), device, precision
     (fp32|fp16|bf16|int8), threads, requests, inputs/outputs (name mapping), layouts, batch_size,
-    batch_timeout_ms, light_mode (ncnn), cache_dir (tensorrt), split_batch (N crops on a batch-1
+    batch_timeout_ms, light_mode (ncnn), cache_dir (tensorrt, openvino), split_batch (N crops on a batch-1
     model: N calls, outputs stacked on axis 0), engine_options, convert (auto: an engine that
     cannot read the model's format runs its checked, cached conversion; never).
     Timestamps: one output per input, same timestamp. Nodes naming the same model, engine and

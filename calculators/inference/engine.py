@@ -94,7 +94,7 @@ class EngineOptions(BaseModel):
     threads: int | None = Field(None, ge=1)
     requests: int = Field(1, ge=1, description="parallel requests the engine prepares for")
     light_mode: bool = True  # ncnn
-    cache_dir: str | None = None  # tensorrt engine cache
+    cache_dir: str | None = None  # compiled-model cache (tensorrt engines, openvino blobs)
     # Engine-specific settings (e.g. OpenVINO ``config``, ncnn ``opt``, TensorRT ``profile``), kept
     # as canonical JSON so the options stay hashable for the shared-model cache key.
     extra_json: str = "{}"

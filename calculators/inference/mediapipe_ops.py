@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CUSTOM_OPS", "custom_ops", "read_model"]
+__all__ = ["CUSTOM_OPS", "custom_ops", "read_model", "uses_custom_ops"]
 
 CUSTOM_OPS = ("Landmarks2TransformMatrix", "TransformTensorBilinear", "TransformLandmarks")
 
@@ -144,12 +144,19 @@ def _op_class():
     return NumpyOp
 
 
+def uses_custom_ops(path: Path) -> bool:
+    """Whether ``path`` may use MediaPipe's custom ops (a .tflite naming one: an op's name is
+    stored in the file as plain text), so that ``read_model`` must read it."""
+    path = Path(path)
+    return path.suffix.lower() == ".tflite" and any(n.encode() in path.read_bytes() for n in CUSTOM_OPS)
+
+
 def read_model(core, path: Path):
     """``path`` as an ``ov.Model``: through the TFLite reader with MediaPipe's ops when the file
     uses them, else ``core.read_model``."""
     path = Path(path)
-    if path.suffix.lower() != ".tflite" or not any(n.encode() in path.read_bytes() for n in CUSTOM_OPS):
-        return core.read_model(str(path))  # (an op's name is stored in the file as plain text)
+    if not uses_custom_ops(path):
+        return core.read_model(str(path))
     try:
         ops = custom_ops(path)
     except ImportError as err:

@@ -12,14 +12,15 @@ synchronously (the lowest latency). Used through the ``Inference`` calculator (`
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .engine import DeviceError, Engine, EngineOptions, TensorSpec, require
-from .mediapipe_ops import read_model
+from .engine import DeviceError, Engine, EngineOptions, TensorSpec, log, require
+from .mediapipe_ops import read_model, uses_custom_ops
 
 _PRECISION_HINT = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 _VIRTUAL = ("AUTO", "MULTI", "HETERO", "BATCH")
@@ -27,14 +28,60 @@ _core = None
 _core_lock = threading.Lock()
 
 
+_TOOLS = "openvino.tools.ovc"
+
+
+def runtime():
+    """The ``openvino`` package, imported without its model-conversion tools when nothing imported
+    it yet: the package's ``__init__`` imports ``openvino.tools.ovc`` (for ``openvino.convert_model``:
+    argparse, absl, TensorFlow frontend helpers, and a telemetry event sent from a thread pool),
+    which is more than half of the import's CPU, and this engine only reads and compiles models.
+    ``openvino.convert_model`` stays usable: its first use imports the tools (a module-level
+    ``__getattr__`` put on the package, as PEP 562 allows)."""
+    if "openvino" in sys.modules:
+        return require("openvino", "openvino")
+    with _core_lock:
+        blocked = _TOOLS not in sys.modules
+        if blocked:
+            sys.modules[_TOOLS] = None  # `from openvino.tools.ovc import ...` raises ImportError: skipped
+        try:
+            ov = require("openvino", "openvino")
+        finally:
+            if blocked and sys.modules.get(_TOOLS, False) is None:
+                del sys.modules[_TOOLS]
+        if blocked and "convert_model" not in vars(ov) and "__getattr__" not in vars(ov):
+            ov.__getattr__ = _conversion_tools
+        return ov
+
+
+def _conversion_tools(name: str):
+    if name == "convert_model":
+        from openvino.tools.ovc import convert_model
+
+        return convert_model
+    raise AttributeError(f"module 'openvino' has no attribute '{name}'")
+
+
 def core():
     """The process-wide ``openvino.Core`` (one per process: it owns the plugins and their caches)."""
     global _core
+    ov = runtime()
     with _core_lock:
         if _core is None:
-            ov = require("openvino", "openvino")
             _core = ov.Core()
         return _core
+
+
+def model_cache_dir(cache_dir: str | None) -> Path:
+    """Where compiled models are cached: the ``cache_dir`` option, else ``openvino/`` in the
+    catalog's cache (``$VPIPE_CACHE``, default ``~/.cache/vpipe``). OpenVINO keys each blob by the
+    model file, the device, the compile options and its own version, and compiles again (replacing
+    the blob) when the file changed."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    from models.catalog import cache_dir as catalog_cache
+
+    return catalog_cache() / "openvino"
 
 
 def _name(port, i: int, kind: str) -> str:
@@ -77,7 +124,7 @@ class OpenVinoEngine(Engine):
 
     def __init__(self, path: Path, options: EngineOptions) -> None:
         super().__init__(path, options)
-        ov = require("openvino", "openvino")
+        ov = runtime()
         c = core()
         self.device = resolve_device(options.device, list(c.available_devices))
         extra = options.extra_dict()
@@ -99,9 +146,27 @@ class OpenVinoEngine(Engine):
             config["PERFORMANCE_HINT_NUM_REQUESTS"] = options.requests
         if options.threads:
             config["INFERENCE_NUM_THREADS"] = options.threads
-        config.update(extra.get("config", {}))
-        model = read_model(c, path)  # a .tflite with MediaPipe's custom ops gets them (mediapipe_ops.py)
-        self.compiled = c.compile_model(model, self.device, config)
+        if not uses_custom_ops(path):
+            # OpenVINO's model cache: a model compiled once is imported from its blob afterwards
+            # (BlazeFace: a third of the CPU of compiling it, docs/engines.md "Model cache"). Models
+            # with MediaPipe's custom ops (numpy ops in Python) are compiled each time.
+            cache = model_cache_dir(options.cache_dir)
+            try:
+                cache.mkdir(parents=True, exist_ok=True)
+                config["CACHE_DIR"] = str(cache)
+            except OSError as e:  # a read-only home: compiled as before, said once in the log
+                log.info("openvino: no model cache (%s: %s)", cache, e)
+        config.update(extra.get("config", {}))  # CACHE_DIR: "" there turns the cache off
+        if "CACHE_DIR" in config:
+            # Given the file, OpenVINO reads it only when its cache has no blob for it.
+            self.compiled = c.compile_model(str(path), self.device, config)
+        else:
+            model = read_model(c, path)  # a .tflite with MediaPipe's custom ops gets them (mediapipe_ops.py)
+            self.compiled = c.compile_model(model, self.device, config)
+        # Whether this compile was an import from the model cache (OpenVINO's LOADED_FROM_CACHE).
+        self.from_cache = bool(self.compiled.get_property("LOADED_FROM_CACHE"))
+        log.info("openvino: %s %s for %s", "imported" if self.from_cache else "compiled", path.name,
+                 f"from {config['CACHE_DIR']}" if self.from_cache else self.device)
         self.inputs = [_spec(p, i, "input") for i, p in enumerate(self.compiled.inputs)]
         self.outputs = [_spec(p, i, "output") for i, p in enumerate(self.compiled.outputs)]
         self.precision_used = "device default"  # what the plugin runs (f32, bf16, f16), for logs/bench

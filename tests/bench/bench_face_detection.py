@@ -460,8 +460,11 @@ def stage_cpu(name: str, video: Path, out: Path) -> dict:
     stop = threading.Event()
     tick = os.sysconf("SC_CLK_TCK")
 
+    python_ids: set[int] = set()  # every thread the interpreter started (vpipe's, its opening threads)
+
     def sample() -> None:
         while True:
+            python_ids.update(t.native_id for t in threading.enumerate())
             for task in os.listdir("/proc/self/task"):
                 try:
                     stat = Path(f"/proc/self/task/{task}/stat").read_text()
@@ -470,7 +473,10 @@ def stage_cpu(name: str, video: Path, out: Path) -> dict:
                 comm = stat[stat.index("(") + 1:stat.rindex(")")]
                 fields = stat[stat.rindex(")") + 2:].split()
                 seen[int(task)] = (comm, (int(fields[11]) + int(fields[12])) / tick)
-            if stop.wait(0.05):
+            # Five times a second: each sweep is Python holding the GIL (~1 ms under load); at
+            # 20 Hz the sampler took 1.6 s of CPU in a 1200-frame run, beside the decoder it
+            # measures. A native thread's CPU after its last sweep (< 0.2 s) goes uncounted.
+            if stop.wait(0.2):
                 return
 
     sampler = threading.Thread(target=sample, name="bench-sampler", daemon=True)
@@ -486,24 +492,31 @@ def stage_cpu(name: str, video: Path, out: Path) -> dict:
             cls.process = orig  # the class's own again
     frames = graph.stats()[case["stages"]["decode"][0]]["count"] - 1  # the last call says STOP
     py_threads = set(thread_cpu) | {threading.main_thread().native_id, sampler.native_id}
-    native = sum(cpu for tid, (_, cpu) in seen.items() if tid not in py_threads)
+    # Threads the interpreter did not start are native (FFmpeg's slice workers, the runtimes'
+    # pools); Python threads that never called process (concurrent opening: the model compile)
+    # are start-up, reported apart.
+    native = sum(cpu for tid, (_, cpu) in seen.items() if tid not in py_threads | python_ids)
+    opening = sum(cpu for tid, (_, cpu) in seen.items() if tid in python_ids - py_threads)
     by_name: dict[str, float] = {}
     for tid, (comm, cpu) in seen.items():
-        if tid not in py_threads:
+        if tid not in py_threads | python_ids:
             by_name[comm] = by_name.get(comm, 0.0) + cpu
     in_workers = sum(thread_cpu.values())
     us = {stage: 1e6 * sum(node_cpu.get(n, 0.0) for n in nodes) / frames for stage, nodes in case["stages"].items()}
     us["scheduling"] = 1e6 * (in_workers - sum(node_cpu.values())) / frames
     us["native threads"] = 1e6 * native / frames
-    return {"frames": frames, "us_per_frame": us, "cpu_total_s": cpu_total, "left_out": list(graph.left_out),
+    return {"frames": frames, "us_per_frame": us, "cpu_total_s": cpu_total, "opening_threads_cpu_s": opening, "left_out": list(graph.left_out),
             "nodes_us_per_frame": {k: 1e6 * v / frames for k, v in node_cpu.items()},
             "native_threads_us_per_frame": {k: 1e6 * v / frames for k, v in by_name.items()}}
 
 
 def gil_check(video: Path) -> dict:
     """PyAV decoding (one thread) alone, beside a thread busy in native code without the GIL
-    (hashing: the same competition for the cores), and beside a thread busy in Python (holding the
-    GIL): the difference between the last two is what the GIL costs the decoder."""
+    (hashing: the same competition for the cores), beside a thread busy in Python (holding the
+    GIL): the difference between the last two is what the GIL costs the decoder; then beside
+    vpipe's face_detector subgraph kept busy (its workers' real mix of Python and native code),
+    at the default switch interval and at ``SHORT_SWITCH_S``: whether vpipe's workers starve the
+    decoder, and whether a shorter interval would give it back."""
     import hashlib
     import threading
 
@@ -542,12 +555,67 @@ def gil_check(video: Path) -> dict:
         while not stop.is_set():
             hashlib.sha256(block).digest()
 
+    def detector_graph(stop) -> None:
+        # vpipe's own workers busy beside the decoder: the face_detector subgraph (the ready
+        # graph's detections path, on its `inference` thread) fed one decoded I420 frame over
+        # and over, as fast as it takes them.
+        from calculators.types import Image
+        from models.catalog import resolve
+        from pipeline import Graph
+
+        with av.open(str(video)) as c:
+            frame = Image(next(c.decode(video=0)).to_ndarray(format="yuv420p"), "I420")
+        frame.data.flags.writeable = False
+        model = str(resolve("zoo:blazeface-short"))
+        graph = Graph.from_dict({
+            "name": "gil_detector", "inputs": ["frames"], "outputs": ["faces"],
+            "side_packets": {"model": model, "engine": "openvino"},
+            "nodes": [{"subgraph": "face_detector", "name": "detector", "inputs": {"FRAMES": "frames"},
+                       "outputs": {"DETECTIONS": "faces"}, "side_inputs": {"model": "model", "engine": "engine"}}]},
+            search_paths=[ROOT / "graphs"])
+        graph.observe("faces", lambda p: None)
+        graph.start()
+        try:
+            t = 0
+            ready.set()
+            while not stop.is_set():
+                graph.add_packet("frames", frame, t)  # blocks while the detector's queue is full
+                t += 33_333
+        finally:
+            graph.close_input("frames")
+            graph.wait()
+
+    ready = threading.Event()
+
+    def beside_detector(interval: float) -> tuple[float, float]:
+        previous = sys.getswitchinterval()
+        stop = threading.Event()
+        ready.clear()
+        t = threading.Thread(target=detector_graph, args=(stop,), daemon=True)
+        t.start()
+        try:
+            if not ready.wait(60):
+                raise SystemExit("gil_check: the detector graph did not start within 60 s")
+            sys.setswitchinterval(interval)
+            return decode()
+        finally:
+            sys.setswitchinterval(previous)
+            stop.set()
+            t.join()
+
     out = {}
-    for name, fn in (("alone", decode), ("native", lambda: beside(native_loop)), ("python", lambda: beside(python_loop))):
+    default = sys.getswitchinterval()
+    for name, fn in (("alone", decode), ("native", lambda: beside(native_loop)), ("python", lambda: beside(python_loop)),
+                     ("detector", lambda: beside_detector(default)),
+                     ("detector_short_switch", lambda: beside_detector(SHORT_SWITCH_S))):
         fps, cpu = fn()
         out[f"{name}_fps"], out[f"{name}_cpu_us"] = fps, cpu
-    out["switch_interval_s"] = sys.getswitchinterval()
+    out["switch_interval_s"] = default
+    out["short_switch_interval_s"] = SHORT_SWITCH_S
     return out
+
+
+SHORT_SWITCH_S = 0.0005  # the GIL check's second detector case: a 10x shorter switch interval
 
 
 def report(args, whole: dict, stage: dict, gil: dict | None) -> dict:
@@ -579,6 +647,8 @@ def report(args, whole: dict, stage: dict, gil: dict | None) -> dict:
         print(f"{'stage':16s} {'graph':>8s} {'floor':>8s}")
         for k in (*case["stages"], "scheduling", "native threads"):
             print(f"{k:16s} {g[k]:8.0f} {fl[k]:8.0f}" if k in fl else f"{k:16s} {g[k]:8.0f} {'-':>8s}")
+        print(f"  opening threads (model compile beside the source's open): "
+              f"{stage[name].get('opening_threads_cpu_s', 0.0):.2f} s CPU in all, not per frame")
         print("  native threads by name: " + ", ".join(
             f"{k} {v:.0f}" for k, v in sorted(stage[name]["native_threads_us_per_frame"].items(), key=lambda kv: -kv[1])))
         summary[f"{name}_stages"] = {"graph_us": g, "floor_us": fl}
@@ -586,7 +656,11 @@ def report(args, whole: dict, stage: dict, gil: dict | None) -> dict:
         print(f"\nGIL check, PyAV decoding on one thread: alone {gil['alone_fps']:.0f} frames/s "
               f"({gil['alone_cpu_us']:.0f} us CPU/frame); beside a thread busy in native code "
               f"{gil['native_fps']:.0f} frames/s ({gil['native_cpu_us']:.0f} us); beside a thread busy in "
-              f"Python {gil['python_fps']:.0f} frames/s ({gil['python_cpu_us']:.0f} us)")
+              f"Python {gil['python_fps']:.0f} frames/s ({gil['python_cpu_us']:.0f} us); beside vpipe's "
+              f"face_detector subgraph busy on frames in memory {gil['detector_fps']:.0f} frames/s "
+              f"({gil['detector_cpu_us']:.0f} us), the same with a switch interval of "
+              f"{1e3 * gil['short_switch_interval_s']:g} ms instead of {1e3 * gil['switch_interval_s']:g} ms: "
+              f"{gil['detector_short_switch_fps']:.0f} frames/s ({gil['detector_short_switch_cpu_us']:.0f} us)")
     return summary
 
 

@@ -7,6 +7,9 @@ rounds:
   carphone), the command of docs/benchmarks.md;
 - ``tasks``: MediaPipe Tasks' ``FaceDetector`` fed by PyAV in a plain loop on the same clip
   (``face_loops.py tasks``: what a MediaPipe user writes);
+- ``vpipe-cold``: the same vpipe command with OpenVINO's model cache empty (a first run: the
+  model is compiled, not imported from its blob); the catalog cache is the same files, linked into
+  a temporary ``$VPIPE_CACHE`` whose ``openvino/`` folder is removed before each run;
 - ``ref`` (with ``--ref REV``): the same vpipe command run from a copy of the repository at another
   git revision (e.g. the commit before a change).
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,12 +48,12 @@ def cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * TICK_S
 
 
-def first_frame(argv: list[str], out: Path, cwd: Path) -> tuple[float, float]:
+def first_frame(argv: list[str], out: Path, cwd: Path, env: dict | None = None) -> tuple[float, float]:
     """(seconds from spawn to the first line in ``out``, CPU seconds of the child by then); the
     process then runs to its end and must succeed."""
     out.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    p = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         while True:
             try:
@@ -114,8 +118,16 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="vpipe_bench_startup_"))
     py = sys.executable
     vpipe = [py, "-m", "apps.cli", "run", "face_detection", "--set", "detections={out}", "-q"]
-    cases = {"vpipe": (vpipe, ROOT),
+    cases = {"vpipe": (vpipe, ROOT), "vpipe-cold": (vpipe, ROOT),
              "tasks": ([py, str(ROOT / "tests" / "bench" / "face_loops.py"), "tasks", str(video), "{out}"], ROOT)}
+    from models.catalog import cache_dir
+
+    cold = tmp / "cold_cache"  # the catalog's files, linked; no OpenVINO blobs
+    cold.mkdir()
+    for item in cache_dir().iterdir():
+        if item.name != "openvino":
+            (cold / item.name).symlink_to(item)
+    envs = {"vpipe-cold": {**os.environ, "VPIPE_CACHE": str(cold)}}
     ref_commit = None
     if a.ref:
         ref_root = tmp / "ref"
@@ -131,7 +143,9 @@ def main() -> None:
         out = tmp / f"{key}.jsonl"
 
         def fn():
-            wall, c = first_frame([x.format(out=out) for x in argv], out, cwd)
+            if key == "vpipe-cold":
+                shutil.rmtree(cold / "openvino", ignore_errors=True)
+            wall, c = first_frame([x.format(out=out) for x in argv], out, cwd, envs.get(key))
             cpu[key].append(c)
             return wall
 
@@ -151,7 +165,7 @@ def main() -> None:
         "first_frame_s": wall, "cpu_before_first_frame_s": runs_cpu,
         "median": {k: {"first_frame_s": median(wall[k]), "cpu_s": median(runs_cpu[k])} for k in cases},
         "round_ratios": {},
-        "commands": {k: " ".join(x.format(out="OUT") for x in cases[k][0]) + (f"  (in git {a.ref})" if k == "ref" else "")
+        "commands": {k: " ".join(x.format(out="OUT") for x in cases[k][0]) + {"ref": f"  (in git {a.ref})", "vpipe-cold": "  (no compiled model cached)"}.get(k, "")
                      for k in cases},
     }
     for other in [k for k in cases if k != "vpipe"]:
@@ -174,10 +188,10 @@ def main() -> None:
                                     for k in roots} for c in COMMANDS}
 
     print(f"\nstart-up, whole process, {a.rounds} interleaved rounds (median; load {os.getloadavg()[0]:.1f})")
-    print(f"{'case':8s} {'first frame s':>14s} {'CPU before s':>13s}  command")
+    print(f"{'case':10s} {'first frame s':>14s} {'CPU before s':>13s}  command")
     for k in cases:
         m = res["median"][k]
-        print(f"{k:8s} {m['first_frame_s']:14.3f} {m['cpu_s']:13.3f}  {res['commands'][k]}")
+        print(f"{k:10s} {m['first_frame_s']:14.3f} {m['cpu_s']:13.3f}  {res['commands'][k]}")
     for name, r in res["round_ratios"].items():
         print(f"{name}: {r['median']:.2f}x (rounds {r['min']:.2f}-{r['max']:.2f})")
     print(f"\ncommands without a graph, whole process (median CPU s / wall s)")

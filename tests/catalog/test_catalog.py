@@ -246,6 +246,37 @@ def test_first_good_source_wins_after_a_bad_one(tmp_path):
     assert pull(e, cache=tmp_path / "c").read_bytes() == data
 
 
+def test_threads_resolving_at_once_parse_the_catalog_once(monkeypatch):
+    # A graph's nodes open in several threads (the model's, the source's), each resolving its
+    # entry: catalog.yaml must be read once, not once per thread (an lru_cache let each parse it).
+    parse, entered, second = catalog._read_catalog, [], threading.Event()
+
+    def counted():
+        entered.append(threading.current_thread().name)
+        if len(entered) >= 2:
+            second.set()
+        second.wait(0.5)  # another thread reading it too would be here by now
+        return parse()
+
+    monkeypatch.setattr(catalog, "_read_catalog", counted)
+    catalog._catalog.cache_clear()
+    start = threading.Barrier(4)
+    got = []
+
+    def resolver():
+        start.wait(10)
+        got.append(entry("zoo:blazeface-short").name)
+
+    threads = [threading.Thread(target=resolver, name=f"resolver-{i}") for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    catalog._catalog.cache_clear()  # the next test reads the real file again
+    assert got == ["blazeface-short"] * 4
+    assert len(entered) == 1, f"catalog.yaml parsed by {entered}"
+
+
 def test_cache_dir_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("VPIPE_CACHE", str(tmp_path))
     assert catalog.cache_dir() == tmp_path

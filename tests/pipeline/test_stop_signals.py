@@ -320,6 +320,22 @@ def test_a_signal_of_someone_elses_handler_does_not_stop_the_graph():
     assert got == [signal.SIGUSR1] and g.calls == ["request_stop"]
 
 
+def test_only_default_leaves_a_watched_signal_with_a_users_handler_to_that_handler():
+    """Of the signals asked for, one has the user's handler: under only_default it is theirs alone
+    (its byte still reaches our wakeup pipe); the other one, over the default, is ours."""
+    got = []
+    signal.signal(signal.SIGINT, lambda s, f: got.append(s))
+    g = FakeGraph()
+    told = []
+    with StopSignals(g, (signal.SIGINT, signal.SIGTERM), only_default=True,
+                     on_signal=lambda s, n: told.append((s, n))) as watch:
+        _kill(signal.SIGINT)
+        _kill(signal.SIGTERM)
+        assert g.wait_calls(1) == ["request_stop"]
+    assert got == [signal.SIGINT]
+    assert told == [(signal.SIGTERM, 1)] and g.calls == ["request_stop"] and watch.first == signal.SIGTERM
+
+
 def test_a_handled_signal_whose_byte_is_not_yet_read_is_acted_on_at_exit():
     g = FakeGraph()
     told = []

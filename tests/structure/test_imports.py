@@ -124,7 +124,7 @@ def test_validate_imports_the_named_calculators_and_no_engine(tmp_path):
     loaded = vpipe_modules("validate", "face_detection", tmp_path=tmp_path)
     assert {"calculators.sources.media", "calculators.inference.calculator", "calculators.image.image_to_tensor",
             "calculators.sinks.files"} <= loaded
-    bad = [m for m in loaded if m.split(".")[0] in (*ENGINES, "matplotlib", "ray")
+    bad = [m for m in loaded if m.split(".")[0] in (*ENGINES, "matplotlib", "ray", "networkx")
            or m in ENGINE_MODULES or m.startswith(("calculators.landmarks.landmarks", "calculators.postprocess.segmentation"))]
     assert not bad, f"vpipe validate face_detection imported {sorted(bad)}"
 
@@ -151,3 +151,12 @@ def test_a_face_detection_run_imports_its_calculators_and_one_engine(tmp_path):
     others = tops(loaded) & ({"mediapipe", "matplotlib", "ray", "tflite2onnx", "ai_edge_litert", "onnxruntime", "openvino",
                               "ncnn", "tensorrt"} - {library})
     assert library in tops(loaded) and not others, f"the run imported libraries it does not use: {sorted(others)}"
+    # Start-up (issue 15): what a run does not need is not imported (networkx only names a cycle in
+    # a broken graph; OpenVINO's conversion tools only convert; an HTTP server or client only serves
+    # a preview or downloads a model; the batch and stream machinery, the other commands, and with
+    # -q the progress bar, are not this command's).
+    not_needed = sorted(m for m in loaded if tops({m}) == {"networkx"} or m.startswith((
+        "openvino.tools", "apps.cluster.batch", "apps.cluster.live", "rich.progress", "apps.gen_reference",
+        "http.server", "http.client", "urllib.request"))
+        or (m.startswith("apps.cmd_") and m != "apps.cmd_run"))
+    assert not not_needed, f"vpipe run face_detection -q imported what it does not use: {not_needed}"

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
+import warnings
+
+import cv2
+
 import numpy as np
 import pytest
 
 from calculators.postprocess.centerface import decode_centerface
-from calculators.postprocess.geometry import project_detections
+from calculators.postprocess.geometry import project_detections, scale_detections
 from calculators.postprocess.masks import blur_background, mask_from_tensor, mask_to_frame, refine_mask
-from calculators.postprocess.nms import box_iou, hard_nms, nms, weighted_nms
+from calculators.postprocess.nms import box_iou, hard_nms, nms, pairwise_iou, weighted_nms
 from calculators.postprocess.ssd import BLAZEFACE_SHORT_ANCHORS, BLAZEFACE_SHORT_DECODE, decode_ssd, ssd_anchors
 from calculators.postprocess.tracking import IouTracker
 from calculators.postprocess.yolo import decode_yolo, detect_yolo_version
@@ -91,6 +96,21 @@ def test_nms_per_class_keeps_overlaps_of_different_classes():
 def test_box_iou():
     assert box_iou(np.array([0, 0, 10, 10.0]), np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30.0]])).tolist() \
         == pytest.approx([1.0, 1 / 3, 0.0])
+
+
+def test_iou_of_zero_area_boxes_is_zero_without_a_warning():
+    # A zero union (two zero-area boxes) gives 0, not NaN, and numpy is not asked to divide by it.
+    import warnings
+
+    from calculators.postprocess.nms import pairwise_iou
+
+    boxes = np.array([[5, 5, 5, 5], [5, 5, 5, 5], [0, 0, 10, 10], [5, 5, 5, 9]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        row, table = box_iou(boxes[0], boxes), pairwise_iou(boxes)
+    assert row.dtype == np.float32 and row.tolist() == [0.0, 0.0, 0.0, 0.0]
+    assert table.dtype == np.float32 and table[2].tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert np.array_equal(table[0], row)
 
 
 def test_projection_through_letterbox_lands_on_the_frame():
@@ -273,3 +293,148 @@ def test_projection_of_boxes_is_the_hull_of_their_mapped_corners(matrix):
     got = project_detections(det, tr)
     assert np.array_equal(got.xyxy, np.concatenate([corners.min(axis=1), corners.max(axis=1)], 1).astype(np.float32))
     assert np.array_equal(got.keypoints, tr.to_frame(det.keypoints).astype(np.float32))
+
+
+# -- the public helpers' own contracts (written against mutants that survived the calculators' tests)
+
+def test_blur_background_default_kernel_is_31():
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (40, 48, 3)).astype(np.uint8)
+    mask = np.zeros((40, 48), np.float32)
+    mask[:, 24:] = 1.0
+    want = image.copy()
+    want[:, :24] = cv2.GaussianBlur(image, (31, 31), 0)[:, :24]
+    assert np.array_equal(blur_background(image, mask), want)
+
+
+def test_scale_detections_multiplies_in_float32_with_or_without_keypoints():
+    # the decoders scale in float32 themselves and say it is scale_detections' arithmetic
+    xyxy = np.array([[1.0, 2.0, 3.0, 5.0], [0.7, 0.1, 9.3, 7.7]], np.float32)
+    kp = np.array([[[1.1, 2.3]], [[4.9, 0.3]]], np.float32)
+    third = np.float32(1 / 3)
+    got = scale_detections(Detections(xyxy, [0.9, 0.8], keypoints=kp), 1 / 3, 0.1)
+    assert np.array_equal(got.xyxy, xyxy * np.array([third, np.float32(0.1)] * 2, np.float32))
+    assert np.array_equal(got.keypoints, kp * np.array([third, np.float32(0.1)], np.float32))
+    plain = scale_detections(Detections(xyxy, [0.9, 0.8]), 2, 3)
+    assert plain.keypoints is None and np.array_equal(plain.xyxy, xyxy * np.float32([2, 3, 2, 3]))
+
+
+def test_yolo_auto_reads_a_square_output_as_v5():
+    # (1, 6, 6) without a class count: the attribute axis is not the shorter one, so v5 rows
+    assert detect_yolo_version((1, 6, 6)) == "v5"
+    assert detect_yolo_version((6, 7)) == "v8" and detect_yolo_version((7, 6)) == "v5"
+
+
+def test_centerface_default_threshold_and_a_missing_batch_axis():
+    h, w = 4, 6
+    heat = np.zeros((h, w), np.float32)
+    heat[1, 2], heat[2, 4] = 0.6, 0.4   # one above the default 0.5, one below
+    maps = [heat[None], np.zeros((2, h, w), np.float32), np.zeros((2, h, w), np.float32),
+            np.zeros((10, h, w), np.float32)]   # (C, h, w): no batch axis
+    xyxy, s, kp = decode_centerface(*maps)
+    assert s.tolist() == pytest.approx([0.6]) and kp.shape == (1, 5, 2)
+    # exp(0) * 4 = a 4x4 box around the cell centre (2.5, 1.5) * 4
+    assert xyxy.tolist() == [[8, 4, 12, 8]]
+
+
+def test_pairwise_iou_rows_are_box_iou_and_degenerate_pairs_are_quiet():
+    rng = np.random.default_rng(9)
+    boxes = np.concatenate([rng.uniform(0, 50, (30, 2)), rng.uniform(0, 50, (30, 2))], 1)
+    boxes[:, 2:] = boxes[:, :2] + rng.uniform(0, 20, (30, 2))
+    boxes[0] = [5, 5, 5, 5]              # zero area: 0 against itself and every box
+    boxes[1] = [5, 5, 5, 5]
+    boxes[2] = [0.1, 0.1, 0.4, 0.3]      # smaller than a pixel: a union under 1
+    boxes[3] = [0.2, 0.2, 0.5, 0.4]
+    boxes[4] = [100, 100, 110, 110]      # apart from every box in both x and y
+    boxes = boxes.astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # 0 / 0 of two empty boxes is no RuntimeWarning for the user
+        all_pairs = pairwise_iou(boxes)
+        rows = [box_iou(b, boxes) for b in boxes]
+    assert all_pairs.dtype == np.float32 and rows[0].dtype == np.float32
+    for i, row in enumerate(rows):
+        assert np.array_equal(all_pairs[i], row), i
+    assert all_pairs[0].tolist() == [0.0] * 30 and all_pairs[4, 5:].max() == 0.0
+    assert all_pairs[2, 3] == pytest.approx(0.02 / 0.1) and np.diag(all_pairs)[2:].min() == pytest.approx(1.0)
+
+
+def test_decode_yolo_defaults_and_its_version_error():
+    rows = np.zeros((1, 12, 7), np.float32)         # v5 rows: auto tells them by shape
+    rows[0, 0] = [50, 40, 20, 10, 1.0, 0.25, 0.0]   # exactly the default threshold 0.25: kept
+    rows[0, 1] = [50, 40, 20, 10, 1.0, 0.0, 0.24]   # below it
+    xyxy, s, c = decode_yolo(rows)
+    assert s.tolist() == [0.25] and c.tolist() == [0] and xyxy.tolist() == [[40, 35, 60, 45]]
+    with pytest.raises(ValueError, match=r"^version must be v5, v8 or auto, got 'v9'$"):
+        decode_yolo(rows, "v9")
+
+
+@pytest.mark.parametrize("version", ["v5", "v8"])
+def test_decode_yolo_reads_half_precision_outputs_as_float32(version):
+    rng = np.random.default_rng(4)
+    rows = np.concatenate([rng.uniform(10, 600, (50, 4)), rng.uniform(0, 1, (50, 4))], 1)
+    out = (rows if version == "v5" else np.delete(rows, 4, axis=1).T)[None].astype(np.float16)
+    got = decode_yolo(out, version, 0.2)
+    want = decode_yolo(out.astype(np.float32), version, 0.2)
+    assert len(want[0]) > 5
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and np.array_equal(g, w)
+
+
+def test_hard_nms_of_no_boxes_gives_indices_that_index():
+    keep = hard_nms(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), 0.5)
+    assert keep.dtype == np.int64 and np.zeros((0, 4))[keep].shape == (0, 4)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"iou_threshold": 1.5}, r"^iou_threshold must be in \[0, 1\], got 1.5$"),
+    ({"iou_threshold": -0.1}, r"^iou_threshold must be in \[0, 1\], got -0.1$"),
+    ({"max_age": -1}, r"^max_age must be >= 0 and min_hits >= 1, got -1, 1$"),
+    ({"min_hits": 0}, r"^max_age must be >= 0 and min_hits >= 1, got 5, 0$"),
+])
+def test_iou_tracker_refuses_out_of_range_settings(options, message):
+    with pytest.raises(ValueError, match=message):
+        IouTracker(**options)
+    IouTracker(iou_threshold=1.0, max_age=0, min_hits=1)  # the bounds themselves are fine
+
+
+@pytest.mark.parametrize("matrix", [
+    [[1.0, 1.0, 0], [0, 1.0, 0]],       # shear in x only: not the axis-aligned fast path
+    [[1.0, 0, 0], [1.0, 1.0, 0]],       # shear in y only
+    [[1.0, 0, 0], [0.5, 1.0, 0]],
+    [[2.0, 0, 3.0], [0, 0.5, 1.0]],     # scale and shift, no keypoints
+])
+def test_projection_through_a_one_sided_shear_and_without_keypoints(matrix):
+    from calculators.types import Transform
+
+    rng = np.random.default_rng(8)
+    tr = Transform(np.array(matrix), (640, 480), (128, 128))
+    det = Detections(rng.uniform(0, 120, (6, 4)), rng.random(6))
+    x0, y0, x1, y1 = det.xyxy.T
+    corners = tr.to_frame(np.stack([np.stack(c, 1) for c in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))], axis=1))
+    got = project_detections(det, tr)
+    assert got.keypoints is None
+    assert np.allclose(got.xyxy, np.concatenate([corners.min(axis=1), corners.max(axis=1)], 1), atol=1e-4)
+
+
+def test_mask_from_tensor_softmax_is_stable_and_half_precision_is_read_as_float32():
+    logits = np.zeros((3, 3, 2), np.float32)  # H, W, C
+    logits[0, 0], logits[0, 1] = [200.0, 0.0], [-200.0, -300.0]
+    probs = mask_from_tensor(logits, "softmax", channel=0)
+    # no overflow and no 0 / 0 for logits far apart or far below the others
+    assert probs[0].tolist() == [1.0, 1.0, 0.5] and probs[1:].tolist() == [[0.5] * 3] * 2
+    half = np.random.default_rng(3).normal(0, 3, (1, 6, 8, 1)).astype(np.float16)
+    for activation in ("sigmoid", "none"):
+        got = mask_from_tensor(half, activation)
+        assert got.dtype == np.float32
+        assert np.array_equal(got, mask_from_tensor(half.astype(np.float32), activation)), activation
+    with pytest.raises(ValueError, match=r"^activation must be none, sigmoid or softmax, got 'relu'$"):
+        mask_from_tensor(half, "relu")
+
+
+@pytest.mark.parametrize("shape", [(6, 8), (6, 8, 1), (1, 6, 8, 1), (1, 1, 6, 8)])
+def test_softmax_over_a_single_channel_is_refused(shape):
+    # one channel normalised over itself is 1.0 everywhere: a model file / option mismatch, said plainly
+    with pytest.raises(ValueError, match=r"^softmax needs a mask output with two or more channels, got "
+                                         + re.escape(str(shape)) + r": a single-channel output takes "
+                                         r"activation sigmoid \(logits\) or none$"):
+        mask_from_tensor(np.zeros(shape, np.float32), "softmax")

@@ -17,6 +17,15 @@ from pipeline import GraphRunError
 from pipeline.testing import run_calculator
 
 
+@pytest.fixture(autouse=True)
+def _fresh_anchors():
+    """Anchors computed in the test, not taken from ``ssd_anchors``' cache: a mutation tool's forked
+    runs inherit the cache its clean run filled, which would hide a mutant of the anchor code."""
+    from calculators.postprocess.ssd import ssd_anchors
+
+    ssd_anchors.cache_clear()
+
+
 def close(got, expected):
     np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(expected, np.float64), rtol=1e-5, atol=1e-5)
 
@@ -48,6 +57,14 @@ def test_project_clip_clamps_every_side_to_a_non_square_frame():
     assert out.xyxy.tolist() == [[0, 0, 30, 20], [0.5, 0.25, 29.5, 19.5]]
     assert out.keypoints.tolist() == [[[0, 0], [30, 20]], [[0.5, 0.25], [29.5, 19.5]]]
     assert out.xyxy.dtype == np.float32 and out.keypoints.dtype == np.float32
+
+
+def test_project_without_a_transform_at_the_timestamp_says_what_to_connect():
+    det = Detections(np.array([[1, 2, 4, 8]], np.float32), np.array([0.9]))
+    with pytest.raises(GraphRunError, match=r"no TRANSFORM at timestamp 0 for the detections; connect the "
+                                            r"TRANSFORM output of the ImageToTensor that made the tensor"):
+        run_calculator("ProjectDetections", inputs={"DETECTIONS": [(0, det)],
+                                                     "TRANSFORM": [(1, Transform.identity((30, 20)))]})
 
 
 # -- SsdDetectionsDecoder --------------------------------------------------------------------------
@@ -120,11 +137,40 @@ def test_ssd_decoder_gives_decode_ssd_scaled_to_tensor_pixels_bit_for_bit():
         assert g.dtype == w.dtype and np.array_equal(g, w), name
 
 
+@pytest.mark.parametrize("preset", ["blazeface_short", "blazeface_full", "pose_detection", "palm_detection"])
+def test_ssd_preset_auto_is_the_preset_of_the_box_count(preset):
+    from calculators.postprocess.ssd import PRESETS
+
+    d = PRESETS[preset][1]
+    rng = np.random.default_rng(d.num_boxes)
+    boxes = rng.normal(0, 10, (1, d.num_boxes, d.num_coords)).astype(np.float32)
+    scores = rng.normal(-1, 2, (1, d.num_boxes, 1)).astype(np.float32)
+    # the scores first: auto reads the box count from the regressors, whatever their place
+    for tensors in (Tensors([Tensor(scores), Tensor(boxes)]), Tensors([Tensor(scores[0]), Tensor(boxes[0])])):
+        got = _one("SsdDetectionsDecoder", {"TENSORS": tensors}, preset="auto")
+        want = _one("SsdDetectionsDecoder", {"TENSORS": tensors}, preset=preset)
+        assert len(got) == len(want) > 0
+        assert np.array_equal(got.xyxy, want.xyxy) and np.array_equal(got.keypoints, want.keypoints)
+
+
+def test_ssd_preset_auto_without_a_known_box_count_names_the_presets_and_shapes():
+    # 896 boxes (short range's count) but 5 coordinates a box: no preset's regressors
+    tensors = Tensors([Tensor(np.zeros((1, 896, 5), np.float32)), Tensor(np.zeros((1, 896, 1), np.float32))])
+    with pytest.raises(GraphRunError, match=r"preset auto: no output has a box count of a known preset "
+                                            r"\(blazeface_short: 896 boxes, blazeface_full: 2304 boxes, "
+                                            r"pose_detection: 2254 boxes, palm_detection: 2016 boxes\); "
+                                            r"got shapes \[\(1, 896, 5\), \(1, 896, 1\)\]"):
+        _one("SsdDetectionsDecoder", {"TENSORS": tensors}, preset="auto")
+
+
 @pytest.mark.parametrize("layers, expect", [
     # one layer: the scale is the mean of min and max; the interpolated anchor sqrt(scale * 1)
     ({"num_layers": 1, "strides": [4], "min_scale": 0.2, "max_scale": 0.6}, [0.4, 0.4 ** 0.5]),
     # two layers of the same stride: scales 0.2 and 0.6, each followed by its interpolated partner
     ({"num_layers": 2, "strides": [4, 4], "min_scale": 0.2, "max_scale": 0.6}, [0.2, (0.2 * 0.6) ** 0.5, 0.6, 0.6 ** 0.5]),
+    # three: the middle layer's scale is halfway, 0.4
+    ({"num_layers": 3, "strides": [4, 4, 4], "min_scale": 0.2, "max_scale": 0.6},
+     [0.2, (0.2 * 0.4) ** 0.5, 0.4, (0.4 * 0.6) ** 0.5, 0.6, 0.6 ** 0.5]),
 ])
 def test_ssd_anchor_sizes_follow_mediapipe_scales(layers, expect):
     """Anchor sizes (not fixed) as MediaPipe's SsdAnchorsCalculator makes them, read back through
@@ -151,13 +197,19 @@ def _dets(boxes, scores, classes=None, **extra):
 @pytest.mark.parametrize("method", ["hard", "weighted"])
 def test_nms_per_class_keeps_the_best_overall_up_to_the_cap(method):
     det = _dets([[0, 0, 10, 10], [1, 0, 11, 10], [50, 0, 60, 10], [51, 0, 61, 10]], [0.6, 0.9, 0.8, 0.7],
-                [0, 0, 1, 1], keypoints=np.arange(16, dtype=np.float32).reshape(4, 2, 2), tracker_ids=[4, 5, 6, 7])
+                [0, 0, 1, 1], keypoints=np.arange(16, dtype=np.float32).reshape(4, 2, 2), tracker_ids=[4, 5, 6, 7],
+                labels=("a", "a", "b", "b"))
     out = _one("NonMaxSuppression", {"DETECTIONS": det}, method=method, class_agnostic=False, max_detections=1,
                iou_threshold=0.3)
     assert out.scores.tolist() == pytest.approx([0.9]) and out.class_ids.tolist() == [0]
     both = _one("NonMaxSuppression", {"DETECTIONS": det}, method=method, class_agnostic=False, iou_threshold=0.3)
     assert sorted(both.scores.tolist()) == pytest.approx([0.8, 0.9])
     assert both.keypoints is not None and both.keypoints.shape == (2, 2, 2) and both.tracker_ids is not None
+    # each class's survivor keeps its class, label, keypoints and track id through the merge
+    assert both.class_ids.tolist() == [0, 1] and both.labels == ("a", "b")
+    assert both.tracker_ids.tolist() == [5, 6]
+    if method == "hard":
+        assert both.keypoints.tolist() == det.keypoints[[1, 2]].tolist()
     assert both.xyxy.dtype == np.float32
 
 
@@ -226,6 +278,59 @@ def test_centerface_clips_boxes_at_the_tensor_edge_and_threshold_is_strict():
     assert empty.xyxy.shape == (0, 4) and empty.keypoints.shape == (0, 5, 2) and empty.xyxy.dtype == np.float32
 
 
+def test_centerface_box_starting_past_the_tensor_edge_is_clipped_to_it():
+    # an offset of 3 cells pushes the centre of the last cell past the right (bottom) edge
+    det = _one("CenterFaceDecoder", {"TENSORS": _centerface(at=(7, 9), offset=(3.0, 3.0))})
+    assert det.xyxy.tolist() == [[40, 32, 40, 32]]  # a 40x32 tensor; x0, y0 clipped as x1, y1 are
+
+
+def test_centerface_threshold_option_and_outputs_by_name():
+    maps = _centerface(heat_value=0.4, scale=(np.log(2.0), np.log(4.0)), offset=(0.25, 0.5))
+    assert len(_one("CenterFaceDecoder", {"TENSORS": maps})) == 0  # below the default 0.5
+    low = _one("CenterFaceDecoder", {"TENSORS": maps}, threshold=0.3)
+    assert low.scores.tolist() == pytest.approx([0.4])
+    # named: given in another order than the model's, and with two maps of 2 channels told apart
+    heat, scale, offset, lms = (t.data for t in maps)
+    named = {"lm": lms, "off": offset, "sc": scale, "hm": heat}
+    det = _one("CenterFaceDecoder", {"TENSORS": named}, threshold=0.3, outputs=["hm", "sc", "off", "lm"])
+    close(det.xyxy, low.xyxy)
+    close(det.xyxy, [[12, 11, 28, 19]])
+    swapped = _one("CenterFaceDecoder", {"TENSORS": named}, threshold=0.3, outputs=["hm", "off", "sc", "lm"])
+    assert not np.allclose(swapped.xyxy, det.xyxy)
+    with pytest.raises(GraphRunError, match=r"no model output named 'heat' for heat; outputs are \[\('lm'"):
+        _one("CenterFaceDecoder", {"TENSORS": named}, outputs=["heat", "sc", "off", "lm"])
+
+
+@pytest.mark.parametrize("drop, extra", [(None, 1), (None, 2), (1, None), (0, None)])
+def test_centerface_outputs_must_be_one_of_each_by_channels(drop, extra):
+    maps = list(_centerface())
+    if extra is not None:  # a second map of 1 (or a third of 2) channels: which is which is unknown
+        maps.append(Tensor(np.zeros((1, extra, 8, 10), np.float32)))
+    if drop is not None:
+        maps.pop(drop)
+    with pytest.raises(GraphRunError, match=r"CenterFace outputs must be 1, 2, 2 and 10 channel maps"):
+        _one("CenterFaceDecoder", {"TENSORS": Tensors(maps)})
+
+
+def test_centerface_half_precision_maps_decode_as_their_float32_values():
+    # a half-precision export gives float16 maps: decoded in float32, as the float32 maps are
+    maps = _centerface(scale=(np.log(3.0), np.log(5.0)), offset=(0.3, 0.7))
+    half = Tensors([Tensor(t.data.astype(np.float16)) for t in maps])
+    as32 = Tensors([Tensor(t.data.astype(np.float16).astype(np.float32)) for t in maps])
+    got, want = _one("CenterFaceDecoder", {"TENSORS": half}), _one("CenterFaceDecoder", {"TENSORS": as32})
+    for name in ("xyxy", "scores", "keypoints"):
+        assert np.array_equal(getattr(got, name), getattr(want, name)), name
+
+
+def test_decode_centerface_returns_float32_found_or_not():
+    from calculators.postprocess.centerface import decode_centerface
+
+    maps = [t.data for t in _centerface(scale=(np.log(3.0), np.log(5.0)), offset=(0.3, 0.7))]
+    for threshold in (0.5, 0.95):   # one face, none
+        out = decode_centerface(*maps, threshold=threshold)
+        assert [a.dtype for a in out] == [np.float32] * 3 and [a.shape[1:] for a in out] == [(4,), (), (5, 2)]
+
+
 # -- YoloDecoder -----------------------------------------------------------------------------------
 
 def test_yolo_threshold_is_inclusive_and_dtypes_are_fixed():
@@ -257,7 +362,7 @@ def test_yolo_labels_beyond_the_list_are_the_class_id():
     rows = np.zeros((1, 2, 8), np.float32)
     rows[0, 0] = [50, 40, 20, 10, 1.0, 0.0, 0.0, 0.9]
     det = _one("YoloDecoder", {"TENSORS": Tensors([Tensor(rows)])}, labels=["a", "b"], version="v5")
-    assert det.labels == ("2",)
+    assert det.labels == ("2",) and det.class_ids.tolist() == [2]
 
 
 # -- model outputs ---------------------------------------------------------------------------------
@@ -316,6 +421,21 @@ def test_segmentation_mask_to_a_frame_replicates_the_edge():
     assert mask.frame_size == (8, 8) and mask.data.shape == (8, 8) and mask.data.min() == pytest.approx(1.0)
 
 
+def test_segmentation_mask_is_clamped_to_0_1_and_output_picks_the_named_array():
+    probs = np.array([[-0.5, 0.25], [1.0, 1.5]], np.float32)[None, :, :, None]  # no activation: as given
+    mask = _one("SegmentationMask", {"TENSORS": Tensor(probs)}).data
+    assert mask.dtype == np.float32 and mask.tolist() == [[0.0, 0.25], [1.0, 1.0]]
+    other = np.full((1, 2, 2, 1), 0.75, np.float32)
+    named = _one("SegmentationMask", {"TENSORS": {"other": other, "mask": probs}}, output="mask").data
+    assert named.tolist() == [[0.0, 0.25], [1.0, 1.0]]
+
+
+def test_replace_background_refuses_a_colour_beyond_a_byte():
+    img = np.zeros((2, 2, 3), np.uint8)
+    with pytest.raises(OverflowError, match="300"):  # not wrapped around to another colour (44)
+        replace_background(img, np.zeros((2, 2), np.float32), (300, 0, 0))
+
+
 def test_blend_and_replace_background_helpers():
     img = np.full((4, 6, 3), 200, np.uint8)
     mask = np.zeros((4, 6), np.float32)
@@ -344,6 +464,28 @@ def test_background_blur_kernel_is_odd_and_at_least_3():
     assert np.array_equal(out, cv2.GaussianBlur(img, (5, 5), 0))
 
 
+@pytest.mark.parametrize("kernel", [5, 31])
+def test_background_blur_of_i420_blurs_chroma_with_half_the_mask_and_half_the_kernel(kernel):
+    from calculators.postprocess.masks import blur_background
+    from calculators.types import Image
+
+    rng = np.random.default_rng(kernel)
+    h, w = 24, 32
+    data = rng.integers(0, 256, (h * 3 // 2, w)).astype(np.uint8)
+    mask = np.zeros((h, w), np.float32)
+    mask[4:20, 10:26] = 1.0
+    mask = cv2.GaussianBlur(mask, (5, 5), 0)
+    image = Image(data, "I420")
+    out = _one("BackgroundEffect", {"IMAGE": image, "MASK": Mask(mask)}, kernel=kernel)
+    assert out.format == "I420"
+    y, u, v = out.planes()
+    src_y, src_u, src_v = image.planes()
+    assert np.array_equal(y, blur_background(src_y, mask, kernel))
+    half = cv2.resize(mask, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    for got, src in ((u, src_u), (v, src_v)):
+        assert np.array_equal(got, blur_background(src, half, max(3, kernel // 2)))
+
+
 # -- IouTracking -----------------------------------------------------------------------------------
 
 def _track(seq, **options):
@@ -370,6 +512,34 @@ def test_tracking_two_detections_one_track_and_ages():
     assert _track([a, a, a], min_hits=3) == [[], [], [1]]
     ids = run_calculator("IouTracking", inputs={"DETECTIONS": [(0, a)]})["DETECTIONS"][0][1].tracker_ids
     assert ids.dtype == np.int64
+
+
+def test_tracking_threshold_is_strict_and_the_best_pair_goes_first():
+    a = _dets([[0, 0, 10, 10]], [0.9])
+    half = _dets([[0, 0, 10, 5]], [0.9])  # IoU exactly 0.5
+    assert _track([a, half], iou_threshold=0.5) == [[1], [2]]  # not above: a new track
+    assert _track([a, half], iou_threshold=0.49) == [[1], [1]]
+    # two tracks over one detection: the better overlap wins, whichever track came first
+    two = _dets([[4, 0, 14, 10], [0, 0, 10, 10]], [0.9, 0.9])
+    between = _dets([[3, 0, 13, 10]], [0.9])  # IoU 0.82 with track 1, 0.54 with track 2
+    assert _track([two, between]) == [[1, 2], [1]]
+
+
+def test_tracking_a_taken_detection_does_not_end_the_matching():
+    # pairs by IoU: (track 1, d0) 1.0, (track 2, d0) 0.67 - d0 taken -, (track 2, d1) 0.43
+    first = _dets([[0, 0, 10, 10], [2, 0, 12, 10]], [0.9, 0.9])
+    second = _dets([[0, 0, 10, 10], [6, 0, 16, 10]], [0.9, 0.9])
+    assert _track([first, second]) == [[1, 2], [1, 2]]
+
+
+def test_tracking_follows_a_moving_box_and_a_match_resets_its_age():
+    # each step overlaps the last position (IoU 0.43) but not the first (0.11)
+    steps = [_dets([[x, 0, x + 10, 10]], [0.9]) for x in (0, 4, 8)]
+    assert _track(steps) == [[1], [1], [1]]
+    a, empty = _dets([[0, 0, 10, 10]], [0.9]), Detections.empty()
+    assert _track([a, empty, a, empty, a], max_age=1) == [[1], [], [1], [], [1]]
+    assert _track([a, a, empty, a], max_age=1) == [[1], [1], [], [1]]
+    assert _track([a, a, a], max_age=0) == [[1], [1], [1]]
 
 
 @pytest.mark.parametrize("options, ok", [

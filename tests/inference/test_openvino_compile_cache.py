@@ -1,0 +1,95 @@
+"""OpenVINO's model cache: a model compiled once is imported from its blob by the next process
+(what makes a second `vpipe run` start sooner), in the ``cache_dir`` option's folder or the catalog's
+cache; ``CACHE_DIR: ""`` turns it off; models with MediaPipe's custom ops are never cached. And the
+engine imports ``openvino`` without its model-conversion tools, which ``openvino.convert_model``
+still reaches."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import calculators  # noqa: F401  (registers the built-ins)
+from calculators.inference import model_cache
+from pipeline import Graph
+from tests.assets import resolve_or_skip
+
+from .conftest import needs_ov
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = needs_ov
+
+
+def _open(model: Path, **options):
+    """(the loaded OpenVINO engine, its output on a fixed input) of a graph with one Inference
+    node; the graph is closed again before returning."""
+    g = Graph.from_dict({"name": "cache", "inputs": ["in"], "nodes": [
+        {"calculator": "Inference", "inputs": {"TENSORS": "in"}, "outputs": {"TENSORS": "out"},
+         "options": {"model": str(model), "engine": "openvino", **options}}]})
+    g.start()
+    try:
+        (shared,) = [s for k, s in model_cache._cache.items() if k[0] == str(model.resolve()) and s.refs]
+        engine = shared.engine
+        x = np.random.default_rng(0).random(engine.inputs[0].shape, dtype=np.float32)
+        return engine, engine.infer([x])
+    finally:
+        g.close_all_inputs()
+        g.wait(30)
+
+
+def _blobs(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.blob")) if folder.exists() else []
+
+
+def test_the_second_load_is_imported_from_the_cache_dir_option(tmp_path, blazeface):
+    folder = tmp_path / "compiled"
+    first, out1 = _open(blazeface, cache_dir=str(folder))
+    assert not first.from_cache
+    assert len(_blobs(folder)) == 1, f"no blob written to the cache_dir option's folder: {list(tmp_path.rglob('*'))}"
+    second, out2 = _open(blazeface, cache_dir=str(folder))
+    assert second is not first and second.from_cache, "the second load compiled the model again"
+    assert all(np.array_equal(a, b) for a, b in zip(out1, out2)), "the cached model computes something else"
+
+
+def test_the_default_cache_is_in_the_catalog_cache(tmp_path, monkeypatch, blazeface):
+    monkeypatch.setenv("VPIPE_CACHE", str(tmp_path / "vpipe"))
+    first, _ = _open(blazeface, threads=1)  # threads: a key of its own in the shared-model cache
+    assert len(_blobs(tmp_path / "vpipe" / "openvino")) == 1
+    second, _ = _open(blazeface, threads=1)
+    assert not first.from_cache and second.from_cache
+
+
+def test_cache_dir_empty_in_the_config_turns_it_off(tmp_path, monkeypatch, blazeface):
+    monkeypatch.setenv("VPIPE_CACHE", str(tmp_path / "vpipe"))
+    off = {"config": {"CACHE_DIR": ""}}
+    first, _ = _open(blazeface, engine_options=off)
+    second, _ = _open(blazeface, engine_options=off)
+    assert not first.from_cache and not second.from_cache
+    assert _blobs(tmp_path) == []
+
+
+def test_a_model_with_mediapipe_custom_ops_is_not_cached(tmp_path):
+    pytest.importorskip("tflite")
+    model = resolve_or_skip("zoo:face-landmark-with-attention")
+    folder = tmp_path / "compiled"
+    engine, _ = _open(Path(model), cache_dir=str(folder))
+    assert not engine.from_cache
+    assert _blobs(folder) == [], "a model whose ops are Python functions was written to the cache"
+
+
+def test_openvino_is_imported_without_its_conversion_tools_which_stay_reachable():
+    code = ("import sys\n"
+            "from calculators.inference.openvino_engine import runtime\n"
+            "ov = runtime()\n"
+            "print('openvino.tools.ovc' in sys.modules)\n"
+            "convert = ov.convert_model\n"
+            "import openvino.tools.ovc\n"
+            "print(convert is openvino.tools.ovc.convert_model)\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["False", "True"], r.stdout

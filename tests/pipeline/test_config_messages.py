@@ -1,0 +1,345 @@
+"""Every problem of reading a graph file (pipeline/config.py), word for word, with its line, and
+in the order reported: the message is what the user reads, so a changed word, a lost clause or a
+wrong line is a failure here (test_validation.py checks the main ones by pattern)."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+
+from pydantic import Field
+
+from pipeline import Graph, GraphConfigError, calculator
+
+PASS = "name, calculator, subgraph, inputs, outputs, side_inputs, side_outputs, options, policy, executor, " \
+       "max_in_flight, comment, when"
+
+
+@calculator(name="TestNeedsLabel")
+def needs_label(value: int, *, label: str, tags: list[str] = Field(default_factory=lambda: ["x"])) -> int:
+    """A required option, and one with a default_factory."""
+    return value
+
+
+def problems(text) -> list[str]:
+    with pytest.raises(GraphConfigError) as ei:
+        Graph.from_yaml(text)
+    assert str(ei.value) == "\n".join(str(p) for p in ei.value.problems)
+    return [str(p) for p in ei.value.problems]
+
+
+CASES = {
+    "a list": ("- a\n- b\n", [
+        "<string>:1: a graph file must be a mapping with a 'nodes' list; this one is a list"]),
+    "empty": ("", ["<string>:1: a graph file must be a mapping with a 'nodes' list; this one is empty"]),
+    "graph keys": ("nodez: []\nname: {a: 1}\ninputs: [1, a]\noutputs: {b: 1}\n", [
+        "<string>:1: unknown graph key 'nodez' (allowed: name, description, inputs, outputs, side_packets, nodes, "
+        "executors, plugins)",
+        "<string>:2: 'name' must be a text, got a mapping",
+        "<string>:3: 'inputs' must list names; item 1 is the number 1",
+        "<string>:4: 'outputs' must be a list of names, got a mapping",
+        "<string>:1: the graph has no 'nodes' list"]),
+    "kinds of values": ('inputs: [true, null, 2.5]\nnodes: "a text of more than forty characters, which is cut"\n', [
+        "<string>:1: 'inputs' must list names; item 1 is the boolean true",
+        "<string>:1: 'inputs' must list names; item 2 is null",
+        "<string>:1: 'inputs' must list names; item 3 is the number 2.5",
+        "<string>:2: 'nodes' must be a list, got a text"]),
+    "side packets listed": ("side_packets: [a, 3]\nnodes: []\n", [
+        "<string>:1: 'side_packets' must list names; item 2 is the number 3"]),
+    "side packets a number": ("side_packets: 5\nnodes: []\n", [
+        "<string>:1: 'side_packets' must be a mapping name: default, got the number 5"]),
+    "executors a number": ("executors: 5\nnodes: []\n", [
+        "<string>:1: 'executors' must be a mapping name: {threads: N}, got the number 5"]),
+    "executor keys": ("executors:\n  gpu: {threads: 0, thread: 2}\n  cpu: 2000\nnodes: 3\n", [
+        "<string>:2: executor 'gpu': unknown key 'thread' (allowed: threads)",
+        "<string>:2: executor 'gpu': threads must be an integer from 1 to 1024, got 0",
+        "<string>:3: executor 'cpu': threads must be an integer from 1 to 1024, got 2000",
+        "<string>:4: 'nodes' must be a list, got the number 3"]),
+    "nodes not mappings": ("nodes:\n  - x\n  - 4\n", [
+        "<string>:2: node #1 must be a mapping with a 'calculator', got the text 'x'",
+        "<string>:3: node #2 must be a mapping with a 'calculator', got the number 4"]),
+    "node keys": ("inputs: [a]\nnodes:\n  - calculator: PassThrough\n    inputs: [a]\n    outputs: [b]\n"
+                  "    bogus: 1\n  - name: 3\n  - calculator: 7\n", [
+        f"<string>:6: unknown node key 'bogus' (allowed: {PASS})",
+        "<string>:7: node #2 has no 'calculator' (the name of a registered calculator)",
+        "<string>:8: node #3 has no 'calculator' (the name of a registered calculator), got the number 7"]),
+    "node fields": ("""inputs: [a]
+nodes:
+  - calculator: PassThrough
+    name: {x: 1}
+    inputs: [a]
+    outputs: [b]
+    executor: 5
+    max_in_flight: 0
+    options: [1]
+  - calculator: PassThrough
+    name: p
+    inputs: [a]
+    outputs: [c]
+    max_in_flight: 2000
+    options: {1: 2}
+    when: display
+  - calculator: PassThrough
+    name: p
+    inputs: [a]
+    outputs: [d]
+    when: 3
+""", [
+        "<string>:4: node #1: 'name' must be a text, got a mapping",
+        "<string>:7: node 'PassThrough': 'executor' must name an executor, got the number 5",
+        "<string>:8: node 'PassThrough': max_in_flight must be an integer from 1 to 1024, got 0",
+        "<string>:9: node 'PassThrough': 'options' must be a mapping, got a list",
+        "<string>:14: node 'p': max_in_flight must be an integer from 1 to 1024, got 2000",
+        "<string>:15: node 'p': option names are text, got the number 1",
+        "<string>:16: node 'p': 'when' must name a side packet as $name, got 'display'",
+        "<string>:18: node name 'p' is used twice",
+        "<string>:21: node 'p': 'when' must name a side packet as $name, got 3"]),
+    "policies": ("""inputs: [a]
+nodes:
+  - calculator: PassThrough
+    inputs: [a]
+    outputs: [b]
+    policy: {latest: 0}
+  - calculator: PassThrough
+    inputs: [a]
+    outputs: [c]
+    policy: newest
+  - calculator: PassThrough
+    inputs: [a]
+    outputs: [d]
+    policy: {latest: 2, other: 1}
+""", [
+        "<string>:6: node 'PassThrough': policy {latest: N} keeps N timestamps, an integer from 1 to 1,000,000; got 0",
+        "<string>:10: node 'PassThrough_2': unknown policy 'newest' (use sync, immediate, latest or {latest: N})",
+        "<string>:14: node 'PassThrough_3': unknown policy {'latest': 2, 'other': 1} (use sync, immediate, latest or "
+        "{latest: N})"]),
+    "ports": ("""inputs: [a]
+nodes:
+  - calculator: TestJoin
+    inputs: [a, a, a]
+    outputs: [j]
+  - calculator: TestJoin
+    inputs: 5
+    outputs: {OUT: k}
+  - calculator: TestJoin
+    inputs: {"A:x": a, "B:1": a, Q: a}
+    outputs: {OUT: 3}
+""", [
+        "<string>:4: node 'TestJoin': TestJoin has 2 inputs (A, B), but 3 are wired by position",
+        "<string>:7: node 'TestJoin_2': 'inputs' must be a list of names or a mapping TAG: name, got the number 5",
+        "<string>:10: node 'TestJoin_3': 'A:x' is not a port tag (TAG or TAG:N)",
+        "<string>:10: node 'TestJoin_3': port 'B' of TestJoin is not indexed; write 'B', not 'B:1'",
+        "<string>:10: node 'TestJoin_3': TestJoin has no input port 'Q' (it has: A, B)",
+        "<string>:11: node 'TestJoin_3': output 'OUT' must be a stream name, got the number 3",
+        "<string>:6: node 'TestJoin_2': required input 'A' of TestJoin is not connected",
+        "<string>:9: node 'TestJoin_3': required input 'A' of TestJoin is not connected"]),
+    "ports of nothing": ("""nodes:
+  - calculator: PassThrough
+    outputs: {"OUT:0": [x]}
+    side_outputs: {Q: s}
+    side_inputs: [s]
+""", [
+        "<string>:3: node 'PassThrough': output 'OUT:0' must be a stream name, got a list",
+        "<string>:5: node 'PassThrough': PassThrough has 0 side_inputs (none), but 1 are wired by position",
+        "<string>:4: node 'PassThrough': PassThrough has no side output port 'Q' (it has: none)",
+        "<string>:2: node 'PassThrough': required input 'IN' of PassThrough is not connected"]),
+    "input mappings": ("""inputs: [a]
+nodes:
+  - calculator: TestJoin
+    inputs:
+      A: {stream: a, capacity: 0, overflow: spill, back_edge: maybe, color: red}
+      B: {capacity: 3}
+    outputs: [j]
+  - calculator: TestJoin
+    inputs:
+      A: 5
+      B: {stream: a, capacity: 2000000, overflow: 7, back_edge: "off"}
+    outputs: [k]
+  - calculator: TestJoin
+    inputs: {A: a, "A:0": a}
+    outputs: [m]
+""", [
+        "<string>:5: node 'TestJoin': input 'A' has unknown key 'color' (allowed: stream, back_edge, capacity, overflow)",
+        "<string>:5: node 'TestJoin': input 'A': capacity must be an integer from 1 to 1,000,000, got 0",
+        "<string>:5: node 'TestJoin': input 'A': unknown overflow policy 'spill' (use block, drop_oldest, reject)",
+        "<string>:5: node 'TestJoin': input 'A': back_edge must be true or false, got 'maybe'",
+        "<string>:6: node 'TestJoin': input 'B' needs 'stream: NAME'",
+        "<string>:10: node 'TestJoin_2': input 'A' must be a stream name or a mapping with 'stream', got the number 5",
+        "<string>:11: node 'TestJoin_2': input 'B': capacity must be an integer from 1 to 1,000,000, got 2000000",
+        "<string>:11: node 'TestJoin_2': input 'B': unknown overflow policy 7 (use block, drop_oldest, reject)",
+        "<string>:14: node 'TestJoin_3': port 'A' of TestJoin is not indexed; write 'A', not 'A:0'",
+        "<string>:8: node 'TestJoin_2': required input 'A' of TestJoin is not connected"]),
+    "a stream wired twice": ("inputs: [a]\nnodes:\n  - calculator: PassThrough\n    inputs: {IN: a, 'IN:0': a}\n"
+                             "    outputs: [b]\n", [
+        "<string>:4: node 'PassThrough': input 'IN:0' is wired twice"]),
+    "the graph as a whole": ("""inputs: [a]
+outputs: [zz]
+side_packets: {fac: 2}
+nodes:
+  - calculator: PassThrough
+    inputs: [a]
+    outputs: [b]
+  - calculator: PassThrough
+    inputs: [a]
+    outputs: [b]
+  - calculator: TestJoin
+    inputs: {B: a}
+    outputs: [j]
+    side_inputs: {}
+  - calculator: TestSide
+    inputs: [a]
+    outputs: [s]
+  - calculator: TestSide
+    inputs: [a]
+    outputs: [s2]
+    side_inputs: {OFFSET: nope}
+    executor: gpu
+    when: $off
+  - calculator: TestScale
+    inputs: [bb]
+    outputs: [t]
+    options: {factor: $nofac, extra: 1}
+""", [
+        "<string>:8: stream 'b' has 2 producers (node 'PassThrough' output OUT:0; node 'PassThrough_2' output OUT:0); "
+        "a stream has exactly one producer",
+        "<string>:11: node 'TestJoin': required input 'A' of TestJoin is not connected",
+        "<string>:15: node 'TestSide': required side input 'OFFSET' of TestSide is not connected",
+        "<string>:18: node 'TestSide_2': side input OFFSET names side packet 'nope', which is not declared under "
+        "'side_packets:' nor produced by a node",
+        "<string>:18: node 'TestSide_2': 'when: $off' names a side packet that is not declared under 'side_packets:'",
+        "<string>:18: node 'TestSide_2': unknown executor 'gpu' (declare it under 'executors:')",
+        "<string>:25: node 'TestScale': input VALUE reads stream 'bb', which has no producer; did you mean 'b'?",
+        "<string>:27: node 'TestScale': option 'factor' refers to side packet '$nofac', which is not declared under "
+        "'side_packets:'",
+        "<string>:27: node 'TestScale': option 'extra': unknown option; TestScale options: {factor: int (default 2)}",
+        "<string>: graph output 'zz' is not produced by any node"]),
+    "a stream nobody makes": ("nodes:\n  - calculator: TestSide\n    inputs: [x]\n    outputs: [y]\n"
+                              "    side_inputs: {OFFSET: o}\n", [
+        "<string>:3: node 'TestSide': input IN reads stream 'x', which has no producer; produce it with a node output "
+        "or declare it under 'inputs:'",
+        "<string>:2: node 'TestSide': side input OFFSET names side packet 'o', which is not declared under "
+        "'side_packets:' nor produced by a node"]),
+    "options": ("""inputs: [a]
+nodes:
+  - calculator: TestScale
+    inputs: [a]
+    outputs: [t]
+    options: {factor: lots}
+  - calculator: TestScale
+    inputs: [a]
+    outputs: [u]
+    options: {factr: 3}
+  - calculator: PassThrough
+    inputs: [a]
+    outputs: [v]
+    options: {x: 1, y: 2}
+  - calculator: TestNeedsLabel
+    inputs: [a]
+    outputs: [w]
+    options: {tags: [1]}
+""", [
+        "<string>:6: node 'TestScale': option 'factor': Input should be a valid integer, unable to parse string as an "
+        "integer (got 'lots'); TestScale options: {factor: int (default 2)}",
+        "<string>:10: node 'TestScale_2': option 'factr': unknown option; did you mean 'factor'?; TestScale options: "
+        "{factor: int (default 2)}",
+        "<string>:11: node 'PassThrough': PassThrough takes no options, got x, y",
+        "<string>:15: node 'TestNeedsLabel': option 'label': Field required; TestNeedsLabel options: "
+        "{label: str (required); tags: list (default ['x'])}",
+        "<string>:18: node 'TestNeedsLabel': option 'tags.0': Input should be a valid string (got 1); TestNeedsLabel "
+        "options: {label: str (required); tags: list (default ['x'])}"]),
+    "a cycle": ("nodes:\n  - {calculator: PassThrough, name: p1, inputs: [c], outputs: [b]}\n"
+                "  - {calculator: PassThrough, name: p2, inputs: [b], outputs: [c]}\n", [
+        "<string>:2: cycle without a back edge: p1 -> p2 -> p1; mark the input that closes the loop with "
+        "'back_edge: true'"]),
+    "types": ("nodes:\n  - calculator: TestSeq\n    outputs: [s]\n  - calculator: TestStr\n    inputs: [s]\n"
+              "    outputs: [t]\n", [
+        "<string>:5: type mismatch on stream 's': node 'TestSeq' output OUT carries int, but node 'TestStr' input "
+        "IN takes str"]),
+}
+
+
+@pytest.mark.parametrize("text, expected", list(CASES.values()), ids=list(CASES))
+def test_every_problem_word_for_word_in_order(text, expected):
+    assert problems(text) == expected
+
+
+@calculator(name="TestUnionOption")
+def union_option(value: int, *, mode: list[typing.Any] | int = 0) -> int:
+    return value
+
+
+def test_an_option_type_without_a_name_is_written_as_python_writes_it():
+    assert problems("inputs: [a]\nnodes:\n  - calculator: TestUnionOption\n    inputs: [a]\n    outputs: [b]\n"
+                    "    options: {mod: 1}\n") == [
+        "<string>:6: node 'TestUnionOption': option 'mod': unknown option; did you mean 'mode'?; TestUnionOption "
+        "options: {mode: list[Any] | int (default 0)}"]
+
+
+def test_a_text_is_quoted_up_to_40_characters_and_a_value_shown_up_to_60():
+    assert problems(f'nodes: "{"t" * 40}"\n') == [f"<string>:1: 'nodes' must be a list, got the text '{'t' * 40}'"]
+    assert problems(f'nodes: "{"t" * 41}"\n') == ["<string>:1: 'nodes' must be a list, got a text"]
+    seq = "nodes:\n  - calculator: TestSeq\n    outputs: [s]\n"
+    assert problems(seq + f'    max_in_flight: "{"x" * 58}"\n') == [
+        f"<string>:4: node 'TestSeq': max_in_flight must be an integer from 1 to 1024, got '{'x' * 58}'"]
+    assert problems(seq + f'    max_in_flight: "{"x" * 59}"\n') == [
+        f"<string>:4: node 'TestSeq': max_in_flight must be an integer from 1 to 1024, got '{'x' * 56}..."]
+
+
+def test_long_names_and_values_are_cut_to_a_line():
+    long = "n" * 300
+    assert problems(f"nodes:\n  - calculator: {long}\n") == [
+        f"<string>:2: unknown calculator '{'n' * 50}...{'n' * 12}' (300 characters) (a user calculator is known once "
+        "its plugin is loaded: --plugin MODULE_OR_FILE.py, or the graph's 'plugins:' list)"]
+    seq = "nodes:\n  - calculator: TestSeq\n    outputs: [s]\n"
+    assert problems(seq + f'    max_in_flight: "{"x" * 80}"\n') == [
+        f"<string>:4: node 'TestSeq': max_in_flight must be an integer from 1 to 1024, got '{'x' * 56}..."]
+    # a quoted name of 199 characters is kept, of 200 cut (_shown then cuts the key's repr at 60)
+    name199, name200 = "a" * 199, "b" * 200
+    assert problems(f"nodes:\n  - calculator: {name199}\n")[0].startswith(f"<string>:2: unknown calculator '{name199}'")
+    assert problems(f"nodes:\n  - calculator: {name200}\n")[0].startswith(
+        f"<string>:2: unknown calculator '{'b' * 50}...{'b' * 12}' (200 characters) (")
+
+
+def test_a_good_graph_reads_into_its_spec():
+    """What the file says reaches the spec: defaults where it says nothing."""
+    g = Graph.from_yaml("""
+name: 7
+description: two nodes
+inputs: a
+side_packets: [s]
+executors: {gpu: {threads: 3}, io: 2, one: {}}
+nodes:
+  - calculator: TestJoin
+    name: j
+    inputs:
+      A: {stream: a, capacity: 7, overflow: drop_oldest, back_edge: "no"}
+      B: {stream: b, back_edge: "yes"}
+    outputs: [j]
+    policy: {latest: 5}
+    executor: gpu
+    max_in_flight: 3
+    comment: joins
+  - calculator: PassThrough
+    inputs: [j]
+    outputs: [b]
+    policy: immediate
+  - calculator: PassThrough
+    inputs: [a]
+    outputs: [c]
+    policy: latest
+""")
+    spec = g.spec
+    assert (spec.name, spec.description, spec.inputs, spec.outputs) == ("7", "two nodes", ["a"], [])
+    assert spec.side_packets == {"s": None} and spec.line_of_side_packet == {"s": 5}
+    assert spec.executors == {"gpu": 3, "io": 2, "one": 1}
+    j, p, q = spec.nodes
+    assert [(i.tag, i.stream, i.back_edge, i.capacity, i.overflow, i.line) for i in j.inputs] == [
+        ("A", "a", False, 7, "drop_oldest", 11), ("B", "b", True, 100, "block", 12)]
+    assert (j.name, j.policy, j.latest_size, j.executor, j.max_in_flight, j.comment, j.line) == (
+        "j", "latest", 5, "gpu", 3, "joins", 8)
+    assert (p.name, p.policy, p.latest_size, p.executor, p.max_in_flight, p.comment, p.when) == (
+        "PassThrough", "immediate", 1, "default", 1, "", None)
+    assert (q.name, q.policy, q.latest_size) == ("PassThrough_2", "latest", 1)
+    assert p.inputs[0].tag == "IN:0" and p.outputs == {"OUT:0": "b"}
+    assert Graph.from_yaml("nodes:\n  - calculator: TestSeq\n    outputs: [s]\n").spec.name == "<string>"  # the file's stem

@@ -1,0 +1,248 @@
+"""Subgraphs inlined at load (docs/graphs.md, "Subgraphs"), and graphs found by name ("Finding
+graphs by name"): the inlined nodes, streams, side packets and executors, the wiring by position
+and by name, every wiring problem word for word, and where a name is looked for."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline import Graph, GraphConfigError
+from pipeline.config import builtin_graph_dirs, find_graph_file, graph_names, graph_search_path, load
+
+SCALER = """
+name: scaler
+inputs: [raw]
+outputs: [scaled, passed]
+side_packets: {offset: 1, unused: null}
+executors: {inner: 2, shared: 5}
+nodes:
+  - calculator: TestSide
+    name: add
+    inputs: [raw]
+    outputs: [mid]
+    side_inputs: {OFFSET: offset}
+  - calculator: TestScale
+    inputs: [mid]
+    outputs: [scaled]
+    options: {factor: $offset}
+    executor: inner
+  - calculator: PassThrough
+    inputs: [raw]
+    outputs: [passed]
+    when: $offset
+"""
+
+
+def run(g: Graph, stream: str, values, side=None) -> list:
+    got = []
+    g.observe(stream, lambda p: got.append(p.value))
+    g.start(side)
+    for i, v in enumerate(values):
+        g.add_packet("a", v, i)
+    g.close_all_inputs()
+    g.wait(30)
+    return got
+
+
+def problems(text, tmp_path, **kw) -> list[str]:
+    f = tmp_path / "outer.yaml"
+    f.write_text(text)
+    with pytest.raises(GraphConfigError) as ei:
+        Graph.from_yaml(f, **kw)
+    return [str(p).replace(str(tmp_path), "T") for p in ei.value.problems]
+
+
+def test_a_subgraph_is_inlined_with_its_nodes_prefixed_and_its_side_packets_renamed(tmp_path):
+    (tmp_path / "scaler.yaml").write_text(SCALER)
+    f = tmp_path / "outer.yaml"
+    f.write_text("""
+inputs: [a]
+side_packets: {off: 3}
+executors: {shared: 1}
+nodes:
+  - subgraph: scaler
+    name: s
+    inputs: [a]
+    outputs: {SCALED: b, passed: c}
+    side_inputs: {OFFSET: off}
+  - subgraph: scaler
+    inputs: {RAW: a}
+    outputs: [d]
+""")
+    g = Graph.from_yaml(f)
+    spec = g.spec
+    assert [n.name for n in spec.nodes] == ["s/add", "s/TestScale", "s/PassThrough",
+                                           "scaler/add", "scaler/TestScale", "scaler/PassThrough"]
+    by = {n.name: n for n in spec.nodes}
+    assert [i.stream for i in by["s/add"].inputs] == ["a"] and by["s/add"].outputs == {"OUT": "s/mid"}
+    assert [i.stream for i in by["s/TestScale"].inputs] == ["s/mid"] and by["s/TestScale"].outputs == {"OUT": "b"}
+    assert by["s/PassThrough"].outputs == {"OUT:0": "c"}
+    assert by["scaler/TestScale"].outputs == {"OUT": "d"}
+    assert by["scaler/PassThrough"].outputs == {"OUT:0": "scaler/passed"}  # not wired: stays inside
+    # the side packet wired by name (any case), in side inputs, $refs and when:
+    assert by["s/add"].side_inputs == {"OFFSET": "off"} and by["scaler/add"].side_inputs == {"OFFSET": "offset"}
+    assert by["s/TestScale"].options == {"factor": "$off"} and by["scaler/TestScale"].options == {"factor": "$offset"}
+    assert (by["s/PassThrough"].when, by["scaler/PassThrough"].when) == ("off", "offset")
+    # the inner defaults join the graph's, which win; executors too
+    assert spec.side_packets == {"off": 3, "offset": 1, "unused": None}
+    assert spec.line_of_side_packet["offset"] == 5
+    assert spec.executors == {"shared": 1, "inner": 2}
+    assert run(g, "b", [10, 20]) == [39, 69]  # (v + 3) * 3
+
+
+def test_a_subgraph_named_by_path_and_beside_the_file(tmp_path):
+    sub = tmp_path / "parts"
+    sub.mkdir()
+    (sub / "scaler.yaml").write_text(SCALER)
+    (tmp_path / "outer.yaml").write_text(
+        "inputs: [a]\nnodes:\n  - subgraph: parts/scaler.yaml\n    name: ''\n    inputs: [a]\n    outputs: [b]\n")
+    g = Graph.from_yaml(tmp_path / "outer.yaml")
+    assert g.spec.nodes[0].name == "scaler/add"  # an empty name falls back to the subgraph's
+    assert run(g, "b", [1]) == [2 * 1]  # offset 1, factor 1: (1 + 1) * 1
+    (sub / "outer.yml").write_text("inputs: [a]\nnodes:\n  - subgraph: scaler\n    inputs: [a]\n    outputs: [b]\n")
+    assert [n.name for n in Graph.from_yaml(sub / "outer.yml").spec.nodes][0] == "scaler/add"
+
+
+def test_a_subgraph_file_is_read_once_however_often_it_is_included(tmp_path, monkeypatch):
+    (tmp_path / "scaler.yaml").write_text(SCALER)
+    reads = []
+    real = Path.read_bytes
+
+    def counting(self):
+        reads.append(self.name)
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", counting)
+    text = "inputs: [a]\nnodes:\n" + "".join(
+        f"  - subgraph: scaler\n    inputs: [a]\n    outputs: [b{i}]\n" for i in range(3))
+    (tmp_path / "outer.yaml").write_text(text)
+    g = Graph.from_yaml(tmp_path / "outer.yaml")
+    assert reads == ["outer.yaml", "scaler.yaml"]
+    assert [n.name for n in g.spec.nodes if n.name.endswith("/add")] == ["scaler/add", "scaler_2/add", "scaler_3/add"]
+
+
+def test_every_subgraph_wiring_problem_word_for_word(tmp_path):
+    """Each problem names the file it is in: an inlined node's, its subgraph file and line there."""
+    (tmp_path / "scaler.yaml").write_text(SCALER)
+    where = ", ".join(str(d) for d in graph_search_path())
+    assert problems("""inputs: [a]
+nodes:
+  - subgraph: 5
+  - subgraph: nowhere_graph
+  - subgraph: scaler
+    inputs: [a, a]
+    outputs: {SCALED: b, BOGUS: c, PASSED: 4}
+    side_inputs: {OFFSET: 3}
+  - subgraph: scaler
+    inputs: 5
+    outputs: [b]
+    side_inputs: [x]
+""", tmp_path) == [
+        "T/outer.yaml:3: 'subgraph' must name a graph file, got the number 5",
+        f"T/outer.yaml:4: subgraph 'nowhere_graph' not found (looked beside T and in {where})",
+        "T/outer.yaml:6: subgraph 'scaler' has 1 inputs, 2 wired",
+        "T/outer.yaml:7: subgraph 'scaler' has no output 'BOGUS' (it has: SCALED, PASSED)",
+        "T/outer.yaml:7: subgraph 'scaler': output 'passed' must be wired to a stream name, got the number 4",
+        "T/outer.yaml:8: subgraph 'scaler': side input 'OFFSET' must name a side packet, got the number 3",
+        "T/outer.yaml:10: subgraph 'scaler': 'inputs' must be a list of streams or a mapping NAME: stream, got the "
+        "number 5",
+        "T/outer.yaml:12: subgraph 'scaler': 'side_inputs' must be a mapping INNER: outer (side packet names), got "
+        "a list",
+        "T/scaler.yaml:13: stream 'b' has 2 producers (node 'scaler/TestScale' output OUT; node 'scaler_2/TestScale' "
+        "output OUT); a stream has exactly one producer",
+        "T/scaler.yaml:10: node 'scaler_2/add': input IN reads stream 'scaler_2/raw', which has no producer; did you "
+        "mean 'scaler_2/mid', 'scaler_2/passed'?",
+        "T/scaler.yaml:19: node 'scaler_2/PassThrough': input IN:0 reads stream 'scaler_2/raw', which has no "
+        "producer; did you mean 'scaler_2/mid', 'scaler_2/passed'?"]
+
+
+def test_a_subgraph_too_deep_and_one_including_itself(tmp_path):
+    for i in range(10):
+        (tmp_path / f"d{i}.yaml").write_text(f"inputs: [x]\noutputs: [y]\nnodes:\n  - subgraph: d{i + 1}\n"
+                                             "    inputs: [x]\n    outputs: [y]\n")
+    (tmp_path / "d10.yaml").write_text("inputs: [x]\noutputs: [y]\nnodes:\n  - {calculator: PassThrough, inputs: [x], "
+                                       "outputs: [y]}\n")
+    outer = "inputs: [a]\nnodes:\n  - subgraph: {}\n    inputs: [a]\n    outputs: [b]\n"
+    assert problems(outer.format("d0"), tmp_path) == ["T/d7.yaml:4: subgraph 'd8' nests more than 8 levels deep"]
+    (tmp_path / "outer.yaml").write_text(outer.format("d3"))  # eight levels: allowed
+    assert [n.name for n in Graph.from_yaml(tmp_path / "outer.yaml").spec.nodes] == [
+        "d3/d4/d5/d6/d7/d8/d9/d10/PassThrough"]
+
+
+def test_wiring_problems_name_the_key_and_the_item_lines(tmp_path):
+    (tmp_path / "scaler.yaml").write_text(SCALER)
+    assert problems("""inputs: [a]
+nodes:
+  - name: first
+    subgraph: 5
+  - name: second
+    subgraph: scaler
+    inputs: [a]
+    outputs:
+      - {stream: b}
+      - 4
+""", tmp_path) == [
+        "T/outer.yaml:4: 'subgraph' must name a graph file, got the number 5",
+        "T/outer.yaml:10: subgraph 'scaler': output 'passed' must be wired to a stream name, got the number 4"]
+
+
+def test_a_text_graph_looks_for_its_subgraphs_on_the_search_path_only(tmp_path, monkeypatch):
+    """YAML text has no folder of its own: a subgraph in the working folder is not 'beside' it."""
+    monkeypatch.delenv("VPIPE_GRAPH_PATH", raising=False)
+    (tmp_path / "scaler_here.yaml").write_text(SCALER)
+    monkeypatch.chdir(tmp_path)
+    text = "inputs: [a]\nnodes:\n  - subgraph: scaler_here\n    inputs: [a]\n    outputs: [b]\n"
+    with pytest.raises(GraphConfigError) as ei:
+        Graph.from_yaml(text)
+    assert str(ei.value).startswith("<string>:3: subgraph 'scaler_here' not found (looked in ")
+    assert [n.name for n in Graph.from_yaml(text, [tmp_path]).spec.nodes][0] == "scaler/add"  # its name: scaler
+
+
+def test_a_subgraph_finds_its_own_subgraphs_on_the_search_path(tmp_path, monkeypatch):
+    monkeypatch.delenv("VPIPE_GRAPH_PATH", raising=False)
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    (one / "outer_sub.yaml").write_text("inputs: [x]\noutputs: [y]\nnodes:\n  - subgraph: inner_sub\n"
+                                        "    inputs: [x]\n    outputs: [y]\n")
+    (two / "inner_sub.yaml").write_text("inputs: [x]\noutputs: [y]\nnodes:\n"
+                                        "  - {calculator: PassThrough, inputs: [x], outputs: [y]}\n")
+    text = "inputs: [a]\nnodes:\n  - subgraph: outer_sub\n    inputs: [a]\n    outputs: [b]\n"
+    assert [n.name for n in Graph.from_yaml(text, [one, two]).spec.nodes] == ["outer_sub/inner_sub/PassThrough"]
+
+
+def test_a_subgraph_labelled_like_an_inlined_node_gets_a_name_of_its_own(tmp_path):
+    (tmp_path / "scaler.yaml").write_text(SCALER)
+    f = tmp_path / "outer.yaml"
+    f.write_text("inputs: [a]\nnodes:\n" + "".join(
+        f"  - subgraph: scaler\n    name: {label}\n    inputs: [a]\n    outputs: [{out}]\n"
+        for label, out in (("s", "b"), ("s/add", "c"), ("s/add", "d"))))
+    names = [n.name for n in Graph.from_yaml(f).spec.nodes if n.name.endswith("/add")]
+    assert names == ["s/add", "s/add_2/add", "s/add_3/add"]
+
+
+def test_the_subgraph_inclusions_are_bounded(tmp_path, monkeypatch):
+    from pipeline import config as _config
+
+    monkeypatch.setattr(_config, "MAX_SUBGRAPHS", 3)
+    (tmp_path / "scaler.yaml").write_text(SCALER)
+
+    def including(n):
+        return "inputs: [a]\nnodes:\n" + "".join(
+            f"  - name: s{i}\n    subgraph: scaler\n    inputs: [a]\n    outputs: [b{i}]\n" for i in range(n)) + \
+            "  - calculator: NoSuchCalculatorAfter\n"
+
+    f = tmp_path / "outer.yaml"
+    f.write_text(including(3))
+    with pytest.raises(GraphConfigError) as ei:
+        Graph.from_yaml(f)
+    assert [str(p).replace(str(tmp_path), "T") for p in ei.value.problems][0].startswith(
+        "T/outer.yaml:15: unknown calculator 'NoSuchCalculatorAfter'")  # three are allowed
+    f.write_text(including(4))
+    with pytest.raises(GraphConfigError) as ei:
+        Graph.from_yaml(f)
+    assert [str(p).replace(str(tmp_path), "T") for p in ei.value.problems] == [
+        "T/outer.yaml:16: the graph includes more than 3 subgraphs (counting every inclusion, at any depth)"]
