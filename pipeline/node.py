@@ -26,6 +26,14 @@ Three ways through ``step``:
 - ``max_in_flight > 1``: calls run concurrently; each call's outputs are buffered in its
   ``InFlightCall`` and flushed in start order, so outputs stay in timestamp order.
 
+And one way around it: the direct hop (``call_direct``). A simple node whose input stream is a
+``DirectStream`` (streams.py; chosen at start by the scheduler) is called by that stream's
+``send`` itself, inside its producer's call, when it is idle: the packet never enters the queue.
+
+Process times are a sample (``_timed_call``): the clock is read around every call of a node
+whose calls are long, and around one call in ``SAMPLE_EVERY`` of the others; ``count`` is
+exact and ``time_ns`` the estimate.
+
 A stopping run (cancelled or failed) drops work at every node but the sinks (nodes without outputs,
 ``sink``): they go on writing what reached them until the run is ``halted`` (run_state.py), so a
 failure elsewhere still leaves their files whole. ``close_at_shutdown`` closes what did not finish,
@@ -46,6 +54,7 @@ from typing import TYPE_CHECKING
 from . import config as _config
 from .errors import GraphRunError
 from .policies import READY_TO_CLOSE, input_bound, policy_for
+from .scheduler import HANDOFF_NS
 from .streams import InputQueue, ObserverFailed, Stream
 from .timestamp import Packet, Timestamp
 
@@ -57,6 +66,10 @@ if TYPE_CHECKING:
 
 DONE = Timestamp.DONE
 _perf_ns = time.perf_counter_ns
+# One call in this many is measured, for nodes with short calls (_timed_call); a prime, so that
+# a node whose calls follow a shorter period (every other frame, one in 3, 4, 8...) is not
+# measured on one kind of call only.
+SAMPLE_EVERY = 31
 
 
 class InFlightCall:
@@ -81,9 +94,10 @@ class NodeRuntime:
     fast_path = True
 
     __slots__ = ("graph", "run", "sched", "spec", "name", "cls", "depth", "lock", "queues", "forward_queues",
-                 "outputs", "out_streams", "calc", "process", "options", "side", "opened", "closed", "finished",
+                 "outputs", "out_streams", "bounded", "calc", "process", "options", "side", "opened", "closed", "finished",
                  "active", "max_in_flight", "policy", "immediate", "offset", "process_bounds", "propagated",
-                 "is_source", "simple", "executor", "ctx", "inflight", "flushing", "count", "time_ns", "drops",
+                 "is_source", "simple", "executor", "ctx", "inflight", "flushing", "count", "sampled", "sampled_ns",
+                 "every", "timing", "drops",
                  "q0", "dq0", "tag0", "claim", "sink", "__weakref__")
 
     def __init__(self, graph: "Graph", spec: _config.NodeSpec, depth: int, run: "RunState", sched: "Scheduler"):
@@ -99,6 +113,7 @@ class NodeRuntime:
         self.forward_queues: list[InputQueue] = []
         self.outputs: dict[str, Stream] = {}
         self.out_streams: tuple[Stream, ...] = ()
+        self.bounded: tuple[Stream, ...] = ()  # the outputs the offset contract moves: all, or none
         self.calc = None
         self.process = None  # the calculator's bound process method
         self.options = None
@@ -121,8 +136,11 @@ class NodeRuntime:
         self.inflight: deque[InFlightCall] = deque()
         self.flushing = False
         # stats
-        self.count = 0
-        self.time_ns = 0
+        self.count = 0  # process calls that returned
+        self.sampled = 0  # of them, the calls whose time was measured (see _timed_call)
+        self.sampled_ns = 0  # their total time
+        self.every = 1  # one call in this many is measured (see _timed_call)
+        self.timing = False  # a measured call is running (its emissions take the queues)
         self.drops = 0
         self.q0: InputQueue | None = None
         self.dq0: deque | None = None
@@ -133,6 +151,7 @@ class NodeRuntime:
     def add_output(self, tag: str, stream: Stream) -> None:
         self.outputs[tag] = stream
         self.out_streams = tuple(self.outputs.values())
+        self.bounded = self.out_streams if self.offset is not None else ()
 
     def wire_input(self, q: InputQueue) -> None:
         self.queues.append(q)
@@ -284,19 +303,18 @@ class NodeRuntime:
         t = ctx.timestamp = p[1]
         ctx.inputs = {self.tag0: p}
         ctx._ready = ready
-        process = self.process  # a bound method in a slot: called from a local, it is cheaper
-        start = _perf_ns()
-        try:
-            process(ctx)
-        except BaseException as e:  # noqa: BLE001 - every failure stops the run
-            self.fail("process", t, e)
+        if self.count % self.every:  # a call left out of the process-time sample: no clock read
+            process = self.process  # a bound method in a slot: called from a local, it is cheaper
+            try:
+                process(ctx)
+            except BaseException as e:  # noqa: BLE001 - every failure stops the run
+                self.fail("process", t, e)
+                self.claim[0] = True
+                return False
+        elif not self._timed_call(ctx, t, trace):
             self.claim[0] = True
             return False
-        end = _perf_ns()
         self.count += 1
-        self.time_ns += end - start
-        if trace is not None:
-            trace.append((self.name, threading.current_thread().name, t, start, end))
         if self.offset is not None:
             # _advance_outputs(_bound_after(t)) for the one input, inlined; the bound is read
             # before the packets (see the module's docstring)
@@ -321,6 +339,71 @@ class NodeRuntime:
         if not claim.pop(0, False):
             return False  # a producer claimed it: it is scheduled
         return self._simple_idle(ready)
+
+    def call_direct(self, p: Packet, ready: list) -> None:
+        """The direct hop (streams.py, ``DirectStream``): ``process`` of this simple node at once,
+        inside its producer's (unmeasured) call, for one packet that never entered the queue. The
+        producer took the claim and saw the queue empty, and is the only one who could fill it:
+        there is nothing to look at afterwards, the claim is released."""
+        ctx = self.ctx
+        t = ctx.timestamp = p[1]
+        ctx.inputs = {self.tag0: p}
+        ctx._ready = ready
+        if self.count % self.every:  # (see _timed_call)
+            try:
+                self.process(ctx)
+            except BaseException as e:  # noqa: BLE001 - every failure stops the run
+                self.fail("process", t, e)
+                self.claim[0] = True
+                return
+        else:  # (the node's first call is measured: it counts the packet in the queue's peak)
+            q = self.q0
+            if not q.peak:
+                q.peak = 1  # the packet was in the node's hands, as a queued one would be
+            if not self._timed_call(ctx, t, None):  # (no direct hop while tracing)
+                self.claim[0] = True
+                return
+        self.count += 1
+        # the offset contract: the queue is empty and its bound is t + 1 (propagated is read only
+        # when there is an offset, so it is set without looking)
+        self.propagated = t + 1
+        for s in self.bounded:
+            if s.bound <= t:
+                s.set_bound(t + 1, ready)
+        self.claim[0] = True
+
+    def _timed_call(self, ctx: "Context", t: int, trace: list | None) -> bool:
+        """One ``process`` call, measured: a sample of the node's process time. Reading the clock
+        costs as much as a short call (two reads: 0.1-0.6 µs on the VM of docs/benchmarks.md),
+        so a node whose measured calls average under ``HANDOFF_NS`` has only one call in
+        ``SAMPLE_EVERY`` measured (``every``: the first, and each whose count is a multiple of it);
+        a longer one, and every node while tracing, has every call measured. ``time_ns`` is the estimate the stats show. While
+        a measured call runs (``timing``), the node's packets take the queues, not a direct hop,
+        so the measure holds only the node's own call. Returns False when the call failed."""
+        self.timing = True
+        start = _perf_ns()
+        try:
+            self.process(ctx)
+        except BaseException as e:  # noqa: BLE001 - every failure stops the run
+            self.timing = False
+            self.fail("process", t, e)
+            return False
+        end = _perf_ns()
+        self.timing = False
+        n = self.sampled = self.sampled + 1
+        ns = self.sampled_ns = self.sampled_ns + end - start
+        if trace is not None:
+            trace.append((self.name, threading.current_thread().name, t, start, end))
+        else:
+            self.every = SAMPLE_EVERY if ns < HANDOFF_NS * n else 1
+        return True
+
+    @property
+    def time_ns(self) -> int:
+        """The node's total process time in ns: the measured calls' mean times the calls (exact
+        when every call is measured: sources, ``max_in_flight > 1``, long calls, tracing)."""
+        n = self.sampled
+        return self.sampled_ns * self.count // n if n else 0
 
     def _simple_idle(self, ready: list) -> bool:
         """A simple node holding its claim with no packet in hand: closes, propagates a bound, or
@@ -400,19 +483,19 @@ class NodeRuntime:
         ctx.inputs = inputs
         ctx._ready = ready
         ctx._bounds = bounds
-        start = _perf_ns()
-        try:
-            self.process(ctx)
-        except BaseException as e:  # noqa: BLE001 - every failure stops the run
-            self.fail("process", t, e)
+        if self.count % self.every:  # (see _timed_call)
+            try:
+                self.process(ctx)
+            except BaseException as e:  # noqa: BLE001 - every failure stops the run
+                self.fail("process", t, e)
+                with self.lock:
+                    self.active -= 1
+                return False
+        elif not self._timed_call(ctx, t, trace):
             with self.lock:
                 self.active -= 1
             return False
-        end = _perf_ns()
         self.count += 1
-        self.time_ns += end - start
-        if trace is not None:
-            trace.append((self.name, threading.current_thread().name, t, start, end))
         if self.offset is not None:
             self._advance_outputs(self._bound_after(t), ready)
         return True
@@ -436,9 +519,10 @@ class NodeRuntime:
         end = _perf_ns()
         if trace is not None:
             trace.append((self.name, threading.current_thread().name, t, start, end))
-        with self.lock:
+        with self.lock:  # concurrent calls: every one measured
             self.count += 1
-            self.time_ns += end - start
+            self.sampled += 1
+            self.sampled_ns += end - start
             call.done = True
 
     def _flush(self, ready: list) -> None:

@@ -5,6 +5,9 @@
   ready runs *inline* next on the same worker when it shares the executor (a hop costs a few
   microseconds), and is queued otherwise. A node that still has work goes back to the queue only
   when its calls are long enough that another worker gains from pipelining it (``HANDOFF_NS``).
+- Cheaper than the inline hop, the direct hop (streams.py, ``DirectStream``): at start,
+  ``plan_direct_hops`` picks the streams whose consumer may be called straight from the
+  emission, inside the producer's call, on the producer's worker.
 - Sources run on threads of their own (``run_source``): each ``process`` call emits through
   ``OutputHandle.add``, which waits in ``throttle`` while an input queue with overflow ``block`` is
   full. Only sources and the Python feed are throttled, never interior nodes, so throttling cannot
@@ -36,6 +39,7 @@ log = logging.getLogger("vpipe")
 
 _perf_ns = time.perf_counter_ns
 HANDOFF_NS = 50_000  # mean process() time above which a node's backlog goes to idle workers
+MAX_DIRECT_DEPTH = 16  # direct hops nested in one another at most (each is a few stack frames)
 
 
 def default_threads() -> int:
@@ -112,7 +116,7 @@ class Executor:
                             # when its calls are long enough to gain from it: for a call of
                             # microseconds the hand-off costs more than it saves (two threads only
                             # trade the GIL).
-                            if self.idle and ready and node.time_ns > HANDOFF_NS * node.count:
+                            if self.idle and ready and node.sampled_ns > HANDOFF_NS * node.sampled:
                                 self.submit(node)
                             else:
                                 local.append(node)
@@ -151,6 +155,10 @@ class Executor:
 class Scheduler:
     """The executors, the source threads and the throttle of one run."""
 
+    # False sends every packet through the queues: tests run the same graphs both ways and
+    # compare (tests/pipeline/test_direct_hop.py).
+    direct_hops = True
+
     def __init__(self, run: "RunState", executors: dict[str, int], trace: list | None):
         self.run = run
         self.trace = trace
@@ -166,9 +174,10 @@ class Scheduler:
     # -- starting and stopping -------------------------------------------------------------------
 
     def start(self, nodes: list["NodeRuntime"]) -> None:
-        """Starts the workers, activates the nodes that have no forward input (only back edges)
-        and starts one thread per source."""
+        """Plans the direct hops, starts the workers, activates the nodes that have no forward
+        input (only back edges) and starts one thread per source."""
         self.nodes = nodes
+        self.plan_direct_hops(nodes)
         for ex in self.executors.values():
             ex.start()
         ready: list = []
@@ -186,6 +195,33 @@ class Scheduler:
         self.run.threads_started(len(self.source_threads))
         for th in self.source_threads:
             th.start()
+
+    def plan_direct_hops(self, nodes: list["NodeRuntime"]) -> int:
+        """Chooses, once, the streams whose packets go straight into their consumer's ``process``
+        (streams.py, ``DirectStream``): a stream with one consumer and no observer, made by a node
+        that is not a source and runs one call at a time (so it emits only from its own steps, on
+        a worker of its executor), read by a simple node (node.py) on the same executor. At most
+        ``MAX_DIRECT_DEPTH`` direct hops follow one another; the next one takes the queue, and the
+        count starts again after it. None while tracing (``vpipe profile``: a direct call would
+        sit inside its producer's traced call). ``nodes`` is in topological order; returns how
+        many streams became direct."""
+        if not self.direct_hops or self.trace is not None:
+            return 0
+        nesting: dict = {}  # node -> how many direct hops deep its calls may run
+        made = 0
+        for node in nodes:
+            if node.is_source or node.max_in_flight != 1:
+                continue
+            level = nesting.get(node, 0) + 1
+            for s in node.out_streams:
+                if len(s.queues) != 1 or s.direct:
+                    continue
+                c = s.queues[0].node
+                if c.simple and c.executor is node.executor and level <= MAX_DIRECT_DEPTH:
+                    s.make_direct(node)
+                    nesting[c] = level
+                    made += 1
+        return made
 
     def join(self) -> list[threading.Thread]:
         """Waits for the sources to stop and the workers to run out of work (sinks write what
@@ -258,8 +294,9 @@ class Scheduler:
                 start = _perf_ns()
                 r = calc.process(ctx)
                 end = _perf_ns()
-                node.count += 1
-                node.time_ns += end - start
+                node.count += 1  # a source's calls are all measured
+                node.sampled += 1
+                node.sampled_ns += end - start
                 if trace is not None and first_out is not None and first_out.last != last:
                     # one event per call that emitted, at the timestamp it emitted
                     trace.append((node.name, threading.current_thread().name, first_out.last, start, end))

@@ -12,6 +12,10 @@ When such a queue has room, ``send`` appends the packet, moves the queue's bound
 node.py's docstring says why) and takes the claim, with no lock and no call into the node; whoever
 takes the claim puts the node on ``ready``. A queue about to fill, and every other queue, goes
 through ``NodeRuntime.deliver``.
+
+Cheaper still, the direct hop: a ``DirectStream`` (a stream with one consumer, a simple node on
+its producer's executor) hands a packet to an idle consumer's ``process`` at once (its docstring
+says when), skipping the queue and the worker's ``ready`` list.
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ class DirectConsumer:
 class Stream:
     """One producer, any number of consumers; timestamps strictly increase."""
 
-    __slots__ = ("name", "producer", "bound", "last", "queues", "direct", "_targets", "_on_packet")
+    __slots__ = ("name", "producer", "bound", "last", "queues", "direct", "_targets", "_on_packet", "_hop",
+                 "_from")
 
     def __init__(self, name: str, producer: str | None):
         self.name = name
@@ -58,6 +63,16 @@ class Stream:
         self.direct: list[DirectConsumer] = []
         self._targets: tuple = ()  # the consumer queues: what send() walks
         self._on_packet: tuple = ()  # the direct consumers' on_packet
+        self._hop: InputQueue | None = None  # a DirectStream's one queue
+        self._from: "NodeRuntime | None" = None  # a DirectStream's producer
+
+    def make_direct(self, producer: "NodeRuntime") -> None:
+        """Turns this stream into a ``DirectStream`` (see its docstring; the scheduler decides
+        which streams, once, at start: ``Scheduler.plan_direct_hops``)."""
+        assert len(self.queues) == 1 and not self.direct and self.queues[0].claim is not None
+        self._hop = self.queues[0]
+        self._from = producer
+        self.__class__ = DirectStream
 
     def add_queue(self, q: "InputQueue") -> None:
         self.queues.append(q)
@@ -120,6 +135,51 @@ class Stream:
 
     def close(self, ready: list) -> None:
         self.set_bound(DONE, ready)
+
+
+class DirectStream(Stream):
+    """A stream whose one consumer is a simple node (node.py) on its producer's executor, with no
+    observer: ``send`` calls the consumer's ``process`` at once, on the producer's thread, inside
+    the producer's call (``NodeRuntime.call_direct``), when the consumer is idle (its claim is
+    free and its queue empty), the run is not stopping, and the producer's call is not a
+    measured one (``timing``: node.py's ``_timed_call``). A producer whose calls are long is
+    measured on every call, so it never hops directly: its backlog is better left to an idle
+    worker, which needs the consumer to go through the worker's ``ready``. Otherwise the packet
+    takes the queue as on any stream. No lock, no queue, no trip through the worker's loop: the
+    hop is a call, and no measured call holds another node's. The scheduler limits how many
+    direct hops may nest (``MAX_DIRECT_DEPTH``), so a long chain does not go deep in the stack."""
+
+    __slots__ = ()
+
+    def send(self, packet: Packet, ready: list) -> None:
+        v = packet[0]  # as Stream.send: read-only, timestamps strictly increasing
+        f = FREEZERS.get(v.__class__, _first_freeze)
+        if f is not None:
+            f(v)
+        t = packet[1]
+        if t < self.bound:
+            self._refuse(t)
+        self.last = t
+        b = self.bound = t + 1
+        q = self._hop
+        dq = q.dq
+        p = self._from
+        # (only this stream's producer pushes into q, and it is here: the consumer stays idle
+        # until claimed, and nothing reaches its queue during the call)
+        if not dq and not p.timing and not p.run.stopping and q.claim.pop(0, False):
+            q.bound = b
+            q.node.call_direct(packet, ready)
+            return
+        n = len(dq)  # the queue path: Stream.send's for a simple node's queue
+        if n < q.room:
+            dq.append(packet)
+            if n >= q.peak:
+                q.peak = n + 1
+            q.bound = b
+            if q.claim.pop(0, False):
+                ready.append(q.node)
+            return
+        q.node.deliver(q, packet, ready)
 
 
 class InputQueue:
