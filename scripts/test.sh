@@ -3,4 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# UTF-8 mode: subprocess output and files decode as UTF-8 even if native code resets the C locale
+# (tests/conftest.py names the test that did).
+export PYTHONUTF8=1
 exec .venv/bin/python -m pytest -q -p no:cacheprovider tests "$@"
