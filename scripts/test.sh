@@ -4,6 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # UTF-8 mode: subprocess output and files decode as UTF-8 even if native code resets the C locale
-# (tests/conftest.py names the test that did).
+# (as OpenVINO's concurrent cached compiles did; tests/conftest.py names a test that does).
 export PYTHONUTF8=1
 exec .venv/bin/python -m pytest -q -p no:cacheprovider tests "$@"

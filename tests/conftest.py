@@ -1,12 +1,12 @@
 """Suite-wide guard: a test that leaves the process's C locale changed is named, and the locale put back.
 
-Seen once in a whole-suite run (2026-12-01): from some point in tests/landmarks on, the C locale's
-LC_CTYPE was "C", so `locale.getpreferredencoding()` was ASCII and every later subprocess read
-with ``text=True`` failed to decode vpipe's UTF-8 output (ten tests in four folders). The change
-came from native code (libraries that call setlocale: OpenVINO, OpenCV, Qt, FFmpeg's GnuTLS,
-FreeType) and did not come back in reruns. This fixture names the test during which the locale
-changed (a warning in the summary) and restores it, so one such change cannot fail unrelated tests;
-scripts/test.sh also runs the suite in Python's UTF-8 mode (PYTHONUTF8=1) for the same reason.
+Found this way (2026-12-01): OpenVINO's cached compile (`ov::Core::compile_model(path, ...)` with
+CACHE_DIR) sets the C locale to "C" and back; two at once, as a graph opens its models, left the
+process in "C" and every later subprocess read with ``text=True`` failed to decode UTF-8 (ten tests
+in four folders). calculators/inference/openvino_engine.py now runs those compiles one at a time
+(tests/inference/test_openvino_compile_cache.py). This fixture names any test during which the
+locale changes (a warning in the summary) and restores it, so such a change cannot fail unrelated
+tests; scripts/test.sh also runs the suite in Python's UTF-8 mode (PYTHONUTF8=1).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ synchronously (the lowest latency). Used through the ``Inference`` calculator (`
 
 from __future__ import annotations
 
+import locale
 import sys
 import threading
 from pathlib import Path
@@ -26,6 +27,12 @@ _PRECISION_HINT = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 _VIRTUAL = ("AUTO", "MULTI", "HETERO", "BATCH")
 _core = None
 _core_lock = threading.Lock()
+# OpenVINO's compile_model from a file with CACHE_DIR sets the C locale to "C" and back around its
+# work (seen with gdb: setlocale(LC_ALL, "C") under ov::Core::compile_model(path, ...)). Two such
+# compiles at once (a graph's models open concurrently) interleave the save and the restore and
+# leave the whole process in the "C" locale: Python's preferred encoding becomes ASCII. They are
+# run one at a time, and the locale found before is put back if it still changed.
+_cached_compile_lock = threading.Lock()
 
 
 _TOOLS = "openvino.tools.ovc"
@@ -159,7 +166,7 @@ class OpenVinoEngine(Engine):
         config.update(extra.get("config", {}))  # CACHE_DIR: "" there turns the cache off
         if "CACHE_DIR" in config:
             # Given the file, OpenVINO reads it only when its cache has no blob for it.
-            self.compiled = c.compile_model(str(path), self.device, config)
+            self.compiled = _compile_cached(c, path, self.device, config)
         else:
             model = read_model(c, path)  # a .tflite with MediaPipe's custom ops gets them (mediapipe_ops.py)
             self.compiled = c.compile_model(model, self.device, config)
@@ -220,3 +227,14 @@ class OpenVinoEngine(Engine):
         self._queue = None
         self._request = None
         self.compiled = None
+
+
+def _compile_cached(core, path: Path, device: str, config: dict):
+    """``core.compile_model(path, ...)`` with the model cache, one at a time, the C locale kept."""
+    with _cached_compile_lock:
+        before = locale.setlocale(locale.LC_ALL)
+        try:
+            return core.compile_model(str(path), device, config)
+        finally:
+            if locale.setlocale(locale.LC_ALL) != before:
+                locale.setlocale(locale.LC_ALL, before)

@@ -93,3 +93,36 @@ def test_openvino_is_imported_without_its_conversion_tools_which_stay_reachable(
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split() == ["False", "True"], r.stdout
+
+
+def test_models_compiled_at_once_with_the_cache_leave_the_locale_alone(tmp_path, blazeface):
+    """OpenVINO's cached compile sets the C locale to "C" and back; two at once (a graph opens its
+    models concurrently) left the process in "C", Python's preferred encoding ASCII. Two threads
+    loading two models through the cache, several times, must leave it as it was."""
+    import locale
+    import threading
+
+    from calculators.inference.engine import EngineOptions
+    from calculators.inference.openvino_engine import OpenVinoEngine
+    from models.catalog import resolve
+
+    models = [blazeface, resolve("zoo:palm-detection-lite")]
+    before = locale.setlocale(locale.LC_ALL)
+    errors: list = []
+
+    def load(path: Path) -> None:
+        try:
+            for _ in range(6):
+                OpenVinoEngine(path, EngineOptions(cache_dir=str(tmp_path / "compiled")))
+        except BaseException as e:  # noqa: BLE001 - reported by the test below
+            errors.append(e)
+
+    threads = [threading.Thread(target=load, args=(m,)) for m in models]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+        assert not t.is_alive(), "a model load did not finish in 120 s"
+    assert not errors, errors
+    assert locale.setlocale(locale.LC_ALL) == before, "concurrent cached compiles changed the C locale"
+    assert locale.getpreferredencoding(False) == "UTF-8"
