@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from calculators.postprocess.centerface import decode_centerface
-from calculators.postprocess.ssd import PRESETS, SsdAnchorOptions, SsdDecodeOptions, decode_ssd, ssd_anchors
+from calculators.postprocess.ssd import PRESETS, SsdAnchorOptions, SsdDecodeOptions, decode_ssd, ssd_anchors, ssd_layout
 from calculators.postprocess.tensors import named_or_first, output_arrays, pick
 from calculators.postprocess.yolo import decode_yolo
 from calculators.types import Detections
@@ -87,6 +87,7 @@ class SsdDetectionsDecoder(Calculator):
         self.anchor_options = SsdAnchorOptions(**a)
         self.decode_options = SsdDecodeOptions(**d)
         self.anchors = ssd_anchors(self.anchor_options)
+        self.layout = ssd_layout(self.anchors, self.decode_options)  # once, not per frame
         self.size = (self.anchor_options.input_size_width, self.anchor_options.input_size_height)
         sx, sy = self.size
         self.box_scale = np.array([sx, sy, sx, sy], np.float32)
@@ -109,7 +110,7 @@ class SsdDetectionsDecoder(Calculator):
         nc = self.decode_options.num_coords
         boxes = pick(arrays, self.o.boxes_output, lambda a: a.shape[-1] == nc and a.ndim >= 2, "the box regressors")
         scores = pick(arrays, self.o.scores_output, lambda a: a.shape[-1] != nc and a.ndim >= 2, "the scores")
-        xyxy, s, c, kp = decode_ssd(boxes, scores, self.anchors, self.decode_options)
+        xyxy, s, c, kp = decode_ssd(boxes, scores, self.anchors, self.decode_options, self.layout)
         # Into tensor pixels before the one Detections is built (scale_detections' arithmetic,
         # without validating a second object per frame).
         xyxy, kp = xyxy * self.box_scale, kp * self.point_scale

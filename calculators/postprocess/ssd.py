@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -147,13 +147,48 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
+class SsdLayout(NamedTuple):
+    """What ``decode_ssd`` derives from the options and anchors alone, made once
+    (``ssd_layout``) instead of per frame: the regressor columns it reads, in the order
+    (x, y, w, h, then x, y of each keypoint), and per anchor the divisor, factor and offset of
+    each of those columns, so that one division, one product and one sum decode every kept box."""
+
+    columns: np.ndarray   # (4 + 2K,) indices into a box's num_coords values
+    divisor: np.ndarray   # (4 + 2K,) float32: x_scale, y_scale, w_scale, h_scale, x_scale, y_scale, ...
+    factor: np.ndarray    # (N, 4 + 2K) float32: the anchor's width or height
+    offset: np.ndarray    # (N, 4 + 2K) float32: the anchor's centre (0 for w and h)
+
+
+def ssd_layout(anchors: np.ndarray, options: SsdDecodeOptions) -> SsdLayout:
+    """The per-model constants of ``decode_ssd`` (pass the result as its ``layout``)."""
+    o = options
+    anchors = np.asarray(anchors, np.float32)
+    off, k0, k = o.box_coord_offset, o.keypoint_coord_offset, o.num_keypoints
+    pairs = [(off, off + 1), (off + 2, off + 3)] + [(k0 + i * o.num_values_per_keypoint,
+                                                     k0 + i * o.num_values_per_keypoint + 1) for i in range(k)]
+    if not o.reverse_output_order:  # (y, x) and (h, w) order
+        pairs = [(b, a) for a, b in pairs]
+    columns = np.array([c for pair in pairs for c in pair], np.intp)
+    scale = _scales(o.x_scale, o.y_scale)
+    divisor = np.concatenate([scale, _scales(o.w_scale, o.h_scale), np.tile(scale, k)]).astype(np.float32)
+    wh = anchors[:, 2:4]
+    factor = np.ascontiguousarray(np.tile(wh, (1, 2 + k)), np.float32)
+    offset = np.ascontiguousarray(np.concatenate([anchors[:, 0:2], np.zeros_like(wh), np.tile(anchors[:, 0:2], (1, k))],
+                                                 axis=1), np.float32)
+    for a in (columns, divisor, factor, offset):
+        a.setflags(write=False)
+    return SsdLayout(columns, divisor, factor, offset)
+
+
 def decode_ssd(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray,
-               options: SsdDecodeOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+               options: SsdDecodeOptions, layout: SsdLayout | None = None,
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Decodes SSD regressors and scores, keeping those at or above ``min_score_thresh``.
 
     ``raw_boxes``: (num_boxes, num_coords) (a leading batch of 1 is accepted); ``raw_scores``:
     (num_boxes, num_classes). Returns (xyxy (M, 4), scores (M,), class_ids (M,), keypoints
-    (M, K, 2)), all normalised to the tensor ([0, 1] inside it).
+    (M, K, 2)), all normalised to the tensor ([0, 1] inside it). ``layout``: ``ssd_layout(anchors,
+    options)``, made once by a caller that decodes many frames (made here when not given).
 
     The sigmoid is monotonic, so the raw logits are compared with the threshold's logit first and
     only the few boxes near or above it are scored and decoded; the scores of those are computed
@@ -165,46 +200,42 @@ def decode_ssd(raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarra
     if n != o.num_boxes or anchors.shape[0] != n:
         raise ValueError(f"expected {o.num_boxes} boxes and as many anchors, got {n} boxes and "
                          f"{anchors.shape[0]} anchors")
+    if layout is None:
+        layout = ssd_layout(anchors, o)
     scores = np.asarray(raw_scores, dtype=np.float32).reshape(n, -1)
+    one = scores.shape[1] == 1
+    top = scores[:, 0] if one else scores.max(axis=1)
     t = o.min_score_thresh
     if o.sigmoid_score and 1e-4 < t < 1.0 - 1e-4:
         # A margin far wider than float32 rounding of the sigmoid keeps every box that could pass.
-        top = scores[:, 0] if scores.shape[1] == 1 else scores.max(axis=1)
         near = np.flatnonzero(top >= _logit(t) - 1e-3)
     elif not o.sigmoid_score:
-        near = np.flatnonzero((scores[:, 0] if scores.shape[1] == 1 else scores.max(axis=1)) >= t)
+        near = np.flatnonzero(top >= t)
     else:
         near = np.arange(n)
-    s = scores[near]
+    s = top[near] if one else scores[near]  # one class (BlazeFace, palms, poses): no argmax to take
     if o.score_clipping_thresh is not None:
         s = np.clip(s, -o.score_clipping_thresh, o.score_clipping_thresh)
     if o.sigmoid_score:
         s = (1.0 / (1.0 + np.exp(-s.astype(np.float64)))).astype(np.float32)
-    if s.shape[1] == 1:  # one class (BlazeFace, palms, poses): no argmax to take
-        class_ids, best = np.zeros(len(near), np.intp), s[:, 0]
+    if one:
+        passed = s >= t
+        keep = near[passed]
+        best, class_ids = s[passed], np.zeros(len(keep), np.int32)
     else:
         class_ids = s.argmax(axis=1)
         best = s[np.arange(len(near)), class_ids]
-    passed = best >= t
-    keep = near[passed]
-    best, class_ids = best[passed], class_ids[passed]
-    b = boxes[keep]
-    a = anchors[keep]
-    anchor_xy, anchor_wh = a[:, 0:2], a[:, 2:4]
-    off = o.box_coord_offset
-    xy, wh = b[:, off:off + 2], b[:, off + 2:off + 4]
-    k0 = o.keypoint_coord_offset
-    kp = b[:, k0:k0 + o.num_keypoints * o.num_values_per_keypoint].reshape(
-        len(keep), o.num_keypoints, o.num_values_per_keypoint)[:, :, :2]
-    if not o.reverse_output_order:  # (y, x) and (h, w) order
-        xy, wh, kp = xy[:, ::-1], wh[:, ::-1], kp[:, :, ::-1]
-    xy_scale, wh_scale = _scales(o.x_scale, o.y_scale), _scales(o.w_scale, o.h_scale)
-    centre = xy / xy_scale * anchor_wh + anchor_xy
-    half = wh / wh_scale * anchor_wh / 2
+        passed = best >= t
+        keep = near[passed]
+        best, class_ids = best[passed], class_ids[passed].astype(np.int32)
+    # every kept box's (x, y, w, h, keypoints) at once: value / scale * anchor size + anchor centre
+    d = boxes[keep[:, None], layout.columns]
+    d /= layout.divisor
+    d *= layout.factor[keep]
+    d += layout.offset[keep]
+    centre, half = d[:, 0:2], d[:, 2:4] / 2
     xyxy = np.concatenate([centre - half, centre + half], axis=1)
-    kp = kp / xy_scale * anchor_wh[:, None] + anchor_xy[:, None]
-    return (xyxy.astype(np.float32, copy=False), best.astype(np.float32, copy=False), class_ids.astype(np.int32),
-            kp.astype(np.float32, copy=False))
+    return xyxy, best.astype(np.float32, copy=False), class_ids, d[:, 4:].reshape(len(keep), o.num_keypoints, 2)
 
 
 @lru_cache(maxsize=32)

@@ -11,6 +11,9 @@
   whose raw logit passes the threshold, weighted NMS, projection, one JSON line per frame. The
   model compiles while the first frames decode. Nothing of vpipe is imported but the catalog (to
   find the model file), so its figures are the bound the framework is held to.
+- ``hand_blazeface_litert``: the same loop with BlazeFace on LiteRT (``ai_edge_litert``'s
+  interpreter, XNNPACK, one thread) instead of OpenVINO: the bound with the other runtime a user
+  could pick by hand (the faster of the two is the bound).
 - ``bare_centerface``: ``graphs/face_detection_centerface.yaml`` with only ``detections`` as two
   threads around the bare engine (ONNX Runtime, as ``engine: auto`` picks on a CPU): decode to
   RGB, vpipe's ``image_to_tensor``, ``decode_centerface``, ``hard_nms``, ``project_detections``
@@ -153,7 +156,44 @@ def tasks(video: Path, out: Path) -> None:
 
 
 # ------------------------------------------------------------------------ hand_blazeface
-def hand_blazeface(video: Path, out: Path) -> None:
+def openvino_blazeface():
+    """BlazeFace short range on OpenVINO, one thread: ``infer(tensor (1, 128, 128, 3))`` -> the
+    model's two outputs."""
+    import openvino as ov
+
+    from models.catalog import resolve
+
+    compiled = ov.Core().compile_model(str(resolve("zoo:blazeface-short")), "CPU",
+                                       {"INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+
+    def infer(tensor):
+        res = request.infer(tensor, share_inputs=True)
+        return res[0], res[1]
+
+    return infer
+
+
+def litert_blazeface():
+    """The same on LiteRT (TFLite's runtime, XNNPACK, the runtime MediaPipe runs), one thread."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from models.catalog import resolve
+
+    interpreter = Interpreter(model_path=str(resolve("zoo:blazeface-short")), num_threads=1)
+    interpreter.allocate_tensors()
+    index = interpreter.get_input_details()[0]["index"]
+    outputs = [d["index"] for d in interpreter.get_output_details()]
+
+    def infer(tensor):
+        interpreter.set_tensor(index, tensor)
+        interpreter.invoke()
+        return interpreter.get_tensor(outputs[0]), interpreter.get_tensor(outputs[1])
+
+    return infer
+
+
+def hand_blazeface(video: Path, out: Path, engine=openvino_blazeface) -> None:
     import cv2
     import numpy as np
 
@@ -161,14 +201,8 @@ def hand_blazeface(video: Path, out: Path) -> None:
     q: queue.Queue = queue.Queue(maxsize=8)
     decoder = decoder_thread(video, "yuv420p", q, stages, "SLICE")  # decodes while the model compiles
 
-    import openvino as ov
-
-    from models.catalog import resolve
-
     t0 = time.thread_time()
-    compiled = ov.Core().compile_model(str(resolve("zoo:blazeface-short")), "CPU",
-                                       {"INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY"})
-    request = compiled.create_infer_request()
+    infer = engine()
     t0 = stages.add("compile", t0)
     # MediaPipe's BlazeFace short-range anchors: strides 8, 16, 16, 16; 2 then 6 per cell; unit size.
     anchors = []
@@ -203,8 +237,7 @@ def hand_blazeface(video: Path, out: Path) -> None:
         tensor *= 2.0 / 255.0
         tensor -= 1.0
         t0 = stages.add("tensor", t0)
-        res = request.infer(tensor[None], share_inputs=True)
-        boxes, scores = res[0], res[1]
+        boxes, scores = infer(tensor[None])
         if boxes.shape[-1] != 16:
             boxes, scores = scores, boxes
         t0 = stages.add("inference", t0)
@@ -330,8 +363,12 @@ def bare_selfie(video: Path, out: Path) -> None:
     stages.write(out)
 
 
-LOOPS = {"tasks": tasks, "hand_blazeface": hand_blazeface, "bare_centerface": bare_centerface,
-         "bare_selfie": bare_selfie}
+def hand_blazeface_litert(video: Path, out: Path) -> None:
+    hand_blazeface(video, out, litert_blazeface)
+
+
+LOOPS = {"tasks": tasks, "hand_blazeface": hand_blazeface, "hand_blazeface_litert": hand_blazeface_litert,
+         "bare_centerface": bare_centerface, "bare_selfie": bare_selfie}
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))

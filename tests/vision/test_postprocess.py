@@ -14,7 +14,7 @@ from calculators.postprocess.centerface import decode_centerface
 from calculators.postprocess.geometry import project_detections, scale_detections
 from calculators.postprocess.masks import blur_background, mask_from_tensor, mask_to_frame, refine_mask
 from calculators.postprocess.nms import box_iou, hard_nms, nms, pairwise_iou, weighted_nms
-from calculators.postprocess.ssd import BLAZEFACE_SHORT_ANCHORS, BLAZEFACE_SHORT_DECODE, decode_ssd, ssd_anchors
+from calculators.postprocess.ssd import BLAZEFACE_SHORT_ANCHORS, BLAZEFACE_SHORT_DECODE, decode_ssd, ssd_anchors, ssd_layout
 from calculators.postprocess.tracking import IouTracker
 from calculators.postprocess.yolo import decode_yolo, detect_yolo_version
 from calculators.image.ops import fit_transform
@@ -231,19 +231,24 @@ def _decode_ssd_every_box(raw_boxes, raw_scores, anchors, o):
     ({"sigmoid_score": False, "min_score_thresh": 0.3}, 1),
     ({"score_clipping_thresh": None}, 1),
     ({}, 3),                              # several classes: the best one per box
+    ({"num_keypoints": 4, "num_values_per_keypoint": 3}, 1),  # (x, y, extra) per keypoint: the extra skipped
+    ({"x_scale": 128.0, "y_scale": 64.0, "w_scale": 32.0, "h_scale": 16.0}, 1),  # each scale to its column
+    ({"x_scale": 128.0, "y_scale": 64.0, "w_scale": 32.0, "h_scale": 16.0, "reverse_output_order": False}, 1),
+    ({"num_keypoints": 4, "num_values_per_keypoint": 3, "reverse_output_order": False}, 1),
 ])
 def test_decode_ssd_scores_only_boxes_near_the_threshold_with_the_same_result(changes, classes):
     anchors = ssd_anchors(BLAZEFACE_SHORT_ANCHORS)
     o = BLAZEFACE_SHORT_DECODE.model_copy(update=changes)
+    layout = ssd_layout(anchors, o)  # made once, as SsdDetectionsDecoder does
     rng = np.random.default_rng(7)
     for _ in range(40):
         boxes = rng.normal(0, 20, (1, 896, 16)).astype(np.float32)
         scores = rng.normal(-3, 3, (1, 896, classes)).astype(np.float32)
         scores[0, rng.integers(0, 896, 6), 0] = [0.0, 1e-8, -1e-8, 150.0, -150.0, 17.0]  # edges, clipping
-        got = decode_ssd(boxes, scores, anchors, o)
         want = _decode_ssd_every_box(boxes, scores, anchors, o)
-        for g, w in zip(got, want):
-            assert g.dtype == w.dtype and np.array_equal(g, w)
+        for got in (decode_ssd(boxes, scores, anchors, o), decode_ssd(boxes, scores, anchors, o, layout)):
+            for g, w in zip(got, want):
+                assert g.dtype == w.dtype and np.array_equal(g, w)
 
 
 def _weighted_nms_row_by_row(det, thr):
