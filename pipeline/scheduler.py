@@ -53,10 +53,14 @@ class Executor:
         self.sched = sched
         self.name = name
         self.nthreads = threads
-        self.cond = threading.Condition(threading.Lock())
+        self.lock = threading.Lock()
         self.heap: list = []
         self.seq = itertools.count()
-        self.idle = 0
+        self.idle = 0  # workers waiting for a node
+        # their wake-ups (each a Condition on ``lock``), the one that went idle last on top: a
+        # node is given to the worker that ran last, whose caches still hold the graph, so a
+        # chain fed from outside stays on one thread instead of moving to the other at each batch
+        self.sleeping: list[threading.Condition] = []
         self.busy = 0
         self.shutdown = False
         self.threads: list[threading.Thread] = []
@@ -69,17 +73,19 @@ class Executor:
             th.start()
 
     def submit(self, node: "NodeRuntime") -> None:
-        with self.cond:
+        with self.lock:
             heapq.heappush(self.heap, (-node.depth, next(self.seq), node))
-            if self.idle:
-                self.cond.notify()
+            if self.sleeping:
+                self.sleeping.pop().notify()
 
     def stop(self, discard: bool) -> None:
-        with self.cond:
+        with self.lock:
             self.shutdown = True
             if discard:
                 self.heap.clear()
-            self.cond.notify_all()
+            for wake in self.sleeping:
+                wake.notify()
+            self.sleeping.clear()
 
     def _worker(self) -> None:
         try:
@@ -93,14 +99,16 @@ class Executor:
         # deques, not lists: a list that goes 1 -> 0 -> 1 items (each hop) reallocates every time
         ready: deque = deque()
         local: deque[NodeRuntime] = deque()
-        cond = self.cond
+        lock = self.lock
+        wake = threading.Condition(lock)  # this worker's (see ``sleeping``)
         while True:
-            with cond:
+            with lock:
                 while not self.heap and not self.shutdown:
                     self.idle += 1
+                    self.sleeping.append(wake)
                     if self.busy == 0:
                         sched.executor_idle(self)
-                    cond.wait()
+                    wake.wait()  # until submit() or stop() takes it off ``sleeping``
                     self.idle -= 1
                 if self.shutdown and not self.heap:
                     return
@@ -148,7 +156,7 @@ class Executor:
                 local.clear()
                 ready.clear()
             finally:
-                with cond:
+                with lock:
                     self.busy -= 1
 
 
