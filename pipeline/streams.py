@@ -161,8 +161,8 @@ class DirectStream(Stream):
     ``send`` makes the consumer's call itself, as ``NodeRuntime.step``'s fast path would for a
     packet popped from the queue (the context set up, ``process`` called and counted, a failure
     recorded, the offset contract), rather than calling a method of the node that does: each
-    Python call is paid on every hop, and this one was a tenth of a hop (docs/benchmarks.md,
-    "The hop, folded"). What it reads of the queue and the nodes is kept in the stream's slots
+    Python call is paid on every hop, and this one was one of four (docs/benchmarks.md, "The
+    hop, folded"). What it reads of the queue and the nodes is kept in the stream's slots
     (``make_direct``)."""
 
     __slots__ = ()

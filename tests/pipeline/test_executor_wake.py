@@ -14,7 +14,7 @@ from pipeline.scheduler import Scheduler
 
 
 @register
-class TestThreadName(Calculator):
+class TestWorkerName(Calculator):
     """Emits the name of the thread its call runs on."""
 
     inputs = {"IN": Input(object)}
@@ -52,7 +52,7 @@ class IdleWorkers:
 def test_each_packet_goes_to_the_worker_that_went_idle_last(monkeypatch, threads):
     idle = IdleWorkers(monkeypatch)
     g = Graph.from_dict({"inputs": ["in"], "outputs": ["out"],
-                         "nodes": [{"calculator": "TestThreadName", "inputs": ["in"], "outputs": ["out"]}]},
+                         "nodes": [{"calculator": "TestWorkerName", "inputs": ["in"], "outputs": ["out"]}]},
                         threads=threads)
     names: list[str] = []
     g.observe("out", lambda p: names.append(p.value))
