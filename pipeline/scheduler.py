@@ -5,6 +5,8 @@
   ready runs *inline* next on the same worker when it shares the executor (a hop costs a few
   microseconds), and is queued otherwise. A node that still has work goes back to the queue only
   when its calls are long enough that another worker gains from pipelining it (``HANDOFF_NS``).
+  A node submitted to an executor with idle workers wakes the one that went idle last
+  (``Executor.sleeping``): the thread that just ran the graph, whose caches still hold it.
 - Cheaper than the inline hop, the direct hop (streams.py, ``DirectStream``): at start,
   ``plan_direct_hops`` picks the streams whose consumer may be called straight from the
   emission, inside the producer's call, on the producer's worker.
