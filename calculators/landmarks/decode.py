@@ -18,16 +18,28 @@ def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
 
 
+def sigmoid_float(x: float) -> float:
+    """:func:`sigmoid` of one float, without numpy (the same value: the C library's exp)."""
+    try:
+        return 1.0 / (1.0 + math.exp(-x))
+    except OverflowError:  # exp(-x) is inf: numpy's 1 / (1 + inf)
+        return 0.0
+
+
 def decode_landmarks(raw: np.ndarray, num_landmarks: int, tensor_size: tuple[int, int], *,
                      visibility_activation: str = "none", presence_activation: str = "none",
                      flip_horizontally: bool = False, normalize_z: float = 1.0):
     """One object's landmark tensor -> (points (K, 3) in tensor pixels, z scaled like x and divided
     by ``normalize_z``; visibility (K,) or None; presence (K,) or None)."""
-    flat = np.asarray(raw, np.float64).reshape(-1)
+    flat = np.array(raw, np.float64).reshape(-1)  # a copy: the points returned are the caller's
     if flat.size % num_landmarks:
         raise ValueError(f"a landmark tensor of {flat.size} values does not split into {num_landmarks} landmarks")
     d = flat.size // num_landmarks
     v = flat.reshape(num_landmarks, d)
+    if d == 3 and not flip_horizontally and normalize_z == 1.0:
+        # x, y, z as they are (the face mesh): the float64 copy itself, no per-column copies
+        # (this runs per object on a tracking loop's path)
+        return v, None, None
     pts = np.zeros((num_landmarks, 3))
     pts[:, 0] = tensor_size[0] - v[:, 0] if flip_horizontally else v[:, 0]
     if d > 1:
