@@ -106,8 +106,8 @@ def transform_rects(rects: Rects, scale: tuple[float, float] = (1.0, 1.0), shift
 # Up to this many rects (or objects), the rect functions work per rect on Python floats: for the
 # one or two faces or hands of a tracking loop that is several times cheaper than numpy calls on
 # tiny arrays, and gives the same floats (the same IEEE operations in the same order, and numpy's
-# float64 cos/sin/arctan2 are the C library's here: tests/landmarks/test_geometry.py compares both
-# paths bit for bit).
+# float64 cos/sin/arctan2 are the C library's here: tests/landmarks/test_fast_paths.py compares
+# both paths bit for bit).
 _FEW = 4
 
 
@@ -152,7 +152,8 @@ def landmarks_to_rects(points: np.ndarray, frame_size: tuple[int, int], mode: st
     from point ``rotation_start`` to the (weighted) mean of ``rotation_end``; ``alignment``: centre at
     ``rotation_start``, size twice the distance to ``rotation_end``; ``rotated_box``: the extent
     measured in the axes turned by that rotation (MediaPipe's HandLandmarksToRect)."""
-    n = len(points)
+    points = np.asarray(points)
+    n = points.shape[0]
     if n == 0:
         return Rects.empty(frame_size)
     if mode == "box" and n <= _FEW and (rotation_start is None or (rotation_end and len(rotation_end) == 1
@@ -264,7 +265,7 @@ def project_points(points: np.ndarray, rect: np.ndarray, tensor_size: tuple[int,
     m = roi_matrix(rect, tensor_size)
     # One (K, 3) x (3, 3) product and one add (x, y through the rect, z scaled): twice as fast as
     # the 2x2 product on the x, y columns plus a z column, and the same floats (tests/landmarks/
-    # test_geometry.py checks it against them)
+    # test_fast_paths.py checks it against them)
     (a, b, c), (d, e, f) = m.tolist()
     out = np.asarray(points, np.float64)[:, :3] @ np.array(((a, d, 0.0), (b, e, 0.0), (0.0, 0.0, float(rect[2]) / tensor_size[0])))
     out += (c, f, 0.0)
