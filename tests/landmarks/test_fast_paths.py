@@ -124,3 +124,36 @@ def test_warp_rect_writes_into_dst_what_it_returns(fmt):
         dst = np.zeros((16, 24) + (() if fmt == "GRAY" else (3,)), np.uint8)
         assert warp_rect(image, rects.data[0], (24, 16), fmt, dst=dst) is dst
         assert np.array_equal(dst, alone[0]), (image.format, fmt)
+
+
+def test_heatmap_refinement_reads_only_its_windows_as_float64():
+    """The heatmap is not converted to float64 whole: the float32 map refines to the same floats
+    as its float64 copy (pose: 39 windows of 7x7 out of a 64x64x39 map)."""
+    from calculators.landmarks.decode import refine_from_heatmap
+
+    rng = np.random.default_rng(9)
+    for _ in range(20):
+        hm = (rng.normal(size=(1, 64, 64, 39)) * 4).astype(np.float32)
+        xy = rng.uniform(-0.05, 1.05, (39, 2))
+        assert np.array_equal(refine_from_heatmap(xy, hm, 7, 0.5), refine_from_heatmap(xy, hm.astype(np.float64), 7, 0.5))
+
+
+@pytest.mark.parametrize("d, flip, nz", [(5, False, 1.0), (5, True, 0.4), (3, True, 1.0), (3, False, 0.4), (2, False, 1.0)])
+def test_decode_landmarks_takes_the_columns_as_the_plain_formulas(d, flip, nz):
+    from calculators.landmarks.decode import decode_landmarks
+
+    raw = (np.random.default_rng(10).normal(size=(1, 33 * d)) * 50).astype(np.float32)
+    pts, vis, pres = decode_landmarks(raw, 33, (256, 256), visibility_activation="sigmoid", presence_activation="none",
+                                      flip_horizontally=flip, normalize_z=nz)
+    v = raw.astype(np.float64).reshape(33, d)
+    want = np.zeros((33, 3))
+    want[:, 0] = 256 - v[:, 0] if flip else v[:, 0]
+    want[:, 1] = v[:, 1]
+    if d > 2:
+        want[:, 2] = v[:, 2] / nz
+    assert np.array_equal(pts, want) and pts.flags.c_contiguous
+    assert (vis is None) == (d < 4) and (pres is None) == (d < 5)
+    if d == 5:
+        assert np.array_equal(vis, sigmoid(v[:, 3])) and np.array_equal(pres, v[:, 4])
+    with pytest.raises(ValueError, match="visibility_activation must be none or sigmoid"):
+        decode_landmarks(raw, 33, (256, 256), visibility_activation="relu")
