@@ -267,6 +267,7 @@ def project_points(points: np.ndarray, rect: np.ndarray, tensor_size: tuple[int,
     # the 2x2 product on the x, y columns plus a z column, and the same floats (tests/landmarks/
     # test_fast_paths.py checks it against them)
     (a, b, c), (d, e, f) = m.tolist()
-    out = np.asarray(points, np.float64)[:, :3] @ np.array(((a, d, 0.0), (b, e, 0.0), (0.0, 0.0, float(rect[2]) / tensor_size[0])))
+    linear = np.array(((a, d, 0.0), (b, e, 0.0), (0.0, 0.0, float(rect[2]) / tensor_size[0])))
+    out = np.asarray(points, np.float64)[:, :3] @ linear
     out += (c, f, 0.0)
     return out
