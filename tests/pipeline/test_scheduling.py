@@ -1,0 +1,304 @@
+"""The scheduler and the input policies as a user sees them: throttled sources going on (after
+room, after a stall, after a cancel), idleness while a source holds a packet, the order and the
+bounds an ``immediate`` node is given, queues that were full getting room again under every
+policy, and ``latest``'s drop count over a run. Written against mutants of pipeline/scheduler.py
+and pipeline/policies.py that the other tests let through (docs/testing.md, "Mutation testing")."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+
+import pytest
+
+from pipeline import STOP, Any, Calculator, Graph, Input, Output, SideInput, Timestamp, register
+from pipeline.testing import GraphRun
+from tests.pipeline.calcs import Gate
+
+RELIEF = ("graph '{}': every source is throttled by a full queue while nothing can run; letting "
+          "sources go on (a sync input waits on a stream that does not advance?)")
+
+
+@register
+class TestRecordCalls(Calculator):
+    """Appends, for each call, ``(timestamp, the inputs present, input_bound(A), input_bound(B))``
+    to its side packet CALLS; emits nothing."""
+
+    inputs = {"A": Input(Any, optional=True), "B": Input(Any, optional=True)}
+    side_inputs = {"CALLS": SideInput(list)}
+
+    def process(self, ctx):
+        present = tuple(tag for tag in ("A", "B") if ctx.get(tag) is not None)
+        ctx.side["CALLS"].append((ctx.timestamp, present, ctx.input_bound("A"), ctx.input_bound("B")))
+
+
+@register
+class TestQuietSource(Calculator):
+    """A source with no outputs: counts its calls in its side packet CALLS, stops after three."""
+
+    side_inputs = {"CALLS": SideInput(list)}
+
+    def process(self, ctx):
+        calls = ctx.side["CALLS"]
+        calls.append(len(calls))
+        return STOP if len(calls) == 3 else None
+
+
+def wait_in(thread_name: str, function: str, timeout: float = 10) -> None:
+    """Waits (bounded) until the thread named ``thread_name`` is inside ``function``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        th = next((t for t in threading.enumerate() if t.name == thread_name), None)
+        frame = sys._current_frames().get(th.ident) if th is not None else None
+        while frame is not None:
+            if frame.f_code.co_name == function:
+                return
+            frame = frame.f_back
+        time.sleep(0.005)
+    raise AssertionError(f"thread {thread_name!r} never reached {function}()")
+
+
+def relief_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "vpipe" and "throttled" in r.getMessage()]
+
+
+# -- throttled sources -----------------------------------------------------------------------------
+
+def test_a_throttled_source_goes_on_once_its_consumer_has_room(threads, no_thread_leak, caplog):
+    """A source held by a full ``block`` queue goes on as soon as the queue has room, to the end,
+    with nothing lost and no stall warning."""
+    gate = Gate()
+    g = Graph.from_yaml("""
+name: roomy
+side_packets: {gate: null}
+nodes:
+  - calculator: TestSeq
+    outputs: [n]
+    options: {timestamps: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]}
+  - calculator: TestBlocker
+    inputs: {IN: {stream: n, capacity: 2}}
+    outputs: [m]
+    side_inputs: {GATE: gate}
+""", threads=threads)
+    got = []
+    g.observe("m", got.append)
+    with caplog.at_level(logging.WARNING, logger="vpipe"):
+        g.start({"gate": gate})
+        try:
+            assert gate.entered.wait(10), "the first packet never reached the blocked node"
+            wait_in("vpipe-source-TestSeq", "throttle")
+            gate.release()
+            g.wait(20)
+        finally:
+            gate.release()
+            if not g.done:
+                g.cancel()
+                g.wait(20)
+    assert [p.timestamp for p in got] == list(range(12))
+    assert relief_warnings(caplog) == []
+
+
+def test_a_throttled_source_with_nothing_runnable_goes_on_with_one_warning(threads, no_thread_leak, caplog):
+    """A sync input waiting on a stream that never advances holds the join; its other input's
+    full queue throttles the source while nothing can run: the source is let go on (all its
+    packets queue up), with one warning naming the graph."""
+    g = Graph.from_yaml("""
+name: stalled
+inputs: [b]
+nodes:
+  - calculator: TestSeq
+    outputs: [a]
+    options: {timestamps: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]}
+  - calculator: TestJoin
+    inputs: {A: {stream: a, capacity: 2}, B: b}
+    outputs: [j]
+""", threads=threads)
+    got = []
+    g.observe("j", got.append)
+    last = threading.Event()
+    g.observe("a", lambda p: last.set() if p.timestamp == 9 else None)
+    with caplog.at_level(logging.WARNING, logger="vpipe"):
+        g.start()
+        try:
+            assert last.wait(10), "the throttled source was never let go on"
+            g.close_input("b")
+            g.wait(20)
+        finally:
+            if not g.done:
+                g.cancel()
+                g.wait(20)
+    assert [(p.timestamp, p.value) for p in got] == [(t, (t, None)) for t in range(10)]
+    assert relief_warnings(caplog) == [RELIEF.format("stalled")]
+    assert g.stats()["TestJoin"]["inputs"]["A"]["peak"] == 10
+
+
+def test_cancel_ends_a_throttled_source_at_once_without_a_warning(no_thread_leak, caplog):
+    """A source throttled by a node stuck in a long call stops when the run is cancelled, without
+    waiting for that call (and without the stall warning once it returns)."""
+    gate = Gate()
+    g = Graph.from_yaml("""
+side_packets: {gate: null}
+nodes:
+  - calculator: TestEndless
+    outputs: [n]
+  - calculator: TestBlocker
+    inputs: {IN: {stream: n, capacity: 2}}
+    outputs: [m]
+    side_inputs: {GATE: gate}
+""")
+    with caplog.at_level(logging.WARNING, logger="vpipe"):
+        g.start({"gate": gate})
+        try:
+            assert gate.entered.wait(10)
+            wait_in("vpipe-source-TestEndless", "throttle")
+            source = next(t for t in threading.enumerate() if t.name == "vpipe-source-TestEndless")
+            g.cancel()
+            source.join(10)
+            assert not source.is_alive(), "a cancelled run's throttled source waited for the stuck call"
+        finally:
+            gate.release()
+        g.wait(20)
+    assert relief_warnings(caplog) == []
+
+
+# -- idleness ----------------------------------------------------------------------------------------
+
+def test_wait_until_idle_waits_for_a_packet_still_in_its_producers_hands(no_thread_leak):
+    """A packet queued for a node is work even before the node is handed to a worker (here its
+    producer is still in a slow observer's callback, inside the send): the graph is not idle
+    until the packet has gone through."""
+    gate = Gate()
+    g = Graph.from_yaml("""
+nodes:
+  - calculator: TestSeq
+    outputs: [n]
+    options: {timestamps: [0]}
+  - calculator: PassThrough
+    inputs: [n]
+    outputs: [m]
+""")
+    got = []
+    g.observe("m", got.append)
+
+    def slow_observer(p):
+        gate.entered.set()
+        if not gate.released.wait(10):
+            raise TimeoutError("test gate was never released")
+
+    g.observe("n", slow_observer)
+    g.start()
+    try:
+        assert gate.entered.wait(10)
+        with pytest.raises(TimeoutError, match="did not become idle"):
+            g.wait_until_idle(0.2)
+        assert got == []
+    finally:
+        gate.release()
+    g.wait_until_idle(10)
+    assert [p.timestamp for p in got] == [0]
+    g.wait(10)
+
+
+def test_a_source_without_outputs_runs_to_its_end(no_thread_leak):
+    calls = []
+    g = Graph.from_yaml("""
+side_packets: {calls: null}
+nodes:
+  - calculator: TestQuietSource
+    side_inputs: {CALLS: calls}
+""")
+    g.start({"calls": calls})
+    g.wait(10)
+    assert calls == [0, 1, 2]
+    assert g.stats()["TestQuietSource"]["count"] == 3
+
+
+# -- immediate: the order and the bounds a call is given -------------------------------------------
+
+def held_run(policy, held, after=(), capacity=None):
+    """Runs a TestRecordCalls node (inputs A, B from the graph inputs a, b) with ``policy``,
+    sharing a one-thread executor with a node held in a call: the packets ``held`` (``(tag, t)``)
+    are fed, and a and b closed when ``after`` is empty, while the node cannot run; the hold is
+    then released and ``after`` fed. Returns the graph and the calls recorded."""
+    gate, calls = Gate(), []
+    port = (lambda s: s) if capacity is None else (lambda s: {"stream": s, "capacity": capacity})
+    g = Graph.from_dict({
+        "inputs": ["hold", "a", "b"], "executors": {"one": {"threads": 1}},
+        "side_packets": {"gate": None, "calls": None},
+        "nodes": [
+            {"calculator": "TestBlocker", "inputs": ["hold"], "outputs": ["held"],
+             "side_inputs": {"GATE": "gate"}, "executor": "one"},
+            {"calculator": "TestRecordCalls", "inputs": {"A": port("a"), "B": port("b")},
+             "side_inputs": {"CALLS": "calls"}, "policy": policy, "executor": "one"},
+        ],
+    }, threads=1)
+    g.observe("held", lambda p: None)  # (a node whose outputs nothing reads is not run)
+    g.start({"gate": gate, "calls": calls})
+    try:
+        g.add_packet("hold", 0, 0)
+        assert gate.entered.wait(10), "the hold never began"
+        for tag, t in held:
+            g.add_packet(tag.lower(), f"{tag}{t}", t)
+        if not after:
+            g.close_all_inputs()
+    finally:
+        gate.release()
+    for tag, t in after:
+        g.add_packet(tag.lower(), f"{tag}{t}", t)
+    g.close_all_inputs()
+    g.wait(10)
+    return g, calls
+
+
+def test_immediate_takes_one_timestamp_on_several_inputs_in_the_order_of_the_inputs(no_thread_leak):
+    # B's packet at 5 arrives first; at one timestamp the inputs are taken in their order: A, B
+    _, calls = held_run("immediate", [("B", 5), ("A", 5), ("A", 7)])
+    assert [(t, present) for t, present, _, _ in calls] == [(5, ("A",)), (5, ("B",)), (7, ("A",))]
+
+
+def test_immediate_reads_input_bounds_live(no_thread_leak):
+    """``ctx.input_bound`` of a node without ``process_timestamp_bounds`` is read live: the
+    next queued packet's timestamp, or the queue's bound (Done once the input has closed)."""
+    _, calls = held_run("immediate", [("A", 0), ("B", 3), ("A", 5)])
+    done = Timestamp.DONE
+    assert calls == [(0, ("A",), 5, 3), (3, ("B",), 5, done), (5, ("A",), done, done)]
+
+
+@pytest.mark.parametrize("policy", ["immediate", "sync"])
+def test_full_queues_get_room_again(policy, no_thread_leak):
+    """A one-packet queue is full as soon as it holds a packet: taking it out frees it, and the
+    feed (which waits while it is full) goes on."""
+    _, calls = held_run(policy, [("A", 0), ("B", 0)], [("A", 4), ("B", 4), ("A", 6)], capacity=1)
+    stamps = [t for t, _, _, _ in calls]
+    assert stamps == ([0, 0, 4, 4, 6] if policy == "immediate" else [0, 4, 6])
+
+
+def test_latest_frees_the_full_queues_it_drops_from(no_thread_leak):
+    # A's packet at 0 fills its queue; B's at 2 makes two timestamps, and latest(1) drops 0
+    # (A's queue has room again: the feed goes on); A's at 3 then makes 2 the older one
+    g, calls = held_run({"latest": 1}, [("A", 0), ("B", 2)], [("A", 3), ("B", 3)], capacity=1)
+    assert [(t, present) for t, present, _, _ in calls] == [(3, ("A", "B"))]
+    assert g.stats()["TestRecordCalls"]["drops"] == 2
+
+
+def test_latest_counts_every_drop_over_a_run(no_thread_leak):
+    """``latest``'s drop count is the run's total, over several rounds of dropping: A's packets
+    wait for B (sync), and each packet on B settles three of A's at once, of which one is kept."""
+    calls = []
+    g = Graph.from_dict({
+        "inputs": ["a", "b"], "side_packets": {"calls": None},
+        "nodes": [{"calculator": "TestRecordCalls", "inputs": {"A": "a", "B": "b"},
+                   "side_inputs": {"CALLS": "calls"}, "policy": {"latest": 1}}],
+    }, threads=1)
+    g.start({"calls": calls})
+    for first in (0, 3):
+        for t in range(first, first + 3):
+            g.add_packet("a", f"a{t}", t)
+        g.add_packet("b", "b", first + 2)
+        g.wait_until_idle(10)
+    g.close_all_inputs()
+    g.wait(10)
+    assert [(t, present) for t, present, _, _ in calls] == [(2, ("A", "B")), (5, ("A", "B"))]
+    assert g.stats()["TestRecordCalls"]["drops"] == 4
