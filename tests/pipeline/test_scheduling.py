@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from pipeline import STOP, Any, Calculator, Graph, Input, Output, SideInput, Timestamp, register
+from pipeline import STOP, Any, Calculator, Graph, GraphRunError, Input, Output, SideInput, Timestamp, register
 from pipeline.testing import GraphRun
 from tests.pipeline.calcs import Gate
 
@@ -44,6 +44,28 @@ class TestQuietSource(Calculator):
         calls = ctx.side["CALLS"]
         calls.append(len(calls))
         return STOP if len(calls) == 3 else None
+
+
+@register
+class TestTimedSource(Calculator):
+    """A source whose calls each last at least 5 ms; ten of them. Its close raises when its side
+    packet FAIL_CLOSE is true."""
+
+    outputs = {"OUT": Output(int)}
+    side_inputs = {"FAIL_CLOSE": SideInput(bool, optional=True)}
+
+    def open(self, ctx):
+        self.i = 0
+
+    def process(self, ctx):
+        time.sleep(0.005)  # the call's own length, measured by the stats (not a wait for a thread)
+        ctx.outputs["OUT"].add(self.i, self.i)
+        self.i += 1
+        return STOP if self.i == 10 else None
+
+    def close(self, ctx):
+        if ctx.side.get("FAIL_CLOSE"):
+            raise OSError("device lost in close")
 
 
 def wait_in(thread_name: str, function: str, timeout: float = 10) -> None:
@@ -215,6 +237,50 @@ nodes:
     assert g.stats()["TestQuietSource"]["count"] == 3
 
 
+def test_a_sources_process_time_is_every_call_measured(no_thread_leak):
+    """A source's calls are all measured: its time is their sum, at least ten times 5 ms, and no
+    more than the run's wall time."""
+    g = Graph.from_yaml("""
+nodes:
+  - calculator: TestTimedSource
+    outputs: [n]
+  - calculator: PassThrough
+    inputs: [n]
+    outputs: [m]
+""")
+    g.observe("m", lambda p: None)
+    g.start()
+    g.wait(20)
+    stats = g.stats()["TestTimedSource"]
+    assert stats["count"] == 10
+    assert 0.050 <= stats["time_s"] <= g.wall_time(), (stats, g.wall_time())
+    assert stats["mean_ms"] >= 5.0, stats
+
+
+def test_a_failure_in_a_sources_close_names_the_source_and_close(no_thread_leak):
+    g = Graph.from_yaml("""
+side_packets: {fail: true}
+nodes:
+  - calculator: TestTimedSource
+    name: camera
+    outputs: [n]
+    side_inputs: {FAIL_CLOSE: fail}
+  - calculator: PassThrough
+    inputs: [n]
+    outputs: [m]
+""")
+    got = []
+    g.observe("m", got.append)
+    g.start({"fail": True})
+    with pytest.raises(GraphRunError, match=r"^node 'camera' \(TestTimedSource\) failed in close: "
+                                            r"OSError: device lost in close"):
+        g.wait(20)
+    err = g.error
+    assert (err.node, err.phase, err.timestamp) == ("camera", "close", None)
+    assert isinstance(err.__cause__, OSError)
+    assert len(got) == 10  # everything it emitted went through
+
+
 # -- immediate: the order and the bounds a call is given -------------------------------------------
 
 def held_run(policy, held, after=(), capacity=None):
@@ -258,12 +324,16 @@ def test_immediate_takes_one_timestamp_on_several_inputs_in_the_order_of_the_inp
     assert [(t, present) for t, present, _, _ in calls] == [(5, ("A",)), (5, ("B",)), (7, ("A",))]
 
 
-def test_immediate_reads_input_bounds_live(no_thread_leak):
+@pytest.mark.parametrize("policy", ["immediate", "sync"])
+def test_input_bounds_are_read_live(policy, no_thread_leak):
     """``ctx.input_bound`` of a node without ``process_timestamp_bounds`` is read live: the
     next queued packet's timestamp, or the queue's bound (Done once the input has closed)."""
-    _, calls = held_run("immediate", [("A", 0), ("B", 3), ("A", 5)])
+    _, calls = held_run(policy, [("A", 0), ("B", 0), ("B", 3), ("A", 5)])
     done = Timestamp.DONE
-    assert calls == [(0, ("A",), 5, 3), (3, ("B",), 5, done), (5, ("A",), done, done)]
+    if policy == "immediate":
+        assert calls == [(0, ("A",), 5, 0), (0, ("B",), 5, 3), (3, ("B",), 5, done), (5, ("A",), done, done)]
+    else:
+        assert calls == [(0, ("A", "B"), 5, 3), (3, ("B",), 5, done), (5, ("A",), done, done)]
 
 
 @pytest.mark.parametrize("policy", ["immediate", "sync"])
