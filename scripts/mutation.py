@@ -6,6 +6,7 @@
     .venv/bin/python scripts/mutation.py flow --max-children 1 --only 'calculators.flow.flow_limiter*'
     .venv/bin/python scripts/mutation.py pipeline --keep --survivors   # the last run's survivors again
     .venv/bin/python scripts/mutation.py pipeline --keep --unchecked   # what a stopped run did not reach
+    .venv/bin/python scripts/mutation.py pipeline --copy core --keep --recheck tests/pipeline/test_scheduling.py
 
 Each target is run in its own copy of the repository under ``out/mutation/<target>/`` (mutmut
 writes its mutated tree, ``mutants/``, there, never in the work tree), against the test files
@@ -148,6 +149,45 @@ def results(tree: Path) -> dict[str, str]:
     return status
 
 
+def recheck(tree: Path, names: list[str], tests: list[str]) -> None:
+    """Runs ``tests`` (only those) against each mutant in ``names``, as mutmut runs a mutant (in
+    ``mutants/``, ``MUTANT_UNDER_TEST`` set, ``pytest -x``, at the lowest priority), and records
+    those the tests kill as killed in mutmut's results; the others keep their result.
+
+    Why: mutmut runs every test that reaches a mutant's function, and a survivor runs all of
+    them. Every test in tests/pipeline reaches pipeline/node.py, streams.py, scheduler.py and
+    policies.py (each runs a graph), so each survivor of those files costs the whole folder again
+    (60-100 s on the shared VM at a load of 15-20, 2026-12-01), where the test files written
+    against the survivors take 6-12 s. A mutant they kill is killed; one they do not kill stays a
+    survivor (the full set had already let it through)."""
+    import json
+
+    (tree / "mutants" / "tests").mkdir(exist_ok=True)
+    for t in tests:  # the tests as they are now
+        shutil.copy2(ROOT / t, tree / "mutants" / t)
+    killed: dict[str, list[str]] = {}
+    for name in names:
+        env = {**os.environ, "MUTANT_UNDER_TEST": name, "PYTHONPATH": str(tree / "mutants"),
+               "PYTHONDONTWRITEBYTECODE": "1"}
+        cmd = ["nice", "-n", "19", sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+               "-p", "no:randomly", *tests]
+        try:
+            rc = subprocess.run(cmd, cwd=tree / "mutants", env=env, capture_output=True, timeout=600,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)).returncode
+        except subprocess.TimeoutExpired:
+            rc = -1
+        print(f"  {name}: {'killed' if rc != 0 else 'survived'}", flush=True)
+        if rc != 0:
+            module = re.match(r"(.*?)\.x[_ǁ]", name).group(1)  # pipeline.policies.xǁSyncPolicyǁtake__mutmut_2
+            killed.setdefault(module, []).append(name)
+    for module, done in killed.items():
+        meta = tree / "mutants" / (module.replace(".", "/") + ".py.meta")
+        data = json.loads(meta.read_text())
+        for name in done:
+            data["exit_code_by_key"][name] = 1
+        meta.write_text(json.dumps(data, indent=4))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("target", choices=sorted(TARGETS))
@@ -159,6 +199,9 @@ def main() -> int:
                     help="with --keep: run again only the survivors of the last run (after adding tests)")
     ap.add_argument("--unchecked", action="store_true",
                     help="with --keep: run the mutants a stopped run did not reach (its 'not checked' ones)")
+    ap.add_argument("--recheck", nargs="+", metavar="TEST", default=None,
+                    help="with --keep: run only these test files against the last run's survivors "
+                         "(see recheck()); kills are recorded in the results")
     ap.add_argument("--no-run", action="store_true", help="only report the results of the last run (with --keep)")
     ap.add_argument("--copy", default="", metavar="NAME",
                     help="run in a copy of its own, out/mutation/<target>-NAME, so that two parts of one "
@@ -180,6 +223,13 @@ def main() -> int:
         if not args.only:
             print("nothing to run again")
             args.no_run = True
+    if args.recheck is not None:
+        listed = tree / "survivors.txt"
+        if not (args.keep and listed.exists()):
+            ap.error("--recheck needs --keep and a previous run (its survivors.txt)")
+        names = args.only or [line.split(":")[0] for line in listed.read_text().splitlines() if line.strip()]
+        recheck(tree, names, args.recheck)
+        args.no_run = True
     if not args.no_run:
         prepare(args.target, tree, args.only, args.keep and tree.exists())
     # made before mutmut starts: a PYTHONPATH folder missing at start-up is never looked in again

@@ -36,6 +36,25 @@ class TestRecordCalls(Calculator):
 
 
 @register
+class TestRecordBoundCalls(TestRecordCalls):
+    """TestRecordCalls with ``process_timestamp_bounds``: the bounds it reads are the recorded ones."""
+
+    process_timestamp_bounds = True
+
+
+@register
+class TestEmitOnB(Calculator):
+    """Emits B's value at the call's timestamp when B has a packet; nothing for A."""
+
+    inputs = {"A": Input(Any, optional=True), "B": Input(Any, optional=True)}
+    outputs = {"OUT": Output(Any)}
+
+    def process(self, ctx):
+        if ctx.get("B") is not None:
+            ctx.outputs["OUT"].add(ctx.get("B"))
+
+
+@register
 class TestQuietSource(Calculator):
     """A source with no outputs: counts its calls in its side packet CALLS, stops after three."""
 
@@ -493,6 +512,106 @@ def test_input_bounds_are_read_live(policy, no_thread_leak):
         assert calls == [(0, ("A",), 5, 0), (0, ("B",), 5, 3), (3, ("B",), 5, done), (5, ("A",), done, done)]
     else:
         assert calls == [(0, ("A", "B"), 5, 3), (3, ("B",), 5, done), (5, ("A",), done, done)]
+
+
+def test_bounds_a_bound_processing_node_is_given_are_the_recorded_ones(no_thread_leak):
+    """With ``process_timestamp_bounds`` each call reads the bounds as that call saw them: past
+    its own packet, and for an empty input what the calculator was last shown."""
+    gate, calls = Gate(), []
+    g = Graph.from_dict({
+        "inputs": ["hold", "a", "b"], "executors": {"one": {"threads": 1}},
+        "side_packets": {"gate": None, "calls": None},
+        "nodes": [
+            {"calculator": "TestBlocker", "inputs": ["hold"], "outputs": ["held"],
+             "side_inputs": {"GATE": "gate"}, "executor": "one"},
+            {"calculator": "TestRecordBoundCalls", "inputs": {"A": "a", "B": "b"},
+             "side_inputs": {"CALLS": "calls"}, "executor": "one"},
+        ],
+    }, threads=1)
+    g.observe("held", lambda p: None)
+    g.start({"gate": gate, "calls": calls})
+    try:
+        g.add_packet("hold", 0, 0)
+        assert gate.entered.wait(10)
+        for tag, t in [("a", 0), ("b", 0), ("b", 3), ("a", 5)]:
+            g.add_packet(tag, t, t)
+        g.close_all_inputs()
+    finally:
+        gate.release()
+    g.wait(10)
+    assert calls[:3] == [(0, ("A", "B"), 1, 1), (3, ("B",), 1, 4), (5, ("A",), 6, 4)]
+
+
+def test_immediate_keeps_a_timestamp_open_that_another_input_still_has(no_thread_leak):
+    """After A's packet at 5, B's packet at 5 is still queued: the output's bound stays at 5, and
+    the call for B may emit at 5."""
+    gate = Gate()
+    g = Graph.from_dict({
+        "inputs": ["hold", "a", "b"], "executors": {"one": {"threads": 1}}, "side_packets": {"gate": None},
+        "nodes": [
+            {"calculator": "TestBlocker", "inputs": ["hold"], "outputs": ["held"],
+             "side_inputs": {"GATE": "gate"}, "executor": "one"},
+            {"calculator": "TestEmitOnB", "inputs": {"A": "a", "B": "b"}, "outputs": ["out"],
+             "policy": "immediate", "executor": "one"},
+        ],
+    }, threads=1)
+    g.observe("held", lambda p: None)
+    got = []
+    g.observe("out", got.append)
+    g.start({"gate": gate})
+    try:
+        g.add_packet("hold", 0, 0)
+        assert gate.entered.wait(10)
+        g.add_packet("a", "a5", 5)
+        g.add_packet("b", "b5", 5)
+        g.close_all_inputs()
+    finally:
+        gate.release()
+    g.wait(10)
+    assert [(p.timestamp, p.value) for p in got] == [(5, "b5")]
+
+
+def test_a_later_failing_call_on_the_general_path_is_named(no_thread_leak):
+    """A node off the fast path (``latest``) failing in a call that is not measured (its fourth)
+    is named with the phase and timestamp, like its first."""
+    g = Graph.from_dict({"inputs": ["in"], "nodes": [
+        {"calculator": "TestFail", "name": "f", "inputs": ["in"], "outputs": ["o"], "options": {"at": 3},
+         "policy": {"latest": 50}}]}, threads=1)
+    g.start()
+    for t in range(5):
+        g.add_packet("in", t, t)
+    g.close_all_inputs()
+    with pytest.raises(GraphRunError, match=r"^node 'f' \(TestFail\) failed in process at timestamp 3: "
+                                            r"ValueError: boom at 3"):
+        g.wait(10)
+
+
+def test_a_sink_off_the_fast_path_writes_what_reached_it_when_cancelled(no_thread_leak):
+    """Cancelled while packets wait in its queues, a sink (no outputs) on the general path still
+    takes them (it writes what reached it); the other nodes drop theirs."""
+    gate, calls = Gate(), []
+    g = Graph.from_dict({
+        "inputs": ["hold", "a", "b"], "executors": {"one": {"threads": 1}},
+        "side_packets": {"gate": None, "calls": None},
+        "nodes": [
+            {"calculator": "TestBlocker", "inputs": ["hold"], "outputs": ["held"],
+             "side_inputs": {"GATE": "gate"}, "executor": "one"},
+            {"calculator": "TestRecordCalls", "inputs": {"A": "a", "B": "b"},
+             "side_inputs": {"CALLS": "calls"}, "policy": "immediate", "executor": "one"},
+        ],
+    }, threads=1)
+    g.observe("held", lambda p: None)
+    g.start({"gate": gate, "calls": calls})
+    try:
+        g.add_packet("hold", 0, 0)
+        assert gate.entered.wait(10)
+        for tag, t in [("a", 1), ("b", 2), ("a", 3)]:
+            g.add_packet(tag, t, t)
+        g.cancel()
+    finally:
+        gate.release()
+    g.wait(10)
+    assert [t for t, _, _, _ in calls] == [1, 2, 3]
 
 
 @pytest.mark.parametrize("policy", ["immediate", "sync"])
