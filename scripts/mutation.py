@@ -25,6 +25,7 @@ Needs the ``mutation`` extra (``pip install -e .[mutation]``). Not part of the d
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
 import re
 import shutil
@@ -60,6 +61,16 @@ DESELECT = {
         "tests/pipeline/test_fuzz_graph_files.py::test_documents_shaped_like_graphs",  # ~15 s, 80 examples
         "tests/pipeline/test_fuzz_graph_files.py::test_a_ready_graph_mutated",  # ~3 s
         "tests/pipeline/test_property.py::test_random_dags_deliver_exactly_once_in_order",  # ~3 s
+    ],
+}
+
+# tests left out when a file is mutated: they expect a stuck call to be named (NodeStuckError),
+# which graph.py finds by reading function names off the thread's stack (node.py's ``_call``,
+# ``step``, ...); in a mutated file mutmut renames every function (xǁNodeRuntimeǁ_call__mutmut_orig),
+# so under any mutant of that file the call is not named and these tests fail
+DESELECT_WHEN_MUTATED = {
+    "pipeline/node.py": [
+        "tests/pipeline/test_scheduling.py::test_a_sink_in_a_call_when_the_stop_bound_passes_may_finish_it",
     ],
 }
 
@@ -100,11 +111,19 @@ def files_to_mutate(package: str, only: list[str]) -> list[str]:
     return sorted(set(globs)) or [f"{package}/*"]
 
 
+def deselected(target: str, mutate: list[str]) -> list[str]:
+    """The tests left out of a run that mutates the files ``mutate`` (globs)."""
+    out = list(DESELECT.get(target, []))
+    for path, tests in DESELECT_WHEN_MUTATED.items():
+        if any(Path(path).match(g) or fnmatch.fnmatch(path, g) for g in mutate):
+            out += tests
+    return out
+
+
 def prepare(target: str, tree: Path, only: list[str], keep: bool) -> None:
     """Copies the repository into ``tree`` (unless ``keep``) and writes mutmut's setup.cfg there.
     With ``keep``, the files mutated before stay mutated (their results are kept)."""
     package, tests, _ = TARGETS[target]
-    pytest_args = ["-p", "no:cacheprovider"] + [f"--deselect={t}" for t in DESELECT.get(target, [])]
     mutate = files_to_mutate(package, only)
     cfg = tree / "setup.cfg"
     if keep and cfg.exists():
@@ -113,6 +132,7 @@ def prepare(target: str, tree: Path, only: list[str], keep: bool) -> None:
         mutate = [f"{package}/*"] if f"{package}/*" in before + mutate else sorted(set(before + mutate))
     elif tree.exists():
         shutil.rmtree(tree)
+    pytest_args = ["-p", "no:cacheprovider"] + [f"--deselect={t}" for t in deselected(target, mutate)]
     tree.mkdir(parents=True, exist_ok=True)
     # with keep, the copy is brought up to date (new tests, edited sources: mutmut mutates an edited
     # file again and runs new tests for their stats) and mutmut's state in mutants/ stays
@@ -149,7 +169,7 @@ def results(tree: Path) -> dict[str, str]:
     return status
 
 
-def recheck(tree: Path, names: list[str], tests: list[str]) -> None:
+def recheck(tree: Path, names: list[str], tests: list[str], deselect: list[str]) -> None:
     """Runs ``tests`` (only those) against each mutant in ``names``, as mutmut runs a mutant (in
     ``mutants/``, ``MUTANT_UNDER_TEST`` set, ``pytest -x``, at the lowest priority), and records
     those the tests kill as killed in mutmut's results; the others keep their result.
@@ -170,7 +190,7 @@ def recheck(tree: Path, names: list[str], tests: list[str]) -> None:
         env = {**os.environ, "MUTANT_UNDER_TEST": name, "PYTHONPATH": str(tree / "mutants"),
                "PYTHONDONTWRITEBYTECODE": "1"}
         cmd = ["nice", "-n", "19", sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-               "-p", "no:randomly", *tests]
+               "-p", "no:randomly", *[f"--deselect={t}" for t in deselect], *tests]
         try:
             rc = subprocess.run(cmd, cwd=tree / "mutants", env=env, capture_output=True, timeout=600,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)).returncode
@@ -228,7 +248,10 @@ def main() -> int:
         if not (args.keep and listed.exists()):
             ap.error("--recheck needs --keep and a previous run (its survivors.txt)")
         names = args.only or [line.split(":")[0] for line in listed.read_text().splitlines() if line.strip()]
-        recheck(tree, names, args.recheck)
+        cfg = (tree / "setup.cfg").read_text()
+        m = re.search(r"^only_mutate =\n((?:    .+\n)+)", cfg, re.M)
+        mutated = [line.strip() for line in m.group(1).splitlines()] if m else [f"{package}/*"]
+        recheck(tree, names, args.recheck, deselected(args.target, mutated))
         args.no_run = True
     if not args.no_run:
         prepare(args.target, tree, args.only, args.keep and tree.exists())
