@@ -402,6 +402,31 @@ nodes:
     g.wait(10)
 
 
+def test_a_node_that_closed_is_not_counted_as_working(no_thread_leak):
+    """A node off the fast path that has closed (its input done) while the rest of the graph
+    runs on leaves the graph idle once the rest has no work."""
+    calls = []
+    g = Graph.from_dict({
+        "inputs": ["a", "b"], "side_packets": {"calls": None},
+        "nodes": [
+            {"calculator": "TestRecordCalls", "name": "early", "inputs": {"A": "a", "B": "a"},
+             "side_inputs": {"CALLS": "calls"}},
+            {"calculator": "PassThrough", "inputs": ["b"], "outputs": ["o"]},
+        ],
+    }, threads=2)
+    got = []
+    g.observe("o", got.append)
+    g.start({"calls": calls})
+    g.add_packet("a", "a0", 0)
+    g.close_input("a")
+    g.add_packet("b", "b0", 0)
+    g.wait_until_idle(10)
+    assert [(t, present) for t, present, _, _ in calls] == [(0, ("A", "B"))]
+    assert [p.timestamp for p in got] == [0]
+    g.close_input("b")
+    g.wait(10)
+
+
 def test_a_source_without_outputs_runs_to_its_end(no_thread_leak):
     calls = []
     g = Graph.from_yaml("""
