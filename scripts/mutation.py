@@ -185,27 +185,42 @@ def recheck(tree: Path, names: list[str], tests: list[str], deselect: list[str])
     (tree / "mutants" / "tests").mkdir(exist_ok=True)
     for t in tests:  # the tests as they are now
         shutil.copy2(ROOT / t, tree / "mutants" / t)
-    killed: dict[str, list[str]] = {}
-    for name in names:
-        env = {**os.environ, "MUTANT_UNDER_TEST": name, "PYTHONPATH": str(tree / "mutants"),
-               "PYTHONDONTWRITEBYTECODE": "1"}
-        cmd = ["nice", "-n", "19", sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-               "-p", "no:randomly", *[f"--deselect={t}" for t in deselect], *tests]
-        try:
-            rc = subprocess.run(cmd, cwd=tree / "mutants", env=env, capture_output=True, timeout=600,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)).returncode
-        except subprocess.TimeoutExpired:
-            rc = -1
-        print(f"  {name}: {'killed' if rc != 0 else 'survived'}", flush=True)
-        if rc != 0:
+    # one process loads pytest and the tests once, then forks a child per mutant (as mutmut does):
+    # a fresh interpreter per mutant spends more on imports than on these tests
+    driver = (
+        "import os, sys, json, signal, pytest\n"
+        "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+        "args = json.loads(sys.argv[1]); names, tests = args['names'], args['tests']\n"
+        "pytest.main(['-q', '--collect-only', '-p', 'no:cacheprovider', *tests])\n"
+        "for name in names:\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        os.environ['MUTANT_UNDER_TEST'] = name\n"
+        "        signal.alarm(300)\n"  # a mutant that hangs is killed by the alarm, and counts as killed (a timeout)
+        "        fd = os.open(os.devnull, os.O_WRONLY); os.dup2(fd, 1); os.dup2(fd, 2)\n"
+        "        os._exit(int(pytest.main(['-x', '-q', '-p', 'no:cacheprovider', '-p', 'no:randomly', *tests])))\n"
+        "    _, status = os.waitpid(pid, 0)\n"
+        "    print(name, 'killed' if status else 'survived', flush=True)\n"
+    )
+    selected = [*[f"--deselect={t}" for t in deselect], *tests]
+    env = {**os.environ, "PYTHONPATH": str(tree / "mutants"), "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("MUTANT_UNDER_TEST", None)
+    proc = subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", driver,
+                             json.dumps({"names": names, "tests": selected})],
+                            cwd=tree / "mutants", env=env, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    for line in proc.stdout:
+        name, _, outcome = line.strip().rpartition(" ")
+        if outcome not in ("killed", "survived") or name not in names:
+            continue
+        print(f"  {name}: {outcome}", flush=True)
+        if outcome == "killed":  # recorded at once: a recheck stopped early keeps what it found
             module = re.match(r"(.*?)\.x[_ǁ]", name).group(1)  # pipeline.policies.xǁSyncPolicyǁtake__mutmut_2
-            killed.setdefault(module, []).append(name)
-    for module, done in killed.items():
-        meta = tree / "mutants" / (module.replace(".", "/") + ".py.meta")
-        data = json.loads(meta.read_text())
-        for name in done:
+            meta = tree / "mutants" / (module.replace(".", "/") + ".py.meta")
+            data = json.loads(meta.read_text())
             data["exit_code_by_key"][name] = 1
-        meta.write_text(json.dumps(data, indent=4))
+            meta.write_text(json.dumps(data, indent=4))
+    proc.wait()
 
 
 def main() -> int:

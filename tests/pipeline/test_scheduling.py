@@ -55,6 +55,20 @@ class TestEmitOnB(Calculator):
 
 
 @register
+class TestRecordThenFail(Calculator):
+    """A sink: appends each call's timestamp to CALLS; its first call raises."""
+
+    inputs = {"IN": Input(Any)}
+    side_inputs = {"CALLS": SideInput(list)}
+
+    def process(self, ctx):
+        calls = ctx.side["CALLS"]
+        calls.append(ctx.timestamp)
+        if len(calls) == 1:
+            raise RuntimeError("disk full")
+
+
+@register
 class TestQuietSource(Calculator):
     """A source with no outputs: counts its calls in its side packet CALLS, stops after three."""
 
@@ -609,6 +623,35 @@ def test_a_later_failing_call_on_the_general_path_is_named(no_thread_leak):
     with pytest.raises(GraphRunError, match=r"^node 'f' \(TestFail\) failed in process at timestamp 3: "
                                             r"ValueError: boom at 3"):
         g.wait(10)
+
+
+def test_a_sink_whose_call_failed_takes_no_more_calls(no_thread_leak):
+    """A sink off the fast path that fails in a call is not called again for what is queued
+    behind it (the run has failed; sinks drain only when someone else stopped the run)."""
+    gate, calls = Gate(), []
+    g = Graph.from_dict({
+        "inputs": ["hold", "a"], "executors": {"one": {"threads": 1}},
+        "side_packets": {"gate": None, "calls": None},
+        "nodes": [
+            {"calculator": "TestBlocker", "inputs": ["hold"], "outputs": ["held"],
+             "side_inputs": {"GATE": "gate"}, "executor": "one"},
+            {"calculator": "TestRecordThenFail", "name": "writer", "inputs": ["a"],
+             "side_inputs": {"CALLS": "calls"}, "policy": {"latest": 50}, "executor": "one"},
+        ],
+    }, threads=1)
+    g.observe("held", lambda p: None)
+    g.start({"gate": gate, "calls": calls})
+    try:
+        g.add_packet("hold", 0, 0)
+        assert gate.entered.wait(10)
+        for t in range(3):
+            g.add_packet("a", t, t)
+    finally:
+        gate.release()
+    with pytest.raises(GraphRunError, match=r"^node 'writer' \(TestRecordThenFail\) failed in process at "
+                                            r"timestamp 0: RuntimeError: disk full"):
+        g.wait(10)
+    assert calls == [0]
 
 
 def test_a_sink_off_the_fast_path_writes_what_reached_it_when_cancelled(no_thread_leak):
