@@ -83,18 +83,21 @@ class TestQuietSource(Calculator):
 @register
 class TestTimedSource(Calculator):
     """A source whose calls each last at least 5 ms; ten of them. Its close raises when its side
-    packet FAIL_CLOSE is true."""
+    packet FAIL_CLOSE is true; each call's own length is appended to SPENT (a list) if given."""
 
     outputs = {"OUT": Output(int)}
-    side_inputs = {"FAIL_CLOSE": SideInput(bool, optional=True)}
+    side_inputs = {"FAIL_CLOSE": SideInput(bool, optional=True), "SPENT": SideInput(list, optional=True)}
 
     def open(self, ctx):
         self.i = 0
 
     def process(self, ctx):
+        start = time.perf_counter()
         time.sleep(0.005)  # the call's own length, measured by the stats (not a wait for a thread)
         ctx.outputs["OUT"].add(self.i, self.i)
         self.i += 1
+        if ctx.side.get("SPENT") is not None:
+            ctx.side["SPENT"].append(time.perf_counter() - start)
         return STOP if self.i == 10 else None
 
     def close(self, ctx):
@@ -378,6 +381,36 @@ nodes:
                 t.join(10)
 
 
+def test_a_sink_stuck_past_both_bounds_is_named_and_left(no_thread_leak):
+    """A sink that does not return from its call within the stuck bound and the time it is then
+    given is named stuck and abandoned: the shutdown does not wait for it."""
+    from pipeline import NodeStuckError
+
+    sink, log = Gate(), []
+    g = Graph.from_yaml("""
+inputs: [in]
+side_packets: {sink: null, log: null}
+nodes:
+  - calculator: TestSlowSink
+    name: writer
+    inputs: [in]
+    side_inputs: {GATE: sink, LOG: log}
+""")
+    g.start({"sink": sink, "log": log})
+    try:
+        g.add_packet("in", "frame", 0)
+        assert sink.entered.wait(10)
+        g.cancel(stuck_timeout=0.3)
+        with pytest.raises(NodeStuckError, match=r"^node 'writer' \(TestSlowSink\) is stuck in process at timestamp 0"):
+            g.wait(30)
+        assert log == []  # abandoned: not closed under its call
+    finally:
+        sink.release()
+        for t in threading.enumerate():
+            if t.name.startswith("vpipe-"):
+                t.join(10)
+
+
 # -- idleness ----------------------------------------------------------------------------------------
 
 def test_wait_until_idle_waits_for_a_packet_still_in_its_producers_hands(no_thread_leak):
@@ -456,22 +489,25 @@ nodes:
 
 
 def test_a_sources_process_time_is_every_call_measured(no_thread_leak):
-    """A source's calls are all measured: its time is their sum, at least ten times 5 ms, and no
-    more than the run's wall time."""
+    """A source's calls are all measured: its time is their sum (at least what the calls timed
+    themselves, at least ten times 5 ms, and no more than the run's wall time)."""
+    spent = []
     g = Graph.from_yaml("""
+side_packets: {spent: null}
 nodes:
   - calculator: TestTimedSource
     outputs: [n]
+    side_inputs: {SPENT: spent}
   - calculator: PassThrough
     inputs: [n]
     outputs: [m]
 """)
     g.observe("m", lambda p: None)
-    g.start()
+    g.start({"spent": spent})
     g.wait(20)
     stats = g.stats()["TestTimedSource"]
-    assert stats["count"] == 10
-    assert 0.050 <= stats["time_s"] <= g.wall_time(), (stats, g.wall_time())
+    assert stats["count"] == 10 and len(spent) == 10
+    assert max(0.050, sum(spent)) <= stats["time_s"] <= g.wall_time(), (stats, sum(spent), g.wall_time())
     assert stats["mean_ms"] >= 5.0, stats
 
 
