@@ -212,3 +212,46 @@ def test_subgraph_labels_are_numbered_like_names(tmp_path):
         for i, label in enumerate(["s", "s", "s_2", "s_2"])))
     assert [n.name for n in load(f).nodes] == ["s/PassThrough", "s_2/PassThrough", "s_2_2/PassThrough",
                                                "s_2_3/PassThrough"]
+
+
+def test_a_relative_yaml_path_is_a_path_and_a_text_is_a_text_whatever_it_ends_with(tmp_path, monkeypatch,
+                                                                                   no_env_path):
+    """``name.yaml`` is a file in the working folder (not a graph name to look up); YAML text whose
+    last line ends in ``.yaml`` is text."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "relay.yaml").write_text("inputs: [x]\noutputs: [y]\nnodes:\n"
+                                         "  - {calculator: PassThrough, inputs: [x], outputs: [y]}\n")
+    assert load("relay.yaml").file == "relay.yaml" and load("relay.yaml").name == "relay"
+    assert _error("missing.yaml") == ["missing.yaml: graph file not found"]
+    assert _error("missing.yml") == ["missing.yml: graph file not found"]
+    text = "inputs: [a]\nnodes:\n  - inputs: [a]\n    outputs: [b]\n    subgraph: relay.yaml\n"
+    spec = load(text)
+    assert spec.file == "<string>" and [n.name for n in spec.nodes] == ["relay/PassThrough"]
+
+
+def test_an_unreadable_graph_file_is_named(tmp_path, monkeypatch):
+    """The same words as for an unreadable subgraph, even as root (who reads any file)."""
+    f = tmp_path / "locked.yaml"
+    f.write_text(ONE)
+    real = Path.read_bytes
+
+    def failing(self):
+        if self.name == "locked.yaml":
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", failing)
+    assert _error(f) == [f"{f}: cannot read graph file {f}: Permission denied"]
+    assert _error(str(f)) == [f"{f}: cannot read graph file {f}: Permission denied"]
+
+
+def test_a_graph_file_finds_its_subgraphs_on_the_search_path_given(tmp_path, no_env_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "relay_lib.yaml").write_text("inputs: [x]\noutputs: [y]\nnodes:\n"
+                                        "  - {calculator: PassThrough, inputs: [x], outputs: [y]}\n")
+    f = tmp_path / "outer.yaml"
+    f.write_text("inputs: [a]\nnodes:\n  - subgraph: relay_lib\n    inputs: [a]\n    outputs: [b]\n")
+    assert [n.name for n in load(f, [lib]).nodes] == ["relay_lib/PassThrough"]
+    assert [n.name for n in load(str(f), [lib]).nodes] == ["relay_lib/PassThrough"]
+    assert _error(f)[0].startswith(f"{f}:3: subgraph 'relay_lib' not found")
