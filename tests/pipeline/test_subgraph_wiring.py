@@ -134,7 +134,8 @@ nodes:
 
 
 def test_a_subgraph_without_outputs_says_it_has_none(tmp_path):
-    (tmp_path / "sink.yaml").write_text("inputs: [x]\nnodes:\n  - {calculator: PassThrough, inputs: [x], outputs: [y]}\n")
+    (tmp_path / "sink.yaml").write_text("inputs: [x]\nnodes:\n"
+                                        "  - {calculator: PassThrough, inputs: [x], outputs: [y]}\n")
     assert problems("inputs: [a]\nnodes:\n  - subgraph: sink\n    inputs: [a]\n    outputs: {Y: b}\n", tmp_path) \
         == ["T/outer.yaml:5: subgraph 'sink' has no output 'Y' (it has: none)"]
 

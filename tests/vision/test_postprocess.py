@@ -438,3 +438,12 @@ def test_softmax_over_a_single_channel_is_refused(shape):
                                          + re.escape(str(shape)) + r": a single-channel output takes "
                                          r"activation sigmoid \(logits\) or none$"):
         mask_from_tensor(np.zeros(shape, np.float32), "softmax")
+
+
+def test_iou_of_integer_boxes():
+    """Integer boxes (a user's own, or rounded ones) divide as floats (a masked divide into an
+    integer array would refuse them)."""
+    ints = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 20, 20]])
+    third = float(np.float32(1 / 3))
+    assert pairwise_iou(ints).tolist() == [[1.0, third, 0.0], [third, 1.0, 0.0], [0.0, 0.0, 0.0]]
+    assert pairwise_iou(ints).dtype == np.float32 and box_iou(ints[0], ints).tolist() == [1.0, third, 0.0]

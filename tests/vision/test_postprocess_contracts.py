@@ -553,3 +553,32 @@ def test_tracking_option_bounds(options, ok):
     else:
         with pytest.raises(Exception, match="iou_threshold|max_age|min_hits"):
             _track([det], **options)
+
+
+def test_nms_without_min_score_leaves_every_score_to_nms():
+    """min_score 0 (the default) filters nothing first: a detector's negative scores (logits, a
+    user's own calculator) still reach the NMS, which keeps the best of each cluster."""
+    det = _dets([[0, 0, 10, 10], [40, 0, 50, 10]], [-0.5, -2.0])
+    out = _one("NonMaxSuppression", {"DETECTIONS": det}, method="weighted")
+    assert out.scores.tolist() == [-0.5, -2.0]
+    assert _one("NonMaxSuppression", {"DETECTIONS": det}, method="weighted", min_score=0.1).scores.tolist() == []
+
+
+def test_blend_saturates_a_mask_outside_zero_one():
+    """A mask past [0, 1] (an unclamped model output) extrapolates and saturates at 0 and 255,
+    not wrapping around."""
+    fg, bg = np.full((1, 3), 200, np.uint8), np.full((1, 3), 100, np.uint8)
+    got = blend(fg, bg, np.array([[2.0, -2.0, 1.0]], np.float32))
+    assert got.dtype == np.uint8 and got.tolist() == [[255, 0, 200]]
+
+
+def test_mask_to_image_clamps_rounds_and_thresholds_strictly():
+    mask = Mask(np.array([[-0.5, 0.002, 0.5, 1.5], [0.25, 0.75, 0.0, 1.0]], np.float32), (4, 2))
+    soft = _one("MaskToImage", {"MASK": mask})
+    assert soft.format == "GRAY" and soft.data.dtype == np.uint8 and soft.data.shape == (2, 4)
+    # clamped to [0, 1], then rounded to the nearest level (0.002 * 255 = 0.51 -> 1; 0.25 -> 63.75 -> 64)
+    assert soft.data.tolist() == [[0, 1, 128, 255], [64, 191, 0, 255]]
+    hard = _one("MaskToImage", {"MASK": mask}, threshold=0.5)  # above, not at, the threshold
+    assert hard.format == "GRAY" and hard.data.dtype == np.uint8
+    assert hard.data.tolist() == [[0, 0, 0, 255], [0, 255, 0, 255]]
+    assert _one("MaskToImage", {"MASK": mask}, threshold=0.0).data.tolist() == [[0, 255, 255, 255], [255, 255, 0, 255]]
