@@ -180,15 +180,23 @@ nodes:
     inputs: [b]
     outputs: [c]
     side_inputs: {INFO: outer_info}
+  - subgraph: informer
+    name: plain
+    inputs: [a]
+    outputs: [d]
 """)
     g = Graph.from_yaml(f)
     by = {n.name: n for n in g.spec.nodes}
     assert by["informer/TestSideSource"].side_outputs == {"INFO": "outer_info"}
     assert by["informer/TestSideReader"].side_inputs == {"INFO": "outer_info"}
-    got = []
+    # not wired: the side packet keeps its name (side packets are the graph's, not prefixed)
+    assert by["plain/TestSideSource"].side_outputs == {"INFO": "info"}
+    assert by["plain/TestSideReader"].side_inputs == {"INFO": "info"}
+    got, plain = [], []
     g.observe("c", lambda p: got.append(p.value))
+    g.observe("d", lambda p: plain.append(p.value))
     g.start()
     g.add_packet("a", 1, 0)
     g.close_all_inputs()
     g.wait(30)
-    assert got == [1 + 7 + 7]
+    assert got == [1 + 7 + 7] and plain == [1 + 7]
