@@ -65,7 +65,6 @@ TARGETS = {
         "tests/pipeline/test_output_paths.py", "tests/pipeline/test_function_calculators.py",
         "tests/pipeline/test_core.py", "tests/pipeline/test_topological_order.py",
         "tests/pipeline/test_graph_yaml_reading.py", "tests/pipeline/test_plugin_loading.py",
-        "tests/pipeline/test_subgraph_wiring.py",
     ], 0.90),
 }
 
