@@ -447,3 +447,47 @@ def test_iou_of_integer_boxes():
     third = float(np.float32(1 / 3))
     assert pairwise_iou(ints).tolist() == [[1.0, third, 0.0], [third, 1.0, 0.0], [0.0, 0.0, 0.0]]
     assert pairwise_iou(ints).dtype == np.float32 and box_iou(ints[0], ints).tolist() == [1.0, third, 0.0]
+
+
+def _dets(boxes, scores, classes=None):
+    return Detections(np.asarray(boxes, np.float32), np.asarray(scores, np.float32),
+                      None if classes is None else np.asarray(classes))
+
+
+def test_nms_is_class_agnostic_by_default_and_per_class_keeps_each_class_whole():
+    same_place = [[0, 0, 10, 10]] * 3
+    det = _dets(same_place, [0.9, 0.8, 0.7], [0, 1, 2])
+    assert nms(det, 0.3).scores.tolist() == pytest.approx([0.9])  # one object, whatever the classes
+    for method in ("hard", "weighted"):
+        per_class = nms(det, 0.3, method, class_agnostic=False)
+        assert per_class.class_ids.tolist() == [0, 1, 2], method  # three classes: each its own best
+        apart = _dets([[0, 0, 10, 10], [50, 0, 60, 10], [0, 0, 10, 10]], [0.9, 0.8, 0.7], [0, 0, 1])
+        assert nms(apart, 0.3, method, class_agnostic=False).scores.tolist() == pytest.approx([0.9, 0.8, 0.7])
+        # the cap applies to a class-agnostic weighted run as well
+        three = _dets([[0, 0, 10, 10], [50, 0, 60, 10], [100, 0, 110, 10]], [0.9, 0.8, 0.7])
+        assert nms(three, 0.3, method, max_detections=2).scores.tolist() == pytest.approx([0.9, 0.8]), method
+
+
+def test_per_class_nms_keeps_equal_scores_in_class_then_input_order():
+    """Ties (scores of a few levels, as a quantized model gives) keep the order of the classes'
+    results, each in input order: a sort that is not stable would shuffle them."""
+    rng = np.random.default_rng(40)
+    scores = rng.choice([0.5, 0.6, 0.7], 40)
+    classes = [i % 2 for i in range(40)]
+    det = _dets([[20 * i, 0, 20 * i + 10, 10] for i in range(40)], scores, classes)  # none overlap
+    out = nms(det, 0.3, "weighted", class_agnostic=False)
+    ranked = sorted(range(40), key=lambda i: (-np.float32(scores[i]), classes[i], i))
+    assert out.xyxy[:, 0].tolist() == pytest.approx([20.0 * i for i in ranked], abs=1e-3)
+
+
+def test_hard_nms_drops_a_zero_score_alone_or_among_others():
+    """OpenCV's NMSBoxes keeps scores above its threshold (0): a score of 0 is dropped, one
+    detection or several."""
+    assert len(nms(_dets([[0, 0, 10, 10]], [0.0]), 0.5)) == 0
+    assert nms(_dets([[0, 0, 10, 10], [50, 0, 60, 10]], [0.0, 0.5]), 0.5).scores.tolist() == [0.5]
+
+
+def test_mask_from_tensor_takes_probabilities_by_default():
+    probs = np.array([[0.25, 0.75], [0.0, 1.0]], np.float32)
+    assert mask_from_tensor(probs).tolist() == probs.tolist()
+    assert mask_from_tensor(probs[None, :, :, None]).tolist() == probs.tolist()
