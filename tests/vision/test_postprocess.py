@@ -491,3 +491,26 @@ def test_mask_from_tensor_takes_probabilities_by_default():
     probs = np.array([[0.25, 0.75], [0.0, 1.0]], np.float32)
     assert mask_from_tensor(probs).tolist() == probs.tolist()
     assert mask_from_tensor(probs[None, :, :, None]).tolist() == probs.tolist()
+
+
+def test_weighted_nms_threshold_default_boundary_and_a_degenerate_top_box():
+    half = _dets([[0, 0, 10, 10], [0, 0, 10, 5]], [0.9, 0.8])  # IoU exactly 0.5
+    assert len(weighted_nms(half)) == 1  # the default threshold 0.3: one object
+    apart = _dets([[0, 0, 10, 10], [0, 8, 10, 18]], [0.9, 0.8])  # IoU 20 / 180
+    assert len(weighted_nms(apart)) == 2
+    # at the threshold exactly: not the same object, and not suppressed either
+    at = weighted_nms(half, 0.5)
+    assert at.xyxy.tolist() == [[0, 0, 10, 10], [0, 0, 10, 5]] and at.scores.tolist() == pytest.approx([0.9, 0.8])
+    # a zero-area best box overlaps nothing: it stands alone, and the next box is left to itself
+    dot = weighted_nms(_dets([[5, 5, 5, 5], [0, 0, 10, 10], [1, 1, 10, 10]], [0.9, 0.8, 0.7]), 0.3)
+    assert dot.xyxy[0].tolist() == [5, 5, 5, 5] and len(dot) == 2
+    assert dot.xyxy[1].tolist() == pytest.approx([(0 * 0.8 + 1 * 0.7) / 1.5, (0 * 0.8 + 1 * 0.7) / 1.5, 10, 10])
+
+
+@pytest.mark.parametrize("n", [12, 40])  # one IoU row at a time, and all pairs at once
+def test_weighted_nms_keeps_equal_scores_in_input_order(n):
+    rng = np.random.default_rng(n)
+    scores = rng.choice([0.5, 0.6, 0.7], n)
+    out = weighted_nms(_dets([[20 * i, 0, 20 * i + 10, 10] for i in range(n)], scores), 0.3)
+    ranked = sorted(range(n), key=lambda i: (-np.float32(scores[i]), i))
+    assert out.xyxy[:, 0].tolist() == pytest.approx([20.0 * i for i in ranked], abs=1e-3)
