@@ -514,3 +514,9 @@ def test_weighted_nms_keeps_equal_scores_in_input_order(n):
     out = weighted_nms(_dets([[20 * i, 0, 20 * i + 10, 10] for i in range(n)], scores), 0.3)
     ranked = sorted(range(n), key=lambda i: (-np.float32(scores[i]), i))
     assert out.xyxy[:, 0].tolist() == pytest.approx([20.0 * i for i in ranked], abs=1e-3)
+
+
+def test_weighted_nms_without_keypoints_gives_none():
+    out = weighted_nms(_dets([[0, 0, 10, 10], [1, 0, 11, 10], [50, 0, 60, 10]], [0.9, 0.8, 0.7]), 0.3)
+    assert out.keypoints is None and out.tracker_ids is None and len(out) == 2
+    assert out.xyxy.dtype == np.float32 and out.scores.dtype == np.float32
