@@ -163,6 +163,42 @@ def test_ssd_preset_auto_without_a_known_box_count_names_the_presets_and_shapes(
         _one("SsdDetectionsDecoder", {"TENSORS": tensors}, preset="auto")
 
 
+def test_ssd_min_score_overrides_the_threshold_of_the_preset_and_of_decode():
+    boxes = [[0] * 8, [0] * 8]
+    scores = [[-9, -9], [np.log(3.0), -9]]  # a score of 0.75 (decode's own threshold 0.5 keeps it)
+    tensors = Tensors([Tensor(np.asarray(boxes, np.float32)[None], name="boxes"),
+                       Tensor(np.asarray(scores, np.float32)[None], name="scores")])
+    d = {"num_boxes": 2, "num_coords": 8, "keypoint_coord_offset": 4, "num_keypoints": 2, "min_score_thresh": 0.5}
+
+    def run(**options):
+        return _one("SsdDetectionsDecoder", {"TENSORS": tensors}, preset=None, anchors=TINY_ANCHORS, decode=d,
+                    **options)
+
+    assert run().scores.tolist() == pytest.approx([0.75])
+    assert len(run(min_score=0.9)) == 0 and len(run(min_score=0.7)) == 1
+    # over a preset's threshold too (blazeface_short's 0.5)
+    rng = np.random.default_rng(5)
+    blaze = Tensors([Tensor(rng.normal(0, 5, (1, 896, 16)).astype(np.float32)),
+                     Tensor(rng.normal(0, 2, (1, 896, 1)).astype(np.float32))])
+    every = _one("SsdDetectionsDecoder", {"TENSORS": blaze}, preset="blazeface_short")
+    high = _one("SsdDetectionsDecoder", {"TENSORS": blaze}, preset="blazeface_short", min_score=0.9)
+    assert every.scores.min() >= 0.5 and 0 < len(high) < len(every) and high.scores.min() >= 0.9
+
+
+def test_ssd_decoder_errors_name_the_node_and_what_is_missing():
+    tensors = Tensors([Tensor(np.zeros((1, 2, 8), np.float32), name="boxes"),
+                       Tensor(np.zeros((1, 2, 2), np.float32), name="scores")])
+    for given in ({"anchors": TINY_ANCHORS}, {"decode": {"num_boxes": 2, "num_coords": 8}}, {}):
+        with pytest.raises(GraphRunError, match=r"ValueError: node SsdDetectionsDecoder: without a preset, give both "
+                                                r"`anchors` and `decode` options"):
+            _one("SsdDetectionsDecoder", {"TENSORS": tensors}, preset=None, **given)
+    with pytest.raises(GraphRunError, match=r"ValueError: node SsdDetectionsDecoder: preset auto: no output"):
+        _one("SsdDetectionsDecoder", {"TENSORS": tensors}, preset="auto")
+    with pytest.raises(GraphRunError, match=r"no model output named 'nope' for the scores; outputs are "):
+        _one("SsdDetectionsDecoder", {"TENSORS": tensors}, preset=None, anchors=TINY_ANCHORS,
+             decode={"num_boxes": 2, "num_coords": 8}, scores_output="nope")
+
+
 @pytest.mark.parametrize("layers, expect", [
     # one layer: the scale is the mean of min and max; the interpolated anchor sqrt(scale * 1)
     ({"num_layers": 1, "strides": [4], "min_scale": 0.2, "max_scale": 0.6}, [0.4, 0.4 ** 0.5]),
