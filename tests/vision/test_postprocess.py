@@ -520,3 +520,16 @@ def test_weighted_nms_without_keypoints_gives_none():
     out = weighted_nms(_dets([[0, 0, 10, 10], [1, 0, 11, 10], [50, 0, 60, 10]], [0.9, 0.8, 0.7]), 0.3)
     assert out.keypoints is None and out.tracker_ids is None and len(out) == 2
     assert out.xyxy.dtype == np.float32 and out.scores.dtype == np.float32
+
+
+def test_iou_of_empty_boxes_is_zero_whatever_memory_held_before():
+    """The pairs with no union are written as 0, not left as whatever the freshly allocated result
+    held (a masked divide leaves them alone): memory of the same size is dirtied first."""
+    dots = np.full((1000, 4), 5.0, np.float32)
+    for _ in range(5):
+        dirty = np.full(1000, 7.0, np.float32)
+        del dirty
+        assert not box_iou(dots[0], dots).any()
+        dirty = np.full((40, 40), 7.0, np.float32)
+        del dirty
+        assert not pairwise_iou(dots[:40]).any()

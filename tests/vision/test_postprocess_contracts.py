@@ -88,7 +88,7 @@ def test_ssd_decode_reads_x_y_w_h_and_keypoints_in_their_own_scales():
     # anchor 1: centre (0.75, 0.5) of a 4x2 tensor; fixed size 1x1 (the whole tensor)
     boxes = [[0] * 8, [1.0, 0.5, 2.0, 1.0, 2.0, 1.0, -1.0, -0.5]]
     det = _tiny(boxes, [[-9, -9], [-9, 3.0]])
-    assert det.labels == ("b",) and det.class_ids.dtype == np.int32
+    assert det.labels == ("b",) and det.class_ids.dtype == np.int32 and det.class_ids.tolist() == [1]
     assert det.scores.dtype == np.float32 and det.scores.tolist() == pytest.approx([1 / (1 + np.exp(-3.0))])
     # centre x = 0.75 + 1/4, y = 0.5 + 0.5/2; w = 2/4, h = 1/2; in tensor pixels (x4, x2)
     close(det.xyxy.dtype == np.float32 and det.xyxy, [[3.0, 1.0, 5.0, 2.0]])
