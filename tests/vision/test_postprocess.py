@@ -533,3 +533,17 @@ def test_iou_of_empty_boxes_is_zero_whatever_memory_held_before():
         dirty = np.full((40, 40), 7.0, np.float32)
         del dirty
         assert not pairwise_iou(dots[:40]).any()
+
+
+def test_hard_nms_score_threshold_and_index_dtype():
+    boxes = np.array([[0, 0, 10, 10], [50, 0, 60, 10]], np.float32)
+    keep = hard_nms(boxes, np.array([0.9, 0.55], np.float32), 0.5)
+    assert keep.tolist() == [0, 1] and keep.dtype == np.int64
+    assert hard_nms(boxes, np.array([0.9, 0.55], np.float32), 0.5, score_threshold=0.6).tolist() == [0]
+
+
+def test_decode_yolo_gives_float32_boxes_and_scores():
+    rows = np.zeros((1, 12, 7), np.float64)  # float64 model outputs too
+    rows[0, 0] = [50, 40, 20, 10, 1.0, 0.9, 0.0]
+    xyxy, s, c = decode_yolo(rows)
+    assert xyxy.dtype == np.float32 and s.dtype == np.float32 and c.dtype == np.int32 and len(s) == 1
