@@ -3,10 +3,13 @@
     .venv/bin/python scripts/mutation.py flow          # calculators/flow against its tests
     .venv/bin/python scripts/mutation.py postprocess   # calculators/postprocess
     .venv/bin/python scripts/mutation.py pipeline      # pipeline/
+    .venv/bin/python scripts/mutation.py config        # pipeline/config.py, against its own tests
     .venv/bin/python scripts/mutation.py flow --max-children 1 --only 'calculators.flow.flow_limiter*'
     .venv/bin/python scripts/mutation.py pipeline --keep --survivors   # the last run's survivors again
     .venv/bin/python scripts/mutation.py pipeline --keep --unchecked   # what a stopped run did not reach
     .venv/bin/python scripts/mutation.py pipeline --copy core --keep --recheck tests/pipeline/test_scheduling.py
+    .venv/bin/python scripts/mutation.py postprocess --keep            # the same, and functions edited since
+    .venv/bin/python scripts/mutation.py postprocess --keep --timeouts # the timeouts again
 
 Each target is run in its own copy of the repository under ``out/mutation/<target>/`` (mutmut
 writes its mutated tree, ``mutants/``, there, never in the work tree), against the test files
@@ -49,6 +52,22 @@ TARGETS = {
     "pipeline": ("pipeline", [
         "tests/pipeline",
     ], 0.90),
+    # pipeline/config.py alone, against the tests of graph files (loading, checking, messages,
+    # subgraphs, look-up) and the core's runs of them, not all of tests/pipeline: every graph load
+    # reaches _parse, _parse_node and _validate, so each of their ~1,800 mutants is run against
+    # every test that loads a graph (260 tests, ~17 s for a survivor). The files left out
+    # (the helpers of pipeline.testing, the policies, fast path, property, fuzz, concurrent
+    # opens, payloads) test the run, not the file; on the mutants of a run with all of
+    # tests/pipeline this set kills what that one killed (docs/testing.md, "config").
+    "config": ("pipeline/config.py", [
+        "tests/pipeline/test_config_messages.py", "tests/pipeline/test_validation.py",
+        "tests/pipeline/test_subgraphs.py", "tests/pipeline/test_graph_lookup.py",
+        "tests/pipeline/test_hostile_graphs.py", "tests/pipeline/test_errors.py",
+        "tests/pipeline/test_error_messages.py", "tests/pipeline/test_unused_nodes.py",
+        "tests/pipeline/test_output_paths.py", "tests/pipeline/test_function_calculators.py",
+        "tests/pipeline/test_core.py", "tests/pipeline/test_topological_order.py",
+        "tests/pipeline/test_graph_yaml_reading.py", "tests/pipeline/test_plugin_loading.py",
+    ], 0.90),
 }
 
 # tests left out of a target's run: each takes seconds, and a mutant that survives runs every test
@@ -61,6 +80,12 @@ DESELECT = {
         "tests/pipeline/test_fuzz_graph_files.py::test_documents_shaped_like_graphs",  # ~15 s, 80 examples
         "tests/pipeline/test_fuzz_graph_files.py::test_a_ready_graph_mutated",  # ~3 s
         "tests/pipeline/test_property.py::test_random_dags_deliver_exactly_once_in_order",  # ~3 s
+    ],
+    "config": [
+        "tests/pipeline/test_hostile_graphs.py::test_load_and_start_take_time_linear_in_nodes",  # ~20 s, timing
+        "tests/pipeline/test_hostile_graphs.py::test_subgraph_fan_out_is_bounded",  # ~11 s
+        # ~6 s, 150 random graphs: the order is pinned as well by the ready graphs' and the named cases
+        "tests/pipeline/test_topological_order.py::test_the_order_is_networkx_topological_sort",
     ],
 }
 
@@ -94,7 +119,9 @@ def files_to_mutate(package: str, only: list[str]) -> list[str]:
     Why: mutmut generates the mutants of every file it may mutate before running any, and that
     is slow on a big file (libcst: pipeline/config.py alone, 2,538 mutants, takes ~37 s of CPU,
     all of pipeline/ ~65 s; at nice 19 on a loaded machine, many minutes). A run of part of a
-    target mutates only the files that part is in."""
+    target mutates only the files that part is in. A target that is one file mutates that file."""
+    if package.endswith(".py"):
+        return [package]
     globs = []
     for pattern in only:
         parts = []
@@ -130,7 +157,8 @@ def prepare(target: str, tree: Path, only: list[str], keep: bool) -> None:
     if keep and cfg.exists():
         m = re.search(r"^only_mutate =\n((?:    .+\n)+)", cfg.read_text(), re.M)
         before = [line.strip() for line in m.group(1).splitlines()] if m else []
-        mutate = [f"{package}/*"] if f"{package}/*" in before + mutate else sorted(set(before + mutate))
+        whole = files_to_mutate(package, [])[0]
+        mutate = [whole] if whole in before + mutate else sorted(set(before + mutate))
     elif tree.exists():
         shutil.rmtree(tree)
     pytest_args = ["-p", "no:cacheprovider"] + [f"--deselect={t}" for t in deselected(target, mutate)]
@@ -238,6 +266,9 @@ def main() -> int:
     ap.add_argument("--recheck", nargs="+", metavar="TEST", default=None,
                     help="with --keep: run only these test files against the last run's survivors "
                          "(see recheck()); kills are recorded in the results")
+    ap.add_argument("--timeouts", action="store_true",
+                    help="with --keep: run again the mutants that timed out (counted as killed; at a high load "
+                         "a slow survivor times out)")
     ap.add_argument("--no-run", action="store_true", help="only report the results of the last run (with --keep)")
     ap.add_argument("--copy", default="", metavar="NAME",
                     help="run in a copy of its own, out/mutation/<target>-NAME, so that two parts of one "
@@ -248,14 +279,16 @@ def main() -> int:
     if args.copy and not re.fullmatch(r"[\w-]+", args.copy):
         ap.error(f"--copy {args.copy!r}: letters, digits, '_' and '-' only")
     tree = ROOT / "out" / "mutation" / (f"{args.target}-{args.copy}" if args.copy else args.target)
-    if args.survivors or args.unchecked:
+    if args.survivors or args.unchecked or args.timeouts:
         listed = tree / "survivors.txt"
         if not (args.keep and listed.exists()):
-            ap.error("--survivors and --unchecked need --keep and a previous run (its survivors.txt)")
+            ap.error("--survivors, --unchecked and --timeouts need --keep and a previous run (its survivors.txt)")
         if args.survivors:
             args.only += [line.split(":")[0] for line in listed.read_text().splitlines() if line.strip()]
         if args.unchecked:
             args.only += [k for k, v in results(tree).items() if v == "not checked"]
+        if args.timeouts:
+            args.only += [k for k, v in results(tree).items() if v == "timeout"]
         if not args.only:
             print("nothing to run again")
             args.no_run = True
