@@ -4,11 +4,13 @@ Written against the survivors of a mutation run of pipeline/graph.py (docs/testi
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
-from pipeline import Any, Calculator, Graph, Input, Output, SideOutput, register
+from pipeline import Any, Calculator, Graph, GraphConfigError, Input, Output, SideOutput, register
+from tests.pipeline.calcs import Gate
 
 TOPOLOGY = """
 name: topo
@@ -122,3 +124,81 @@ def test_an_unstarted_graph_leaves_a_with_block_quietly():
     with Graph.from_yaml("inputs: [a]\nnodes: [{calculator: PassThrough, inputs: [a], outputs: [b]}]") as g:
         pass
     assert not g.done and g.wall_time() is None
+
+
+def test_stats_name_every_figure_and_agree_with_each_other(no_thread_leak):
+    g = Graph.from_yaml("""
+nodes:
+  - {calculator: TestSeq, name: src, options: {timestamps: [0, 1, 2]}, outputs: [a]}
+  - {calculator: PassThrough, name: p, inputs: {IN: {stream: a, capacity: 5}}, outputs: [b]}
+""")
+    g.observe("b", lambda p: None)
+    t0 = time.perf_counter()
+    g.run()
+    elapsed = time.perf_counter() - t0
+    stats = g.stats()
+    assert list(stats) == ["src", "p"]
+    for name, calc, count in (("src", "TestSeq", 4), ("p", "PassThrough", 3)):  # a source's last call says STOP
+        s = stats[name]
+        assert list(s) == ["calculator", "count", "time_s", "mean_ms", "queue_depth", "queue_peak", "drops", "inputs"]
+        assert (s["calculator"], s["count"], s["queue_depth"], s["drops"]) == (calc, count, 0, 0)
+        assert 0 < s["time_s"] < elapsed
+        # the mean is the total over the calls, in ms (exact but for rounding)
+        assert s["mean_ms"] * s["count"] / 1e3 == pytest.approx(s["time_s"], rel=1e-12)
+    assert stats["src"]["inputs"] == {} and stats["src"]["queue_peak"] == 0
+    [(tag, q)] = stats["p"]["inputs"].items()
+    assert tag == "IN:0" and q.keys() == {"stream", "depth", "peak", "drops", "capacity"}
+    assert (q["stream"], q["depth"], q["drops"], q["capacity"]) == ("a", 0, 0, 5)
+    assert 1 <= q["peak"] <= 3 and stats["p"]["queue_peak"] == q["peak"]
+
+
+def test_wait_until_idle_before_start_is_refused():
+    g = Graph.from_yaml("inputs: [a]\nnodes: [{calculator: PassThrough, inputs: [a], outputs: [b]}]")
+    with pytest.raises(RuntimeError, match=r"^start\(\) the graph before wait_until_idle\(\)$"):
+        g.wait_until_idle(1)
+
+
+def test_a_waiter_for_idle_that_gives_up_leaves_the_others_waiting_to_be_woken(no_thread_leak):
+    # Two callers wait for the graph to become idle; one gives up (timeout) while a call is held:
+    # the other is still woken when the graph becomes idle.
+    gate = Gate()
+    g = Graph.from_dict({"inputs": ["in"], "side_packets": {"gate": None}, "nodes": [
+        {"calculator": "TestBlocker", "inputs": ["in"], "outputs": ["o"], "side_inputs": {"GATE": "gate"}}]})
+    g.start({"gate": gate})
+    g.add_packet("in", 0, 0)
+    assert gate.entered.wait(10)
+    woken: list = []
+    patient = threading.Thread(target=lambda: woken.append(_idle_or_error(g, 30)))
+    patient.start()
+    with pytest.raises(TimeoutError, match="did not become idle within 0.2 s"):
+        g.wait_until_idle(0.2)
+    gate.release()
+    patient.join(60)
+    assert woken == [None], "the patient waiter was not woken when the graph became idle"
+    g.close_all_inputs()
+    g.wait(10)
+
+
+def _idle_or_error(g, timeout):
+    try:
+        g.wait_until_idle(timeout)
+    except Exception as e:  # noqa: BLE001 - handed to the test
+        return e
+    return None
+
+
+def test_from_yaml_trusts_no_plugin_unless_told_and_passes_the_bounds(tmp_path, monkeypatch):
+    monkeypatch.setenv("VPIPE_CONFIG", str(tmp_path / "config.yaml"))  # no allowlist
+    text = "plugins: [vpipe_test_no_such_plugin]\nnodes: [{calculator: TestSeq, outputs: [n]}]"
+    with pytest.raises(GraphConfigError, match=r"plugin 'vpipe_test_no_such_plugin' is not loaded: plugins are code"):
+        Graph.from_yaml(text)
+    g = Graph.from_yaml("nodes: [{calculator: TestSeq, outputs: [n]}]", drain_timeout=1.5, stuck_timeout=0.25)
+    assert (g.drain_timeout, g.stuck_timeout) == (1.5, 0.25)
+
+
+def test_a_graph_whose_start_failed_leaves_a_with_block_quietly():
+    spec = "inputs: [a]\nside_packets: {k: 1}\nnodes: [{calculator: PassThrough, inputs: [a], outputs: [b]}]"
+    with Graph.from_yaml(spec) as g:
+        with pytest.raises(GraphConfigError, match="side packet 'nope' is given but the graph does not declare it"):
+            g.start({"nope": 2})
+    assert g.wall_time() is None
