@@ -7,6 +7,7 @@ pipeline/graph.py (docs/testing.md); coordination by events, every wait bounded.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
@@ -66,19 +67,20 @@ def _join_run_threads():
 
 
 @pytest.mark.parametrize("max_in_flight, at", [(1, " at timestamp 7"), (2, "")])
-def test_a_call_stuck_in_process_is_named_and_never_closed(max_in_flight, at, no_thread_leak):
+def test_a_call_stuck_in_process_is_named_and_never_closed(max_in_flight, at, caplog, no_thread_leak):
+    # cancel(stuck_timeout) bounds this stop, not the graph's stuck_timeout (60 s)
     gate, closed = Gate(), []
     g = Graph.from_dict({"inputs": ["in"], "side_packets": {"gate": None, "closed": None}, "nodes": [
         _node("first", "in", "a"),
         _node("hang", "a", "b", options={"phase": "process"}, max_in_flight=max_in_flight,
               side_inputs={"GATE": "gate", "CLOSED": "closed"}),
         _node("sink", "b"),
-    ]}, stuck_timeout=0.2)
+    ]}, stuck_timeout=60)
     g.start({"gate": gate, "closed": closed})
     g.add_packet("in", "x", 7)
     assert gate.entered.wait(WAIT_S), "the call never began"
-    g.cancel()
-    with pytest.raises(NodeStuckError) as ei:
+    g.cancel(stuck_timeout=0.2)
+    with caplog.at_level(logging.INFO, logger="vpipe"), pytest.raises(NodeStuckError) as ei:
         g.wait(WAIT_S)
     err = ei.value
     assert (err.node, err.calculator, err.phase, err.timestamp) == (
@@ -86,6 +88,9 @@ def test_a_call_stuck_in_process_is_named_and_never_closed(max_in_flight, at, no
     assert err.args[0] == (f"node 'hang' (TestHangs) is stuck in process{at}: it did not return within 0.2 s "
                            "of the stop; abandoned (its thread is left running, the node is not closed)")
     assert "released.wait(WAIT_S)" in err.cause_traceback, "the report shows where it is stuck"
+    lines = err.cause_traceback.splitlines()  # a stack as traceback prints one: File lines, then source
+    assert all(line.startswith(("  File ", "    ")) for line in lines) and lines[0].startswith("  File "), lines
+    assert [r.getMessage() for r in caplog.records if r.name == "vpipe"] == [err.args[0]], "logged as well"
     assert g.errors == [err]
     assert sorted(closed) == ["first", "sink"], "every node but the stuck one is closed"
     gate.release()
