@@ -99,17 +99,22 @@ def files_to_mutate(package: str, only: list[str]) -> list[str]:
     return sorted(set(globs)) or [f"{package}/*"]
 
 
-def prepare(target: str, tree: Path, only: list[str], keep: bool) -> None:
+def prepare(target: str, tree: Path, only: list[str], keep: bool, timeout_multiplier: float | None = None) -> None:
     """Copies the repository into ``tree`` (unless ``keep``) and writes mutmut's setup.cfg there.
-    With ``keep``, the files mutated before stay mutated (their results are kept)."""
+    With ``keep``, the files mutated before stay mutated (their results are kept), and so does a
+    ``timeout_multiplier`` given before (a change makes mutmut run its timed-out mutants again)."""
     package, tests, _ = TARGETS[target]
     pytest_args = ["-p", "no:cacheprovider"] + [f"--deselect={t}" for t in DESELECT.get(target, [])]
     mutate = files_to_mutate(package, only)
     cfg = tree / "setup.cfg"
     if keep and cfg.exists():
-        m = re.search(r"^only_mutate =\n((?:    .+\n)+)", cfg.read_text(), re.M)
+        text = cfg.read_text()
+        m = re.search(r"^only_mutate =\n((?:    .+\n)+)", text, re.M)
         before = [line.strip() for line in m.group(1).splitlines()] if m else []
         mutate = [f"{package}/*"] if f"{package}/*" in before + mutate else sorted(set(before + mutate))
+        m = re.search(r"^timeout_multiplier = (.+)$", text, re.M)
+        if timeout_multiplier is None and m:
+            timeout_multiplier = float(m.group(1))
     elif tree.exists():
         shutil.rmtree(tree)
     tree.mkdir(parents=True, exist_ok=True)
@@ -132,6 +137,7 @@ def prepare(target: str, tree: Path, only: list[str], keep: bool) -> None:
         + "pytest_add_cli_args =\n" + "".join(f"    {a}\n" for a in pytest_args)
         + "pytest_add_cli_args_test_selection =\n" + "".join(f"    {t}\n" for t in tests if (ROOT / t).exists())
         + "use_git_change_detection = False\n"
+        + (f"timeout_multiplier = {timeout_multiplier}\n" if timeout_multiplier is not None else "")
     )
 
 
@@ -159,6 +165,10 @@ def main() -> int:
                     help="with --keep: run again only the survivors of the last run (after adding tests)")
     ap.add_argument("--unchecked", action="store_true",
                     help="with --keep: run the mutants a stopped run did not reach (its 'not checked' ones)")
+    ap.add_argument("--timeout-multiplier", type=float, default=None, metavar="X",
+                    help="a mutant is stopped after 2 x X x (the time its tests took in the clean run + 1 s) of "
+                         "CPU; mutmut's default X is 15, so each mutant that loops burns minutes of CPU "
+                         "(kept by --keep; changing it makes mutmut run the timed-out mutants again)")
     ap.add_argument("--no-run", action="store_true", help="only report the results of the last run (with --keep)")
     ap.add_argument("--copy", default="", metavar="NAME",
                     help="run in a copy of its own, out/mutation/<target>-NAME, so that two parts of one "
@@ -181,7 +191,7 @@ def main() -> int:
             print("nothing to run again")
             args.no_run = True
     if not args.no_run:
-        prepare(args.target, tree, args.only, args.keep and tree.exists())
+        prepare(args.target, tree, args.only, args.keep and tree.exists(), args.timeout_multiplier)
     # made before mutmut starts: a PYTHONPATH folder missing at start-up is never looked in again
     (tree / "mutants").mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(tree / "mutants"), "PYTHONDONTWRITEBYTECODE": "1"}

@@ -4,12 +4,13 @@ Written against the survivors of a mutation run of pipeline/graph.py (docs/testi
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
 import pytest
 
-from pipeline import Any, Calculator, Graph, GraphConfigError, Input, Output, SideOutput, register
+from pipeline import Any, Calculator, Graph, GraphConfigError, GraphRunError, Input, Output, SideOutput, register
 from tests.pipeline.calcs import Gate
 
 TOPOLOGY = """
@@ -202,3 +203,43 @@ def test_a_graph_whose_start_failed_leaves_a_with_block_quietly():
         with pytest.raises(GraphConfigError, match="side packet 'nope' is given but the graph does not declare it"):
             g.start({"nope": 2})
     assert g.wall_time() is None
+
+
+def test_feeding_what_is_no_graph_input_is_refused_with_the_inputs_named(no_thread_leak):
+    g = Graph.from_yaml("inputs: [a, c]\nnodes: [{calculator: TestJoin, inputs: {A: a, B: c}, outputs: [b]}]")
+    with pytest.raises(RuntimeError, match=r"^start\(\) the graph before add_packet\(\)$"):
+        g.add_packet("a", 1, 0)
+    g.start()
+    for stream in ("b", "nope"):  # a node's output, no stream at all
+        with pytest.raises(KeyError, match=rf"^\"'{stream}' is not an input stream of graph '[^']+' \(inputs: a, c\)\"$"):
+            g.add_packet(stream, 1, 0)
+        with pytest.raises(KeyError, match=rf"^\"'{stream}' is not an input stream of graph '[^']+'\"$"):
+            g.close_input(stream)
+    g.close_all_inputs()
+    g.wait(10)
+    g = Graph.from_yaml("nodes: [{calculator: TestSeq, options: {timestamps: [0]}, outputs: [n]}]")
+    g.start()
+    with pytest.raises(KeyError, match=r"\(inputs: none\)"):
+        g.add_packet("n", 1, 0)
+    g.wait(10)
+
+
+class _Raises:
+    """An observer that is no function (no ``__name__``)."""
+
+    def __call__(self, packet):
+        raise ValueError("observer broke")
+
+
+def test_an_observer_without_a_name_is_named_callback_in_the_error(no_thread_leak):
+    g = Graph.from_yaml("inputs: [a]\nnodes: [{calculator: PassThrough, inputs: [a], outputs: [b]}]")
+    g.observe("b", _Raises())
+    g.start()
+    with pytest.raises(GraphRunError) as ei:  # from add_packet if the observer runs in this thread, or wait
+        g.add_packet("a", 1, 3)
+        g.close_all_inputs()
+        g.wait(10)
+    with contextlib.suppress(GraphRunError):  # ends the run's threads (raised by add_packet: not waited yet)
+        g.wait(10)
+    err = ei.value
+    assert (err.node, err.calculator, err.phase, err.timestamp) == ("observer of 'b'", "callback", "observe", 3)
