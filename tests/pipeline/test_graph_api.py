@@ -11,6 +11,7 @@ import time
 import pytest
 
 from pipeline import Any, Calculator, Graph, GraphConfigError, GraphRunError, Input, Output, SideOutput, register
+from pipeline.errors import QueueFullError
 from tests.pipeline.calcs import Gate
 
 TOPOLOGY = """
@@ -243,3 +244,59 @@ def test_an_observer_without_a_name_is_named_callback_in_the_error(no_thread_lea
         g.wait(10)
     err = ei.value
     assert (err.node, err.calculator, err.phase, err.timestamp) == ("observer of 'b'", "callback", "observe", 3)
+
+
+class Image:  # a port type named Image gets the hint to wrap the array
+    pass
+
+
+@register
+class TestTypedSink(Calculator):
+    """Takes ints on IN:0..n and Images on PICTURE."""
+
+    inputs = {"IN": Input(int, multiple=True), "PICTURE": Input(Image, optional=True)}
+
+    def process(self, ctx):
+        pass
+
+
+def test_the_first_packet_fed_is_checked_against_every_port_that_reads_it(no_thread_leak):
+    spec = """
+inputs: [a, b, pic]
+nodes:
+  - {calculator: PassThrough, inputs: [a], outputs: [a2]}   # Any: nothing to check, the next reader is
+  - {calculator: TestTypedSink, inputs: {"IN:0": b, "IN:1": a, PICTURE: pic}}
+"""
+    g = Graph.from_yaml(spec)
+    g.observe("a2", lambda p: None)
+    with g:
+        g.start()
+        with pytest.raises(TypeError, match=r"^add_packet\('a'\): node 'TestTypedSink' input IN:1 takes int, got str$"):
+            g.add_packet("a", "x", 0)
+        with pytest.raises(TypeError, match=r"^add_packet\('pic'\): node 'TestTypedSink' input PICTURE takes Image, "
+                                            r"got list \(wrap the array: Image\(array, 'RGB'\)\)$"):
+            g.add_packet("pic", [1], 0)
+        g.add_packet("b", True, 0)  # a subclass (bool) fits
+        g.add_packet("b", "later", 1)  # only the first packet of an input is checked
+
+
+def test_a_full_graph_input_with_overflow_reject_refuses_and_counts_one_drop(no_thread_leak):
+    gate = Gate()
+    g = Graph.from_dict({"inputs": ["in"], "side_packets": {"gate": None}, "nodes": [
+        {"calculator": "TestBlocker", "inputs": {"IN": {"stream": "in", "capacity": 1, "overflow": "reject"}},
+         "outputs": ["o"], "side_inputs": {"GATE": "gate"}}]})
+    got = []
+    g.observe("o", lambda p: got.append(p.timestamp))
+    g.start({"gate": gate})
+    g.add_packet("in", 0, 0)
+    assert gate.entered.wait(10), "the first call never began"
+    g.add_packet("in", 1, 1)  # waits in the queue (capacity 1)
+    with pytest.raises(QueueFullError, match=r"^input 'IN' of node 'TestBlocker' is full \(1 packets\) and its "
+                                             r"overflow policy is reject$"):
+        g.add_packet("in", 2, 2)
+    stats = g.stats()["TestBlocker"]
+    assert (stats["drops"], stats["inputs"]["IN"]["drops"]) == (1, 1)
+    gate.release()
+    g.close_all_inputs()
+    g.wait(10)
+    assert got == [0, 1]
