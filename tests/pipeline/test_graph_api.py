@@ -94,11 +94,10 @@ def test_wall_time_is_none_before_start_and_fixed_once_the_run_ended(no_thread_l
 
 
 def test_run_records_a_trace_only_when_asked(no_thread_leak):
-    spec = "inputs: [a]\nnodes: [{calculator: PassThrough, inputs: [a], outputs: [b]}]"
-    g = Graph.from_yaml(spec)
+    g = Graph.from_yaml("nodes: [{calculator: TestSeq, options: {timestamps: [0, 1, 2]}, outputs: [n]}]")
     g.run()
-    assert g.trace_events() == []
-    g = Graph.from_yaml(spec)
+    assert g.trace_events() == [], "run() traced without being asked"
+    g = Graph.from_yaml("inputs: [a]\nnodes: [{calculator: PassThrough, inputs: [a], outputs: [b]}]")
     g.start(trace=True)
     g.add_packet("a", "x", 5)
     g.close_all_inputs()
@@ -146,7 +145,7 @@ nodes:
         assert (s["calculator"], s["count"], s["queue_depth"], s["drops"]) == (calc, count, 0, 0)
         assert 0 < s["time_s"] < elapsed
         # the mean is the total over the calls, in ms (exact but for rounding)
-        assert s["mean_ms"] * s["count"] / 1e3 == pytest.approx(s["time_s"], rel=1e-12)
+        assert s["mean_ms"] * s["count"] / 1e3 == pytest.approx(s["time_s"], rel=1e-12, abs=0)
     assert stats["src"]["inputs"] == {} and stats["src"]["queue_peak"] == 0
     [(tag, q)] = stats["p"]["inputs"].items()
     assert tag == "IN:0" and q.keys() == {"stream", "depth", "peak", "drops", "capacity"}
