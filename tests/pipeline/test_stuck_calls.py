@@ -26,7 +26,7 @@ class HangOptions(BaseModel):
 
 
 @register
-class TestHangs(Calculator):
+class HangsInCall(Calculator):
     """Passes packets on; in the phase its options name (process or close) it waits for its GATE
     (a ``Gate``), at most WAIT_S. Appends its node's name to the side packet CLOSED when closed."""
 
@@ -52,7 +52,7 @@ class TestHangs(Calculator):
 
 
 def _node(name, stream_in, stream_out=None, **extra):
-    node = {"calculator": "TestHangs", "name": name, "inputs": {"IN": stream_in},
+    node = {"calculator": "HangsInCall", "name": name, "inputs": {"IN": stream_in},
             "side_inputs": {"CLOSED": "closed"}, **extra}
     if stream_out:
         node["outputs"] = {"OUT": stream_out}
@@ -84,8 +84,8 @@ def test_a_call_stuck_in_process_is_named_and_never_closed(max_in_flight, at, ca
         g.wait(WAIT_S)
     err = ei.value
     assert (err.node, err.calculator, err.phase, err.timestamp) == (
-        "hang", "TestHangs", "process", 7 if max_in_flight == 1 else None)
-    assert err.args[0] == (f"node 'hang' (TestHangs) is stuck in process{at}: it did not return within 0.2 s "
+        "hang", "HangsInCall", "process", 7 if max_in_flight == 1 else None)
+    assert err.args[0] == (f"node 'hang' (HangsInCall) is stuck in process{at}: it did not return within 0.2 s "
                            "of the stop; abandoned (its thread is left running, the node is not closed)")
     assert "released.wait(WAIT_S)" in err.cause_traceback, "the report shows where it is stuck"
     lines = err.cause_traceback.splitlines()  # a stack as traceback prints one: File lines, then source
@@ -117,7 +117,7 @@ def test_a_close_stuck_at_shutdown_is_named_and_the_closes_after_it_still_run(no
         g.wait(WAIT_S)
     err = ei.value
     assert (err.node, err.phase, err.timestamp) == ("hang", "close", None)
-    assert err.args[0].startswith("node 'hang' (TestHangs) is stuck in close: it did not return within 0.2 s")
+    assert err.args[0].startswith("node 'hang' (HangsInCall) is stuck in close: it did not return within 0.2 s")
     assert "released.wait(WAIT_S)" in err.cause_traceback
     assert closed == ["sink", "first"]
     gate.release()
