@@ -152,3 +152,20 @@ def test_input_bound_is_read_live_the_next_queued_packet_first():
     g.wait(30)
     assert [v for _, v in got[:2]] == [4, 9]
     assert [t for t, _ in got] == [0, 4, 9]
+
+
+def test_the_context_in_open_names_the_node_and_its_calculator_and_holds_no_call():
+    seen = {}
+
+    class TestOpenContext(Calculator):
+        inputs = {"IN": Input(Any)}
+        outputs = {"OUT": Output(Any)}
+
+        def open(self, ctx):
+            seen.update(node=ctx.node, calculator=ctx.calculator, timestamp=ctx.timestamp, inputs=ctx.inputs)
+
+        def process(self, ctx):
+            ctx.outputs["OUT"].add(ctx.get("IN"))
+
+    run_calculator(TestOpenContext, inputs={"IN": [(0, 1)]}, outputs=["OUT"])
+    assert seen == {"node": "TestOpenContext", "calculator": "TestOpenContext", "timestamp": None, "inputs": {}}
