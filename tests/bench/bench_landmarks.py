@@ -12,7 +12,12 @@ OpenVINO both use their default thread counts; the vpipe graph puts the detector
 model on one executor thread each, beside the decoder.
 
     python tests/bench/bench_landmarks.py [--repeats 3] [--graphs face_mesh pose hands] [--json out/bench/landmarks.json]
-        [--models] [--model-calls 100]
+        [--models] [--model-calls 100] [--loop]
+
+``--loop`` also shows where the loop's frame goes: the tracker subgraph fed the clip's frames
+already decoded (in memory, as MediaPipe's loop is fed), traced: its frames/s and CPU per frame
+alone, each node's median µs per call, and the decoding alone (VideoSource, CPU per frame with
+FFmpeg's threads), which the whole-graph run adds on the same two cores.
 
 ``--models`` also times each graph's landmark model alone, per engine and runtime thread count
 (1 and 2): OpenVINO on the .tflite (f32, latency hint), ONNX Runtime and ncnn on the project's
@@ -64,15 +69,16 @@ def graph_runner(path: Path, subgraph: str, side: dict, format: str = "I420"):
         {"subgraph": subgraph, "name": "t", "inputs": {"FRAMES": "frames"}, "outputs": {"LANDMARKS": "landmarks"}},
     ]}
 
-    def run() -> tuple[int, float]:
-        """(landmark packets, seconds from the end of start() -- models loaded -- to the last one)."""
+    def run() -> tuple[int, float, float]:
+        """(landmark packets, seconds from the end of start() -- models loaded -- to the last one,
+        process CPU seconds in that time: every thread, FFmpeg's included)."""
         g = Graph.from_dict(spec, search_paths=[ROOT / "graphs"])
         n = []
         g.observe("landmarks", lambda p: n.append(len(p.value)))
         g.start(side)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         g.wait(600)
-        return len(n), time.perf_counter() - t0
+        return len(n), time.perf_counter() - t0, time.process_time() - c0
 
     return run
 
@@ -106,6 +112,51 @@ def _crops(video: Path, subgraph: str, fmt: str, size: tuple[int, int], count: i
     g.run()
     step = max(1, len(got) // count)
     return got[::step][:count]
+
+
+def loop_rows(video: Path, subgraph: str, fmt: str, rounds: int) -> dict:
+    """Where the tracking loop's frame goes: the tracker subgraph fed the clip's frames already
+    decoded (VideoSource's own Images, in memory), traced, ``rounds`` times: frames/s and process
+    CPU per frame of the loop alone, and per node the median µs of its calls (the frames the
+    node ran on); beside it the decoding alone (VideoSource to an observer: process CPU per frame,
+    decoder threads included), which the whole-graph figures add to the loop on the same two cores."""
+    from pipeline import Graph
+
+    def source_graph():
+        return Graph.from_dict({"name": "bench_decode", "side_packets": {}, "nodes": [
+            {"calculator": "VideoSource", "outputs": {"FRAMES": "frames"},
+             "options": {"uri": str(video), "format": fmt}}]})
+
+    frames, decode_cpu = [], []
+    for r in range(rounds):
+        g = source_graph()
+        got = []
+        g.observe("frames", lambda p: got.append((p.timestamp, p.value)))
+        c0 = time.process_time()
+        g.run()
+        decode_cpu.append((time.process_time() - c0) / len(got))
+        frames = got
+    spec = {"name": f"bench_loop_{subgraph}", "inputs": ["frames"], "side_packets": {}, "nodes": [
+        {"subgraph": subgraph, "name": "t", "inputs": {"FRAMES": "frames"}, "outputs": {"LANDMARKS": "landmarks"}}]}
+    per: dict[str, list[float]] = {}
+    fps, cpu = [], []
+    for r in range(rounds):
+        g = Graph.from_dict(spec, search_paths=[ROOT / "graphs"])
+        g.observe("landmarks", lambda p: None)
+        g.start({}, trace=True)
+        t0, c0 = time.perf_counter(), time.process_time()
+        for ts, image in frames:
+            g.add_packet("frames", image, ts)
+        g.close_all_inputs()
+        g.wait(600)
+        fps.append(len(frames) / (time.perf_counter() - t0))
+        cpu.append((time.process_time() - c0) / len(frames))
+        for node, _thread, _ts, start, end in g.trace_events():
+            per.setdefault(node.removeprefix("t/"), []).append((end - start) / 1e3)
+    nodes = {k: {"calls_per_round": len(v) // rounds, "median_us": median(v)}
+             for k, v in sorted(per.items(), key=lambda kv: -sum(kv[1]))}
+    return {"loop_fps": median(fps), "loop_cpu_ms": 1e3 * median(cpu), "decode_cpu_ms": 1e3 * median(decode_cpu),
+            "nodes": nodes}
 
 
 def model_rows(model: str, crops: list, calls: int) -> list[dict]:
@@ -174,6 +225,8 @@ def main() -> None:
     ap.add_argument("--json", default="out/bench/landmarks.json")
     ap.add_argument("--models", action="store_true", help="also time each landmark model alone per engine and threads")
     ap.add_argument("--model-calls", type=int, default=100, help="timed calls per engine and thread count")
+    ap.add_argument("--loop", action="store_true", help="also trace the tracking loop alone on decoded frames, "
+                                                        "and time the decoding alone")
     args = ap.parse_args()
     import calculators  # noqa: F401  (registers the calculators)
     from models.catalog import resolve
@@ -189,9 +242,12 @@ def main() -> None:
             graph = graph_runner(video, subgraph, side, fmt)
             mp = mp_runner(clip.frames, clip.timestamps, solution, mp_opts, tmpd / f"mp_{name}.json")
 
+            cpu = []
+
             def vpipe_case():
-                n, seconds = graph()
+                n, seconds, cpu_s = graph()
                 assert n == clip.count, f"{name}: {n} landmark packets for {clip.count} frames"
+                cpu.append(cpu_s / n)
                 return seconds
 
             runs = interleaved({"vpipe": vpipe_case, "mediapipe": mp}, args.repeats,
@@ -201,11 +257,18 @@ def main() -> None:
             results[name] = {"clip": f"{video.name} {clip.size[0]}x{clip.size[1]}", "frames": clip.count,
                              "fps": {k: median(v) for k, v in fps.items()}, "fps_runs": fps,
                              "speedup_median": ratio["median"], "speedup_min": ratio["min"],
-                             "speedup_max": ratio["max"]}
+                             "speedup_max": ratio["max"], "vpipe_cpu_ms_per_frame": 1e3 * median(cpu[1:] or cpu)}
             r = results[name]
             print(f"{name:10s} {r['clip']:28s} vpipe {r['fps']['vpipe']:6.1f} fps  mediapipe "
                   f"{r['fps']['mediapipe']:6.1f} fps  speedup x{r['speedup_median']:.2f} "
-                  f"({r['speedup_min']:.2f}..{r['speedup_max']:.2f})", flush=True)
+                  f"({r['speedup_min']:.2f}..{r['speedup_max']:.2f})  vpipe CPU {r['vpipe_cpu_ms_per_frame']:.2f} ms "
+                  "a frame (all threads)", flush=True)
+            if args.loop:
+                r["loop"] = loop = loop_rows(video, subgraph, fmt, args.repeats)
+                print(f"  the loop alone on decoded frames: {loop['loop_fps']:.1f} fps, {loop['loop_cpu_ms']:.2f} ms CPU "
+                      f"per frame; decoding alone (VideoSource, {fmt}): {loop['decode_cpu_ms']:.2f} ms CPU per frame")
+                for node, row in loop["nodes"].items():
+                    print(f"    {node:36s} {row['calls_per_round']:4d} calls  {row['median_us']:8.1f} us median", flush=True)
             if args.models:
                 model, size = LANDMARK_MODELS[name]
                 rows = model_rows(model, _crops(video, subgraph, fmt, size), args.model_calls)
