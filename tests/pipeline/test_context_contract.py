@@ -169,3 +169,24 @@ def test_the_context_in_open_names_the_node_and_its_calculator_and_holds_no_call
 
     run_calculator(TestOpenContext, inputs={"IN": [(0, 1)]}, outputs=["OUT"])
     assert seen == {"node": "TestOpenContext", "calculator": "TestOpenContext", "timestamp": None, "inputs": {}}
+
+
+def test_the_connected_ports_are_listed_all_and_none_is_said():
+    class TestTwoOutsAsksForNope(Calculator):
+        inputs = {"IN": Input(Any)}
+        outputs = {"A": Output(Any), "B": Output(Any)}
+
+        def process(self, ctx):
+            ctx.outputs["NOPE"].add(1)
+
+    assert "no output port 'NOPE' is connected on this node (connected: A, B)" in _error(
+        TestTwoOutsAsksForNope, {"IN": [(0, 1)]}, outputs=["A", "B"])
+
+    class TestSourceAsksForBound(Calculator):
+        outputs = {"OUT": Output(Any)}
+
+        def process(self, ctx):
+            ctx.input_bound("IN")
+
+    assert "no input port 'IN' is connected on node 'TestSourceAsksForBound' (connected: none)" in _error(
+        TestSourceAsksForBound, outputs=["OUT"])
