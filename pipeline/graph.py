@@ -301,12 +301,15 @@ class Graph:
         def producers_of(node: NodeRuntime) -> list[NodeRuntime]:
             return [producer[sp] for sp in node.spec.side_inputs.values() if producer.get(sp) not in (None, node)]
 
+        at = None  # the node this thread is at: named by a failure that names none (a side packet never set)
         try:
             for node in self._nodes:
                 if node.cls.open_concurrently and not producers_of(node):
+                    at = node
                     self._set_side_inputs(node)
                     background.start(node)
             for node in self._nodes:
+                at = node
                 background.raise_failure(before=node)
                 if node in background.threads:
                     continue
@@ -325,7 +328,7 @@ class Graph:
             stuck = background.finish(bound)
             self._close_opened(stuck)
             self._teardown_unstarted()
-            first = background.first_failure(e)
+            first = background.first_failure(e, at)
             if first is not e:
                 raise first from None
             raise
@@ -776,15 +779,16 @@ class _Openers:
         if failure is not None:
             raise failure
 
-    def first_failure(self, e: BaseException) -> BaseException:
+    def first_failure(self, e: BaseException, at: NodeRuntime | None = None) -> BaseException:
         """After the opens in flight are over: the error to report for the opening ended by ``e``,
         the failure of the first node in graph order (``e`` itself for a Ctrl-C or a failure of a
-        node before every background one)."""
+        node before every background one). ``at``: the node the opening thread was at, for an
+        ``e`` that names no node (``GraphConfigError``: a side packet never set)."""
         if not isinstance(e, Exception):
             return e
         with self.cond:
             failed = dict(self.failed)
-        mine = getattr(e, "node", None)
+        mine = getattr(e, "node", None) or (at.name if at is not None else None)
         at = next((i for n, i in self.order.items() if n.name == mine), len(self.order))
         earlier = [(self.order[n], f) for n, f in failed.items() if self.order[n] < at and isinstance(f, Exception)]
         return min(earlier, key=lambda t: t[0])[1] if earlier else e

@@ -1,0 +1,125 @@
+"""A calculator that does not return after the run was stopped (docs/graphs.md, "Stopping"): the
+shutdown names it in a ``NodeStuckError`` (node, calculator, phase, the timestamp of a one-call
+node's process call, the bound, where its thread is), never closes it under its call, closes every
+other node, and the thread ends once the call returns. In process, and in a close the shutdown
+makes (the closes after it still run). Written against the survivors of a mutation run of
+pipeline/graph.py (docs/testing.md); coordination by events, every wait bounded."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from pipeline import Any, Calculator, Graph, Input, Output, SideInput, register
+from pipeline.errors import NodeStuckError
+from tests.pipeline.calcs import Gate
+
+WAIT_S = 30.0  # a bound for what must happen at once: reaching it is the failure
+
+
+class HangOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    phase: str | None = None  # process or close: where it hangs
+
+
+@register
+class HangsInCall(Calculator):
+    """Passes packets on; in the phase its options name (process or close) it waits for its GATE
+    (a ``Gate``), at most WAIT_S. Appends its node's name to the side packet CLOSED when closed."""
+
+    inputs = {"IN": Input(Any)}
+    outputs = {"OUT": Output(Any, optional=True)}
+    side_inputs = {"GATE": SideInput(Gate, optional=True), "CLOSED": SideInput(list)}
+    Options = HangOptions
+
+    def _hang(self, ctx, phase):
+        if ctx.options.phase == phase:
+            gate = ctx.side["GATE"]
+            gate.entered.set()
+            if not gate.released.wait(WAIT_S):
+                raise TimeoutError("the test gate was never released")
+
+    def process(self, ctx):
+        self._hang(ctx, "process")
+        ctx.outputs["OUT"].add(ctx.inputs["IN"].value)
+
+    def close(self, ctx):
+        self._hang(ctx, "close")
+        ctx.side["CLOSED"].append(ctx.node)
+
+
+def _node(name, stream_in, stream_out=None, **extra):
+    node = {"calculator": "HangsInCall", "name": name, "inputs": {"IN": stream_in},
+            "side_inputs": {"CLOSED": "closed"}, **extra}
+    if stream_out:
+        node["outputs"] = {"OUT": stream_out}
+    return node
+
+
+def _join_run_threads():
+    for th in threading.enumerate():
+        if th.name.startswith("vpipe"):
+            th.join(WAIT_S)
+            assert not th.is_alive(), f"{th.name} did not end once let go"
+
+
+@pytest.mark.parametrize("max_in_flight, at", [(1, " at timestamp 7"), (2, "")])
+def test_a_call_stuck_in_process_is_named_and_never_closed(max_in_flight, at, caplog, no_thread_leak):
+    # cancel(stuck_timeout) bounds this stop, not the graph's stuck_timeout (60 s)
+    gate, closed = Gate(), []
+    g = Graph.from_dict({"inputs": ["in"], "side_packets": {"gate": None, "closed": None}, "nodes": [
+        _node("first", "in", "a"),
+        _node("hang", "a", "b", options={"phase": "process"}, max_in_flight=max_in_flight,
+              side_inputs={"GATE": "gate", "CLOSED": "closed"}),
+        _node("sink", "b"),
+    ]}, stuck_timeout=60)
+    g.start({"gate": gate, "closed": closed})
+    g.add_packet("in", "x", 7)
+    assert gate.entered.wait(WAIT_S), "the call never began"
+    g.cancel(stuck_timeout=0.2)
+    with caplog.at_level(logging.INFO, logger="vpipe"), pytest.raises(NodeStuckError) as ei:
+        g.wait(WAIT_S)
+    err = ei.value
+    assert (err.node, err.calculator, err.phase, err.timestamp) == (
+        "hang", "HangsInCall", "process", 7 if max_in_flight == 1 else None)
+    assert err.args[0] == (f"node 'hang' (HangsInCall) is stuck in process{at}: it did not return within 0.2 s "
+                           "of the stop; abandoned (its thread is left running, the node is not closed)")
+    assert "released.wait(WAIT_S)" in err.cause_traceback, "the report shows where it is stuck"
+    lines = err.cause_traceback.splitlines()  # a stack as traceback prints one: File lines, then source
+    assert all(line.startswith(("  File ", "    ")) for line in lines) and lines[0].startswith("  File "), lines
+    assert [r.getMessage() for r in caplog.records if r.name == "vpipe"] == [err.args[0]], "logged as well"
+    assert g.errors == [err]
+    assert sorted(closed) == ["first", "sink"], "every node but the stuck one is closed"
+    gate.release()
+    _join_run_threads()
+    assert sorted(closed) == ["first", "sink"], "nor closed after its call returned"
+
+
+def test_a_close_stuck_at_shutdown_is_named_and_the_closes_after_it_still_run(no_thread_leak):
+    # Closed by the shutdown (the run is cancelled): the sink first, then the others from the end;
+    # the hung close is named after stuck_timeout and the next closer closes 'first'.
+    gate, closed = Gate(), []
+    seen = threading.Event()
+    g = Graph.from_dict({"inputs": ["in"], "side_packets": {"gate": None, "closed": None}, "nodes": [
+        _node("first", "in", "a"),
+        _node("hang", "a", "b", options={"phase": "close"}, side_inputs={"GATE": "gate", "CLOSED": "closed"}),
+        _node("sink", "b"),
+    ]}, stuck_timeout=0.2)
+    g.observe("b", lambda p: seen.set())
+    g.start({"gate": gate, "closed": closed})
+    g.add_packet("in", "x", 7)
+    assert seen.wait(WAIT_S), "the packet never went through"
+    g.cancel()
+    with pytest.raises(NodeStuckError) as ei:
+        g.wait(WAIT_S)
+    err = ei.value
+    assert (err.node, err.phase, err.timestamp) == ("hang", "close", None)
+    assert err.args[0].startswith("node 'hang' (HangsInCall) is stuck in close: it did not return within 0.2 s")
+    assert "released.wait(WAIT_S)" in err.cause_traceback
+    assert closed == ["sink", "first"]
+    gate.release()
+    _join_run_threads()
+    assert closed == ["sink", "first", "hang"], "the abandoned close went on once let go"
