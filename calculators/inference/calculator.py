@@ -48,7 +48,7 @@ class InferenceOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = Field(None, description="path, or catalog name (zoo:NAME); or side input MODEL")
-    engine: Literal["auto", "onnxruntime", "openvino", "tensorrt", "ncnn", "mediapipe"] = "auto"
+    engine: Literal["auto", "onnxruntime", "openvino", "tensorrt", "ncnn", "litert", "mediapipe"] = "auto"
     device: str = Field("auto", description="cpu, cuda[:N], tensorrt[:N] (onnxruntime); CPU/GPU/AUTO (openvino); "
                                             "vulkan[:N] (ncnn); auto: the engine's default")
     precision: Precision = "fp32"
