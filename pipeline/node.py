@@ -26,9 +26,11 @@ Three ways through ``step``:
 - ``max_in_flight > 1``: calls run concurrently; each call's outputs are buffered in its
   ``InFlightCall`` and flushed in start order, so outputs stay in timestamp order.
 
-And one way around it: the direct hop (``call_direct``). A simple node whose input stream is a
-``DirectStream`` (streams.py; chosen at start by the scheduler) is called by that stream's
-``send`` itself, inside its producer's call, when it is idle: the packet never enters the queue.
+And one way around it: the direct hop. A simple node whose input stream is a ``DirectStream``
+(streams.py; chosen at start by the scheduler) is called by that stream's ``send`` itself,
+inside its producer's call, when it is idle: the packet never enters the queue. ``send`` makes
+the call as the fast path of ``step`` does (the context, ``process``, the count, the sample,
+the offset contract), written out there to save a Python call per hop.
 
 Process times are a sample (``_timed_call``): the clock is read around every call of a node
 whose calls are long, and around one call in ``SAMPLE_EVERY`` of the others; ``count`` is
@@ -339,38 +341,6 @@ class NodeRuntime:
         if not claim.pop(0, False):
             return False  # a producer claimed it: it is scheduled
         return self._simple_idle(ready)
-
-    def call_direct(self, p: Packet, ready: list) -> None:
-        """The direct hop (streams.py, ``DirectStream``): ``process`` of this simple node at once,
-        inside its producer's (unmeasured) call, for one packet that never entered the queue. The
-        producer took the claim and saw the queue empty, and is the only one who could fill it:
-        there is nothing to look at afterwards, the claim is released."""
-        ctx = self.ctx
-        t = ctx.timestamp = p[1]
-        ctx.inputs = {self.tag0: p}
-        ctx._ready = ready
-        if self.count % self.every:  # (see _timed_call)
-            try:
-                self.process(ctx)
-            except BaseException as e:  # noqa: BLE001 - every failure stops the run
-                self.fail("process", t, e)
-                self.claim[0] = True
-                return
-        else:  # (the node's first call is measured: it counts the packet in the queue's peak)
-            q = self.q0
-            if not q.peak:
-                q.peak = 1  # the packet was in the node's hands, as a queued one would be
-            if not self._timed_call(ctx, t, None):  # (no direct hop while tracing)
-                self.claim[0] = True
-                return
-        self.count += 1
-        # the offset contract: the queue is empty and its bound is t + 1 (propagated is read only
-        # when there is an offset, so it is set without looking)
-        self.propagated = t + 1
-        for s in self.bounded:
-            if s.bound <= t:
-                s.set_bound(t + 1, ready)
-        self.claim[0] = True
 
     def _timed_call(self, ctx: "Context", t: int, trace: list | None) -> bool:
         """One ``process`` call, measured: a sample of the node's process time. Reading the clock

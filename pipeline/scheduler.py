@@ -5,6 +5,8 @@
   ready runs *inline* next on the same worker when it shares the executor (a hop costs a few
   microseconds), and is queued otherwise. A node that still has work goes back to the queue only
   when its calls are long enough that another worker gains from pipelining it (``HANDOFF_NS``).
+  A node submitted to an executor with idle workers wakes the one that went idle last
+  (``Executor.sleeping``): the thread that just ran the graph, whose caches still hold it.
 - Cheaper than the inline hop, the direct hop (streams.py, ``DirectStream``): at start,
   ``plan_direct_hops`` picks the streams whose consumer may be called straight from the
   emission, inside the producer's call, on the producer's worker.
@@ -53,10 +55,14 @@ class Executor:
         self.sched = sched
         self.name = name
         self.nthreads = threads
-        self.cond = threading.Condition(threading.Lock())
+        self.lock = threading.Lock()
         self.heap: list = []
         self.seq = itertools.count()
-        self.idle = 0
+        self.idle = 0  # workers waiting for a node
+        # their wake-ups (each a Condition on ``lock``), the one that went idle last on top: a
+        # node is given to the worker that ran last, whose caches still hold the graph, so a
+        # chain fed from outside stays on one thread instead of moving to the other at each batch
+        self.sleeping: list[threading.Condition] = []
         self.busy = 0
         self.shutdown = False
         self.threads: list[threading.Thread] = []
@@ -69,17 +75,19 @@ class Executor:
             th.start()
 
     def submit(self, node: "NodeRuntime") -> None:
-        with self.cond:
+        with self.lock:
             heapq.heappush(self.heap, (-node.depth, next(self.seq), node))
-            if self.idle:
-                self.cond.notify()
+            if self.sleeping:
+                self.sleeping.pop().notify()
 
     def stop(self, discard: bool) -> None:
-        with self.cond:
+        with self.lock:
             self.shutdown = True
             if discard:
                 self.heap.clear()
-            self.cond.notify_all()
+            for wake in self.sleeping:
+                wake.notify()
+            self.sleeping.clear()
 
     def _worker(self) -> None:
         try:
@@ -93,14 +101,16 @@ class Executor:
         # deques, not lists: a list that goes 1 -> 0 -> 1 items (each hop) reallocates every time
         ready: deque = deque()
         local: deque[NodeRuntime] = deque()
-        cond = self.cond
+        lock = self.lock
+        wake = threading.Condition(lock)  # this worker's (see ``sleeping``)
         while True:
-            with cond:
+            with lock:
                 while not self.heap and not self.shutdown:
                     self.idle += 1
+                    self.sleeping.append(wake)
                     if self.busy == 0:
                         sched.executor_idle(self)
-                    cond.wait()
+                    wake.wait()  # until submit() or stop() takes it off ``sleeping``
                     self.idle -= 1
                 if self.shutdown and not self.heap:
                     return
@@ -148,7 +158,7 @@ class Executor:
                 local.clear()
                 ready.clear()
             finally:
-                with cond:
+                with lock:
                     self.busy -= 1
 
 

@@ -14,8 +14,8 @@ takes the claim puts the node on ``ready``. A queue about to fill, and every oth
 through ``NodeRuntime.deliver``.
 
 Cheaper still, the direct hop: a ``DirectStream`` (a stream with one consumer, a simple node on
-its producer's executor) hands a packet to an idle consumer's ``process`` at once (its docstring
-says when), skipping the queue and the worker's ``ready`` list.
+its producer's executor) makes an idle consumer's call itself, at once (its docstring says when
+and why here), skipping the queue and the worker's ``ready`` list.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Stream:
     """One producer, any number of consumers; timestamps strictly increase."""
 
     __slots__ = ("name", "producer", "bound", "last", "queues", "direct", "_targets", "_on_packet", "_hop",
-                 "_from")
+                 "_from", "_to", "_dq", "_claim", "_run")
 
     def __init__(self, name: str, producer: str | None):
         self.name = name
@@ -63,15 +63,24 @@ class Stream:
         self.direct: list[DirectConsumer] = []
         self._targets: tuple = ()  # the consumer queues: what send() walks
         self._on_packet: tuple = ()  # the direct consumers' on_packet
-        self._hop: InputQueue | None = None  # a DirectStream's one queue
-        self._from: "NodeRuntime | None" = None  # a DirectStream's producer
+        # a DirectStream's: its one queue, producer and consumer, and what its send reads of them
+        self._hop: InputQueue | None = None
+        self._from: "NodeRuntime | None" = None
+        self._to: "NodeRuntime | None" = None
+        self._dq: deque | None = None  # the queue's packets
+        self._claim: dict | None = None  # the consumer's claim token
+        self._run: "RunState | None" = None
 
     def make_direct(self, producer: "NodeRuntime") -> None:
         """Turns this stream into a ``DirectStream`` (see its docstring; the scheduler decides
         which streams, once, at start: ``Scheduler.plan_direct_hops``)."""
         assert len(self.queues) == 1 and not self.direct and self.queues[0].claim is not None
-        self._hop = self.queues[0]
+        q = self._hop = self.queues[0]
         self._from = producer
+        self._to = q.node
+        self._dq = q.dq
+        self._claim = q.claim
+        self._run = producer.run
         self.__class__ = DirectStream
 
     def add_queue(self, q: "InputQueue") -> None:
@@ -139,15 +148,22 @@ class Stream:
 
 class DirectStream(Stream):
     """A stream whose one consumer is a simple node (node.py) on its producer's executor, with no
-    observer: ``send`` calls the consumer's ``process`` at once, on the producer's thread, inside
-    the producer's call (``NodeRuntime.call_direct``), when the consumer is idle (its claim is
-    free and its queue empty), the run is not stopping, and the producer's call is not a
-    measured one (``timing``: node.py's ``_timed_call``). A producer whose calls are long is
-    measured on every call, so it never hops directly: its backlog is better left to an idle
-    worker, which needs the consumer to go through the worker's ``ready``. Otherwise the packet
-    takes the queue as on any stream. No lock, no queue, no trip through the worker's loop: the
-    hop is a call, and no measured call holds another node's. The scheduler limits how many
-    direct hops may nest (``MAX_DIRECT_DEPTH``), so a long chain does not go deep in the stack."""
+    observer: ``send`` runs the consumer's call at once, on the producer's thread, inside the
+    producer's call, when the consumer is idle (its claim is free and its queue empty), the run
+    is not stopping, and the producer's call is not a measured one (``timing``: node.py's
+    ``_timed_call``). A producer whose calls are long is measured on every call, so it never
+    hops directly: its backlog is better left to an idle worker, which needs the consumer to go
+    through the worker's ``ready``. Otherwise the packet takes the queue as on any stream. No
+    lock, no queue, no trip through the worker's loop: the hop is a call, and no measured call
+    holds another node's. The scheduler limits how many direct hops may nest
+    (``MAX_DIRECT_DEPTH``), so a long chain does not go deep in the stack.
+
+    ``send`` makes the consumer's call itself, as ``NodeRuntime.step``'s fast path would for a
+    packet popped from the queue (the context set up, ``process`` called and counted, a failure
+    recorded, the offset contract), rather than calling a method of the node that does: each
+    Python call is paid on every hop, and this one was one of four (docs/benchmarks.md, "The
+    hop, folded"). What it reads of the queue and the nodes is kept in the stream's slots
+    (``make_direct``)."""
 
     __slots__ = ()
 
@@ -161,16 +177,47 @@ class DirectStream(Stream):
             self._refuse(t)
         self.last = t
         b = self.bound = t + 1
+        # (only this stream's producer pushes into the queue, and it is here: the queue stays
+        # empty and the consumer idle until claimed)
+        if self._dq or self._from.timing or self._run.stopping or not self._claim.pop(0, False):
+            self._enqueue(packet, b, ready)
+            return
+        self._hop.bound = b
+        c = self._to  # the consumer's call, as in NodeRuntime.step
+        ctx = c.ctx
+        ctx.timestamp = t
+        ctx.inputs = {c.tag0: packet}
+        ctx._ready = ready
+        if c.count % c.every:  # a call left out of the process-time sample (node.py, _timed_call)
+            process = c.process  # a bound method in a slot: called from a local, it is cheaper
+            try:
+                process(ctx)
+            except BaseException as e:  # noqa: BLE001 - every failure stops the run
+                c.fail("process", t, e)
+                self._claim[0] = True
+                return
+        else:  # a measured call; the first counts the packet in the queue's peak
+            q = self._hop
+            if not q.peak:
+                q.peak = 1  # the packet was in the node's hands, as a queued one would be
+            if not c._timed_call(ctx, t, None):  # (no direct hop while tracing)
+                self._claim[0] = True
+                return
+        c.count += 1
+        # the offset contract: the queue is empty and its bound is b (propagated is read only
+        # when there is an offset, so it is set without looking); then the claim is released:
+        # nothing can have reached the queue during the call
+        c.propagated = b
+        for s in c.bounded:
+            if s.bound < b:
+                s.set_bound(b, ready)
+        self._claim[0] = True
+
+    def _enqueue(self, packet: Packet, b: int, ready: list) -> None:
+        """The packet takes the queue: ``Stream.send``'s path for a simple node's queue."""
         q = self._hop
         dq = q.dq
-        p = self._from
-        # (only this stream's producer pushes into q, and it is here: the consumer stays idle
-        # until claimed, and nothing reaches its queue during the call)
-        if not dq and not p.timing and not p.run.stopping and q.claim.pop(0, False):
-            q.bound = b
-            q.node.call_direct(packet, ready)
-            return
-        n = len(dq)  # the queue path: Stream.send's for a simple node's queue
+        n = len(dq)
         if n < q.room:
             dq.append(packet)
             if n >= q.peak:

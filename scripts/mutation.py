@@ -3,9 +3,13 @@
     .venv/bin/python scripts/mutation.py flow          # calculators/flow against its tests
     .venv/bin/python scripts/mutation.py postprocess   # calculators/postprocess
     .venv/bin/python scripts/mutation.py pipeline      # pipeline/
+    .venv/bin/python scripts/mutation.py config        # pipeline/config.py, against its own tests
     .venv/bin/python scripts/mutation.py flow --max-children 1 --only 'calculators.flow.flow_limiter*'
     .venv/bin/python scripts/mutation.py pipeline --keep --survivors   # the last run's survivors again
     .venv/bin/python scripts/mutation.py pipeline --keep --unchecked   # what a stopped run did not reach
+    .venv/bin/python scripts/mutation.py pipeline --copy core --keep --recheck tests/pipeline/test_scheduling.py
+    .venv/bin/python scripts/mutation.py postprocess --keep            # the same, and functions edited since
+    .venv/bin/python scripts/mutation.py postprocess --keep --timeouts # the timeouts again
 
 Each target is run in its own copy of the repository under ``out/mutation/<target>/`` (mutmut
 writes its mutated tree, ``mutants/``, there, never in the work tree), against the test files
@@ -24,6 +28,7 @@ Needs the ``mutation`` extra (``pip install -e .[mutation]``). Not part of the d
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
 import re
 import shutil
@@ -47,6 +52,22 @@ TARGETS = {
     "pipeline": ("pipeline", [
         "tests/pipeline",
     ], 0.90),
+    # pipeline/config.py alone, against the tests of graph files (loading, checking, messages,
+    # subgraphs, look-up) and the core's runs of them, not all of tests/pipeline: every graph load
+    # reaches _parse, _parse_node and _validate, so each of their ~1,800 mutants is run against
+    # every test that loads a graph (260 tests, ~17 s for a survivor). The files left out
+    # (the helpers of pipeline.testing, the policies, fast path, property, fuzz, concurrent
+    # opens, payloads) test the run, not the file; on the mutants of a run with all of
+    # tests/pipeline this set kills what that one killed (docs/testing.md, "config").
+    "config": ("pipeline/config.py", [
+        "tests/pipeline/test_config_messages.py", "tests/pipeline/test_validation.py",
+        "tests/pipeline/test_subgraphs.py", "tests/pipeline/test_graph_lookup.py",
+        "tests/pipeline/test_hostile_graphs.py", "tests/pipeline/test_errors.py",
+        "tests/pipeline/test_error_messages.py", "tests/pipeline/test_unused_nodes.py",
+        "tests/pipeline/test_output_paths.py", "tests/pipeline/test_function_calculators.py",
+        "tests/pipeline/test_core.py", "tests/pipeline/test_topological_order.py",
+        "tests/pipeline/test_graph_yaml_reading.py", "tests/pipeline/test_plugin_loading.py",
+    ], 0.90),
 }
 
 # tests left out of a target's run: each takes seconds, and a mutant that survives runs every test
@@ -59,6 +80,23 @@ DESELECT = {
         "tests/pipeline/test_fuzz_graph_files.py::test_documents_shaped_like_graphs",  # ~15 s, 80 examples
         "tests/pipeline/test_fuzz_graph_files.py::test_a_ready_graph_mutated",  # ~3 s
         "tests/pipeline/test_property.py::test_random_dags_deliver_exactly_once_in_order",  # ~3 s
+    ],
+    "config": [
+        "tests/pipeline/test_hostile_graphs.py::test_load_and_start_take_time_linear_in_nodes",  # ~20 s, timing
+        "tests/pipeline/test_hostile_graphs.py::test_subgraph_fan_out_is_bounded",  # ~11 s
+        # ~6 s, 150 random graphs: the order is pinned as well by the ready graphs' and the named cases
+        "tests/pipeline/test_topological_order.py::test_the_order_is_networkx_topological_sort",
+    ],
+}
+
+# tests left out when a file is mutated: they expect a stuck call to be named (NodeStuckError),
+# which graph.py finds by reading function names off the thread's stack (node.py's ``_call``,
+# ``step``, ...); in a mutated file mutmut renames every function (xǁNodeRuntimeǁ_call__mutmut_orig),
+# so under any mutant of that file the call is not named and these tests fail
+DESELECT_WHEN_MUTATED = {
+    "pipeline/node.py": [
+        "tests/pipeline/test_scheduling.py::test_a_sink_in_a_call_when_the_stop_bound_passes_may_finish_it",
+        "tests/pipeline/test_scheduling.py::test_a_sink_stuck_past_both_bounds_is_named_and_left",
     ],
 }
 
@@ -81,7 +119,9 @@ def files_to_mutate(package: str, only: list[str]) -> list[str]:
     Why: mutmut generates the mutants of every file it may mutate before running any, and that
     is slow on a big file (libcst: pipeline/config.py alone, 2,538 mutants, takes ~37 s of CPU,
     all of pipeline/ ~65 s; at nice 19 on a loaded machine, many minutes). A run of part of a
-    target mutates only the files that part is in."""
+    target mutates only the files that part is in. A target that is one file mutates that file."""
+    if package.endswith(".py"):
+        return [package]
     globs = []
     for pattern in only:
         parts = []
@@ -99,19 +139,29 @@ def files_to_mutate(package: str, only: list[str]) -> list[str]:
     return sorted(set(globs)) or [f"{package}/*"]
 
 
+def deselected(target: str, mutate: list[str]) -> list[str]:
+    """The tests left out of a run that mutates the files ``mutate`` (globs)."""
+    out = list(DESELECT.get(target, []))
+    for path, tests in DESELECT_WHEN_MUTATED.items():
+        if any(Path(path).match(g) or fnmatch.fnmatch(path, g) for g in mutate):
+            out += tests
+    return out
+
+
 def prepare(target: str, tree: Path, only: list[str], keep: bool) -> None:
     """Copies the repository into ``tree`` (unless ``keep``) and writes mutmut's setup.cfg there.
     With ``keep``, the files mutated before stay mutated (their results are kept)."""
     package, tests, _ = TARGETS[target]
-    pytest_args = ["-p", "no:cacheprovider"] + [f"--deselect={t}" for t in DESELECT.get(target, [])]
     mutate = files_to_mutate(package, only)
     cfg = tree / "setup.cfg"
     if keep and cfg.exists():
         m = re.search(r"^only_mutate =\n((?:    .+\n)+)", cfg.read_text(), re.M)
         before = [line.strip() for line in m.group(1).splitlines()] if m else []
-        mutate = [f"{package}/*"] if f"{package}/*" in before + mutate else sorted(set(before + mutate))
+        whole = files_to_mutate(package, [])[0]
+        mutate = [whole] if whole in before + mutate else sorted(set(before + mutate))
     elif tree.exists():
         shutil.rmtree(tree)
+    pytest_args = ["-p", "no:cacheprovider"] + [f"--deselect={t}" for t in deselected(target, mutate)]
     tree.mkdir(parents=True, exist_ok=True)
     # with keep, the copy is brought up to date (new tests, edited sources: mutmut mutates an edited
     # file again and runs new tests for their stats) and mutmut's state in mutants/ stays
@@ -148,6 +198,60 @@ def results(tree: Path) -> dict[str, str]:
     return status
 
 
+def recheck(tree: Path, names: list[str], tests: list[str], deselect: list[str]) -> None:
+    """Runs ``tests`` (only those) against each mutant in ``names``, as mutmut runs a mutant (in
+    ``mutants/``, ``MUTANT_UNDER_TEST`` set, ``pytest -x``, at the lowest priority), and records
+    those the tests kill as killed in mutmut's results; the others keep their result.
+
+    Why: mutmut runs every test that reaches a mutant's function, and a survivor runs all of
+    them. Every test in tests/pipeline reaches pipeline/node.py, streams.py, scheduler.py and
+    policies.py (each runs a graph), so each survivor of those files costs the whole folder again
+    (60-100 s on the shared VM at a load of 15-20, 2026-12-01), where the test files written
+    against the survivors take 6-12 s. A mutant they kill is killed; one they do not kill stays a
+    survivor (the full set had already let it through)."""
+    import json
+
+    (tree / "mutants" / "tests").mkdir(exist_ok=True)
+    for t in tests:  # the tests as they are now
+        shutil.copy2(ROOT / t, tree / "mutants" / t)
+    # one process loads pytest and the tests once, then forks a child per mutant (as mutmut does):
+    # a fresh interpreter per mutant spends more on imports than on these tests
+    driver = (
+        "import os, sys, json, signal, pytest\n"
+        "signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+        "args = json.loads(sys.argv[1]); names, tests = args['names'], args['tests']\n"
+        "pytest.main(['-q', '--collect-only', '-p', 'no:cacheprovider', *tests])\n"
+        "for name in names:\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        os.environ['MUTANT_UNDER_TEST'] = name\n"
+        "        signal.alarm(300)\n"  # a mutant that hangs is killed by the alarm, and counts as killed (a timeout)
+        "        fd = os.open(os.devnull, os.O_WRONLY); os.dup2(fd, 1); os.dup2(fd, 2)\n"
+        "        os._exit(int(pytest.main(['-x', '-q', '-p', 'no:cacheprovider', '-p', 'no:randomly', *tests])))\n"
+        "    _, status = os.waitpid(pid, 0)\n"
+        "    print(name, 'killed' if status else 'survived', flush=True)\n"
+    )
+    selected = [*[f"--deselect={t}" for t in deselect], *tests]
+    env = {**os.environ, "PYTHONPATH": str(tree / "mutants"), "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("MUTANT_UNDER_TEST", None)
+    proc = subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", driver,
+                             json.dumps({"names": names, "tests": selected})],
+                            cwd=tree / "mutants", env=env, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    for line in proc.stdout:
+        name, _, outcome = line.strip().rpartition(" ")
+        if outcome not in ("killed", "survived") or name not in names:
+            continue
+        print(f"  {name}: {outcome}", flush=True)
+        if outcome == "killed":  # recorded at once: a recheck stopped early keeps what it found
+            module = re.match(r"(.*?)\.x[_ǁ]", name).group(1)  # pipeline.policies.xǁSyncPolicyǁtake__mutmut_2
+            meta = tree / "mutants" / (module.replace(".", "/") + ".py.meta")
+            data = json.loads(meta.read_text())
+            data["exit_code_by_key"][name] = 1
+            meta.write_text(json.dumps(data, indent=4))
+    proc.wait()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("target", choices=sorted(TARGETS))
@@ -159,6 +263,12 @@ def main() -> int:
                     help="with --keep: run again only the survivors of the last run (after adding tests)")
     ap.add_argument("--unchecked", action="store_true",
                     help="with --keep: run the mutants a stopped run did not reach (its 'not checked' ones)")
+    ap.add_argument("--recheck", nargs="+", metavar="TEST", default=None,
+                    help="with --keep: run only these test files against the last run's survivors "
+                         "(see recheck()); kills are recorded in the results")
+    ap.add_argument("--timeouts", action="store_true",
+                    help="with --keep: run again the mutants that timed out (counted as killed; at a high load "
+                         "a slow survivor times out)")
     ap.add_argument("--no-run", action="store_true", help="only report the results of the last run (with --keep)")
     ap.add_argument("--copy", default="", metavar="NAME",
                     help="run in a copy of its own, out/mutation/<target>-NAME, so that two parts of one "
@@ -169,17 +279,29 @@ def main() -> int:
     if args.copy and not re.fullmatch(r"[\w-]+", args.copy):
         ap.error(f"--copy {args.copy!r}: letters, digits, '_' and '-' only")
     tree = ROOT / "out" / "mutation" / (f"{args.target}-{args.copy}" if args.copy else args.target)
-    if args.survivors or args.unchecked:
+    if args.survivors or args.unchecked or args.timeouts:
         listed = tree / "survivors.txt"
         if not (args.keep and listed.exists()):
-            ap.error("--survivors and --unchecked need --keep and a previous run (its survivors.txt)")
+            ap.error("--survivors, --unchecked and --timeouts need --keep and a previous run (its survivors.txt)")
         if args.survivors:
             args.only += [line.split(":")[0] for line in listed.read_text().splitlines() if line.strip()]
         if args.unchecked:
             args.only += [k for k, v in results(tree).items() if v == "not checked"]
+        if args.timeouts:
+            args.only += [k for k, v in results(tree).items() if v == "timeout"]
         if not args.only:
             print("nothing to run again")
             args.no_run = True
+    if args.recheck is not None:
+        listed = tree / "survivors.txt"
+        if not (args.keep and listed.exists()):
+            ap.error("--recheck needs --keep and a previous run (its survivors.txt)")
+        names = args.only or [line.split(":")[0] for line in listed.read_text().splitlines() if line.strip()]
+        cfg = (tree / "setup.cfg").read_text()
+        m = re.search(r"^only_mutate =\n((?:    .+\n)+)", cfg, re.M)
+        mutated = [line.strip() for line in m.group(1).splitlines()] if m else [f"{package}/*"]
+        recheck(tree, names, args.recheck, deselected(args.target, mutated))
+        args.no_run = True
     if not args.no_run:
         prepare(args.target, tree, args.only, args.keep and tree.exists())
     # made before mutmut starts: a PYTHONPATH folder missing at start-up is never looked in again

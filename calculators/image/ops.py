@@ -32,35 +32,73 @@ INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest":
                   "cubic": cv2.INTER_CUBIC}
 
 
+_INT16_LIMIT = 32767.0 * 32  # positions (1/32 pixel) stay within int16 pixels, as OpenCV saturates them
+_OFFSET = 1 << 21
+
+
+def _needs_clip(m: np.ndarray, size: tuple[int, int]) -> bool:
+    """Whether the map ``m`` (in 1/32 pixels) reaches past int16 pixels (an affine map is extreme
+    at the corners)."""
+    w, h = size
+    (a, b, c), (d, e, f) = m.tolist()
+    return max(abs(p * u + q * v + r) for p, q, r in ((a, b, c), (d, e, f))
+               for u in (0, w - 1) for v in (0, h - 1)) > _INT16_LIMIT
+
+
 def _fixed_point_maps(to_frame: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """``cv2.remap``'s fixed-point maps for the 2x3 tensor -> frame map ``to_frame``: each tensor
     pixel's frame position rounded to 1/32 pixel (integer part, CV_16SC2; fraction index, CV_16UC1)."""
-    w, h = size
     m = np.asarray(to_frame, np.float64) * 32.0  # 32 = 1 << INTER_BITS; a power of two, so exact
+    if not _needs_clip(m, size):
+        return _fixed_point_maps_many((to_frame,), size)[0]
+    w, h = size
+    lim, off = _INT16_LIMIT, _OFFSET
     xs, ys = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)[:, None]
-    a, b, c, d, e, f = (float(v) for v in m.ravel())
-    lim = 32767.0 * 32  # positions stay within int16 pixels, as OpenCV saturates them
-    off = 1 << 21
-    if max(abs(p * u + q * v + r) for p, q, r in ((a, b, c), (d, e, f)) for u in (0, w - 1) for v in (0, h - 1)) > lim:
-        x = np.clip(a * xs + (b * ys + c), -lim, lim)  # an affine map is extreme at the corners
-        y = np.clip(d * xs + (e * ys + f), -lim, lim)
-        xi, yi = (x + (0.5 + off)).astype(np.int32), (y + (0.5 + off)).astype(np.int32)
-    else:
-        # floor(v + 0.5) by truncating v + 0.5 + 2^21 (folded into the constant term): many times
-        # faster than np.rint here, and the same but on exact halves.
-        xi = (a * xs + (b * ys + (c + 0.5 + off))).astype(np.int32)
-        yi = (d * xs + (e * ys + (f + 0.5 + off))).astype(np.int32)
+    (a, b, c), (d, e, f) = m.tolist()
+    x = np.clip(a * xs + (b * ys + c), -lim, lim)
+    y = np.clip(d * xs + (e * ys + f), -lim, lim)
+    xi, yi = (x + (0.5 + off)).astype(np.int32), (y + (0.5 + off)).astype(np.int32)
+    return _split_positions(xi[None, None], yi[None, None])[0]
+
+
+def _fixed_point_maps_many(to_frames, size: tuple[int, int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`_fixed_point_maps` of several maps onto one ``size`` grid (an I420 crop's luma and
+    chroma maps) in one set of numpy calls: the same values (the same operations, elementwise) in
+    a fraction of the calls, which on a tracking loop's path cost more than their arithmetic."""
+    ms = [np.asarray(t, np.float64) * 32.0 for t in to_frames]
+    if any(_needs_clip(m, size) for m in ms):
+        return [_fixed_point_maps(t, size) for t in to_frames]
+    w, h = size
+    g = np.stack(ms)  # (k, 2, 3)
+    xs, ys = np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64)
+    # floor(v + 0.5) by truncating v + 0.5 + 2^21 (folded into the constant term): many times
+    # faster than np.rint here, and the same but on exact halves. The sum of the column and row
+    # terms is cast to int32 as the ufunc writes it (buffered), with no float64 grid in between.
+    along = g[:, :, 0, None] * xs                                 # (k, 2, w): a * u, d * u
+    down = g[:, :, 1, None] * ys + ((g[:, :, 2] + 0.5) + _OFFSET)[..., None]  # (k, 2, h): b * v + (c + 0.5 + 2^21)
+    pos = np.empty((len(ms), 2, h, w), np.int32)
+    np.add(along[:, :, None, :], down[:, :, :, None], out=pos, casting="unsafe")
+    return _split_positions(pos[:, 0], pos[:, 1])
+
+
+def _split_positions(xi: np.ndarray, yi: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(k, h, w) int32 positions in 1/32 pixel (plus 2^21) -> k pairs of remap maps; ``xi`` and
+    ``yi`` are overwritten."""
     # The offset needs no subtracting: 2^21 is a multiple of 32 (the fraction bits are those of
     # v - 2^21) and 2^21 >> 5 a multiple of 2^16 (the int16 integer part wraps to that of v - 2^21).
     # Written in place, in as few passes as the ufuncs allow: this runs per crop, on the loop's path.
-    xy = np.empty((h, w, 2), np.int16)
+    xi, yi = xi.reshape(-1, *xi.shape[-2:]), yi.reshape(-1, *yi.shape[-2:])
+    k, h, w = xi.shape
+    xy = np.empty((k, h, w, 2), np.int16)
     np.right_shift(xi, 5, out=xy[..., 0], casting="unsafe")
     np.right_shift(yi, 5, out=xy[..., 1], casting="unsafe")
-    yi &= 31
+    # (y & 31) << 5 | (x & 31) as ((y << 5) | (x & 31)) & 1023, written straight as uint16
     yi <<= 5
     xi &= 31
     yi |= xi
-    return xy, yi.astype(np.uint16)
+    frac = np.empty((k, h, w), np.uint16)
+    np.bitwise_and(yi, 1023, out=frac, casting="unsafe")
+    return [(xy[i], frac[i]) for i in range(k)]
 
 
 def warp_affine(data: np.ndarray, to_frame: np.ndarray, size: tuple[int, int], flags: int,

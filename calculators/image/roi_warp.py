@@ -14,11 +14,12 @@ whole frame.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import cv2
 import numpy as np
 
-from calculators.image.ops import _YUV_TO_RGB, INTERPOLATIONS, _fixed_point_maps, warp_affine
+from calculators.image.ops import _YUV_TO_RGB, INTERPOLATIONS, _fixed_point_maps, _fixed_point_maps_many, warp_affine
 from calculators.landmarks.geometry import roi_matrix
 from calculators.types import _Y_TO_GRAY, Image, Rects, rgb_to_yuv
 
@@ -90,15 +91,18 @@ def _row_plus_column(a: float, b: float, c: float, x0: np.ndarray, dx: np.ndarra
     return v
 
 
-def _warp(plane: np.ndarray, to_frame: np.ndarray, size: tuple[int, int], flags: int, border: int,
-          value: float, maps=None) -> np.ndarray:
-    return warp_affine(plane, to_frame, size, flags, border, value, maps)
+@lru_cache(maxsize=16)
+def _border_yuv(border_value: float) -> tuple[tuple[float, ...], ...]:
+    """The grey ``border_value``'s (Y, U, V) bytes, each as ``cv2.remap``'s four-value border."""
+    return tuple((float(c),) * 4 for c in rgb_to_yuv((border_value,) * 3))
 
 
 def warp_rect(image: Image, rect: np.ndarray, tensor_size: tuple[int, int], format: str = "RGB",
-              border: str = "replicate", border_value: float = 0, interpolation: str = "linear") -> np.ndarray:
+              border: str = "replicate", border_value: float = 0, interpolation: str = "linear",
+              dst: np.ndarray | None = None) -> np.ndarray:
     """The pixels of ``rect`` (cx, cy, w, h, rotation in frame pixels) resampled to ``tensor_size``
-    (width, height), HxWxC (HxW for GRAY) uint8 in ``format``."""
+    (width, height), HxWxC (HxW for GRAY) uint8 in ``format``; written into ``dst`` when given
+    (an RGB crop of an I420 frame; other cases copy into it)."""
     if border not in BORDERS:
         raise ValueError(f"border must be one of {tuple(BORDERS)}, got {border!r}")
     try:
@@ -113,19 +117,36 @@ def warp_rect(image: Image, rect: np.ndarray, tensor_size: tuple[int, int], form
     if image.format != "I420":
         src = image if image.format == format else image.to(format)
         maps = rect_maps(rect, size) if flags == cv2.INTER_LINEAR else None
-        return warp_affine(src.data, m, size, flags, bmode, border_value, maps)
+        return _into(dst, warp_affine(src.data, m, size, flags, bmode, border_value, maps))
     y, u, v = image.planes()
-    by, bu, bv = rgb_to_yuv((float(border_value),) * 3)
-    ys = _warp(y, m, size, flags, bmode, by)
-    if format == "GRAY":
-        return cv2.LUT(ys, _Y_TO_GRAY)
+    by, bu, bv = _border_yuv(float(border_value))
     # Chroma sample i covers luma pixels 2i and 2i+1: halve the frame side of the map. U and V share
     # one map (computing the fixed-point maps costs more than the remap itself).
     mc = m * 0.5
-    maps = _fixed_point_maps(mc, size) if flags == cv2.INTER_LINEAR else None
-    yuv = cv2.merge([ys, _warp(u, mc, size, flags, bmode, bu, maps), _warp(v, mc, size, flags, bmode, bv, maps)])
-    rgb = cv2.transform(yuv, _YUV_TO_RGB)
-    return rgb if format == "RGB" else Image(rgb, "RGB").to(format).data
+    if flags == cv2.INTER_LINEAR:  # a tracking loop's crop, every frame: both maps at once, cv2.remap
+        if format == "GRAY":
+            ys = cv2.remap(y, *_fixed_point_maps(m, size), cv2.INTER_LINEAR, borderMode=bmode, borderValue=by)
+            return _into(dst, cv2.LUT(ys, _Y_TO_GRAY))
+        (yxy, yfrac), (xy, frac) = _fixed_point_maps_many((m, mc), size)
+        ys = cv2.remap(y, yxy, yfrac, cv2.INTER_LINEAR, borderMode=bmode, borderValue=by)
+        us = cv2.remap(u, xy, frac, cv2.INTER_LINEAR, borderMode=bmode, borderValue=bu)
+        vs = cv2.remap(v, xy, frac, cv2.INTER_LINEAR, borderMode=bmode, borderValue=bv)
+    else:
+        ys = warp_affine(y, m, size, flags, bmode, by)
+        if format == "GRAY":
+            return _into(dst, cv2.LUT(ys, _Y_TO_GRAY))
+        us, vs = (warp_affine(p, mc, size, flags, bmode, b) for p, b in ((u, bu), (v, bv)))
+    yuv = cv2.merge([ys, us, vs])
+    if format == "RGB":
+        return cv2.transform(yuv, _YUV_TO_RGB) if dst is None else cv2.transform(yuv, _YUV_TO_RGB, dst=dst)
+    return _into(dst, Image(cv2.transform(yuv, _YUV_TO_RGB), "RGB").to(format).data)
+
+
+def _into(dst: np.ndarray | None, pixels: np.ndarray) -> np.ndarray:
+    if dst is None:
+        return pixels
+    dst[...] = pixels.reshape(dst.shape)
+    return dst
 
 
 def warp_rects(image: Image, rects: Rects, tensor_size: tuple[int, int], format: str = "RGB",
@@ -135,5 +156,5 @@ def warp_rects(image: Image, rects: Rects, tensor_size: tuple[int, int], format:
     c = 1 if format == "GRAY" else 3
     out = np.empty((len(rects), h, w, c), np.uint8)
     for i, rect in enumerate(rects.data):
-        out[i] = warp_rect(image, rect, tensor_size, format, border, border_value, interpolation).reshape(h, w, c)
+        warp_rect(image, rect, tensor_size, format, border, border_value, interpolation, out[i])
     return out

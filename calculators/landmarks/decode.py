@@ -18,33 +18,52 @@ def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
 
 
+def sigmoid_float(x: float) -> float:
+    """:func:`sigmoid` of one float, without numpy (the same value: the C library's exp)."""
+    try:
+        return 1.0 / (1.0 + math.exp(-x))
+    except OverflowError:  # exp(-x) is inf: numpy's 1 / (1 + inf)
+        return 0.0
+
+
 def decode_landmarks(raw: np.ndarray, num_landmarks: int, tensor_size: tuple[int, int], *,
                      visibility_activation: str = "none", presence_activation: str = "none",
                      flip_horizontally: bool = False, normalize_z: float = 1.0):
     """One object's landmark tensor -> (points (K, 3) in tensor pixels, z scaled like x and divided
     by ``normalize_z``; visibility (K,) or None; presence (K,) or None)."""
-    flat = np.asarray(raw, np.float64).reshape(-1)
+    for name, act in (("visibility_activation", visibility_activation), ("presence_activation", presence_activation)):
+        if act not in ("none", "sigmoid"):
+            raise ValueError(f"{name} must be none or sigmoid, got {act!r}")
+    flat = np.array(raw, np.float64).reshape(-1)  # a copy: the points returned are the caller's
     if flat.size % num_landmarks:
         raise ValueError(f"a landmark tensor of {flat.size} values does not split into {num_landmarks} landmarks")
     d = flat.size // num_landmarks
     v = flat.reshape(num_landmarks, d)
-    pts = np.zeros((num_landmarks, 3))
-    pts[:, 0] = tensor_size[0] - v[:, 0] if flip_horizontally else v[:, 0]
-    if d > 1:
-        pts[:, 1] = v[:, 1]
-    if d > 2:
-        pts[:, 2] = v[:, 2] / normalize_z
-    act = {"none": lambda a: a, "sigmoid": sigmoid}
-    vis = act[visibility_activation](v[:, 3]) if d > 3 else None
-    pres = act[presence_activation](v[:, 4]) if d > 4 else None
+    if d == 3 and not flip_horizontally and normalize_z == 1.0:
+        # x, y, z as they are (the face mesh): the float64 copy itself, no per-column copies
+        # (this runs per object on a tracking loop's path)
+        return v, None, None
+    if d >= 3:  # the first three columns at once (the same values as column by column)
+        pts = v[:, :3].copy()
+        if flip_horizontally:
+            pts[:, 0] = tensor_size[0] - v[:, 0]
+        if normalize_z != 1.0:
+            pts[:, 2] /= normalize_z
+    else:
+        pts = np.zeros((num_landmarks, 3))
+        pts[:, 0] = tensor_size[0] - v[:, 0] if flip_horizontally else v[:, 0]
+        if d > 1:
+            pts[:, 1] = v[:, 1]
+    vis = (sigmoid(v[:, 3]) if visibility_activation == "sigmoid" else v[:, 3]) if d > 3 else None
+    pres = (sigmoid(v[:, 4]) if presence_activation == "sigmoid" else v[:, 4]) if d > 4 else None
     return pts, vis, pres
 
 
 def refine_from_heatmap(xy_norm: np.ndarray, heatmap: np.ndarray, kernel: int = 7,
                         min_confidence: float = 0.5) -> np.ndarray:
     """Refined (K, 2) coordinates normalised to the tensor, from an (H, W, K) heatmap of logits."""
-    hm = np.asarray(heatmap, np.float64)
-    if hm.ndim == 4:
+    hm = np.asarray(heatmap)  # in its own dtype: only the windows' cells are converted (sigmoid's
+    if hm.ndim == 4:          # float64, the same values), not the whole (H, W, K) map (pose: 1.3 MB)
         hm = hm[0]
     h, w, k = hm.shape
     if k != xy_norm.shape[0]:

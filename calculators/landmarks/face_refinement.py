@@ -19,6 +19,8 @@ Example node:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
@@ -89,7 +91,7 @@ class RefineFaceLandmarks(Calculator):
 
     def process(self, ctx) -> None:
         arrays = [a for _, a in output_arrays(ctx.inputs["TENSORS"].value)]
-        sizes = tuple(int(np.prod(a.shape[1:])) for a in arrays)
+        sizes = tuple(math.prod(a.shape[1:]) for a in arrays)  # (np.prod costs ~10x more, per output)
         if sizes == self.PLAIN:
             n = arrays[0].shape[0]
             ctx.outputs["TENSORS"].add(Tensors([Tensor(arrays[0].reshape(n, 1404), "", "landmarks"),

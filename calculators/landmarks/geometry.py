@@ -85,6 +85,11 @@ def transform_rects(rects: Rects, scale: tuple[float, float] = (1.0, 1.0), shift
     along the rect's own axes, make it square on its ``long`` or ``short`` side, scale by ``scale``."""
     if len(rects) == 0:
         return rects
+    if square not in (None, "long", "short"):
+        raise ValueError(f"square must be long, short or null, got {square!r}")
+    if len(rects) <= _FEW:
+        return Rects(np.array([_transform_rect(row, scale, shift, square, rotation_degrees)
+                               for row in rects.data.tolist()]), rects.frame_size)
     cx, cy, w, h, r = (rects.data[:, i].copy() for i in range(5))
     if rotation_degrees:
         r = normalize_radians(r + math.pi * rotation_degrees / 180.0)
@@ -95,9 +100,46 @@ def transform_rects(rects: Rects, scale: tuple[float, float] = (1.0, 1.0), shift
         w = h = np.maximum(w, h)
     elif square == "short":
         w = h = np.minimum(w, h)
-    elif square is not None:
-        raise ValueError(f"square must be long, short or null, got {square!r}")
     return Rects(np.stack([cx, cy, w * scale[0], h * scale[1], r], axis=1), rects.frame_size)
+
+
+# Up to this many rects (or objects), the rect functions work per rect on Python floats: for the
+# one or two faces or hands of a tracking loop that is several times cheaper than numpy calls on
+# tiny arrays, and gives the same floats (the same IEEE operations in the same order, and numpy's
+# float64 cos/sin/arctan2 are the C library's here: tests/landmarks/test_fast_paths.py compares
+# both paths bit for bit).
+_FEW = 4
+
+
+def _max(a: float, b: float) -> float:
+    """``np.maximum`` of two floats (NaN wins, as numpy's does)."""
+    return a if a >= b or a != a else b
+
+
+def _min(a: float, b: float) -> float:
+    """``np.minimum`` of two floats (NaN wins)."""
+    return a if a <= b or a != a else b
+
+
+def _transform_rect(row: list, scale, shift, square, rotation_degrees: float) -> tuple:
+    """:func:`transform_rects` for one rect (cx, cy, w, h, r), in the same operations."""
+    cx, cy, w, h, r = row
+    if rotation_degrees:
+        r = _normalize_radians(r + math.pi * rotation_degrees / 180.0)
+    sx, sy = shift
+    c, s = math.cos(r), math.sin(r)
+    cx = cx + w * sx * c - h * sy * s
+    cy = cy + w * sx * s + h * sy * c
+    if square == "long":
+        w = h = _max(w, h)
+    elif square == "short":
+        w = h = _min(w, h)
+    return cx, cy, w * scale[0], h * scale[1], r
+
+
+def _normalize_radians(angle: float) -> float:
+    """:func:`normalize_radians` of one float."""
+    return angle - 2 * math.pi * math.floor((angle + math.pi) / (2 * math.pi))
 
 
 def landmarks_to_rects(points: np.ndarray, frame_size: tuple[int, int], mode: str = "box",
@@ -110,10 +152,14 @@ def landmarks_to_rects(points: np.ndarray, frame_size: tuple[int, int], mode: st
     from point ``rotation_start`` to the (weighted) mean of ``rotation_end``; ``alignment``: centre at
     ``rotation_start``, size twice the distance to ``rotation_end``; ``rotated_box``: the extent
     measured in the axes turned by that rotation (MediaPipe's HandLandmarksToRect)."""
-    pts = np.asarray(points, np.float64)
-    n = pts.shape[0]
+    points = np.asarray(points)
+    n = points.shape[0]
     if n == 0:
         return Rects.empty(frame_size)
+    if mode == "box" and n <= _FEW and (rotation_start is None or (rotation_end and len(rotation_end) == 1
+                                                                   and rotation_end_weights is None)):
+        return _boxes(points, frame_size, indices, rotation_start, rotation_end, target_degrees)
+    pts = np.asarray(points, np.float64)
     sub = pts if indices is None else pts[:, list(indices)]
     r = np.zeros(n)
     p0 = p1 = None
@@ -146,6 +192,25 @@ def landmarks_to_rects(points: np.ndarray, frame_size: tuple[int, int], mode: st
         rows.append((pcx * cos - pcy * sin + centre[i, 0], pcx * sin + pcy * cos + centre[i, 1],
                      px.max() - px.min(), py.max() - py.min(), r[i]))
     return Rects(np.asarray(rows), frame_size)
+
+
+def _boxes(points: np.ndarray, frame_size, indices, rotation_start, rotation_end, target_degrees: float) -> Rects:
+    """:func:`landmarks_to_rects`' ``box`` mode for a few objects and one rotation end point: two
+    numpy reductions for all objects, the rest on Python floats (the same values: a float32
+    extreme converts to the float64 extreme exactly; one end point of weight 1 is itself)."""
+    sub = points[..., :2] if indices is None else points[:, list(indices), :2]
+    lo, hi = sub.min(axis=1).tolist(), sub.max(axis=1).tolist()
+    if rotation_start is not None:
+        start, end = points[:, rotation_start, :2].tolist(), points[:, rotation_end[0], :2].tolist()
+        target = math.pi * target_degrees / 180.0
+    rows = []
+    for i, ((x0, y0), (x1, y1)) in enumerate(zip(lo, hi)):
+        r = 0.0
+        if rotation_start is not None:
+            (ax, ay), (bx, by) = start[i], end[i]
+            r = _normalize_radians(target - math.atan2(-(by - ay), bx - ax))
+        rows.append(((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0, r))
+    return Rects(np.array(rows), frame_size)
 
 
 def rect_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -183,17 +248,26 @@ def roi_matrix(rect: np.ndarray, tensor_size: tuple[int, int]) -> np.ndarray:
     cx, cy, w, h, r = (float(v) for v in rect)
     tw, th = tensor_size
     c, s = math.cos(r), math.sin(r)
-    # frame = centre + R @ ((u / tw - 0.5) * w, (v / th - 0.5) * h)
-    a = np.array([[c * w / tw, -s * h / th], [s * w / tw, c * h / th]])
-    t = np.array([cx, cy]) - a @ np.array([tw / 2.0, th / 2.0])
-    return np.hstack([a, t[:, None]])
+    # frame = centre + R @ ((u / tw - 0.5) * w, (v / th - 0.5) * h). Few numpy calls (this runs per
+    # crop and per projection on a tracking loop's path); the product stays numpy's (its float64
+    # matrix-vector product fuses a multiply-add, which Python's floats cannot).
+    m = np.empty((2, 3))
+    a = m[:, :2]
+    a[...] = ((c * w / tw, -s * h / th), (s * w / tw, c * h / th))
+    t = a @ np.array((tw / 2.0, th / 2.0))
+    m[0, 2], m[1, 2] = cx - float(t[0]), cy - float(t[1])
+    return m
 
 
 def project_points(points: np.ndarray, rect: np.ndarray, tensor_size: tuple[int, int]) -> np.ndarray:
     """Maps (K, 3) tensor-pixel landmarks (x, y, z with z in tensor pixels like x) to frame pixels
     through ``rect``: x, y by :func:`roi_matrix`, z scaled as x (MediaPipe's LandmarkProjection)."""
     m = roi_matrix(rect, tensor_size)
-    out = np.empty((points.shape[0], 3), np.float64)
-    out[:, :2] = points[:, :2] @ m[:, :2].T + m[:, 2]
-    out[:, 2] = points[:, 2] * (float(rect[2]) / tensor_size[0])
+    # One (K, 3) x (3, 3) product and one add (x, y through the rect, z scaled): twice as fast as
+    # the 2x2 product on the x, y columns plus a z column, and the same floats (tests/landmarks/
+    # test_fast_paths.py checks it against them)
+    (a, b, c), (d, e, f) = m.tolist()
+    linear = np.array(((a, d, 0.0), (b, e, 0.0), (0.0, 0.0, float(rect[2]) / tensor_size[0])))
+    out = np.asarray(points, np.float64)[:, :3] @ linear
+    out += (c, f, 0.0)
     return out

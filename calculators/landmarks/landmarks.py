@@ -24,7 +24,7 @@ from typing import Literal, Optional, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from calculators.landmarks.decode import decode_landmarks, refine_from_heatmap, rotate_world, sigmoid
+from calculators.landmarks.decode import decode_landmarks, refine_from_heatmap, rotate_world, sigmoid_float
 from calculators.landmarks.filters import LandmarksSmoother, LowPassFilter
 from calculators.landmarks.geometry import project_points
 from calculators.postprocess.tensors import output_arrays
@@ -104,6 +104,7 @@ class TensorsToLandmarks(Calculator):
         if (o.keep or 1) > least or (o.aux and not 0 <= o.aux[0] < o.aux[1] <= least):
             raise ValueError(f"node {ctx.node}: keep/aux must lie within the {least} landmarks")
         self.where = f"node {ctx.node!r} (TensorsToLandmarks)"
+        self.wired = {tag for tag in ctx._node.spec.outputs}  # ROIS and AUX are built only when read
 
     def _count(self, values: int) -> int:
         """The landmark count of a tensor of ``values`` values per crop."""
@@ -143,11 +144,14 @@ class TensorsToLandmarks(Calculator):
             world_t = self._array(arrays, o.world_output, "the world landmarks", n)
             hand_t = self._array(arrays, o.handedness_output, "the handedness", n)
             heat_t = self._array(arrays, o.heatmap_output, "the heatmap", n)
+            # each crop's score as a Python float (one conversion for all crops: few numpy calls
+            # per frame, as this runs on a tracking loop's path)
+            scores = score_t.reshape(n, -1)[:, 0].tolist() if score_t is not None else None
             for i in range(n):
                 score = 1.0
-                if score_t is not None:
-                    score = float(np.asarray(score_t[i]).reshape(-1)[0])
-                    score = float(sigmoid(score)) if o.score_activation == "sigmoid" else score
+                if scores is not None:
+                    score = scores[i]
+                    score = sigmoid_float(score) if o.score_activation == "sigmoid" else score
                     if not score > o.min_score:
                         continue
                 pts, vis, pres = decode_landmarks(lm_t[i], count, o.tensor_size,
@@ -179,7 +183,10 @@ class TensorsToLandmarks(Calculator):
         def build(sl: slice, count: int) -> Landmarks:
             if not rows:
                 return Landmarks.empty(count, size)
-            stack = lambda j: np.stack([r[j][sl] for r in rows])  # noqa: E731
+            if len(rows) == 1:  # one object (a tracked face): a view, not np.stack's copy
+                stack = lambda j: rows[0][j][None, sl]  # noqa: E731
+            else:
+                stack = lambda j: np.stack([r[j][sl] for r in rows])  # noqa: E731
             return Landmarks(
                 stack(2), [r[1] for r in rows],
                 stack(3) if rows[0][3] is not None else None, stack(4) if rows[0][4] is not None else None,
@@ -187,8 +194,9 @@ class TensorsToLandmarks(Calculator):
                 stack(5) if rows[0][5] is not None else None, size)
 
         ctx.outputs["LANDMARKS"].add(build(slice(0, k), k))
-        ctx.outputs["ROIS"].add(rects.select([r[0] for r in rows]))
-        if o.aux is not None:
+        if "ROIS" in self.wired:
+            ctx.outputs["ROIS"].add(rects if len(rows) == len(rects) else rects.select([r[0] for r in rows]))
+        if o.aux is not None and "AUX" in self.wired:
             ctx.outputs["AUX"].add(build(slice(o.aux[0], o.aux[1]), o.aux[1] - o.aux[0]))
 
 

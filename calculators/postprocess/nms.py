@@ -21,12 +21,14 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     x1 = np.minimum(box[2], boxes[:, 2])
     y1 = np.minimum(box[3], boxes[:, 3])
     # np.maximum and a masked divide rather than np.clip and np.errstate + np.where: the same
-    # values with a third of the calls' overhead (weighted NMS calls this once per kept detection).
+    # values with a third of the calls' overhead (weighted NMS calls this once per kept detection);
+    # the quotient at least float32, so that integer boxes divide too.
     inter = np.maximum(x1 - x0, 0) * np.maximum(y1 - y0, 0)
     area = (box[2] - box[0]) * (box[3] - box[1])
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     union = area + areas - inter
-    iou = np.divide(inter, union, out=np.zeros(np.shape(inter), np.result_type(inter, union)), where=union > 0)
+    iou = np.divide(inter, union, out=np.zeros(np.shape(inter), np.result_type(inter, union, np.float32)),
+                    where=union > 0)
     return iou.astype(np.float32)
 
 
@@ -51,7 +53,8 @@ def pairwise_iou(boxes: np.ndarray) -> np.ndarray:
     inter = np.maximum(x1 - x0, 0) * np.maximum(y1 - y0, 0)
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     union = areas[:, None] + areas[None, :] - inter
-    iou = np.divide(inter, union, out=np.zeros(np.shape(inter), np.result_type(inter, union)), where=union > 0)
+    iou = np.divide(inter, union, out=np.zeros(np.shape(inter), np.result_type(inter, union, np.float32)),
+                    where=union > 0)
     return iou.astype(np.float32)
 
 

@@ -13,6 +13,12 @@ model on one executor thread each, beside the decoder.
 
     python tests/bench/bench_landmarks.py [--repeats 3] [--graphs face_mesh pose hands] [--json out/bench/landmarks.json]
         [--graph-engines auto openvino] [--models] [--model-calls 100] [--engines litert openvino onnxruntime ncnn]
+        [--loop]
+
+``--loop`` also shows where the loop's frame goes: the tracker subgraph fed the clip's frames
+already decoded (in memory, as MediaPipe's loop is fed), traced: its frames/s and CPU per frame
+alone, each node's median µs per call, and the decoding alone (VideoSource, CPU per frame with
+FFmpeg's threads), which the whole-graph run adds on the same two cores.
 
 ``--models`` also times each graph's models alone (detector and landmark model; for face_mesh
 also the attention mesh), per engine and runtime thread count (1 and 2), through vpipe's engines:
@@ -71,15 +77,16 @@ def graph_runner(path: Path, subgraph: str, side: dict, format: str = "I420", en
          "side_inputs": {"engine": "engine"}},
     ]}
 
-    def run() -> tuple[int, float]:
-        """(landmark packets, seconds from the end of start() -- models loaded -- to the last one)."""
+    def run() -> tuple[int, float, float]:
+        """(landmark packets, seconds from the end of start() -- models loaded -- to the last one,
+        process CPU seconds in that time: every thread, FFmpeg's included)."""
         g = Graph.from_dict(spec, search_paths=[ROOT / "graphs"])
         n = []
         g.observe("landmarks", lambda p: n.append(len(p.value)))
         g.start(side)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         g.wait(600)
-        return len(n), time.perf_counter() - t0
+        return len(n), time.perf_counter() - t0, time.process_time() - c0
 
     return run
 
@@ -117,6 +124,51 @@ def _tensors(video: Path, subgraph: str, fmt: str, streams: list[str], count: in
 
 
 ENGINES = ("litert", "openvino", "onnxruntime", "ncnn")
+
+
+def loop_rows(video: Path, subgraph: str, fmt: str, rounds: int) -> dict:
+    """Where the tracking loop's frame goes: the tracker subgraph fed the clip's frames already
+    decoded (VideoSource's own Images, in memory), traced, ``rounds`` times: frames/s and process
+    CPU per frame of the loop alone, and per node the median µs of its calls (the frames the
+    node ran on); beside it the decoding alone (VideoSource to an observer: process CPU per frame,
+    decoder threads included), which the whole-graph figures add to the loop on the same two cores."""
+    from pipeline import Graph
+
+    def source_graph():
+        return Graph.from_dict({"name": "bench_decode", "side_packets": {}, "nodes": [
+            {"calculator": "VideoSource", "outputs": {"FRAMES": "frames"},
+             "options": {"uri": str(video), "format": fmt}}]})
+
+    frames, decode_cpu = [], []
+    for r in range(rounds):
+        g = source_graph()
+        got = []
+        g.observe("frames", lambda p: got.append((p.timestamp, p.value)))
+        c0 = time.process_time()
+        g.run()
+        decode_cpu.append((time.process_time() - c0) / len(got))
+        frames = got
+    spec = {"name": f"bench_loop_{subgraph}", "inputs": ["frames"], "side_packets": {}, "nodes": [
+        {"subgraph": subgraph, "name": "t", "inputs": {"FRAMES": "frames"}, "outputs": {"LANDMARKS": "landmarks"}}]}
+    per: dict[str, list[float]] = {}
+    fps, cpu = [], []
+    for r in range(rounds):
+        g = Graph.from_dict(spec, search_paths=[ROOT / "graphs"])
+        g.observe("landmarks", lambda p: None)
+        g.start({}, trace=True)
+        t0, c0 = time.perf_counter(), time.process_time()
+        for ts, image in frames:
+            g.add_packet("frames", image, ts)
+        g.close_all_inputs()
+        g.wait(600)
+        fps.append(len(frames) / (time.perf_counter() - t0))
+        cpu.append((time.process_time() - c0) / len(frames))
+        for node, _thread, _ts, start, end in g.trace_events():
+            per.setdefault(node.removeprefix("t/"), []).append((end - start) / 1e3)
+    nodes = {k: {"calls_per_round": len(v) // rounds, "median_us": median(v)}
+             for k, v in sorted(per.items(), key=lambda kv: -sum(kv[1]))}
+    return {"loop_fps": median(fps), "loop_cpu_ms": 1e3 * median(cpu), "decode_cpu_ms": 1e3 * median(decode_cpu),
+            "nodes": nodes}
 
 
 def model_rows(model: str, crops: list, calls: int, engines=ENGINES) -> list[dict]:
@@ -182,6 +234,8 @@ def main() -> None:
     ap.add_argument("--graph-engines", nargs="+", default=["auto"], metavar="ENGINE",
                     help="engine side packet of each vpipe variant timed against MediaPipe, interleaved (auto: as shipped)")
     ap.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES), help="engines --models times")
+    ap.add_argument("--loop", action="store_true", help="also trace the tracking loop alone on decoded frames, "
+                                                        "and time the decoding alone")
     args = ap.parse_args()
     import calculators  # noqa: F401  (registers the calculators)
     from models.catalog import resolve
@@ -196,12 +250,15 @@ def main() -> None:
             clip = decode_clip(video, tmpd, max_frames=args.frames if scale else None)  # a made clip has --frames
             mp = mp_runner(clip.frames, clip.timestamps, solution, mp_opts, tmpd / f"mp_{name}.json")
 
+            cpu: dict[str, list] = {}
+
             def vpipe_case(engine):
                 graph = graph_runner(video, subgraph, side, fmt, engine)
 
                 def run():
-                    n, seconds = graph()
+                    n, seconds, cpu_s = graph()
                     assert n == clip.count, f"{name}: {n} landmark packets for {clip.count} frames ({engine})"
+                    cpu.setdefault(engine, []).append(cpu_s / n)
                     return seconds
 
                 return run
@@ -217,12 +274,21 @@ def main() -> None:
             results[name] = {"clip": f"{video.name} {clip.size[0]}x{clip.size[1]}", "frames": clip.count,
                              "fps": {k: median(v) for k, v in fps.items()}, "fps_runs": fps,
                              "speedup_median": first["median"], "speedup_min": first["min"],
-                             "speedup_max": first["max"], "speedups": ratios}
+                             "speedup_max": first["max"], "speedups": ratios,
+                             "vpipe_cpu_ms_per_frame": {labels[e]: 1e3 * median(v[1:] or v) for e, v in cpu.items()}}
             r = results[name]
-            for lab, ratio in ratios.items():
+            for e, lab in labels.items():
+                ratio = ratios[lab]
                 print(f"{name:10s} {r['clip']:28s} {lab:16s} {r['fps'][lab]:6.1f} fps  mediapipe "
                       f"{r['fps']['mediapipe']:6.1f} fps  speedup x{ratio['median']:.2f} "
-                      f"({ratio['min']:.2f}..{ratio['max']:.2f})", flush=True)
+                      f"({ratio['min']:.2f}..{ratio['max']:.2f})  vpipe CPU {r['vpipe_cpu_ms_per_frame'][lab]:.2f} ms "
+                      "a frame (all threads)", flush=True)
+            if args.loop:
+                r["loop"] = loop = loop_rows(video, subgraph, fmt, args.repeats)
+                print(f"  the loop alone on decoded frames: {loop['loop_fps']:.1f} fps, {loop['loop_cpu_ms']:.2f} ms CPU "
+                      f"per frame; decoding alone (VideoSource, {fmt}): {loop['decode_cpu_ms']:.2f} ms CPU per frame")
+                for node, row in loop["nodes"].items():
+                    print(f"    {node:36s} {row['calls_per_round']:4d} calls  {row['median_us']:8.1f} us median", flush=True)
             if args.models:
                 streams = sorted({st for _, st in GRAPH_MODELS[name]})
                 feeds = _tensors(video, subgraph, fmt, streams)

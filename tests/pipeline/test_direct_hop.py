@@ -1,4 +1,4 @@
-"""The direct hop (streams.py ``DirectStream``, node.py ``NodeRuntime.call_direct``, planned by
+"""The direct hop (streams.py ``DirectStream``, whose ``send`` makes the consumer's call, planned by
 scheduler.py ``Scheduler.plan_direct_hops``) and sampled process times (node.py
 ``_timed_call``): which streams become direct, and that the same graphs give the same packets,
 stats and errors with direct hops on and off (``Scheduler.direct_hops``)."""
@@ -15,7 +15,7 @@ from pipeline.node import SAMPLE_EVERY
 from pipeline.scheduler import HANDOFF_NS, MAX_DIRECT_DEPTH, Scheduler
 from pipeline.streams import DirectStream
 from pipeline.testing import GraphRun
-from tests.pipeline.calcs import Gate
+from tests.pipeline.calcs import Gate, TestEvenOnly
 
 
 @pytest.fixture(params=[True, False], ids=["direct", "queued"])
@@ -125,6 +125,26 @@ class TestWhereCalled(Calculator):
                 break
             f = f.f_back
         ctx.outputs["OUT"].add(inside)
+
+
+@register
+class TestWhereMeasured(Calculator):
+    """Emits, for each input, ``(inside, measured)``: whether this call runs inside a call of
+    TestEvenOnly (its producer's: a direct hop), and whether it is one of its node's measured
+    calls (node.py, ``_timed_call``)."""
+
+    inputs = {"IN": Input(object)}
+    outputs = {"OUT": Output(tuple)}
+
+    def process(self, ctx):
+        f = sys._getframe(1)
+        inside = False
+        while f is not None:
+            if f.f_code is TestEvenOnly.process.__code__:
+                inside = True
+                break
+            f = f.f_back
+        ctx.outputs["OUT"].add((inside, ctx._node.timing))
 
 
 def _chain(n: int, calculator: str = "PassThrough", capacity: int | None = None) -> tuple[dict, str]:
@@ -409,3 +429,79 @@ def test_the_estimate_of_a_node_without_measured_calls_is_zero():
     g.close_all_inputs()
     g.wait(30)
     assert g.stats()["n0"]["time_s"] == 0.0 and g.stats()["n0"]["mean_ms"] == 0.0
+
+
+def test_a_consumers_measured_calls_go_direct_when_its_producers_do_not(direct, clock):
+    # even drops odd values: w's calls are out of step with even's, so w's measured calls (its
+    # first, then one in SAMPLE_EVERY) mostly fall on even's unmeasured ones and hop directly;
+    # w's first call is one (even's first call, measured, dropped its packet)
+    spec = {"inputs": ["in"], "nodes": [
+        {"calculator": "TestEvenOnly", "name": "even", "inputs": {"IN": "in"}, "outputs": {"OUT": "s0"}},
+        {"calculator": "TestWhereMeasured", "name": "w", "inputs": {"IN": "s0"}, "outputs": {"OUT": "s1"}},
+    ]}
+    n = 200
+    with GraphRun(spec, collect=["s1"], threads=1) as r:
+        r.start()
+        r.feed("in", [(0, 1), (1, 2)], idle=True)  # even values at odd timestamps
+        # w's one call so far: the packet was in its hands, as a queued one would be in its queue
+        assert r.graph.stats()["w"]["queue_peak"] == 1
+        r.feed("in", [(t, t + 1) for t in range(2, n)])
+        r.finish()
+        stats = r.graph.stats()
+        w = next(x for x in r.graph._nodes if x.name == "w")
+    calls = n // 2
+    assert [t for t, _ in r.out["s1"]] == list(range(1, n, 2))
+    inside = [i for _, (i, _m) in r.out["s1"]]
+    measured = [m for _, (_i, m) in r.out["s1"]]
+    assert measured == [k % SAMPLE_EVERY == 0 for k in range(calls)]
+    # w's k-th call is even's call 2k + 1, which sends through the queue when it is measured
+    assert inside == ([(2 * k + 1) % SAMPLE_EVERY != 0 for k in range(calls)] if direct else [False] * calls)
+    if direct:
+        assert inside[0] and measured[0]  # the first call, measured, was a direct hop
+    assert w.count == calls and w.sampled == len(range(0, calls, SAMPLE_EVERY)) and w.time_ns > 0
+    assert stats["w"]["queue_peak"] == 1 and stats["w"]["queue_depth"] == 0
+
+
+def test_a_failure_in_a_measured_direct_call_stops_the_run(direct):
+    # even drops the value at 0: bad's first call (a measured one) is at 1, a direct hop
+    spec = {"inputs": ["in"], "nodes": [
+        {"calculator": "TestEvenOnly", "name": "even", "inputs": {"IN": "in"}, "outputs": {"OUT": "s0"}},
+        {"calculator": "TestFail", "name": "bad", "inputs": {"IN": "s0"}, "outputs": {"OUT": "s1"},
+         "options": {"phase": "process", "at": 1}},
+        {"calculator": "PassThrough", "name": "after", "inputs": ["s1"], "outputs": ["s2"]},
+    ]}
+    with GraphRun(spec, collect=["s2"], threads=1) as r:
+        r.start()
+        direct_streams = {s.name for s in r.graph._streams.values() if type(s) is DirectStream}
+        try:
+            r.feed("in", [(t, t + 1) for t in range(20)])
+        except GraphRunError:  # add_packet raises the run's error once it has failed
+            pass
+        with pytest.raises(GraphRunError) as ei:
+            r.graph.wait(30)
+        stats = r.graph.stats()
+    assert direct_streams == ({"s0", "s1"} if direct else set())
+    err = ei.value
+    assert err.node == "bad" and err.timestamp == 1 and err.phase == "process", str(err)
+    assert r.out["s2"] == []
+    assert stats["bad"]["count"] == 0 and stats["after"]["count"] == 0
+
+
+def test_a_direct_call_that_emits_nothing_still_moves_its_outputs_bound(direct):
+    # p -> even (a direct hop) drops odd values; join reads the graph input and even's output:
+    # it processes each timestamp as soon as it is fed, only if even's call moved its output's
+    # bound past it (the offset contract), with or without a packet
+    spec = {"inputs": ["in"], "nodes": [
+        {"calculator": "PassThrough", "name": "p", "inputs": ["in"], "outputs": ["s0"]},
+        {"calculator": "TestEvenOnly", "name": "even", "inputs": {"IN": "s0"}, "outputs": {"OUT": "s1"}},
+        {"calculator": "TestJoin", "name": "join", "inputs": {"A": "in", "B": "s1"}, "outputs": {"OUT": "s2"}},
+    ]}
+    with GraphRun(spec, collect=["s2"], threads=1) as r:
+        r.start()
+        direct_streams = {s.name for s in r.graph._streams.values() if type(s) is DirectStream}
+        for t in range(6):
+            r.feed("in", [(t, t)], idle=True)
+            assert len(r.out["s2"]) == t + 1, f"join has not processed {t} once the graph is idle: {r.out['s2']}"
+        r.finish()
+    assert direct_streams == ({"s0"} if direct else set())
+    assert r.out["s2"] == [(t, (t, t if t % 2 == 0 else None)) for t in range(6)]

@@ -13,7 +13,7 @@ import pytest
 from pipeline import GraphConfigError
 from pipeline import config as _config
 from pipeline.config import (builtin_graph_dirs, builtin_graph_dirs_uncached, find_graph_file, graph_names,
-                             graph_search_path, load, not_found_message)
+                             graph_search_path, load, not_found_message, parse)
 
 ONE = "inputs: [a]\nnodes:\n  - {calculator: PassThrough, inputs: [a], outputs: [b]}\n"
 PLUGIN = "plugins: [vpipe_test_never_loaded]\n" + ONE
@@ -212,3 +212,77 @@ def test_subgraph_labels_are_numbered_like_names(tmp_path):
         for i, label in enumerate(["s", "s", "s_2", "s_2"])))
     assert [n.name for n in load(f).nodes] == ["s/PassThrough", "s_2/PassThrough", "s_2_2/PassThrough",
                                                "s_2_3/PassThrough"]
+
+
+def test_a_relative_yaml_path_is_a_path_and_a_text_is_a_text_whatever_it_ends_with(tmp_path, monkeypatch,
+                                                                                   no_env_path):
+    """``name.yaml`` is a file in the working folder (not a graph name to look up); YAML text whose
+    last line ends in ``.yaml`` is text."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "relay.yaml").write_text("inputs: [x]\noutputs: [y]\nnodes:\n"
+                                         "  - {calculator: PassThrough, inputs: [x], outputs: [y]}\n")
+    assert load("relay.yaml").file == "relay.yaml" and load("relay.yaml").name == "relay"
+    assert _error("missing.yaml") == ["missing.yaml: graph file not found"]
+    assert _error("missing.yml") == ["missing.yml: graph file not found"]
+    text = "inputs: [a]\nnodes:\n  - inputs: [a]\n    outputs: [b]\n    subgraph: relay.yaml\n"
+    spec = load(text)
+    assert spec.file == "<string>" and [n.name for n in spec.nodes] == ["relay/PassThrough"]
+
+
+def test_an_unreadable_graph_file_is_named(tmp_path, monkeypatch):
+    """The same words as for an unreadable subgraph, even as root (who reads any file)."""
+    f = tmp_path / "locked.yaml"
+    f.write_text(ONE)
+    real = Path.read_bytes
+
+    def failing(self):
+        if self.name == "locked.yaml":
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", failing)
+    assert _error(f) == [f"{f}: cannot read graph file {f}: Permission denied"]
+    assert _error(str(f)) == [f"{f}: cannot read graph file {f}: Permission denied"]
+
+
+def test_a_graph_file_finds_its_subgraphs_on_the_search_path_given(tmp_path, no_env_path):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "relay_lib.yaml").write_text("inputs: [x]\noutputs: [y]\nnodes:\n"
+                                        "  - {calculator: PassThrough, inputs: [x], outputs: [y]}\n")
+    f = tmp_path / "outer.yaml"
+    f.write_text("inputs: [a]\nnodes:\n  - subgraph: relay_lib\n    inputs: [a]\n    outputs: [b]\n")
+    assert [n.name for n in load(f, [lib]).nodes] == ["relay_lib/PassThrough"]
+    assert [n.name for n in load(str(f), [lib]).nodes] == ["relay_lib/PassThrough"]
+    assert _error(f)[0].startswith(f"{f}:3: subgraph 'relay_lib' not found")
+
+
+def test_parse_by_default_trusts_no_plugin_and_starts_at_the_top_level(tmp_path):
+    """``parse`` (what ``Graph.from_dict`` calls): no plugin imported without ``trust``, and a
+    mapping may include subgraphs eight levels deep, as a file may."""
+    with pytest.raises(GraphConfigError, match="is not loaded"):
+        parse({"plugins": ["vpipe_test_never_loaded"], "inputs": ["a"], "nodes": []}, "<dict>")
+    for i in range(8):
+        (tmp_path / f"d{i}.yaml").write_text(f"inputs: [x]\noutputs: [y]\nnodes:\n  - subgraph: d{i + 1}\n"
+                                             "    inputs: [x]\n    outputs: [y]\n")
+    (tmp_path / "d8.yaml").write_text("inputs: [x]\noutputs: [y]\nnodes:\n"
+                                      "  - {calculator: PassThrough, inputs: [x], outputs: [y]}\n")
+    data = {"inputs": ["a"], "nodes": [{"subgraph": "d1", "inputs": ["a"], "outputs": ["b"]}]}
+    assert [n.name for n in parse(data, "<dict>", [tmp_path]).nodes] == ["d1/d2/d3/d4/d5/d6/d7/d8/PassThrough"]
+    data["nodes"][0]["subgraph"] = "d0"
+    with pytest.raises(GraphConfigError, match="subgraph 'd8' nests more than 8 levels deep"):
+        parse(data, "<dict>", [tmp_path])
+
+
+def test_nx_graph_has_one_edge_per_input_with_its_stream_and_back_edges_by_default():
+    spec = load("""inputs: [a]
+nodes:
+  - {calculator: TestJoin, name: join, inputs: {A: a, B: {stream: loop, back_edge: true}}, outputs: [joined]}
+  - {calculator: PassThrough, name: relay, inputs: [joined, joined], outputs: [loop, other]}
+""")
+    edges = sorted(spec.nx_graph().edges(data=True))
+    assert edges == [("join", "relay", {"stream": "joined", "back_edge": False}),
+                     ("join", "relay", {"stream": "joined", "back_edge": False}),
+                     ("relay", "join", {"stream": "loop", "back_edge": True})]
+    assert sorted(spec.nx_graph(include_back_edges=False).edges(data=True)) == edges[:2]
+    assert sorted(spec.nx_graph().nodes) == ["join", "relay"]

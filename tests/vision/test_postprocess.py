@@ -438,3 +438,112 @@ def test_softmax_over_a_single_channel_is_refused(shape):
                                          + re.escape(str(shape)) + r": a single-channel output takes "
                                          r"activation sigmoid \(logits\) or none$"):
         mask_from_tensor(np.zeros(shape, np.float32), "softmax")
+
+
+def test_iou_of_integer_boxes():
+    """Integer boxes (a user's own, or rounded ones) divide as floats (a masked divide into an
+    integer array would refuse them)."""
+    ints = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 20, 20]])
+    third = float(np.float32(1 / 3))
+    assert pairwise_iou(ints).tolist() == [[1.0, third, 0.0], [third, 1.0, 0.0], [0.0, 0.0, 0.0]]
+    assert pairwise_iou(ints).dtype == np.float32 and box_iou(ints[0], ints).tolist() == [1.0, third, 0.0]
+
+
+def _dets(boxes, scores, classes=None):
+    return Detections(np.asarray(boxes, np.float32), np.asarray(scores, np.float32),
+                      None if classes is None else np.asarray(classes))
+
+
+def test_nms_is_class_agnostic_by_default_and_per_class_keeps_each_class_whole():
+    same_place = [[0, 0, 10, 10]] * 3
+    det = _dets(same_place, [0.9, 0.8, 0.7], [0, 1, 2])
+    assert nms(det, 0.3).scores.tolist() == pytest.approx([0.9])  # one object, whatever the classes
+    for method in ("hard", "weighted"):
+        per_class = nms(det, 0.3, method, class_agnostic=False)
+        assert per_class.class_ids.tolist() == [0, 1, 2], method  # three classes: each its own best
+        apart = _dets([[0, 0, 10, 10], [50, 0, 60, 10], [0, 0, 10, 10]], [0.9, 0.8, 0.7], [0, 0, 1])
+        assert nms(apart, 0.3, method, class_agnostic=False).scores.tolist() == pytest.approx([0.9, 0.8, 0.7])
+        # the cap applies to a class-agnostic weighted run as well
+        three = _dets([[0, 0, 10, 10], [50, 0, 60, 10], [100, 0, 110, 10]], [0.9, 0.8, 0.7])
+        assert nms(three, 0.3, method, max_detections=2).scores.tolist() == pytest.approx([0.9, 0.8]), method
+
+
+def test_per_class_nms_keeps_equal_scores_in_class_then_input_order():
+    """Ties (scores of a few levels, as a quantized model gives) keep the order of the classes'
+    results, each in input order: a sort that is not stable would shuffle them."""
+    rng = np.random.default_rng(40)
+    scores = rng.choice([0.5, 0.6, 0.7], 40)
+    classes = [i % 2 for i in range(40)]
+    det = _dets([[20 * i, 0, 20 * i + 10, 10] for i in range(40)], scores, classes)  # none overlap
+    out = nms(det, 0.3, "weighted", class_agnostic=False)
+    ranked = sorted(range(40), key=lambda i: (-np.float32(scores[i]), classes[i], i))
+    assert out.xyxy[:, 0].tolist() == pytest.approx([20.0 * i for i in ranked], abs=1e-3)
+
+
+def test_hard_nms_drops_a_zero_score_alone_or_among_others():
+    """OpenCV's NMSBoxes keeps scores above its threshold (0): a score of 0 is dropped, one
+    detection or several."""
+    assert len(nms(_dets([[0, 0, 10, 10]], [0.0]), 0.5)) == 0
+    assert nms(_dets([[0, 0, 10, 10], [50, 0, 60, 10]], [0.0, 0.5]), 0.5).scores.tolist() == [0.5]
+
+
+def test_mask_from_tensor_takes_probabilities_by_default():
+    probs = np.array([[0.25, 0.75], [0.0, 1.0]], np.float32)
+    assert mask_from_tensor(probs).tolist() == probs.tolist()
+    assert mask_from_tensor(probs[None, :, :, None]).tolist() == probs.tolist()
+
+
+def test_weighted_nms_threshold_default_boundary_and_a_degenerate_top_box():
+    half = _dets([[0, 0, 10, 10], [0, 0, 10, 5]], [0.9, 0.8])  # IoU exactly 0.5
+    assert len(weighted_nms(half)) == 1  # the default threshold 0.3: one object
+    apart = _dets([[0, 0, 10, 10], [0, 8, 10, 18]], [0.9, 0.8])  # IoU 20 / 180
+    assert len(weighted_nms(apart)) == 2
+    # at the threshold exactly: not the same object, and not suppressed either
+    at = weighted_nms(half, 0.5)
+    assert at.xyxy.tolist() == [[0, 0, 10, 10], [0, 0, 10, 5]] and at.scores.tolist() == pytest.approx([0.9, 0.8])
+    # a zero-area best box overlaps nothing: it stands alone, and the next box is left to itself
+    dot = weighted_nms(_dets([[5, 5, 5, 5], [0, 0, 10, 10], [1, 1, 10, 10]], [0.9, 0.8, 0.7]), 0.3)
+    assert dot.xyxy[0].tolist() == [5, 5, 5, 5] and len(dot) == 2
+    assert dot.xyxy[1].tolist() == pytest.approx([(0 * 0.8 + 1 * 0.7) / 1.5, (0 * 0.8 + 1 * 0.7) / 1.5, 10, 10])
+
+
+@pytest.mark.parametrize("n", [12, 40])  # one IoU row at a time, and all pairs at once
+def test_weighted_nms_keeps_equal_scores_in_input_order(n):
+    rng = np.random.default_rng(n)
+    scores = rng.choice([0.5, 0.6, 0.7], n)
+    out = weighted_nms(_dets([[20 * i, 0, 20 * i + 10, 10] for i in range(n)], scores), 0.3)
+    ranked = sorted(range(n), key=lambda i: (-np.float32(scores[i]), i))
+    assert out.xyxy[:, 0].tolist() == pytest.approx([20.0 * i for i in ranked], abs=1e-3)
+
+
+def test_weighted_nms_without_keypoints_gives_none():
+    out = weighted_nms(_dets([[0, 0, 10, 10], [1, 0, 11, 10], [50, 0, 60, 10]], [0.9, 0.8, 0.7]), 0.3)
+    assert out.keypoints is None and out.tracker_ids is None and len(out) == 2
+    assert out.xyxy.dtype == np.float32 and out.scores.dtype == np.float32
+
+
+def test_iou_of_empty_boxes_is_zero_whatever_memory_held_before():
+    """The pairs with no union are written as 0, not left as whatever the freshly allocated result
+    held (a masked divide leaves them alone): memory of the same size is dirtied first."""
+    dots = np.full((1000, 4), 5.0, np.float32)
+    for _ in range(5):
+        dirty = np.full(1000, 7.0, np.float32)
+        del dirty
+        assert not box_iou(dots[0], dots).any()
+        dirty = np.full((40, 40), 7.0, np.float32)
+        del dirty
+        assert not pairwise_iou(dots[:40]).any()
+
+
+def test_hard_nms_score_threshold_and_index_dtype():
+    boxes = np.array([[0, 0, 10, 10], [50, 0, 60, 10]], np.float32)
+    keep = hard_nms(boxes, np.array([0.9, 0.55], np.float32), 0.5)
+    assert keep.tolist() == [0, 1] and keep.dtype == np.int64
+    assert hard_nms(boxes, np.array([0.9, 0.55], np.float32), 0.5, score_threshold=0.6).tolist() == [0]
+
+
+def test_decode_yolo_gives_float32_boxes_and_scores():
+    rows = np.zeros((1, 12, 7), np.float64)  # float64 model outputs too
+    rows[0, 0] = [50, 40, 20, 10, 1.0, 0.9, 0.0]
+    xyxy, s, c = decode_yolo(rows)
+    assert xyxy.dtype == np.float32 and s.dtype == np.float32 and c.dtype == np.int32 and len(s) == 1

@@ -88,7 +88,7 @@ def test_ssd_decode_reads_x_y_w_h_and_keypoints_in_their_own_scales():
     # anchor 1: centre (0.75, 0.5) of a 4x2 tensor; fixed size 1x1 (the whole tensor)
     boxes = [[0] * 8, [1.0, 0.5, 2.0, 1.0, 2.0, 1.0, -1.0, -0.5]]
     det = _tiny(boxes, [[-9, -9], [-9, 3.0]])
-    assert det.labels == ("b",) and det.class_ids.dtype == np.int32
+    assert det.labels == ("b",) and det.class_ids.dtype == np.int32 and det.class_ids.tolist() == [1]
     assert det.scores.dtype == np.float32 and det.scores.tolist() == pytest.approx([1 / (1 + np.exp(-3.0))])
     # centre x = 0.75 + 1/4, y = 0.5 + 0.5/2; w = 2/4, h = 1/2; in tensor pixels (x4, x2)
     close(det.xyxy.dtype == np.float32 and det.xyxy, [[3.0, 1.0, 5.0, 2.0]])
@@ -161,6 +161,42 @@ def test_ssd_preset_auto_without_a_known_box_count_names_the_presets_and_shapes(
                                             r"pose_detection: 2254 boxes, palm_detection: 2016 boxes\); "
                                             r"got shapes \[\(1, 896, 5\), \(1, 896, 1\)\]"):
         _one("SsdDetectionsDecoder", {"TENSORS": tensors}, preset="auto")
+
+
+def test_ssd_min_score_overrides_the_threshold_of_the_preset_and_of_decode():
+    boxes = [[0] * 8, [0] * 8]
+    scores = [[-9, -9], [np.log(3.0), -9]]  # a score of 0.75 (decode's own threshold 0.5 keeps it)
+    tensors = Tensors([Tensor(np.asarray(boxes, np.float32)[None], name="boxes"),
+                       Tensor(np.asarray(scores, np.float32)[None], name="scores")])
+    d = {"num_boxes": 2, "num_coords": 8, "keypoint_coord_offset": 4, "num_keypoints": 2, "min_score_thresh": 0.5}
+
+    def run(**options):
+        return _one("SsdDetectionsDecoder", {"TENSORS": tensors}, preset=None, anchors=TINY_ANCHORS, decode=d,
+                    **options)
+
+    assert run().scores.tolist() == pytest.approx([0.75])
+    assert len(run(min_score=0.9)) == 0 and len(run(min_score=0.7)) == 1
+    # over a preset's threshold too (blazeface_short's 0.5)
+    rng = np.random.default_rng(5)
+    blaze = Tensors([Tensor(rng.normal(0, 5, (1, 896, 16)).astype(np.float32)),
+                     Tensor(rng.normal(0, 2, (1, 896, 1)).astype(np.float32))])
+    every = _one("SsdDetectionsDecoder", {"TENSORS": blaze}, preset="blazeface_short")
+    high = _one("SsdDetectionsDecoder", {"TENSORS": blaze}, preset="blazeface_short", min_score=0.9)
+    assert every.scores.min() >= 0.5 and 0 < len(high) < len(every) and high.scores.min() >= 0.9
+
+
+def test_ssd_decoder_errors_name_the_node_and_what_is_missing():
+    tensors = Tensors([Tensor(np.zeros((1, 2, 8), np.float32), name="boxes"),
+                       Tensor(np.zeros((1, 2, 2), np.float32), name="scores")])
+    for given in ({"anchors": TINY_ANCHORS}, {"decode": {"num_boxes": 2, "num_coords": 8}}, {}):
+        with pytest.raises(GraphRunError, match=r"ValueError: node SsdDetectionsDecoder: without a preset, give both "
+                                                r"`anchors` and `decode` options"):
+            _one("SsdDetectionsDecoder", {"TENSORS": tensors}, preset=None, **given)
+    with pytest.raises(GraphRunError, match=r"ValueError: node SsdDetectionsDecoder: preset auto: no output"):
+        _one("SsdDetectionsDecoder", {"TENSORS": tensors}, preset="auto")
+    with pytest.raises(GraphRunError, match=r"no model output named 'nope' for the scores; outputs are "):
+        _one("SsdDetectionsDecoder", {"TENSORS": tensors}, preset=None, anchors=TINY_ANCHORS,
+             decode={"num_boxes": 2, "num_coords": 8}, scores_output="nope")
 
 
 @pytest.mark.parametrize("layers, expect", [
@@ -553,3 +589,32 @@ def test_tracking_option_bounds(options, ok):
     else:
         with pytest.raises(Exception, match="iou_threshold|max_age|min_hits"):
             _track([det], **options)
+
+
+def test_nms_without_min_score_leaves_every_score_to_nms():
+    """min_score 0 (the default) filters nothing first: a detector's negative scores (logits, a
+    user's own calculator) still reach the NMS, which keeps the best of each cluster."""
+    det = _dets([[0, 0, 10, 10], [40, 0, 50, 10]], [-0.5, -2.0])
+    out = _one("NonMaxSuppression", {"DETECTIONS": det}, method="weighted")
+    assert out.scores.tolist() == [-0.5, -2.0]
+    assert _one("NonMaxSuppression", {"DETECTIONS": det}, method="weighted", min_score=0.1).scores.tolist() == []
+
+
+def test_blend_saturates_a_mask_outside_zero_one():
+    """A mask past [0, 1] (an unclamped model output) extrapolates and saturates at 0 and 255,
+    not wrapping around."""
+    fg, bg = np.full((1, 3), 200, np.uint8), np.full((1, 3), 100, np.uint8)
+    got = blend(fg, bg, np.array([[2.0, -2.0, 1.0]], np.float32))
+    assert got.dtype == np.uint8 and got.tolist() == [[255, 0, 200]]
+
+
+def test_mask_to_image_clamps_rounds_and_thresholds_strictly():
+    mask = Mask(np.array([[-0.5, 0.002, 0.5, 1.5], [0.25, 0.75, 0.0, 1.0]], np.float32), (4, 2))
+    soft = _one("MaskToImage", {"MASK": mask})
+    assert soft.format == "GRAY" and soft.data.dtype == np.uint8 and soft.data.shape == (2, 4)
+    # clamped to [0, 1], then rounded to the nearest level (0.002 * 255 = 0.51 -> 1; 0.25 -> 63.75 -> 64)
+    assert soft.data.tolist() == [[0, 1, 128, 255], [64, 191, 0, 255]]
+    hard = _one("MaskToImage", {"MASK": mask}, threshold=0.5)  # above, not at, the threshold
+    assert hard.format == "GRAY" and hard.data.dtype == np.uint8
+    assert hard.data.tolist() == [[0, 0, 0, 255], [0, 255, 0, 255]]
+    assert _one("MaskToImage", {"MASK": mask}, threshold=0.0).data.tolist() == [[0, 255, 255, 255], [255, 255, 0, 255]]
