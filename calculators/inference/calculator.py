@@ -1,4 +1,4 @@
-"""``Inference``: runs a model on any engine (ONNX Runtime, OpenVINO, TensorRT, ncnn).
+"""``Inference``: runs a model on any engine (ONNX Runtime, OpenVINO, TensorRT, ncnn, LiteRT).
 
 Ports: ``TENSORS`` in (a ``Tensor``, a numpy array, a list/tuple of them in the model's input
 order, or a dict keyed by input name) → ``TENSORS`` out (``Tensors``: the model's outputs, named,
@@ -6,7 +6,7 @@ in the model's output order). Side input ``MODEL`` (optional) overrides the ``mo
 
 Timestamps: one output per input, at the input's timestamp (``timestamp_offset = 0``). With
 ``max_in_flight: N`` on the node, N requests run at once (the engine is told to prepare N parallel
-requests: OpenVINO's ``AsyncInferQueue``, N TensorRT contexts) and the core re-orders outputs by
+requests: OpenVINO's ``AsyncInferQueue``, N TensorRT contexts, N LiteRT interpreters) and the core re-orders outputs by
 timestamp. With ``batch_size: B`` the requests in flight (and those of every node sharing the
 model) are stacked into batches of up to B, waiting at most ``batch_timeout_ms`` for company.
 
@@ -48,7 +48,7 @@ class InferenceOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = Field(None, description="path, or catalog name (zoo:NAME); or side input MODEL")
-    engine: Literal["auto", "onnxruntime", "openvino", "tensorrt", "ncnn", "mediapipe"] = "auto"
+    engine: Literal["auto", "onnxruntime", "openvino", "tensorrt", "ncnn", "litert", "mediapipe"] = "auto"
     device: str = Field("auto", description="cpu, cuda[:N], tensorrt[:N] (onnxruntime); CPU/GPU/AUTO (openvino); "
                                             "vulkan[:N] (ncnn); auto: the engine's default")
     precision: Precision = "fp32"
@@ -157,11 +157,11 @@ def _where(node: str, model: str) -> str:
 
 @register
 class Inference(Calculator):
-    """Runs a model on ONNX Runtime, OpenVINO, TensorRT or ncnn.
+    """Runs a model on ONNX Runtime, OpenVINO, TensorRT, ncnn or LiteRT.
 
     Ports: TENSORS (Tensor | ndarray | list | dict) -> TENSORS (Tensors, named model outputs).
     Side inputs: MODEL (str, optional: overrides ``model``).
-    Options: model, engine (auto|onnxruntime|openvino|tensorrt|ncnn), device, precision
+    Options: model, engine (auto|onnxruntime|openvino|tensorrt|ncnn|litert), device, precision
     (fp32|fp16|bf16|int8), threads, requests, inputs/outputs (name mapping), layouts, batch_size,
     batch_timeout_ms, light_mode (ncnn), cache_dir (tensorrt, openvino), split_batch (N crops on a batch-1
     model: N calls, outputs stacked on axis 0), engine_options, convert (auto: an engine that

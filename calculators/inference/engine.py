@@ -1,13 +1,13 @@
 """The engine interface: what one loaded model on one runtime offers, and the errors of inference.
 
 Nothing here imports a runtime: each engine module (``onnxruntime_engine``, ``openvino_engine``,
-``tensorrt_engine``, ``ncnn_engine``) subclasses ``Engine`` and imports its library inside its
+``tensorrt_engine``, ``ncnn_engine``, ``litert_engine``) subclasses ``Engine`` and imports its library inside its
 functions (with ``require``), so ``import calculators`` works with none of them installed.
 
 - ``Engine``: one loaded model. ``infer(arrays)`` takes the input arrays in the model's input order
   and returns the outputs in the model's output order; it is safe to call from several threads at
   once (each engine keeps the per-request state it needs: OpenVINO a pool of infer requests,
-  TensorRT a pool of execution contexts, ncnn an extractor per call).
+  TensorRT a pool of execution contexts, ncnn an extractor per call, LiteRT a pool of interpreters).
 - ``EngineOptions``: what identifies a loaded model besides its file (engine, device, precision,
   threads, requests, engine-specific extras).
 - ``TensorSpec``: a model input or output as the runtime describes it.

@@ -9,14 +9,16 @@ import os
 from pathlib import Path
 
 from .engine import Engine, EngineNotInstalledError, ModelFormatError
+from .mediapipe_ops import uses_custom_ops
 
-ENGINES = ("onnxruntime", "openvino", "tensorrt", "ncnn", "mediapipe")
+ENGINES = ("onnxruntime", "openvino", "tensorrt", "ncnn", "litert", "mediapipe")
 
 _ENGINE_MODULES = {
     "onnxruntime": ("calculators.inference.onnxruntime_engine", "OnnxRuntimeEngine", "onnxruntime", "onnx"),
     "openvino": ("calculators.inference.openvino_engine", "OpenVinoEngine", "openvino", "openvino"),
     "tensorrt": ("calculators.inference.tensorrt_engine", "TensorRtEngine", "tensorrt", "tensorrt"),
     "ncnn": ("calculators.inference.ncnn_engine", "NcnnEngine", "ncnn", "ncnn"),
+    "litert": ("calculators.inference.litert_engine", "LiteRtEngine", "ai_edge_litert", "litert"),
 }
 
 # Which engines read which files (by suffix), best first on a CPU-only machine. For ONNX on CPU,
@@ -25,7 +27,7 @@ _ENGINE_MODULES = {
 _FORMATS = {
     ".onnx": ("onnxruntime", "openvino", "tensorrt"),
     ".xml": ("openvino",),
-    ".tflite": ("openvino",),
+    ".tflite": ("litert", "openvino"),
     ".param": ("ncnn",),
     ".engine": ("tensorrt",),
     ".plan": ("tensorrt",),
@@ -48,7 +50,7 @@ def engine_class(name: str) -> type[Engine]:
             raise ModelFormatError(
                 "engine 'mediapipe' runs MediaPipe Tasks models through their own calculators "
                 "(MediaPipeFaceDetector, MediaPipeImageSegmenter, MediaPipeHandLandmarker, "
-                "MediaPipePoseLandmarker); for raw .tflite tensors use engine 'openvino'"
+                "MediaPipePoseLandmarker); for raw .tflite tensors use engine 'litert' or 'openvino'"
             )
         raise ValueError(f"unknown engine {name!r}; choose one of auto, {', '.join(ENGINES)}")
     module, cls, pkg, extra = _ENGINE_MODULES[name]
@@ -106,6 +108,8 @@ def pick_engine(path: Path, device: str = "auto") -> str:
         if gpu:
             # On an NVIDIA GPU: TensorRT, then ONNX Runtime (CUDA provider), then OpenVINO.
             candidates = ["tensorrt", "onnxruntime", "openvino"]
+    if suffix == ".tflite" and "litert" in candidates and path.is_file() and uses_custom_ops(path):
+        candidates.remove("litert")  # MediaPipe's custom ops: only OpenVINO has them (mediapipe_ops.py)
     installed = [c for c in candidates if is_installed(c)]
     if not installed:
         extras = sorted({_ENGINE_MODULES[c][3] for c in candidates})

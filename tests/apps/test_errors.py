@@ -176,7 +176,8 @@ def test_native_library_noise_stays_off_the_terminal(tmp_path, segmentation_mode
     else:
         model = tmp_path / "corrupt.tflite"
         model.write_bytes(bytes(range(256)) * 12)
-        args = ("run", "face_detection", "--set", f"model={model}")
+        # OpenVINO's parser logs (LiteRT, engine auto's pick, refuses the file before parsing it)
+        args = ("run", "face_detection", "--set", f"model={model}", "--set", "engine=openvino")
     loud = run_vpipe(*args, "--debug")
     assert loud.rc == 1
     assert _native_noise(loud.err), f"no native noise to hide here: {loud.err!r}"

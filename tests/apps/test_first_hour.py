@@ -260,7 +260,7 @@ def test_convert_never_forbids_the_conversion(tmp_path: Path):
     r = run_vpipe("run", str(graph), "-q")
     assert r.rc == 1
     assert r.first_err_line.endswith("engine 'onnxruntime' cannot load TFLite models (face_detection_short_range."
-                                     "tflite); engines that read it: openvino; `convert: never` forbids converting it")
+                                     "tflite); engines that read it: litert, openvino; `convert: never` forbids converting it")
 
 
 # --- what MediaPipe's solutions exposed: min_score and the range -------------------------------

@@ -12,19 +12,21 @@ OpenVINO both use their default thread counts; the vpipe graph puts the detector
 model on one executor thread each, beside the decoder.
 
     python tests/bench/bench_landmarks.py [--repeats 3] [--graphs face_mesh pose hands] [--json out/bench/landmarks.json]
-        [--models] [--model-calls 100] [--loop]
+        [--graph-engines auto openvino] [--models] [--model-calls 100] [--engines litert openvino onnxruntime ncnn]
+        [--loop]
 
 ``--loop`` also shows where the loop's frame goes: the tracker subgraph fed the clip's frames
 already decoded (in memory, as MediaPipe's loop is fed), traced: its frames/s and CPU per frame
 alone, each node's median µs per call, and the decoding alone (VideoSource, CPU per frame with
 FFmpeg's threads), which the whole-graph run adds on the same two cores.
 
-``--models`` also times each graph's landmark model alone, per engine and runtime thread count
-(1 and 2): OpenVINO on the .tflite (f32, latency hint), ONNX Runtime and ncnn on the project's
-checked conversions (vpipe convert), and the TFLite interpreter with XNNPACK (ai-edge-litert,
-the runtime inside MediaPipe) when installed: median wall ms and CPU ms (user + sys of the
-process) per call on real 720p crops (the graph's own, taken from its rects), against
-MediaPipe's process() per frame of the same run. Whether 1.5x is reachable at all follows from
+``--models`` also times each graph's models alone (detector and landmark model; for face_mesh
+also the attention mesh), per engine and runtime thread count (1 and 2), through vpipe's engines:
+LiteRT (XNNPACK, the runtime inside MediaPipe) and OpenVINO on the .tflite (f32, latency hint),
+ONNX Runtime and ncnn on the project's checked conversions (vpipe convert): median wall ms and CPU
+ms (user + sys of the process) per call on the graph's own tensors from the 720p clip (its crops
+and its detector inputs), against MediaPipe's process() per frame of the same run. An engine that
+cannot run a model says why in one line. Whether 1.5x is reachable at all follows from
 these: the loop is sequential, so its frames/s is at most 1000 / (model ms + the rest of the
 loop), on two cores shared with decoding.
 
@@ -52,8 +54,13 @@ from _meta import interleaved, median, round_ratios, write_json  # noqa: E402
 from tests.landmarks.conftest import decode_clip, make_720p  # noqa: E402
 
 MP_ENV = Path(os.environ.get("VPIPE_MP_ENV", "/work/envs/mp01021"))
-LANDMARK_MODELS = {"face_mesh": ("zoo:face-landmark", (192, 192)), "pose": ("zoo:pose-landmark-full", (256, 256)),
-                   "hands": ("zoo:hand-landmark-full", (224, 224))}
+# Per graph, the models --models times, each with the graph stream whose tensors it is fed.
+GRAPH_MODELS = {
+    "face_mesh": [("zoo:blazeface-short", "detector/tensor"), ("zoo:face-landmark", "crops"),
+                  ("zoo:face-landmark-with-attention", "crops")],
+    "pose": [("zoo:pose-detection", "detector_input"), ("zoo:pose-landmark-full", "crops")],
+    "hands": [("zoo:palm-detection-full", "detector_input"), ("zoo:hand-landmark-full", "crops")],
+}
 CASES = {  # graph: (sample, make 720p?, subgraph, side packets, MediaPipe solution, its options, decoded format)
     "face_mesh": ("carphone", True, "face_mesh_tracker", {}, "face_mesh", {}, "I420"),
     "pose": ("carphone", True, "pose_tracker", {}, "pose", {}, "I420"),
@@ -61,12 +68,13 @@ CASES = {  # graph: (sample, make 720p?, subgraph, side packets, MediaPipe solut
 }
 
 
-def graph_runner(path: Path, subgraph: str, side: dict, format: str = "I420"):
+def graph_runner(path: Path, subgraph: str, side: dict, format: str = "I420", engine: str = "auto"):
     from pipeline import Graph
 
-    spec = {"name": f"bench_{subgraph}", "side_packets": {}, "nodes": [
+    spec = {"name": f"bench_{subgraph}", "side_packets": {"engine": engine}, "nodes": [
         {"calculator": "VideoSource", "outputs": {"FRAMES": "frames"}, "options": {"uri": str(path), "format": format}},
-        {"subgraph": subgraph, "name": "t", "inputs": {"FRAMES": "frames"}, "outputs": {"LANDMARKS": "landmarks"}},
+        {"subgraph": subgraph, "name": "t", "inputs": {"FRAMES": "frames"}, "outputs": {"LANDMARKS": "landmarks"},
+         "side_inputs": {"engine": "engine"}},
     ]}
 
     def run() -> tuple[int, float, float]:
@@ -99,19 +107,23 @@ def mp_runner(frames: Path, stamps: Path, solution: str, options: dict, out: Pat
     return run
 
 
-def _crops(video: Path, subgraph: str, fmt: str, size: tuple[int, int], count: int = 8) -> list:
-    """``count`` crops the graph itself feeds its landmark model (its stream ``crops``), (1, H, W, 3) float32."""
+def _tensors(video: Path, subgraph: str, fmt: str, streams: list[str], count: int = 8) -> dict[str, list]:
+    """Per stream of the graph (``crops``: what it feeds its landmark model; ``detector_input`` or
+    ``detector/tensor``: its detector's), up to ``count`` of the tensors it carries, (1, H, W, 3) float32."""
     from pipeline import Graph
 
     spec = {"name": "bench_crops", "side_packets": {}, "nodes": [
         {"calculator": "VideoSource", "outputs": {"FRAMES": "frames"}, "options": {"uri": str(video), "format": fmt}},
         {"subgraph": subgraph, "name": "t", "inputs": {"FRAMES": "frames"}, "outputs": {"LANDMARKS": "landmarks"}}]}
     g = Graph.from_dict(spec, search_paths=[ROOT / "graphs"])
-    got = []
-    g.observe("t/crops", lambda p: got.append(np.ascontiguousarray(p.value.data[:1])))
+    got: dict[str, list] = {s: [] for s in streams}
+    for s in streams:
+        g.observe(f"t/{s}", lambda p, s=s: got[s].append(np.ascontiguousarray(p.value.data[:1])))
     g.run()
-    step = max(1, len(got) // count)
-    return got[::step][:count]
+    return {s: v[::max(1, len(v) // count)][:count] for s, v in got.items()}
+
+
+ENGINES = ("litert", "openvino", "onnxruntime", "ncnn")
 
 
 def loop_rows(video: Path, subgraph: str, fmt: str, rounds: int) -> dict:
@@ -159,11 +171,13 @@ def loop_rows(video: Path, subgraph: str, fmt: str, rounds: int) -> dict:
             "nodes": nodes}
 
 
-def model_rows(model: str, crops: list, calls: int) -> list[dict]:
-    """The bare landmark model per engine and thread count: median wall ms and CPU ms per call."""
+def model_rows(model: str, crops: list, calls: int, engines=ENGINES) -> list[dict]:
+    """One model alone per engine and thread count, through vpipe's engines: median wall ms and
+    CPU ms (user + sys of the process) per call. An engine that cannot run the model is a row
+    with its one-line reason."""
     from apps.engine_bench import CONVERT_TO, _adapt_feed
     from calculators.inference import selection
-    from calculators.inference.engine import EngineOptions
+    from calculators.inference.engine import EngineOptions, InferenceError
     from models.catalog import resolve
 
     path = Path(resolve(model))
@@ -181,39 +195,31 @@ def model_rows(model: str, crops: list, calls: int) -> list[dict]:
         cpu = (time.process_time() - c0) / calls
         rows.append({"engine": label, "threads": threads, "wall_ms": 1e3 * median(walls), "cpu_ms": 1e3 * cpu})
 
-    for engine in ("openvino", "onnxruntime", "ncnn"):
+    for engine in engines:
         if not selection.is_installed(engine):
             continue
-        eng_path, shapes = path, []
-        if engine not in selection._FORMATS.get(path.suffix, ()):
-            from models.convert import convert
+        try:
+            eng_path, shapes = path, []
+            if engine not in selection._FORMATS.get(path.suffix, ()):
+                from models.convert import convert
 
-            conv = convert(model, CONVERT_TO[engine])
-            eng_path, shapes = Path(conv.path), list(conv.input_shapes.values())
-        for threads in (1, 2):
-            eng = selection.engine_class(engine)(eng_path, EngineOptions(threads=threads))
-            try:
-                wants = [sp.shape if sp.shape is not None else (shapes[i] if i < len(shapes) else None)
-                         for i, sp in enumerate(eng.inputs)]
-                own = {id(x): _adapt_feed([x], wants) for x in crops}
-                timed(engine + ("" if eng_path == path else " (converted)"), threads, lambda x: eng.infer(own[id(x)]))
-            finally:
-                eng.close()
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        return rows
-    for threads in (1, 2):
-        it = Interpreter(model_path=str(path), num_threads=threads)  # XNNPACK, as inside MediaPipe
-        it.allocate_tensors()
-        inp, outs = it.get_input_details()[0]["index"], [o["index"] for o in it.get_output_details()]
-
-        def litert(x, it=it, inp=inp, outs=outs):
-            it.set_tensor(inp, x)
-            it.invoke()
-            return [it.get_tensor(o) for o in outs]
-
-        timed("tflite (XNNPACK, ai-edge-litert)", threads, litert)
+                conv = convert(model, CONVERT_TO[engine])
+                eng_path, shapes = Path(conv.path), list(conv.input_shapes.values())
+            for threads in (1, 2):
+                eng = selection.engine_class(engine)(eng_path, EngineOptions(threads=threads))
+                try:
+                    wants = [sp.shape if sp.shape is not None else (shapes[i] if i < len(shapes) else None)
+                             for i, sp in enumerate(eng.inputs)]
+                    own = {id(x): _adapt_feed([x], wants) for x in crops}
+                    timed(engine + ("" if eng_path == path else " (converted)"), threads,
+                          lambda x: eng.infer(own[id(x)]))
+                finally:
+                    eng.close()
+        except Exception as e:  # noqa: BLE001 - a model an engine cannot run is a result, said in one line
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if not isinstance(e, InferenceError):
+                why = f"{type(e).__name__}: {why}"
+            rows.append({"engine": engine, "threads": None, "error": why[:200]})
     return rows
 
 
@@ -225,6 +231,9 @@ def main() -> None:
     ap.add_argument("--json", default="out/bench/landmarks.json")
     ap.add_argument("--models", action="store_true", help="also time each landmark model alone per engine and threads")
     ap.add_argument("--model-calls", type=int, default=100, help="timed calls per engine and thread count")
+    ap.add_argument("--graph-engines", nargs="+", default=["auto"], metavar="ENGINE",
+                    help="engine side packet of each vpipe variant timed against MediaPipe, interleaved (auto: as shipped)")
+    ap.add_argument("--engines", nargs="+", default=list(ENGINES), choices=list(ENGINES), help="engines --models times")
     ap.add_argument("--loop", action="store_true", help="also trace the tracking loop alone on decoded frames, "
                                                         "and time the decoding alone")
     args = ap.parse_args()
@@ -239,30 +248,41 @@ def main() -> None:
             src = resolve(f"sample:{sample}")
             video = make_720p(src, tmpd / f"{sample}_720p.mp4", args.frames) if scale else src
             clip = decode_clip(video, tmpd, max_frames=args.frames if scale else None)  # a made clip has --frames
-            graph = graph_runner(video, subgraph, side, fmt)
             mp = mp_runner(clip.frames, clip.timestamps, solution, mp_opts, tmpd / f"mp_{name}.json")
 
-            cpu = []
+            cpu: dict[str, list] = {}
 
-            def vpipe_case():
-                n, seconds, cpu_s = graph()
-                assert n == clip.count, f"{name}: {n} landmark packets for {clip.count} frames"
-                cpu.append(cpu_s / n)
-                return seconds
+            def vpipe_case(engine):
+                graph = graph_runner(video, subgraph, side, fmt, engine)
 
-            runs = interleaved({"vpipe": vpipe_case, "mediapipe": mp}, args.repeats,
-                               measure=lambda fn: fn())
+                def run():
+                    n, seconds, cpu_s = graph()
+                    assert n == clip.count, f"{name}: {n} landmark packets for {clip.count} frames ({engine})"
+                    cpu.setdefault(engine, []).append(cpu_s / n)
+                    return seconds
+
+                return run
+
+            # "vpipe": the graph as it ships (engine auto); "vpipe:ENGINE" each other engine asked for.
+            labels = {e: "vpipe" if e == "auto" else f"vpipe:{e}" for e in args.graph_engines}
+            runs = interleaved({**{labels[e]: vpipe_case(e) for e in args.graph_engines}, "mediapipe": mp},
+                               args.repeats, measure=lambda fn: fn())
             fps = {k: [clip.count / s for s in v] for k, v in runs.items()}
-            ratio = round_ratios({k: [1 / x for x in v] for k, v in fps.items()}, "mediapipe", "vpipe")
+            ratios = {lab: round_ratios({k: [1 / x for x in v] for k, v in fps.items()}, "mediapipe", lab)
+                      for lab in labels.values()}
+            first = ratios[labels[args.graph_engines[0]]]
             results[name] = {"clip": f"{video.name} {clip.size[0]}x{clip.size[1]}", "frames": clip.count,
                              "fps": {k: median(v) for k, v in fps.items()}, "fps_runs": fps,
-                             "speedup_median": ratio["median"], "speedup_min": ratio["min"],
-                             "speedup_max": ratio["max"], "vpipe_cpu_ms_per_frame": 1e3 * median(cpu[1:] or cpu)}
+                             "speedup_median": first["median"], "speedup_min": first["min"],
+                             "speedup_max": first["max"], "speedups": ratios,
+                             "vpipe_cpu_ms_per_frame": {labels[e]: 1e3 * median(v[1:] or v) for e, v in cpu.items()}}
             r = results[name]
-            print(f"{name:10s} {r['clip']:28s} vpipe {r['fps']['vpipe']:6.1f} fps  mediapipe "
-                  f"{r['fps']['mediapipe']:6.1f} fps  speedup x{r['speedup_median']:.2f} "
-                  f"({r['speedup_min']:.2f}..{r['speedup_max']:.2f})  vpipe CPU {r['vpipe_cpu_ms_per_frame']:.2f} ms "
-                  "a frame (all threads)", flush=True)
+            for e, lab in labels.items():
+                ratio = ratios[lab]
+                print(f"{name:10s} {r['clip']:28s} {lab:16s} {r['fps'][lab]:6.1f} fps  mediapipe "
+                      f"{r['fps']['mediapipe']:6.1f} fps  speedup x{ratio['median']:.2f} "
+                      f"({ratio['min']:.2f}..{ratio['max']:.2f})  vpipe CPU {r['vpipe_cpu_ms_per_frame'][lab]:.2f} ms "
+                      "a frame (all threads)", flush=True)
             if args.loop:
                 r["loop"] = loop = loop_rows(video, subgraph, fmt, args.repeats)
                 print(f"  the loop alone on decoded frames: {loop['loop_fps']:.1f} fps, {loop['loop_cpu_ms']:.2f} ms CPU "
@@ -270,13 +290,20 @@ def main() -> None:
                 for node, row in loop["nodes"].items():
                     print(f"    {node:36s} {row['calls_per_round']:4d} calls  {row['median_us']:8.1f} us median", flush=True)
             if args.models:
-                model, size = LANDMARK_MODELS[name]
-                rows = model_rows(model, _crops(video, subgraph, fmt, size), args.model_calls)
-                r["models"] = {"model": model, "mediapipe_process_ms": 1e3 / r["fps"]["mediapipe"], "rows": rows}
-                print(f"  {model} alone (MediaPipe's whole process() per frame: {1e3 / r['fps']['mediapipe']:.2f} ms)")
-                for row in rows:
-                    print(f"    {row['engine']:34s} threads {row['threads']}  {row['wall_ms']:6.2f} ms wall  "
-                          f"{row['cpu_ms']:6.2f} ms CPU per call", flush=True)
+                streams = sorted({st for _, st in GRAPH_MODELS[name]})
+                feeds = _tensors(video, subgraph, fmt, streams)
+                r["models"] = {"mediapipe_process_ms": 1e3 / r["fps"]["mediapipe"], "per_model": {}}
+                print(f"  models alone (MediaPipe's whole process() per frame: {1e3 / r['fps']['mediapipe']:.2f} ms)")
+                for model, stream in GRAPH_MODELS[name]:
+                    rows = model_rows(model, feeds[stream], args.model_calls, args.engines)
+                    r["models"]["per_model"][model] = {"stream": stream, "tensors": len(feeds[stream]), "rows": rows}
+                    print(f"  {model} ({len(feeds[stream])} tensors of {stream})")
+                    for row in rows:
+                        if "error" in row:
+                            print(f"    {row['engine']:24s} cannot run it: {row['error']}")
+                            continue
+                        print(f"    {row['engine']:24s} threads {row['threads']}  {row['wall_ms']:6.2f} ms wall  "
+                              f"{row['cpu_ms']:6.2f} ms CPU per call", flush=True)
     write_json(args.json, "landmarks", {"repeats": args.repeats, "graphs": results}, libraries=["openvino", "av", "onnxruntime", "ncnn", "ai-edge-litert"])
     print(f"wrote {args.json}")
 

@@ -23,13 +23,13 @@ X86 = platform.machine().lower() in ("x86_64", "amd64")
 @pytest.mark.parametrize("name, expected", [
     ("m.onnx", "onnxruntime" if installed("onnxruntime") and not selection._has_nvidia_gpu() else None),
     ("m.xml", "openvino"),
-    ("m.tflite", "openvino"),
+    ("m.tflite", "litert" if installed("ai_edge_litert") else "openvino"),
     ("m.param", "ncnn"),
 ])
 def test_pick_engine_by_format(name, expected):
     if expected is None:
         pytest.skip("the .onnx choice depends on the machine (GPU / non-x86 / no openvino)")
-    if not installed(expected):
+    if not selection.is_installed(expected):
         pytest.skip(f"{expected} not installed")
     assert pick_engine(Path(name)) == expected
 
@@ -57,7 +57,17 @@ def test_auto_in_a_node_logs_its_pick(blazeface, caplog):
     (t, tensors), = out["TENSORS"]
     assert t == 0 and tensors.names == ("regressors", "classificators")
     assert tensors["regressors"].shape == (1, 896, 16)
-    assert any("engine auto picked openvino" in r.getMessage() for r in caplog.records), caplog.text
+    picked = "litert" if installed("ai_edge_litert") else "openvino"
+    assert any(f"engine auto picked {picked}" in r.getMessage() for r in caplog.records), caplog.text
+
+
+@needs_ov
+def test_auto_gives_a_tflite_with_mediapipes_custom_ops_to_openvino():
+    """LiteRT has not MediaPipe's custom ops (the face mesh with attention); OpenVINO has them."""
+    from models.catalog import resolve
+
+    assert pick_engine(Path(resolve("zoo:face-landmark-with-attention"))) == "openvino"
+    assert pick_engine(Path(resolve("zoo:face-landmark"))) == ("litert" if installed("ai_edge_litert") else "openvino")
 
 
 @needs_ov

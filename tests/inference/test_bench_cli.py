@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from calculators.inference import selection
+
 from .conftest import needs_ncnn, needs_ort, needs_ov
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,10 +30,13 @@ def test_bench_engines_writes_table_json_and_png(tmp_path):
     assert "openvino" in r.stdout and "p50 ms" in r.stdout
     data = json.loads((tmp_path / "engines-blazeface-short.json").read_text())
     row, other = data["rows"]
-    # openvino fp32 on the .tflite is the reference (error 0 by definition); the ONNX conversion
-    # run by ONNX Runtime is compared with it: close, but not bit for bit
-    assert row["engine"] == "openvino" and row["precision"] == "fp32" and row["max_abs_err"] == 0.0
-    assert data["reference"] == "openvino fp32" and other["engine"] == "onnxruntime"
+    # the first installed reader of .tflite files is the reference: LiteRT (the model's own
+    # runtime) where installed, else OpenVINO (error 0 by definition); OpenVINO on the .tflite and
+    # the ONNX conversion run by ONNX Runtime are compared with it: close, but not bit for bit
+    reference = "litert" if selection.is_installed("litert") else "openvino"
+    assert row["engine"] == "openvino" and row["precision"] == "fp32"
+    assert data["reference"] == f"{reference} fp32" and other["engine"] == "onnxruntime"
+    assert (0 < row["max_abs_err"] < 1e-3) if reference == "litert" else row["max_abs_err"] == 0.0, row
     assert 0 < other["max_abs_err"] < 1e-3, other
     assert row["p50_ms"] > 0 and row["p90_ms"] >= row["p50_ms"] and row["fps_n"] > 0 and row["load_ms"] > 0
     assert data["input_shapes"] == [[1, 128, 128, 3]]
@@ -73,15 +78,16 @@ def test_bench_runs_ncnn_on_an_onnx_model_through_the_checked_converter(centerfa
 @needs_ort
 @needs_ncnn
 def test_bench_runs_engines_that_cannot_read_a_tflite_model_on_its_checked_conversions():
-    # TFLite is read by OpenVINO only (the reference); ONNX Runtime gets the tflite2onnx model (its
-    # input NCHW where the TFLite one is NHWC) and ncnn the pnnx conversion of that, each fed the
-    # same frames laid out for it, each output paired with the reference's by size.
+    # TFLite is read by LiteRT (the reference, where installed) and OpenVINO; ONNX Runtime gets the
+    # tflite2onnx model (its input NCHW where the TFLite one is NHWC) and ncnn the pnnx conversion
+    # of that, each fed the same frames laid out for it, each output paired with the reference's by size.
     from apps.engine_bench import bench_engines
 
     # No engines named: every installed one, readers first (TensorRT is not installed here).
     report = bench_engines("zoo:blazeface-short", None, iters=3, in_flight=2, seconds=0.1, log=lambda m: None)
-    assert report.reference == "openvino fp32" and report.input_shapes == [[1, 128, 128, 3]]
-    assert [r.engine for r in report.rows if r.engine != "tensorrt"] == ["openvino", "onnxruntime", "ncnn"]
+    readers = ["litert", "openvino"] if selection.is_installed("litert") else ["openvino"]
+    assert report.reference == f"{readers[0]} fp32" and report.input_shapes == [[1, 128, 128, 3]]
+    assert [r.engine for r in report.rows if r.engine != "tensorrt"] == readers + ["onnxruntime", "ncnn"]
     rows = {r.engine: r for r in report.rows}
     assert rows["onnxruntime"].note == "converted by vpipe convert --to onnx"
     assert rows["ncnn"].note == "converted by vpipe convert --to ncnn"
@@ -89,7 +95,7 @@ def test_bench_runs_engines_that_cannot_read_a_tflite_model_on_its_checked_conve
         assert r.p50_ms and r.p50_ms > 0 and r.fps_n and r.fps_n > 0, r
         assert r.max_abs_err is not None and r.max_abs_err < 1e-3, (r.engine, r.max_abs_err)
     # the converted models are compared with the reference, not with themselves
-    assert rows["openvino"].max_abs_err == 0 and rows["onnxruntime"].max_abs_err > 0 and rows["ncnn"].max_abs_err > 0
+    assert rows[readers[0]].max_abs_err == 0 and rows["onnxruntime"].max_abs_err > 0 and rows["ncnn"].max_abs_err > 0
 
 
 @needs_ort

@@ -102,7 +102,7 @@ def test_wrong_number_of_inputs(blazeface):
     pytest.param("ncnn", "centerface", r"engine 'ncnn' cannot load ONNX models.*vpipe convert MODEL --to ncnn.*"
                  r"`convert: never` forbids converting it", marks=needs_ncnn),
     pytest.param("onnxruntime", "blazeface", r"engine 'onnxruntime' cannot load TFLite models.*openvino", marks=needs_ort),
-    pytest.param("mediapipe", "blazeface", r"MediaPipeFaceDetector.*engine 'openvino'", marks=()),
+    pytest.param("mediapipe", "blazeface", r"MediaPipeFaceDetector.*engine 'litert' or 'openvino'", marks=()),
 ])
 def test_engine_cannot_take_format(request, engine, model, expect):
     """With ``convert: never`` (otherwise the engine runs the model's checked conversion)."""

@@ -1,6 +1,10 @@
-"""The landmark graphs on every CPU engine: ``--set engine=openvino|onnxruntime|ncnn`` on the same
-short real clips, landmarks compared with OpenVINO's (which reads the .tflite files; ONNX Runtime and
-ncnn run the project's checked conversions of them, models/convert.py).
+"""The landmark graphs on every CPU engine: ``--set engine=openvino|onnxruntime|ncnn|litert`` on the
+same short real clips, landmarks compared with OpenVINO's (which reads the .tflite files, as LiteRT
+does; ONNX Runtime and ncnn run the project's checked conversions of them, models/convert.py).
+
+LiteRT (measured 2026-12-01, load ~20): face_mesh max 1.6e-3 (mean 4.8e-4), pose static 2.8e-5,
+pose tracking 4.7e-4, hands static 2.9e-4; hands tracking first detected frame 5.2e-5, worst frame
+0.57 %. Bounds about twice those.
 
 Error: per object, the largest point distance over the object's box size (the larger side of the
 extent of OpenVINO's points). Measured (load ~16 on a shared 2-core machine; timings vary, errors
@@ -44,7 +48,7 @@ pytestmark = [
                               "tflite2onnx, ai-edge-litert)"),
 ]
 
-ENGINES = ("onnxruntime", "ncnn")
+ENGINES = ("onnxruntime", "ncnn", "litert")
 
 
 def _cut(src: Path, dst: Path, start: int, count: int) -> Path:
@@ -94,12 +98,12 @@ def _errors(ref: list, got: list) -> tuple[list[float], list[float]]:
     return worst, mean
 
 
-CASES = {  # graph, stream, clip, side packets, bound on the largest point error (onnxruntime, ncnn)
-    "face_mesh": ("face_mesh", "faces", "carphone", {}, (1.5e-3, 2e-3)),
-    "pose": ("pose", "poses", "carphone15", {"static_image_mode": True}, (8e-5, 5e-5)),
-    "pose tracking": ("pose", "poses", "carphone", {}, (1.5e-2, 3e-3)),
+CASES = {  # graph, stream, clip, side packets, bound on the largest point error (onnxruntime, ncnn, litert)
+    "face_mesh": ("face_mesh", "faces", "carphone", {}, (1.5e-3, 2e-3, 3e-3)),
+    "pose": ("pose", "poses", "carphone15", {"static_image_mode": True}, (8e-5, 5e-5, 6e-5)),
+    "pose tracking": ("pose", "poses", "carphone", {}, (1.5e-2, 3e-3, 1e-3)),
     "hands static": ("hands", "hands", "bigbuckbunny", {"static_image_mode": True, "min_detection_confidence": 0.3},
-                     (7e-4, 1e-3)),
+                     (7e-4, 1e-3, 6e-4)),
 }
 
 
@@ -235,3 +239,14 @@ def test_mediapipe_ops_sample_and_map_as_defined():
     sx, sy = 1.5 * 20 / 16, 1.5 * 40 / 16
     np.testing.assert_allclose(landmarks_to_transform_matrix(lm, o)[0],
                                [[sx, 0, 0, 20 - 8 * sx], [0, sy, 0, 40 - 8 * sy], [0, 0, 1, 0], [0, 0, 0, 1]], atol=1e-5)
+
+
+def test_refine_landmarks_on_litert_fails_before_any_frame_naming_openvino(carphone_clip):
+    """LiteRT has not MediaPipe's custom ops (engine auto gives the attention mesh to OpenVINO)."""
+    from pipeline import GraphRunError
+
+    with pytest.raises(GraphRunError, match=r"mesh/landmark_model.*litert: face_landmark_with_attention\.tflite uses "
+                                            r"MediaPipe's custom ops \(Landmarks2TransformMatrix.*; engine openvino "
+                                            r"runs it \(--set engine=openvino\)$"):
+        run_graph("face_mesh", "faces", {"source": str(carphone_clip.path), "engine": "litert",
+                                         "refine_landmarks": True})

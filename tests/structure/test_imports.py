@@ -67,7 +67,7 @@ def test_the_catalog_imports_no_calculator_vision_or_engine_library():
 
 ENGINE_MODULES = ["calculators.inference.onnxruntime_engine", "calculators.inference.openvino_engine",
                   "calculators.inference.ncnn_engine", "calculators.inference.tensorrt_engine",
-                  "calculators.inference.mediapipe_tasks"]
+                  "calculators.inference.litert_engine", "calculators.inference.mediapipe_tasks"]
 
 
 def vpipe_modules(*argv: str, tmp_path: Path) -> set[str]:
@@ -147,7 +147,7 @@ def test_a_face_detection_run_imports_its_calculators_and_one_engine(tmp_path):
                                                   "calculators.image.color_convert", "calculators.flow.basic"))]
     assert not unused, f"the run imported calculator modules its graph does not name: {sorted(unused)}"
     library = {"onnxruntime_engine": "onnxruntime", "openvino_engine": "openvino", "ncnn_engine": "ncnn",
-               "tensorrt_engine": "tensorrt"}[engines[0].rsplit(".", 1)[1]]
+               "tensorrt_engine": "tensorrt", "litert_engine": "ai_edge_litert"}[engines[0].rsplit(".", 1)[1]]
     others = tops(loaded) & ({"mediapipe", "matplotlib", "ray", "tflite2onnx", "ai_edge_litert", "onnxruntime", "openvino",
                               "ncnn", "tensorrt"} - {library})
     assert library in tops(loaded) and not others, f"the run imported libraries it does not use: {sorted(others)}"
