@@ -110,6 +110,23 @@ def test_concurrent_calls_are_traced(no_thread_leak):
         assert thread.startswith("vpipe-default-") and start <= end
 
 
+def joined_0_to_5(g):
+    """Feeds 0..5 to the graph input ``in`` of ``g`` and returns what its stream ``j`` got,
+    ``(timestamp, value)``, waiting (bounded) for the packet at 5 before closing the input."""
+    got = []
+    seen = threading.Event()
+    g.observe("j", lambda p: (got.append((p.timestamp, p.value)), seen.set() if p.timestamp == 5 else None))
+    g.start()
+    for t in range(6):
+        g.add_packet("in", t, t)
+    try:
+        assert seen.wait(10), f"timestamp 5 was never joined: the bound did not pass (joined: {got})"
+    finally:
+        g.close_input("in")
+        g.wait(20)
+    return got
+
+
 @pytest.mark.parametrize("n", [1, 2, 3])
 def test_bounds_pass_through_a_concurrent_filter(n, no_thread_leak):
     """A concurrent node that emits nothing at odd timestamps still moves its output's bound (the
@@ -122,18 +139,7 @@ def test_bounds_pass_through_a_concurrent_filter(n, no_thread_leak):
             {"calculator": "TestJoin", "inputs": {"A": "in", "B": "out"}, "outputs": ["j"]},
         ],
     }, threads=2)
-    got = []
-    seen = threading.Event()
-    g.observe("j", lambda p: (got.append((p.timestamp, p.value)), seen.set() if p.timestamp == 5 else None))
-    g.start()
-    for t in range(6):
-        g.add_packet("in", t, t)
-    try:
-        assert seen.wait(10), f"timestamp 5 was never joined: the bound did not pass (joined: {got})"
-    finally:
-        g.close_input("in")
-        g.wait(20)
-    assert got == [(t, (t, t if t % 2 == 0 else None)) for t in range(6)]
+    assert joined_0_to_5(g) == [(t, (t, t if t % 2 == 0 else None)) for t in range(6)]
 
 
 def test_a_finished_call_moves_the_bound_while_a_later_call_is_in_flight(no_thread_leak):
@@ -176,18 +182,7 @@ def test_bounds_pass_through_a_concurrent_node_behind_a_filter(no_thread_leak):
             {"calculator": "TestJoin", "inputs": {"A": "in", "B": "out"}, "outputs": ["j"]},
         ],
     }, threads=2)
-    got = []
-    seen = threading.Event()
-    g.observe("j", lambda p: (got.append((p.timestamp, p.value)), seen.set() if p.timestamp == 5 else None))
-    g.start()
-    for t in range(6):
-        g.add_packet("in", t, t)
-    try:
-        assert seen.wait(10), f"timestamp 5 was never joined: the bound did not pass (joined: {got})"
-    finally:
-        g.close_input("in")
-        g.wait(20)
-    assert got == [(t, (t, t if t % 2 == 0 else None)) for t in range(6)]
+    assert joined_0_to_5(g) == [(t, (t, t if t % 2 == 0 else None)) for t in range(6)]
 
 
 def test_a_concurrent_node_without_offset_may_emit_before_its_timestamp(no_thread_leak):
