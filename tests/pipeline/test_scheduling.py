@@ -11,6 +11,7 @@ import re
 import sys
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -536,6 +537,34 @@ nodes:
 
 # -- immediate: the order and the bounds a call is given -------------------------------------------
 
+def beside_a_held_node(node, inputs=("a", "b")):
+    """A graph with ``node`` on a one-thread executor it shares with a node (TestBlocker, on the
+    graph input ``hold``) that `holding` keeps in a call, so that packets queue for ``node``
+    while it cannot run. Its side inputs are the graph's side packets. Returns the graph."""
+    side = {"gate": None, **{name: None for name in node.get("side_inputs", {}).values()}}
+    g = Graph.from_dict({
+        "inputs": ["hold", *inputs], "executors": {"one": {"threads": 1}}, "side_packets": side,
+        "nodes": [
+            {"calculator": "TestBlocker", "inputs": ["hold"], "outputs": ["held"],
+             "side_inputs": {"GATE": "gate"}, "executor": "one"},
+            {**node, "executor": "one"},
+        ],
+    }, threads=1)
+    g.observe("held", lambda p: None)  # (a node whose outputs nothing reads is not run)
+    return g
+
+
+@contextmanager
+def holding(g, gate):
+    """Keeps the started graph's held node in a call (through ``gate``) for the block's time."""
+    try:
+        g.add_packet("hold", 0, 0)
+        assert gate.entered.wait(10), "the hold never began"
+        yield
+    finally:
+        gate.release()
+
+
 def held_run(policy, held, after=(), capacity=None):
     """Runs a TestRecordCalls node (inputs A, B from the graph inputs a, b) with ``policy``,
     sharing a one-thread executor with a node held in a call: the packets ``held`` (``(tag, t)``)
@@ -543,27 +572,14 @@ def held_run(policy, held, after=(), capacity=None):
     then released and ``after`` fed. Returns the graph and the calls recorded."""
     gate, calls = Gate(), []
     port = (lambda s: s) if capacity is None else (lambda s: {"stream": s, "capacity": capacity})
-    g = Graph.from_dict({
-        "inputs": ["hold", "a", "b"], "executors": {"one": {"threads": 1}},
-        "side_packets": {"gate": None, "calls": None},
-        "nodes": [
-            {"calculator": "TestBlocker", "inputs": ["hold"], "outputs": ["held"],
-             "side_inputs": {"GATE": "gate"}, "executor": "one"},
-            {"calculator": "TestRecordCalls", "inputs": {"A": port("a"), "B": port("b")},
-             "side_inputs": {"CALLS": "calls"}, "policy": policy, "executor": "one"},
-        ],
-    }, threads=1)
-    g.observe("held", lambda p: None)  # (a node whose outputs nothing reads is not run)
+    g = beside_a_held_node({"calculator": "TestRecordCalls", "inputs": {"A": port("a"), "B": port("b")},
+                            "side_inputs": {"CALLS": "calls"}, "policy": policy})
     g.start({"gate": gate, "calls": calls})
-    try:
-        g.add_packet("hold", 0, 0)
-        assert gate.entered.wait(10), "the hold never began"
+    with holding(g, gate):
         for tag, t in held:
             g.add_packet(tag.lower(), f"{tag}{t}", t)
         if not after:
             g.close_all_inputs()
-    finally:
-        gate.release()
     for tag, t in after:
         g.add_packet(tag.lower(), f"{tag}{t}", t)
     g.close_all_inputs()
@@ -593,26 +609,13 @@ def test_bounds_a_bound_processing_node_is_given_are_the_recorded_ones(no_thread
     """With ``process_timestamp_bounds`` each call reads the bounds as that call saw them: past
     its own packet, and for an empty input what the calculator was last shown."""
     gate, calls = Gate(), []
-    g = Graph.from_dict({
-        "inputs": ["hold", "a", "b"], "executors": {"one": {"threads": 1}},
-        "side_packets": {"gate": None, "calls": None},
-        "nodes": [
-            {"calculator": "TestBlocker", "inputs": ["hold"], "outputs": ["held"],
-             "side_inputs": {"GATE": "gate"}, "executor": "one"},
-            {"calculator": "TestRecordBoundCalls", "inputs": {"A": "a", "B": "b"},
-             "side_inputs": {"CALLS": "calls"}, "executor": "one"},
-        ],
-    }, threads=1)
-    g.observe("held", lambda p: None)
+    g = beside_a_held_node({"calculator": "TestRecordBoundCalls", "inputs": {"A": "a", "B": "b"},
+                            "side_inputs": {"CALLS": "calls"}})
     g.start({"gate": gate, "calls": calls})
-    try:
-        g.add_packet("hold", 0, 0)
-        assert gate.entered.wait(10)
+    with holding(g, gate):
         for tag, t in [("a", 0), ("b", 0), ("b", 3), ("a", 5)]:
             g.add_packet(tag, t, t)
         g.close_all_inputs()
-    finally:
-        gate.release()
     g.wait(10)
     assert calls[:3] == [(0, ("A", "B"), 1, 1), (3, ("B",), 1, 4), (5, ("A",), 6, 4)]
 
@@ -621,27 +624,15 @@ def test_immediate_keeps_a_timestamp_open_that_another_input_still_has(no_thread
     """After A's packet at 5, B's packet at 5 is still queued: the output's bound stays at 5, and
     the call for B may emit at 5."""
     gate = Gate()
-    g = Graph.from_dict({
-        "inputs": ["hold", "a", "b"], "executors": {"one": {"threads": 1}}, "side_packets": {"gate": None},
-        "nodes": [
-            {"calculator": "TestBlocker", "inputs": ["hold"], "outputs": ["held"],
-             "side_inputs": {"GATE": "gate"}, "executor": "one"},
-            {"calculator": "TestEmitOnB", "inputs": {"A": "a", "B": "b"}, "outputs": ["out"],
-             "policy": "immediate", "executor": "one"},
-        ],
-    }, threads=1)
-    g.observe("held", lambda p: None)
+    g = beside_a_held_node({"calculator": "TestEmitOnB", "inputs": {"A": "a", "B": "b"}, "outputs": ["out"],
+                            "policy": "immediate"})
     got = []
     g.observe("out", got.append)
     g.start({"gate": gate})
-    try:
-        g.add_packet("hold", 0, 0)
-        assert gate.entered.wait(10)
+    with holding(g, gate):
         g.add_packet("a", "a5", 5)
         g.add_packet("b", "b5", 5)
         g.close_all_inputs()
-    finally:
-        gate.release()
     g.wait(10)
     assert [(p.timestamp, p.value) for p in got] == [(5, "b5")]
 
@@ -665,25 +656,12 @@ def test_a_sink_whose_call_failed_takes_no_more_calls(no_thread_leak):
     """A sink off the fast path that fails in a call is not called again for what is queued
     behind it (the run has failed; sinks drain only when someone else stopped the run)."""
     gate, calls = Gate(), []
-    g = Graph.from_dict({
-        "inputs": ["hold", "a"], "executors": {"one": {"threads": 1}},
-        "side_packets": {"gate": None, "calls": None},
-        "nodes": [
-            {"calculator": "TestBlocker", "inputs": ["hold"], "outputs": ["held"],
-             "side_inputs": {"GATE": "gate"}, "executor": "one"},
-            {"calculator": "TestRecordThenFail", "name": "writer", "inputs": ["a"],
-             "side_inputs": {"CALLS": "calls"}, "policy": {"latest": 50}, "executor": "one"},
-        ],
-    }, threads=1)
-    g.observe("held", lambda p: None)
+    g = beside_a_held_node({"calculator": "TestRecordThenFail", "name": "writer", "inputs": ["a"],
+                            "side_inputs": {"CALLS": "calls"}, "policy": {"latest": 50}}, inputs=["a"])
     g.start({"gate": gate, "calls": calls})
-    try:
-        g.add_packet("hold", 0, 0)
-        assert gate.entered.wait(10)
+    with holding(g, gate):
         for t in range(3):
             g.add_packet("a", t, t)
-    finally:
-        gate.release()
     with pytest.raises(GraphRunError, match=r"^node 'writer' \(TestRecordThenFail\) failed in process at "
                                             r"timestamp 0: RuntimeError: disk full"):
         g.wait(10)
@@ -694,26 +672,13 @@ def test_a_sink_off_the_fast_path_writes_what_reached_it_when_cancelled(no_threa
     """Cancelled while packets wait in its queues, a sink (no outputs) on the general path still
     takes them (it writes what reached it); the other nodes drop theirs."""
     gate, calls = Gate(), []
-    g = Graph.from_dict({
-        "inputs": ["hold", "a", "b"], "executors": {"one": {"threads": 1}},
-        "side_packets": {"gate": None, "calls": None},
-        "nodes": [
-            {"calculator": "TestBlocker", "inputs": ["hold"], "outputs": ["held"],
-             "side_inputs": {"GATE": "gate"}, "executor": "one"},
-            {"calculator": "TestRecordCalls", "inputs": {"A": "a", "B": "b"},
-             "side_inputs": {"CALLS": "calls"}, "policy": "immediate", "executor": "one"},
-        ],
-    }, threads=1)
-    g.observe("held", lambda p: None)
+    g = beside_a_held_node({"calculator": "TestRecordCalls", "inputs": {"A": "a", "B": "b"},
+                            "side_inputs": {"CALLS": "calls"}, "policy": "immediate"})
     g.start({"gate": gate, "calls": calls})
-    try:
-        g.add_packet("hold", 0, 0)
-        assert gate.entered.wait(10)
+    with holding(g, gate):
         for tag, t in [("a", 1), ("b", 2), ("a", 3)]:
             g.add_packet(tag, t, t)
         g.cancel()
-    finally:
-        gate.release()
     g.wait(10)
     assert [t for t, _, _, _ in calls] == [1, 2, 3]
 
