@@ -171,14 +171,16 @@ def test_one_euro_on_arrays_equals_one_filter_per_value(beta, scale):
     params = dict(frequency=30.0, min_cutoff=0.05, beta=beta, derivate_cutoff=1.0)
     smoother = LandmarksSmoother("one_euro", **params, disable_value_scaling=scale == "none")
     one = [OneEuroFilter(**params) for _ in range(33 * 3)]
-    stamps = [0, 33_333, 33_333, 70_000, 100_001, 133_000, 200_000] + list(range(233_333, 233_333 + 33_333 * 30, 33_333))
+    stamps = [0, 33_333, 33_333, 70_000, 100_001, 133_000, 200_000]
+    stamps += list(range(233_333, 233_333 + 33_333 * 30, 33_333))
     points = rng.uniform(0, 720, (33, 3))
     kept = 0
     for ts in stamps:
         points = points + rng.normal(0, 6, points.shape)
         got = smoother.apply(ts, points, None if scale in (None, "none") else scale)
         value_scale = 1.0 if scale == "none" else 1.0 / (object_scale(points) if scale is None else scale)
-        want = np.array([f.apply(ts, value_scale, float(v)) for f, v in zip(one, points.reshape(-1))]).reshape(points.shape)
+        want = np.array([f.apply(ts, value_scale, float(v)) for f, v in zip(one, points.reshape(-1))])
+        want = want.reshape(points.shape)
         assert got.dtype == np.float64 and np.array_equal(got, want), (ts, np.abs(got - want).max())
         kept += int(np.any(got != points))
     assert kept >= len(stamps) - 3  # the filter did filter (all but the first and the repeated stamp)
@@ -193,8 +195,9 @@ def test_visibility_low_pass_on_arrays_equals_one_filter_per_value():
     from pipeline.testing import run_calculator
 
     rng = np.random.default_rng(9)
-    frames = [Landmarks(rng.uniform(0, 500, (2, 33, 3)), [0.9, 0.8], visibility=rng.uniform(0, 1, (2, 33)).astype(np.float32),
-                        frame_size=(640, 480)) for _ in range(6)]
+    frames = [Landmarks(rng.uniform(0, 500, (2, 33, 3)), [0.9, 0.8],
+                        visibility=rng.uniform(0, 1, (2, 33)).astype(np.float32), frame_size=(640, 480))
+              for _ in range(6)]
     got = run_calculator(LandmarksSmoothing, {"LANDMARKS": [(i * 33_333, lm) for i, lm in enumerate(frames)]},
                          options={"visibility_alpha": 0.1})["LANDMARKS"]
     one = [[LowPassFilter(0.1) for _ in range(33)] for _ in range(2)]
