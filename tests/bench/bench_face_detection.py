@@ -676,6 +676,16 @@ def report(args, graphs: list[str], whole: dict, stage: dict, gil: dict | None) 
                                             "cpu_s_vpipe": cv, "cpu_s_baseline": cb}
             print(f"{name:28s} {base:16s} {med(w):6.2f}x [{min(w):.2f}-{max(w):.2f}] "
                   f"{med(st):6.2f}x [{min(st):.2f}-{max(st):.2f}] {cv:12.2f} {cb:11.2f}")
+        # The bound: where each hand-written loop stands against the Tasks loop in the same rounds
+        # (the best the graph could reach against Tasks, were it as fast as that loop).
+        if "tasks" in case["loops"]:
+            for loop in (x for x in case["loops"] if x != "tasks"):
+                w = per_round(whole["runs"], name, loop, "tasks", False)
+                st = per_round(whole["runs"], name, loop, "tasks", True)
+                summary[f"{name}_{loop}_vs_tasks"] = {"whole": {"median": med(w), "min": min(w), "max": max(w)},
+                                                       "steady": {"median": med(st), "min": min(st), "max": max(st)}}
+                print(f"{'  ' + loop:28s} {'tasks':16s} {med(w):6.2f}x [{min(w):.2f}-{max(w):.2f}] "
+                      f"{med(st):6.2f}x [{min(st):.2f}-{max(st):.2f}]")
     for name in graphs:
         case = CASES[name]
         floor = whole["loop_stages"][name][case["floor"]]
