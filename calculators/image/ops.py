@@ -209,7 +209,7 @@ class _FixedRemap:
     rows and columns that touch the frame is remapped, into an array filled with the border:
     bit for bit what remapping the whole grid gives (tests/vision/test_image_ops.py checks it)."""
 
-    __slots__ = ("size", "frame_size", "full", "maps", "box", "whole", "rows_only", "blanks")
+    __slots__ = ("size", "frame_size", "full", "maps", "box", "whole", "rows_only", "blanks", "gather")
 
     def __init__(self, to_frame: np.ndarray, size: tuple[int, int], frame_size: tuple[int, int]) -> None:
         self.size, self.frame_size = size, frame_size
@@ -228,6 +228,19 @@ class _FixedRemap:
         self.maps = self.full if self.whole else (np.ascontiguousarray(xy[r0:r1, c0:c1]),
                                                   np.ascontiguousarray(frac[r0:r1, c0:c1]))
         self.blanks: dict = {}  # (dtype, shape, border) -> a tensor of border only, copied per frame
+        self.gather = _grid_gather(x, y, frac, frame_size)
+
+    def gathers(self, data: np.ndarray) -> bool:
+        """Whether ``data`` can be sampled by :meth:`gather_into` (a uint8 frame of this map's
+        size, on a map whose positions are whole pixels on a regular grid)."""
+        return (self.gather is not None and data.dtype == np.uint8
+                and data.shape[0] == self.frame_size[1] and data.shape[1] == self.frame_size[0])
+
+    def gather_into(self, out: np.ndarray, data: np.ndarray) -> None:
+        """Writes the frame pixels of a whole-pixel grid map into ``out`` (the tensor grid, already
+        filled with the border): a strided slice where ``cv2.remap`` would compute each pixel."""
+        r0, r1, c0, c1, rows, cols = self.gather
+        out[r0:r1, c0:c1] = data[rows, cols]
 
     def _blank(self, data: np.ndarray, border: tuple[float, ...]) -> np.ndarray:
         key = (data.dtype.str, data.shape[2:], border)
@@ -244,6 +257,10 @@ class _FixedRemap:
         return blank.copy()
 
     def __call__(self, data: np.ndarray, border: tuple[float, ...]) -> np.ndarray:
+        if self.gathers(data):
+            out = self._blank(data, border)
+            self.gather_into(out, data)
+            return out
         if self.whole or data.shape[1] != self.frame_size[0] or data.shape[0] != self.frame_size[1]:
             xy, frac = self.full
             return cv2.remap(data, xy, frac, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=border)
@@ -259,6 +276,36 @@ class _FixedRemap:
                                   borderValue=border)
                 out[r0:r1, c0:c1] = inner.reshape(out[r0:r1, c0:c1].shape)
         return out
+
+
+def _grid_gather(x: np.ndarray, y: np.ndarray, frac: np.ndarray, frame_size: tuple[int, int]):
+    """(r0, r1, c0, c1, rows, cols) when the map's positions ``x``, ``y`` (whole pixels, int32) have
+    no fraction and lie on a regular grid (x by column, y by row, steps of one pixel or more), else
+    None. Bilinear sampling at a whole pixel is that pixel: its fixed-point weights are (1, 0, 0, 0)
+    and (p * 2^15 + 2^14) >> 15 is p, whatever the other taps hold (the frame or the border). So the
+    tensor pixels whose position lies in the frame are ``data[rows, cols]``, placed at ``[r0:r1,
+    c0:c1]``, and every other one is the border. A letterbox whose scale is a whole number of
+    pixels (1280x720, 640x480 or 1920x1080 luma into 128x128) maps so."""
+    if frac.any() or not (x == x[:1]).all() or not (y == y[:, :1]).all():
+        return None
+    fw, fh = frame_size
+
+    def axis(pos: np.ndarray, limit: int):
+        inside = np.flatnonzero((pos >= 0) & (pos < limit))
+        if not len(inside):
+            return None
+        i0, i1 = int(inside[0]), int(inside[-1]) + 1
+        steps = np.diff(pos[i0:i1])
+        step = int(steps[0]) if len(steps) else 1
+        if step < 1 or (steps != step).any():
+            return None
+        first = int(pos[i0])
+        return i0, i1, slice(first, first + step * (i1 - i0 - 1) + 1, step)
+
+    cols, rows = axis(x[0], fw), axis(y[:, 0], fh)
+    if cols is None or rows is None:
+        return None
+    return rows[0], rows[1], cols[0], cols[1], rows[2], cols[2]
 
 
 @lru_cache(maxsize=16)
@@ -302,17 +349,50 @@ class _PlaneWarp:
         return warp_affine(data, self.matrix, self.size, self.flags, cv2.BORDER_CONSTANT, self.border)
 
 
+class _I420Warp:
+    """The three planes of an I420 frame resampled into one tensor grid, as one (H, W, 3) YUV
+    array: each plane through its :class:`_PlaneWarp` (chroma through the halved map), merged.
+    When every plane's map is a whole-pixel grid (:func:`_grid_gather`), the three strided slices
+    are written straight into the channels of one border-filled array: no ``cv2.remap`` and no
+    merge, the same bytes."""
+
+    __slots__ = ("luma", "chroma_u", "chroma_v", "blank", "slices", "shapes")
+
+    def __init__(self, luma: _PlaneWarp, chroma_u: _PlaneWarp, chroma_v: _PlaneWarp) -> None:
+        self.luma, self.chroma_u, self.chroma_v = luma, chroma_u, chroma_v
+        w, h = luma.size
+        fill = np.clip(np.rint([p.border[0] for p in (luma, chroma_u, chroma_v)]), 0, 255)  # as OpenCV saturates
+        self.blank = np.empty((h, w, 3), np.uint8)
+        self.blank[...] = fill.astype(np.uint8)
+        remaps = [p.remap for p in (luma, chroma_u, chroma_v)]
+        # Each channel's (r0, r1, c0, c1, rows, cols), taken out of the remaps once: on a video's
+        # path the three assignments are what is left of the warp, and the calls around them
+        # cost as much as they do.
+        self.slices = [r.gather for r in remaps] if all(r is not None and r.gather for r in remaps) else None
+        self.shapes = tuple((r.frame_size[1], r.frame_size[0]) for r in remaps) if self.slices else None
+
+    def __call__(self, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        if self.slices is not None and y.dtype == np.uint8 and (y.shape, u.shape, v.shape) == self.shapes:
+            out = self.blank.copy()
+            (a0, a1, b0, b1, ar, ac), (c0, c1, d0, d1, cr, cc), (e0, e1, f0, f1, er, ec) = self.slices
+            out[a0:a1, b0:b1, 0] = y[ar, ac]
+            out[c0:c1, d0:d1, 1] = u[cr, cc]
+            out[e0:e1, f0:f1, 2] = v[er, ec]
+            return out
+        return cv2.merge([self.luma(y), self.chroma_u(u), self.chroma_v(v)])
+
+
 @lru_cache(maxsize=64)
 def _i420_warps(matrix: bytes, frame_size: tuple[int, int], tensor_size: tuple[int, int], border: float,
-                interpolation: str) -> tuple[_PlaneWarp, _PlaneWarp]:
+                interpolation: str) -> _I420Warp:
     """The luma and chroma warps of an I420 frame into one tensor grid (cached: a video's frames,
     or a tracker's unchanged region, reuse them)."""
     luma = Transform(np.frombuffer(matrix, np.float64).reshape(2, 3), frame_size, tensor_size)
     # Chroma sample i covers luma pixels 2i and 2i+1 (FFmpeg's yuv420p -> RGB replicates it so).
     chroma = Transform(luma.matrix * 0.5, (frame_size[0] // 2, frame_size[1] // 2), tensor_size)
     by, bu, bv = rgb_to_yuv((float(border),) * 3)
-    return (_PlaneWarp(luma, (float(by),) * 4, interpolation),
-            (_PlaneWarp(chroma, (float(bu),) * 4, interpolation), _PlaneWarp(chroma, (float(bv),) * 4, interpolation)))
+    return _I420Warp(_PlaneWarp(luma, (float(by),) * 4, interpolation),
+                     _PlaneWarp(chroma, (float(bu),) * 4, interpolation), _PlaneWarp(chroma, (float(bv),) * 4, interpolation))
 
 
 def warp_i420(image: Image, transform: Transform, format: str = "RGB", border: float = 0,
@@ -325,13 +405,11 @@ def warp_i420(image: Image, transform: Transform, format: str = "RGB", border: f
     converted. ``border`` is a grey level (as in :func:`warp`), turned into its YUV value.
     """
     y, u, v = image.planes()
-    luma, (cu, cv) = _i420_warps(np.ascontiguousarray(transform.matrix, np.float64).tobytes(),
-                                 tuple(transform.frame_size), tuple(transform.tensor_size), float(border),
-                                 interpolation)
-    ys = luma(y)
+    warps = _i420_warps(np.ascontiguousarray(transform.matrix, np.float64).tobytes(),
+                        tuple(transform.frame_size), tuple(transform.tensor_size), float(border), interpolation)
     if format == "GRAY":
-        return cv2.LUT(ys, _Y_TO_GRAY)
-    rgb = cv2.transform(cv2.merge([ys, cu(u), cv(v)]), _YUV_TO_RGB)  # 3x4 affine per pixel, saturated to uint8
+        return cv2.LUT(warps.luma(y), _Y_TO_GRAY)
+    rgb = cv2.transform(warps(y, u, v), _YUV_TO_RGB)  # 3x4 affine per pixel, saturated to uint8
     if format == "RGB":
         return rgb
     return Image(rgb, "RGB").to(format).data
@@ -356,11 +434,14 @@ def normalize(data: np.ndarray, value_range: Sequence[float] | None = None,
         raise ValueError(f"dtype must be float32, float16 or uint8, got {dtype!r}")
     if value_range is not None:
         lo, hi = (float(v) for v in value_range)
-        # One pass (the cast inside the multiply, in float32 as astype then *= would be); adding a
-        # zero low end is skipped (x + 0.0 is x): this runs on every crop of a landmark loop.
-        out = np.multiply(data, np.float32((hi - lo) / 255.0), dtype=np.float32)
+        # The cast, then the scale in place: the same float32 values as a multiply that casts
+        # (``np.multiply(data, k, dtype=float32)``), which goes through NumPy's buffered casting
+        # and took ~30 % longer on a frame's tensor. Adding a zero low end is skipped (x + 0.0
+        # is x): this runs on every crop of a landmark loop.
+        out = data.astype(np.float32)
+        out *= np.float32((hi - lo) / 255.0)
         if lo != 0.0:
-            out += lo
+            out += np.float32(lo)
         return out.astype(np.float16) if dtype == "float16" else out
     out = data.astype(np.float32)
     if mean is not None or std is not None:

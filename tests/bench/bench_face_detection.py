@@ -328,10 +328,13 @@ def in_process(args) -> None:
 CASES = {
     "face_detection": {
         "graph": lambda v, o: ["run", "face_detection", "--set", f"source={v}", "--set", f"detections={o}.jsonl"],
-        # the floor: the hand loop on the graph's engine (OpenVINO); the LiteRT loop's stages are
-        # shown beside it (the bound with the runtime a user could pick instead)
-        "loops": ["tasks", "hand_blazeface", "hand_blazeface_litert"], "floor": "hand_blazeface",
-        "also": ["hand_blazeface_litert"],
+        # the floor: the hand loop on the engine `vpipe run` picks (auto: LiteRT for the .tflite);
+        # the OpenVINO loop (the issue's) and the best hand loop (slice threads, strided planes)
+        # are shown beside it
+        "loops": ["tasks", "hand_blazeface", "hand_blazeface_litert", "hand_blazeface_litert_best"],
+        "floor": "hand_blazeface_litert", "also": ["hand_blazeface", "hand_blazeface_litert_best"],
+        # the stage run on the engine auto picks, then again on these (a second graph column)
+        "engines": ["openvino"],
         "stages": {"decode": ["MediaSource"], "tensor": ["detector/ImageToTensor"],
                    "inference": ["detector/Inference"],
                    "post": ["detector/SsdDetectionsDecoder", "detector/NonMaxSuppression", "detector/ProjectDetections"],
@@ -423,11 +426,12 @@ def per_round(runs: dict, name: str, num: str, den: str, steady: bool, idx: int 
 
 
 # ------------------------------------------------------------ 4. CPU per stage, in process
-def stage_cpu(name: str, video: Path, out: Path) -> dict:
+def stage_cpu(name: str, video: Path, out: Path, engine: str | None = None) -> dict:
     """One in-process run of the ready graph with every calculator's ``process`` timed on its own
     thread's CPU clock, and every thread's CPU read from /proc: CPU microseconds per frame per
     node, the vpipe threads' CPU outside ``process`` (the scheduler's own cost), and the native
-    threads' (FFmpeg's, the runtime's)."""
+    threads' (FFmpeg's, the runtime's). ``engine``: the graph's ``engine`` side packet (None: the
+    graph's own, ``auto``); the engine that ran is in the result."""
     import threading
 
     import calculators  # noqa: F401
@@ -435,6 +439,10 @@ def stage_cpu(name: str, video: Path, out: Path) -> dict:
 
     case = CASES[name]
     graph = Graph.from_yaml(ROOT / "graphs" / f"{name}.yaml")
+    side = case["side"](video, out)
+    if engine is not None:
+        side["engine"] = engine
+    ran = engine_that_runs(graph, side)
     names = {ns.name for ns in graph.spec.nodes}
     missing = sorted(n for nodes in case["stages"].values() for n in nodes if n not in names)
     if missing:  # the ready graph changed: say so before the run, not with a KeyError after it
@@ -496,7 +504,7 @@ def stage_cpu(name: str, video: Path, out: Path) -> dict:
     sampler.start()
     c0 = time.process_time()
     try:
-        graph.run(case["side"](video, out))
+        graph.run(side)
     finally:
         cpu_total = time.process_time() - c0
         stop.set()
@@ -523,9 +531,22 @@ def stage_cpu(name: str, video: Path, out: Path) -> dict:
     # (exact, every call measured by the wrapper above) minus the exclusive times of the calls
     us["scheduling"] = 1e6 * (in_workers - sum(node_cpu.values())) / frames
     us["native threads"] = 1e6 * native / frames
-    return {"frames": frames, "us_per_frame": us, "cpu_total_s": cpu_total, "rows_s": sum(us.values()) * frames / 1e6, "opening_threads_cpu_s": opening, "left_out": list(graph.left_out),
+    return {"frames": frames, "engine": ran, "us_per_frame": us, "cpu_total_s": cpu_total, "rows_s": sum(us.values()) * frames / 1e6, "opening_threads_cpu_s": opening, "left_out": list(graph.left_out),
             "nodes_us_per_frame": {k: 1e6 * v / frames for k, v in node_cpu.items()},
             "native_threads_us_per_frame": {k: 1e6 * v / frames for k, v in by_name.items()}}
+
+
+def engine_that_runs(graph, side: dict) -> str | None:
+    """The engine of the graph's ``engine`` side packet as it will run (``auto`` resolved for the
+    model the way the Inference calculator resolves it), None for a graph without one."""
+    from calculators.inference.selection import pick_engine
+    from models.catalog import resolve
+
+    values = {**(graph.spec.side_packets or {}), **side}
+    engine = values.get("engine")
+    if engine is None:
+        return None
+    return pick_engine(Path(resolve(str(values["model"])))) if engine == "auto" else str(engine)
 
 
 def gil_check(video: Path) -> dict:
@@ -587,7 +608,7 @@ def gil_check(video: Path) -> dict:
         model = str(resolve("zoo:blazeface-short"))
         graph = Graph.from_dict({
             "name": "gil_detector", "inputs": ["frames"], "outputs": ["faces"],
-            "side_packets": {"model": model, "engine": "openvino"},
+            "side_packets": {"model": model, "engine": "auto"},  # as `vpipe run` (LiteRT)
             "nodes": [{"subgraph": "face_detector", "name": "detector", "inputs": {"FRAMES": "frames"},
                        "outputs": {"DETECTIONS": "faces"}, "side_inputs": {"model": "model", "engine": "engine"}}]},
             search_paths=[ROOT / "graphs"])
@@ -655,6 +676,16 @@ def report(args, graphs: list[str], whole: dict, stage: dict, gil: dict | None) 
                                             "cpu_s_vpipe": cv, "cpu_s_baseline": cb}
             print(f"{name:28s} {base:16s} {med(w):6.2f}x [{min(w):.2f}-{max(w):.2f}] "
                   f"{med(st):6.2f}x [{min(st):.2f}-{max(st):.2f}] {cv:12.2f} {cb:11.2f}")
+        # The bound: where each hand-written loop stands against the Tasks loop in the same rounds
+        # (the best the graph could reach against Tasks, were it as fast as that loop).
+        if "tasks" in case["loops"]:
+            for loop in (x for x in case["loops"] if x != "tasks"):
+                w = per_round(whole["runs"], name, loop, "tasks", False)
+                st = per_round(whole["runs"], name, loop, "tasks", True)
+                summary[f"{name}_{loop}_vs_tasks"] = {"whole": {"median": med(w), "min": min(w), "max": max(w)},
+                                                       "steady": {"median": med(st), "min": min(st), "max": max(st)}}
+                print(f"{'  ' + loop:28s} {'tasks':16s} {med(w):6.2f}x [{min(w):.2f}-{max(w):.2f}] "
+                      f"{med(st):6.2f}x [{min(st):.2f}-{max(st):.2f}]")
     for name in graphs:
         case = CASES[name]
         floor = whole["loop_stages"][name][case["floor"]]
@@ -662,12 +693,17 @@ def report(args, graphs: list[str], whole: dict, stage: dict, gil: dict | None) 
         also = {a: {k: med(1e6 * r["cpu_s"].get(k, 0.0) / r["frames"] for r in whole["loop_stages"][name][a])
                     for k in case["stages"]} for a in case.get("also", [])}
         g = stage[name]["us_per_frame"]
-        print(f"\n{name}: CPU microseconds per frame, graph in process ({stage[name]['frames']} frames; left out: "
+        more = {e: stage[f"{name}@{e}"]["us_per_frame"] for e in case.get("engines", []) if f"{name}@{e}" in stage}
+        ran = stage[name].get("engine")
+        print(f"\n{name}: CPU microseconds per frame, graph in process ({stage[name]['frames']} frames, engine "
+              f"{ran}{''.join(f', again on {e}' for e in more)}; left out: "
               f"{', '.join(stage[name]['left_out']) or 'none'}) beside the floor measured in {case['floor']} "
               f"(same rounds, median){''.join(f', and in {a}' for a in also)}")
-        print(f"{'stage':16s} {'graph':>8s} {'floor':>8s}" + "".join(f" {a.replace('hand_blazeface_', ''):>14s}" for a in also))
+        print(f"{'stage':16s} {'graph':>8s}" + "".join(f" {'graph ' + e:>15s}" for e in more) + f" {'floor':>8s}"
+              + "".join(f" {a.replace('hand_blazeface_', ''):>14s}" for a in also))
         for k in (*case["stages"], "other nodes", "scheduling", "native threads"):
-            row = f"{k:16s} {g[k]:8.0f} " + (f"{fl[k]:8.0f}" if k in fl else f"{'-':>8s}")
+            row = (f"{k:16s} {g[k]:8.0f}" + "".join(f" {v[k]:15.0f}" for v in more.values()) + " "
+                   + (f"{fl[k]:8.0f}" if k in fl else f"{'-':>8s}"))
             print(row + "".join(f" {v[k]:14.0f}" if k in v else f" {'-':>14s}" for v in also.values()))
         print(f"  opening threads (model compile beside the source's open): "
               f"{stage[name].get('opening_threads_cpu_s', 0.0):.2f} s CPU in all, not per frame")
@@ -675,7 +711,9 @@ def report(args, graphs: list[str], whole: dict, stage: dict, gil: dict | None) 
               "of process CPU (the rest: opening threads, the main thread, the benchmark's sampler)")
         print("  native threads by name: " + ", ".join(
             f"{k} {v:.0f}" for k, v in sorted(stage[name]["native_threads_us_per_frame"].items(), key=lambda kv: -kv[1])))
-        summary[f"{name}_stages"] = {"graph_us": g, "floor_us": fl, **{f"{a}_us": v for a, v in also.items()}}
+        summary[f"{name}_stages"] = {"graph_engine": ran, "graph_us": g, "floor": case["floor"], "floor_us": fl,
+                                     **{f"graph_{e}_us": v for e, v in more.items()},
+                                     **{f"{a}_us": v for a, v in also.items()}}
     if gil:
         print(f"\nGIL check, PyAV decoding on one thread: alone {gil['alone_fps']:.0f} frames/s "
               f"({gil['alone_cpu_us']:.0f} us CPU/frame); beside a thread busy in native code "
@@ -716,24 +754,28 @@ def main() -> None:
     stage: dict = {}
     summary: dict = {}
     tmp = Path(tempfile.mkdtemp(prefix="vpipe_bench_stages_"))
-    libraries = ["av", "mediapipe", "openvino", "onnxruntime", "opencv-contrib-python"]
+    libraries = ["av", "mediapipe", "openvino", "ai-edge-litert", "onnxruntime", "opencv-contrib-python"]
     gil = None
     for name in args.graphs:
         w = whole_process(args, [name])
         for k in whole:
             whole[k].update(w[k])
         n = args.frames if name == "face_detection" else args.frames_other
-        stage[name] = stage_cpu(name, ROOT / "out" / "bench" / f"carphone_720p_{n}.mp4", tmp / name)
+        clip = ROOT / "out" / "bench" / f"carphone_720p_{n}.mp4"
+        stage[name] = stage_cpu(name, clip, tmp / name)
+        for engine in CASES[name].get("engines", []):
+            if engine != stage[name]["engine"]:
+                stage[f"{name}@{engine}"] = stage_cpu(name, clip, tmp / f"{name}_{engine}", engine)
         summary.update(report(args, [name], whole, stage, None))
         out = write_json(args.json, "face_detection", {"summary": summary, "whole": whole, "stages_in_process": stage,
-                                                       "gil": gil, "rounds": args.rounds, "graphs_done": list(stage)},
+                                                       "gil": gil, "rounds": args.rounds, "graphs_done": [k for k in stage if "@" not in k]},
                          libraries=libraries)
         print(f"written: {out} ({', '.join(stage)})", flush=True)
     if "face_detection" in args.graphs:
         gil = gil_check(ROOT / "out" / "bench" / f"carphone_720p_{args.frames}.mp4")
         report(args, [], whole, stage, gil)
         out = write_json(args.json, "face_detection", {"summary": summary, "whole": whole, "stages_in_process": stage,
-                                                       "gil": gil, "rounds": args.rounds, "graphs_done": list(stage)},
+                                                       "gil": gil, "rounds": args.rounds, "graphs_done": [k for k in stage if "@" not in k]},
                          libraries=libraries)
         print(f"written: {out}")
 

@@ -108,6 +108,38 @@ def test_i420_warp_reuses_its_plane_maps_with_the_same_pixels(yuv_and_rgb, fit, 
             assert np.array_equal(warp_i420(image, tr, "RGB", border), want)
 
 
+@pytest.mark.parametrize("size, gathered", [((1280, 720), (True, True, True)), ((640, 480), (True, False, False)),
+                                           ((1920, 1080), (True, False, False)), ((854, 480), (False, False, False))])
+@pytest.mark.parametrize("fmt", ["RGB", "BGR", "GRAY"])
+def test_i420_whole_pixel_letterbox_writes_the_planes_straight_into_the_tensor(yuv_and_rgb, size, gathered, fmt):
+    # A letterbox whose scale is a whole number of pixels samples each plane by a strided slice
+    # into one border-filled YUV array (chroma too when its halved scale is whole): the same
+    # bytes as the plain formula, each plane remapped by OpenCV, merged and converted.
+    import cv2
+
+    from calculators.image.ops import _YUV_TO_RGB, _Y_TO_GRAY, _i420_warps, fit_transform, warp_affine, warp_i420
+    from calculators.types import Transform
+
+    yuv = cv2.cvtColor(cv2.resize(cv2.cvtColor(yuv_and_rgb[1][0], cv2.COLOR_YUV2RGB_I420), size), cv2.COLOR_RGB2YUV_I420)
+    image = Image(yuv, "I420")
+    for border in (0.0, 255.0):
+        tr = fit_transform(image.size, (128, 128), "letterbox")
+        warps = _i420_warps(tr.matrix.tobytes(), image.size, (128, 128), border, "linear")
+        assert tuple(p.remap.gather is not None for p in (warps.luma, warps.chroma_u, warps.chroma_v)) == gathered
+        y, u, v = image.planes()
+        chroma = Transform(tr.matrix * 0.5, (image.width // 2, image.height // 2), tr.tensor_size)
+        by, bu, bv = rgb_to_yuv((border,) * 3)
+        planes = [warp_affine(p, t.matrix, (128, 128), cv2.INTER_LINEAR, cv2.BORDER_CONSTANT, (float(b),) * 4)
+                  for p, t, b in ((y, tr, by), (u, chroma, bu), (v, chroma, bv))]
+        rgb = cv2.transform(cv2.merge(planes), _YUV_TO_RGB)
+        want = {"RGB": rgb, "BGR": rgb[..., ::-1], "GRAY": cv2.LUT(planes[0], _Y_TO_GRAY)}[fmt]
+        got = warp_i420(image, tr, fmt, border)
+        assert np.array_equal(got, want)
+        tensor, _ = image_to_tensor(image, (128, 128), "letterbox", value_range=(-1, 1), format=fmt, border=border)
+        assert np.array_equal(tensor.data[0] if fmt != "GRAY" else tensor.data[0, ..., 0],
+                              np.multiply(want, np.float32(2 / 255), dtype=np.float32) - np.float32(1))
+
+
 def test_crop_of_an_i420_frame_is_rgb(yuv_and_rgb):
     yuv, rgb = yuv_and_rgb[0]
     out, _ = crop(Image(yuv, "I420"), (10, 20, 60, 80))

@@ -145,6 +145,68 @@ def test_whole_frame_transform_is_made_once_per_size_and_read_only():
     assert c is not a and d is not a and d.frame_size == (176, 144)
 
 
+@pytest.mark.parametrize("frame_wh, tensor_wh, fit, channels, border, gathers", [
+    ((1280, 720), (128, 128), "letterbox", 1, 16.0, True),    # scale 10, offset -280: whole pixels
+    ((640, 360), (128, 128), "letterbox", 1, 128.0, True),    # its chroma plane (scale 5)
+    ((640, 480), (128, 128), "letterbox", 3, 0.0, True),      # 4:3, three channels
+    ((720, 1280), (128, 128), "letterbox", 1, 0.0, True),     # portrait: border columns
+    ((1920, 1080), (128, 128), "letterbox", 1, 16.0, True),   # scale 15
+    ((960, 540), (128, 128), "letterbox", 1, 128.0, False),   # 1080p's chroma: scale 7.5
+    ((1280, 720), (128, 128), "crop", 1, 0.0, False),         # 720 / 128: a fraction
+    ((1280, 720), (256, 144), "stretch", 1, 0.0, True),       # scale 5 both ways, no border
+    ((1281, 721), (128, 128), "letterbox", 1, 16.0, False),   # odd sizes
+    ((64, 64), (128, 128), "letterbox", 1, 0.0, False),       # upscaled: half pixels
+])
+def test_whole_pixel_grid_is_a_strided_slice_bit_for_bit(frame_wh, tensor_wh, fit, channels, border, gathers):
+    # A whole-frame fit whose positions are whole pixels samples each tensor pixel at one frame
+    # pixel: the remap becomes a strided slice into the border-filled tensor. Against the plain
+    # formula (OpenCV's fixed-point remap of the whole grid), to the bit, with values at the
+    # frame's edges that a tap past the edge would show.
+    import cv2
+
+    from calculators.image.ops import _FixedRemap, warp_affine
+
+    rng = np.random.default_rng(11)
+    shape = (frame_wh[1], frame_wh[0]) + ((channels,) if channels > 1 else ())
+    data = rng.integers(0, 256, shape, dtype=np.uint8)
+    transform = fit_transform(frame_wh, tensor_wh, fit)
+    value = (border,) * 4
+    expected = warp_affine(data, transform.matrix, tensor_wh, cv2.INTER_LINEAR, cv2.BORDER_CONSTANT, value)
+    remap = _FixedRemap(transform.matrix, tensor_wh, frame_wh)
+    assert (remap.gather is not None) == gathers and remap.gathers(data) == gathers
+    got = remap(data, value)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert np.array_equal(got, expected)
+    assert not remap.gathers(data.astype(np.float32)), "only uint8 is sampled by slicing"
+    assert np.array_equal(remap(data.astype(np.float32), value),
+                          warp_affine(data.astype(np.float32), transform.matrix, tensor_wh, cv2.INTER_LINEAR,
+                                      cv2.BORDER_CONSTANT, value))
+
+
+@pytest.mark.parametrize("xs, ys, frac, frame, found", [
+    ([0, 10, 20, 30], [-20, -10, 0, 10], 0, (40, 12), (2, 4, 0, 4, slice(0, 11, 10), slice(0, 31, 10))),
+    ([-1, 4, 9, 14], [0, 5, 10, 15], 0, (12, 12), (0, 3, 1, 3, slice(0, 11, 5), slice(4, 10, 5))),  # -1, 14, 15 outside
+    ([0, 10, 20, 30], [0, 10, 20, 30], 1, (40, 40), None),                                      # a fraction
+    ([0, 10, 25, 30], [0, 10, 20, 30], 0, (40, 40), None),                                      # uneven steps
+    ([0, 0, 1, 1], [0, 1, 2, 3], 0, (40, 40), None),                                            # step 0 (upscaled)
+    ([20, 21, 22, 23], [0, 1, 2, 3], 0, (12, 12), None),                                        # no column in the frame
+])
+def test_grid_gather_finds_the_slices_of_whole_pixel_maps(xs, ys, frac, frame, found):
+    from calculators.image.ops import _grid_gather
+
+    x = np.tile(np.int32(xs), (4, 1))
+    y = np.tile(np.int32(ys)[:, None], (1, 4))
+    f = np.zeros((4, 4), np.uint16)
+    f[1, 2] = frac
+    assert _grid_gather(x, y, f, frame) == found
+    if found is not None:  # not a grid when one row (or column) differs
+        x[3, 0] += 1
+        assert _grid_gather(x, y, f, frame) is None
+        x[3, 0] -= 1
+        y[0, 3] += 1
+        assert _grid_gather(x, y, f, frame) is None
+
+
 @pytest.mark.parametrize("frame_wh, tensor_wh, fit, channels, border", [
     ((1280, 720), (128, 128), "letterbox", 1, 16.0),     # 16:9 into a square: rows of border above and below
     ((640, 360), (128, 128), "letterbox", 1, 128.0),     # its chroma plane
