@@ -77,7 +77,10 @@ def test_chain_keeps_order_and_queue_stats(path, threads, capacity):
     assert r.out[prev] == [(t * 3, t) for t in range(300)]
     for i in range(5):
         assert stats[f"n{i}"]["count"] == 300
-        assert 1 <= stats[f"n{i}"]["queue_peak"] <= capacity
+        # the feed blocks at a full queue (n0's holds at most its capacity); interior nodes never
+        # block (docs/graphs.md): n{i}'s queue may take what the i queues before it held when the
+        # feed last went on (a slow worker, e.g. under mutmut's trampolines, drains n0 into n1)
+        assert 1 <= stats[f"n{i}"]["queue_peak"] <= capacity * (i + 1), (i, stats[f"n{i}"]["queue_peak"])
         assert stats[f"n{i}"]["queue_depth"] == 0 and stats[f"n{i}"]["drops"] == 0
 
 
