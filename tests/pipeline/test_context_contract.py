@@ -274,25 +274,40 @@ def test_the_ends_of_the_range_and_poststream_are_taken(max_in_flight):
     assert out == {"OUT": [(Timestamp.MIN, "min"), (Timestamp.MAX, "max"), (Timestamp.POSTSTREAM, "post")]}
 
 
-def test_a_node_with_calls_in_flight_passes_a_packet_on_in_close():
-    class TestKeepsTheLast(Calculator):
-        inputs = {"IN": Input(Any)}
-        outputs = {"OUT": Output(Any)}
-        timestamp_offset = None
+@register
+class TestKeepsTheLast(Calculator):
+    """``timestamp_offset = None``: emits nothing in its calls; in close, passes its latest packet
+    on (``add_packet``) and adds "end" after it."""
 
-        def open(self, ctx):
-            self.seen, self.lock = [], threading.Lock()
+    inputs = {"IN": Input(Any)}
+    outputs = {"OUT": Output(Any)}
+    timestamp_offset = None
 
-        def process(self, ctx):
-            with self.lock:
-                self.seen.append(ctx.inputs["IN"])
+    def open(self, ctx):
+        self.seen, self.lock = [], threading.Lock()
 
-        def close(self, ctx):
-            ctx.outputs["OUT"].add_packet(max(self.seen, key=lambda p: p.timestamp))
+    def process(self, ctx):
+        with self.lock:
+            self.seen.append(ctx.inputs["IN"])
 
-    out = run_calculator(TestKeepsTheLast, inputs={"IN": [(0, "a"), (4, "b"), (9, "c")]}, outputs=["OUT"],
-                         max_in_flight=2, threads=2)
-    assert out == {"OUT": [(9, "c")]}
+    def close(self, ctx):
+        last = max(self.seen, key=lambda p: p.timestamp)
+        ctx.outputs["OUT"].add_packet(last)
+        ctx.outputs["OUT"].add("end", last.timestamp + 1)
+
+
+def test_a_node_with_calls_in_flight_emits_in_close_to_the_node_after_it():
+    g = Graph.from_dict({"inputs": ["in"], "nodes": [
+        {"calculator": "TestKeepsTheLast", "inputs": ["in"], "outputs": ["kept"], "max_in_flight": 2},
+        {"calculator": "TestStr", "inputs": ["kept"], "outputs": ["o"]}]}, threads=2)
+    got = []
+    g.observe("o", lambda p: got.append((p.timestamp, p.value)))
+    g.start()
+    for t, v in [(0, "a"), (4, "b"), (9, "c")]:
+        g.add_packet("in", v, t)
+    g.close_all_inputs()
+    g.wait(WAIT_S)
+    assert got == [(9, "c"), (10, "end")]
 
 
 @register
@@ -364,26 +379,31 @@ def _bound_recorder(first: dict, **graph) -> tuple[Graph, list, threading.Event]
 
 
 @register
-class TestBoundThenWait(Calculator):
-    """A source: moves its output's bound to 10, then waits (inside that call) until the consumer
-    has seen it (its side packet SEEN)."""
+class TestEmitThenWait(Calculator):
+    """A source: moves its output's bound to 10 (option ``packet``: sends a packet at 10), then
+    waits (inside that call) until the consumer has seen it (its side packet SEEN)."""
 
     outputs = {"OUT": Output(Any)}
-    side_inputs = {"SEEN": SideInput(threading.Event)}
+    side_inputs = {"SEEN": SideInput(threading.Event), "PACKET": SideInput(bool)}
 
     def process(self, ctx):
-        ctx.outputs["OUT"].set_next_timestamp_bound(10)
+        if ctx.side["PACKET"]:
+            ctx.outputs["OUT"].add("x", 10)
+        else:
+            ctx.outputs["OUT"].set_next_timestamp_bound(10)
         if not ctx.side["SEEN"].wait(WAIT_S):
-            raise TimeoutError("the bound did not reach the consumer while the source's call went on")
+            raise TimeoutError("the consumer did not see it while the source's call went on")
         return STOP
 
 
-def test_a_sources_bound_reaches_the_consumer_while_its_call_goes_on():
-    g, bounds, seen = _bound_recorder({"calculator": "TestBoundThenWait", "outputs": ["o"],
-                                       "side_inputs": {"SEEN": "seen"}})
-    g.start({"bounds": bounds, "seen": seen, "at": 10})
+@pytest.mark.parametrize("packet", [False, True], ids=["bound", "packet"])
+def test_what_a_source_emits_reaches_the_consumer_while_its_call_goes_on(packet):
+    g, bounds, seen = _bound_recorder({"calculator": "TestEmitThenWait", "outputs": ["o"],
+                                       "side_inputs": {"SEEN": "seen", "PACKET": "packet"}},
+                                      side_packets={"bounds": None, "seen": None, "at": None, "packet": None})
+    g.start({"bounds": bounds, "seen": seen, "at": 10, "packet": packet})
     g.wait(WAIT_S)
-    assert bounds == [(9, 10)]
+    assert bounds == ([(10, 11)] if packet else [(9, 10)])
 
 
 @register
