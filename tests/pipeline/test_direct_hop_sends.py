@@ -6,11 +6,14 @@ in the queue's peak. Written against the survivors of a mutation run of pipeline
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
 from pipeline import Any, Calculator, Graph, GraphRunError, Input, Output, SideInput, register
 from pipeline.scheduler import Scheduler
+from tests.pipeline.calcs import Gate
 
 WAIT_S = 30
 
@@ -97,3 +100,55 @@ def test_the_packets_of_a_measured_call_count_in_the_queues_peak(direct):
     g.wait(WAIT_S)
     stats = g.stats()["writer"]
     assert (stats["count"], stats["queue_peak"], stats["queue_depth"]) == (9, 3, 0)
+
+
+@register
+class TestPassAndTell(Calculator):
+    """Passes IN on; sets the side packet EMITTED (an Event) after each call's emission."""
+
+    inputs = {"IN": Input(Any)}
+    outputs = {"OUT": Output(Any)}
+    side_inputs = {"EMITTED": SideInput(threading.Event)}
+
+    def process(self, ctx):
+        ctx.outputs["OUT"].add(ctx.get("IN"))
+        ctx.side["EMITTED"].set()
+
+
+@register
+class TestHeldLog(Calculator):
+    """A sink: its first call waits for the test's GATE (a ``Gate``); logs each call's timestamp to
+    LOG as it begins and ends."""
+
+    inputs = {"IN": Input(Any)}
+    side_inputs = {"GATE": SideInput(Gate), "LOG": SideInput(list)}
+
+    def process(self, ctx):
+        log, gate = ctx.side["LOG"], ctx.side["GATE"]
+        log.append(("begin", ctx.timestamp))
+        if not gate.entered.is_set():
+            gate.entered.set()
+            if not gate.released.wait(WAIT_S):
+                raise TimeoutError("the test gate was never released")
+        log.append(("end", ctx.timestamp))
+
+
+def test_a_packet_for_a_consumer_busy_on_another_worker_takes_its_queue(direct, no_thread_leak):
+    # the consumer, held in its first call on one worker, is sent its next packet from the other:
+    # it is queued (no second call of the node at once, no failure), and called once the first returns
+    gate, log, emitted = Gate(), [], threading.Event()
+    g = Graph.from_dict({"inputs": ["in"], "side_packets": {"gate": None, "log": None, "emitted": None}, "nodes": [
+        {"calculator": "TestPassAndTell", "name": "p", "inputs": ["in"], "outputs": ["a"],
+         "side_inputs": {"EMITTED": "emitted"}},
+        {"calculator": "TestHeldLog", "name": "c", "inputs": ["a"], "side_inputs": {"GATE": "gate", "LOG": "log"}}]},
+        threads=2)
+    g.start({"gate": gate, "log": log, "emitted": emitted})
+    g.add_packet("in", "x", 0)
+    assert gate.entered.wait(WAIT_S), "the consumer's first call never began"
+    emitted.clear()
+    g.add_packet("in", "y", 1)
+    assert emitted.wait(WAIT_S), "the producer's second call never emitted"
+    gate.release()
+    g.close_all_inputs()
+    g.wait(WAIT_S)
+    assert log == [("begin", 0), ("end", 0), ("begin", 1), ("end", 1)]
