@@ -1,9 +1,12 @@
-"""A node that has closed is never called again, even when a packet still reaches it on a back
-edge (the loop's last node emitting in its own close). Written against the survivors of a
-mutation run of pipeline/node.py (``finished`` after the close on the general path,
-docs/testing.md)."""
+"""Around a node's close: once closed it is never called again, even when a packet still reaches
+it on a back edge (the loop's last node emitting in its own close); after its last call the
+outputs' bound is one past it, so a consumer hears of it and ``close()`` may still emit there.
+Written against the survivors of a mutation run of pipeline/node.py (``finished`` after the close
+on the general path, ``_bound_after`` once the inputs are done; docs/testing.md)."""
 
 from __future__ import annotations
+
+import pytest
 
 from pipeline import Any, Calculator, Graph, Input, Output, SideInput, register
 
@@ -52,3 +55,49 @@ def test_a_packet_on_a_back_edge_after_the_close_is_not_processed(threads, no_th
     g.close_all_inputs()
     g.wait(WAIT_S)
     assert log == [(0, ("IN",)), "closed"]
+
+
+@register
+class TestJoinEmitsInClose(Calculator):
+    """Two inputs (the general path): passes A on; in close, emits "end" one past the last timestamp."""
+
+    inputs = {"A": Input(Any), "B": Input(Any, optional=True)}
+    outputs = {"OUT": Output(Any)}
+
+    def open(self, ctx):
+        self.last = None
+
+    def process(self, ctx):
+        self.last = ctx.timestamp
+        if ctx.get("A") is not None:
+            ctx.outputs["OUT"].add(ctx.get("A"))
+
+    def close(self, ctx):
+        ctx.outputs["OUT"].add("end", self.last + 1)
+
+
+@register
+class TestBoundLog(Calculator):
+    """``process_timestamp_bounds``: logs ``(timestamp, value or None, input_bound('IN'))`` of each call."""
+
+    inputs = {"IN": Input(Any)}
+    side_inputs = {"LOG": SideInput(list)}
+    process_timestamp_bounds = True
+
+    def process(self, ctx):
+        ctx.side["LOG"].append((ctx.timestamp, ctx.get("IN"), ctx.input_bound("IN")))
+
+
+@pytest.mark.parametrize("emits", [True, False], ids=["a packet at 5", "nothing at 5"])
+def test_after_the_last_call_the_outputs_bound_is_one_past_it_and_close_may_emit_there(emits, no_thread_leak):
+    # the inputs are done after the call at 5: the outputs' bound moves to 6 (a consumer that got
+    # nothing at 5 has a bound-only call there), and close() may still emit at 6
+    log = []
+    g = Graph.from_dict({"inputs": ["a", "b"], "side_packets": {"log": None}, "nodes": [
+        {"calculator": "TestJoinEmitsInClose", "inputs": {"A": "a", "B": "b"}, "outputs": ["o"]},
+        {"calculator": "TestBoundLog", "inputs": ["o"], "side_inputs": {"LOG": "log"}}]}, threads=1)
+    g.start({"log": log})
+    g.add_packet("a" if emits else "b", "x", 5)
+    g.close_all_inputs()
+    g.wait(WAIT_S)
+    assert log == [(5, "x" if emits else None, 6), (6, "end", 7)]
