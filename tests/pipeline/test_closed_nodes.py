@@ -1,14 +1,18 @@
 """Around a node's close: once closed it is never called again, even when a packet still reaches
 it on a back edge (the loop's last node emitting in its own close); after its last call the
 outputs' bound is one past it, so a consumer hears of it and ``close()`` may still emit there.
+A close made by the shutdown (a cancelled run) holds no call, may emit, and its failure is named.
 Written against the survivors of a mutation run of pipeline/node.py (``finished`` after the close
-on the general path, ``_bound_after`` once the inputs are done; docs/testing.md)."""
+on the general path, ``_bound_after`` once the inputs are done, ``close_at_shutdown``;
+docs/testing.md)."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
-from pipeline import Any, Calculator, Graph, Input, Output, SideInput, register
+from pipeline import Any, Calculator, Graph, GraphRunError, Input, Output, SideInput, register
 
 WAIT_S = 30
 
@@ -101,3 +105,44 @@ def test_after_the_last_call_the_outputs_bound_is_one_past_it_and_close_may_emit
     g.close_all_inputs()
     g.wait(WAIT_S)
     assert log == [(5, "x" if emits else None, 6), (6, "end", 7)]
+
+
+@register
+class TestClosesBadly(Calculator):
+    """Passes IN on; its close logs what its context says (timestamp, IN, IN's bound) to LOG, emits
+    "bye" at 50, then raises."""
+
+    inputs = {"IN": Input(Any)}
+    outputs = {"OUT": Output(Any)}
+    side_inputs = {"LOG": SideInput(list)}
+
+    def process(self, ctx):
+        ctx.outputs["OUT"].add(ctx.get("IN"))
+
+    def close(self, ctx):
+        ctx.side["LOG"].append((ctx.timestamp, ctx.get("IN"), ctx.input_bound("IN")))
+        ctx.outputs["OUT"].add("bye", 50)
+        raise ValueError("the close fails")
+
+
+@pytest.mark.parametrize("max_in_flight", [1, 2])
+def test_a_close_made_by_the_shutdown_holds_no_call_and_its_failure_is_named(max_in_flight, no_thread_leak):
+    # cancelled with its input still open, the node is closed by the shutdown: its context holds
+    # no call (no timestamp, no inputs, the bound read live), it may still emit, and its failure is
+    # reported with the node, calculator and phase
+    log, got = [], []
+    seen = threading.Event()
+    g = Graph.from_dict({"inputs": ["in"], "side_packets": {"log": None}, "nodes": [
+        {"calculator": "TestClosesBadly", "name": "x", "inputs": ["in"], "outputs": ["o"],
+         "side_inputs": {"LOG": "log"}, "max_in_flight": max_in_flight}]})
+    g.observe("o", lambda p: (got.append(p.value), seen.set()))
+    g.start({"log": log})
+    g.add_packet("in", "a", 0)
+    assert seen.wait(WAIT_S), "the packet never went through"
+    g.cancel()
+    with pytest.raises(GraphRunError) as ei:
+        g.wait(WAIT_S)
+    assert str(ei.value).startswith("node 'x' (TestClosesBadly) failed in close: ValueError: the close fails"), \
+        str(ei.value)
+    assert (ei.value.node, ei.value.calculator, ei.value.phase) == ("x", "TestClosesBadly", "close")
+    assert log == [(None, None, 1)]
