@@ -276,8 +276,8 @@ def test_the_ends_of_the_range_and_poststream_are_taken(max_in_flight):
 
 @register
 class TestKeepsTheLast(Calculator):
-    """``timestamp_offset = None``: emits nothing in its calls; in close, passes its latest packet
-    on (``add_packet``) and adds "end" after it."""
+    """``timestamp_offset = None``: emits nothing in its calls; in close, adds its latest packet's
+    value at its timestamp, then passes on a packet "end" after it (``add_packet``)."""
 
     inputs = {"IN": Input(Any)}
     outputs = {"OUT": Output(Any)}
@@ -292,8 +292,8 @@ class TestKeepsTheLast(Calculator):
 
     def close(self, ctx):
         last = max(self.seen, key=lambda p: p.timestamp)
-        ctx.outputs["OUT"].add_packet(last)
-        ctx.outputs["OUT"].add("end", last.timestamp + 1)
+        ctx.outputs["OUT"].add(last.value, last.timestamp)
+        ctx.outputs["OUT"].add_packet(Packet("end", last.timestamp + 1))
 
 
 def test_a_node_with_calls_in_flight_emits_in_close_to_the_node_after_it():
