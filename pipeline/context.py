@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .streams import Stream
 
 DONE = Timestamp.DONE
+_MIN, _MAX = Timestamp.MIN, Timestamp.MAX
 _tuple_new = tuple.__new__  # builds a Packet without the namedtuple's Python-level __new__
 
 
@@ -33,8 +34,9 @@ class _Outputs(dict):
     __slots__ = ()
 
     def __missing__(self, key):
+        connected = [tag for tag, handle in self.items() if handle.stream is not None]
         raise KeyError(f"no output port '{key}' is connected on this node "
-                       f"(connected: {', '.join(self) or 'none'})")
+                       f"(connected: {', '.join(connected) or 'none'})")
 
 
 class OutputHandle:
@@ -51,7 +53,9 @@ class OutputHandle:
         ctx = self.ctx
         if timestamp is None:
             timestamp = ctx.timestamp
-        if type(timestamp) is not int:
+            if timestamp is None:
+                timestamp = self._checked(None)
+        elif type(timestamp) is not int or not _MIN <= timestamp <= _MAX:
             timestamp = self._checked(timestamp)
         stream = self.stream
         if stream is None:  # an optional output left unconnected
@@ -70,7 +74,8 @@ class OutputHandle:
             stream.send(_tuple_new(Packet, (value, timestamp)), ctx._ready)
 
     def _checked(self, timestamp) -> int:
-        """A timestamp that is not a plain int: checked, or the error for a missing one."""
+        """A timestamp that is not a plain int in [Min, Max]: checked (PreStream and PostStream
+        pass, numpy ints become ints), or the error for a missing one."""
         if timestamp is None:
             ctx = self.ctx
             raise ValueError(f"node '{ctx.node}': a source must give a timestamp to outputs['{self.tag}'].add"
@@ -115,7 +120,9 @@ class _WorkerOutput(OutputHandle):
         ctx = self.ctx
         if timestamp is None:
             timestamp = ctx.timestamp
-        if type(timestamp) is not int:
+            if timestamp is None:
+                timestamp = self._checked(None)
+        elif type(timestamp) is not int or not _MIN <= timestamp <= _MAX:
             timestamp = self._checked(timestamp)
         self.stream.send(_tuple_new(Packet, (value, timestamp)), ctx._ready)
 
@@ -269,8 +276,8 @@ def make_context(node: "NodeRuntime") -> Context:
     handle = OutputHandle if node.is_source or node.max_in_flight > 1 else _WorkerOutput
     for tag, s in node.outputs.items():
         ctx.outputs[tag] = handle(s, ctx, tag)
-    for tag in node.cls.outputs:
-        if tag not in ctx.outputs and ":" not in tag:
+    for tag, port in node.cls.outputs.items():
+        if tag not in ctx.outputs and not port.multiple:  # an indexed port has handles only as TAG:i
             ctx.outputs[tag] = OutputHandle(None, ctx, tag)
     ctx._source = node.is_source
     return ctx

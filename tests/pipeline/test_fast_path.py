@@ -77,7 +77,11 @@ def test_chain_keeps_order_and_queue_stats(path, threads, capacity):
     assert r.out[prev] == [(t * 3, t) for t in range(300)]
     for i in range(5):
         assert stats[f"n{i}"]["count"] == 300
-        assert 1 <= stats[f"n{i}"]["queue_peak"] <= capacity
+        # the feed blocks while a queue is full, so n0's (fed by it alone) holds at most its
+        # capacity; interior nodes never block (docs/graphs.md), so an interior queue may pass its
+        # capacity when its consumer is slow (a loaded machine, mutmut's trampolines)
+        assert 1 <= stats[f"n{i}"]["queue_peak"], i
+        assert i > 0 or stats["n0"]["queue_peak"] <= capacity, stats["n0"]["queue_peak"]
         assert stats[f"n{i}"]["queue_depth"] == 0 and stats[f"n{i}"]["drops"] == 0
 
 
