@@ -510,3 +510,33 @@ def test_a_position_tag_written_for_a_known_calculator_is_not_a_port_tag():
         "<string>:4: node 'TestJoin': '#0' is not a port tag (TAG or TAG:N)",
         "<string>:5: node 'TestJoin': '#1' is not a port tag (TAG or TAG:N)",
         "<string>:3: node 'TestJoin': required input 'A' of TestJoin is not connected"]
+
+
+def test_latest_keeps_from_one_timestamp_and_its_problem_is_at_the_line_of_n():
+    """``{latest: 1}`` is the smallest N; a wrong N is reported at its own line, which differs from
+    the policy's when a flow mapping goes on to the next line."""
+    spec = load("inputs: [a]\nnodes:\n  - {calculator: PassThrough, inputs: [a], outputs: [b], policy: {latest: 1}}\n")
+    assert (spec.nodes[0].policy, spec.nodes[0].latest_size) == ("latest", 1)
+    assert problems("inputs: [a]\nnodes:\n  - calculator: PassThrough\n    inputs: [a]\n    outputs: [b]\n"
+                    "    policy: {\n      latest: 0}\n") == [
+        "<string>:7: node 'PassThrough': policy {latest: N} keeps N timestamps, an integer from 1 to 1,000,000; got 0"]
+
+
+def test_an_unknown_key_of_an_input_is_at_its_own_line():
+    assert problems("inputs: [a]\nnodes:\n  - calculator: PassThrough\n    inputs:\n      IN:\n        stream: a\n"
+                    "        capacty: 3\n    outputs: [b]\n") == [
+        "<string>:7: node 'PassThrough': input 'IN:0' has unknown key 'capacty' (allowed: stream, back_edge, "
+        "capacity, overflow)"]
+
+
+def test_each_problem_of_an_input_mapping_is_at_the_line_of_its_key_and_the_next_input_still_read():
+    """Not the line of the mapping's first key: each problem at its own key's line; an input
+    without a stream does not end the reading of the node's other inputs."""
+    assert problems("inputs: [a]\nnodes:\n  - calculator: TestJoin\n    inputs:\n      A:\n        capacity: 3\n"
+                    "        stream: 5\n      B:\n        stream: a\n        capacity: 0\n        overflow: spill\n"
+                    "        back_edge: maybe\n    outputs: [c]\n") == [
+        "<string>:7: node 'TestJoin': input 'A' needs 'stream: NAME', got the number 5",
+        "<string>:10: node 'TestJoin': input 'B': capacity must be an integer from 1 to 1,000,000, got 0",
+        "<string>:11: node 'TestJoin': input 'B': unknown overflow policy 'spill' (use block, drop_oldest, reject)",
+        "<string>:12: node 'TestJoin': input 'B': back_edge must be true or false, got 'maybe'",
+        "<string>:3: node 'TestJoin': required input 'A' of TestJoin is not connected"]
