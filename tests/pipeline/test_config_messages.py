@@ -540,3 +540,57 @@ def test_each_problem_of_an_input_mapping_is_at_the_line_of_its_key_and_the_next
         "<string>:11: node 'TestJoin': input 'B': unknown overflow policy 'spill' (use block, drop_oldest, reject)",
         "<string>:12: node 'TestJoin': input 'B': back_edge must be true or false, got 'maybe'",
         "<string>:3: node 'TestJoin': required input 'A' of TestJoin is not connected"]
+
+
+def test_outputs_and_side_inputs_that_are_not_names_say_what_they_must_be_at_their_line():
+    """A side input must name a side packet (an output, a stream); 'outputs' that is neither list nor
+    mapping is reported at its key's line; a wrong name does not end the reading of the next ones
+    (``b`` is still produced, so nothing reading it is reported)."""
+    assert problems("inputs: [a]\nside_packets: {s: 1}\nnodes:\n  - calculator: TestSide\n    inputs: [a]\n"
+                    "    side_inputs: {OFFSET: 5}\n    outputs:\n      5\n") == [
+        "<string>:7: node 'TestSide': 'outputs' must be a list of names or a mapping TAG: name, got the number 5",
+        "<string>:6: node 'TestSide': side input 'OFFSET' must be a side packet name, got the number 5",
+        "<string>:4: node 'TestSide': required side input 'OFFSET' of TestSide is not connected"]
+    assert problems("inputs: [a]\nnodes:\n  - {calculator: NoSuchCalc, inputs: [a], outputs: [5, b]}\n"
+                    "  - {calculator: PassThrough, inputs: [b], outputs: [c]}\n") == [
+        "<string>:3: unknown calculator 'NoSuchCalc' (a user calculator is known once its plugin is loaded: --plugin "
+        "MODULE_OR_FILE.py, or the graph's 'plugins:' list)",
+        "<string>:3: node 'NoSuchCalc': output '#0' must be a stream name, got the number 5"]
+
+
+def test_an_unknown_output_port_does_not_end_the_reading_of_the_next_outputs():
+    assert problems("inputs: [a]\nnodes:\n  - calculator: PassThrough\n    inputs: [a]\n"
+                    "    outputs: {NOPE: x, OUT: b}\n  - {calculator: PassThrough, inputs: [b], outputs: [c]}\n") == [
+        "<string>:5: node 'PassThrough': PassThrough has no output port 'NOPE' (it has: OUT)"]
+
+
+def test_a_calculator_that_is_not_a_name_is_reported_at_the_line_of_its_key():
+    assert problems("inputs: [a]\nnodes:\n  - name: first\n    calculator: 5\n") == [
+        "<string>:4: node #1 has no 'calculator' (the name of a registered calculator), got the number 5"]
+
+
+def test_an_unknown_calculator_is_reported_at_the_line_of_its_key():
+    assert problems("inputs: [a]\nnodes:\n  - name: first\n    calculator: NoSuchCalc\n") == [
+        "<string>:4: unknown calculator 'NoSuchCalc' (a user calculator is known once its plugin is loaded: --plugin "
+        "MODULE_OR_FILE.py, or the graph's 'plugins:' list)"]
+
+
+def test_an_unknown_calculator_names_the_graphs_plugin_that_was_not_loaded():
+    got = problems("plugins: [vpipe_test_never_loaded]\ninputs: [a]\nnodes:\n"
+                   "  - {calculator: NoSuchCalc, inputs: [a], outputs: [b]}\n")
+    assert got[0].startswith("<string>:1: plugin 'vpipe_test_never_loaded' is not loaded: ")
+    assert got[1:] == ["<string>:4: unknown calculator 'NoSuchCalc'; it may come from the graph's plugin "
+                       "'vpipe_test_never_loaded', which was not loaded (see above)"]
+
+
+def test_a_node_without_a_name_is_numbered_after_the_names_given_to_others():
+    """A name given explicitly counts as a use of it: the unnamed node of that calculator is
+    ``_2`` after one, ``_3`` after two (the second refused as a duplicate)."""
+    spec = load("inputs: [a]\nnodes:\n  - {calculator: PassThrough, name: PassThrough, inputs: [a], outputs: [b]}\n"
+                "  - {calculator: PassThrough, inputs: [b], outputs: [c]}\n")
+    assert [n.name for n in spec.nodes] == ["PassThrough", "PassThrough_2"]
+    assert problems("inputs: [a]\nnodes:\n  - {calculator: PassThrough, name: PassThrough, inputs: [a], outputs: [b]}\n"
+                    "  - {calculator: PassThrough, name: PassThrough, inputs: [a], outputs: [c]}\n"
+                    "  - {calculator: PassThrough, inputs: [a], outputs: [d], policy: newest}\n") == [
+        "<string>:4: node name 'PassThrough' is used twice",
+        "<string>:5: node 'PassThrough_3': unknown policy 'newest' (use sync, immediate, latest or {latest: N})"]
