@@ -594,3 +594,22 @@ def test_a_node_without_a_name_is_numbered_after_the_names_given_to_others():
                     "  - {calculator: PassThrough, inputs: [a], outputs: [d], policy: newest}\n") == [
         "<string>:4: node name 'PassThrough' is used twice",
         "<string>:5: node 'PassThrough_3': unknown policy 'newest' (use sync, immediate, latest or {latest: N})"]
+
+
+@register
+class TestOwnDefaults(Calculator):
+    """A calculator that declares its own policy and max_in_flight, as FlowLimiter declares immediate."""
+
+    inputs = {"IN": Input(int)}
+    outputs = {"OUT": Output(int)}
+    policy = "immediate"
+    max_in_flight = 3
+
+    def process(self, ctx):
+        ctx.outputs["OUT"].add(ctx.inputs["IN"].value)
+
+
+def test_a_calculators_own_policy_and_max_in_flight_are_its_nodes_defaults():
+    spec = load("inputs: [a]\nnodes:\n  - {calculator: TestOwnDefaults, inputs: [a], outputs: [b]}\n"
+                "  - {calculator: TestOwnDefaults, inputs: [a], outputs: [c], policy: sync, max_in_flight: 1}\n")
+    assert [(n.policy, n.max_in_flight) for n in spec.nodes] == [("immediate", 3), ("sync", 1)]
