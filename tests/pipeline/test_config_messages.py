@@ -613,3 +613,9 @@ def test_a_calculators_own_policy_and_max_in_flight_are_its_nodes_defaults():
     spec = load("inputs: [a]\nnodes:\n  - {calculator: TestOwnDefaults, inputs: [a], outputs: [b]}\n"
                 "  - {calculator: TestOwnDefaults, inputs: [a], outputs: [c], policy: sync, max_in_flight: 1}\n")
     assert [(n.policy, n.max_in_flight) for n in spec.nodes] == [("immediate", 3), ("sync", 1)]
+
+
+def test_an_option_name_that_is_not_a_text_is_at_its_own_line():
+    assert problems("inputs: [a]\nnodes:\n  - calculator: TestScale\n    inputs: [a]\n    outputs: [b]\n"
+                    "    options:\n      factor: 3\n      1: x\n") == [
+        "<string>:8: node 'TestScale': option names are text, got the number 1"]
