@@ -504,7 +504,7 @@ def _canonical_tags(items: list, cls, kind, name, file, line, pc) -> list[tuple[
 
 
 def _check_tag(tag: str, cls, kind, name, file, line, pc) -> str | None:
-    if cls is None or tag.startswith("#"):
+    if cls is None:  # a calculator not found: its positions (#0, #1, ...) kept, nothing to check them against
         return tag
     ports = _port_names(cls, kind)
     try:
@@ -842,20 +842,19 @@ def validate_options(node: NodeSpec, options: dict, skip: set[str] = frozenset()
     except ValidationError as e:
         for err in e.errors():
             loc = err.get("loc") or ()
-            key = str(loc[0]) if loc else ""
-            if key in skip:
+            if loc and str(loc[0]) in skip:  # given as $name: checked at start, with the side packet's value
                 continue
-            if err.get("type") == "missing" and key in skip:
-                continue
-            where = ".".join(str(x) for x in loc)
-            got = err.get("input")
             msg = err.get("msg")
             if err.get("type") == "extra_forbidden":
                 msg = "unknown option"
             elif err.get("type") == "value_error" and str(msg).startswith("Value error, "):
                 msg = str(msg)[len("Value error, "):]  # a validator's own sentence
-            got_s = "" if err.get("type") in ("missing",) else f" (got {_shown(got)})"
-            out.append((node.option_lines.get(key, node.line),
+            if not loc:  # a check of the options together (a model validator): at the node's line
+                out.append((node.line, f"node '{node.name}': options: {msg}; {cls.name} options: {schema_text(model)}"))
+                continue
+            where = ".".join(str(x) for x in loc)
+            got_s = "" if err.get("type") == "missing" else f" (got {_shown(err.get('input'))})"
+            out.append((node.option_lines.get(str(loc[0]), node.line),
                         f"node '{node.name}': option '{where}': {msg}{got_s}; {cls.name} options: {schema_text(model)}"))
         return out
     return []

@@ -102,6 +102,17 @@ DESELECT_WHEN_MUTATED = {
     ],
 }
 
+# a target's --timeout-multiplier when none is given (nor kept from the run before): mutmut stops a
+# mutant after 2 x X x (its tests' time in the stats run + 1 s) of CPU, and the stats run is slow
+# (every call of the mutated file goes through mutmut's recording trampoline). Measured 2026-12-01
+# on config.py's `_parse`, reached by 198 tests: 36 s summed in the stats run, 3.3 s of CPU (6.3 s
+# of wall time at a load of 3-4) for all 198 in a child forked as mutmut forks one. Under
+# mutmut's default X of 15 a mutant that loops for ever (`_unique_name`'s `while name not in
+# used`) is stopped after 1,104 s of CPU: two of them held both workers of the config run for
+# minutes while it did nothing else; under 2, after 148 s, still 45 times what a surviving mutant
+# takes, so no survivor is stopped and counted as killed.
+TIMEOUT_MULTIPLIER = {"config": 2.0}
+
 # functions mutmut must leave alone, by file: a regex for the line of each ``def``; the run's copy
 # of that line gets mutmut's ``# pragma: no mutate block`` (the work tree is left as it is). A
 # function called in its class's body while the class is made (the property factory of context.py's
@@ -177,6 +188,8 @@ def prepare(target: str, tree: Path, only: list[str], keep: bool, timeout_multip
             timeout_multiplier = float(m.group(1))
     elif tree.exists():
         shutil.rmtree(tree)
+    if timeout_multiplier is None:
+        timeout_multiplier = TIMEOUT_MULTIPLIER.get(target)
     pytest_args = ["-p", "no:cacheprovider"] + [f"--deselect={t}" for t in deselected(target, mutate)]
     tree.mkdir(parents=True, exist_ok=True)
     # with keep, the copy is brought up to date (new tests, edited sources: mutmut mutates an edited
@@ -291,7 +304,8 @@ def main() -> int:
     ap.add_argument("--timeout-multiplier", type=float, default=None, metavar="X",
                     help="a mutant is stopped after 2 x X x (the time its tests took in the clean run + 1 s) of "
                          "CPU; mutmut's default X is 15, so each mutant that loops burns minutes of CPU "
-                         "(kept by --keep; changing it makes mutmut run the timed-out mutants again)")
+                         "(kept by --keep; changing it makes mutmut run the timed-out mutants again; "
+                         "default: TIMEOUT_MULTIPLIER, 2 for config, else mutmut's)")
     ap.add_argument("--recheck", nargs="+", metavar="TEST", default=None,
                     help="with --keep: run only these test files against the last run's survivors "
                          "(see recheck()); kills are recorded in the results")

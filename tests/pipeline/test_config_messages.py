@@ -8,9 +8,11 @@ import typing
 
 import pytest
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline import Graph, GraphConfigError, calculator
+from pipeline import Calculator, Graph, GraphConfigError, Input, Output, calculator, register
+from pipeline.config import load
+from pipeline.testing import run_calculator
 
 PASS = "name, calculator, subgraph, inputs, outputs, side_inputs, side_outputs, options, policy, executor, " \
        "max_in_flight, comment, when"
@@ -343,3 +345,277 @@ nodes:
     assert (q.name, q.policy, q.latest_size) == ("PassThrough_2", "latest", 1)
     assert p.inputs[0].tag == "IN:0" and p.outputs == {"OUT:0": "b"}
     assert Graph.from_yaml("nodes:\n  - calculator: TestSeq\n    outputs: [s]\n").spec.name == "<string>"  # the file's stem
+
+
+class _Crop(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    x: int = 0
+
+
+class _CheckedOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str
+    size: int = 1
+    crop: _Crop = _Crop()
+
+    @field_validator("size")
+    @classmethod
+    def _positive(cls, v):
+        if v <= 0:
+            raise ValueError(f"size must be positive, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _crop_inside(self):
+        if self.crop.x >= self.size:
+            raise ValueError(f"crop x {self.crop.x} is outside size {self.size}")
+        return self
+
+
+@register
+class TestCheckedOptions(Calculator):
+    """Options checked by their own model: a nested model, a field validator, a check of them all."""
+
+    inputs = {"IN": Input(int)}
+    outputs = {"OUT": Output(int)}
+    Options = _CheckedOptions
+
+    def process(self, ctx):
+        ctx.outputs["OUT"].add(ctx.inputs["IN"].value)
+
+
+CHECKED = "inputs: [a]\nside_packets: {lab: x}\nnodes:\n  - calculator: TestCheckedOptions\n    inputs: [a]\n" \
+          "    outputs: [b]\n    options:\n"
+CHECKED_SCHEMA = "TestCheckedOptions options: {label: str (required); size: int (default 1); crop: _Crop (default " \
+                 "_Crop(x=0))}"
+
+
+def test_an_options_models_own_checks_in_its_words_at_their_lines():
+    """A validator's sentence without pydantic's "Value error, " in front; a key unknown to a nested
+    model is an unknown option, named by its path; a check of the options together (a model
+    validator) names the node's options, not an option '' (loc is empty there)."""
+    assert problems(CHECKED + "      label: x\n      size: 0\n") == [
+        f"<string>:9: node 'TestCheckedOptions': option 'size': size must be positive, got 0 (got 0); {CHECKED_SCHEMA}"]
+    assert problems(CHECKED + "      label: x\n      crop: {x: 1, z: 2}\n") == [
+        f"<string>:9: node 'TestCheckedOptions': option 'crop.z': unknown option (got 2); {CHECKED_SCHEMA}"]
+    assert problems(CHECKED + "      label: x\n      crop: {x: 3}\n      size: 2\n") == [
+        f"<string>:4: node 'TestCheckedOptions': options: crop x 3 is outside size 2; {CHECKED_SCHEMA}"]
+
+
+def test_an_option_given_as_a_side_packet_is_left_to_the_start_and_the_next_one_still_checked():
+    """``label: $lab`` is left out of the check at load (its value comes at start): pydantic's
+    "Field required" for it is passed over, and the problem of the option after it still reported."""
+    assert problems(CHECKED + "      label: $lab\n      size: 0\n") == [
+        f"<string>:9: node 'TestCheckedOptions': option 'size': size must be positive, got 0 (got 0); {CHECKED_SCHEMA}"]
+
+
+class _FreeOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    shift: int = 0
+
+
+@register
+class TestFreeOptions(Calculator):
+    """Options that allow any key (``extra="allow"``): adds the sum of every option's value."""
+
+    inputs = {"IN": Input(int)}
+    outputs = {"OUT": Output(int)}
+    Options = _FreeOptions
+
+    def open(self, ctx):
+        self.add = ctx.options.shift + sum((ctx.options.model_extra or {}).values())
+
+    def process(self, ctx):
+        ctx.outputs["OUT"].add(ctx.inputs["IN"].value + self.add)
+
+
+def test_options_that_allow_any_key_take_keys_they_do_not_declare():
+    out = run_calculator("TestFreeOptions", inputs={"IN": [(0, 1)]}, options={"shift": 10, "more": 100})
+    assert out == {"OUT": [(0, 111)]}
+    assert problems("inputs: [a]\nnodes:\n  - calculator: TestFreeOptions\n    inputs: [a]\n    outputs: [b]\n"
+                    "    options: {shift: x, more: 1}\n") == [
+        "<string>:6: node 'TestFreeOptions': option 'shift': Input should be a valid integer, unable to parse string "
+        "as an integer (got 'x'); TestFreeOptions options: {shift: int (default 0)}"]
+
+
+@register
+class TestManyFirst(Calculator):
+    """A multiple input ahead of a single one."""
+
+    inputs = {"IN": Input(int, multiple=True), "FLAG": Input(int, optional=True)}
+    outputs = {"OUT": Output(int)}
+
+    def process(self, ctx):
+        ctx.outputs["OUT"].add(0)
+
+
+@register
+class TestManyLast(Calculator):
+    """Two single inputs, then a multiple one, which takes every input wired after them."""
+
+    inputs = {"A": Input(int), "B": Input(int, optional=True), "C": Input(int, multiple=True)}
+    outputs = {"OUT": Output(int)}
+
+    def process(self, ctx):
+        ctx.outputs["OUT"].add(0)
+
+
+def test_wiring_by_position_fills_the_ports_in_order_and_the_last_multiple_one_takes_the_rest():
+    spec = load("inputs: [a, b, c, d]\nnodes:\n  - {calculator: TestManyFirst, inputs: [a, b], outputs: [x]}\n"
+                "  - {calculator: TestManyLast, inputs: [a, b, c, d], outputs: [y]}\n")
+    assert [(i.tag, i.stream) for i in spec.nodes[0].inputs] == [("IN:0", "a"), ("FLAG", "b")]
+    assert [(i.tag, i.stream) for i in spec.nodes[1].inputs] == [("A", "a"), ("B", "b"), ("C:0", "c"), ("C:1", "d")]
+
+
+def test_an_input_wired_by_position_is_named_at_its_own_line_and_checked_for_an_unknown_calculator_too():
+    """A block list gives each item its line; the inputs of a calculator not found are still read
+    (each one's stream checked), not only the first."""
+    assert problems("inputs: [a, b, c]\nnodes:\n  - calculator: TestJoin\n    inputs:\n      - a\n      - b\n"
+                    "      - c\n    outputs: [d]\n") == [
+        "<string>:7: node 'TestJoin': TestJoin has 2 inputs (A, B), but 3 are wired by position"]
+    assert problems("inputs: [a]\nnodes:\n  - calculator: NoSuchCalc\n    inputs: [a, b]\n    outputs: [c]\n") == [
+        "<string>:3: unknown calculator 'NoSuchCalc' (a user calculator is known once its plugin is loaded: --plugin "
+        "MODULE_OR_FILE.py, or the graph's 'plugins:' list)",
+        "<string>:4: node 'NoSuchCalc': input #1 reads stream 'b', which has no producer; produce it with a node "
+        "output or declare it under 'inputs:'"]
+
+
+@register
+class TestStereo(Calculator):
+    """Three inputs whose names are alike, for the "did you mean" of an unknown port."""
+
+    inputs = {"LEFT_IMAGE": Input(int, optional=True), "RIGHT_IMAGE": Input(int, optional=True),
+              "DEPTH_IMAGE": Input(int, optional=True)}
+    outputs = {"OUT": Output(int)}
+
+    def process(self, ctx):
+        ctx.outputs["OUT"].add(0)
+
+
+def test_an_unknown_port_names_the_two_closest_ports_even_when_only_loosely_alike():
+    stereo = "inputs: [a]\nnodes:\n  - calculator: TestStereo\n    inputs: {%s: a}\n    outputs: [b]\n"
+    ports = "(it has: LEFT_IMAGE, RIGHT_IMAGE, DEPTH_IMAGE)"
+    assert problems(stereo % "IMAGE") == [
+        f"<string>:4: node 'TestStereo': TestStereo has no input port 'IMAGE' {ports}; did you mean 'LEFT_IMAGE', "
+        "'RIGHT_IMAGE'?"]
+    assert problems(stereo % "LEFT") == [
+        f"<string>:4: node 'TestStereo': TestStereo has no input port 'LEFT' {ports}; did you mean 'LEFT_IMAGE'?"]
+
+
+def test_a_position_tag_written_for_a_known_calculator_is_not_a_port_tag():
+    """``#0`` is how the inputs of a calculator not found are kept; written for a known one, it is a
+    port tag like any other (it crashed the check of the stream's type with a bare ValueError)."""
+    assert problems("inputs: [a]\nnodes:\n  - calculator: TestJoin\n    inputs: {'#0': a}\n"
+                    "    outputs: {'#1': c}\n") == [
+        "<string>:4: node 'TestJoin': '#0' is not a port tag (TAG or TAG:N)",
+        "<string>:5: node 'TestJoin': '#1' is not a port tag (TAG or TAG:N)",
+        "<string>:3: node 'TestJoin': required input 'A' of TestJoin is not connected"]
+
+
+def test_latest_keeps_from_one_timestamp_and_its_problem_is_at_the_line_of_n():
+    """``{latest: 1}`` is the smallest N; a wrong N is reported at its own line, which differs from
+    the policy's when a flow mapping goes on to the next line."""
+    spec = load("inputs: [a]\nnodes:\n  - {calculator: PassThrough, inputs: [a], outputs: [b], policy: {latest: 1}}\n")
+    assert (spec.nodes[0].policy, spec.nodes[0].latest_size) == ("latest", 1)
+    assert problems("inputs: [a]\nnodes:\n  - calculator: PassThrough\n    inputs: [a]\n    outputs: [b]\n"
+                    "    policy: {\n      latest: 0}\n") == [
+        "<string>:7: node 'PassThrough': policy {latest: N} keeps N timestamps, an integer from 1 to 1,000,000; got 0"]
+
+
+def test_an_unknown_key_of_an_input_is_at_its_own_line():
+    assert problems("inputs: [a]\nnodes:\n  - calculator: PassThrough\n    inputs:\n      IN:\n        stream: a\n"
+                    "        capacty: 3\n    outputs: [b]\n") == [
+        "<string>:7: node 'PassThrough': input 'IN:0' has unknown key 'capacty' (allowed: stream, back_edge, "
+        "capacity, overflow)"]
+
+
+def test_each_problem_of_an_input_mapping_is_at_the_line_of_its_key_and_the_next_input_still_read():
+    """Not the line of the mapping's first key: each problem at its own key's line; an input
+    without a stream does not end the reading of the node's other inputs."""
+    assert problems("inputs: [a]\nnodes:\n  - calculator: TestJoin\n    inputs:\n      A:\n        capacity: 3\n"
+                    "        stream: 5\n      B:\n        stream: a\n        capacity: 0\n        overflow: spill\n"
+                    "        back_edge: maybe\n    outputs: [c]\n") == [
+        "<string>:7: node 'TestJoin': input 'A' needs 'stream: NAME', got the number 5",
+        "<string>:10: node 'TestJoin': input 'B': capacity must be an integer from 1 to 1,000,000, got 0",
+        "<string>:11: node 'TestJoin': input 'B': unknown overflow policy 'spill' (use block, drop_oldest, reject)",
+        "<string>:12: node 'TestJoin': input 'B': back_edge must be true or false, got 'maybe'",
+        "<string>:3: node 'TestJoin': required input 'A' of TestJoin is not connected"]
+
+
+def test_outputs_and_side_inputs_that_are_not_names_say_what_they_must_be_at_their_line():
+    """A side input must name a side packet (an output, a stream); 'outputs' that is neither list nor
+    mapping is reported at its key's line; a wrong name does not end the reading of the next ones
+    (``b`` is still produced, so nothing reading it is reported)."""
+    assert problems("inputs: [a]\nside_packets: {s: 1}\nnodes:\n  - calculator: TestSide\n    inputs: [a]\n"
+                    "    side_inputs: {OFFSET: 5}\n    outputs:\n      5\n") == [
+        "<string>:7: node 'TestSide': 'outputs' must be a list of names or a mapping TAG: name, got the number 5",
+        "<string>:6: node 'TestSide': side input 'OFFSET' must be a side packet name, got the number 5",
+        "<string>:4: node 'TestSide': required side input 'OFFSET' of TestSide is not connected"]
+    assert problems("inputs: [a]\nnodes:\n  - {calculator: NoSuchCalc, inputs: [a], outputs: [5, b]}\n"
+                    "  - {calculator: PassThrough, inputs: [b], outputs: [c]}\n") == [
+        "<string>:3: unknown calculator 'NoSuchCalc' (a user calculator is known once its plugin is loaded: --plugin "
+        "MODULE_OR_FILE.py, or the graph's 'plugins:' list)",
+        "<string>:3: node 'NoSuchCalc': output '#0' must be a stream name, got the number 5"]
+
+
+def test_an_unknown_output_port_does_not_end_the_reading_of_the_next_outputs():
+    assert problems("inputs: [a]\nnodes:\n  - calculator: PassThrough\n    inputs: [a]\n"
+                    "    outputs: {NOPE: x, OUT: b}\n  - {calculator: PassThrough, inputs: [b], outputs: [c]}\n") == [
+        "<string>:5: node 'PassThrough': PassThrough has no output port 'NOPE' (it has: OUT)"]
+
+
+def test_a_calculator_that_is_not_a_name_is_reported_at_the_line_of_its_key():
+    assert problems("inputs: [a]\nnodes:\n  - name: first\n    calculator: 5\n") == [
+        "<string>:4: node #1 has no 'calculator' (the name of a registered calculator), got the number 5"]
+
+
+def test_an_unknown_calculator_is_reported_at_the_line_of_its_key():
+    assert problems("inputs: [a]\nnodes:\n  - name: first\n    calculator: NoSuchCalc\n") == [
+        "<string>:4: unknown calculator 'NoSuchCalc' (a user calculator is known once its plugin is loaded: --plugin "
+        "MODULE_OR_FILE.py, or the graph's 'plugins:' list)"]
+
+
+def test_an_unknown_calculator_names_the_graphs_plugin_that_was_not_loaded():
+    got = problems("plugins: [vpipe_test_never_loaded]\ninputs: [a]\nnodes:\n"
+                   "  - {calculator: NoSuchCalc, inputs: [a], outputs: [b]}\n")
+    assert got[0].startswith("<string>:1: plugin 'vpipe_test_never_loaded' is not loaded: ")
+    assert got[1:] == ["<string>:4: unknown calculator 'NoSuchCalc'; it may come from the graph's plugin "
+                       "'vpipe_test_never_loaded', which was not loaded (see above)"]
+
+
+def test_a_node_without_a_name_is_numbered_after_the_names_given_to_others():
+    """A name given explicitly counts as a use of it: the unnamed node of that calculator is
+    ``_2`` after one, ``_3`` after two (the second refused as a duplicate)."""
+    spec = load("inputs: [a]\nnodes:\n  - {calculator: PassThrough, name: PassThrough, inputs: [a], outputs: [b]}\n"
+                "  - {calculator: PassThrough, inputs: [b], outputs: [c]}\n")
+    assert [n.name for n in spec.nodes] == ["PassThrough", "PassThrough_2"]
+    assert problems("inputs: [a]\nnodes:\n  - {calculator: PassThrough, name: PassThrough, inputs: [a], outputs: [b]}\n"
+                    "  - {calculator: PassThrough, name: PassThrough, inputs: [a], outputs: [c]}\n"
+                    "  - {calculator: PassThrough, inputs: [a], outputs: [d], policy: newest}\n") == [
+        "<string>:4: node name 'PassThrough' is used twice",
+        "<string>:5: node 'PassThrough_3': unknown policy 'newest' (use sync, immediate, latest or {latest: N})"]
+
+
+@register
+class TestOwnDefaults(Calculator):
+    """A calculator that declares its own policy and max_in_flight, as FlowLimiter declares immediate."""
+
+    inputs = {"IN": Input(int)}
+    outputs = {"OUT": Output(int)}
+    policy = "immediate"
+    max_in_flight = 3
+
+    def process(self, ctx):
+        ctx.outputs["OUT"].add(ctx.inputs["IN"].value)
+
+
+def test_a_calculators_own_policy_and_max_in_flight_are_its_nodes_defaults():
+    spec = load("inputs: [a]\nnodes:\n  - {calculator: TestOwnDefaults, inputs: [a], outputs: [b]}\n"
+                "  - {calculator: TestOwnDefaults, inputs: [a], outputs: [c], policy: sync, max_in_flight: 1}\n")
+    assert [(n.policy, n.max_in_flight) for n in spec.nodes] == [("immediate", 3), ("sync", 1)]
+
+
+def test_an_option_name_that_is_not_a_text_is_at_its_own_line():
+    assert problems("inputs: [a]\nnodes:\n  - calculator: TestScale\n    inputs: [a]\n    outputs: [b]\n"
+                    "    options:\n      factor: 3\n      1: x\n") == [
+        "<string>:8: node 'TestScale': option names are text, got the number 1"]
