@@ -159,6 +159,12 @@ def test_wait_until_idle_before_start_is_refused():
         g.wait_until_idle(1)
 
 
+def test_wait_before_start_is_refused():
+    g = Graph.from_yaml("inputs: [a]\nnodes: [{calculator: PassThrough, inputs: [a], outputs: [b]}]")
+    with pytest.raises(RuntimeError, match=r"^start\(\) the graph before wait\(\)$"):
+        g.wait(1)
+
+
 def test_a_waiter_for_idle_that_gives_up_leaves_the_others_waiting_to_be_woken(no_thread_leak):
     # Two callers wait for the graph to become idle; one gives up (timeout) while a call is held:
     # the other is still woken when the graph becomes idle.

@@ -343,3 +343,40 @@ def test_a_handled_signal_whose_byte_is_not_yet_read_is_acted_on_at_exit():
         # the Python handler ran (as the C handler can let it, before writing the wakeup byte)
         signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
     assert told == [(signal.SIGINT, 1)] and g.calls == ["request_stop"]
+
+
+def test_ctrl_c_in_wait_drains_the_graph_then_raises_keyboard_interrupt(no_thread_leak):
+    # Graph.wait() watches Ctrl-C itself (where Python's default handler is in force): the first
+    # one drains the run as request_stop() does (its open input is closed), and wait() raises
+    # KeyboardInterrupt once the run has ended, its packet delivered.
+    from pipeline import Graph
+
+    g = Graph.from_yaml("inputs: [a]\nnodes: [{calculator: PassThrough, inputs: [a], outputs: [b]}]")
+    got = []
+    g.observe("b", lambda p: got.append(p.timestamp))
+    g.start()
+    g.add_packet("a", "x", 1)
+    failed = []
+
+    def ctrl_c_once_wait_watches():
+        # wait() installs its handler in this process's main thread before it blocks; until then
+        # a Ctrl-C would land in the test itself
+        give_up = threading.Event()
+        for _ in range(int(WAIT_S / 0.005)):
+            if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            give_up.wait(0.005)
+        failed.append("wait() never installed its SIGINT handler")
+        g.cancel()
+
+    th = threading.Thread(target=ctrl_c_once_wait_watches, name="test-ctrl-c")
+    th.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            g.wait(WAIT_S)
+    finally:
+        th.join(WAIT_S)
+    assert not failed, failed
+    assert got == [1] and not g.drain_expired
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "wait() put the default back"
