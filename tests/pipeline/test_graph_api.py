@@ -305,3 +305,30 @@ def test_a_full_graph_input_with_overflow_reject_refuses_and_counts_one_drop(no_
     g.close_all_inputs()
     g.wait(10)
     assert got == [0, 1]
+
+
+def test_pollers_end_at_once_on_a_stream_switched_off_and_on_one_that_closed(no_thread_leak):
+    # While the run goes on (its input is open): a poller of a stream whose producer `when:` left
+    # out ends at once, and a poller of a source that has stopped ends after its last packet.
+    g = Graph.from_yaml("""
+inputs: [a]
+side_packets: {extra: null}
+nodes:
+  - {calculator: PassThrough, inputs: [a], outputs: [b]}
+  - {calculator: PassThrough, inputs: [a], outputs: [off], when: $extra}
+  - {calculator: TestSeq, outputs: [n], options: {timestamps: [1, 2]}}
+""")
+    off, n = g.poller("off"), g.poller("n")
+    got = []
+    g.observe("b", lambda p: got.append(p.timestamp))
+    g.start()
+    try:
+        assert off.get(10) is None, "the stream of a node switched off carries nothing"
+        assert [p.timestamp for p in (n.get(10), n.get(10))] == [1, 2]
+        assert n.get(10) is None, "the source stopped: its stream is closed"
+        assert not g.done
+        g.add_packet("a", "x", 5)
+    finally:
+        g.close_all_inputs()
+        g.wait(10)
+    assert got == [5]

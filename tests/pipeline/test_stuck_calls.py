@@ -212,3 +212,26 @@ def test_a_drain_past_drain_timeout_is_cut_short_and_logged(caplog, no_thread_le
     finally:
         gate.release()
         _join_run_threads()
+
+
+def test_wait_with_a_timeout_during_a_longer_drain_times_out_at_its_own(no_thread_leak):
+    gate, closed = Gate(), []
+    g = Graph.from_dict({"inputs": ["in"], "side_packets": {"gate": None, "closed": None},
+                         "nodes": [_node("hang", "in", options={"phase": "process"},
+                                         side_inputs={"GATE": "gate", "CLOSED": "closed"})]},
+                        drain_timeout=5, stuck_timeout=WAIT_S)
+    g.start({"gate": gate, "closed": closed})
+    try:
+        g.add_packet("in", "x", 7)
+        assert gate.entered.wait(WAIT_S), "the call never began"
+        g.request_stop()
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"did not finish within 0.2 s"):
+            g.wait(0.2)
+        assert time.monotonic() - t0 < 5, "wait(0.2) lasted the whole drain"
+        assert not g.done, "the run goes on: the drain has time left"
+    finally:
+        gate.release()
+        g.cancel()
+        g.wait(WAIT_S)
+        _join_run_threads()
