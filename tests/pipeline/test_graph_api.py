@@ -332,3 +332,14 @@ nodes:
         g.close_all_inputs()
         g.wait(10)
     assert got == [5]
+
+
+def test_a_graph_started_twice_is_refused(no_thread_leak):
+    g = Graph.from_yaml("inputs: [a]\nnodes: [{calculator: PassThrough, inputs: [a], outputs: [b]}]")
+    g.start()
+    try:
+        with pytest.raises(RuntimeError, match=r"^the graph was already started; build a new Graph to run again$"):
+            g.start()
+    finally:
+        g.close_all_inputs()
+        g.wait(10)

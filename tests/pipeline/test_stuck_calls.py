@@ -153,6 +153,8 @@ def test_a_close_stuck_at_shutdown_is_named_and_the_closes_after_it_still_run(no
     assert err.args[0].startswith("node 'hang' (HangsInCall) is stuck in close: it did not return within 0.2 s")
     assert "released.wait(WAIT_S)" in err.cause_traceback
     assert closed == ["sink", "first"]
+    held = [t.name for t in threading.enumerate() if t.name.startswith("vpipe") and t.is_alive() and not t.daemon]
+    assert held == [], f"threads the program's exit would wait for, the hung close among them: {held}"
     gate.release()
     _join_run_threads()
     assert closed == ["sink", "first", "hang"], "the abandoned close went on once let go"
