@@ -343,3 +343,29 @@ def test_a_graph_started_twice_is_refused(no_thread_leak):
     finally:
         g.close_all_inputs()
         g.wait(10)
+
+
+@pytest.mark.parametrize("declared, listed", [("{x: 1, y: 2}", "x, y"), ("{}", "none")])
+def test_a_side_packet_not_declared_is_refused_with_the_declared_ones(declared, listed):
+    g = Graph.from_yaml(f"side_packets: {declared}\nnodes: [{{calculator: TestSeq, outputs: [n]}}]")
+    with pytest.raises(GraphConfigError, match=rf"side packet 'z' is given but the graph does not declare it "
+                                               rf"\(declared: {listed}\)$"):
+        g.start({"z": 3})
+
+
+def test_a_node_switched_off_leaves_the_others_reading_a_graph_input_and_a_stream_that_is_on(no_thread_leak):
+    g = Graph.from_yaml("""
+inputs: [a]
+side_packets: {extra: null}
+nodes:
+  - {calculator: PassThrough, inputs: [a], outputs: [b]}
+  - {calculator: PassThrough, inputs: [b], outputs: [c]}
+  - {calculator: PassThrough, inputs: [b], outputs: [d], when: $extra}
+""")
+    got = []
+    g.observe("c", lambda p: got.append((p.timestamp, p.value)))
+    g.start()
+    g.add_packet("a", "x", 4)
+    g.close_all_inputs()
+    g.wait(10)
+    assert got == [(4, "x")]

@@ -380,3 +380,32 @@ def test_ctrl_c_in_wait_drains_the_graph_then_raises_keyboard_interrupt(no_threa
     assert not failed, failed
     assert got == [1] and not g.drain_expired
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "wait() put the default back"
+
+
+def test_two_ctrl_c_in_a_calculators_open_end_start_with_stop_signal(no_thread_leak):
+    # Graph.start() itself: two Ctrl-C while a node opens in the starting thread (a model load)
+    # raise StopSignal out of that open, so start() ends at once (rule 2), the run cancelled.
+    from pipeline import Calculator, Graph, Output, register
+
+    @register(name="TestCtrlCTwiceInOpen")
+    class CtrlCTwiceInOpen(Calculator):
+        outputs = {"OUT": Output(int)}
+
+        def open(self, ctx):
+            for _ in range(2):
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(100):  # a few bytecodes: where this thread runs the pending handler
+                    pass
+
+        def process(self, ctx):
+            pass
+
+    g = Graph.from_yaml("nodes: [{calculator: TestCtrlCTwiceInOpen, outputs: [a]}]")
+    try:
+        g.start()
+    except KeyboardInterrupt as e:  # a plain one escaping a test would end the whole pytest run
+        assert isinstance(e, StopSignal), f"{e!r}: not StopSignal, start() went on after the second Ctrl-C"
+        assert e.signum == signal.SIGINT
+    else:
+        pytest.fail("start() returned after two Ctrl-C in an open")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
