@@ -369,3 +369,33 @@ nodes:
     g.close_all_inputs()
     g.wait(10)
     assert got == [(4, "x")]
+
+
+def test_from_dict_passes_search_paths_and_trust_on(tmp_path, monkeypatch):
+    monkeypatch.delenv("VPIPE_GRAPH_PATH", raising=False)
+    sub = tmp_path / "lib"
+    sub.mkdir()
+    (sub / "relay_sub.yaml").write_text("inputs: [x]\noutputs: [y]\nnodes:\n"
+                                        "  - {calculator: PassThrough, inputs: [x], outputs: [y]}\n")
+    outer = {"inputs": ["a"], "nodes": [{"subgraph": "relay_sub", "inputs": ["a"], "outputs": ["b"]}]}
+    assert [n.name for n in Graph.from_dict(outer, [str(sub)]).spec.nodes] == ["relay_sub/PassThrough"]
+    with pytest.raises(GraphConfigError, match=r"subgraph 'relay_sub' not found"):
+        Graph.from_dict(outer)
+    plugin = {"plugins": ["vpipe_test_never_loaded"], "inputs": ["a"],
+              "nodes": [{"calculator": "PassThrough", "inputs": ["a"], "outputs": ["b"]}]}
+    with pytest.raises(GraphConfigError, match=r"is not loaded"):
+        Graph.from_dict(plugin)
+    with pytest.raises(GraphConfigError, match=r"cannot load plugin 'vpipe_test_never_loaded'"):
+        Graph.from_dict(plugin, trust=True)
+
+
+@pytest.mark.parametrize("bounds", [{"drain_timeout": -1}, {"stuck_timeout": -0.5},
+                                    {"drain_timeout": -1, "stuck_timeout": -1}])
+def test_negative_bounds_are_refused_and_zero_ones_taken(bounds):
+    text = "inputs: [a]\nnodes: [{calculator: PassThrough, inputs: [a], outputs: [b]}]"
+    with pytest.raises(ValueError, match=r"^drain_timeout and stuck_timeout must be >= 0 s, got "):
+        Graph.from_yaml(text, **bounds)
+    g = Graph.from_yaml(text, drain_timeout=0, stuck_timeout=0)
+    assert (g.drain_timeout, g.stuck_timeout) == (0.0, 0.0)
+    g = Graph.from_yaml(text, drain_timeout=0.5, stuck_timeout=0.5)
+    assert (g.drain_timeout, g.stuck_timeout) == (0.5, 0.5)
