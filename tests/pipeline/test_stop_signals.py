@@ -409,3 +409,15 @@ def test_two_ctrl_c_in_a_calculators_open_end_start_with_stop_signal(no_thread_l
     else:
         pytest.fail("start() returned after two Ctrl-C in an open")
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_two_signals_before_start_raise_nothing(no_thread_leak):
+    # A graph watched before it starts (vpipe run installs its handlers first) is not opening
+    # calculators: a second signal then only cancels it, as it would a running one.
+    from pipeline import Graph
+
+    g = Graph.from_yaml("inputs: [a]\nnodes: [{calculator: PassThrough, inputs: [a], outputs: [b]}]")
+    with StopSignals(g, (signal.SIGINT,)) as watch:
+        _kill(signal.SIGINT)
+        _kill(signal.SIGINT)
+    assert watch.received == [signal.SIGINT, signal.SIGINT]
