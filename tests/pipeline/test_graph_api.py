@@ -124,7 +124,7 @@ def test_poller_and_observe_after_start_are_refused_with_their_names(no_thread_l
 def test_an_unstarted_graph_leaves_a_with_block_quietly():
     with Graph.from_yaml("inputs: [a]\nnodes: [{calculator: PassThrough, inputs: [a], outputs: [b]}]") as g:
         pass
-    assert g.done is False and g.wall_time() is None
+    assert g.done is False and g.wall_time() is None and g.side_packet("any") is None
 
 
 def test_stats_name_every_figure_and_agree_with_each_other(no_thread_leak):
