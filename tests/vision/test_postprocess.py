@@ -552,3 +552,21 @@ def test_decode_yolo_gives_float32_boxes_and_scores():
     rows[0, 0] = [50, 40, 20, 10, 1.0, 0.9, 0.0]
     xyxy, s, c = decode_yolo(rows)
     assert xyxy.dtype == np.float32 and s.dtype == np.float32 and c.dtype == np.int32 and len(s) == 1
+
+
+def test_output_arrays_of_a_mapping_of_plain_values():
+    from calculators.postprocess.tensors import output_arrays
+
+    got = output_arrays({"boxes": [[1.0, 2.0]], 7: np.arange(3, dtype=np.float32)})
+    assert [name for name, _ in got] == ["boxes", "7"]
+    assert all(type(a) is np.ndarray for _, a in got)
+    np.testing.assert_array_equal(got[0][1], [[1.0, 2.0]])
+    np.testing.assert_array_equal(got[1][1], [0, 1, 2])
+
+
+def test_ssd_layout_is_read_only():
+    # made once per model and shared by every frame's decode: nobody can change it by mistake
+    layout = ssd_layout(ssd_anchors(BLAZEFACE_SHORT_ANCHORS), BLAZEFACE_SHORT_DECODE)
+    for name, a in layout._asdict().items():
+        with pytest.raises(ValueError, match="read-only"):
+            a.flat[0] = 0
