@@ -570,3 +570,18 @@ def test_ssd_layout_is_read_only():
     for name, a in layout._asdict().items():
         with pytest.raises(ValueError, match="read-only"):
             a.flat[0] = 0
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64])
+def test_decode_ssd_of_half_or_double_outputs_is_that_of_their_float32_values(dtype):
+    # a half-precision export, or outputs a caller made float64: decoded as their float32 values
+    # (float32 results, no arithmetic in float16)
+    anchors = ssd_anchors(BLAZEFACE_SHORT_ANCHORS)
+    rng = np.random.default_rng(11)
+    boxes = rng.normal(0, 20, (896, 16)).astype(dtype)
+    scores = rng.normal(0, 3, (896, 1)).astype(dtype)
+    want = decode_ssd(boxes.astype(np.float32), scores.astype(np.float32), anchors, BLAZEFACE_SHORT_DECODE)
+    got = decode_ssd(boxes, scores, anchors, BLAZEFACE_SHORT_DECODE)
+    assert len(want[0]) > 100
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and np.array_equal(g, w)
