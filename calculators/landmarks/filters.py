@@ -4,6 +4,9 @@
 - :class:`OneEuroFilter`: the 1-euro filter (Casiez et al.) with MediaPipe's details: the sampling
   frequency follows the timestamps, the derivative is of the *raw* values times ``value_scale``.
 - :class:`RelativeVelocityFilter`: MediaPipe's velocity filter (windowed velocity, legacy distance).
+- :class:`OneEuroArray`: as many One Euro filters as an array has values, stepped together in
+  numpy (what :class:`LandmarksSmoother` runs): the same operations in the same order as
+  :class:`OneEuroFilter` per value, so the same floats (tests/landmarks/test_fast_paths.py).
 - :class:`LandmarksSmoother`: one filter per landmark coordinate of one object, with MediaPipe's
   object scale (mean of width and height of the points, or of a given rect) as value scale.
 """
@@ -55,6 +58,54 @@ class OneEuroFilter:
         edvalue = self.dx.apply(dvalue, self._alpha(self.derivate_cutoff))
         cutoff = self.min_cutoff + self.beta * abs(edvalue)
         return self.x.apply(value, self._alpha(cutoff))
+
+
+class OneEuroArray:
+    """:class:`OneEuroFilter` on every value of an array at once. The filters of one array are
+    created and stepped together, so their clock (last time, frequency, initialised) is one; their
+    values, derivatives and alphas are arrays. Each step is OneEuroFilter.apply's arithmetic,
+    elementwise and in its order (IEEE operations on float64 give the same result in numpy as on
+    Python floats), including LowPassFilter's rule that an alpha outside [0, 1] (a negative
+    ``beta``) keeps the previous one."""
+
+    def __init__(self, shape: tuple[int, ...], frequency: float = 30.0, min_cutoff: float = 1.0,
+                 beta: float = 0.0, derivate_cutoff: float = 1.0) -> None:
+        self.frequency, self.min_cutoff, self.beta, self.derivate_cutoff = frequency, min_cutoff, beta, derivate_cutoff
+        self.shape = tuple(shape)
+        self.last_time = 0
+        self.initialized = False
+        self.x_alpha = np.full(self.shape, self._alpha(min_cutoff))
+        self.dx_alpha = self._alpha(derivate_cutoff)
+        self.x_raw = self.x_stored = self.dx_stored = np.zeros(self.shape)
+
+    def _alpha(self, cutoff):
+        te = 1.0 / self.frequency
+        tau = 1.0 / (2 * math.pi * cutoff)
+        return 1.0 / (1.0 + tau / te)
+
+    def apply(self, timestamp_us: int, value_scale: float, value: np.ndarray) -> np.ndarray:
+        """The filtered values (float64, ``value``'s shape); ``value`` is left as it is."""
+        value = np.asarray(value, np.float64)
+        t = int(timestamp_us) * 1000
+        if self.last_time >= t:
+            return value.copy()
+        if self.last_time != 0 and t != 0:
+            self.frequency = 1.0 / ((t - self.last_time) * 1e-9)
+        self.last_time = t
+        alpha_d = self._alpha(self.derivate_cutoff)
+        if 0.0 <= alpha_d <= 1.0:
+            self.dx_alpha = alpha_d
+        if self.initialized:
+            dvalue = (value - self.x_raw) * value_scale * self.frequency
+            edvalue = self.dx_alpha * dvalue + (1.0 - self.dx_alpha) * self.dx_stored
+        else:
+            edvalue = np.zeros(self.shape)
+        alpha = self._alpha(self.min_cutoff + self.beta * np.abs(edvalue))
+        self.x_alpha = np.where((alpha >= 0.0) & (alpha <= 1.0), alpha, self.x_alpha)
+        result = self.x_alpha * value + (1.0 - self.x_alpha) * self.x_stored if self.initialized else value.copy()
+        self.initialized = True
+        self.x_raw, self.x_stored, self.dx_stored = value.copy(), result, edvalue
+        return result
 
 
 class RelativeVelocityFilter:
@@ -128,9 +179,12 @@ class LandmarksSmoother:
             if s < self.min_scale:
                 return points
             value_scale = 1.0 / s
-        cls = OneEuroFilter if self.kind == "one_euro" else RelativeVelocityFilter
+        if self.kind == "one_euro":
+            if not isinstance(self.filters, OneEuroArray) or self.filters.shape != points.shape:
+                self.filters = OneEuroArray(points.shape, **self.params)
+            return self.filters.apply(timestamp_us, value_scale, points)
         if self.filters is None or len(self.filters) != points.size:
-            self.filters = [cls(**self.params) for _ in range(points.size)]
+            self.filters = [RelativeVelocityFilter(**self.params) for _ in range(points.size)]
         flat = points.reshape(-1)
         out = np.array([f.apply(timestamp_us, value_scale, float(v)) for f, v in zip(self.filters, flat)],
                        np.float64)

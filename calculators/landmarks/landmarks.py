@@ -248,7 +248,7 @@ class LandmarksSmoothing(Calculator):
                            velocity_scale=o.velocity_scale, min_allowed_object_scale=o.min_allowed_object_scale,
                            disable_value_scaling=o.disable_value_scaling)
         self.smoothers: list[LandmarksSmoother] = []
-        self.vis: list[list[LowPassFilter]] = []
+        self.vis: list[LowPassFilter] = []  # per object, on its array of visibilities (elementwise)
 
     def process(self, ctx) -> None:
         lm: Landmarks = ctx.inputs["LANDMARKS"].value
@@ -259,7 +259,7 @@ class LandmarksSmoothing(Calculator):
         n = len(lm)
         if n != len(self.smoothers):
             self.smoothers = [LandmarksSmoother(o.filter, **self.params) for _ in range(n)]
-            self.vis = [[LowPassFilter(o.visibility_alpha or 1.0) for _ in range(lm.num_points)] for _ in range(n)]
+            self.vis = [LowPassFilter(o.visibility_alpha or 1.0) for _ in range(n)]
         if n == 0:
             ctx.outputs["LANDMARKS"].add(lm)
             return
@@ -275,6 +275,7 @@ class LandmarksSmoothing(Calculator):
             out[i] = self.smoothers[i].apply(ctx.timestamp, values[i].astype(np.float64), scale)
         changes = {"points": out} if o.target == "points" else {"world": out}
         if o.visibility_alpha is not None and lm.visibility is not None:
-            changes["visibility"] = np.array([[f.apply(float(v)) for f, v in zip(self.vis[i], lm.visibility[i])]
+            # LowPassFilter's arithmetic on float64 arrays: per value, the floats it gives one by one
+            changes["visibility"] = np.array([self.vis[i].apply(lm.visibility[i].astype(np.float64))
                                               for i in range(n)], np.float32)
         ctx.outputs["LANDMARKS"].add(lm.replace(**changes))

@@ -3,20 +3,33 @@
 For each of face_mesh and pose (carphone scaled to 1280x720, made here) and hands (bigbuckbunny,
 1280x720 already): the vpipe tracker subgraph (``graphs/<name>_tracker.yaml``, what the ready graph
 runs, without the optional sinks) reading the video file with VideoSource (decode included, I420 for
-face_mesh and pose, RGB for hands, as the ready graphs do) against mediapipe 0.10.21's legacy solution (``mp.solutions``, the same
-model files) fed the same frames already decoded to RGB in memory, in a plain loop (only its
-``process()`` calls are timed, in its own environment; the graph is timed from the end of
-``start()``, its models loaded, to its end, decoding included: tests/landmarks/mp_reference.py). Rounds
-interleave the two; the ratio is the median of per-round ratios, with the spread. MediaPipe and
-OpenVINO both use their default thread counts; the vpipe graph puts the detector and the landmark
-model on one executor thread each, beside the decoder.
+face_mesh and pose, RGB for hands, as the ready graphs do), timed from the end of ``start()``, its
+models loaded, to its end, against mediapipe 0.10.21's legacy solution (``mp.solutions``, the same
+model files, in its own environment: tests/landmarks/mp_reference.py, its models loaded before the
+timed loop) in two baselines:
+
+- ``mediapipe_decode``, the issue's target: the plain loop a MediaPipe user writes, PyAV decoding
+  each frame of the same file to RGB (``to_ndarray(format="rgb24")``, PyAV's default decoder
+  threading) and ``process()`` on it, one after the other, timed from the first decode to the last
+  result. Its decode and its models take turns; the graph's decode runs beside its models.
+- ``mediapipe``: the same loop fed the frames already decoded into memory (only ``process()``
+  timed), kept for comparison: it leaves decoding, 8-12 ms of CPU per frame of this clip, out of
+  MediaPipe's side only.
+
+Both loops are checked to get the same frames in every run: the same count and the same sha1 of
+the first, middle and last frame's RGB (else the run stops, naming which); the largest
+difference between their landmarks is printed (0 on the same frames and timestamps; JSON
+``same_frames``). Rounds interleave the graph and both loops; each ratio is the median of per-round
+ratios, with the spread; CPU per frame (user + sys of each process, every thread) is printed for all.
+MediaPipe and LiteRT/OpenVINO use their default thread counts; the vpipe graph puts the detector and
+the landmark model on one executor thread each, beside the decoder.
 
     python tests/bench/bench_landmarks.py [--repeats 3] [--graphs face_mesh pose hands] [--json out/bench/landmarks.json]
         [--graph-engines auto openvino] [--models] [--model-calls 100] [--engines litert openvino onnxruntime ncnn]
         [--loop]
 
 ``--loop`` also shows where the loop's frame goes: the tracker subgraph fed the clip's frames
-already decoded (in memory, as MediaPipe's loop is fed), traced: its frames/s and CPU per frame
+already decoded (in memory, as MediaPipe's pre-decoded loop is fed), traced: its frames/s and CPU per frame
 alone, each node's median µs per call, and the decoding alone (VideoSource, CPU per frame with
 FFmpeg's threads), which the whole-graph run adds on the same two cores.
 
@@ -91,20 +104,53 @@ def graph_runner(path: Path, subgraph: str, side: dict, format: str = "I420", en
     return run
 
 
-def mp_runner(frames: Path, stamps: Path, solution: str, options: dict, out: Path):
+def mp_runner(frames: Path, stamps: Path, solution: str, options: dict, out: Path, decode: Path | None = None,
+              checksum_frames: list[int] = (), record: list | None = None):
+    """MediaPipe's solution on the clip in its own environment, one subprocess per call: fed the
+    pre-decoded ``frames`` (.npy), or with ``decode`` (the video file) in the plain loop that decodes
+    each frame with PyAV and processes it. Returns the loop's seconds; appends each run's JSON
+    (frames, seconds, cpu_s, checksums, decoder) to ``record``."""
     py = MP_ENV / "bin" / "python"
     if not py.exists():
         raise SystemExit(f"no MediaPipe environment at {MP_ENV}: bash tests/bench/make_mp_env.sh")
 
     def run() -> float:
-        cmd = [str(py), str(ROOT / "tests/landmarks/mp_reference.py"), solution, str(frames), str(out),
-               "--timestamps", str(stamps), "--options", json.dumps(options)]
+        src, how = (str(decode), ["--decode"]) if decode else (str(frames), ["--timestamps", str(stamps)])
+        cmd = [str(py), str(ROOT / "tests/landmarks/mp_reference.py"), solution, src, str(out), *how,
+               "--options", json.dumps(options), "--checksum-frames", *map(str, checksum_frames)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
             raise RuntimeError(proc.stderr[-2000:])
-        return json.loads(out.read_text())["seconds"]
+        rec = json.loads(out.read_text())
+        if record is not None:
+            record.append(rec)
+        return rec["seconds"]
 
     return run
+
+
+def same_frames(name: str, clip, checksum_frames: list[int], predecoded: list[dict], plain: list[dict]) -> dict:
+    """The two MediaPipe loops were fed the same frames, in every run (``predecoded``, ``plain``: each
+    run's record): the same count and the same bytes on the checked frames (sha1), else it raises
+    naming which; and the largest difference between the two loops' landmarks on their first runs
+    (0 when fed the same frames and timestamps: MediaPipe is deterministic on them)."""
+    import hashlib
+
+    frames = np.load(clip.frames, mmap_mode="r")
+    want = {str(i): hashlib.sha1(np.ascontiguousarray(frames[i]).tobytes()).hexdigest() for i in checksum_frames}
+    for label, rec in [("pre-decoded loop", r) for r in predecoded] + [("plain loop", r) for r in plain]:
+        if len(rec["frames"]) != clip.count:
+            raise SystemExit(f"{name}: MediaPipe's {label} gave {len(rec['frames'])} results for {clip.count} frames")
+        if rec["checksums"] != want:
+            raise SystemExit(f"{name}: MediaPipe's {label} was fed other frames: sha1 {rec['checksums']} != {want}")
+    worst = 0.0
+    for a, b in zip(predecoded[0]["frames"], plain[0]["frames"]):
+        if len(a) != len(b):
+            raise SystemExit(f"{name}: the two MediaPipe loops found different object counts on a frame")
+        for oa, ob in zip(a, b):
+            worst = max(worst, float(np.max(np.abs(np.asarray(oa["landmarks"]) - np.asarray(ob["landmarks"])))))
+    return {"frames": clip.count, "checksum_frames": checksum_frames, "sha1_equal": True,
+            "landmarks_max_abs_diff": worst, "plain_loop_decoder": plain[0].get("decoder")}
 
 
 def _tensors(video: Path, subgraph: str, fmt: str, streams: list[str], count: int = 8) -> dict[str, list]:
@@ -248,7 +294,14 @@ def main() -> None:
             src = resolve(f"sample:{sample}")
             video = make_720p(src, tmpd / f"{sample}_720p.mp4", args.frames) if scale else src
             clip = decode_clip(video, tmpd, max_frames=args.frames if scale else None)  # a made clip has --frames
-            mp = mp_runner(clip.frames, clip.timestamps, solution, mp_opts, tmpd / f"mp_{name}.json")
+            checks = sorted({0, clip.count // 2, clip.count - 1})
+            mp_recs: dict[str, list] = {"mediapipe": [], "mediapipe_decode": []}
+            # The issue's baseline: MediaPipe's plain loop, PyAV decoding each frame of the same file
+            # then process(); and the loop fed frames decoded beforehand (only process() timed), kept.
+            mp = mp_runner(clip.frames, clip.timestamps, solution, mp_opts, tmpd / f"mp_{name}.json",
+                           checksum_frames=checks, record=mp_recs["mediapipe"])
+            mp_decode = mp_runner(clip.frames, clip.timestamps, solution, mp_opts, tmpd / f"mpd_{name}.json",
+                                  decode=video, checksum_frames=checks, record=mp_recs["mediapipe_decode"])
 
             cpu: dict[str, list] = {}
 
@@ -265,24 +318,37 @@ def main() -> None:
 
             # "vpipe": the graph as it ships (engine auto); "vpipe:ENGINE" each other engine asked for.
             labels = {e: "vpipe" if e == "auto" else f"vpipe:{e}" for e in args.graph_engines}
-            runs = interleaved({**{labels[e]: vpipe_case(e) for e in args.graph_engines}, "mediapipe": mp},
-                               args.repeats, measure=lambda fn: fn())
+            runs = interleaved({**{labels[e]: vpipe_case(e) for e in args.graph_engines}, "mediapipe_decode": mp_decode,
+                                "mediapipe": mp}, args.repeats, measure=lambda fn: fn())
+            check = same_frames(name, clip, checks, mp_recs["mediapipe"], mp_recs["mediapipe_decode"])
             fps = {k: [clip.count / s for s in v] for k, v in runs.items()}
-            ratios = {lab: round_ratios({k: [1 / x for x in v] for k, v in fps.items()}, "mediapipe", lab)
-                      for lab in labels.values()}
-            first = ratios[labels[args.graph_engines[0]]]
+            inv = {k: [1 / x for x in v] for k, v in fps.items()}
+            ratios = {lab: round_ratios(inv, "mediapipe_decode", lab) for lab in labels.values()}
+            ratios_pre = {lab: round_ratios(inv, "mediapipe", lab) for lab in labels.values()}
+            first, first_pre = ratios[labels[args.graph_engines[0]]], ratios_pre[labels[args.graph_engines[0]]]
+            mp_cpu = {k: 1e3 * median([r["cpu_s"] / len(r["frames"]) for r in v[1:] or v]) for k, v in mp_recs.items()}
             results[name] = {"clip": f"{video.name} {clip.size[0]}x{clip.size[1]}", "frames": clip.count,
                              "fps": {k: median(v) for k, v in fps.items()}, "fps_runs": fps,
+                             "baseline": "mediapipe_decode: MediaPipe's plain loop, PyAV decoding each frame then "
+                                         "process() (the issue's target); mediapipe: the loop on frames decoded "
+                                         "beforehand, only process() timed",
                              "speedup_median": first["median"], "speedup_min": first["min"],
                              "speedup_max": first["max"], "speedups": ratios,
-                             "vpipe_cpu_ms_per_frame": {labels[e]: 1e3 * median(v[1:] or v) for e, v in cpu.items()}}
+                             "speedup_predecoded_median": first_pre["median"], "speedup_predecoded_min": first_pre["min"],
+                             "speedup_predecoded_max": first_pre["max"], "speedups_predecoded": ratios_pre,
+                             "vpipe_cpu_ms_per_frame": {labels[e]: 1e3 * median(v[1:] or v) for e, v in cpu.items()},
+                             "mediapipe_cpu_ms_per_frame": mp_cpu, "same_frames": check}
             r = results[name]
+            print(f"{name:10s} {r['clip']:28s} mediapipe plain loop (PyAV decode + process) {r['fps']['mediapipe_decode']:6.1f} fps, "
+                  f"CPU {mp_cpu['mediapipe_decode']:.2f} ms a frame; pre-decoded {r['fps']['mediapipe']:6.1f} fps, "
+                  f"CPU {mp_cpu['mediapipe']:.2f} ms; same frames: {check['frames']}, sha1 of {len(checks)} equal, "
+                  f"landmarks max diff {check['landmarks_max_abs_diff']:.1e}; decoder {check['plain_loop_decoder']}")
             for e, lab in labels.items():
-                ratio = ratios[lab]
-                print(f"{name:10s} {r['clip']:28s} {lab:16s} {r['fps'][lab]:6.1f} fps  mediapipe "
-                      f"{r['fps']['mediapipe']:6.1f} fps  speedup x{ratio['median']:.2f} "
-                      f"({ratio['min']:.2f}..{ratio['max']:.2f})  vpipe CPU {r['vpipe_cpu_ms_per_frame'][lab]:.2f} ms "
-                      "a frame (all threads)", flush=True)
+                ratio, pre = ratios[lab], ratios_pre[lab]
+                print(f"{name:10s} {lab:16s} {r['fps'][lab]:6.1f} fps  speedup x{ratio['median']:.2f} "
+                      f"({ratio['min']:.2f}..{ratio['max']:.2f}) vs the plain loop, x{pre['median']:.2f} "
+                      f"({pre['min']:.2f}..{pre['max']:.2f}) vs pre-decoded;  vpipe CPU "
+                      f"{r['vpipe_cpu_ms_per_frame'][lab]:.2f} ms a frame (all threads)", flush=True)
             if args.loop:
                 r["loop"] = loop = loop_rows(video, subgraph, fmt, args.repeats)
                 print(f"  the loop alone on decoded frames: {loop['loop_fps']:.1f} fps, {loop['loop_cpu_ms']:.2f} ms CPU "

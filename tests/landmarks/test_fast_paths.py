@@ -157,3 +157,51 @@ def test_decode_landmarks_takes_the_columns_as_the_plain_formulas(d, flip, nz):
         assert np.array_equal(vis, sigmoid(v[:, 3])) and np.array_equal(pres, v[:, 4])
     with pytest.raises(ValueError, match="visibility_activation must be none or sigmoid"):
         decode_landmarks(raw, 33, (256, 256), visibility_activation="relu")
+
+
+@pytest.mark.parametrize("beta, scale", [(80.0, None), (0.0, 0.01), (-3.0, None), (40.0, "none")])
+def test_one_euro_on_arrays_equals_one_filter_per_value(beta, scale):
+    """LandmarksSmoother steps all of an object's One Euro filters in numpy (OneEuroArray); each
+    value must come out as OneEuroFilter gives it alone, bit for bit: timestamps starting at 0, a
+    repeated one (passed through), irregular steps, and a negative beta (alphas outside [0, 1] keep
+    the previous one, LowPassFilter's rule)."""
+    from calculators.landmarks.filters import LandmarksSmoother, OneEuroFilter, object_scale
+
+    rng = np.random.default_rng(5)
+    params = dict(frequency=30.0, min_cutoff=0.05, beta=beta, derivate_cutoff=1.0)
+    smoother = LandmarksSmoother("one_euro", **params, disable_value_scaling=scale == "none")
+    one = [OneEuroFilter(**params) for _ in range(33 * 3)]
+    stamps = [0, 33_333, 33_333, 70_000, 100_001, 133_000, 200_000]
+    stamps += list(range(233_333, 233_333 + 33_333 * 30, 33_333))
+    points = rng.uniform(0, 720, (33, 3))
+    kept = 0
+    for ts in stamps:
+        points = points + rng.normal(0, 6, points.shape)
+        got = smoother.apply(ts, points, None if scale in (None, "none") else scale)
+        value_scale = 1.0 if scale == "none" else 1.0 / (object_scale(points) if scale is None else scale)
+        want = np.array([f.apply(ts, value_scale, float(v)) for f, v in zip(one, points.reshape(-1))])
+        want = want.reshape(points.shape)
+        assert got.dtype == np.float64 and np.array_equal(got, want), (ts, np.abs(got - want).max())
+        kept += int(np.any(got != points))
+    assert kept >= len(stamps) - 3  # the filter did filter (all but the first and the repeated stamp)
+
+
+def test_visibility_low_pass_on_arrays_equals_one_filter_per_value():
+    """LandmarksSmoothing's visibility_alpha runs LowPassFilter on each object's visibility array:
+    per value the floats of one LowPassFilter each, bit for bit."""
+    from calculators.landmarks.landmarks import LandmarksSmoothing
+    from calculators.landmarks.filters import LowPassFilter
+    from calculators.types import Landmarks
+    from pipeline.testing import run_calculator
+
+    rng = np.random.default_rng(9)
+    frames = [Landmarks(rng.uniform(0, 500, (2, 33, 3)), [0.9, 0.8],
+                        visibility=rng.uniform(0, 1, (2, 33)).astype(np.float32), frame_size=(640, 480))
+              for _ in range(6)]
+    got = run_calculator(LandmarksSmoothing, {"LANDMARKS": [(i * 33_333, lm) for i, lm in enumerate(frames)]},
+                         options={"visibility_alpha": 0.1})["LANDMARKS"]
+    one = [[LowPassFilter(0.1) for _ in range(33)] for _ in range(2)]
+    for (_, lm), src in zip(got, frames):
+        want = np.array([[f.apply(float(v)) for f, v in zip(one[i], src.visibility[i])] for i in range(2)], np.float32)
+        assert np.array_equal(lm.visibility, want)
+    assert not np.array_equal(got[-1][1].visibility, frames[-1].visibility)
