@@ -748,7 +748,7 @@ class _Openers:
             self.done.add(node)
             if failure is not None:
                 self.failed[node] = failure
-                if self.failure is None or self.order[node] < self._failed_at():
+                if self._failed_at() == self.order[node]:  # the first in graph order that failed so far
                     self.failure = failure
             late = self.given_up and node.opened
             self.cond.notify_all()

@@ -124,7 +124,7 @@ def test_poller_and_observe_after_start_are_refused_with_their_names(no_thread_l
 def test_an_unstarted_graph_leaves_a_with_block_quietly():
     with Graph.from_yaml("inputs: [a]\nnodes: [{calculator: PassThrough, inputs: [a], outputs: [b]}]") as g:
         pass
-    assert not g.done and g.wall_time() is None
+    assert g.done is False and g.wall_time() is None and g.side_packet("any") is None
 
 
 def test_stats_name_every_figure_and_agree_with_each_other(no_thread_leak):
@@ -157,6 +157,12 @@ def test_wait_until_idle_before_start_is_refused():
     g = Graph.from_yaml("inputs: [a]\nnodes: [{calculator: PassThrough, inputs: [a], outputs: [b]}]")
     with pytest.raises(RuntimeError, match=r"^start\(\) the graph before wait_until_idle\(\)$"):
         g.wait_until_idle(1)
+
+
+def test_wait_before_start_is_refused():
+    g = Graph.from_yaml("inputs: [a]\nnodes: [{calculator: PassThrough, inputs: [a], outputs: [b]}]")
+    with pytest.raises(RuntimeError, match=r"^start\(\) the graph before wait\(\)$"):
+        g.wait(1)
 
 
 def test_a_waiter_for_idle_that_gives_up_leaves_the_others_waiting_to_be_woken(no_thread_leak):
@@ -299,3 +305,97 @@ def test_a_full_graph_input_with_overflow_reject_refuses_and_counts_one_drop(no_
     g.close_all_inputs()
     g.wait(10)
     assert got == [0, 1]
+
+
+def test_pollers_end_at_once_on_a_stream_switched_off_and_on_one_that_closed(no_thread_leak):
+    # While the run goes on (its input is open): a poller of a stream whose producer `when:` left
+    # out ends at once, and a poller of a source that has stopped ends after its last packet.
+    g = Graph.from_yaml("""
+inputs: [a]
+side_packets: {extra: null}
+nodes:
+  - {calculator: PassThrough, inputs: [a], outputs: [b]}
+  - {calculator: PassThrough, inputs: [a], outputs: [off], when: $extra}
+  - {calculator: TestSeq, outputs: [n], options: {timestamps: [1, 2]}}
+""")
+    off, n = g.poller("off"), g.poller("n")
+    got = []
+    g.observe("b", lambda p: got.append(p.timestamp))
+    g.start()
+    try:
+        assert off.get(10) is None, "the stream of a node switched off carries nothing"
+        assert [p.timestamp for p in (n.get(10), n.get(10))] == [1, 2]
+        assert n.get(10) is None, "the source stopped: its stream is closed"
+        assert not g.done
+        g.add_packet("a", "x", 5)
+    finally:
+        g.close_all_inputs()
+        g.wait(10)
+    assert got == [5]
+
+
+def test_a_graph_started_twice_is_refused(no_thread_leak):
+    g = Graph.from_yaml("inputs: [a]\nnodes: [{calculator: PassThrough, inputs: [a], outputs: [b]}]")
+    g.start()
+    try:
+        with pytest.raises(RuntimeError, match=r"^the graph was already started; build a new Graph to run again$"):
+            g.start()
+    finally:
+        g.close_all_inputs()
+        g.wait(10)
+
+
+@pytest.mark.parametrize("declared, listed", [("{x: 1, y: 2}", "x, y"), ("{}", "none")])
+def test_a_side_packet_not_declared_is_refused_with_the_declared_ones(declared, listed):
+    g = Graph.from_yaml(f"side_packets: {declared}\nnodes: [{{calculator: TestSeq, outputs: [n]}}]")
+    with pytest.raises(GraphConfigError, match=rf"side packet 'z' is given but the graph does not declare it "
+                                               rf"\(declared: {listed}\)$"):
+        g.start({"z": 3})
+
+
+def test_a_node_switched_off_leaves_the_others_reading_a_graph_input_and_a_stream_that_is_on(no_thread_leak):
+    g = Graph.from_yaml("""
+inputs: [a]
+side_packets: {extra: null}
+nodes:
+  - {calculator: PassThrough, inputs: [a], outputs: [b]}
+  - {calculator: PassThrough, inputs: [b], outputs: [c]}
+  - {calculator: PassThrough, inputs: [b], outputs: [d], when: $extra}
+""")
+    got = []
+    g.observe("c", lambda p: got.append((p.timestamp, p.value)))
+    g.start()
+    g.add_packet("a", "x", 4)
+    g.close_all_inputs()
+    g.wait(10)
+    assert got == [(4, "x")]
+
+
+def test_from_dict_passes_search_paths_and_trust_on(tmp_path, monkeypatch):
+    monkeypatch.delenv("VPIPE_GRAPH_PATH", raising=False)
+    sub = tmp_path / "lib"
+    sub.mkdir()
+    (sub / "relay_sub.yaml").write_text("inputs: [x]\noutputs: [y]\nnodes:\n"
+                                        "  - {calculator: PassThrough, inputs: [x], outputs: [y]}\n")
+    outer = {"inputs": ["a"], "nodes": [{"subgraph": "relay_sub", "inputs": ["a"], "outputs": ["b"]}]}
+    assert [n.name for n in Graph.from_dict(outer, [str(sub)]).spec.nodes] == ["relay_sub/PassThrough"]
+    with pytest.raises(GraphConfigError, match=r"subgraph 'relay_sub' not found"):
+        Graph.from_dict(outer)
+    plugin = {"plugins": ["vpipe_test_never_loaded"], "inputs": ["a"],
+              "nodes": [{"calculator": "PassThrough", "inputs": ["a"], "outputs": ["b"]}]}
+    with pytest.raises(GraphConfigError, match=r"is not loaded"):
+        Graph.from_dict(plugin)
+    with pytest.raises(GraphConfigError, match=r"cannot load plugin 'vpipe_test_never_loaded'"):
+        Graph.from_dict(plugin, trust=True)
+
+
+@pytest.mark.parametrize("bounds", [{"drain_timeout": -1}, {"stuck_timeout": -0.5},
+                                    {"drain_timeout": -1, "stuck_timeout": -1}])
+def test_negative_bounds_are_refused_and_zero_ones_taken(bounds):
+    text = "inputs: [a]\nnodes: [{calculator: PassThrough, inputs: [a], outputs: [b]}]"
+    with pytest.raises(ValueError, match=r"^drain_timeout and stuck_timeout must be >= 0 s, got "):
+        Graph.from_yaml(text, **bounds)
+    g = Graph.from_yaml(text, drain_timeout=0, stuck_timeout=0)
+    assert (g.drain_timeout, g.stuck_timeout) == (0.0, 0.0)
+    g = Graph.from_yaml(text, drain_timeout=0.5, stuck_timeout=0.5)
+    assert (g.drain_timeout, g.stuck_timeout) == (0.5, 0.5)

@@ -174,6 +174,23 @@ def test_a_later_background_failure_lets_the_nodes_before_it_open_first(no_threa
     assert sorted(log.nodes("closed")) == ["mid", "model", "source"]
 
 
+def test_an_earlier_failure_is_named_over_a_later_node_interrupting_its_own_open(no_thread_leak):
+    # model2's open raises KeyboardInterrupt itself (in its own thread, where no Ctrl-C lands),
+    # then model1, before it in graph order, fails: the error is model1's, as opening one node
+    # after another would give (model1 fails, model2 is never opened), not model2's interrupt.
+    log = Log()
+    g = chain(("StepSource", "source", {"join": "model1"}),
+              ("StepAside", "model1", {"join": "model2", "fail": True}),
+              ("StepAside", "model2", {"interrupt": True}),
+              ("StepHere", "sink", {}))
+    try:
+        with pytest.raises(GraphRunError, match=r"^node 'model1' \(StepAside\) failed in open: RuntimeError"):
+            g.start({"log": log})
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt of model2, after model1 in graph order, was raised instead of model1's failure")
+    assert log.did == [("opened", "source"), ("closed", "source")]
+
+
 def test_a_side_packet_never_set_is_named_before_a_later_background_failure(no_thread_leak):
     # 'mid' reads a side packet its producer never set (a GraphConfigError, which names no node);
     # 'late', after it in graph order, fails in its own thread before: the error is mid's.
@@ -205,19 +222,21 @@ def test_a_node_opened_aside_is_closed_by_the_shutdown_after_its_last_call(no_th
     assert model == ["opened", "processed 1", "processed 2", "processed 3", "closed"]
 
 
-def test_a_hung_open_is_named_with_its_stack_and_logged(caplog):
+@pytest.mark.parametrize("stuck_timeout", [0.2, 0.0])
+def test_a_hung_open_is_named_with_its_stack_and_logged(caplog, stuck_timeout):
     # Ctrl-C in this thread's open while the model's open hangs: start() waits stuck_timeout for
-    # it, names it stuck (its stack, in the log too), and the model closes once its open returns.
+    # it (0: not at all), names it stuck (its stack, in the log too), and the model closes once
+    # its open returns.
     log = Log()
     g = chain(("StepSource", "source", {}), ("StepAside", "model", {"set": "model opening", "wait": "released"}),
               ("StepHere", "sink", {"wait": "model opening", "interrupt": True}))
-    g.stuck_timeout = 0.2
+    g.stuck_timeout = stuck_timeout
     with caplog.at_level(logging.INFO, logger="vpipe"):
         with pytest.raises(KeyboardInterrupt):
             g.start({"log": log})
     [stuck] = [e for e in g.errors if isinstance(e, NodeStuckError)]
-    assert stuck.args[0] == ("node 'model' (StepAside) is stuck in open: it did not return within 0.2 s of the "
-                             "stop; abandoned (its thread is left running, the node is not closed)")
+    assert stuck.args[0] == (f"node 'model' (StepAside) is stuck in open: it did not return within {stuck_timeout:g} "
+                             "s of the stop; abandoned (its thread is left running, the node is not closed)")
     lines = stuck.cause_traceback.splitlines()
     assert lines[0].startswith("  File ") and all(line.startswith(("  File ", "    ")) for line in lines), lines
     assert any("in open" in line for line in lines) and "in wait" in lines[-2], "the stack ends where the open waits"
@@ -232,6 +251,25 @@ def test_a_hung_open_is_named_with_its_stack_and_logged(caplog):
 
 def test_a_hung_open_does_not_keep_the_process_alive():
     # Ctrl-C while a model load hangs: the program ends (a thread left in open does not hold it).
+    # In this process first: Python's exit waits for every thread that is not a daemon, so the
+    # open left hanging must be one (this half also lets mutmut see that the test reaches the
+    # opening, which it cannot see in the subprocess below).
+    log = Log()
+    g = chain(("StepSource", "source", {}), ("StepAside", "model", {"set": "model opening", "wait": "released"}),
+              ("StepHere", "sink", {"wait": "model opening", "interrupt": True}))
+    g.stuck_timeout = 0.05
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            g.start({"log": log})
+        held = [t.name for t in threading.enumerate() if t.is_alive() and not t.daemon
+                and t is not threading.main_thread() and t.name.startswith("vpipe")]
+        assert held == [], f"threads the program's exit would wait for: {held}"
+    finally:
+        log.event("released").set()
+        opener = next((t for t in threading.enumerate() if t.name == "vpipe-open:model"), None)
+        if opener is not None:
+            opener.join(WAIT_S)
+    # Then the whole program, ended by Ctrl-C while one open hangs for good:
     script = textwrap.dedent("""
         import threading
         from pipeline import Calculator, Graph, Output, register

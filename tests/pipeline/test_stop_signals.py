@@ -343,3 +343,81 @@ def test_a_handled_signal_whose_byte_is_not_yet_read_is_acted_on_at_exit():
         # the Python handler ran (as the C handler can let it, before writing the wakeup byte)
         signal.getsignal(signal.SIGINT)(signal.SIGINT, None)
     assert told == [(signal.SIGINT, 1)] and g.calls == ["request_stop"]
+
+
+def test_ctrl_c_in_wait_drains_the_graph_then_raises_keyboard_interrupt(no_thread_leak):
+    # Graph.wait() watches Ctrl-C itself (where Python's default handler is in force): the first
+    # one drains the run as request_stop() does (its open input is closed), and wait() raises
+    # KeyboardInterrupt once the run has ended, its packet delivered.
+    from pipeline import Graph
+
+    g = Graph.from_yaml("inputs: [a]\nnodes: [{calculator: PassThrough, inputs: [a], outputs: [b]}]")
+    got = []
+    g.observe("b", lambda p: got.append(p.timestamp))
+    g.start()
+    g.add_packet("a", "x", 1)
+    failed = []
+
+    def ctrl_c_once_wait_watches():
+        # wait() installs its handler in this process's main thread before it blocks; until then
+        # a Ctrl-C would land in the test itself
+        give_up = threading.Event()
+        for _ in range(int(WAIT_S / 0.005)):
+            if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            give_up.wait(0.005)
+        failed.append("wait() never installed its SIGINT handler")
+        g.cancel()
+
+    th = threading.Thread(target=ctrl_c_once_wait_watches, name="test-ctrl-c")
+    th.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            g.wait(WAIT_S)
+    finally:
+        th.join(WAIT_S)
+    assert not failed, failed
+    assert got == [1] and not g.drain_expired
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "wait() put the default back"
+
+
+def test_two_ctrl_c_in_a_calculators_open_end_start_with_stop_signal(no_thread_leak):
+    # Graph.start() itself: two Ctrl-C while a node opens in the starting thread (a model load)
+    # raise StopSignal out of that open, so start() ends at once (rule 2), the run cancelled.
+    from pipeline import Calculator, Graph, Output, register
+
+    @register(name="TestCtrlCTwiceInOpen")
+    class CtrlCTwiceInOpen(Calculator):
+        outputs = {"OUT": Output(int)}
+
+        def open(self, ctx):
+            for _ in range(2):
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(100):  # a few bytecodes: where this thread runs the pending handler
+                    pass
+
+        def process(self, ctx):
+            pass
+
+    g = Graph.from_yaml("nodes: [{calculator: TestCtrlCTwiceInOpen, outputs: [a]}]")
+    try:
+        g.start()
+    except KeyboardInterrupt as e:  # a plain one escaping a test would end the whole pytest run
+        assert isinstance(e, StopSignal), f"{e!r}: not StopSignal, start() went on after the second Ctrl-C"
+        assert e.signum == signal.SIGINT
+    else:
+        pytest.fail("start() returned after two Ctrl-C in an open")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_two_signals_before_start_raise_nothing(no_thread_leak):
+    # A graph watched before it starts (vpipe run installs its handlers first) is not opening
+    # calculators: a second signal then only cancels it, as it would a running one.
+    from pipeline import Graph
+
+    g = Graph.from_yaml("inputs: [a]\nnodes: [{calculator: PassThrough, inputs: [a], outputs: [b]}]")
+    with StopSignals(g, (signal.SIGINT,)) as watch:
+        _kill(signal.SIGINT)
+        _kill(signal.SIGINT)
+    assert watch.received == [signal.SIGINT, signal.SIGINT]

@@ -552,3 +552,36 @@ def test_decode_yolo_gives_float32_boxes_and_scores():
     rows[0, 0] = [50, 40, 20, 10, 1.0, 0.9, 0.0]
     xyxy, s, c = decode_yolo(rows)
     assert xyxy.dtype == np.float32 and s.dtype == np.float32 and c.dtype == np.int32 and len(s) == 1
+
+
+def test_output_arrays_of_a_mapping_of_plain_values():
+    from calculators.postprocess.tensors import output_arrays
+
+    got = output_arrays({"boxes": [[1.0, 2.0]], 7: np.arange(3, dtype=np.float32)})
+    assert [name for name, _ in got] == ["boxes", "7"]
+    assert all(type(a) is np.ndarray for _, a in got)
+    np.testing.assert_array_equal(got[0][1], [[1.0, 2.0]])
+    np.testing.assert_array_equal(got[1][1], [0, 1, 2])
+
+
+def test_ssd_layout_is_read_only():
+    # made once per model and shared by every frame's decode: nobody can change it by mistake
+    layout = ssd_layout(ssd_anchors(BLAZEFACE_SHORT_ANCHORS), BLAZEFACE_SHORT_DECODE)
+    for name, a in layout._asdict().items():
+        with pytest.raises(ValueError, match="read-only"):
+            a.flat[0] = 0
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float64])
+def test_decode_ssd_of_half_or_double_outputs_is_that_of_their_float32_values(dtype):
+    # a half-precision export, or outputs a caller made float64: decoded as their float32 values
+    # (float32 results, no arithmetic in float16)
+    anchors = ssd_anchors(BLAZEFACE_SHORT_ANCHORS)
+    rng = np.random.default_rng(11)
+    boxes = rng.normal(0, 20, (896, 16)).astype(dtype)
+    scores = rng.normal(0, 3, (896, 1)).astype(dtype)
+    want = decode_ssd(boxes.astype(np.float32), scores.astype(np.float32), anchors, BLAZEFACE_SHORT_DECODE)
+    got = decode_ssd(boxes, scores, anchors, BLAZEFACE_SHORT_DECODE)
+    assert len(want[0]) > 100
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and np.array_equal(g, w)
