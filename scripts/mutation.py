@@ -59,6 +59,17 @@ TARGETS = {
     # (the helpers of pipeline.testing, the policies, fast path, property, fuzz, concurrent
     # opens, payloads) test the run, not the file; on the mutants of a run with all of
     # tests/pipeline this set kills what that one killed (docs/testing.md, "config").
+    # the run's four files (pipeline/node.py, streams.py, policies.py, scheduler.py: pass them with
+    # --only), against the test files of runs, not all of tests/pipeline: every test that runs a
+    # graph reaches NodeRuntime.step, Stream.send and Executor._work, so under the "pipeline"
+    # target each of their mutants runs the whole folder (60-100 s for a survivor on the shared VM);
+    # these 22 files take ~35 s in all (test_shutdown_length 13 of them), and a survivor of them is
+    # run again against the rest with --recheck (docs/testing.md, "core")
+    "core": ("pipeline", [f"tests/pipeline/test_{name}.py" for name in (
+        "closed_nodes", "core", "direct_hop", "direct_hop_sends", "executor_order", "executor_wake",
+        "fast_path", "in_flight", "in_flight_bounds", "policies", "policy_objects", "run_states",
+        "scheduling", "shutdown_length", "streams", "trace_events", "timestamps", "graph_api",
+        "stuck_calls", "open_order", "context_contract", "stop_signals")], 0.90),
     "config": ("pipeline/config.py", [
         "tests/pipeline/test_config_messages.py", "tests/pipeline/test_validation.py",
         "tests/pipeline/test_subgraphs.py", "tests/pipeline/test_graph_lookup.py",
@@ -98,6 +109,9 @@ DESELECT_WHEN_MUTATED = {
         "tests/pipeline/test_scheduling.py::test_a_sink_in_a_call_when_the_stop_bound_passes_may_finish_it",
         "tests/pipeline/test_scheduling.py::test_a_sink_stuck_past_both_bounds_is_named_and_left",
         "tests/pipeline/test_stuck_calls.py::test_a_call_stuck_in_process_is_named_and_never_closed",
+        "tests/pipeline/test_stuck_calls.py::test_a_stuck_call_is_named_behind_a_thread_slow_to_end",
+        "tests/pipeline/test_stuck_calls.py::test_a_drain_past_drain_timeout_is_cut_short_and_logged",
+        "tests/pipeline/test_stuck_calls.py::test_a_close_stuck_at_shutdown_is_named_and_the_closes_after_it_still_run",
         "tests/pipeline/test_shutdown_length.py::test_a_stuck_call_with_no_sink_in_a_call_ends_the_shutdown_after_one_bound",
     ],
 }
