@@ -677,3 +677,15 @@ def test_a_mapping_graph_has_no_lines_and_its_bad_list_items_are_still_reported(
     assert [(p.line, p.message) for p in ei.value.problems] == [
         (None, "'inputs' must list names; item 1 is the number 1"),
         (None, "'side_packets' must list names; item 1 is the number 2")]
+
+
+def test_a_cycle_of_three_is_named_at_its_first_nodes_line_and_a_back_edge_beside_it_is_left_out():
+    text = ("nodes:\n"
+            "  - {calculator: PassThrough, name: q1, inputs: [{stream: e, back_edge: true}], outputs: [d]}\n"
+            "  - {calculator: PassThrough, name: q2, inputs: [d], outputs: [e]}\n"
+            "  - {calculator: PassThrough, name: p1, inputs: [c], outputs: [a]}\n"
+            "  - {calculator: PassThrough, name: p2, inputs: [a], outputs: [b]}\n"
+            "  - {calculator: PassThrough, name: p3, inputs: [b], outputs: [c]}\n")
+    found = [p for p in problems(text) if "cycle" in p]
+    assert len(found) == 1 and found[0].startswith("<string>:4: cycle without a back edge: "), found
+    assert "q1" not in found[0]
