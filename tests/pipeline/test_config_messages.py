@@ -689,3 +689,9 @@ def test_a_cycle_of_three_is_named_at_its_first_nodes_line_and_a_back_edge_besid
     found = [p for p in problems(text) if "cycle" in p]
     assert len(found) == 1 and found[0].startswith("<string>:4: cycle without a back edge: "), found
     assert "q1" not in found[0]
+
+
+def test_a_graph_input_that_a_node_also_produces_names_both_producers():
+    text = "inputs: [a]\nnodes:\n  - {calculator: PassThrough, name: p, inputs: [a], outputs: [a]}\n"
+    assert "<string>:3: stream 'a' has 2 producers (graph input; node 'p' output OUT:0); a stream has " \
+           "exactly one producer" in problems(text), problems(text)
