@@ -619,3 +619,79 @@ def test_an_option_name_that_is_not_a_text_is_at_its_own_line():
     assert problems("inputs: [a]\nnodes:\n  - calculator: TestScale\n    inputs: [a]\n    outputs: [b]\n"
                     "    options:\n      factor: 3\n      1: x\n") == [
         "<string>:8: node 'TestScale': option names are text, got the number 1"]
+
+
+# A key on a line of its own (not the graph's first line, nor its mapping's): the problem is at
+# the key's line, not at the line of the mapping that holds it.
+OWN_LINE = {
+    "unknown graph key": ("nodes: []\nnodez: 1\n",
+                          "<string>:2: unknown graph key 'nodez' (allowed: name, description, inputs, outputs, "
+                          "side_packets, nodes, executors, plugins)"),
+    "inputs": ("nodes: []\ninputs: {a: 1}\n", "<string>:2: 'inputs' must be a list of names, got a mapping"),
+    "plugins": ("nodes: []\nplugins: {a: 1}\n", "<string>:2: 'plugins' must be a list of names, got a mapping"),
+    "side_packets": ("nodes: []\nside_packets: 5\n",
+                     "<string>:2: 'side_packets' must be a mapping name: default, got the number 5"),
+    "side_packets item": ("nodes: []\nside_packets:\n  - a\n  - 3\n",
+                          "<string>:4: 'side_packets' must list names; item 2 is the number 3"),
+    "executors": ("nodes: []\nexecutors: 5\n",
+                  "<string>:2: 'executors' must be a mapping name: {threads: N}, got the number 5"),
+    "executor key": ("nodes: []\nexecutors:\n  gpu:\n    threads: 2\n    thread: 2\n",
+                     "<string>:5: executor 'gpu': unknown key 'thread' (allowed: threads)"),
+    "threads": ("nodes: []\nexecutors:\n  gpu:\n    comment: x\n    threads: 0\n",
+                "<string>:5: executor 'gpu': threads must be an integer from 1 to 1024, got 0"),
+    "a list after comments": ("# a graph\n\n- a\n",
+                              "<string>:3: a graph file must be a mapping with a 'nodes' list; this one is a list"),
+}
+
+
+@pytest.mark.parametrize("text, expected", list(OWN_LINE.values()), ids=list(OWN_LINE))
+def test_a_graph_key_on_a_line_of_its_own_is_reported_at_that_line(text, expected):
+    assert expected in problems(text)
+
+
+@pytest.mark.parametrize("key", ["side_inputs", "side_outputs"])
+def test_a_nodes_side_ports_that_are_not_names_are_reported_at_the_line_of_their_key(key):
+    text = f"nodes:\n  - calculator: Nope\n    comment: x\n    {key}: 5\n"
+    assert any(p.startswith(f"<string>:4: ") and f"'{key}'" in p for p in problems(text)), problems(text)
+
+
+def test_side_packets_after_a_bad_one_are_still_read_and_each_is_at_its_own_line():
+    assert problems("side_packets: [3, a, 4]\nnodes: []\n") == [
+        "<string>:1: 'side_packets' must list names; item 1 is the number 3",
+        "<string>:1: 'side_packets' must list names; item 3 is the number 4"]
+    spec = load("nodes: []\nside_packets:\n  - a\n  - b\n")
+    assert spec.line_of_side_packet == {"a": 3, "b": 4}
+    spec = load("nodes: []\nside_packets:\n  a: 1\n  b: 2\n")
+    assert spec.line_of_side_packet == {"a": 3, "b": 4}
+
+
+def test_a_graph_without_a_description_has_an_empty_one_and_1024_threads_is_allowed():
+    spec = load("nodes: []\nexecutors: {gpu: 1024}\n")
+    assert spec.description == ""
+    assert spec.executors == {"gpu": 1024}
+
+
+def test_a_mapping_graph_has_no_lines_and_its_bad_list_items_are_still_reported():
+    with pytest.raises(GraphConfigError) as ei:
+        load({"nodes": [], "inputs": [1], "side_packets": [2, "a"]})
+    assert [(p.line, p.message) for p in ei.value.problems] == [
+        (None, "'inputs' must list names; item 1 is the number 1"),
+        (None, "'side_packets' must list names; item 1 is the number 2")]
+
+
+def test_a_cycle_of_three_is_named_at_its_first_nodes_line_and_a_back_edge_beside_it_is_left_out():
+    text = ("nodes:\n"
+            "  - {calculator: PassThrough, name: q1, inputs: [{stream: e, back_edge: true}], outputs: [d]}\n"
+            "  - {calculator: PassThrough, name: q2, inputs: [d], outputs: [e]}\n"
+            "  - {calculator: PassThrough, name: p1, inputs: [c], outputs: [a]}\n"
+            "  - {calculator: PassThrough, name: p2, inputs: [a], outputs: [b]}\n"
+            "  - {calculator: PassThrough, name: p3, inputs: [b], outputs: [c]}\n")
+    found = [p for p in problems(text) if "cycle" in p]
+    assert len(found) == 1 and found[0].startswith("<string>:4: cycle without a back edge: "), found
+    assert "q1" not in found[0]
+
+
+def test_a_graph_input_that_a_node_also_produces_names_both_producers():
+    text = "inputs: [a]\nnodes:\n  - {calculator: PassThrough, name: p, inputs: [a], outputs: [a]}\n"
+    assert "<string>:3: stream 'a' has 2 producers (graph input; node 'p' output OUT:0); a stream has " \
+           "exactly one producer" in problems(text), problems(text)
