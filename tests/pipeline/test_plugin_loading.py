@@ -239,3 +239,90 @@ def test_the_consent_hint_names_every_way(config):
     assert plugins.consent_hint("face_blur") == (
         "plugins are code, so vpipe imports one only with your consent: --plugin face_blur (in Python: import "
         f"it first, or trust=True), --trust for this graph file, or list it under 'plugins:' in {config}")
+
+
+# -- a graph file's 'plugins:' list (pipeline/config.py's _load_plugins) --------------------------
+
+_RELAY = "inputs: [a]\nnodes:\n  - {calculator: PassThrough, inputs: [a], outputs: [b]}\n"
+
+
+def _graph(folder: Path, plugins_text: str, name: str = "graph.yaml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(plugins_text + _RELAY)
+    return path
+
+
+def _problems(path, **kw):
+    from pipeline.config import load
+    with pytest.raises(GraphConfigError) as ei:
+        load(path, **kw)
+    return ei.value.problems
+
+
+def test_a_graph_files_relative_plugin_is_found_beside_it_and_loaded_once(tmp_path, monkeypatch, config,
+                                                                          clean_modules):
+    """A relative plugin path is read from the graph file's folder, not the current one; naming it
+    again (a second load, without trust) runs no code and asks no consent."""
+    from pipeline.config import load
+    log = tmp_path / "imports.txt"
+    g = tmp_path / "graphs"
+    g.mkdir()
+    (g / "beside_a.py").write_text(f"open({str(log)!r}, 'a').write('a')\n")
+    (g / "beside_b.py").write_text(f"open({str(log)!r}, 'a').write('b')\n")
+    path = _graph(g, "plugins:\n  - ./beside_a.py\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    load(path, trust=True)
+    assert log.read_text() == "a"
+    load(path)  # already imported: no consent needed, not run again
+    assert log.read_text() == "a"
+    # the first one loaded, the second refused: the refusal is still reported (the loop goes on)
+    two = _graph(g, "plugins:\n  - ./beside_a.py\n  - ./beside_b.py\n", "two.yaml")
+    (p,) = _problems(two)
+    assert (p.line, p.message.split(":")[0]) == (3, "plugin './beside_b.py' is not loaded")
+    assert log.read_text() == "a"
+
+
+def test_every_refused_plugin_is_named_at_its_own_line_with_its_hint(tmp_path, config):
+    path = _graph(tmp_path, "# plugins named below\nplugins:\n  - ./refused_one.py\n  - refused_two_pkg\n")
+    ps = _problems(path)
+    assert [(p.file, p.line) for p in ps] == [(str(path), 3), (str(path), 4)]
+    assert ps[0].message.startswith("plugin './refused_one.py' is not loaded: ")
+    assert "--plugin ./refused_one.py" in ps[0].message and "--plugin refused_two_pkg" in ps[1].message
+
+
+def test_a_single_refused_plugin_written_as_text_is_named_at_the_key(tmp_path, config):
+    # not on the mapping's first line, which a lost key would report instead
+    path = _graph(tmp_path, "description: one plugin\n\nplugins: ./refused_scalar.py\n")
+    (p,) = _problems(path)
+    assert (p.line, p.message.split(":")[0]) == (3, "plugin './refused_scalar.py' is not loaded")
+
+
+def test_an_allowlisted_file_is_matched_from_the_graph_files_folder(tmp_path, monkeypatch, config, clean_modules):
+    from pipeline.config import load
+    g = tmp_path / "graphs"
+    g.mkdir()
+    (g / "allowed_here.py").write_text("VALUE = 1\n")
+    config.write_text(f"plugins: [{g / 'allowed_here.py'}]\n")
+    path = _graph(g, "plugins: [./allowed_here.py]\n")
+    monkeypatch.chdir(config.parent)
+    load(path)
+    assert plugins.is_loaded(str(g / "allowed_here.py"))
+
+
+def test_a_broken_user_config_is_reported_once_for_every_plugin_it_was_asked_about(tmp_path, config):
+    config.write_text("plugins: 3\n")
+    path = _graph(tmp_path, "plugins:\n  - ./refused_x.py\n  - ./refused_y.py\n")
+    ps = _problems(path)
+    assert [p.file for p in ps].count(str(config)) == 1, ps
+    assert [p.line for p in ps if p.file == str(path)] == [2, 3]
+
+
+def test_a_plugin_that_fails_to_load_is_named_by_the_unknown_calculator_message(tmp_path, config):
+    path = tmp_path / "graph.yaml"
+    path.write_text("plugins: [./not_there_at_all.py]\ninputs: [a]\n"
+                    "nodes:\n  - {calculator: NoSuchCalculatorAnywhere, inputs: [a], outputs: [b]}\n")
+    ps = _problems(path, trust=True)
+    assert any("'./not_there_at_all.py', which was not loaded" in p.message for p in ps), ps
