@@ -695,3 +695,19 @@ def test_a_graph_input_that_a_node_also_produces_names_both_producers():
     text = "inputs: [a]\nnodes:\n  - {calculator: PassThrough, name: p, inputs: [a], outputs: [a]}\n"
     assert "<string>:3: stream 'a' has 2 producers (graph input; node 'p' output OUT:0); a stream has " \
            "exactly one producer" in problems(text), problems(text)
+
+
+def test_a_cycle_inside_a_subgraph_is_named_in_the_subgraphs_file(tmp_path):
+    """The cycle's message points at the file and line of the node it closes at, which is the
+    subgraph's own file when the loop is inside it, not the graph that includes it."""
+    (tmp_path / "looping_sub.yaml").write_text(
+        "inputs: [x]\noutputs: [y]\nnodes:\n"
+        "  - {calculator: PassThrough, name: p1, inputs: [c], outputs: [b]}\n"
+        "  - {calculator: PassThrough, name: p2, inputs: [b], outputs: [c]}\n"
+        "  - {calculator: PassThrough, name: p3, inputs: [x], outputs: [y]}\n")
+    outer = tmp_path / "outer.yaml"
+    outer.write_text("inputs: [a]\nnodes:\n  - {subgraph: looping_sub, inputs: [a], outputs: [z]}\n")
+    with pytest.raises(GraphConfigError) as ei:
+        load(outer, [tmp_path])
+    found = [p for p in ei.value.problems if "cycle without a back edge" in p.message]
+    assert [(p.file, p.line) for p in found] == [(str(tmp_path / "looping_sub.yaml"), 4)], ei.value.problems
