@@ -12,9 +12,19 @@ tests; scripts/test.sh also runs the suite in Python's UTF-8 mode (PYTHONUTF8=1)
 from __future__ import annotations
 
 import locale
+import signal
 import warnings
 
 import pytest
+
+# A suite started in the background by a shell without job control (`cmd &` in a script, nohup)
+# inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler: the tests of
+# Ctrl-C (in-process, and the subprocesses they start, which inherit the disposition) waited for
+# a signal that never came (seen 2026-12-02: test_errors.py's Ctrl-C during wait(), the Ray
+# cluster's Ctrl-C of `vpipe run --streams`). Python's own handler is put back, as an
+# interactive shell would have left it; a handler somebody installed is left alone.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

@@ -326,3 +326,10 @@ def test_a_plugin_that_fails_to_load_is_named_by_the_unknown_calculator_message(
                     "nodes:\n  - {calculator: NoSuchCalculatorAnywhere, inputs: [a], outputs: [b]}\n")
     ps = _problems(path, trust=True)
     assert any("'./not_there_at_all.py', which was not loaded" in p.message for p in ps), ps
+
+
+def test_the_spec_keeps_the_plugins_the_graph_names(tmp_path, config, clean_modules):
+    from pipeline.config import load
+    (tmp_path / "kept_in_spec.py").write_text("VALUE = 1\n")
+    assert load(_graph(tmp_path, "plugins: [./kept_in_spec.py]\n"), trust=True).plugins == ["./kept_in_spec.py"]
+    assert load(_graph(tmp_path, "", "none.yaml")).plugins == []
