@@ -11,7 +11,9 @@ and the default number of workers. Baselines measured in the same run, in interl
   from ``git archive`` in a temporary folder, in a subprocess: the "no regression" check;
 - a hand-written loop calling the same PassThrough ``process`` 1 and 10 times per packet.
 
-The median over rounds is reported, and the ratios are medians of per-round ratios (the load of a
+Each round runs this checkout's cases and --ref's alike, each in a fresh process of its own after a
+warm-up graph (``vpipe_round`` says why), the two in alternating order. The median over rounds is
+reported, and the ratios are medians of per-round ratios (the load of a
 round hits both sides alike); the table gives the ratios and the targets (chain of 10 at
 <= 0.7x MediaPipe's figure, each added node <= 1.5 us, 1 node and diamond no slower than --ref).
 A second table gives the CPU time (user+sys of the process, all threads) of the same vpipe and
@@ -125,8 +127,18 @@ def run_loop(n: int, packets: int) -> float:
     return (time.perf_counter() - t0) / packets * 1e6
 
 
+WARMUP_PACKETS = 2000
+
+
 def vpipe_round(packets: int, thread_counts: list[int]) -> dict:
-    """{case: {threads: wall us}}, and the CPU us per packet of the same runs under "cpu"."""
+    """{case: {threads: wall us}}, and the CPU us per packet of the same runs under "cpu".
+
+    First a warm-up run of one node per worker count, not measured (the calculators' imports,
+    the first thread's start).
+    """
+    spec, out = CASES["passthrough_1"]
+    for n in thread_counts:
+        run_graph(spec, out, WARMUP_PACKETS, n)
     res: dict = {"cpu": {}}
     for name, (spec, out) in CASES.items():
         res[name], res["cpu"][name] = {}, {}
@@ -137,19 +149,29 @@ def vpipe_round(packets: int, thread_counts: list[int]) -> dict:
 
 def mp_round(mp_python: str, packets: int) -> dict:
     r = subprocess.run([mp_python, str(Path(__file__).with_name("mp_graph_baseline.py")), "--packets", str(packets),
-                        "--chains", "1", "10"], capture_output=True, text=True, timeout=600)
+                        "--chains", "1", "10"], capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))  # as subprocess_round
     if r.returncode != 0:
         raise SystemExit(f"the MediaPipe baseline failed:\n{r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def ref_round(ref_root: Path, packets: int, thread_counts: list[int]) -> dict:
-    env = dict(os.environ, VPIPE_BENCH_ROOT=str(ref_root))
+def subprocess_round(root: Path, packets: int, thread_counts: list[int]) -> dict:
+    """One round of the vpipe cases in a fresh process with the core and calculators of ``root``:
+    this checkout's and --ref's are run alike (a process each, a warm-up first: vpipe_round).
+
+    With one OpenBLAS thread: numpy's import starts OpenBLAS's worker thread, which spins on the
+    other core for a while, and while it does the feeder and the worker share a core, where the
+    GIL passes between them without a cross-core wake-up: one node at 1 worker then costs
+    1.8-2.3 µs a packet in wall time against 2.8-3.2 once it sleeps (as under ``taskset -c 0``
+    against the two cores; seen on the 2026-12-02 VM, on every revision). Whichever side's run
+    met that window would win by a third."""
+    env = dict(os.environ, VPIPE_BENCH_ROOT=str(root), OPENBLAS_NUM_THREADS="1")
     r = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", "--packets", str(packets),
                         "--threads", ",".join(map(str, thread_counts))], capture_output=True, text=True,
-                       timeout=600, env=env, cwd=str(ref_root))
+                       timeout=600, env=env, cwd=str(root))
     if r.returncode != 0:
-        raise SystemExit(f"the --ref run failed:\n{r.stderr[-2000:]}")
+        raise SystemExit(f"the vpipe round of {root} failed:\n{r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -185,7 +207,7 @@ def main() -> None:
     from pipeline.graph import default_threads
 
     thread_counts = [int(x) for x in a.threads.split(",")] if a.threads else sorted({1, default_threads()})
-    if a.worker:  # one round of the vpipe cases, for --ref
+    if a.worker:  # one round of the vpipe cases (subprocess_round)
         print(json.dumps(vpipe_round(a.packets, thread_counts)))
         return
 
@@ -199,11 +221,12 @@ def main() -> None:
     load_at_start = os.getloadavg()
     ours, mp, ref, loops = [], [], [], []
     for i in range(a.rounds):  # interleaved, so that load on a shared machine hits all alike
-        ours.append(vpipe_round(a.packets, thread_counts))
+        # this checkout and --ref each in a process of its own, which goes first alternating
+        sides = [(ours, ROOT)] + ([(ref, Path(tmp.name))] if ref_commit else [])
+        for into, root in (sides if i % 2 == 0 else sides[::-1]):
+            into.append(subprocess_round(root, a.packets, thread_counts))
         if have_mp:
             mp.append(mp_round(a.mp_python, a.packets))
-        if ref_commit:
-            ref.append(ref_round(Path(tmp.name), a.packets, thread_counts))
         loops.append({"1": run_loop(1, a.packets), "10": run_loop(10, a.packets)})
         print(f"round {i + 1}/{a.rounds} done", file=sys.stderr)
 
