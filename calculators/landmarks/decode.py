@@ -19,7 +19,8 @@ def sigmoid(x):
 
 
 def sigmoid_float(x: float) -> float:
-    """:func:`sigmoid` of one float, without numpy (the same value: the C library's exp)."""
+    """:func:`sigmoid` of one float, without numpy: the C library's exp, which numpy's float64 exp
+    equals on some CPUs and differs from by an ulp on others (numpy's SIMD exp on AVX-512)."""
     try:
         return 1.0 / (1.0 + math.exp(-x))
     except OverflowError:  # exp(-x) is inf: numpy's 1 / (1 + inf)

@@ -105,9 +105,10 @@ def transform_rects(rects: Rects, scale: tuple[float, float] = (1.0, 1.0), shift
 
 # Up to this many rects (or objects), the rect functions work per rect on Python floats: for the
 # one or two faces or hands of a tracking loop that is several times cheaper than numpy calls on
-# tiny arrays, and gives the same floats (the same IEEE operations in the same order, and numpy's
-# float64 cos/sin/arctan2 are the C library's here: tests/landmarks/test_fast_paths.py compares
-# both paths bit for bit).
+# tiny arrays. The same IEEE operations in the same order, so the same floats where numpy's float64
+# cos/sin/arctan2 are the C library's (the AMD VM of 2026-12-01); where numpy's SIMD ones differ
+# from libm's by an ulp (the Intel VM of 2026-12-02), the trigonometric results do too
+# (tests/landmarks/test_fast_paths.py compares the paths within a few ulps).
 _FEW = 4
 
 

@@ -1,9 +1,12 @@
-"""The tracking loop's cheaper code paths give the same floats as the plain numpy formulas, bit for bit.
+"""The tracking loop's cheaper code paths give the floats the plain numpy formulas give.
 
 The face mesh loop runs the rect and projection functions once or twice per frame on one or two
 objects, where numpy calls on tiny arrays cost more than the arithmetic (docs/benchmarks.md,
-"Where face_mesh's frame goes now"); the cheaper paths must not move a landmark by one bit, since
-the loop feeds each frame's rect into the next frame's crop.
+"Where face_mesh's frame goes now"); the cheaper paths must not move a landmark, since the loop
+feeds each frame's rect into the next frame's crop. Arithmetic is compared bit for bit; what goes
+through exp or the trigonometric functions within a few ulps, since numpy's SIMD versions and the
+C library's (which the one-object paths call) agree bit for bit on some CPUs and differ in the
+last bit on others.
 """
 
 from __future__ import annotations
