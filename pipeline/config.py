@@ -667,18 +667,23 @@ def not_found_message(ref: str, base_dir: Path | None, search_paths: list[Path] 
     return f"looked {beside}in {where}{did_you_mean(ref, graph_names(search_paths))}"
 
 
+# _read_graph_file's answer for a file it could not read, its problem added (None is an empty file's data)
+_UNREADABLE = object()
+
+
 def _read_graph_file(path: Path, file: str, line, pc: _Collector):
-    """A graph file's data, or None after adding the problem (unreadable, not UTF-8, bad YAML)."""
+    """A graph file's data (None for an empty file, which ``_parse`` reports), or ``_UNREADABLE``
+    after adding the problem (unreadable, not UTF-8, bad YAML)."""
     try:
         data = path.read_bytes()
     except OSError as e:
         pc.add(file, line, f"cannot read graph file {path}: {e.strerror or e}")
-        return None
+        return _UNREADABLE
     try:
         return load_yaml(decode(data, str(path)), str(path))
     except GraphConfigError as e:
         pc.problems.extend(e.problems)
-        return None
+        return _UNREADABLE
 
 
 def _inline_subgraph(spec: GraphSpec, nd: dict, file, line, pc: _Collector, search_paths, depth, used_names):
@@ -708,7 +713,7 @@ def _inline_subgraph(spec: GraphSpec, nd: dict, file, line, pc: _Collector, sear
     if key not in pc.files:
         pc.files[key] = _read_graph_file(path, file, _line(nd, "subgraph", line), pc)
     data = pc.files[key]
-    if data is None:
+    if data is _UNREADABLE:  # (an empty file is parsed: it is reported as one, not left out)
         return
     pc.including.append(key)
     try:

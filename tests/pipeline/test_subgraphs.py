@@ -433,3 +433,40 @@ nodes:
     g.close_all_inputs()
     g.wait(30)
     assert got == [1 + 7 + 7] and plain == [1 + 7]
+
+
+def test_an_empty_subgraph_file_is_reported_not_left_out(tmp_path):
+    """An empty subgraph file was taken for one that could not be read (whose problem is already
+    reported) and its inclusion silently dropped: the graph loaded without it."""
+    (tmp_path / "empty.yaml").write_text("")
+    assert problems("inputs: [a]\nnodes:\n  - subgraph: empty\n    inputs: [a]\n"
+                    "  - {calculator: PassThrough, inputs: [a], outputs: [c]}\n", tmp_path) == [
+        "T/empty.yaml:1: a graph file must be a mapping with a 'nodes' list; this one is empty",
+        "T/outer.yaml:4: subgraph 'empty' has 0 inputs, 1 wired"]
+
+
+def test_a_subgraph_file_that_is_no_mapping_stands_for_an_empty_graph_named_graph(tmp_path):
+    """What _parse gives back for a file that is not a mapping, after reporting it: a graph named
+    "graph" with no inputs, outputs, side packets or nodes, so that its wiring is checked
+    against nothing (each wired name reported, no crash) and its inclusion takes the name "graph"
+    (then "graph_2"), which the nodes after it cannot take."""
+    (tmp_path / "listed.yaml").write_text("- a\n- b\n")
+    assert problems("""inputs: [a]
+nodes:
+  - subgraph: listed
+    inputs: [a]
+    outputs: {X: b}
+  - subgraph: listed
+    inputs: {A: a}
+    outputs: [b]
+  - {calculator: PassThrough, name: graph, inputs: [a], outputs: [c]}
+  - {calculator: PassThrough, name: graph_2, inputs: [a], outputs: [d]}
+""", tmp_path) == [
+        "T/listed.yaml:1: a graph file must be a mapping with a 'nodes' list; this one is a list",
+        "T/outer.yaml:4: subgraph 'listed' has 0 inputs, 1 wired",
+        "T/outer.yaml:5: subgraph 'listed' has no output 'X' (it has: none)",
+        "T/listed.yaml:1: a graph file must be a mapping with a 'nodes' list; this one is a list",
+        "T/outer.yaml:7: subgraph 'listed' has no input 'A' (it has: none)",
+        "T/outer.yaml:8: subgraph 'listed' has 0 outputs, 1 wired",
+        "T/outer.yaml:9: node name 'graph' is used twice",
+        "T/outer.yaml:10: node name 'graph_2' is used twice"]
