@@ -152,3 +152,38 @@ def test_a_packet_for_a_consumer_busy_on_another_worker_takes_its_queue(direct, 
     g.close_all_inputs()
     g.wait(WAIT_S)
     assert log == [("begin", 0), ("end", 0), ("begin", 1), ("end", 1)]
+
+
+@register
+class TestOneBehind(Calculator):
+    """No timestamp offset: each packet is sent on at the timestamp of the one before it (the
+    first is kept), so its outputs lag its input by a packet."""
+
+    inputs = {"IN": Input(Any)}
+    outputs = {"OUT": Output(Any)}
+    timestamp_offset = None
+
+    def open(self, ctx):
+        self.last = None
+
+    def process(self, ctx):
+        if self.last is not None:
+            ctx.outputs["OUT"].add(ctx.get("IN"), self.last)
+        self.last = ctx.timestamp
+
+
+def test_a_consumer_without_an_offset_called_on_the_hop_keeps_its_outputs_bound(direct):
+    # maker -> one_behind on the hop: the direct call must not move one_behind's output bound past
+    # its input (the offset contract is for nodes with an offset only), or its next packet, one
+    # timestamp behind, is refused (kills node.py add_output__mutmut_6)
+    got = []
+    g = Graph.from_dict({"inputs": ["in"], "nodes": [
+        {"calculator": "PassThrough", "name": "first", "inputs": ["in"], "outputs": ["a"]},
+        {"calculator": "TestOneBehind", "name": "lag", "inputs": ["a"], "outputs": ["b"]}]}, threads=1)
+    g.observe("b", lambda p: got.append((p.timestamp, p.value)))
+    g.start()
+    for t in range(40):  # past the first measured calls: most go through the direct hop
+        g.add_packet("in", t * 10, t)
+    g.close_all_inputs()
+    g.wait(WAIT_S)
+    assert got == [(t, (t + 1) * 10) for t in range(39)]
