@@ -99,3 +99,23 @@ def test_a_poller_before_the_start_says_so():
     p = g.poller("out")
     with pytest.raises(RuntimeError, match=r"^poller of 'out': start\(\) the graph before get\(\)$"):
         p.get(timeout=1)
+
+
+def test_a_sync_nodes_waiting_queue_reports_its_depth_and_peak():
+    # three packets on one input of a two-input sync node, none on the other: it cannot run, so
+    # the queue holds exactly three, and its peak is three (the general path's deliver: kills
+    # node.py deliver__mutmut_22, a peak one too high)
+    g = Graph.from_dict({"inputs": ["a", "b"], "nodes": [
+        {"calculator": "PassThrough", "name": "join", "inputs": ["a", "b"], "outputs": ["x", "y"]}]}, threads=1)
+    got = []
+    g.observe("x", lambda p: got.append(p.timestamp))
+    g.start()
+    for t in range(3):
+        g.add_packet("a", t, t)
+    inputs = g.stats()["join"]["inputs"]
+    assert (inputs["IN:0"]["depth"], inputs["IN:0"]["peak"], inputs["IN:1"]["peak"]) == (3, 3, 0)
+    for t in range(3):
+        g.add_packet("b", t, t)
+    g.close_all_inputs()
+    g.wait(30)
+    assert got == [0, 1, 2] and g.stats()["join"]["queue_peak"] == 3
