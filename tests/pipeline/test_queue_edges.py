@@ -21,7 +21,7 @@ from pipeline import STOP, Any, Calculator, Graph, Input, Output, SideInput, reg
 from pipeline.node import NodeRuntime
 from pipeline.testing import GraphRun
 from tests.pipeline.calcs import Gate
-from tests.pipeline.test_scheduling import TestRecordCalls, holding, beside_a_held_node, relief_warnings  # noqa: F401
+from tests.pipeline.test_scheduling import beside_a_held_node, holding, relief_warnings
 
 WAIT_S = 10.0  # a bound for what must happen at once: reaching it is the failure
 
@@ -276,3 +276,132 @@ def test_a_block_queue_past_its_capacity_throttles_until_below_it_then_frees_onc
     assert log.index(("emitted", 100)) > log.index(("done", 1))
     assert [t for kind, t in log if kind == "done"] == [0, 1, 2]
     assert relief_warnings(caplog) == []
+
+
+# -- a simple node idle, finished, or stopped --------------------------------------------------------
+
+def test_a_simple_node_that_finished_is_not_working(no_thread_leak):
+    """A simple node whose input closed has finished: the graph is idle while its other inputs
+    stay open (a finished node keeps its claim for good, and is not counted as working)."""
+    spec = {"inputs": ["a", "b"], "nodes": [
+        {"calculator": "PassThrough", "name": "x", "inputs": ["a"], "outputs": ["xo"]},
+        {"calculator": "PassThrough", "name": "y", "inputs": ["b"], "outputs": ["yo"]}]}
+    with GraphRun(spec, collect=["xo", "yo"], threads=1, timeout=WAIT_S) as r:
+        r.start()
+        r.feed("a", [(0, "a0")])
+        r.graph.close_input("a")  # x takes 0, then finishes (its one input is done)
+        r.graph.wait_until_idle(WAIT_S)
+        assert r.out["xo"] == [(0, "a0")]
+        r.feed("b", [(1, "b1")], idle=True)
+        assert r.out["yo"] == [(1, "b1")]
+        r.finish()
+
+
+def test_a_sink_on_the_fast_path_writes_what_reached_it_when_cancelled(no_thread_leak):
+    """Cancelled while packets wait in its queue, a simple sink (one input, no outputs) still
+    takes each of them (it writes what reached it until the run is halted)."""
+    gate, calls = Gate(), []
+    g = beside_a_held_node({"calculator": "TestLogSink", "name": "writer", "inputs": {"IN": "a"},
+                            "side_inputs": {"CALLS": "calls"}}, inputs=["a"])
+    g.start({"gate": gate, "calls": calls})
+    assert {n.name: n for n in g._nodes}["writer"].simple
+    with holding(g, gate):
+        for t in (1, 2, 3):
+            g.add_packet("a", t, t)
+        g.cancel()
+    g.wait(WAIT_S)
+    assert calls == [1, 2, 3]
+
+
+@register
+class TestLogSink(Calculator):
+    """A sink: appends each call's timestamp to its side packet CALLS."""
+
+    inputs = {"IN": Input(Any)}
+    side_inputs = {"CALLS": SideInput(list)}
+
+    def process(self, ctx):
+        ctx.side["CALLS"].append(ctx.timestamp)
+
+
+class EvenGate(Gate):
+    """A Gate for TestHoldOnEven: ``entered_at`` is the timestamp of the call held."""
+
+    entered_at = None
+
+
+@register
+class TestHoldOnEven(Calculator):
+    """Emits nothing for an odd value (its output's bound still moves past it: offset contract);
+    holds a call with an even one until its GATE is released, then emits it."""
+
+    inputs = {"IN": Input(int)}
+    outputs = {"OUT": Output(int)}
+    side_inputs = {"GATE": SideInput(EvenGate)}
+
+    def process(self, ctx):
+        v = ctx.inputs["IN"].value
+        if v % 2:
+            return
+        gate = ctx.side["GATE"]
+        gate.entered_at = ctx.timestamp
+        gate.entered.set()
+        if not gate.released.wait(WAIT_S):
+            raise TimeoutError("test gate was never released")
+        ctx.outputs["OUT"].add(v)
+
+
+def test_a_stopped_sink_woken_by_a_bound_still_takes_a_later_packet(no_thread_leak):
+    """In a cancelled run, a simple sink stepped for a bound only (no packet queued) lets go of
+    its claim; a packet its producer emits afterwards (a call in progress at the cancel) wakes it
+    again, and it writes it (sinks write what reached them until the run is halted)."""
+    hold, producer, calls = Gate(), EvenGate(), []
+    g = Graph.from_dict({
+        "inputs": ["hold", "in"], "executors": {"one": {"threads": 1}, "two": {"threads": 1}},
+        "side_packets": {"gate": None, "producer": None, "calls": None},
+        "nodes": [
+            {"calculator": "TestBlocker", "inputs": ["hold"], "outputs": ["held"],
+             "side_inputs": {"GATE": "gate"}, "executor": "one"},
+            {"calculator": "TestHoldOnEven", "name": "producer", "inputs": {"IN": "in"}, "outputs": {"OUT": "p"},
+             "side_inputs": {"GATE": "producer"}, "executor": "two"},
+            {"calculator": "TestLogSink", "name": "writer", "inputs": {"IN": "p"},
+             "side_inputs": {"CALLS": "calls"}, "executor": "one"},
+        ],
+    }, threads=1)
+    g.observe("held", lambda p: None)
+    with GraphRun(g, timeout=WAIT_S):
+        g.start({"gate": hold, "producer": producer, "calls": calls})
+        writer = {n.name: n for n in g._nodes}["writer"]
+        assert writer.simple and writer.sink
+        try:
+            with holding(g, hold):  # the writer's executor is held
+                g.add_packet("in", 1, 1)  # nothing emitted: the writer's bound moves to 2 (it is woken)
+                g.add_packet("in", 2, 2)
+                assert producer.entered.wait(WAIT_S) and producer.entered_at == 2, "the producer never held 2"
+                g.cancel()
+            # the writer steps for its bound: nothing queued, the run stopping: it lets go
+            deadline = time.monotonic() + WAIT_S
+            while writer.is_active() and time.monotonic() < deadline:
+                time.sleep(0.002)  # bounded: the writer's step on the released executor
+            assert not writer.is_active(), "the writer never let go of its claim"
+        finally:
+            producer.release()  # the producer's call at 2 emits 2 to the writer
+        g.wait(WAIT_S)
+    assert calls == [2]
+
+
+# -- concurrent calls -----------------------------------------------------------------------------
+
+def test_concurrent_calls_are_each_measured_once(no_thread_leak):
+    """With ``max_in_flight > 1`` every call is measured: the node's process time is the sum of
+    its calls, at least what the calls measured themselves."""
+    spent = []
+    spec = {"inputs": ["in"], "side_packets": {"spent": None}, "nodes": [
+        {"calculator": "TestSleepy", "name": "sleepy", "inputs": ["in"], "outputs": ["o"],
+         "side_inputs": {"SPENT": "spent"}, "max_in_flight": 2}]}
+    with GraphRun(spec, collect=["o"], threads=2, timeout=WAIT_S) as r:
+        r.run({"in": [(t, t) for t in range(4)]}, {"spent": spent})
+    assert [t for t, _ in r.out["o"]] == [0, 1, 2, 3]
+    stats = r.graph.stats()["sleepy"]
+    assert stats["count"] == 4 and len(spent) == 4
+    assert stats["time_s"] * 1e9 >= sum(spent), (stats, spent)
