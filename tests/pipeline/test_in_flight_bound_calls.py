@@ -107,6 +107,7 @@ def test_a_stale_activation_makes_no_bound_only_call_while_a_call_is_in_flight(n
         hold.release()  # its worker takes par's second activation, then has nothing left
         _wait_for("main's freed worker idle", lambda: main.idle == 1 and not main.heap)
         second.release()
+        _wait_for("par's bound-only call at 3", lambda: len(log) == 3)  # (before the close: then none)
         g.close_all_inputs()
         g.wait(WAIT_S)
     finally:
