@@ -1,13 +1,18 @@
-"""The hand-off of a node with long calls (scheduler.py, ``HANDOFF_NS``): a lone worker never hands
-such a node back to its executor's queue (nobody else could take it), it keeps it and steps it
-again once the node its call made ready is done, before a deeper node queued meanwhile. Read off
-the trace's call order (one worker: the order is the schedule). Written against the survivors of
-a mutation run of pipeline/scheduler.py (``Executor._work``: the idle count, the hand-off test;
-docs/testing.md); every wait bounded."""
+"""A worker's loop (scheduler.py, ``Executor._work``) as the schedule shows it: a node with long
+calls (``HANDOFF_NS``) is never handed back to the executor's queue by a lone worker (nobody else
+could take it), which keeps it and steps it again once the node its call made ready inline (the
+first of the deepest) is done, before a deeper node queued meanwhile (read off the trace's call
+order: with one worker it is the schedule); a step that raises (a bug in the framework) fails the
+run naming the node. Written against the survivors of a mutation run of pipeline/scheduler.py
+(``Executor._work``: the idle count, the hand-off test, which ready node runs inline, the failure
+of a step; docs/testing.md); every wait bounded."""
 
 from __future__ import annotations
 
-from pipeline import Graph
+import pytest
+
+from pipeline import Graph, GraphRunError
+from pipeline.node import NodeRuntime
 from tests.pipeline.calcs import Gate
 from tests.pipeline.test_direct_hop import TestSlowInside, clock  # noqa: F401 - registers it; the fixture
 
@@ -48,3 +53,28 @@ def test_a_lone_worker_keeps_a_node_with_long_calls_and_steps_it_before_the_queu
             g.wait(WAIT_S)
     calls = [(node, t) for node, _thread, t, _start, _end in g.trace_events() if node != "hold"]
     assert calls == [("slow", 0), ("b1", 0), ("slow", 1), ("b1", 1), ("b2", 0), ("b2", 1)], calls
+
+
+def test_a_failure_of_the_framework_in_a_step_fails_the_run_naming_the_node(monkeypatch, no_thread_leak):
+    # the worker's last guard: a step that raises (a bug in the framework itself, made here by
+    # replacing bad's step) stops the run with the node named and the phase "scheduler"; the
+    # worker goes on taking nodes (the close below runs)
+    step = NodeRuntime.step
+
+    def failing_step(self, ready, trace):
+        if self.name == "bad":
+            raise RuntimeError("a bug in the framework")
+        return step(self, ready, trace)
+
+    monkeypatch.setattr(NodeRuntime, "step", failing_step)
+    g = Graph.from_dict({"inputs": ["in"], "nodes": [
+        {"calculator": "PassThrough", "name": "bad", "inputs": ["in"], "outputs": ["o"]}]}, threads=1)
+    g.observe("o", lambda p: None)
+    g.start()
+    g.add_packet("in", "x", 0)
+    with pytest.raises(GraphRunError) as ei:
+        g.wait(WAIT_S)
+    err = ei.value
+    assert (err.node, err.phase, err.timestamp) == ("bad", "scheduler", None), str(err)
+    assert str(err).startswith("node 'bad' (PassThrough) failed in scheduler: RuntimeError: a bug in the framework")
+    assert isinstance(err.cause, RuntimeError)
