@@ -2,8 +2,8 @@
 ``wait()`` show, not through the naming of stuck calls (which a mutation run's renamed functions
 defeat: scripts/mutation.py, ``DESELECT_WHEN_MUTATED``): the sink gets that bound again to finish
 its call and is closed only after it; one that does not finish within it is left, and ``wait()``
-returns. Written against the survivors of a mutation run of pipeline/scheduler.py
-(``Scheduler.finish_sink_calls``; docs/testing.md); every wait bounded."""
+returns; a shutdown with every thread done waits no bound at all. Written against the survivors of a mutation run of pipeline/scheduler.py
+(``Scheduler.finish_sink_calls``, ``Scheduler.join``; docs/testing.md); every wait bounded."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from tests.pipeline.test_scheduling import TestSlowSink  # noqa: F401 - register
 
 WAIT_S = 10.0  # a bound for what must happen at once: reaching it is the failure
 BOUND = 1.0  # the cancel's stuck bound, in s
+SHORT = 0.25  # a shorter one, for a sink that never returns
 
 SINK = """
 inputs: [in]
@@ -77,7 +78,7 @@ def test_a_sink_stuck_past_both_bounds_is_left_and_wait_returns(no_thread_leak):
         g.add_packet("in", "frame", 0)
         assert sink.entered.wait(WAIT_S), "the sink's call never began"
         start = time.monotonic()
-        g.cancel(stuck_timeout=BOUND / 4)
+        g.cancel(stuck_timeout=SHORT)
         try:
             g.wait(3 * WAIT_S)
         except NodeStuckError:  # naming it is test_scheduling.py's (it names it "writer")
@@ -90,5 +91,22 @@ def test_a_sink_stuck_past_both_bounds_is_left_and_wait_returns(no_thread_leak):
             if t.name.startswith("vpipe-"):
                 t.join(WAIT_S)
     assert "frame" not in written, "the shutdown waited for the stuck call"
-    # one bound for the threads, one for the sink in its call, then no more
-    assert took < 2 * BOUND / 4 + 1.0, f"the shutdown took {took:.2f} s for a stuck bound of {BOUND / 4} s"
+    # one bound for the threads, one for the sink in its call, then no more (each waited for no
+    # longer than the bound)
+    assert took < 2 * SHORT + 0.5, f"the shutdown took {took:.2f} s for a stuck bound of {SHORT} s"
+
+
+def test_a_shutdown_with_every_thread_done_waits_no_bound(no_thread_leak):
+    # the run ends by itself; its threads end at once: wait() does not sit out the stuck bound
+    g = Graph.from_dict({"inputs": ["in"], "nodes": [
+        {"calculator": "PassThrough", "inputs": ["in"], "outputs": ["o"]}]}, stuck_timeout=WAIT_S)
+    got = []
+    g.observe("o", got.append)
+    g.start()
+    g.add_packet("in", "x", 0)
+    g.close_all_inputs()
+    start = time.monotonic()
+    g.wait(3 * WAIT_S)
+    took = time.monotonic() - start
+    assert len(got) == 1
+    assert took < WAIT_S / 2, f"the shutdown took {took:.2f} s with nothing left running"
