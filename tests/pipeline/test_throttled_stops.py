@@ -1,0 +1,143 @@
+"""Sources held by a full ``block`` queue, as a user sees them: a clean stop asked for while a source
+is throttled ends the source there, closing its output, so what is queued drains and the run ends
+DONE at once (not when the drain bound cuts it short); and a queue a direct hop's producer fills
+throttles the source as soon as it is full. Written against the survivors of a mutation run of
+pipeline/scheduler.py and pipeline/streams.py (``Scheduler._source_loop``, ``DirectStream._enqueue``;
+docs/testing.md); every wait bounded."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from pipeline import STOP, Any, Calculator, Graph, Input, Output, SideInput, register
+from pipeline.run_state import State
+from pipeline.streams import DirectStream
+from tests.pipeline.calcs import Gate
+from tests.pipeline.test_scheduling import wait_in
+
+WAIT_S = 10.0  # a bound for what must happen at once: reaching it is the failure
+DRAIN_S = 5.0  # the drain bound: a drain that ends only when it cuts it short failed
+
+
+def test_a_clean_stop_of_a_throttled_source_closes_its_output_and_the_drain_ends(no_thread_leak):
+    gate = Gate()
+    g = Graph.from_yaml("""
+side_packets: {gate: null}
+nodes:
+  - calculator: TestSeq
+    outputs: [n]
+    options: {timestamps: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]}
+  - calculator: TestBlocker
+    inputs: {IN: {stream: n, capacity: 2}}
+    outputs: [m]
+    side_inputs: {GATE: gate}
+""", threads=1, drain_timeout=DRAIN_S)
+    got = []
+    g.observe("m", lambda p: got.append(p.timestamp))
+    g.start({"gate": gate})
+    try:
+        assert gate.entered.wait(WAIT_S), "the first packet never reached the blocked node"
+        wait_in("vpipe-source-TestSeq", "throttle")
+        start = time.monotonic()
+        g.request_stop()  # the source leaves the throttle to a stopped run: it ends there
+        gate.release()
+        g.wait(WAIT_S + DRAIN_S)
+        took = time.monotonic() - start
+    finally:
+        gate.release()
+        if not g.done:
+            g.cancel()
+            g.wait(WAIT_S)
+    assert g.state is State.DONE and not g.drain_expired, (g.state, g.drain_expired, f"{took:.2f} s")
+    # the packet in the blocked call and those queued behind it (one or two: the source may have
+    # been throttled before or after the first call took its packet out) drained; nothing after
+    assert got == list(range(len(got))) and 2 <= len(got) <= 3, got
+    assert took < DRAIN_S, f"the drain took {took:.2f} s"
+
+
+@register
+class TestLockstepSource(Calculator):
+    """A source emitting 0, 1, ... COUNT - 1 (value = timestamp), one a call; each call returns
+    only once HANDED (a ``threading.Semaphore``) was released for its packet, so each call
+    begins (and its throttle is looked at) after the last packet went on."""
+
+    outputs = {"OUT": Output(int)}
+    side_inputs = {"COUNT": SideInput(int), "HANDED": SideInput(object)}
+
+    def open(self, ctx):
+        self.k = 0
+
+    def process(self, ctx):
+        if self.k == ctx.side["COUNT"]:
+            return STOP
+        ctx.outputs["OUT"].add(self.k, self.k)
+        self.k += 1
+        if not ctx.side["HANDED"].acquire(timeout=WAIT_S):
+            raise TimeoutError("the packet was never handed on")
+        return None
+
+
+@register
+class TestHandsOn(Calculator):
+    """Forwards its input, then releases HANDED (a ``threading.Semaphore``)."""
+
+    inputs = {"IN": Input(Any)}
+    outputs = {"OUT": Output(Any)}
+    side_inputs = {"HANDED": SideInput(object)}
+
+    def process(self, ctx):
+        ctx.outputs["OUT"].add(ctx.inputs["IN"].value)
+        ctx.side["HANDED"].release()
+
+
+def _throttled(thread_name: str) -> None:
+    """Waits (bounded) until the thread named ``thread_name`` waits in ``Scheduler.throttle`` for
+    a full queue to get room (which it does only once a queue was counted full)."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        th = next((t for t in threading.enumerate() if t.name == thread_name), None)
+        frame = sys._current_frames().get(th.ident) if th is not None else None
+        names = []
+        while frame is not None:
+            names.append(frame.f_code.co_name)
+            frame = frame.f_back
+        # (under mutmut, throttle is xǁSchedulerǁthrottle__mutmut_orig, _1, ...)
+        if "wait_until" in names and any(n == "throttle" or "ǁthrottle__mutmut_" in n for n in names):
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"thread {thread_name!r} never waited in throttle()")
+
+
+def test_a_queue_filled_behind_a_direct_hop_throttles_the_source_when_full(no_thread_leak):
+    # src -> hand (not a source) -> blocked (a direct hop): blocked holds a worker in its call at
+    # 0; hand, on the other worker, sends 1 and 2 to blocked's queue (capacity 2, block), which
+    # is then full: src is held before its next call, with two packets queued, not three
+    gate, handed = Gate(), threading.Semaphore(0)
+    n = 6
+    g = Graph.from_dict({"side_packets": {"gate": None, "handed": None, "count": None}, "nodes": [
+        {"calculator": "TestLockstepSource", "name": "src", "outputs": ["a"],
+         "side_inputs": {"COUNT": "count", "HANDED": "handed"}},
+        {"calculator": "TestHandsOn", "name": "hand", "inputs": ["a"], "outputs": ["b"],
+         "side_inputs": {"HANDED": "handed"}},
+        {"calculator": "TestBlocker", "name": "blocked", "inputs": {"IN": {"stream": "b", "capacity": 2}},
+         "outputs": ["c"], "side_inputs": {"GATE": "gate"}},
+    ]}, threads=2)
+    got = []
+    g.observe("c", lambda p: got.append(p.timestamp))
+    g.start({"gate": gate, "handed": handed, "count": n})
+    try:
+        assert type(g._streams["b"]) is DirectStream
+        assert gate.entered.wait(WAIT_S), "the first packet never reached the blocked node"
+        _throttled("vpipe-source-src")
+        stats = g.stats()
+        assert stats["blocked"]["queue_depth"] == 2 and stats["src"]["count"] == 3, stats
+        gate.release()
+        g.wait(WAIT_S)
+    finally:
+        gate.release()
+        if not g.done:
+            g.cancel()
+            g.wait(WAIT_S)
+    assert got == list(range(n))
