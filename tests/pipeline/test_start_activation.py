@@ -1,16 +1,20 @@
-"""A node whose only inputs are back edges has no forward input to wait for: the start activates
-it, once, and it closes at once (every forward input of it is done: it has none), emitting what
-its close emits and closing its outputs, so the run ends by itself. And the start's plan of direct
-hops returns how many streams it made direct (none with direct hops off or while tracing).
-Written against the survivors of a mutation run of pipeline/scheduler.py (``Scheduler.start``'s
-activation of such nodes, ``Scheduler.plan_direct_hops``' count; docs/testing.md); every wait
-bounded."""
+"""What the start sets up, as a run shows it: a node whose only inputs are back edges has no
+forward input to wait for, so the start activates it, once, and it closes at once, emitting what
+its close emits and closing its outputs (the run ends by itself); the plan of direct hops returns
+how many streams it made direct (none with direct hops off or while tracing) and looks at every
+output of a node (an observed first one does not stop it); a queue no packet reached shows a peak
+of 0; an unknown policy name is refused by name. Written against the survivors of a mutation run
+of pipeline/scheduler.py, streams.py and policies.py (``Scheduler.start``,
+``Scheduler.plan_direct_hops``, ``InputQueue``'s peak, ``policy_for``; docs/testing.md); every
+wait bounded."""
 
 from __future__ import annotations
 
 import pytest
 
+import tests.pipeline.calcs  # noqa: F401 - registers TestJoin
 from pipeline import Any, Calculator, Graph, Input, Output, SideInput, register
+from pipeline.policies import policy_for
 from pipeline.scheduler import Scheduler
 from pipeline.streams import DirectStream
 
@@ -78,3 +82,39 @@ def test_the_plan_of_direct_hops_returns_how_many_streams_it_made_direct(how, mo
     direct = sorted(s.name for s in g._streams.values() if type(s) is DirectStream)
     assert direct == (["s0", "s1"] if how == "direct hops" else [])
     assert made == [len(direct)] and len(got) == 1
+
+
+def test_a_node_with_two_outputs_has_its_second_made_direct_past_an_observed_first(no_thread_leak):
+    # two's OUT:0 (a) is observed: not direct; its OUT:1 (b) feeds one simple node: direct
+    g = Graph.from_dict({"inputs": ["in", "in2"], "nodes": [
+        {"calculator": "PassThrough", "name": "two", "inputs": ["in", "in2"], "outputs": ["a", "b"]},
+        {"calculator": "PassThrough", "name": "after", "inputs": ["b"], "outputs": ["c"]},
+    ]}, threads=1)
+    got = []
+    g.observe("a", got.append)
+    g.observe("c", got.append)
+    g.start()
+    g.add_packet("in", "x", 0)
+    g.add_packet("in2", "y", 0)
+    g.close_all_inputs()
+    g.wait(WAIT_S)
+    assert sorted(s.name for s in g._streams.values() if type(s) is DirectStream) == ["b"]
+    assert len(got) == 2
+
+
+def test_a_queue_no_packet_reached_has_a_peak_of_zero(no_thread_leak):
+    g = Graph.from_dict({"inputs": ["in", "in2"], "nodes": [
+        {"calculator": "TestJoin", "name": "join", "inputs": {"A": "in", "B": "in2"}, "outputs": ["j"]}]}, threads=1)
+    g.observe("j", lambda p: None)
+    g.start()
+    g.add_packet("in", 1, 0)
+    g.close_all_inputs()
+    g.wait(WAIT_S)
+    stats = g.stats()["join"]
+    assert (stats["inputs"]["A"]["peak"], stats["inputs"]["B"]["peak"], stats["queue_peak"]) == (1, 0, 1), stats
+
+
+def test_an_unknown_policy_name_is_refused_by_name():
+    # config.py refuses it first; policy_for, called directly, names it too
+    with pytest.raises(ValueError, match=r"^unknown input policy 'fifo'$"):
+        policy_for("fifo", None)

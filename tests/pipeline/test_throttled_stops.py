@@ -1,9 +1,10 @@
 """Sources held by a full ``block`` queue, as a user sees them: a clean stop asked for while a source
 is throttled ends the source there, closing its output, so what is queued drains and the run ends
-DONE at once (not when the drain bound cuts it short); and a queue a direct hop's producer fills
-throttles the source as soon as it is full. Written against the survivors of a mutation run of
-pipeline/scheduler.py and pipeline/streams.py (``Scheduler._source_loop``, ``DirectStream._enqueue``;
-docs/testing.md); every wait bounded."""
+DONE at once (not when the drain bound cuts it short); a queue a direct hop's producer fills
+throttles the source as soon as it is full; a source throttled while a call still runs is let go
+(the stall relief) when that call ends and the executor goes idle. Written against the survivors
+of a mutation run of pipeline/scheduler.py and pipeline/streams.py (``Scheduler._source_loop``,
+``Scheduler.executor_idle``, ``DirectStream._enqueue``; docs/testing.md); every wait bounded."""
 
 from __future__ import annotations
 
@@ -141,3 +142,68 @@ def test_a_queue_filled_behind_a_direct_hop_throttles_the_source_when_full(no_th
             g.cancel()
             g.wait(WAIT_S)
     assert got == list(range(n))
+
+
+@register
+class TestSeqAfterGo(Calculator):
+    """A source emitting 0 .. COUNT - 1 (value = timestamp), one a call, once GO (an Event) is set."""
+
+    outputs = {"OUT": Output(int)}
+    side_inputs = {"COUNT": SideInput(int), "GO": SideInput(threading.Event)}
+
+    def open(self, ctx):
+        self.k = 0
+
+    def process(self, ctx):
+        if not ctx.side["GO"].wait(WAIT_S):
+            raise TimeoutError("the test never let the source go")
+        if self.k == ctx.side["COUNT"]:
+            return STOP
+        ctx.outputs["OUT"].add(self.k, self.k)
+        self.k += 1
+        return None
+
+
+def test_a_throttled_source_is_let_go_when_the_last_busy_worker_goes_idle(caplog, no_thread_leak):
+    # join's A (capacity 2) fills and waits for B, which never advances; the source is throttled
+    # while hold's call still runs (something can run: no relief yet). When hold's call ends the
+    # executor goes idle with one full queue: that wakes the source, which finds nothing can run
+    # and goes on, with one warning
+    import logging
+
+    from tests.pipeline.test_scheduling import RELIEF, relief_warnings
+
+    hold, go, last = Gate(), threading.Event(), threading.Event()
+    n = 5
+    g = Graph.from_dict({"name": "held", "inputs": ["b", "h"],
+                         "side_packets": {"hold": None, "go": None, "count": None}, "nodes": [
+        {"calculator": "TestBlocker", "name": "hold", "inputs": ["h"], "outputs": ["hh"], "side_inputs": {"GATE": "hold"}},
+        {"calculator": "TestSeqAfterGo", "name": "src", "outputs": ["a"], "side_inputs": {"COUNT": "count", "GO": "go"}},
+        {"calculator": "TestJoin", "name": "join", "inputs": {"A": {"stream": "a", "capacity": 2}, "B": "b"},
+         "outputs": ["j"]},
+    ]}, threads=1)
+    got = []
+    g.observe("hh", lambda p: None)
+    g.observe("j", lambda p: got.append(p.timestamp))
+    g.observe("a", lambda p: last.set() if p.timestamp == n - 1 else None)
+    with caplog.at_level(logging.WARNING, logger="vpipe"):
+        g.start({"hold": hold, "go": go, "count": n})
+        try:
+            g.add_packet("h", "x", 0)
+            assert hold.entered.wait(WAIT_S), "hold's call never began"
+            go.set()
+            _throttled("vpipe-source-src")
+            assert relief_warnings(caplog) == [], "let go while hold's call could still run"
+            hold.release()
+            assert last.wait(WAIT_S), "the throttled source was never let go on"
+            g.close_input("b")
+            g.close_input("h")
+            g.wait(WAIT_S)
+        finally:
+            hold.release()
+            go.set()
+            if not g.done:
+                g.cancel()
+                g.wait(WAIT_S)
+    assert got == list(range(n))
+    assert relief_warnings(caplog) == [RELIEF.format("held")]
