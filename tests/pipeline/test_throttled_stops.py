@@ -81,7 +81,7 @@ class TestLockstepSource(Calculator):
 
 
 @register
-class TestHandsOn(Calculator):
+class TestPassesOnThrottled(Calculator):
     """Forwards its input, then releases HANDED (a ``threading.Semaphore``)."""
 
     inputs = {"IN": Input(Any)}
@@ -120,7 +120,7 @@ def test_a_queue_filled_behind_a_direct_hop_throttles_the_source_when_full(no_th
     g = Graph.from_dict({"side_packets": {"gate": None, "handed": None, "count": None}, "nodes": [
         {"calculator": "TestLockstepSource", "name": "src", "outputs": ["a"],
          "side_inputs": {"COUNT": "count", "HANDED": "handed"}},
-        {"calculator": "TestHandsOn", "name": "hand", "inputs": ["a"], "outputs": ["b"],
+        {"calculator": "TestPassesOnThrottled", "name": "hand", "inputs": ["a"], "outputs": ["b"],
          "side_inputs": {"HANDED": "handed"}},
         {"calculator": "TestBlocker", "name": "blocked", "inputs": {"IN": {"stream": "b", "capacity": 2}},
          "outputs": ["c"], "side_inputs": {"GATE": "gate"}},
