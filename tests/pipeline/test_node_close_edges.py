@@ -142,3 +142,43 @@ def test_a_node_with_no_offset_on_a_direct_hop_leaves_its_outputs_bound_alone(no
         r.feed("in", [(t, t) for t in range(40)])
         r.finish()
     assert r.out["d"] == [(t, t) for t in range(40)]
+
+
+@register
+class TestQuietThenCloseAtLast(Calculator):
+    """Emits nothing in its calls; its close emits at the last timestamp it was called with (which
+    the offset contract has already passed)."""
+
+    inputs = {"IN": Input(Any)}
+    outputs = {"OUT": Output(Any)}
+
+    def open(self, ctx):
+        self.last = None
+
+    def process(self, ctx):
+        self.last = ctx.timestamp
+
+    def close(self, ctx):
+        ctx.outputs["OUT"].add("late", self.last)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "general"])
+def test_the_last_call_before_the_inputs_close_moves_the_outputs_bound_past_it(fast, monkeypatch, no_thread_leak):
+    """The offset contract holds for the last call too, when its input is already done: the
+    outputs' bound passes its timestamp, so a close emitting there is refused."""
+    monkeypatch.setattr(NodeRuntime, "fast_path", fast)
+    gate, closes = Gate(), []
+    g = beside_a_held_node({"calculator": "TestQuietThenCloseAtLast", "name": "q", "inputs": {"IN": "a"},
+                            "outputs": {"OUT": "qo"}}, inputs=["a"])
+    g.observe("qo", lambda p: None)
+    with GraphRun(g, timeout=WAIT_S):  # (ends a failed test's run)
+        g.start({"gate": gate})
+        with holding(g, gate):  # q's calls wait until a is closed: its last call finds it done
+            g.add_packet("a", 0, 0)
+            g.add_packet("a", 1, 1)
+            g.close_input("a")
+        g.close_input("hold")
+        with pytest.raises(GraphRunError, match=r"^node 'q' \(TestQuietThenCloseAtLast\) failed in close: "
+                                                r"TimestampError: stream 'qo': node 'q' sent a packet at timestamp 1, "
+                                                r"but the last timestamp on it was"):
+            g.wait(WAIT_S)
