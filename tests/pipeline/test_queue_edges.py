@@ -384,8 +384,13 @@ def test_a_stopped_sink_woken_by_a_bound_still_takes_a_later_packet(no_thread_le
             while writer.is_active() and time.monotonic() < deadline:
                 time.sleep(0.002)  # bounded: the writer's step on the released executor
             assert not writer.is_active(), "the writer never let go of its claim"
-        finally:
             producer.release()  # the producer's call at 2 emits 2 to the writer
+            deadline = time.monotonic() + WAIT_S
+            while not calls and time.monotonic() < deadline:
+                time.sleep(0.002)  # bounded: the writer's call (before the shutdown ends the workers)
+            assert calls == [2], "the writer never took the packet that reached it"
+        finally:
+            producer.release()
         g.wait(WAIT_S)
     assert calls == [2]
 
