@@ -109,7 +109,7 @@ def test_a_one_input_node_with_sync_or_immediate_takes_the_fast_path(policy):
 
 
 @register
-class TestDelayOne(Calculator):
+class TestOneFrameLate(Calculator):
     """``timestamp_offset = None``: emits each packet at its own timestamp one call later (the
     previous packet, when the next comes), and the last one in close."""
 
@@ -135,7 +135,7 @@ def test_a_node_with_no_offset_on_a_direct_hop_leaves_its_outputs_bound_alone(no
     moved past its calls (no offset contract), so it may emit an earlier packet later."""
     spec = {"inputs": ["in"], "nodes": [
         {"calculator": "PassThrough", "name": "first", "inputs": ["in"], "outputs": ["a"]},
-        {"calculator": "TestDelayOne", "name": "delay", "inputs": ["a"], "outputs": ["d"]}]}
+        {"calculator": "TestOneFrameLate", "name": "delay", "inputs": ["a"], "outputs": ["d"]}]}
     with GraphRun(spec, collect=["d"], threads=1, timeout=WAIT_S) as r:
         r.start()
         assert type(_nodes(r.graph)["first"].outputs["OUT:0"]).__name__ == "DirectStream"
