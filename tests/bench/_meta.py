@@ -145,3 +145,18 @@ def write_json(path: str | Path, benchmark: str, results: Mapping, libraries: It
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2, default=str))
     return out
+
+
+def whole_process(argv: list[str], cwd: str | Path, timeout: float = 1800) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child: user + system, all its threads) of one whole
+    process, which must succeed (else the benchmark stops with its stderr's end)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    r = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({r.returncode}):\n{r.stderr[-3000:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from _meta import write_json  # noqa: E402  (tests/bench: machine, versions, command in the JSON)
+from _meta import whole_process as run_process, write_json  # noqa: E402  (tests/bench: machine, versions, command in the JSON)
 
 SIZE = (1280, 720)
 
@@ -359,21 +359,6 @@ CASES = {
 }
 
 
-def run_process(argv: list[str]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the child: user + system) of one whole process."""
-    import resource
-    import subprocess
-
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if r.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({r.returncode}):\n{r.stderr[-3000:]}")
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
 def whole_process(args, graphs: list[str]) -> dict:
     from models.catalog import resolve
 
@@ -401,7 +386,7 @@ def whole_process(args, graphs: list[str]) -> dict:
                                  str(tmp / f"{name}_{loop}.out")]
                 order = list(who) if rnd % 2 == 0 else list(reversed(who))  # alternate who goes first
                 for key in order:
-                    wall, cpu = run_process(who[key])
+                    wall, cpu = run_process(who[key], ROOT)
                     runs.setdefault(name, {}).setdefault(length, {}).setdefault(key, []).append((wall, cpu))
                     if key != "vpipe":
                         st = json.loads(Path(f"{tmp / f'{name}_{key}.out'}.stages.json").read_text())

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from _meta import write_json  # noqa: E402
+from _meta import whole_process, write_json  # noqa: E402
 
 MP_ENV = Path(os.environ.get("VPIPE_MP_ENV", "/work/envs/mp01021"))
 SIZE = (1280, 720)
@@ -74,18 +73,6 @@ def make_clip(src: Path, dst: Path, frames: int) -> int:
             out.mux(p)
     tmp.replace(dst)
     return frames
-
-
-def run_process(argv: list[str]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the child: user + system, all its threads) of one process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if r.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({r.returncode}):\n{r.stderr[-3000:]}")
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def results_written(side: str, path: Path, key: str) -> int:
@@ -149,7 +136,7 @@ def main() -> None:
                 }
                 for side in (list(who) if rnd % 2 == 0 else list(reversed(who))):
                     out[side].unlink(missing_ok=True)
-                    wall, cpu = run_process(who[side])
+                    wall, cpu = whole_process(who[side], ROOT)
                     got = results_written(side, out[side], key)
                     if got != frames[length]:
                         raise SystemExit(f"{name} {side}: {got} results for the {frames[length]} frames of {clips[length]}")

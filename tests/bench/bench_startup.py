@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from _meta import interleaved, median, round_ratios, write_json  # noqa: E402
+from _meta import interleaved, median, round_ratios, whole_process as whole, write_json  # noqa: E402
 
 TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
 
@@ -75,20 +75,6 @@ def first_frame(argv: list[str], out: Path, cwd: Path, env: dict | None = None) 
     if p.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({p.returncode}):\n{err.decode()[-3000:]}")
     return wall, cpu
-
-
-def whole(argv: list[str], cwd: Path) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the child) of one whole process, which must succeed."""
-    import resource
-
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    r = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600)
-    wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if r.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed ({r.returncode}):\n{r.stderr[-3000:]}")
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 COMMANDS = {"help": ["--help"], "models list": ["models", "list"], "validate": ["validate", "face_detection"]}
