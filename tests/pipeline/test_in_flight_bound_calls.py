@@ -10,6 +10,7 @@ import threading
 import time
 
 from pipeline import Any, Calculator, Graph, Input, Output, SideInput, register
+from pipeline.testing import GraphRun
 from tests.pipeline.calcs import Gate
 
 WAIT_S = 10.0  # a bound for what must happen at once: reaching it is the failure
@@ -92,28 +93,26 @@ def test_a_stale_activation_makes_no_bound_only_call_while_a_call_is_in_flight(n
     g.observe("hh", lambda p: None)
     g.start({"log": log, "first": first, "second": second, "hold": hold, "moved": moved})
     main = g._sched.executors["main"]
-    try:
-        g.add_packet("h", "x", 0)
-        assert hold.entered.wait(WAIT_S), "hold's call never began"
-        g.add_packet("in", "p", 1)
-        assert first.entered.wait(WAIT_S), "par's call at 1 never began"
-        g.add_packet("in", "p", 2)
-        _wait_for("par's second activation queued on main", lambda: len(main.heap) == 1)
-        first.release()
-        assert second.entered.wait(WAIT_S), "par's call at 2 never began"
-        assert len(main.heap) == 1, "par's second activation is not waiting any more"
-        g.add_packet("in", "p", 3)
-        assert moved.wait(WAIT_S), "the bound never moved to 4"
-        hold.release()  # its worker takes par's second activation, then has nothing left
-        _wait_for("main's freed worker idle", lambda: main.idle == 1 and not main.heap)
-        second.release()
-        _wait_for("par's bound-only call at 3", lambda: len(log) == 3)  # (before the close: then none)
-        g.close_all_inputs()
-        g.wait(WAIT_S)
-    finally:
-        for gate in (first, second, hold):
-            gate.release()
-        if not g.done:
-            g.cancel()
+    with GraphRun(g, timeout=WAIT_S):  # (cancels and ends the run of a failed test)
+        try:
+            g.add_packet("h", "x", 0)
+            assert hold.entered.wait(WAIT_S), "hold's call never began"
+            g.add_packet("in", "p", 1)
+            assert first.entered.wait(WAIT_S), "par's call at 1 never began"
+            g.add_packet("in", "p", 2)
+            _wait_for("par's second activation queued on main", lambda: len(main.heap) == 1)
+            first.release()
+            assert second.entered.wait(WAIT_S), "par's call at 2 never began"
+            assert len(main.heap) == 1, "par's second activation is not waiting any more"
+            g.add_packet("in", "p", 3)
+            assert moved.wait(WAIT_S), "the bound never moved to 4"
+            hold.release()  # its worker takes par's second activation, then has nothing left
+            _wait_for("main's freed worker idle", lambda: main.idle == 1 and not main.heap)
+            second.release()
+            _wait_for("par's bound-only call at 3", lambda: len(log) == 3)  # (before the close: then none)
+            g.close_all_inputs()
             g.wait(WAIT_S)
+        finally:
+            for gate in (first, second, hold):
+                gate.release()
     assert log == [(1, True, 0), (2, True, 0), (3, False, 0)], log

@@ -17,6 +17,7 @@ from pipeline import Any, Calculator, Graph, Input, Output, SideInput, register
 from pipeline.policies import policy_for
 from pipeline.scheduler import Scheduler
 from pipeline.streams import DirectStream
+from pipeline.testing import GraphRun
 
 WAIT_S = 10.0
 
@@ -47,12 +48,8 @@ def test_a_node_with_only_back_edges_is_closed_at_the_start_and_the_run_ends(no_
     ]}, threads=2)
     g.observe("out", lambda p: got.append((p.timestamp, p.value)))
     g.start({"log": log})
-    try:
+    with GraphRun(g, timeout=WAIT_S):  # (cancels and ends the run of a failed test)
         g.wait(WAIT_S)
-    finally:
-        if not g.done:
-            g.cancel()
-            g.wait(WAIT_S)
     assert log == ["closed"], log  # closed once; the packet after sends back reaches a closed node
     assert got == [(0, "closed")]
     assert g.stats()["after"]["count"] == 1

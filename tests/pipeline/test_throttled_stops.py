@@ -15,6 +15,7 @@ import time
 from pipeline import STOP, Any, Calculator, Graph, Input, Output, SideInput, register
 from pipeline.run_state import State
 from pipeline.streams import DirectStream
+from pipeline.testing import GraphRun
 from tests.pipeline.calcs import Gate
 from tests.pipeline.test_scheduling import wait_in
 
@@ -38,19 +39,17 @@ nodes:
     got = []
     g.observe("m", lambda p: got.append(p.timestamp))
     g.start({"gate": gate})
-    try:
-        assert gate.entered.wait(WAIT_S), "the first packet never reached the blocked node"
-        wait_in("vpipe-source-TestSeq", "throttle")
-        start = time.monotonic()
-        g.request_stop()  # the source leaves the throttle to a stopped run: it ends there
-        gate.release()
-        g.wait(WAIT_S + DRAIN_S)
-        took = time.monotonic() - start
-    finally:
-        gate.release()
-        if not g.done:
-            g.cancel()
-            g.wait(WAIT_S)
+    with GraphRun(g, timeout=WAIT_S):  # (cancels and ends the run of a failed test)
+        try:
+            assert gate.entered.wait(WAIT_S), "the first packet never reached the blocked node"
+            wait_in("vpipe-source-TestSeq", "throttle")
+            start = time.monotonic()
+            g.request_stop()  # the source leaves the throttle to a stopped run: it ends there
+            gate.release()
+            g.wait(WAIT_S + DRAIN_S)
+            took = time.monotonic() - start
+        finally:
+            gate.release()
     assert g.state is State.DONE and not g.drain_expired, (g.state, g.drain_expired, f"{took:.2f} s")
     # the packet in the blocked call and those queued behind it (one or two: the source may have
     # been throttled before or after the first call took its packet out) drained; nothing after
@@ -128,19 +127,17 @@ def test_a_queue_filled_behind_a_direct_hop_throttles_the_source_when_full(no_th
     got = []
     g.observe("c", lambda p: got.append(p.timestamp))
     g.start({"gate": gate, "handed": handed, "count": n})
-    try:
-        assert type(g._streams["b"]) is DirectStream
-        assert gate.entered.wait(WAIT_S), "the first packet never reached the blocked node"
-        _throttled("vpipe-source-src")
-        stats = g.stats()
-        assert stats["blocked"]["queue_depth"] == 2 and stats["src"]["count"] == 3, stats
-        gate.release()
-        g.wait(WAIT_S)
-    finally:
-        gate.release()
-        if not g.done:
-            g.cancel()
+    with GraphRun(g, timeout=WAIT_S):  # (cancels and ends the run of a failed test)
+        try:
+            assert type(g._streams["b"]) is DirectStream
+            assert gate.entered.wait(WAIT_S), "the first packet never reached the blocked node"
+            _throttled("vpipe-source-src")
+            stats = g.stats()
+            assert stats["blocked"]["queue_depth"] == 2 and stats["src"]["count"] == 3, stats
+            gate.release()
             g.wait(WAIT_S)
+        finally:
+            gate.release()
     assert got == list(range(n))
 
 
@@ -188,22 +185,20 @@ def test_a_throttled_source_is_let_go_when_the_last_busy_worker_goes_idle(caplog
     g.observe("a", lambda p: last.set() if p.timestamp == n - 1 else None)
     with caplog.at_level(logging.WARNING, logger="vpipe"):
         g.start({"hold": hold, "go": go, "count": n})
-        try:
-            g.add_packet("h", "x", 0)
-            assert hold.entered.wait(WAIT_S), "hold's call never began"
-            go.set()
-            _throttled("vpipe-source-src")
-            assert relief_warnings(caplog) == [], "let go while hold's call could still run"
-            hold.release()
-            assert last.wait(WAIT_S), "the throttled source was never let go on"
-            g.close_input("b")
-            g.close_input("h")
-            g.wait(WAIT_S)
-        finally:
-            hold.release()
-            go.set()
-            if not g.done:
-                g.cancel()
+        with GraphRun(g, timeout=WAIT_S):  # (cancels and ends the run of a failed test)
+            try:
+                g.add_packet("h", "x", 0)
+                assert hold.entered.wait(WAIT_S), "hold's call never began"
+                go.set()
+                _throttled("vpipe-source-src")
+                assert relief_warnings(caplog) == [], "let go while hold's call could still run"
+                hold.release()
+                assert last.wait(WAIT_S), "the throttled source was never let go on"
+                g.close_input("b")
+                g.close_input("h")
                 g.wait(WAIT_S)
+            finally:
+                hold.release()
+                go.set()
     assert got == list(range(n))
     assert relief_warnings(caplog) == [RELIEF.format("held")]

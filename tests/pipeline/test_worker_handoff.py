@@ -19,6 +19,7 @@ import pytest
 
 from pipeline import Graph, GraphRunError
 from pipeline.node import NodeRuntime
+from pipeline.testing import GraphRun
 from tests.pipeline.calcs import Gate
 from tests.pipeline.test_scheduling import TestSlowSink  # noqa: F401 - registers it
 from tests.pipeline.test_direct_hop import TestSlowInside, clock  # noqa: F401 - registers it; the fixture
@@ -45,19 +46,17 @@ def test_a_lone_worker_keeps_a_node_with_long_calls_and_steps_it_before_the_queu
     for s in ("hh", "y1", "y2"):
         g.observe(s, lambda p: None)
     g.start({"hold": hold, "clock": clock}, trace=True)
-    try:
-        g.add_packet("h", "x", 0)
-        assert hold.entered.wait(WAIT_S), "hold's call never began"
-        g.add_packet("in", "a", 0)
-        g.add_packet("in", "b", 1)
-        hold.release()
-        g.close_all_inputs()
-        g.wait(WAIT_S)
-    finally:
-        hold.release()
-        if not g.done:
-            g.cancel()
+    with GraphRun(g, timeout=WAIT_S):  # (cancels and ends the run of a failed test)
+        try:
+            g.add_packet("h", "x", 0)
+            assert hold.entered.wait(WAIT_S), "hold's call never began"
+            g.add_packet("in", "a", 0)
+            g.add_packet("in", "b", 1)
+            hold.release()
+            g.close_all_inputs()
             g.wait(WAIT_S)
+        finally:
+            hold.release()
     calls = [(node, t) for node, _thread, t, _start, _end in g.trace_events() if node != "hold"]
     assert calls == [("slow", 0), ("b1", 0), ("slow", 1), ("b1", 1), ("b2", 0), ("b2", 1)], calls
 
@@ -136,22 +135,20 @@ def test_two_workers_busy_at_once_leave_the_graph_idle_after(no_thread_leak):
     g.observe("x", got.append)
     g.observe("y", got.append)
     g.start({"first": first, "second": second})
-    try:
-        g.add_packet("a", "p", 0)
-        g.add_packet("b", "q", 0)
-        assert first.entered.wait(WAIT_S) and second.entered.wait(WAIT_S), "the two calls never ran at once"
-        first.release()
-        second.release()
-        g.wait_until_idle(WAIT_S)
-        assert len(got) == 2
-        g.close_all_inputs()
-        g.wait(WAIT_S)
-    finally:
-        first.release()
-        second.release()
-        if not g.done:
-            g.cancel()
+    with GraphRun(g, timeout=WAIT_S):  # (cancels and ends the run of a failed test)
+        try:
+            g.add_packet("a", "p", 0)
+            g.add_packet("b", "q", 0)
+            assert first.entered.wait(WAIT_S) and second.entered.wait(WAIT_S), "the two calls never ran at once"
+            first.release()
+            second.release()
+            g.wait_until_idle(WAIT_S)
+            assert len(got) == 2
+            g.close_all_inputs()
             g.wait(WAIT_S)
+        finally:
+            first.release()
+            second.release()
 
 
 def test_nodes_made_ready_on_another_executor_run_only_there(no_thread_leak):
@@ -172,19 +169,17 @@ def test_nodes_made_ready_on_another_executor_run_only_there(no_thread_leak):
     for s in ("hh", "y1", "y2"):
         g.observe(s, lambda p, s=s: got.append((s, p.timestamp)))
     g.start({"hold": hold}, trace=True)
-    try:
-        g.add_packet("h", "x", 0)
-        assert hold.entered.wait(WAIT_S), "hold's call never began"
-        g.add_packet("in", "p", 0)
-        _wait_until("src's call", lambda: any(e[0] == "src" for e in g.trace_events()))
-        hold.release()
-        g.close_all_inputs()
-        g.wait(WAIT_S)
-    finally:
-        hold.release()
-        if not g.done:
-            g.cancel()
+    with GraphRun(g, timeout=WAIT_S):  # (cancels and ends the run of a failed test)
+        try:
+            g.add_packet("h", "x", 0)
+            assert hold.entered.wait(WAIT_S), "hold's call never began"
+            g.add_packet("in", "p", 0)
+            _wait_until("src's call", lambda: any(e[0] == "src" for e in g.trace_events()))
+            hold.release()
+            g.close_all_inputs()
             g.wait(WAIT_S)
+        finally:
+            hold.release()
     threads = {(node, thread) for node, thread, _t, _s, _e in g.trace_events()}
     assert threads == {("hold", "vpipe-b-0"), ("src", "vpipe-a-0"), ("b1", "vpipe-b-0"), ("b2", "vpipe-b-0")}, threads
     assert sorted(got) == [("hh", 0), ("y1", 0), ("y2", 0)]
