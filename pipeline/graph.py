@@ -377,8 +377,8 @@ class Graph:
             raise run.error
         if run.stopping:
             return
-        if type(timestamp) is not int:
-            timestamp = Timestamp.check(timestamp)
+        if type(timestamp) is not int or not Timestamp.MIN <= timestamp <= Timestamp.MAX:
+            timestamp = Timestamp.check(timestamp)  # (what is not a plain int in the range)
         if stream not in self._fed:
             self._check_fed_type(stream, s, value)
         for q in s.queues:

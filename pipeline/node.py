@@ -122,7 +122,7 @@ class NodeRuntime:
         self.side: dict = {}
         self.opened = False
         self.closed = False
-        self.finished = False
+        self.finished = False  # no more work: it closed on its own, or a call of it failed (fail)
         self.active = 0
         self.max_in_flight = spec.max_in_flight
         self.policy = policy_for(spec.policy, spec.latest_size)
@@ -175,7 +175,9 @@ class NodeRuntime:
         return self.active > 0
 
     def fail(self, phase: str, t: int | None, e: BaseException) -> None:
-        """Records the failure of this node's ``phase`` at t; the run stops."""
+        """Records the failure of this node's ``phase`` at t; the run stops. The node is called no
+        more (``finished``: a sink does not drain after its own failure); the shutdown closes it."""
+        self.finished = True
         if isinstance(e, ObserverFailed):
             return  # the observer's error is already recorded
         err = GraphRunError(self.name, self.spec.calculator, phase, t, e)
@@ -311,10 +313,8 @@ class NodeRuntime:
                 process(ctx)
             except BaseException as e:  # noqa: BLE001 - every failure stops the run
                 self.fail("process", t, e)
-                self.claim[0] = True
-                return False
+                return False  # the claim is kept, as by a finished node: it is never activated again
         elif not self._timed_call(ctx, t, trace):
-            self.claim[0] = True
             return False
         self.count += 1
         if self.offset is not None:
@@ -411,14 +411,14 @@ class NodeRuntime:
         run = self.run
         call = None
         with self.lock:
-            if run.stopping and not (self.sink and not run.halted):
+            if self.finished or run.stopping and not (self.sink and not run.halted):
                 self.active -= 1
                 return False
             policy = self.policy
             inputs = policy.take(self)  # None when nothing is ready to process
             if inputs is None:
                 r = policy.readiness(self)  # then maybe closing
-                if r is not READY_TO_CLOSE or self.active > 1 or self.finished:
+                if r is not READY_TO_CLOSE or self.active > 1:
                     self.active -= 1
                     return False
                 self.finished = True
@@ -440,7 +440,8 @@ class NodeRuntime:
         elif not self._call(inputs.timestamp, inputs.inputs, inputs.bounds, ready, trace):
             return False
         with self.lock:
-            if (not run.stopping or (self.sink and not run.halted)) and self.policy.readiness(self):
+            if (not run.stopping or (self.sink and not run.halted)) and not self.finished and \
+                    self.policy.readiness(self):
                 return True
             self.active -= 1
             return False

@@ -124,10 +124,11 @@ class Stream:
             raise TimestampError(
                 f"stream '{self.name}': node '{self.producer}' sent a packet at {Timestamp.name(t)} "
                 "after the stream was closed")
-        last = Timestamp.name(self.last)
+        last = ("no packet was sent on it yet" if self.last is None  # its bound moved without one
+                else f"the last timestamp on it was {Timestamp.name(self.last)}")
         raise TimestampError(
             f"stream '{self.name}': node '{self.producer or 'graph input'}' sent a packet at timestamp "
-            f"{Timestamp.name(t)}, but the last timestamp on it was {last} (next allowed: "
+            f"{Timestamp.name(t)}, but {last} (next allowed: "
             f"{Timestamp.name(self.bound)}). Timestamps on a stream must strictly increase: a source "
             "re-using a timestamp, or a calculator emitting at an earlier timestamp than the one it "
             "processes (declare timestamp_offset = None and emit in order)")
@@ -194,14 +195,12 @@ class DirectStream(Stream):
                 process(ctx)
             except BaseException as e:  # noqa: BLE001 - every failure stops the run
                 c.fail("process", t, e)
-                self._claim[0] = True
-                return
+                return  # the claim is kept: a failed node is never activated again (node.py)
         else:  # a measured call; the first counts the packet in the queue's peak
             q = self._hop
             if not q.peak:
                 q.peak = 1  # the packet was in the node's hands, as a queued one would be
             if not c._timed_call(ctx, t, None):  # (no direct hop while tracing)
-                self._claim[0] = True
                 return
         c.count += 1
         # the offset contract: the queue is empty and its bound is b (propagated is read only

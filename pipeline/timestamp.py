@@ -52,7 +52,10 @@ class Timestamp:
 
     @staticmethod
     def check(t: Any) -> int:
-        """Validates a user-given timestamp (an int in [MIN, MAX], or PRESTREAM/POSTSTREAM)."""
+        """Validates a user-given packet timestamp: an int in [MIN, MAX], or POSTSTREAM (a last
+        packet, after which the stream is done). PRESTREAM is refused: a stream's first allowed
+        timestamp is MIN (vpipe has no packets before the stream; what comes before every packet
+        is a side packet)."""
         if isinstance(t, bool) or not isinstance(t, int):
             try:
                 import numpy as np  # numpy ints are welcome
@@ -63,8 +66,11 @@ class Timestamp:
                     raise TypeError
             except TypeError:
                 raise TypeError(f"timestamp must be an int of microseconds, got {type(t).__name__}: {t!r}") from None
-        if not (Timestamp.MIN <= t <= Timestamp.MAX or t in (Timestamp.PRESTREAM, Timestamp.POSTSTREAM)):
-            raise ValueError(f"timestamp {Timestamp.name(t)} is outside [Min, Max] and not PreStream/PostStream")
+        if not (Timestamp.MIN <= t <= Timestamp.MAX or t == Timestamp.POSTSTREAM):
+            if t == Timestamp.PRESTREAM:
+                raise ValueError("timestamp PreStream is not taken: a stream's first allowed timestamp is Min "
+                                 "(give what comes before every packet as a side packet)")
+            raise ValueError(f"timestamp {Timestamp.name(t)} is outside [Min, Max] and not PostStream")
         return t
 
 

@@ -231,7 +231,7 @@ def test_an_unconnected_optional_output_names_its_port_in_its_errors():
             in _error(TestAddsToAuxInOpen, {"IN": [(0, 1)]}, outputs=["OUT"]))
 
 
-_FAR = {"Done": Timestamp.DONE, "Unset": Timestamp.UNSET, str(2**64): 2**64}
+_FAR = {"Done": Timestamp.DONE, "Unset": Timestamp.UNSET, str(2**64): 2**64, "PreStream": Timestamp.PRESTREAM}
 
 
 @pytest.mark.parametrize("name", sorted(_FAR))
@@ -251,7 +251,9 @@ def test_a_timestamp_outside_min_max_is_refused_by_every_output(kind, name):
 
     outputs = [] if kind == "unconnected" else ["OUT"]
     inputs = None if kind == "source" else {"IN": [(0, 1)]}
-    assert f"ValueError: timestamp {name} is outside [Min, Max] and not PreStream/PostStream" in _error(
+    text = ("timestamp PreStream is not taken: a stream's first allowed timestamp is Min" if name == "PreStream"
+            else f"timestamp {name} is outside [Min, Max] and not PostStream")
+    assert f"ValueError: {text}" in _error(
         TestEmitsFar, inputs, outputs=outputs, max_in_flight=2 if kind == "max_in_flight 2" else None, threads=2)
 
 

@@ -6,8 +6,13 @@ import threading
 
 import pytest
 
-from pipeline import Graph, GraphRunError, TimestampError
+from pipeline import Any, Calculator, Graph, GraphRunError, Input, Output, SideInput, TimestampError, register
+from pipeline.streams import DirectStream
+from pipeline.testing import GraphRun
 from tests.pipeline import calcs  # noqa: F401 - registers the Test* calculators
+from tests.pipeline.calcs import Gate
+from tests.pipeline.test_shutdown_length import TestFailsAt  # noqa: F401 - registers it
+from tests.pipeline.test_stuck_calls import WAIT_S
 
 CHAIN = """
 inputs: [in]
@@ -247,3 +252,91 @@ def test_unknown_stream_in_observe_offers_the_closest():
                      "    outputs: {OUT: passed}\n")
     with pytest.raises(KeyError, match=r"has no stream 'pased'; did you mean 'passed'\?"):
         g.observe("pased", lambda p: None)
+
+
+@register
+class TestSinkFailsFirst(Calculator):
+    """A sink of two inputs, called on whichever has a packet (policy immediate): logs each call's
+    timestamp to LOG and fails in its first call; its close is logged as "closed"."""
+
+    inputs = {"A": Input(Any), "B": Input(Any)}
+    side_inputs = {"LOG": SideInput(list)}
+
+    def process(self, ctx):
+        log = ctx.side["LOG"]
+        log.append(ctx.timestamp)
+        if len(log) == 1:
+            raise ValueError("the sink fails")
+
+    def close(self, ctx):
+        ctx.side["LOG"].append("closed")
+
+
+@pytest.mark.parametrize("max_in_flight", [1, 2])
+def test_a_sink_whose_call_failed_is_called_no_more_and_closed_once(max_in_flight, no_thread_leak):
+    # A stopping run lets its sinks go on writing what reached them, but not a sink that failed:
+    # a packet sent to it after its failure, by a call of another node that was running then,
+    # is not processed (the general path: two inputs). It is closed once, by the shutdown.
+    gate, log = Gate(), []
+    g = Graph.from_dict({"inputs": ["in", "in2"], "side_packets": {"gate": None, "log": None}, "nodes": [
+        {"calculator": "TestBlocker", "name": "hold", "inputs": ["in"], "outputs": ["h"],
+         "side_inputs": {"GATE": "gate"}},
+        {"calculator": "TestSinkFailsFirst", "name": "failing", "inputs": {"A": "in2", "B": "h"},
+         "policy": "immediate", "max_in_flight": max_in_flight, "side_inputs": {"LOG": "log"}},
+    ]}, threads=2)
+    with GraphRun(g, timeout=WAIT_S):  # (cancels and ends the run of a failed test)
+        g.start({"gate": gate, "log": log})
+        try:
+            g.add_packet("in", "x", 7)
+            assert gate.entered.wait(WAIT_S), "hold's call never began"
+            g.add_packet("in2", "y", 0)
+            assert g._run.wait_until(lambda: g._run.error is not None, WAIT_S), "the failure was not recorded"
+        finally:
+            gate.release()  # hold's call goes on: it sends 7 to the failed sink
+        with pytest.raises(GraphRunError, match="^node 'failing' .* at timestamp 0: ValueError: the sink fails"):
+            g.wait(WAIT_S)
+    assert log == [0, "closed"], "called after its failure" if 7 in log else log
+
+
+@register
+class TestHoldsAtOne(Calculator):
+    """Passes its packets on; its call at 1 waits for the test's GATE first."""
+
+    inputs = {"IN": Input(Any)}
+    outputs = {"OUT": Output(Any)}
+    side_inputs = {"GATE": SideInput(Gate)}
+
+    def process(self, ctx):
+        if ctx.timestamp == 1:
+            gate = ctx.side["GATE"]
+            gate.entered.set()
+            if not gate.released.wait(WAIT_S):
+                raise TimeoutError("test gate was never released")
+        ctx.outputs["OUT"].add_packet(ctx.inputs["IN"])
+
+
+def test_a_fast_path_sink_whose_call_failed_is_called_no_more(no_thread_leak):
+    # The same on the fast path (one input, sync), the sink on an executor of its own so that its
+    # packets take its queue (no direct hop): first fails at 0 while first's call at 1 waits; the
+    # packet at 1, sent after the failure, reaches the sink's queue and is not processed.
+    gate, log = Gate(), []
+    g = Graph.from_dict({"inputs": ["in"], "side_packets": {"gate": None, "at": None, "log": None},
+                         "executors": {"sinks": {"threads": 1}}, "nodes": [
+        {"calculator": "TestHoldsAtOne", "name": "first", "inputs": ["in"], "outputs": ["a"],
+         "side_inputs": {"GATE": "gate"}},
+        {"calculator": "TestFailsAt", "name": "failing", "inputs": ["a"], "executor": "sinks",
+         "side_inputs": {"AT": "at", "LOG": "log"}},
+    ]}, threads=1)
+    with GraphRun(g, timeout=WAIT_S):  # (cancels and ends the run of a failed test)
+        g.start({"gate": gate, "at": 1, "log": log})
+        assert type(g._streams["a"]) is not DirectStream
+        try:
+            g.add_packet("in", "x", 0)
+            g.add_packet("in", "x", 1)
+            assert gate.entered.wait(WAIT_S), "first's call at 1 never began"
+            assert g._run.wait_until(lambda: g._run.error is not None, WAIT_S), "the failure was not recorded"
+        finally:
+            gate.release()
+        with pytest.raises(GraphRunError, match="^node 'failing' .* at timestamp 0: ValueError: the sink fails"):
+            g.wait(WAIT_S)
+    assert log == [0], "called after its failure"

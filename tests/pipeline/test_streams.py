@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from pipeline import Calculator, Graph, GraphRunError, Input, Output, TimestampError, register
+from pipeline import Any, Calculator, Graph, GraphRunError, Input, Output, TimestampError, register
 
 
 @register
@@ -53,6 +53,36 @@ def test_a_packet_at_an_earlier_timestamp_says_what_to_do(no_thread_leak):
         "allowed: 6). Timestamps on a stream must strictly increase: a source re-using a timestamp, or a "
         "calculator emitting at an earlier timestamp than the one it processes (declare timestamp_offset = "
         "None and emit in order)")
+
+
+@register
+class TestLateFirstPacket(Calculator):
+    """Emits nothing for its first packet; for each later one at t, emits at t - 4."""
+
+    inputs = {"IN": Input(Any)}
+    outputs = {"OUT": Output(Any)}
+
+    def open(self, ctx):
+        self.first = True
+
+    def process(self, ctx):
+        if not self.first:
+            ctx.outputs["OUT"].add(1, ctx.timestamp - 4)
+        self.first = False
+
+
+def test_a_packet_below_a_bound_moved_with_no_packet_says_none_was_sent(no_thread_leak):
+    # the offset contract moved out's bound to 6 after the call at 5, which sent nothing
+    g = one_node("TestLateFirstPacket")
+    g.start()
+    g.add_packet("in", 1, 5)
+    g.add_packet("in", 2, 6)
+    g.close_all_inputs()
+    with pytest.raises(GraphRunError) as ei:
+        g.wait(20)
+    assert str(ei.value.cause).startswith(
+        "stream 'out': node 'n' sent a packet at timestamp 2, but no packet was sent on it yet (next "
+        "allowed: 6). Timestamps on a stream must strictly increase")
 
 
 def test_a_poller_returns_a_packet_while_its_stream_is_still_open(no_thread_leak):

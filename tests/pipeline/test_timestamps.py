@@ -3,10 +3,12 @@ messages, which values a user may give (``add_packet``, ``outputs[...].add``) an
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
-from pipeline import Packet, Timestamp
+from pipeline import Graph, Packet, Timestamp
 from pipeline.testing import GraphRun
 
 SPECIAL = [("UNSET", "Unset"), ("UNSTARTED", "Unstarted"), ("PRESTREAM", "PreStream"), ("MIN", "Min"),
@@ -33,8 +35,8 @@ def test_range_values_are_min_to_max_inclusive():
         False, True, True, True, False]
 
 
-def test_check_takes_ints_numpy_ints_and_the_two_stream_ends():
-    for t in (Timestamp.MIN, -1, 0, Timestamp.MAX, Timestamp.PRESTREAM, Timestamp.POSTSTREAM):
+def test_check_takes_ints_numpy_ints_and_poststream():
+    for t in (Timestamp.MIN, -1, 0, Timestamp.MAX, Timestamp.POSTSTREAM):
         assert Timestamp.check(t) == t
     got = Timestamp.check(np.int64(42))
     assert got == 42 and type(got) is int
@@ -56,13 +58,35 @@ def test_check_refuses_what_is_not_an_int(bad, text):
 
 
 @pytest.mark.parametrize("name, text", [
-    ("UNSET", "timestamp Unset is outside [Min, Max] and not PreStream/PostStream"),
+    ("UNSET", "timestamp Unset is outside [Min, Max] and not PostStream"),
     ("UNSTARTED", "timestamp Unstarted is outside"),
     ("DONE", "timestamp Done is outside"),
 ])
 def test_check_refuses_the_internal_special_values(name, text):
     with pytest.raises(ValueError, match=r"^" + text.replace("[", r"\[").replace("]", r"\]")):
         Timestamp.check(getattr(Timestamp, name))
+
+
+def test_check_refuses_prestream_and_says_what_to_do():
+    # a stream's bound starts at Min: a PreStream packet would be refused by every stream
+    with pytest.raises(ValueError, match=r"^timestamp PreStream is not taken: a stream's first allowed timestamp "
+                                         r"is Min \(give what comes before every packet as a side packet\)$"):
+        Timestamp.check(Timestamp.PRESTREAM)
+
+
+@pytest.mark.parametrize("t, text", [
+    (Timestamp.PRESTREAM, "timestamp PreStream is not taken"), (Timestamp.UNSET, "timestamp Unset is outside"),
+    (Timestamp.DONE, "timestamp Done is outside"), (2**70, f"timestamp {2**70} is outside")])
+def test_a_graph_input_refuses_a_plain_int_outside_the_range_with_the_sentence_of_check(t, text):
+    g = Graph.from_yaml("inputs: [in]\nnodes:\n  - calculator: PassThrough\n    inputs: [in]\n    outputs: [o]\n")
+    with GraphRun(g, collect=["o"]) as r:
+        r.start()
+        with pytest.raises(ValueError, match="^" + re.escape(text)):
+            g.add_packet("in", 0, t)
+        g.add_packet("in", 1, Timestamp.MIN)  # the stream took nothing: Min is still allowed
+        g.add_packet("in", 2, Timestamp.POSTSTREAM)
+        r.finish()
+    assert r.out["o"] == [(Timestamp.MIN, 1), (Timestamp.POSTSTREAM, 2)]
 
 
 def test_check_refuses_ints_past_the_range():
