@@ -1,0 +1,156 @@
+"""The release window of a simple node's claim (pipeline/node.py's docstring): a worker that runs
+out of work releases the claim, then looks at the queue once more; a producer that came before
+the release leaves the packet to that look, one that came after claims the node itself. Each case
+holds the worker at one line of that window (tests/pipeline/interleave.py) while the test's
+producer sends, so the case runs every time: every packet is processed once, in order, by one
+call at a time, before the graph goes idle (not only when the next packet or the close comes).
+Written against the survivors of a mutation run of node.py (``step``'s inlined release,
+``_simple_idle``; docs/testing.md)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from pipeline import Any, Calculator, Graph, GraphRunError, Input, Output, SideInput, register
+from pipeline.testing import GraphRun
+from tests.pipeline import calcs  # noqa: F401 - registers TestEvenOnly
+from tests.pipeline.calcs import Gate
+from tests.pipeline.interleave import WAIT_S, PausePoint
+
+
+@register
+class TestOneAtATime(Calculator):
+    """Passes its packets on and fails if two of its calls ever overlap; with a HOLD side packet
+    ``(gate, t)``, its call at t waits for the gate inside the call first."""
+
+    inputs = {"IN": Input(Any)}
+    outputs = {"OUT": Output(Any)}
+    side_inputs = {"HOLD": SideInput(tuple, optional=True)}
+
+    def open(self, ctx):
+        self.lock = threading.Lock()
+        self.hold = ctx.side.get("HOLD")
+
+    def process(self, ctx):
+        if not self.lock.acquire(blocking=False):
+            raise RuntimeError("two calls at once")
+        try:
+            if self.hold is not None and ctx.timestamp == self.hold[1]:
+                gate = self.hold[0]
+                gate.entered.set()
+                if not gate.released.wait(WAIT_S):
+                    raise TimeoutError("test gate was never released")
+            ctx.outputs["OUT"].add_packet(ctx.inputs["IN"])
+        finally:
+            self.lock.release()
+
+
+def _graph(before_n: str | None, threads: int) -> Graph:
+    """n (one call at a time, fast path) on ``in``, or behind a node ``before_n`` on ``in``."""
+    nodes = [{"calculator": "TestOneAtATime", "name": "n", "inputs": ["a" if before_n else "in"],
+              "outputs": ["out"]}]
+    if before_n:
+        nodes.insert(0, {"calculator": before_n, "name": "e", "inputs": ["in"], "outputs": ["a"]})
+    return Graph.from_dict({"inputs": ["in"], "nodes": nodes}, threads=threads)
+
+
+# (the function, the line the worker is held at, which time it comes to it, what it has done then)
+POINTS = {
+    "step, before the release": ("step", "claim[0] = True", 1,
+                                 "processed 0, found the queue empty, not yet released the claim"),
+    "step, after the release": ("step", "b = q.bound", 1,
+                                "processed 0, released the claim, not yet looked again"),
+}
+# n behind TestEvenOnly (e): e's call at 1 emits nothing and moves n's input bound to 2, which
+# activates n with no packet: its _simple_idle moves out's bound, then releases the claim
+IDLE_POINTS = {
+    "idle, before the release": ("_simple_idle", "claim[0] = True", 1,
+                                 "moved out's bound to 2, not yet released the claim"),
+    "idle, after the release": ("_simple_idle", "b = q.bound", 3,
+                                "moved out's bound to 2, released the claim, not yet looked again"),
+}
+
+
+def _run_step_case(point: str, threads: int) -> bool:
+    """0 is processed, the worker is held at ``point``, 1 is sent; returns whether it was held."""
+    function, line, hit, _ = POINTS[point]
+    g = _graph(None, threads)
+    with GraphRun(g, collect=["out"], timeout=WAIT_S) as r, PausePoint(function, line, hit) as pause:
+        r.start()
+        g.add_packet("in", "p0", 0)
+        held = pause.wait_reached()
+        g.add_packet("in", "p1", 1)  # the producer's part, inside the window when held
+        pause.go()
+        g.wait_until_idle(WAIT_S)
+        assert r.out["out"] == [(0, "p0"), (1, "p1")], "a packet sent in the window was left in the queue"
+        r.finish()
+    assert g.stats()["n"]["count"] == 2
+    return held
+
+
+def _run_idle_case(point: str, threads: int) -> bool:
+    """n is activated by a bound alone and held at ``point``; 2 is sent meanwhile (e passes even
+    timestamps on)."""
+    function, line, hit, _ = IDLE_POINTS[point]
+    g = _graph("TestEvenOnly", threads)
+    with GraphRun(g, collect=["out"], timeout=WAIT_S) as r, PausePoint(function, line, hit) as pause:
+        r.start()
+        g.add_packet("in", 1, 1)
+        held = pause.wait_reached()
+        g.add_packet("in", 2, 2)  # e's call (on the other worker) sends 2 to n inside the window
+        pause.go()
+        g.wait_until_idle(WAIT_S)
+        assert r.out["out"] == [(2, 2)], "a packet sent in the window was left in the queue"
+        r.finish()
+    assert g.stats()["n"]["count"] == 1
+    return held
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("point", sorted(POINTS))
+def test_a_packet_sent_in_the_release_window_after_a_call_is_processed_at_once(point, threads, no_thread_leak):
+    _run_step_case(point, threads)
+
+
+@pytest.mark.parametrize("point", sorted(IDLE_POINTS))
+def test_a_packet_sent_in_the_release_window_after_a_bound_is_processed_at_once(point, no_thread_leak):
+    _run_idle_case(point, 2)  # e's call needs a worker of its own while n's is held
+
+
+@pytest.mark.parametrize("point", sorted(POINTS) + sorted(IDLE_POINTS))
+def test_every_pause_point_is_reached(point, no_thread_leak):
+    # on the code as it is, each case holds its worker where it says (left out of mutation runs
+    # of node.py, where a mutant may move the line: scripts/mutation.py, DESELECT_WHEN_MUTATED)
+    held = _run_step_case(point, 1) if point in POINTS else _run_idle_case(point, 2)
+    assert held, f"the worker never reached {(POINTS | IDLE_POINTS)[point][:2]} ({(POINTS | IDLE_POINTS)[point][3]})"
+
+
+def test_a_worker_that_finds_the_node_claimed_after_its_release_leaves_it_to_the_claimer(no_thread_leak):
+    # Two workers. A has processed 0 and released the claim (held before its last look); 1 comes,
+    # and its sender claims n and hands it to B (held as it begins the step); 2 comes. A looks,
+    # finds packets but the claim gone: it must leave n to B. Were it to step n too, A and B
+    # would each take a packet and call n at once (B's call at 1 waits inside it for the gate).
+    gate = Gate()
+    g = Graph.from_dict({"inputs": ["in"], "side_packets": {"hold": None}, "nodes": [
+        {"calculator": "TestOneAtATime", "name": "n", "inputs": ["in"], "outputs": ["out"],
+         "side_inputs": {"HOLD": "hold"}}]}, threads=2)
+    with GraphRun(g, collect=["out"], timeout=WAIT_S) as r, \
+            PausePoint("step", "b = q.bound", 1) as a_looks, PausePoint("step", "dq = self.dq0", 2) as b_steps:
+        try:
+            r.start({"hold": (gate, 1)})
+            g.add_packet("in", "p0", 0)
+            a_looks.wait_reached()
+            g.add_packet("in", "p1", 1)
+            b_steps.wait_reached()
+            g.add_packet("in", "p2", 2)
+            a_looks.go()
+            b_steps.go()
+            assert gate.entered.wait(WAIT_S), "no call at 1 began"
+        finally:
+            gate.release()
+        g.wait_until_idle(WAIT_S)
+        assert r.out["out"] == [(0, "p0"), (1, "p1"), (2, "p2")]
+        r.finish()
+    assert g.error is None and g.stats()["n"]["count"] == 3
