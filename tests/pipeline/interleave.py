@@ -50,7 +50,13 @@ def _on_call(frame, event, arg):
     if not mine:
         return None
 
+    held: list[PausePoint] = []  # the points that held this frame: told when it returns
+
     def on_line(frame, event, arg):
+        if event == "return":
+            for p in held:
+                p.left.set()
+            return on_line
         if event != "line":
             return on_line
         text = None
@@ -60,6 +66,7 @@ def _on_call(frame, event, arg):
             if text is None:
                 text = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
             if text == p.line and p._hit():
+                held.append(p)
                 p.reached.set()
                 p._go.wait(WAIT_S)
         return on_line
@@ -70,8 +77,9 @@ def _on_call(frame, event, arg):
 class PausePoint:
     """Holds the thread that is about to run ``line`` (its source text, stripped) for the ``hit``-th
     time (counted over all threads) inside ``function`` of the file ending in ``file``;
-    ``reached`` is set then, and the thread waits for ``go()`` (at most ``WAIT_S``). One pause per
-    point; several points may be installed at once (nested ``with``)."""
+    ``reached`` is set then, and the thread waits for ``go()`` (at most ``WAIT_S``); ``left`` is
+    set once it has returned from that call of the function. One pause per point; several points
+    may be installed at once (nested ``with``)."""
 
     def __init__(self, function: str, line: str, hit: int = 1, file: str = "pipeline/node.py"):
         self.function = function
@@ -79,6 +87,7 @@ class PausePoint:
         self.hit = hit
         self.file = file
         self.reached = threading.Event()
+        self.left = threading.Event()  # the held thread has returned from the function since
         self._go = threading.Event()
         self._seen = 0
         self._done = False

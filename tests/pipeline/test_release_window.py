@@ -154,3 +154,31 @@ def test_a_worker_that_finds_the_node_claimed_after_its_release_leaves_it_to_the
         assert r.out["out"] == [(0, "p0"), (1, "p1"), (2, "p2")]
         r.finish()
     assert g.error is None and g.stats()["n"]["count"] == 3
+
+
+def test_a_worker_that_finds_the_node_claimed_after_its_release_from_idle_leaves_it_to_the_claimer(no_thread_leak):
+    # The same from _simple_idle: A was activated by a bound alone (e's call at 1 sends nothing),
+    # moved out's bound to 2 and released the claim (held before its last look). e's call at 2,
+    # on B, claims n and calls it (held inside the call at 2). A looks and finds the claim gone:
+    # it must leave n alone. Were it to go on, it would move out's bound past 2 under B's call,
+    # whose packet at 2 would then be refused.
+    gate = Gate()
+    g = Graph.from_dict({"inputs": ["in"], "side_packets": {"hold": None}, "nodes": [
+        {"calculator": "TestEvenOnly", "name": "e", "inputs": ["in"], "outputs": ["a"]},
+        {"calculator": "TestOneAtATime", "name": "n", "inputs": ["a"], "outputs": ["out"],
+         "side_inputs": {"HOLD": "hold"}}]}, threads=2)
+    with GraphRun(g, collect=["out"], timeout=WAIT_S) as r, PausePoint(*IDLE_POINTS["idle, after the release"][:3]) as a_looks:
+        try:
+            r.start({"hold": (gate, 2)})
+            g.add_packet("in", 1, 1)
+            a_looks.wait_reached()
+            g.add_packet("in", 2, 2)
+            assert gate.entered.wait(WAIT_S), "n's call at 2 never began"
+            a_looks.go()
+            assert a_looks.left.wait(WAIT_S), "A never left _simple_idle"
+        finally:
+            gate.release()
+        g.wait_until_idle(WAIT_S)
+        r.finish()
+        assert r.out["out"] == [(2, 2)]
+    assert g.error is None and g.stats()["n"]["count"] == 1
