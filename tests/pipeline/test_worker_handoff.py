@@ -7,7 +7,11 @@ run naming the node; at the shutdown, a sink still queued is run (its packet wri
 busy at once leave none counted busy; nodes made ready for another executor run only on its
 workers. Written against the survivors of a mutation run of pipeline/scheduler.py
 (``Executor._work``: the idle and busy counts, the hand-off test, which ready node runs inline, the
-shutdown's test, the failure of a step; docs/testing.md); every wait bounded."""
+shutdown's test, the failure of a step; docs/testing.md); every wait bounded. Two more cases read the
+hand-off itself while a worker is held in a call: a node with long calls goes to one of several idle
+workers (the idle count of each going idle, not only the first), and a node whose calls average under
+``HANDOFF_NS`` stays with its worker (the average, not the total against a threshold shrinking with
+the count)."""
 
 from __future__ import annotations
 
@@ -17,8 +21,9 @@ import time
 
 import pytest
 
-from pipeline import Graph, GraphRunError
+from pipeline import Calculator, Graph, GraphRunError, Input, Output, SideInput, register
 from pipeline.node import NodeRuntime
+from pipeline.scheduler import HANDOFF_NS
 from pipeline.testing import GraphRun
 from tests.pipeline.calcs import Gate
 from tests.pipeline.test_scheduling import TestSlowSink  # noqa: F401 - registers it
@@ -202,3 +207,94 @@ def _wait_until(what: str, predicate) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"never: {what}")
         time.sleep(0.002)
+
+
+@register
+class TestHeldSpin(Calculator):
+    """Forwards its input; each call lasts SPIN ns on the fake CLOCK; a call at a timestamp in
+    HOLDS (``{t: Gate}``) records its thread in the gate (``thread``) and waits for it first."""
+
+    inputs = {"IN": Input(object)}
+    outputs = {"OUT": Output(object)}
+    side_inputs = {"CLOCK": SideInput(object), "SPIN": SideInput(int), "HOLDS": SideInput(dict)}
+
+    def process(self, ctx):
+        gate = ctx.side["HOLDS"].get(ctx.timestamp)
+        if gate is not None:
+            gate.thread = threading.current_thread().name
+            gate.entered.set()
+            if not gate.released.wait(WAIT_S):
+                raise TimeoutError("test gate was never released")
+        ctx.side["CLOCK"].advance(ctx.side["SPIN"])
+        ctx.outputs["OUT"].add(ctx.inputs["IN"].value)
+
+
+def _slow_then_b(threads: int) -> Graph:
+    g = Graph.from_dict({"inputs": ["in"], "side_packets": {
+        "clock": None, "spin": None, "slow_holds": None, "b_holds": None, "zero": None}, "nodes": [
+        {"calculator": "TestHeldSpin", "name": "slow", "inputs": ["in"], "outputs": ["x"],
+         "side_inputs": {"CLOCK": "clock", "SPIN": "spin", "HOLDS": "slow_holds"}},
+        {"calculator": "TestHeldSpin", "name": "b", "inputs": ["x"], "outputs": ["y"],
+         "side_inputs": {"CLOCK": "clock", "SPIN": "zero", "HOLDS": "b_holds"}},
+    ]}, threads=threads)
+    g.observe("y", lambda p: None)
+    return g
+
+
+def _all_workers_idle(g: Graph) -> None:
+    ex = g._sched.executors["default"]
+    _wait_until("every worker idle", lambda: all(_waits_in(th, "_work") for th in ex.threads))
+
+
+def test_a_node_with_long_calls_is_handed_to_one_of_several_idle_workers(clock, no_thread_leak):  # noqa: F811
+    # Three workers, all idle. slow's call at 0 (3x HANDOFF_NS on the fake clock) waits until 1 is
+    # queued; then it makes b ready, which its worker runs inline (held in b's call at 0), and
+    # slow, with a packet left and two workers idle, goes back to the executor's queue: another
+    # worker makes its call at 1 while the first is still held in b.
+    slow0, slow1, b0 = Gate(), Gate(), Gate()
+    g = _slow_then_b(3)
+    g.start({"clock": clock, "spin": 3 * HANDOFF_NS, "slow_holds": {0: slow0, 1: slow1}, "b_holds": {0: b0},
+             "zero": 0}, trace=True)
+    with GraphRun(g, timeout=WAIT_S):  # (cancels and ends the run of a failed test)
+        try:
+            _all_workers_idle(g)
+            g.add_packet("in", "p", 0)
+            assert slow0.entered.wait(WAIT_S), "slow's call at 0 never began"
+            g.add_packet("in", "q", 1)
+            slow0.release()
+            assert b0.entered.wait(WAIT_S), "b's call at 0 never began"
+            assert slow1.entered.wait(WAIT_S), "slow's call at 1 waited for the worker held in b"
+            assert slow1.thread != slow0.thread
+        finally:
+            for gate in (slow0, slow1, b0):
+                gate.release()
+        g.close_all_inputs()
+        g.wait(WAIT_S)
+
+
+def test_a_node_whose_calls_average_under_the_threshold_stays_with_its_worker(clock, no_thread_leak):  # noqa: F811
+    # Two workers. slow's calls last 0.6x HANDOFF_NS, each measured (tracing): 0.6x on average,
+    # so after its call at 1, with 2 queued and the other worker idle, it stays with its worker,
+    # which runs b's call at 1 inline (held there): nothing else is queued or running then.
+    slow0, slow2, b1 = Gate(), Gate(), Gate()
+    g = _slow_then_b(2)
+    g.start({"clock": clock, "spin": 6 * HANDOFF_NS // 10, "slow_holds": {0: slow0, 2: slow2},
+             "b_holds": {1: b1}, "zero": 0}, trace=True)
+    ex = g._sched.executors["default"]
+    with GraphRun(g, timeout=WAIT_S):  # (cancels and ends the run of a failed test)
+        try:
+            g.add_packet("in", "p", 0)
+            assert slow0.entered.wait(WAIT_S), "slow's call at 0 never began"
+            g.add_packet("in", "q", 1)
+            g.add_packet("in", "r", 2)
+            slow0.release()
+            assert b1.entered.wait(WAIT_S), "b's call at 1 never began"
+            with ex.lock:
+                queued_or_busy = len(ex.heap) + ex.busy
+            assert queued_or_busy == 1 and not slow2.entered.is_set(), "slow was handed on"
+        finally:
+            for gate in (slow0, slow2, b1):
+                gate.release()
+        g.close_all_inputs()
+        g.wait(WAIT_S)
+    assert {thread for node, thread, *_ in g.trace_events() if node == "slow"} == {slow0.thread}
