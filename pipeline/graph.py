@@ -601,14 +601,18 @@ class Graph:
         self._end_time = time.perf_counter()
 
     def run(self, side_packets: dict | None = None, trace: bool = False) -> "Graph":
-        """``start`` then ``wait`` (inputs, if any, are closed first)."""
-        self.start(side_packets, trace=trace)
+        """``start`` then ``wait`` (inputs, if any, are closed first). Whatever ends it early (Ctrl-C
+        included, also one that lands as ``start`` returns, when the sources already run) cancels the
+        run and waits for its end: nothing is left running."""
+        first = not self._started  # (a second run() is refused by start, and ends nothing)
         try:
+            self.start(side_packets, trace=trace)
             self.close_all_inputs()
             self.wait()
         except BaseException:
-            self.cancel()
-            self._shutdown()
+            if first and self._started and self._end_time is None:
+                self.cancel()
+                self._shutdown()
             raise
         return self
 

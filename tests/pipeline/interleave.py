@@ -54,6 +54,9 @@ def _on_call(frame, event, arg):
 
     def on_line(frame, event, arg):
         if event == "return":
+            for p in mine:  # a point at the function's return (line None)
+                if p.line is None and p._hit():
+                    p._hold()
             for p in held:
                 p.left.set()
             return on_line
@@ -61,33 +64,34 @@ def _on_call(frame, event, arg):
             return on_line
         text = None
         for p in mine:
-            if p._done:
+            if p._done or p.line is None:
                 continue
             if text is None:
                 text = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
             if text == p.line and p._hit():
                 held.append(p)
-                p.reached.set()
-                p._go.wait(WAIT_S)
+                p._hold()
         return on_line
 
     return on_line
 
 
 class PausePoint:
-    """Holds the thread that is about to run ``line`` (its source text, stripped) for the ``hit``-th
-    time (counted over all threads) inside ``function`` of the file ending in ``file``;
+    """Holds the thread that is about to run ``line`` (its source text, stripped; None: that is
+    about to return from the function) for the ``hit``-th time (counted over all threads) inside
+    ``function`` of the file ending in ``file``;
     ``reached`` is set then, and the thread waits for ``go()`` (at most ``WAIT_S``); ``left`` is
     set once it has returned from that call of the function. One pause per point; several points
     may be installed at once (nested ``with``)."""
 
-    def __init__(self, function: str, line: str, hit: int = 1, file: str = "pipeline/node.py"):
+    def __init__(self, function: str, line: str | None, hit: int = 1, file: str = "pipeline/node.py"):
         self.function = function
         self.line = line
         self.hit = hit
         self.file = file
         self.reached = threading.Event()
         self.left = threading.Event()  # the held thread has returned from the function since
+        self.thread: threading.Thread | None = None  # the thread held
         self._go = threading.Event()
         self._seen = 0
         self._done = False
@@ -109,6 +113,16 @@ class PausePoint:
     def go(self) -> None:
         """Lets the held thread go on."""
         self._go.set()
+
+    @property
+    def holding(self) -> bool:
+        """A thread is held here now."""
+        return self.reached.is_set() and not self._go.is_set()
+
+    def _hold(self) -> None:
+        self.thread = threading.current_thread()
+        self.reached.set()
+        self._go.wait(WAIT_S)
 
     def wait_reached(self, timeout: float = WAIT_S) -> bool:
         return self.reached.wait(timeout)

@@ -2,6 +2,7 @@
 calculator; cancel and Ctrl-C stop promptly; no thread outlives the run."""
 
 import _thread
+import sys
 import threading
 
 import pytest
@@ -11,6 +12,8 @@ from pipeline.streams import DirectStream
 from pipeline.testing import GraphRun
 from tests.pipeline import calcs  # noqa: F401 - registers the Test* calculators
 from tests.pipeline.calcs import Gate
+from tests.pipeline.interleave import PausePoint
+from tests.pipeline.test_worker_handoff import _wait_until
 from tests.pipeline.test_shutdown_length import TestFailsAt  # noqa: F401 - registers it
 from tests.pipeline.test_stuck_calls import WAIT_S
 
@@ -198,6 +201,27 @@ nodes:
     assert all(not n.opened or n.closed for n in g._nodes)
 
 
+def test_ctrl_c_as_start_returns_inside_run_cancels_cleanly(monkeypatch, no_thread_leak):
+    # the Ctrl-C of the test above lands wherever the main thread is when packet 50 passes: under
+    # load, just after start() returned (its sources running) and before run() waits; run() must
+    # still end the run. Here it lands there every time.
+    started = Graph.start
+
+    def start_then_ctrl_c(self, *args, **kwargs):
+        started(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Graph, "start", start_then_ctrl_c)
+    g = Graph.from_yaml("nodes:\n  - calculator: TestEndless\n    outputs: [n]\n"
+                        "  - calculator: PassThrough\n    inputs: [n]\n    outputs: [m]\n")
+    g.observe("m", lambda p: None)
+    with pytest.raises(KeyboardInterrupt):
+        g.run()
+    assert g.done and all(n.closed for n in g._nodes)
+    with pytest.raises(RuntimeError, match="already started"):
+        g.run()  # a second run() is refused and leaves the first as it ended
+
+
 def test_stop_run_from_a_calculator_ends_cleanly(no_thread_leak):
     from pipeline import Any, Calculator, Input, register
 
@@ -340,3 +364,46 @@ def test_a_fast_path_sink_whose_call_failed_is_called_no_more(no_thread_leak):
         with pytest.raises(GraphRunError, match="^node 'failing' .* at timestamp 0: ValueError: the sink fails"):
             g.wait(WAIT_S)
     assert log == [0], "called after its failure"
+
+
+def _joining(waiter: threading.Thread, target: threading.Thread) -> bool:
+    """Whether ``waiter`` is inside ``target.join()``."""
+    frame = sys._current_frames().get(waiter.ident)
+    while frame is not None:
+        if frame.f_code.co_name == "join" and frame.f_code.co_filename.endswith("threading.py") and \
+                frame.f_locals.get("self") is target:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def test_wait_returns_only_once_every_thread_of_the_run_has_ended(no_thread_leak):
+    # A worker is held just after it told the run it ended (thread_ended returned), still alive:
+    # wait() must join it, not return while it is alive, even though the run counts no thread left.
+    g = Graph.from_yaml("inputs: [in]\nnodes:\n  - calculator: PassThrough\n    inputs: [in]\n    outputs: [o]\n",
+                        threads=2)
+    done, errors = threading.Event(), []
+
+    def waiter():
+        try:
+            g.wait(WAIT_S)
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            errors.append(e)
+        done.set()
+
+    with PausePoint("thread_ended", None, 1, file="pipeline/run_state.py") as ended:
+        g.start()
+        g.add_packet("in", "x", 0)
+        g.close_all_inputs()
+        w = threading.Thread(target=waiter, name="test-waiter")
+        w.start()
+        try:
+            assert ended.wait_reached(), "no thread of the run ended"
+            _wait_until("wait() returned or joining the held thread",
+                        lambda: done.is_set() or _joining(w, ended.thread))
+            assert not done.is_set(), "wait() returned while a thread of the run was alive"
+        finally:
+            ended.go()
+        assert done.wait(WAIT_S), "wait() did not return once the thread ended"
+        w.join(WAIT_S)
+    assert errors == []

@@ -18,6 +18,8 @@ from pipeline.policies import policy_for
 from pipeline.scheduler import Scheduler
 from pipeline.streams import DirectStream
 from pipeline.testing import GraphRun
+from tests.pipeline.interleave import PausePoint
+from tests.pipeline.test_worker_handoff import _wait_until, _waits_in
 
 WAIT_S = 10.0
 
@@ -115,3 +117,47 @@ def test_an_unknown_policy_name_is_refused_by_name():
     # config.py refuses it first; policy_for, called directly, names it too
     with pytest.raises(ValueError, match=r"^unknown input policy 'fifo'$"):
         policy_for("fifo", None)
+
+
+@register
+class TestRunsOnlyAfterTheHold(Calculator):
+    """Passes its packets on; records in SEEN whether a thread was held at the test's PausePoint
+    (side packet POINT) when it was called."""
+
+    inputs = {"IN": Input(Any)}
+    outputs = {"OUT": Output(Any)}
+    side_inputs = {"POINT": SideInput(object), "SEEN": SideInput(list)}
+
+    def process(self, ctx):
+        ctx.side["SEEN"].append((ctx.timestamp, ctx.side["POINT"].holding))
+        ctx.outputs["OUT"].add_packet(ctx.inputs["IN"])
+
+
+def test_a_node_activated_at_the_start_is_not_activated_again_before_its_first_step(no_thread_leak):
+    # loop reads only the back edge from m, which the graph input feeds: the start activates loop,
+    # and its first step is held (at its first line) while m's packet comes back to it. That
+    # packet finds loop activated already: it waits for the held step, and no second activation
+    # runs loop's call on the other worker meanwhile.
+    seen, got = [], []
+    with PausePoint("_step_general", "run = self.run", 1) as first_step:
+        g = Graph.from_dict({"inputs": ["in"], "side_packets": {"point": None, "seen": None}, "nodes": [
+            {"calculator": "TestRunsOnlyAfterTheHold", "name": "loop",
+             "inputs": {"IN": {"stream": "back", "back_edge": True}}, "outputs": ["out"],
+             "side_inputs": {"POINT": "point", "SEEN": "seen"}},
+            {"calculator": "PassThrough", "name": "m", "inputs": ["in"], "outputs": ["back"]},
+        ]}, threads=2)
+        g.observe("back", lambda p: got.append(p.timestamp))
+        g.observe("out", lambda p: None)  # (what is observed is what the run keeps: loop too)
+        with GraphRun(g, timeout=WAIT_S):  # (cancels and ends the run of a failed test)
+            g.start({"point": first_step, "seen": seen})
+            try:
+                assert first_step.wait_reached(), "loop's first step never began"
+                g.add_packet("in", "x", 0)
+                other = [th for th in g._sched.executors["default"].threads if th is not first_step.thread]
+                _wait_until("m's packet sent back and the other worker idle",
+                            lambda: got == [0] and all(_waits_in(th, "_work") for th in other))
+            finally:
+                first_step.go()
+            g.close_all_inputs()
+            g.wait(WAIT_S)
+    assert (0, True) not in seen, "loop's call ran while its first step was held"
