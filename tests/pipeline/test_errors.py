@@ -222,6 +222,31 @@ def test_ctrl_c_as_start_returns_inside_run_cancels_cleanly(monkeypatch, no_thre
         g.run()  # a second run() is refused and leaves the first as it ended
 
 
+def test_a_second_run_while_the_first_runs_is_refused_and_ends_nothing(no_thread_leak):
+    g = Graph.from_yaml("inputs: [in]\nnodes:\n  - calculator: PassThrough\n    inputs: [in]\n    outputs: [o]\n")
+    got = []
+    g.observe("o", lambda p: got.append(p.timestamp))
+    with GraphRun(g, timeout=WAIT_S):  # (cancels and ends the run of a failed test)
+        g.start()
+        with pytest.raises(RuntimeError, match="already started"):
+            g.run()
+        assert not g.done
+        g.add_packet("in", "x", 0)
+        g.close_all_inputs()
+        g.wait(WAIT_S)
+    assert got == [0] and g.state.name == "DONE"
+
+
+def test_a_run_refused_by_its_side_packets_is_not_cancelled_it_never_ran():
+    from pipeline import GraphConfigError
+
+    g = Graph.from_yaml("side_packets: {s: null}\ninputs: [in]\nnodes:\n  - calculator: PassThrough\n"
+                        "    inputs: [in]\n    outputs: [o]\n")
+    with pytest.raises(GraphConfigError, match="side packet 'nope' is given but the graph does not declare it"):
+        g.run({"nope": 1})
+    assert not g.done and g.state.name != "CANCELLED"
+
+
 def test_stop_run_from_a_calculator_ends_cleanly(no_thread_leak):
     from pipeline import Any, Calculator, Input, register
 

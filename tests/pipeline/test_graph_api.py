@@ -285,7 +285,7 @@ nodes:
         g.add_packet("b", "later", 1)  # only the first packet of an input is checked
 
 
-def test_a_full_graph_input_with_overflow_reject_refuses_and_counts_one_drop(no_thread_leak):
+def test_a_full_graph_input_with_overflow_reject_refuses_and_counts_each_drop(no_thread_leak):
     gate = Gate()
     g = Graph.from_dict({"inputs": ["in"], "side_packets": {"gate": None}, "nodes": [
         {"calculator": "TestBlocker", "inputs": {"IN": {"stream": "in", "capacity": 1, "overflow": "reject"}},
@@ -301,6 +301,10 @@ def test_a_full_graph_input_with_overflow_reject_refuses_and_counts_one_drop(no_
         g.add_packet("in", 2, 2)
     stats = g.stats()["TestBlocker"]
     assert (stats["drops"], stats["inputs"]["IN"]["drops"]) == (1, 1)
+    with pytest.raises(QueueFullError):
+        g.add_packet("in", 3, 3)
+    stats = g.stats()["TestBlocker"]
+    assert (stats["drops"], stats["inputs"]["IN"]["drops"]) == (2, 2)
     gate.release()
     g.close_all_inputs()
     g.wait(10)
