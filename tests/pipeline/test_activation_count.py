@@ -1,0 +1,127 @@
+"""A node on the general path (pipeline/node.py: two inputs, policy sync) is activated at most
+``max_in_flight`` times at once: while that many of its calls are held inside the call, a further
+packet waits in its queue, neither queued on the executor nor run by an idle worker. Checked in
+two rounds, so that a count left off by one round (an activation counted wrong, or a step's end
+not counted) shows in the next; the first activation comes from a packet, or from a bound (the
+other input closed under a packet waiting for it). Written against the survivors of a mutation run of node.py (``deliver``,
+``advance``, ``_step_general``: ``active``; docs/testing.md); every wait bounded."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from pipeline import Any, Calculator, Graph, Input, Output, SideInput, register
+from pipeline.testing import GraphRun
+from tests.pipeline.calcs import Gate
+from tests.pipeline.interleave import WAIT_S
+
+
+@register
+class TestHeldAtOnce(Calculator):
+    """Passes A's packets on; a call at a timestamp in HOLDS (``{t: Gate}``) waits for its gate;
+    records the most calls ever inside it at once in PEAK (a one-item list)."""
+
+    inputs = {"A": Input(Any), "B": Input(Any)}
+    outputs = {"OUT": Output(Any)}
+    side_inputs = {"HOLDS": SideInput(dict), "PEAK": SideInput(list)}
+
+    def open(self, ctx):
+        self.lock = threading.Lock()
+        self.inside = 0
+
+    def process(self, ctx):
+        with self.lock:
+            self.inside += 1
+            peak = ctx.side["PEAK"]
+            peak[0] = max(peak[0], self.inside)
+        try:
+            gate = ctx.side["HOLDS"].get(ctx.timestamp)
+            if gate is not None:
+                gate.entered.set()
+                if not gate.released.wait(WAIT_S):
+                    raise TimeoutError("test gate was never released")
+            if "A" in ctx.inputs:
+                ctx.outputs["OUT"].add_packet(ctx.inputs["A"])
+        finally:
+            with self.lock:
+                self.inside -= 1
+
+
+def _queued_or_busy(g: Graph) -> int:
+    """The activations the executor holds now: queued, or being run by a worker."""
+    ex = g._sched.executors["default"]
+    with ex.lock:
+        return len(ex.heap) + ex.busy
+
+
+@pytest.mark.parametrize("first", ["a packet", "a bound"])
+@pytest.mark.parametrize("max_in_flight", [1, 2])
+def test_a_general_path_node_is_activated_at_most_max_in_flight_times(max_in_flight, first, no_thread_leak):
+    n = max_in_flight
+    rounds = [list(range(n + 1)), list(range(10, 10 + n + 1))]  # each: n calls held, one more packet
+    holds = {t: Gate() for r in rounds for t in r[:n]}
+    peak, got = [0], []
+    g = Graph.from_dict({"inputs": ["a", "b"], "side_packets": {"holds": None, "peak": None}, "nodes": [
+        {"calculator": "TestHeldAtOnce", "name": "n", "inputs": {"A": "a", "B": "b"}, "outputs": ["out"],
+         "policy": "sync", "max_in_flight": n, "side_inputs": {"HOLDS": "holds", "PEAK": "peak"}},
+    ]}, threads=n + 2)
+    g.observe("out", lambda p: got.append(p.timestamp))
+    with GraphRun(g, timeout=WAIT_S):  # (cancels and ends the run of a failed test)
+        g.start({"holds": holds, "peak": peak})
+        try:
+            if first == "a packet":
+                g.close_input("b")  # (no activation: nothing is queued)
+                g.wait_until_idle(WAIT_S)
+            else:
+                g.add_packet("a", 0, 0)  # waits for b's bound
+                g.close_input("b")  # the bound activates n: its call at 0
+            for r in rounds:
+                for t in r[:n]:
+                    if not (t == 0 and first == "a bound"):
+                        g.add_packet("a", t, t)
+                    assert holds[t].entered.wait(WAIT_S), f"n's call at {t} never began"
+                g.add_packet("a", r[n], r[n])  # one more than may run: it waits in n's queue
+                assert _queued_or_busy(g) == n, f"n activated more than {n} times at once"
+                for t in r[:n]:
+                    holds[t].release()
+                g.wait_until_idle(WAIT_S)
+                assert got[-1] == r[n], got
+        finally:
+            for gate in holds.values():
+                gate.release()
+        g.close_all_inputs()
+        g.wait(WAIT_S)
+    assert sorted(got) == rounds[0] + rounds[1] and peak == [n]
+    assert g.stats()["n"]["count"] == 2 * (n + 1)
+
+
+def test_an_activation_by_a_bound_while_a_call_runs_is_counted(no_thread_leak):
+    # max_in_flight 2: the call at 0 (a and b both at 0) is held; 1 on a waits for b's bound, which
+    # the close of b brings: that activation, a second one while the first call runs, is counted,
+    # so the packet at 2 finds both calls held and waits in the queue.
+    holds, peak, got = {0: Gate(), 1: Gate()}, [0], []
+    g = Graph.from_dict({"inputs": ["a", "b"], "side_packets": {"holds": None, "peak": None}, "nodes": [
+        {"calculator": "TestHeldAtOnce", "name": "n", "inputs": {"A": "a", "B": "b"}, "outputs": ["out"],
+         "policy": "sync", "max_in_flight": 2, "side_inputs": {"HOLDS": "holds", "PEAK": "peak"}},
+    ]}, threads=4)
+    g.observe("out", lambda p: got.append(p.timestamp))
+    with GraphRun(g, timeout=WAIT_S):  # (cancels and ends the run of a failed test)
+        g.start({"holds": holds, "peak": peak})
+        try:
+            g.add_packet("b", "b0", 0)
+            g.add_packet("a", 0, 0)
+            assert holds[0].entered.wait(WAIT_S), "n's call at 0 never began"
+            g.add_packet("a", 1, 1)  # waits for b's bound to pass 1
+            g.close_input("b")  # the bound activates n while its call at 0 runs
+            assert holds[1].entered.wait(WAIT_S), "n's call at 1 never began"
+            g.add_packet("a", 2, 2)
+            assert _queued_or_busy(g) == 2, "n activated more than twice at once"
+        finally:
+            for gate in holds.values():
+                gate.release()
+        g.wait_until_idle(WAIT_S)
+        g.close_all_inputs()
+        g.wait(WAIT_S)
+    assert sorted(got) == [0, 1, 2] and peak == [2]
