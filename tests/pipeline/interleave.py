@@ -45,7 +45,8 @@ def _on_call(frame, event, arg):
         return None
     code = frame.f_code
     name = _plain_name(code.co_name)
-    mine = [p for p in points if not p._done and p.function == name
+    me = threading.current_thread()
+    mine = [p for p in points if not p._done and p.function == name and p.only in (None, me)
             and code.co_filename.replace("\\", "/").endswith(p.file)]
     if not mine:
         return None
@@ -79,13 +80,15 @@ def _on_call(frame, event, arg):
 class PausePoint:
     """Holds the thread that is about to run ``line`` (its source text, stripped; None: that is
     about to return from the function) for the ``hit``-th time (counted over all threads) inside
-    ``function`` of the file ending in ``file``;
+    ``function`` of the file ending in ``file`` (by ``thread`` only, when given);
     ``reached`` is set then, and the thread waits for ``go()`` (at most ``WAIT_S``); ``left`` is
     set once it has returned from that call of the function. One pause per point; several points
     may be installed at once (nested ``with``)."""
 
-    def __init__(self, function: str, line: str | None, hit: int = 1, file: str = "pipeline/node.py"):
+    def __init__(self, function: str, line: str | None, hit: int = 1, file: str = "pipeline/node.py",
+                 thread: threading.Thread | None = None):
         self.function = function
+        self.only = thread  # counts and holds only this thread (None: any run thread)
         self.line = line
         self.hit = hit
         self.file = file
@@ -112,6 +115,12 @@ class PausePoint:
 
     def go(self) -> None:
         """Lets the held thread go on."""
+        self._go.set()
+
+    def cancel(self) -> None:
+        """No thread is held here from now on (one held already goes on)."""
+        with _points_lock:
+            self._done = True
         self._go.set()
 
     @property

@@ -125,3 +125,33 @@ def test_an_activation_by_a_bound_while_a_call_runs_is_counted(no_thread_leak):
         g.close_all_inputs()
         g.wait(WAIT_S)
     assert sorted(got) == [0, 1, 2] and peak == [2]
+
+
+@pytest.mark.parametrize("policy", ["sync", {"latest": 5}])
+def test_an_activation_queued_when_the_run_is_cancelled_processes_nothing(policy, no_thread_leak):
+    # One worker, held in hold's call; n (two inputs: the general path; not a sink) gets a packet
+    # and waits on the executor's queue. The run is cancelled, then the worker is let go: it takes
+    # n from the queue, and n's step, in a stopping run, calls nothing.
+    gate, holds, peak, got = Gate(), {}, [0], []
+    g = Graph.from_dict({"inputs": ["h", "a", "b"], "side_packets": {"gate": None, "holds": None, "peak": None},
+                         "nodes": [
+        {"calculator": "TestBlocker", "name": "hold", "inputs": ["h"], "outputs": ["hh"],
+         "side_inputs": {"GATE": "gate"}},
+        {"calculator": "TestHeldAtOnce", "name": "n", "inputs": {"A": "a", "B": "b"}, "outputs": ["out"],
+         "policy": policy, "side_inputs": {"HOLDS": "holds", "PEAK": "peak"}},
+    ]}, threads=1)
+    g.observe("hh", lambda p: None)
+    g.observe("out", lambda p: got.append(p.timestamp))
+    with GraphRun(g, timeout=WAIT_S):  # (cancels and ends the run of a failed test)
+        g.start({"gate": gate, "holds": holds, "peak": peak})
+        try:
+            g.add_packet("h", "x", 0)
+            assert gate.entered.wait(WAIT_S), "hold's call never began"
+            g.close_input("b")
+            g.add_packet("a", 0, 0)
+            assert _queued_or_busy(g) == 2, "n is not waiting on the executor's queue"
+            g.cancel()
+        finally:
+            gate.release()
+        g.wait(WAIT_S)
+    assert got == [] and g.stats()["n"]["count"] == 0, "n was called in a cancelled run"

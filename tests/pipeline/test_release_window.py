@@ -9,6 +9,7 @@ Written against the survivors of a mutation run of node.py (``step``'s inlined r
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
@@ -18,6 +19,7 @@ from pipeline.testing import GraphRun
 from tests.pipeline import calcs  # noqa: F401 - registers TestEvenOnly
 from tests.pipeline.calcs import Gate
 from tests.pipeline.interleave import WAIT_S, PausePoint
+from tests.pipeline.test_worker_handoff import _wait_until, _waits_in
 
 
 @register
@@ -182,3 +184,76 @@ def test_a_worker_that_finds_the_node_claimed_after_its_release_from_idle_leaves
         r.finish()
         assert r.out["out"] == [(2, 2)]
     assert g.error is None and g.stats()["n"]["count"] == 1
+
+
+def test_a_bound_that_comes_in_the_release_window_after_a_bound_is_passed_on_at_once(no_thread_leak):
+    # n (behind e: TestEvenOnly, which sends nothing for odd packets) was activated by a bound
+    # alone (e's call at 1), moved out's bound to 2 and is held before it releases the claim. e's
+    # call at 3 (on the other worker) moves n's input bound to 4 meanwhile, with no packet: its
+    # claim is taken, so that bound is left to n's last look, which must pass it on to out. join
+    # (sync) then has its packet at 3 on c settled: out can have nothing at 3.
+    g = Graph.from_dict({"inputs": ["in", "c"], "nodes": [
+        {"calculator": "TestEvenOnly", "name": "e", "inputs": ["in"], "outputs": ["a"]},
+        {"calculator": "TestOneAtATime", "name": "n", "inputs": ["a"], "outputs": ["out"]},
+        {"calculator": "TestJoin", "name": "join", "inputs": {"A": "c", "B": "out"}, "outputs": ["j"]},
+    ]}, threads=2)
+    with GraphRun(g, collect=["j"], timeout=WAIT_S) as r, \
+            PausePoint(*IDLE_POINTS["idle, before the release"][:3]) as before_release:
+        r.start()
+        g.add_packet("c", "c3", 3)
+        g.add_packet("in", 1, 1)
+        held = before_release.wait_reached()
+        g.add_packet("in", 3, 3)
+        if held:
+            q = g._streams["a"].queues[0]
+            _wait_until("e's bound on n's queue", lambda: q.bound == 4)
+        before_release.go()
+        g.wait_until_idle(WAIT_S)
+        assert r.out["j"] == [(3, ("c3", None))], "out's bound stayed behind n's input bound"
+        r.finish()
+
+
+def _idle_in_its_loop(thread: threading.Thread) -> bool:
+    """``thread`` (a worker) waits for work in its executor's loop, not held at a PausePoint."""
+    frame = sys._current_frames().get(thread.ident)
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return "_hold" not in names and _waits_in(thread, "_work")
+
+
+def test_a_worker_that_released_the_claim_with_nothing_left_does_not_step_the_node_again(no_thread_leak):
+    # A processed 0, found nothing left and is held before it releases the claim. Once let go it
+    # releases the claim and leaves n: stepping it again without the claim, it would take a packet
+    # while the claimer runs n's call. The check: after A is let go, it goes idle before any step
+    # of n of its own (held at its next step, if it makes one, while 1 is sent: its sender claims
+    # n for B, whose call at 1 waits inside it; 2 comes; A goes on and, were it stepping n, it
+    # would call n at 2 during B's call).
+    gate = Gate()
+    g = Graph.from_dict({"inputs": ["in"], "side_packets": {"hold": None}, "nodes": [
+        {"calculator": "TestOneAtATime", "name": "n", "inputs": ["in"], "outputs": ["out"],
+         "side_inputs": {"HOLD": "hold"}}]}, threads=2)
+    with GraphRun(g, collect=["out"], timeout=WAIT_S) as r, PausePoint("step", "claim[0] = True", 1) as release:
+        try:
+            r.start({"hold": (gate, 1)})
+            g.add_packet("in", "p0", 0)
+            assert release.wait_reached(), "A never came to release the claim"
+            a = release.thread
+            with PausePoint("step", "dq = self.dq0", 1, thread=a) as a_steps_again:
+                release.go()
+                assert release.left.wait(WAIT_S), "A never left the step"
+                _wait_until("A idle, or stepping n again",
+                            lambda: a_steps_again.reached.is_set() or _idle_in_its_loop(a))
+                if not a_steps_again.reached.is_set():
+                    a_steps_again.cancel()  # (A may step n again later, claimed for a packet: fine)
+                g.add_packet("in", "p1", 1)
+                assert gate.entered.wait(WAIT_S), "no call at 1 began"
+                g.add_packet("in", "p2", 2)
+                a_steps_again.go()
+        finally:
+            gate.release()
+        g.wait_until_idle(WAIT_S)
+        assert r.out["out"] == [(0, "p0"), (1, "p1"), (2, "p2")]
+        r.finish()
+    assert g.error is None and g.stats()["n"]["count"] == 3
