@@ -15,7 +15,8 @@ import pytest
 from pipeline import Any, Calculator, Graph, Input, Output, SideInput, register
 from pipeline.testing import GraphRun
 from tests.pipeline.calcs import Gate
-from tests.pipeline.interleave import WAIT_S
+from tests.pipeline.interleave import WAIT_S, PausePoint
+from tests.pipeline.test_worker_handoff import _wait_until
 
 
 @register
@@ -155,3 +156,73 @@ def test_an_activation_queued_when_the_run_is_cancelled_processes_nothing(policy
             gate.release()
         g.wait(WAIT_S)
     assert got == [] and g.stats()["n"]["count"] == 0, "n was called in a cancelled run"
+
+
+def test_a_concurrent_node_is_not_closed_while_another_activation_flushes_its_calls(no_thread_leak):
+    # max_in_flight 2, its calls at 0 and 1 held; 1 is let go first (it waits for 0 to be flushed),
+    # then 0: its worker flushes both and is held as it sends 0 on. a closes meanwhile: every input
+    # is done and no call is in flight, so that bound activates n again, but that activation finds
+    # n active twice (the flush is part of the other's step): it must leave the close to it, not
+    # close n's outputs under the flush (whose packets would then be refused).
+    holds, peak, got = {0: Gate(), 1: Gate()}, [0], []
+    g = Graph.from_dict({"inputs": ["a", "b"], "side_packets": {"holds": None, "peak": None}, "nodes": [
+        {"calculator": "TestHeldAtOnce", "name": "n", "inputs": {"A": "a", "B": "b"}, "outputs": ["out"],
+         "policy": "sync", "max_in_flight": 2, "side_inputs": {"HOLDS": "holds", "PEAK": "peak"}},
+    ]}, threads=3)
+    g.observe("out", lambda p: got.append(p.timestamp))
+    with GraphRun(g, timeout=WAIT_S), PausePoint("_flush", "stream.send(item, ready)", 1) as sends:
+        g.start({"holds": holds, "peak": peak})
+        try:
+            g.close_input("b")
+            g.add_packet("a", 0, 0)
+            g.add_packet("a", 1, 1)
+            assert holds[0].entered.wait(WAIT_S) and holds[1].entered.wait(WAIT_S), "the two calls never ran at once"
+            holds[1].release()
+            _wait_until("the call at 1 done and its step ended", lambda: _queued_or_busy(g) == 1)
+            holds[0].release()
+            assert sends.wait_reached(), "the flush never began"
+            g.close_input("a")
+            _wait_until("the activation by a's close ended", lambda: _queued_or_busy(g) == 1)
+        finally:
+            sends.go()
+            for gate in holds.values():
+                gate.release()
+        g.wait(WAIT_S)
+    assert got == [0, 1] and peak == [2]
+
+
+def test_an_activation_that_finds_its_packet_taken_is_counted_out_once(no_thread_leak):
+    # max_in_flight 2. 0 comes: activation X calls n at 0 (held). 1 comes: activation Y, held as
+    # its step begins. X's call ends; X, seeing 1 queued, steps again and calls n at 1 (held). Y
+    # goes on, finds nothing to take and ends: n is active once now (X). So 2 activates n (its
+    # call held), and 3 waits in the queue: two calls at most.
+    holds, peak, got = {t: Gate() for t in range(3)}, [0], []
+    g = Graph.from_dict({"inputs": ["a", "b"], "side_packets": {"holds": None, "peak": None}, "nodes": [
+        {"calculator": "TestHeldAtOnce", "name": "n", "inputs": {"A": "a", "B": "b"}, "outputs": ["out"],
+         "policy": "sync", "max_in_flight": 2, "side_inputs": {"HOLDS": "holds", "PEAK": "peak"}},
+    ]}, threads=4)
+    g.observe("out", lambda p: got.append(p.timestamp))
+    with GraphRun(g, timeout=WAIT_S), PausePoint("_step_general", "run = self.run", 2) as y_steps:
+        g.start({"holds": holds, "peak": peak})
+        try:
+            g.close_input("b")
+            g.add_packet("a", 0, 0)
+            assert holds[0].entered.wait(WAIT_S), "n's call at 0 never began"
+            g.add_packet("a", 1, 1)
+            assert y_steps.wait_reached(), "the second activation never stepped"
+            holds[0].release()
+            assert holds[1].entered.wait(WAIT_S), "n's call at 1 never began"
+            y_steps.go()
+            assert y_steps.left.wait(WAIT_S), "the second activation's step never ended"
+            g.add_packet("a", 2, 2)
+            assert holds[2].entered.wait(WAIT_S), "n's call at 2 never began"
+            g.add_packet("a", 3, 3)
+            assert _queued_or_busy(g) == 2, "n activated more than twice at once"
+        finally:
+            y_steps.go()
+            for gate in holds.values():
+                gate.release()
+        g.wait_until_idle(WAIT_S)
+        g.close_all_inputs()
+        g.wait(WAIT_S)
+    assert sorted(got) == [0, 1, 2, 3] and peak == [2]
