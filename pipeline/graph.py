@@ -153,11 +153,11 @@ class Graph:
         self._trace = [] if trace else None
         try:
             spec, options = self._resolve(side_packets or {})
-        except GraphConfigError:
-            self._teardown_unstarted()
+            self._build(spec, options)
+            self._wire()
+        except BaseException as e:  # the graph refused (GraphConfigError), or Ctrl-C: nothing runs yet
+            self._teardown_unstarted(e)
             raise
-        self._build(spec, options)
-        self._wire()
         # Ctrl-C while opening and launching never lands inside threading's locks (signals.py):
         # the first asks for a clean stop, a second leaves a hung open() with StopSignal.
         with _signals.watching(self) as watch:
@@ -327,8 +327,8 @@ class Graph:
             bound = min(_signals.SECOND_SIGNAL_STUCK_S, self.stuck_timeout) if isinstance(e, KeyboardInterrupt) else None
             stuck = background.finish(bound)
             self._close_opened(stuck)
-            self._teardown_unstarted()
             first = background.first_failure(e, at)
+            self._teardown_unstarted(first)
             if first is not e:
                 raise first from None
             raise
@@ -368,6 +368,7 @@ class Graph:
         raises ``QueueFullError`` when one with overflow ``reject`` is."""
         if not self._started:
             raise RuntimeError("start() the graph before add_packet()")
+        self._check_built()
         s = self._streams.get(stream)
         if s is None or s.producer is not None:
             raise KeyError(f"'{stream}' is not an input stream of graph '{self.name}' "
@@ -399,6 +400,13 @@ class Graph:
             raise run.error from None
         self._sched.dispatch(ready)
 
+    def _check_built(self) -> None:
+        """A start refused before the run was built has no streams: feeding it raises what refused it."""
+        if self._started and self._sched is None:
+            if self._run.error is not None:
+                raise self._run.error
+            raise RuntimeError(f"graph '{self.name}': its start was interrupted; build a new Graph to run again")
+
     def _check_fed_type(self, stream: str, s, value) -> None:
         """The first packet fed to an input is checked against the port types that read it (a raw
         numpy array where an ``Image`` is declared is a TypeError naming the port), once per input."""
@@ -414,6 +422,7 @@ class Graph:
         self._fed.add(stream)
 
     def close_input(self, stream: str) -> None:
+        self._check_built()
         s = self._streams.get(stream)
         if s is None or s.producer is not None:
             raise KeyError(f"'{stream}' is not an input stream of graph '{self.name}'")
@@ -518,13 +527,16 @@ class Graph:
         if not self._started:
             raise RuntimeError("start() the graph before wait_until_idle()")
         run, sched = self._run, self._sched
-        with run.cond:
-            sched.idle_waiters += 1
-        try:
-            ok = run.wait_until(lambda: run.ended or sched.idle(), timeout)
-        finally:
+        if sched is None:  # a start refused before the run was built: the run has ended
+            ok = True
+        else:
             with run.cond:
-                sched.idle_waiters -= 1
+                sched.idle_waiters += 1
+            try:
+                ok = run.wait_until(lambda: run.ended or sched.idle(), timeout)
+            finally:
+                with run.cond:
+                    sched.idle_waiters -= 1
         if run.error is not None:
             raise run.error
         if not ok:
@@ -597,7 +609,11 @@ class Graph:
                     break
                 run.wait_until(lambda: closer.finished or closer.current is not node, left)
 
-    def _teardown_unstarted(self) -> None:
+    def _teardown_unstarted(self, e: BaseException) -> None:
+        """The start raised ``e`` before the run began (nothing runs, every opened node is closed):
+        the run reads as ended (``done``; FAILED with ``e`` as its error, CANCELLED for Ctrl-C), so
+        ``wait()`` raises ``e`` again at once and ``add_packet`` refuses with it."""
+        self._run.refuse(e)
         self._end_time = time.perf_counter()
 
     def run(self, side_packets: dict | None = None, trace: bool = False) -> "Graph":
@@ -631,11 +647,12 @@ class Graph:
     # -- introspection ---------------------------------------------------------------------------
 
     @property
-    def error(self) -> GraphRunError | None:
+    def error(self) -> GraphRunError | GraphConfigError | None:
+        """The run's first error (or the ``GraphConfigError`` that refused its start); None if none."""
         return self._run.error
 
     @property
-    def errors(self) -> list[GraphRunError]:
+    def errors(self) -> list[GraphRunError | GraphConfigError]:
         return list(self._run.errors)
 
     def side_packet(self, name: str):

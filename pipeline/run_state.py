@@ -78,8 +78,8 @@ class RunState:
         self.stopping = False  # CANCELLED or FAILED: drop queued work, stop at once (sinks drain)
         self.cond = threading.Condition(threading.Lock())
         self.stop_event = threading.Event()
-        self.error: GraphRunError | None = None
-        self.errors: list[GraphRunError] = []
+        self.error: Exception | None = None  # a GraphRunError (or the GraphConfigError that refused the start)
+        self.errors: list[Exception] = []
         self.unfinished = 0  # nodes that have not finished yet
         self.drain_timeout = drain_timeout
         self.drain_deadline: float | None = None
@@ -189,6 +189,21 @@ class RunState:
                 self.error = err
             if self.state is not State.FAILED:
                 self._move(State.FAILED)
+
+    def refuse(self, err: BaseException) -> None:
+        """A start that raised (its graph refused, an open failed, Ctrl-C while opening): the run
+        ends before it began, CANCELLED for an interrupt, else FAILED with ``err`` as its error, so
+        that ``wait()`` raises it again at once instead of waiting for a run that never ran."""
+        with self.cond:
+            if self.state in _ENDED:
+                return
+            if isinstance(err, Exception):
+                self.errors.append(err)
+                if self.error is None:
+                    self.error = err
+                self._move(State.FAILED)
+            else:
+                self._move(State.CANCELLED)
 
     def node_finished(self) -> None:
         with self.cond:

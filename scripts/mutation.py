@@ -63,7 +63,7 @@ TARGETS = {
     # --only), against the test files of runs, not all of tests/pipeline: every test that runs a
     # graph reaches NodeRuntime.step, Stream.send and Executor._work, so under the "pipeline"
     # target each of their mutants runs the whole folder (60-100 s for a survivor on the shared VM);
-    # these 32 files take ~45 s in all (test_shutdown_length 13 of them), and a survivor of them is
+    # these 33 files take ~45 s in all (test_shutdown_length 13 of them), and a survivor of them is
     # run again against the rest with --recheck (docs/testing.md, "core")
     "core": ("pipeline", [f"tests/pipeline/test_{name}.py" for name in (
         "closed_nodes", "core", "direct_hop", "direct_hop_sends", "executor_order", "executor_wake",
@@ -72,7 +72,8 @@ TARGETS = {
         "stuck_calls", "open_order", "context_contract", "stop_signals",
         # written against the survivors of the runs of 2026-12-02
         "errors", "queue_edges", "node_close_edges", "direct_hop_failures", "in_flight_bound_calls",
-        "sink_at_halt", "start_activation", "throttled_stops", "worker_handoff", "release_window")], 0.90),
+        "sink_at_halt", "start_activation", "throttled_stops", "worker_handoff", "release_window",
+        "activation_count")], 0.90),
     "config": ("pipeline/config.py", [
         "tests/pipeline/test_config_messages.py", "tests/pipeline/test_validation.py",
         "tests/pipeline/test_subgraphs.py", "tests/pipeline/test_graph_lookup.py",

@@ -237,14 +237,63 @@ def test_a_second_run_while_the_first_runs_is_refused_and_ends_nothing(no_thread
     assert got == [0] and g.state.name == "DONE"
 
 
-def test_a_run_refused_by_its_side_packets_is_not_cancelled_it_never_ran():
+def test_a_run_refused_by_its_side_packets_ends_failed_with_that_error_not_cancelled():
+    # Nothing ran: the run reads as ended (FAILED, with the refusal as its error), so that wait()
+    # raises it again at once (it waited for ever before: the state stayed RUNNING), and feeding
+    # the graph raises it too (it said before that 'in' was not an input, while naming 'in').
     from pipeline import GraphConfigError
 
     g = Graph.from_yaml("side_packets: {s: null}\ninputs: [in]\nnodes:\n  - calculator: PassThrough\n"
                         "    inputs: [in]\n    outputs: [o]\n")
-    with pytest.raises(GraphConfigError, match="side packet 'nope' is given but the graph does not declare it"):
+    with pytest.raises(GraphConfigError, match="side packet 'nope' is given but the graph does not declare it") as e:
         g.run({"nope": 1})
-    assert not g.done and g.state.name != "CANCELLED"
+    assert g.done and g.state.name == "FAILED" and g.error is e.value and g.errors == [e.value]
+    for call in (lambda: g.wait(WAIT_S), lambda: g.wait_until_idle(WAIT_S), lambda: g.add_packet("in", "x", 0),
+                 lambda: g.close_input("in"), g.close_all_inputs):
+        with pytest.raises(GraphConfigError) as again:
+            call()
+        assert again.value is e.value
+    with pytest.raises(RuntimeError, match="already started"):
+        g.start()
+
+
+def test_a_start_whose_open_failed_ends_failed_and_wait_raises_its_error(no_thread_leak):
+    closed: list = []
+    g = Graph.from_dict({"inputs": ["in"], "side_packets": {"closed": None}, "nodes": [
+        {"name": "first", "calculator": "TestFail", "inputs": {"IN": "in"}, "outputs": {"OUT": "a"},
+         "side_inputs": {"CLOSED": "closed"}},
+        {"name": "second", "calculator": "TestFail", "inputs": {"IN": "a"}, "options": {"phase": "open"},
+         "side_inputs": {"CLOSED": "closed"}}]})
+    with pytest.raises(GraphRunError, match=r"^node 'second' \(TestFail\) failed in open: RuntimeError: boom in open") as e:
+        g.start({"closed": closed})
+    assert closed == ["first"]  # the opened one closed before start() raised
+    assert g.done and g.state.name == "FAILED" and g.error is e.value and g.errors == [e.value]
+    with pytest.raises(GraphRunError) as again:
+        g.wait(WAIT_S)
+    assert again.value is e.value
+    with pytest.raises(GraphRunError) as again:
+        g.add_packet("in", 1, 0)
+    assert again.value is e.value
+
+
+def test_a_start_interrupted_in_an_open_ends_cancelled_and_wait_returns(no_thread_leak):
+    @register
+    class TestInterruptedOpen(Calculator):
+        inputs = {"IN": Input(Any)}
+
+        def open(self, ctx):
+            raise KeyboardInterrupt  # as Ctrl-C landing in a calculator's open (the caller's thread)
+
+        def process(self, ctx):
+            raise AssertionError("never called")
+
+    g = Graph.from_dict({"inputs": ["in"], "nodes": [{"calculator": "TestInterruptedOpen", "inputs": ["in"]}]})
+    with pytest.raises(KeyboardInterrupt):
+        g.start()
+    assert g.done and g.state.name == "CANCELLED" and g.error is None and g.errors == []
+    g.wait(WAIT_S)  # returns at once, without error, as after cancel()
+    g.add_packet("in", 1, 0)  # taken and dropped, as by any cancelled run
+    g.close_all_inputs()
 
 
 def test_stop_run_from_a_calculator_ends_cleanly(no_thread_leak):
