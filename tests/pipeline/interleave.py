@@ -34,6 +34,19 @@ def _plain_name(code_name: str) -> str:
     return name.split("__mutmut_", 1)[0]
 
 
+def functions_on(thread: threading.Thread | None) -> list[str]:
+    """The names of the functions on ``thread``'s stack now, innermost first, as written in the
+    source: mutmut renames every function of each file it mutates (``wait_until`` of
+    pipeline/run_state.py is ``xǁRunStateǁwait_until__mutmut_orig`` there), and a test that looks for
+    where a thread waits must find it in the mutated copy too. Empty for a thread not running."""
+    frame = sys._current_frames().get(thread.ident) if thread is not None and thread.ident is not None else None
+    names = []
+    while frame is not None:
+        names.append(_plain_name(frame.f_code.co_name))
+        frame = frame.f_back
+    return names
+
+
 _points: list["PausePoint"] = []  # the points installed now (one trace function serves them all)
 _points_lock = threading.Lock()
 

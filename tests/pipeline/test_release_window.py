@@ -9,7 +9,6 @@ Written against the survivors of a mutation run of node.py (``step``'s inlined r
 
 from __future__ import annotations
 
-import sys
 import threading
 
 import pytest
@@ -18,7 +17,7 @@ from pipeline import Any, Calculator, Graph, GraphRunError, Input, Output, SideI
 from pipeline.testing import GraphRun
 from tests.pipeline import calcs  # noqa: F401 - registers TestEvenOnly
 from tests.pipeline.calcs import Gate
-from tests.pipeline.interleave import WAIT_S, PausePoint
+from tests.pipeline.interleave import WAIT_S, PausePoint, functions_on
 from tests.pipeline.test_worker_handoff import _wait_until, _waits_in
 
 
@@ -215,12 +214,7 @@ def test_a_bound_that_comes_in_the_release_window_after_a_bound_is_passed_on_at_
 
 def _idle_in_its_loop(thread: threading.Thread) -> bool:
     """``thread`` (a worker) waits for work in its executor's loop, not held at a PausePoint."""
-    frame = sys._current_frames().get(thread.ident)
-    names = []
-    while frame is not None:
-        names.append(frame.f_code.co_name)
-        frame = frame.f_back
-    return "_hold" not in names and _waits_in(thread, "_work")
+    return "_hold" not in functions_on(thread) and _waits_in(thread, "_work")
 
 
 def test_a_worker_that_released_the_claim_with_nothing_left_does_not_step_the_node_again(no_thread_leak):

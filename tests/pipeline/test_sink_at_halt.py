@@ -16,7 +16,7 @@ import pytest
 
 from pipeline import Graph, NodeStuckError
 from tests.pipeline.calcs import Gate
-from tests.pipeline.interleave import PausePoint
+from tests.pipeline.interleave import PausePoint, functions_on
 from tests.pipeline.test_scheduling import TestSlowSink  # noqa: F401 - registers it
 
 WAIT_S = 10.0  # a bound for what must happen at once: reaching it is the failure
@@ -36,14 +36,8 @@ nodes:
 
 def _waits_in_finish_sink_calls(thread: threading.Thread) -> bool:
     """Whether ``thread`` is blocked in ``Scheduler.finish_sink_calls``'s wait (not passing it)."""
-    frame = sys._current_frames().get(thread.ident)
-    names = []
-    while frame is not None:
-        names.append(frame.f_code.co_name)
-        frame = frame.f_back
-    # (under mutmut, finish_sink_calls is xǁSchedulerǁfinish_sink_calls__mutmut_orig, _1, ...)
-    return "wait" in names and "wait_until" in names and any(
-        n == "finish_sink_calls" or "ǁfinish_sink_calls__mutmut_" in n for n in names)
+    names = functions_on(thread)
+    return "wait" in names and "wait_until" in names and "finish_sink_calls" in names
 
 
 @pytest.mark.parametrize("path", ["fast path", "general path", "max_in_flight 2"])

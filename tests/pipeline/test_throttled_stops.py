@@ -8,7 +8,6 @@ of a mutation run of pipeline/scheduler.py and pipeline/streams.py (``Scheduler.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 
@@ -17,6 +16,7 @@ from pipeline.run_state import State
 from pipeline.streams import DirectStream
 from pipeline.testing import GraphRun
 from tests.pipeline.calcs import Gate
+from tests.pipeline.interleave import functions_on
 from tests.pipeline.test_scheduling import wait_in
 
 WAIT_S = 10.0  # a bound for what must happen at once: reaching it is the failure
@@ -98,13 +98,8 @@ def _throttled(thread_name: str) -> None:
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         th = next((t for t in threading.enumerate() if t.name == thread_name), None)
-        frame = sys._current_frames().get(th.ident) if th is not None else None
-        names = []
-        while frame is not None:
-            names.append(frame.f_code.co_name)
-            frame = frame.f_back
-        # (under mutmut, throttle is xǁSchedulerǁthrottle__mutmut_orig, _1, ...)
-        if "wait_until" in names and any(n == "throttle" or "ǁthrottle__mutmut_" in n for n in names):
+        names = functions_on(th)
+        if "wait_until" in names and "throttle" in names:
             return
         time.sleep(0.005)
     raise AssertionError(f"thread {thread_name!r} never waited in throttle()")

@@ -15,7 +15,6 @@ the count)."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 
@@ -26,6 +25,7 @@ from pipeline.node import NodeRuntime
 from pipeline.scheduler import HANDOFF_NS
 from pipeline.testing import GraphRun
 from tests.pipeline.calcs import Gate
+from tests.pipeline.interleave import functions_on
 from tests.pipeline.test_scheduling import TestSlowSink  # noqa: F401 - registers it
 from tests.pipeline.test_direct_hop import TestSlowInside, clock  # noqa: F401 - registers it; the fixture
 
@@ -191,14 +191,9 @@ def test_nodes_made_ready_on_another_executor_run_only_there(no_thread_leak):
 
 
 def _waits_in(thread: threading.Thread, function: str) -> bool:
-    """Whether ``thread`` is blocked on a condition inside ``function`` (under mutmut,
-    xǁSchedulerǁ<function>__mutmut_orig, _1, ...)."""
-    frame = sys._current_frames().get(thread.ident)
-    names = []
-    while frame is not None:
-        names.append(frame.f_code.co_name)
-        frame = frame.f_back
-    return "wait" in names and any(n == function or f"ǁ{function}__mutmut_" in n for n in names)
+    """Whether ``thread`` is blocked on a condition inside ``function``."""
+    names = functions_on(thread)
+    return "wait" in names and function in names
 
 
 def _wait_until(what: str, predicate) -> None:
