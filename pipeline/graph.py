@@ -150,6 +150,9 @@ class Graph:
             raise RuntimeError("the graph was already started; build a new Graph to run again")
         self._started = True
         self._reset_run_state()
+        for ob in (ob for observers in self._observers.values() for ob in observers):
+            if isinstance(ob, Poller):  # before anything can fail: a refused start ends them too
+                ob._attach(self._run)
         self._trace = [] if trace else None
         try:
             spec, options = self._resolve(side_packets or {})
@@ -261,9 +264,6 @@ class Graph:
                 stream.add_queue(q)
                 node.wire_input(q)
         for stream, observers in self._observers.items():
-            for ob in observers:
-                if isinstance(ob, Poller):
-                    ob._attach(self._run)
             if stream not in self._streams:  # its producer is off (`when:`): it carries nothing
                 for ob in observers:
                     if isinstance(ob, Poller):

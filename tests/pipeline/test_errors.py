@@ -245,9 +245,11 @@ def test_a_run_refused_by_its_side_packets_ends_failed_with_that_error_not_cance
 
     g = Graph.from_yaml("side_packets: {s: null}\ninputs: [in]\nnodes:\n  - calculator: PassThrough\n"
                         "    inputs: [in]\n    outputs: [o]\n")
+    poller = g.poller("o")
     with pytest.raises(GraphConfigError, match="side packet 'nope' is given but the graph does not declare it") as e:
         g.run({"nope": 1})
     assert g.done and g.state.name == "FAILED" and g.error is e.value and g.errors == [e.value]
+    assert poller.get(timeout=WAIT_S) is None  # the run ended (it said before: "start() the graph before get()")
     for call in (lambda: g.wait(WAIT_S), lambda: g.wait_until_idle(WAIT_S), lambda: g.add_packet("in", "x", 0),
                  lambda: g.close_input("in"), g.close_all_inputs):
         with pytest.raises(GraphConfigError) as again:
@@ -264,6 +266,7 @@ def test_a_start_whose_open_failed_ends_failed_and_wait_raises_its_error(no_thre
          "side_inputs": {"CLOSED": "closed"}},
         {"name": "second", "calculator": "TestFail", "inputs": {"IN": "a"}, "options": {"phase": "open"},
          "side_inputs": {"CLOSED": "closed"}}]})
+    poller = g.poller("a")
     with pytest.raises(GraphRunError, match=r"^node 'second' \(TestFail\) failed in open: RuntimeError: boom in open") as e:
         g.start({"closed": closed})
     assert closed == ["first"]  # the opened one closed before start() raised
@@ -274,6 +277,7 @@ def test_a_start_whose_open_failed_ends_failed_and_wait_raises_its_error(no_thre
     with pytest.raises(GraphRunError) as again:
         g.add_packet("in", 1, 0)
     assert again.value is e.value
+    assert poller.get(timeout=WAIT_S) is None
 
 
 def test_a_start_interrupted_in_an_open_ends_cancelled_and_wait_returns(no_thread_leak):
