@@ -50,6 +50,16 @@ class TestHeldAtOnce(Calculator):
                 self.inside -= 1
 
 
+def _held_at_once(max_in_flight: int, threads: int, got: list) -> Graph:
+    """n (TestHeldAtOnce, policy sync) reading a and b, its output's timestamps appended to ``got``."""
+    g = Graph.from_dict({"inputs": ["a", "b"], "side_packets": {"holds": None, "peak": None}, "nodes": [
+        {"calculator": "TestHeldAtOnce", "name": "n", "inputs": {"A": "a", "B": "b"}, "outputs": ["out"],
+         "policy": "sync", "max_in_flight": max_in_flight, "side_inputs": {"HOLDS": "holds", "PEAK": "peak"}},
+    ]}, threads=threads)
+    g.observe("out", lambda p: got.append(p.timestamp))
+    return g
+
+
 def _queued_or_busy(g: Graph) -> int:
     """The activations the executor holds now: queued, or being run by a worker."""
     ex = g._sched.executors["default"]
@@ -64,11 +74,7 @@ def test_a_general_path_node_is_activated_at_most_max_in_flight_times(max_in_fli
     rounds = [list(range(n + 1)), list(range(10, 10 + n + 1))]  # each: n calls held, one more packet
     holds = {t: Gate() for r in rounds for t in r[:n]}
     peak, got = [0], []
-    g = Graph.from_dict({"inputs": ["a", "b"], "side_packets": {"holds": None, "peak": None}, "nodes": [
-        {"calculator": "TestHeldAtOnce", "name": "n", "inputs": {"A": "a", "B": "b"}, "outputs": ["out"],
-         "policy": "sync", "max_in_flight": n, "side_inputs": {"HOLDS": "holds", "PEAK": "peak"}},
-    ]}, threads=n + 2)
-    g.observe("out", lambda p: got.append(p.timestamp))
+    g = _held_at_once(max_in_flight=n, threads=n + 2, got=got)
     with GraphRun(g, timeout=WAIT_S):  # (cancels and ends the run of a failed test)
         g.start({"holds": holds, "peak": peak})
         try:
@@ -103,11 +109,7 @@ def test_an_activation_by_a_bound_while_a_call_runs_is_counted(no_thread_leak):
     # the close of b brings: that activation, a second one while the first call runs, is counted,
     # so the packet at 2 finds both calls held and waits in the queue.
     holds, peak, got = {0: Gate(), 1: Gate()}, [0], []
-    g = Graph.from_dict({"inputs": ["a", "b"], "side_packets": {"holds": None, "peak": None}, "nodes": [
-        {"calculator": "TestHeldAtOnce", "name": "n", "inputs": {"A": "a", "B": "b"}, "outputs": ["out"],
-         "policy": "sync", "max_in_flight": 2, "side_inputs": {"HOLDS": "holds", "PEAK": "peak"}},
-    ]}, threads=4)
-    g.observe("out", lambda p: got.append(p.timestamp))
+    g = _held_at_once(max_in_flight=2, threads=4, got=got)
     with GraphRun(g, timeout=WAIT_S):  # (cancels and ends the run of a failed test)
         g.start({"holds": holds, "peak": peak})
         try:
@@ -165,11 +167,7 @@ def test_a_concurrent_node_is_not_closed_while_another_activation_flushes_its_ca
     # n active twice (the flush is part of the other's step): it must leave the close to it, not
     # close n's outputs under the flush (whose packets would then be refused).
     holds, peak, got = {0: Gate(), 1: Gate()}, [0], []
-    g = Graph.from_dict({"inputs": ["a", "b"], "side_packets": {"holds": None, "peak": None}, "nodes": [
-        {"calculator": "TestHeldAtOnce", "name": "n", "inputs": {"A": "a", "B": "b"}, "outputs": ["out"],
-         "policy": "sync", "max_in_flight": 2, "side_inputs": {"HOLDS": "holds", "PEAK": "peak"}},
-    ]}, threads=3)
-    g.observe("out", lambda p: got.append(p.timestamp))
+    g = _held_at_once(max_in_flight=2, threads=3, got=got)
     with GraphRun(g, timeout=WAIT_S), PausePoint("_flush", "stream.send(item, ready)", 1) as sends:
         g.start({"holds": holds, "peak": peak})
         try:
@@ -197,11 +195,7 @@ def test_an_activation_that_finds_its_packet_taken_is_counted_out_once(no_thread
     # goes on, finds nothing to take and ends: n is active once now (X). So 2 activates n (its
     # call held), and 3 waits in the queue: two calls at most.
     holds, peak, got = {t: Gate() for t in range(3)}, [0], []
-    g = Graph.from_dict({"inputs": ["a", "b"], "side_packets": {"holds": None, "peak": None}, "nodes": [
-        {"calculator": "TestHeldAtOnce", "name": "n", "inputs": {"A": "a", "B": "b"}, "outputs": ["out"],
-         "policy": "sync", "max_in_flight": 2, "side_inputs": {"HOLDS": "holds", "PEAK": "peak"}},
-    ]}, threads=4)
-    g.observe("out", lambda p: got.append(p.timestamp))
+    g = _held_at_once(max_in_flight=2, threads=4, got=got)
     with GraphRun(g, timeout=WAIT_S), PausePoint("_step_general", "run = self.run", 2) as y_steps:
         g.start({"holds": holds, "peak": peak})
         try:
