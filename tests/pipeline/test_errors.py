@@ -300,6 +300,43 @@ def test_a_start_interrupted_in_an_open_ends_cancelled_and_wait_returns(no_threa
     g.close_all_inputs()
 
 
+def test_a_start_interrupted_before_the_run_was_built_ends_cancelled(no_thread_leak):
+    # Ctrl-C while start() reads the side packets' options (before any stream exists): the run
+    # reads as cancelled, wait() and wait_until_idle() return, and feeding it says why not.
+    from pydantic import BaseModel, field_validator
+
+    class InterruptOptions(BaseModel):
+        when: str = "never"
+
+        @field_validator("when")
+        @classmethod
+        def _interrupt(cls, v):
+            if v == "now":
+                raise KeyboardInterrupt  # as Ctrl-C landing while the options are validated
+            return v
+
+    @register
+    class TestInterruptedResolve(Calculator):
+        inputs = {"IN": Input(Any)}
+        Options = InterruptOptions
+
+        def process(self, ctx):
+            raise AssertionError("never called")
+
+    g = Graph.from_dict({"inputs": ["in"], "side_packets": {"when": "never"},
+                         "nodes": [{"calculator": "TestInterruptedResolve", "inputs": ["in"],
+                                    "options": {"when": "$when"}}]})
+    with pytest.raises(KeyboardInterrupt):
+        g.start({"when": "now"})
+    assert g.done and g.state.name == "CANCELLED" and g.error is None
+    g.wait(WAIT_S)
+    g.wait_until_idle(WAIT_S)
+    for call in (lambda: g.add_packet("in", 1, 0), lambda: g.close_input("in")):
+        with pytest.raises(RuntimeError, match=r"^graph '<dict>': its start was interrupted; build a new Graph "
+                                               r"to run again$"):
+            call()
+
+
 def test_stop_run_from_a_calculator_ends_cleanly(no_thread_leak):
     from pipeline import Any, Calculator, Input, register
 

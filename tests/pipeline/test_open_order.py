@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from pipeline import STOP, Any, Calculator, Graph, GraphConfigError, GraphRunError, Input, Output, SideInput, \
     SideOutput, register
 from pipeline.errors import NodeStuckError
+from tests.pipeline.interleave import functions_on
 
 WAIT_S = 30.0  # a bound for what must happen at once: reaching it is the failure
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,6 +214,38 @@ def test_a_side_packet_never_set_is_a_config_error_naming_the_node(no_thread_lea
     with pytest.raises(GraphConfigError, match=r"node 'sink': side packet 'made' was never set \(give it to start\(\)\)"):
         g.start({"log": log})
     assert log.did == [("opened", "source"), ("closed", "source")]
+
+
+def test_a_failure_waits_for_an_open_in_flight_whatever_the_stuck_timeout(no_thread_leak):
+    # 'sink' fails while 'model' (opened aside: a model load) is still opening: start() waits for
+    # that open to end, closes model, and names nothing stuck, even with stuck_timeout 0: that bound
+    # is for calls, closes and the opens a second Ctrl-C leaves, not for a load a failure waits for.
+    # model's open ends once start() waits for it (checked against that wait bounded as a Ctrl-C's).
+    log = Log()
+    g = Graph(chain(("StepSource", "source", {}), ("StepAside", "model", {"wait": "go"}),
+                    ("StepHere", "sink", {"fail": True})).spec, stuck_timeout=0)
+    starter = threading.current_thread()
+
+    def let_the_open_end():
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            names = functions_on(starter)
+            if "finish" in names and "wait_until" in names and "wait" in names:
+                break
+            time.sleep(0.002)
+        log.event("go").set()
+
+    helper = threading.Thread(target=let_the_open_end)
+    helper.start()
+    try:
+        with pytest.raises(GraphRunError, match=r"^node 'sink' \(StepHere\) failed in open: RuntimeError"):
+            g.start({"log": log})
+    finally:
+        log.event("go").set()
+        helper.join(WAIT_S)
+    assert not [e for e in g.errors if isinstance(e, NodeStuckError)], g.errors
+    assert sorted(log.nodes("opened")) == ["model", "source"]
+    assert sorted(log.nodes("closed")) == ["model", "source"], "model was not closed before start() raised"
 
 
 def test_a_node_opened_aside_is_closed_by_the_shutdown_after_its_last_call(no_thread_leak):

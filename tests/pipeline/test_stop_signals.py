@@ -411,6 +411,22 @@ def test_two_ctrl_c_in_a_calculators_open_end_start_with_stop_signal(no_thread_l
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_two_signals_after_start_returned_raise_nothing_and_end_the_run(no_thread_leak):
+    # Once start() has returned, no calculator is opening: a second signal cancels the run from the
+    # helper thread and raises nothing where the main thread is (StopSignal is for opens only: it
+    # may land inside threading's locks). Checked against start() leaving _opening True.
+    from pipeline import Graph
+
+    g = Graph.from_yaml("inputs: [a]\nnodes: [{calculator: PassThrough, inputs: [a], outputs: [b]}]")
+    g.observe("b", lambda p: None)
+    with StopSignals(g, (signal.SIGINT,)) as watch:
+        g.start()
+        _kill(signal.SIGINT)
+        _kill(signal.SIGINT)
+    g.wait(WAIT_S)  # the signals ended the run (the first drained it, the second cancels what is left)
+    assert watch.received == [signal.SIGINT, signal.SIGINT] and g.done
+
+
 def test_two_signals_before_start_raise_nothing(no_thread_leak):
     # A graph watched before it starts (vpipe run installs its handlers first) is not opening
     # calculators: a second signal then only cancels it, as it would a running one.
