@@ -61,6 +61,9 @@ def _on_call(frame, event, arg):
     me = threading.current_thread()
     mine = [p for p in points if not p._done and p.function == name and p.only in (None, me)
             and code.co_filename.replace("\\", "/").endswith(p.file)]
+    if mine and any(p.node is not None for p in mine):
+        owner = getattr(frame.f_locals.get("self"), "name", None)  # the NodeRuntime (or stream) called
+        mine = [p for p in mine if p.node in (None, owner)]
     if not mine:
         return None
 
@@ -93,15 +96,17 @@ def _on_call(frame, event, arg):
 class PausePoint:
     """Holds the thread that is about to run ``line`` (its source text, stripped; None: that is
     about to return from the function) for the ``hit``-th time (counted over all threads) inside
-    ``function`` of the file ending in ``file`` (by ``thread`` only, when given);
+    ``function`` of the file ending in ``file`` (by ``thread`` only, when given; in a call of the
+    object named ``node`` only, when given: the ``NodeRuntime`` whose method it is);
     ``reached`` is set then, and the thread waits for ``go()`` (at most ``WAIT_S``); ``left`` is
     set once it has returned from that call of the function. One pause per point; several points
     may be installed at once (nested ``with``)."""
 
     def __init__(self, function: str, line: str | None, hit: int = 1, file: str = "pipeline/node.py",
-                 thread: threading.Thread | None = None):
+                 thread: threading.Thread | None = None, node: str | None = None):
         self.function = function
         self.only = thread  # counts and holds only this thread (None: any run thread)
+        self.node = node  # counts and holds only calls on the node of this name (None: any)
         self.line = line
         self.hit = hit
         self.file = file

@@ -212,6 +212,34 @@ def test_a_bound_that_comes_in_the_release_window_after_a_bound_is_passed_on_at_
         r.finish()
 
 
+def test_a_bound_that_comes_in_the_release_window_after_a_call_is_passed_on_at_once(no_thread_leak):
+    # n (behind e: TestEvenOnly) processed 0 and is held before it releases the claim. e's call at 1
+    # (on the other worker) sends nothing and moves n's input bound to 2 meanwhile: the claim is
+    # taken, so that bound is left to n's last look after the release, which must claim n again and
+    # pass it on to out. join (sync) then has its packet at 1 on c settled: out can have nothing at 1.
+    # (Checked against step's release test skipping that look for a node with a timestamp offset.)
+    g = Graph.from_dict({"inputs": ["in", "c"], "nodes": [
+        {"calculator": "TestEvenOnly", "name": "e", "inputs": ["in"], "outputs": ["a"]},
+        {"calculator": "TestOneAtATime", "name": "n", "inputs": ["a"], "outputs": ["out"]},
+        {"calculator": "TestJoin", "name": "join", "inputs": {"A": "c", "B": "out"}, "outputs": ["j"]},
+    ]}, threads=2)
+    with GraphRun(g, collect=["j"], timeout=WAIT_S) as r, \
+            PausePoint(*POINTS["step, before the release"][:3], node="n") as before_release:
+        r.start()
+        g.add_packet("c", "c1", 1)
+        g.add_packet("in", 0, 0)  # e's first call is measured: 0 takes n's queue, not a direct hop
+        held = before_release.wait_reached()
+        g.add_packet("in", 1, 1)
+        if held:
+            q = g._streams["a"].queues[0]
+            _wait_until("e's bound on n's queue", lambda: q.bound == 2)
+        before_release.go()
+        g.wait_until_idle(WAIT_S)
+        assert r.out["j"] == [(0, (None, 0)), (1, ("c1", None))], "out's bound stayed behind n's input bound"
+        r.finish()
+    assert g.error is None and g.stats()["n"]["count"] == 1
+
+
 def _idle_in_its_loop(thread: threading.Thread) -> bool:
     """``thread`` (a worker) waits for work in its executor's loop, not held at a PausePoint."""
     return "_hold" not in functions_on(thread) and _waits_in(thread, "_work")
