@@ -4,6 +4,9 @@
 #  - a virtual environment in .venv with vpipe, all its engines and Ray installed (editable; the
 #    `all` extra includes `ray`, for vpipe run --ray and tests/cluster)
 #  - the models and sample videos of the catalog, verified by checksum, in the per-user cache
+#  - mediapipe 0.10.21 (its legacy solutions: the reference of tests/landmarks, the baseline of
+#    tests/bench) in an environment of its own, $VPIPE_MP_ENV or /work/envs/mp01021: it pulls
+#    opencv-contrib-python, and one environment holds one OpenCV distribution
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,3 +43,13 @@ fi
 
 echo "setup: fetching the model and sample catalog (cached, checksummed)"
 .venv/bin/vpipe models pull --all
+
+MP_ENV=${VPIPE_MP_ENV:-/work/envs/mp01021}
+if [ ! -f "$MP_ENV/.vpipe-made" ] || [ tests/bench/make_mp_env.sh -nt "$MP_ENV/.vpipe-made" ]; then
+  echo "setup: making the mediapipe 0.10.21 reference environment in $MP_ENV"
+  if PYTHON="$PY" bash tests/bench/make_mp_env.sh "$MP_ENV"; then
+    touch "$MP_ENV/.vpipe-made"
+  else
+    echo "setup: could not make $MP_ENV: the tests that compare with MediaPipe 0.10.21 will skip, saying so"
+  fi
+fi

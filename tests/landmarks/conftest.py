@@ -24,8 +24,8 @@ def mp_python() -> Path:
     """The mediapipe 0.10.21 interpreter, or a skip saying how to make it."""
     py = MP_ENV / "bin" / "python"
     if not py.exists():
-        pytest.skip(f"no mediapipe 0.10.21 environment at {MP_ENV} (make it: bash tests/bench/make_mp_env.sh; "
-                    "or set VPIPE_MP_ENV)")
+        pytest.skip(f"no mediapipe 0.10.21 environment at {MP_ENV} (scripts/setup.sh makes it; by hand: "
+                    "bash tests/bench/make_mp_env.sh; or set VPIPE_MP_ENV)")
     return py
 
 
