@@ -245,13 +245,9 @@ def _construct_mapping(loader, node):
     d = LDict()
     d.line = node.start_mark.line + 1
     d.key_lines = {}
-    explicit = []
-    for key_node, value_node in node.value:
-        if not isinstance(key_node, ScalarNode):
-            kind = "a list" if isinstance(key_node, SequenceNode) else "a mapping"
-            raise _LimitError(f"a mapping key must be a name or a number, not {kind}", key_node.start_mark)
-        if key_node.tag != MERGE:
-            explicit.append(key_node)
+    # Every key is a scalar here: _LimitedComposer.compose_node refuses the others (a list, a
+    # mapping, an alias of one) as it reads them, merged mappings' keys included.
+    explicit = [key_node for key_node, _ in node.value if key_node.tag != MERGE]
     seen: dict = {}
     for key_node in explicit:
         key = loader.construct_object(key_node)
@@ -261,8 +257,6 @@ def _construct_mapping(loader, node):
         seen[key] = key_node.start_mark.line + 1
     loader.flatten_mapping(node)  # PyYAML's handling of `<<`; merged pairs come first
     for key_node, value_node in node.value:
-        if not isinstance(key_node, ScalarNode):
-            raise _LimitError("a mapping key must be a name or a number", key_node.start_mark)
         key = loader.construct_object(key_node)
         d[key] = loader.construct_object(value_node, deep=True)
         d.key_lines[key] = key_node.start_mark.line + 1

@@ -143,6 +143,10 @@ def test_text_over_the_size_limit(monkeypatch):
         None, "the text has 11 characters; a graph file may have at most 10")
     assert gy.decode(b"a: 1234567", "f") == "a: 1234567"
     assert _problem(gy.decode, b"a: 12345678", "f") == (None, "the file is 11 bytes; a graph file may have at most 10")
+    for fn, data in ((gy.load_yaml, "a: 12345678"), (gy.decode, b"a: 12345678")):  # each names the file
+        with pytest.raises(GraphConfigError) as e:
+            fn(data, "big.yaml")
+        assert [p.file for p in e.value.problems] == ["big.yaml"]
 
 
 def test_decode_takes_utf8_with_or_without_bom():
@@ -170,6 +174,25 @@ def test_undecodable_bytes_name_their_line_and_column():
     assert message.endswith("cannot be decoded (it looks like UTF-16); save the file as UTF-8")
     seven = "abcdefg".encode("utf-16-le")[:14] + b"\xff\xfe"  # 7 NULs: no hint
     assert not _problem(gy.decode, seven, "f")[1].endswith("(it looks like UTF-16); save the file as UTF-8")
+
+
+def test_lines_and_columns_count_from_the_first_byte():
+    # a newline as the very first byte, and a bad byte after several lines: the line counts every
+    # newline before it, the column starts after the last one (checked against counting from the
+    # second byte, and against the first newline for the last)
+    assert _problem(gy.decode, b"\n\xff", "f") == (
+        2, "not UTF-8 text: byte 0xff at column 1 cannot be decoded; save the file as UTF-8")
+    assert _problem(gy.decode, b"a: 1\nb: 2\ncd: \xff\n", "f") == (
+        3, "not UTF-8 text: byte 0xff at column 5 cannot be decoded; save the file as UTF-8")
+    assert _problem(gy.load_yaml, "\na: \x07\n", "f") == (2, "character U+0007 is not allowed in YAML")
+
+
+def test_the_utf16_hint_takes_8_nuls_among_the_first_64_bytes():
+    eight = b"a\x00" * 8 + b"\xff"  # exactly 8
+    assert _problem(gy.decode, eight, "f")[1].endswith("(it looks like UTF-16); save the file as UTF-8")
+    late = b"\x00" * 7 + b"a" * 57 + b"\x00\xff"  # 7 in the first 64 bytes, the 8th at byte 64
+    assert _problem(gy.decode, late, "f")[1] == (
+        "not UTF-8 text: byte 0xff at column 66 cannot be decoded; save the file as UTF-8")
 
 
 def test_a_command_line_value_is_named_value_in_its_problem():
