@@ -185,17 +185,23 @@ def test_a_worker_that_finds_the_node_claimed_after_its_release_from_idle_leaves
     assert g.error is None and g.stats()["n"]["count"] == 1
 
 
+def _even_then_n_then_join() -> Graph:
+    """in -> e (TestEvenOnly) -> n (one call at a time) -> out; join (sync) reads c and out: it
+    fires at t only once out's bound has passed t (when out has nothing there)."""
+    return Graph.from_dict({"inputs": ["in", "c"], "nodes": [
+        {"calculator": "TestEvenOnly", "name": "e", "inputs": ["in"], "outputs": ["a"]},
+        {"calculator": "TestOneAtATime", "name": "n", "inputs": ["a"], "outputs": ["out"]},
+        {"calculator": "TestJoin", "name": "join", "inputs": {"A": "c", "B": "out"}, "outputs": ["j"]},
+    ]}, threads=2)
+
+
 def test_a_bound_that_comes_in_the_release_window_after_a_bound_is_passed_on_at_once(no_thread_leak):
     # n (behind e: TestEvenOnly, which sends nothing for odd packets) was activated by a bound
     # alone (e's call at 1), moved out's bound to 2 and is held before it releases the claim. e's
     # call at 3 (on the other worker) moves n's input bound to 4 meanwhile, with no packet: its
     # claim is taken, so that bound is left to n's last look, which must pass it on to out. join
     # (sync) then has its packet at 3 on c settled: out can have nothing at 3.
-    g = Graph.from_dict({"inputs": ["in", "c"], "nodes": [
-        {"calculator": "TestEvenOnly", "name": "e", "inputs": ["in"], "outputs": ["a"]},
-        {"calculator": "TestOneAtATime", "name": "n", "inputs": ["a"], "outputs": ["out"]},
-        {"calculator": "TestJoin", "name": "join", "inputs": {"A": "c", "B": "out"}, "outputs": ["j"]},
-    ]}, threads=2)
+    g = _even_then_n_then_join()
     with GraphRun(g, collect=["j"], timeout=WAIT_S) as r, \
             PausePoint(*IDLE_POINTS["idle, before the release"][:3]) as before_release:
         r.start()
@@ -218,11 +224,7 @@ def test_a_bound_that_comes_in_the_release_window_after_a_call_is_passed_on_at_o
     # taken, so that bound is left to n's last look after the release, which must claim n again and
     # pass it on to out. join (sync) then has its packet at 1 on c settled: out can have nothing at 1.
     # (Checked against step's release test skipping that look for a node with a timestamp offset.)
-    g = Graph.from_dict({"inputs": ["in", "c"], "nodes": [
-        {"calculator": "TestEvenOnly", "name": "e", "inputs": ["in"], "outputs": ["a"]},
-        {"calculator": "TestOneAtATime", "name": "n", "inputs": ["a"], "outputs": ["out"]},
-        {"calculator": "TestJoin", "name": "join", "inputs": {"A": "c", "B": "out"}, "outputs": ["j"]},
-    ]}, threads=2)
+    g = _even_then_n_then_join()
     with GraphRun(g, collect=["j"], timeout=WAIT_S) as r, \
             PausePoint(*POINTS["step, before the release"][:3], node="n") as before_release:
         r.start()
