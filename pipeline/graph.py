@@ -326,9 +326,10 @@ class Graph:
             # A second Ctrl-C (StopSignal) leaves hung opens, as it leaves hung calls (signals.py).
             bound = min(_signals.SECOND_SIGNAL_STUCK_S, self.stuck_timeout) if isinstance(e, KeyboardInterrupt) else None
             stuck = background.finish(bound)
-            self._close_opened(stuck)
             first = background.first_failure(e, at)
-            self._teardown_unstarted(first)
+            self._run.refuse(first)  # the run ends (before the closes: a failing close comes second)
+            self._close_opened(stuck)
+            self._end_time = time.perf_counter()
             if first is not e:
                 raise first from None
             raise
@@ -610,9 +611,9 @@ class Graph:
                 run.wait_until(lambda: closer.finished or closer.current is not node, left)
 
     def _teardown_unstarted(self, e: BaseException) -> None:
-        """The start raised ``e`` before the run began (nothing runs, every opened node is closed):
-        the run reads as ended (``done``; FAILED with ``e`` as its error, CANCELLED for Ctrl-C), so
-        ``wait()`` raises ``e`` again at once and ``add_packet`` refuses with it."""
+        """The start raised ``e`` before anything was opened: the run reads as ended (``done``;
+        FAILED with ``e`` as its error, CANCELLED for Ctrl-C), so ``wait()`` raises ``e`` again at
+        once and ``add_packet`` refuses with it (``_open`` ends the run so too, closes first)."""
         self._run.refuse(e)
         self._end_time = time.perf_counter()
 

@@ -192,17 +192,17 @@ class RunState:
 
     def refuse(self, err: BaseException) -> None:
         """A start that raised (its graph refused, an open failed, Ctrl-C while opening): the run
-        ends before it began, CANCELLED for an interrupt, else FAILED with ``err`` as its error, so
-        that ``wait()`` raises it again at once instead of waiting for a run that never ran."""
+        ends before it began, FAILED with ``err`` as its error (or CANCELLED for an interrupt), so
+        that ``wait()`` raises it again at once instead of waiting for a run that never ran. An
+        interrupt that left opens hung has already failed the run (their ``NodeStuckError``)."""
         with self.cond:
-            if self.state in _ENDED:
-                return
             if isinstance(err, Exception):
                 self.errors.append(err)
                 if self.error is None:
                     self.error = err
-                self._move(State.FAILED)
-            else:
+                if self.state is not State.FAILED:
+                    self._move(State.FAILED)
+            elif self.state not in _ENDED:
                 self._move(State.CANCELLED)
 
     def node_finished(self) -> None:

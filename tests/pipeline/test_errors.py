@@ -280,6 +280,22 @@ def test_a_start_whose_open_failed_ends_failed_and_wait_raises_its_error(no_thre
     assert poller.get(timeout=WAIT_S) is None
 
 
+def test_a_start_whose_open_failed_keeps_that_error_first_when_a_close_fails_too(no_thread_leak):
+    # first opened, second's open failed, then first's close fails as the start closes what it
+    # opened: the open's failure is the run's error (raised by start and by wait), the close's
+    # comes second (it came first before: the close ended the run, and the open's was lost)
+    g = Graph.from_dict({"inputs": ["in"], "nodes": [
+        {"name": "first", "calculator": "TestFail", "inputs": {"IN": "in"}, "outputs": {"OUT": "a"},
+         "options": {"phase": "close"}},
+        {"name": "second", "calculator": "TestFail", "inputs": {"IN": "a"}, "options": {"phase": "open"}}]})
+    with pytest.raises(GraphRunError, match=r"^node 'second' \(TestFail\) failed in open") as e:
+        g.start()
+    assert g.error is e.value and [(x.node, x.phase) for x in g.errors] == [("second", "open"), ("first", "close")]
+    with pytest.raises(GraphRunError) as again:
+        g.wait(WAIT_S)
+    assert again.value is e.value
+
+
 def test_a_start_interrupted_in_an_open_ends_cancelled_and_wait_returns(no_thread_leak):
     @register
     class TestInterruptedOpen(Calculator):
