@@ -96,10 +96,12 @@ def main() -> None:
     try:
         app(args=argv, prog_name="vpipe")
     except KeyboardInterrupt:
+        errors.sync_native_stderr()
         sys.stderr.write("error: interrupted (Ctrl-C)\n")
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - the top of the command: every failure is reported here
         lines = errors.uncaught_text(e).splitlines()
+        errors.sync_native_stderr()
         sys.stderr.write(f"error: {lines[0]}\n" + "".join(f"{ln}\n" for ln in lines[1:]))
         sys.stderr.flush()
         sys.exit(1)

@@ -217,7 +217,10 @@ def plugins_or_exit(modules: list[str] | None) -> None:
 
 
 def _print_error(message: str) -> None:
+    from apps.errors import sync_native_stderr
+
     lines = str(message).splitlines() or [""]
+    sync_native_stderr()  # a native line written before the failure is printed before its line
     sys.stderr.write(f"error: {lines[0]}\n")
     if len(lines) > 1:
         sys.stderr.write("\n".join(lines[1:]) + "\n")

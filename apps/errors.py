@@ -95,6 +95,7 @@ native_log = logging.getLogger("vpipe.native")
 
 
 PIPE_BYTES = 1 << 20  # what fd 2's pipe can hold before a writer waits for the reader
+SYNC_MARK = b"\x00vpipe-stderr-sync\n"  # a line no library writes: NativeStderr.sync's place in the pipe
 
 
 class NativeStderr:
@@ -127,13 +128,36 @@ class NativeStderr:
             for handler in logger.handlers:
                 if isinstance(handler, logging.StreamHandler) and handler.stream is old:
                     handler.setStream(new)
+        self._synced: list[threading.Event] = []  # sync() calls whose mark the thread has not read yet
+        self._sync_lock = threading.Lock()
         self.thread = threading.Thread(target=self._pump, name="vpipe-stderr", daemon=True)
         self.thread.start()
         self._restored = False
         atexit.register(self.restore)
 
+    def sync(self, timeout: float = 0.5) -> bool:
+        """Waits until the thread has passed on every line written to fd 2 before now (at most
+        ``timeout`` s), so that the line vpipe writes next comes after them, as it was written.
+        The pipe keeps order: a mark written now is read after all of them."""
+        done = threading.Event()
+        with self._sync_lock:
+            self._synced.append(done)
+            try:
+                os.write(2, SYNC_MARK)
+            except OSError:
+                self._synced.remove(done)
+                return False
+        return done.wait(timeout)
+
     def _pump(self) -> None:
         for raw in self._read:
+            if raw.endswith(SYNC_MARK):
+                with self._sync_lock:
+                    if self._synced:
+                        self._synced.pop(0).set()
+                raw = raw[:-len(SYNC_MARK)]  # what a writer left without its newline comes first
+                if not raw:
+                    continue
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             if self.quiet or NATIVE_LOG_LINE.match(line):
                 native_log.debug("%s", line)
@@ -176,6 +200,13 @@ def capture_native_stderr(quiet: bool = False) -> None:
         _native = NativeStderr(quiet)
     except (OSError, ValueError):  # no real stderr (embedded, closed): nothing to capture
         _native = None
+
+
+def sync_native_stderr() -> None:
+    """Before vpipe's own line (an ``error:``): what native code wrote to fd 2 before it is passed
+    on first, in order (a line that gets through, with ``-q`` none). Bounded; no-op uncaptured."""
+    if _native is not None and not _native._restored:
+        _native.sync()
 
 
 def silence_native_stderr() -> None:
