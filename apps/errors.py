@@ -18,7 +18,9 @@
   level (``vpipe.native``) and passes any other line through; ``-q`` logs every line instead.
   Python's ``sys.stderr`` writes to the real stderr, so vpipe's own lines are never held back.
   ``--debug`` leaves fd 2 alone: everything native shows, as it comes. A line written just before
-  a native abort (``std::terminate``) may be lost with the process.
+  a native abort (``std::terminate``) may be lost with the process. Before vpipe's ``error:`` line,
+  the thread is given time (at most 0.5 s) to pass on what native code wrote before it
+  (``sync_native_stderr``), so the lines that get through show in the order they were written.
 """
 
 from __future__ import annotations
