@@ -160,6 +160,7 @@ class NativeStderr:
                 raw = raw[:-len(SYNC_MARK)]  # what a writer left without its newline comes first
                 if not raw:
                     continue
+                raw += b"\n"  # ended here, so that vpipe's line starts a line of its own
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             if self.quiet or NATIVE_LOG_LINE.match(line):
                 native_log.debug("%s", line)

@@ -369,9 +369,9 @@ class Graph:
         raises ``QueueFullError`` when one with overflow ``reject`` is."""
         if not self._started:
             raise RuntimeError("start() the graph before add_packet()")
-        self._check_built()
         s = self._streams.get(stream)
         if s is None or s.producer is not None:
+            self._check_built()  # (off the per-packet path: an unbuilt run has no streams at all)
             raise KeyError(f"'{stream}' is not an input stream of graph '{self.name}' "
                            f"(inputs: {', '.join(self.spec.inputs) or 'none'})")
         run = self._run
@@ -423,9 +423,9 @@ class Graph:
         self._fed.add(stream)
 
     def close_input(self, stream: str) -> None:
-        self._check_built()
         s = self._streams.get(stream)
         if s is None or s.producer is not None:
+            self._check_built()
             raise KeyError(f"'{stream}' is not an input stream of graph '{self.name}'")
         ready: list = []
         with self._feed_lock:

@@ -121,6 +121,10 @@ for i in range(50):
     errors.sync_native_stderr()  # what vpipe does before its own error line
     sys.stderr.write(f"vpipe's line {i}\\n")
     sys.stderr.flush()
+os.write(2, b"a native line with no newline")
+errors.sync_native_stderr()
+sys.stderr.write("vpipe's last line\\n")
+sys.stderr.flush()
 '''
 
 
@@ -135,4 +139,5 @@ def test_a_line_native_code_wrote_first_is_passed_on_before_vpipes_next_line():
                        cwd=str(Path(__file__).resolve().parents[2]))
     assert r.returncode == 0, r.stderr[-500:]
     expected = [line for i in range(50) for line in (f"a native line {i}", f"vpipe's line {i}")]
+    expected += ["a native line with no newline", "vpipe's last line"]  # each on a line of its own
     assert r.stderr.splitlines() == expected
